@@ -1,0 +1,5 @@
+// The list of `quic-lb` commands. One module per command (or command group) in src/cli/.
+import type { CommandModule } from 'yargs';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const commands: CommandModule<any, any>[] = [];
