@@ -1,0 +1,10 @@
+// quic-lb-ts/quic: the QUIC wire format shared by the load balancer, the backend kit and the
+// demo server. Re-exports only (STYLE.md habit 12).
+export * from './errors.js';
+export * from './varint.js';
+export * from './version.js';
+export * from './header.js';
+export * from './ip.js';
+export * from './preferred-address.js';
+export * from './transport-parameters.js';
+export * from './proxy-v2.js';
