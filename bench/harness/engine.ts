@@ -1,0 +1,250 @@
+// The measuring engine: sinks and load generator in worker threads of this process, routers as
+// child processes. One trial = handshake (one Initial per connection through the router; the
+// sink that receives it owns the connection) -> CIDs minted for the owners -> timed short-header
+// traffic at a paced rate, with scenario events. Loss, misdelivery and one-way latency come
+// from the sinks; CPU and RSS of the router from /proc.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import type { CidScheme, RunEvent, RunResult, Target } from '../load/generator.js';
+import { percentile } from '../lib/histogram.js';
+import { sleep } from '../lib/proc.js';
+import { RedisServer } from '../lib/redis-server.js';
+import { treeCpuUs, treeRssBytes } from '../lib/procstat.js';
+import { WorkerRpc } from '../lib/rpc.js';
+import type { SinkStats } from '../sink/sinks.js';
+import type { Algorithm, Env, RouterHandle, RouterSpec } from './routers.js';
+
+export const SINK_ADDRESSES = ['127.0.3.10', '127.0.3.11', '127.0.3.12', '127.0.3.13', '127.0.3.14'];
+/** Backends in the pool at the start of every trial; sink 4 joins in the pool-change scenario. */
+export const INITIAL_POOL = [0, 1, 2, 3];
+export const SOURCE_ADDRESSES = Array.from({ length: 40 }, (_, i) => `127.0.3.${150 + i}`);
+export const SCHEMES: Record<Algorithm, CidScheme> = {
+  // draft-21 §5.2 plaintext: 2-octet server ID + 6-octet nonce (8-octet CID + first octet).
+  plaintext: { configId: 0, serverIdLength: 2, nonceLength: 6, serverIds: [] },
+  // §5.4.1 single-pass: server ID + nonce = 16 octets.
+  'single-pass': { configId: 1, serverIdLength: 2, nonceLength: 14, key: '4d7573745365637265744b6579303031', serverIds: [] },
+  // §5.4.2 four-pass: any other length.
+  'four-pass': { configId: 2, serverIdLength: 2, nonceLength: 6, key: '8f95f09245765f80256934e50c66207f', serverIds: [] },
+};
+export const SERVER_IDS = [0x0101, 0x0202, 0x0303, 0x0404, 0x0505];
+
+export interface EngineOptions {
+  conns: number;
+  packetSize: number;
+  seed: number;
+  /** Flows the memory curve will create (sizes nginx and the Redis router's cache). */
+  maxFlows: number;
+  needRedis: boolean;
+}
+
+export interface TrialOptions {
+  rate: number;
+  durationMs: number;
+  events?: RunEvent[];
+  /** Harness-side actions at a time offset (restart the router, restart Redis, change the pool). */
+  actions?: { atMs: number; run: () => Promise<void> }[];
+  /** Second router instance for path switches. */
+  second?: RouterHandle;
+  settleMs?: number;
+}
+
+export interface TrialResult {
+  offered_pps: number;
+  sent: number;
+  received: number;
+  /** Packets per second delivered to backends. */
+  pps: number;
+  loss: number;
+  cpu_us_per_packet: number | null;
+  redis_cpu_us_per_packet: number | null;
+  p50_us: number | null;
+  p99_us: number | null;
+  correct_ratio: number | null;
+  misdelivered: number;
+  /** Connections with an owner after the handshake. */
+  connections: number;
+  rss_mb: number;
+  redis_mem_mb: number | null;
+  corrupt: number;
+  send_errors: number;
+}
+
+export class Engine {
+  readonly ownerBuffer: SharedArrayBuffer;
+  readonly owner: Int8Array;
+  private sinks!: WorkerRpc;
+  private gen!: WorkerRpc;
+  redis: RedisServer | undefined;
+  private redisClient: Redis | undefined;
+  env!: Env;
+  private trialId = 1;
+  private readonly tmp = mkdtempSync(path.join(tmpdir(), 'quic-lb-bench-'));
+
+  constructor(readonly opts: EngineOptions) {
+    this.ownerBuffer = new SharedArrayBuffer(opts.conns);
+    this.owner = new Int8Array(this.ownerBuffer);
+  }
+
+  async setup(): Promise<void> {
+    const schemes = structuredClone(SCHEMES);
+    for (const s of Object.values(schemes)) s.serverIds = SERVER_IDS;
+    this.sinks = WorkerRpc.start(new URL('../sink/worker.ts', import.meta.url), { addresses: SINK_ADDRESSES, ownerBuffer: this.ownerBuffer });
+    const ports = await this.sinks.call<number[]>('start');
+    this.gen = WorkerRpc.start(new URL('../load/worker.ts', import.meta.url), {
+      ownerBuffer: this.ownerBuffer,
+      options: {
+        conns: this.opts.conns,
+        sourceAddresses: SOURCE_ADDRESSES,
+        packetSize: this.opts.packetSize,
+        seed: this.opts.seed,
+        schemes,
+        spareShare: 0.5,
+      },
+    });
+    await this.gen.call('init');
+    if (this.opts.needRedis) {
+      this.redis = await RedisServer.start();
+      this.redisClient = new Redis({ port: this.redis.port, host: '127.0.0.1', retryStrategy: () => 50, maxRetriesPerRequest: 1 });
+      this.redisClient.on('error', () => {});
+    }
+    this.env = {
+      sinks: SINK_ADDRESSES.map((a, i) => `${a}:${ports[i]}`),
+      serverIds: SERVER_IDS,
+      schemes,
+      redis: this.redis,
+      tmp: this.tmp,
+      maxFlows: this.opts.maxFlows,
+    };
+  }
+
+  /** Starts a router on its own loopback address (instance 1 = the second LB of the ECMP case). */
+  start(spec: RouterSpec, index: number, instance = 0): Promise<RouterHandle> {
+    return spec.start(this.env, INITIAL_POOL, `127.0.3.${100 + index * 2 + instance}`);
+  }
+
+  sinkTarget(i: number): Target {
+    const [host, port] = this.env.sinks[i].split(':');
+    return { host, port: Number(port) };
+  }
+
+  async redisMemoryMb(): Promise<number | null> {
+    if (!this.redisClient) return null;
+    try {
+      const info = await this.redisClient.info('memory');
+      const m = /used_memory:(\d+)/.exec(info);
+      return m ? Number(m[1]) / 1048576 : null;
+    } catch {
+      return null;
+    }
+  }
+
+  async redisKeys(): Promise<number | null> {
+    try {
+      return this.redisClient ? await this.redisClient.dbsize() : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * One measured trial of `router` (CPU/RSS from `handle`'s process trees; `spec` picks the CID
+   * scheme). `target` defaults to the router; a sink's address measures the direct path.
+   */
+  async trial(spec: RouterSpec | undefined, handle: RouterHandle | undefined, o: TrialOptions, target?: Target): Promise<TrialResult> {
+    const to = target ?? handle!.target;
+    // Handshake: owners are whoever receives each connection's Initial.
+    this.owner.fill(-1);
+    const hsTrial = this.nextTrial();
+    await this.sinks.call('reset', { trial: hsTrial });
+    await this.gen.call('connect', { target: to });
+    await this.gen.call('handshake', { trial: hsTrial, rate: Math.min(20_000, Math.max(5_000, o.rate)) });
+    await sleep(150);
+    const connections = await this.gen.call<number>('mint', { scheme: spec?.scheme ?? 'plaintext' });
+
+    const runTrial = this.nextTrial();
+    await this.sinks.call('reset', { trial: runTrial });
+    const pids = handle ? [...handle.pids(), ...(o.second?.pids() ?? [])] : [];
+    const cpu0 = sumCpu(pids);
+    const redisCpu0 = this.redis ? treeCpuUs(this.redis.pid) : 0;
+    const timers = (o.actions ?? []).map((a) => {
+      let done: Promise<void> = Promise.resolve();
+      const t = setTimeout(() => {
+        done = a.run();
+      }, a.atMs);
+      return { t, done: () => done };
+    });
+    const targets = [to, ...(o.second ? [o.second.target] : [])];
+    const run = await this.gen.call<RunResult>('run', { trial: runTrial, rate: o.rate, durationMs: o.durationMs, targets, events: o.events ?? [] });
+    for (const t of timers) clearTimeout(t.t);
+    await Promise.all(timers.map((t) => t.done()));
+    await sleep(o.settleMs ?? 250);
+    // pids may have changed after a restart
+    const pidsAfter = handle ? [...handle.pids(), ...(o.second?.pids() ?? [])] : [];
+    // After a restart the killed process's CPU is gone with it: no per-packet CPU for that trial.
+    const cpu1 = samePids(pids, pidsAfter) ? sumCpu(pidsAfter) : NaN;
+    const redisCpu1 = this.redis ? treeCpuUs(this.redis.pid) : 0;
+    const st = await this.sinks.call<SinkStats>('stats');
+    const received = st.received.reduce((a, b) => a + b, 0);
+    const usesRedis = spec?.family === 'redis';
+    return {
+      offered_pps: Math.round((run.sent / run.elapsedMs) * 1000),
+      sent: run.sent,
+      received,
+      pps: Math.round((received / run.elapsedMs) * 1000),
+      loss: run.sent > 0 ? Math.max(0, 1 - received / run.sent) : 0,
+      cpu_us_per_packet: handle && received > 0 ? round((cpu1 - cpu0) / received, 2) : null,
+      redis_cpu_us_per_packet: usesRedis && received > 0 && this.redis ? round((redisCpu1 - redisCpu0) / received, 2) : null,
+      p50_us: round(percentile(st.hist, 50), 1),
+      p99_us: round(percentile(st.hist, 99), 1),
+      correct_ratio: received > 0 ? round((received - st.wrong) / received, 5) : null,
+      misdelivered: st.wrong,
+      connections,
+      rss_mb: handle ? round(sumRss(pidsAfter) / 1048576, 1)! : 0,
+      redis_mem_mb: usesRedis ? round(await this.redisMemoryMb(), 2) : null,
+      corrupt: st.corrupt,
+      send_errors: run.sendErrors,
+    };
+  }
+
+  /** Creates `count` new flows (fresh 4-tuples, one Initial each) through `target`. */
+  async churn(target: Target, count: number, rate: number): Promise<number> {
+    const trial = this.nextTrial();
+    await this.sinks.call('reset', { trial });
+    return this.gen.call<number>('churn', { trial, target, count, batch: 1000, rate });
+  }
+
+  private nextTrial(): number {
+    this.trialId = (this.trialId + 1) & 0xffff || 1;
+    return this.trialId;
+  }
+
+  async close(): Promise<void> {
+    await this.gen?.call('close').catch(() => {});
+    await this.gen?.close();
+    await this.sinks?.call('close').catch(() => {});
+    await this.sinks?.close();
+    this.redisClient?.disconnect();
+    await this.redis?.stop();
+    rmSync(this.tmp, { recursive: true, force: true });
+  }
+}
+
+function sumCpu(pids: number[]): number {
+  return pids.reduce((a, p) => a + treeCpuUs(p), 0);
+}
+
+function sumRss(pids: number[]): number {
+  return pids.reduce((a, p) => a + treeRssBytes(p), 0);
+}
+
+function samePids(a: number[], b: number[]): boolean {
+  return a.length === b.length && a.every((p, i) => p === b[i]);
+}
+
+export function round(v: number | null, digits: number): number | null {
+  if (v === null || !Number.isFinite(v)) return null;
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}

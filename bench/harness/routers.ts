@@ -1,0 +1,218 @@
+// The routers under test, behind one interface: start (instance 0 or a second instance for the
+// ECMP scenario), restart (a crash: SIGKILL of the whole process tree, then start again),
+// change the backend pool, stop. Each runs as its own process so its CPU and memory are its own.
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { CidScheme, Target } from '../load/generator.js';
+import { freeUdpPort, killTree, spawnReady, waitUdpBound, type Child } from '../lib/proc.js';
+import { repoRoot, routerJs } from './build.js';
+import type { RedisServer } from '../lib/redis-server.js';
+import { NginxProxy } from '../routers/nginx.js';
+
+export const cliPath = path.join(repoRoot, 'dist', 'cli.js');
+
+export type Algorithm = 'plaintext' | 'single-pass' | 'four-pass';
+export type Family = 'quic-lb' | 'redis' | 'bare' | 'nginx';
+
+export interface Env {
+  /** "ip:port" of each sink (backend), by sink index. */
+  sinks: string[];
+  /** QUIC-LB server ID of each sink. */
+  serverIds: number[];
+  schemes: Record<Algorithm, CidScheme>;
+  redis?: RedisServer;
+  /** Directory for generated config files. */
+  tmp: string;
+  /** Largest number of concurrent flows the run will create (sizes nginx). */
+  maxFlows: number;
+}
+
+export interface RouterHandle {
+  readonly target: Target;
+  /** Root PIDs of the router's processes (CPU and RSS are summed over their trees). */
+  pids(): number[];
+  /** Crash and start again: SIGKILL of the process tree, new process on the same address. */
+  restart(): Promise<void>;
+  /** New backend pool (sink indices): existing flows keep their backend where the design allows. */
+  setPool(pool: number[]): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface RouterSpec {
+  id: string;
+  label: string;
+  family: Family;
+  /** CID scheme the generator mints with for this router (only quic-lb reads it). */
+  scheme: Algorithm;
+  workers: number;
+  start(env: Env, pool: number[], listenHost: string): Promise<RouterHandle>;
+}
+
+const FALLBACK_KEY = '000102030405060708090a0b0c0d0e0f';
+
+function hexId(id: number, length: number): string {
+  return id.toString(16).padStart(length * 2, '0');
+}
+
+/**
+ * The `quic-lb serve` config (YAML is a superset of JSON, so the harness writes JSON): one
+ * QUIC-LB config for the scheme, a backend per sink in the pool with its server ID, health
+ * checks off (sinks do not answer probes), fallback hashing key, direct return mode.
+ */
+export function quicLbConfig(env: Env, algorithm: Algorithm, pool: number[], listen: Target, workers: number): object {
+  const s = env.schemes[algorithm];
+  return {
+    listen: [`${listen.host}:${listen.port}`],
+    quicLb: [{ configId: s.configId, serverIdLength: s.serverIdLength, nonceLength: s.nonceLength, ...(s.key ? { key: s.key } : {}) }],
+    backends: pool.map((i) => ({
+      name: `sink${i}`,
+      address: env.sinks[i],
+      serverIds: [{ configId: s.configId, serverId: hexId(env.serverIds[i], s.serverIdLength) }],
+      health: { type: 'none' },
+    })),
+    fallback: { key: FALLBACK_KEY },
+    returnPath: { mode: 'direct' },
+    workers,
+    drainMs: 0,
+    log: { level: 'warn' },
+  };
+}
+
+class ProcessRouter implements RouterHandle {
+  constructor(
+    readonly target: Target,
+    private child: Child,
+    private readonly launch: () => Promise<Child>,
+    private readonly onPool: (pool: number[], child: Child) => Promise<void>,
+  ) {}
+
+  pids(): number[] {
+    return [this.child.pid];
+  }
+
+  async restart(): Promise<void> {
+    await killTree(this.child);
+    this.child = await this.launch();
+  }
+
+  setPool(pool: number[]): Promise<void> {
+    return this.onPool(pool, this.child);
+  }
+
+  async stop(): Promise<void> {
+    await killTree(this.child);
+  }
+}
+
+export function quicLbRouter(algorithm: Algorithm, workers = 1): RouterSpec {
+  return {
+    id: workers === 1 ? `quic-lb-${algorithm}` : `quic-lb-${algorithm}-w${workers}`,
+    label: `quic-lb serve (${algorithm}${workers === 1 ? '' : `, ${workers} workers`})`,
+    family: 'quic-lb',
+    scheme: algorithm,
+    workers,
+    async start(env, pool, host) {
+      const target = { host, port: await freeUdpPort(host) };
+      const file = path.join(env.tmp, `quic-lb-${algorithm}-w${workers}-${target.port}.yaml`);
+      const write = (p: number[]): void => writeFileSync(file, JSON.stringify(quicLbConfig(env, algorithm, p, target, workers), null, 2));
+      write(pool);
+      const launch = async (): Promise<Child> => {
+        const child = await spawnReady(process.execPath, [cliPath, 'serve', '--config', file], { timeoutMs: 15000 });
+        await waitUdpBound(host, target.port, child);
+        return child;
+      };
+      return new ProcessRouter(target, await launch(), launch, async (p, child) => {
+        write(p);
+        process.kill(child.pid, 'SIGHUP'); // hot reload (docs/lb.md)
+        await new Promise((r) => setTimeout(r, 300));
+      });
+    },
+  };
+}
+
+export function redisRouter(mode: 'per-packet' | 'cache'): RouterSpec {
+  return {
+    id: `redis-${mode}`,
+    label: mode === 'cache' ? 'Redis-mapped, local LRU cache' : 'Redis-mapped, lookup per packet',
+    family: 'redis',
+    scheme: 'plaintext',
+    workers: 1,
+    async start(env, pool, host) {
+      if (!env.redis) throw new Error('redis router needs a redis-server');
+      const redisPort = env.redis.port;
+      const target = { host, port: await freeUdpPort(host) };
+      const backends = (p: number[]): string => p.map((i) => env.sinks[i]).join(',');
+      let current = pool;
+      const launch = (): Promise<Child> =>
+        spawnReady(
+          process.execPath,
+          [
+            routerJs('redis-router'),
+            '--listen', `${host}:${target.port}`, '--redis', String(redisPort), '--backends', backends(current),
+            '--mode', mode, '--cache-size', String(Math.max(100_000, env.maxFlows)), '--ttl', '600',
+          ],
+          { ready: /READY \d+/, timeoutMs: 20000, cwd: repoRoot },
+        );
+      return new ProcessRouter(target, await launch(), launch, async (p, child) => {
+        current = p;
+        child.proc.stdin!.write(`${JSON.stringify({ backends: p.map((i) => env.sinks[i]) })}\n`);
+        await new Promise((r) => setTimeout(r, 100));
+      });
+    },
+  };
+}
+
+export function bareRelay(workers = 1): RouterSpec {
+  return {
+    id: workers === 1 ? 'bare-relay' : `bare-relay-w${workers}`,
+    label: `bare node:dgram relay${workers === 1 ? '' : ` (${workers} workers)`}`,
+    family: 'bare',
+    scheme: 'plaintext',
+    workers,
+    async start(env, pool, host) {
+      const target = { host, port: await freeUdpPort(host) };
+      const launch = (): Promise<Child> =>
+        spawnReady(
+          process.execPath,
+          [routerJs('bare-relay'), '--listen', `${host}:${target.port}`, '--backend', env.sinks[pool[0]], '--workers', String(workers)],
+          { ready: /READY \d+/, timeoutMs: 20000, cwd: repoRoot },
+        );
+      // One backend by construction: a pool change does not apply.
+      return new ProcessRouter(target, await launch(), launch, async () => {});
+    },
+  };
+}
+
+export function nginxRouter(): RouterSpec {
+  return {
+    id: 'nginx',
+    label: 'nginx stream UDP proxy (hash $remote_addr$remote_port consistent)',
+    family: 'nginx',
+    scheme: 'plaintext',
+    workers: 1,
+    async start(env, pool, host) {
+      const target = { host, port: await freeUdpPort(host) };
+      const n = await NginxProxy.start({ listen: target, backends: pool.map((i) => env.sinks[i]), maxSessions: env.maxFlows + 4096 });
+      return {
+        target,
+        pids: () => [n.pid],
+        restart: () => n.restart(),
+        setPool: (p) => n.setBackends(p.map((i) => env.sinks[i])),
+        stop: () => n.stop(),
+      };
+    },
+  };
+}
+
+/** Every router of the routing benchmark, in report order. */
+export function allRouters(): RouterSpec[] {
+  return [
+    quicLbRouter('plaintext'),
+    quicLbRouter('single-pass'),
+    quicLbRouter('four-pass'),
+    redisRouter('per-packet'),
+    redisRouter('cache'),
+    bareRelay(),
+    nginxRouter(),
+  ];
+}

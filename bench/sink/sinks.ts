@@ -1,0 +1,117 @@
+// Sink backends. Each sink is one UDP socket standing for one backend. A connection belongs to
+// the backend that received its first packet (its Initial: the backend that "handed out" the
+// connection IDs); every later packet of that connection that lands on another sink is counted
+// as misdelivered. Ownership lives in a shared Int8Array so the generator can mint CIDs for the
+// owner and several threads can read it.
+import { createSocket, type Socket } from 'node:dgram';
+import { HISTOGRAM_BUCKETS, bucketOf } from '../lib/histogram.js';
+import { ProxyHeader, parseProxyHeader } from '../../src/quic/index.js';
+import { KIND_CHURN, nowUs, readTrailer, type Trailer } from '../lib/trailer.js';
+
+export const NO_OWNER = -1;
+
+export interface SinkStats {
+  trial: number;
+  /** Packets of the current trial received, per sink. */
+  received: number[];
+  /** Packets that reached a sink other than their connection's owner. */
+  wrong: number;
+  /** Packets from an earlier trial (stragglers), ignored. */
+  stale: number;
+  /** Datagrams without a bench trailer. */
+  foreign: number;
+  /** Datagrams whose QUIC part did not arrive with the length the generator sent. */
+  corrupt: number;
+  /** Datagrams that arrived behind a PROXY v2 header. */
+  proxied: number;
+  /** One-way latency histogram (µs) over all sinks. */
+  hist: number[];
+}
+
+export class SinkSet {
+  readonly sockets: Socket[] = [];
+  private trial = 0;
+  private readonly received: number[];
+  private wrong = 0;
+  private stale = 0;
+  private foreign = 0;
+  private corrupt = 0;
+  private proxied = 0;
+  private readonly hist = new Uint32Array(HISTOGRAM_BUCKETS);
+  private readonly proxy = new ProxyHeader();
+  private readonly t: Trailer = { trial: 0, conn: 0, seq: 0, kind: 0, length: 0, sendTimeUs: 0 };
+
+  constructor(
+    readonly addresses: string[],
+    readonly owner: Int8Array,
+    private readonly recvBufferBytes = 8 << 20,
+  ) {
+    this.received = addresses.map(() => 0);
+  }
+
+  /** Binds every sink (port 0 unless `ports` is given); returns the ports. */
+  async start(ports?: number[]): Promise<number[]> {
+    const out: number[] = [];
+    for (let i = 0; i < this.addresses.length; i++) {
+      const s = createSocket({ type: 'udp4', recvBufferSize: this.recvBufferBytes });
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.bind(ports?.[i] ?? 0, this.addresses[i], () => resolve());
+      });
+      const idx = i;
+      s.on('message', (msg) => this.onMessage(idx, msg));
+      this.sockets.push(s);
+      out.push(s.address().port);
+    }
+    return out;
+  }
+
+  private onMessage(sink: number, msg: Buffer): void {
+    const t = this.t;
+    if (!readTrailer(msg, t)) {
+      this.foreign++;
+      return;
+    }
+    if (t.trial !== this.trial) {
+      this.stale++;
+      return;
+    }
+    // Strip the LB encapsulation when present (PROXY v2; quic-lb serve and the Redis router).
+    let hdr = parseProxyHeader(msg, this.proxy);
+    if (hdr > 0) this.proxied++;
+    else hdr = 0;
+    if (msg.length - hdr !== t.length) this.corrupt++;
+    this.received[sink]++;
+    if (t.kind === KIND_CHURN) return;
+    const o = this.owner[t.conn];
+    if (o === NO_OWNER) this.owner[t.conn] = sink;
+    else if (o !== sink) this.wrong++;
+    this.hist[bucketOf(nowUs() - t.sendTimeUs)]++;
+  }
+
+  /** Starts counting for `trial`; earlier trials' packets become stale. */
+  reset(trial: number): void {
+    this.trial = trial & 0xffff;
+    this.received.fill(0);
+    this.wrong = this.stale = this.foreign = this.corrupt = this.proxied = 0;
+    this.hist.fill(0);
+  }
+
+  stats(): SinkStats {
+    return {
+      trial: this.trial,
+      received: [...this.received],
+      wrong: this.wrong,
+      stale: this.stale,
+      foreign: this.foreign,
+      corrupt: this.corrupt,
+      proxied: this.proxied,
+      hist: Array.from(this.hist),
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.sockets.length = 0;
+  }
+}
