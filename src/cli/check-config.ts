@@ -1,0 +1,54 @@
+// `quic-lb check-config FILE`: validate a config with the same code `serve` uses.
+import type { CommandModule } from 'yargs';
+import { ConfigError, formatEndpoint, loadConfigFile } from '../lb/index.js';
+import { CliError } from './errors.js';
+
+interface CheckArgs {
+  file: string;
+  json: boolean;
+}
+
+export const checkConfigCommand: CommandModule<object, CheckArgs> = {
+  command: 'check-config <file>',
+  describe: 'validate a load balancer config file (exit 0 if valid, 1 with the field and reason if not)',
+  builder: (y) =>
+    y
+      .positional('file', { type: 'string', demandOption: true, describe: 'YAML config file' })
+      .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON' }) as never,
+  handler: (argv) => {
+    try {
+      const c = loadConfigFile(argv.file);
+      if (argv.json) {
+        process.stdout.write(`${JSON.stringify({ ok: true, config: redact(c) })}\n`);
+        return;
+      }
+      const algos = c.quicLb.map((q) => `${q.configId}:${q.key ? 'encrypted' : 'plaintext'}(sid ${q.serverIdLength}, nonce ${q.nonceLength})`);
+      process.stdout.write(
+        `ok: ${argv.file}\n` +
+          `  VIPs: ${c.listen.map(formatEndpoint).join(', ')}\n` +
+          `  QUIC-LB configs: ${algos.join(', ') || 'none (every packet uses the fallback)'}\n` +
+          `  backends: ${c.backends.map((b) => `${b.name}=${formatEndpoint(b.address)} w${b.weight} ${b.health.type}`).join(', ')}\n` +
+          `  return path: ${c.returnPath.mode}${c.returnPath.listen ? ` on ${formatEndpoint(c.returnPath.listen)}` : ''}${c.returnPath.hmacKey ? ' (HMAC)' : ''}\n` +
+          `  workers: ${c.workers}, metrics: ${c.metrics.listen ? formatEndpoint(c.metrics.listen) : 'off'}\n`,
+      );
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      if (argv.json) {
+        process.stdout.write(`${JSON.stringify({ ok: false, code: err.code, field: err.field, reason: err.reason })}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      throw new CliError(`${argv.file}: ${err.code} at ${err.field || '(file)'}: ${err.reason}`, 1);
+    }
+  },
+};
+
+/** The config without key material. */
+function redact(c: ReturnType<typeof loadConfigFile>): unknown {
+  return {
+    ...c,
+    quicLb: c.quicLb.map((q) => ({ ...q, key: q.key ? '(set)' : undefined })),
+    fallback: { ...c.fallback, key: '(set)' },
+    returnPath: { ...c.returnPath, hmacKey: c.returnPath.hmacKey ? '(set)' : undefined },
+  };
+}

@@ -1,0 +1,83 @@
+// `quic-lb route`: "where would this packet go?" with the same decide() the forwarder runs.
+import type { CommandModule } from 'yargs';
+import { parseIPv4Into, parseIPv6Into } from '../quic/index.js';
+import { FourTuple, REASON_NAMES, buildRouterState, decide, fallbackSlot, formatEndpoint, loadConfigFile, parseEndpoint } from '../lb/index.js';
+import { CliError } from './errors.js';
+
+interface RouteArgs {
+  config: string;
+  packet: string;
+  cid: boolean;
+  from: string;
+  to?: string;
+  down: string[];
+  json: boolean;
+}
+
+/** Short-header first octet used to wrap a bare CID (form 0, fixed bit 1). */
+const SHORT_HEADER_FIRST_OCTET = 0x40;
+
+export const routeCommand: CommandModule<object, RouteArgs> = {
+  command: 'route <packet>',
+  describe: 'print where the load balancer would send a datagram (or a CID) and why',
+  builder: (y) =>
+    y
+      .positional('packet', { type: 'string', demandOption: true, describe: 'the UDP payload in hex (or a CID with --cid)' })
+      .option('config', { alias: 'c', type: 'string', demandOption: true, describe: 'YAML config file' })
+      .option('cid', { type: 'boolean', default: false, describe: 'the hex is a bare connection ID: route it as a short-header packet' })
+      .option('from', { type: 'string', default: '192.0.2.1:50000', describe: 'client address:port (feeds the fallback hash)' })
+      .option('to', { type: 'string', describe: 'VIP address:port the datagram was sent to (default: the first listen address)' })
+      .option('down', { type: 'string', array: true, default: [], describe: 'backends to treat as failing health (default: all up)' })
+      .option('json', { type: 'boolean', default: false, describe: 'print JSON' })
+      .example('$0 route --config lb.yaml --cid 07c4605e4504cc4f', 'which backend owns this CID?') as never,
+  handler: (argv) => {
+    const config = loadConfigFile(argv.config);
+    const hex = argv.packet.replace(/^0x/i, '').replace(/[\s:]/g, '').toLowerCase();
+    if (!/^([0-9a-f]{2})*$/.test(hex)) throw new CliError('packet: expected hex octets', 2);
+    const bytes = Buffer.from(hex, 'hex');
+    const datagram = argv.cid ? Buffer.concat([Buffer.of(SHORT_HEADER_FIRST_OCTET), bytes]) : bytes;
+    const from = parseEndpoint(argv.from, true);
+    if (!from) throw new CliError(`--from: expected ip:port, got '${argv.from}'`, 2);
+    const to = argv.to === undefined ? config.listen.find((l) => l.family === from.family) : parseEndpoint(argv.to, true);
+    if (!to) throw new CliError(argv.to === undefined ? `no IPv${from.family} VIP in the config; give --to` : `--to: expected ip:port, got '${argv.to}'`, 2);
+    if (to.family !== from.family) throw new CliError('--from and --to must be of the same address family', 2);
+    const down = new Set(argv.down.flatMap((d) => d.split(',')).filter((d) => d !== ''));
+    for (const name of down) if (!config.backends.some((b) => b.name === name)) throw new CliError(`--down: no backend named '${name}'`, 2);
+    const state = buildRouterState(config, new Map(config.backends.map((b) => [b.name, !down.has(b.name)])));
+    const t = new FourTuple();
+    t.family = from.family;
+    if (from.family === 4) {
+      parseIPv4Into(from.address, t.client, 0);
+      parseIPv4Into(to.address, t.vip, 0);
+    } else {
+      parseIPv6Into(from.address, t.client, 0);
+      parseIPv6Into(to.address, t.vip, 0);
+    }
+    t.clientPort = from.port;
+    t.vipPort = to.port;
+    const d = decide(datagram, t, state);
+    const backend = d.backend >= 0 ? config.backends[d.backend] : undefined;
+    const sidLength = d.configId >= 0 ? config.quicLb.find((q) => q.configId === d.configId)?.serverIdLength ?? 0 : 0;
+    const result = {
+      backend: backend?.name ?? null,
+      address: backend ? formatEndpoint(backend.address) : null,
+      reason: REASON_NAMES[d.reason],
+      codepoint: d.codepoint >= 0 ? d.codepoint : null,
+      configId: d.configId >= 0 ? d.configId : null,
+      serverId: d.configId >= 0 ? Buffer.from(state.serverIdScratch.subarray(0, sidLength)).toString('hex') : null,
+      fallbackSlot: d.reason !== 0 && backend ? fallbackSlot(t, state) : null,
+      from: formatEndpoint(from),
+      to: formatEndpoint(to),
+    };
+    if (argv.json) {
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+      return;
+    }
+    process.stdout.write(
+      `backend: ${result.backend ?? '(dropped)'}${result.address ? ` ${result.address}` : ''}\n` +
+        `reason: ${result.reason}\n` +
+        (result.configId !== null ? `config id: ${result.configId}, server id: ${result.serverId}\n` : '') +
+        (result.fallbackSlot !== null ? `fallback: 4-tuple ${result.from} -> ${result.to}, Maglev slot ${result.fallbackSlot}\n` : ''),
+    );
+  },
+};

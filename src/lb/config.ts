@@ -1,0 +1,412 @@
+// The load balancer's config file: YAML in, a validated, JSON-serialisable `LbConfig` out (keys
+// from key files resolved to hex, defaults filled in), or a ConfigError naming the field.
+// Schema: schema/config.schema.json; every field and error code: docs/config.md.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import { createConfig, type QuicLbConfig } from '../quic-lb/index.js';
+import { ConfigError, type ConfigErrorCode } from './errors.js';
+import { type Endpoint, normaliseIp, parseEndpoint } from './ip.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, isPrime } from './maglev.js';
+import net from 'node:net';
+
+/** Probe types of the active health check (docs/lb.md "Health checks"). */
+export const HEALTH_TYPES = ['udp', 'tcp', 'http', 'none'] as const;
+export type HealthType = (typeof HEALTH_TYPES)[number];
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const CIPHERS = ['table', 'node'] as const;
+export type QuicLbCipher = (typeof CIPHERS)[number];
+export const RETURN_MODES = ['via-lb', 'direct'] as const;
+export type ReturnMode = (typeof RETURN_MODES)[number];
+
+/** One QUIC-LB config (draft-21 §1.2 of the digest); the algorithm follows from key and lengths. */
+export interface QuicLbConfigSpec {
+  configId: number;
+  serverIdLength: number;
+  nonceLength: number;
+  /** 16-octet AES key, hex; absent = plaintext. */
+  key?: string;
+  /** AES implementation: 'table' (pure JS, fastest, not constant-time) or 'node' (node:crypto, AES-NI). */
+  cipher: QuicLbCipher;
+}
+
+export interface HealthCheckSpec {
+  type: HealthType;
+  /** Probe target (udp/tcp); defaults to the backend's forwarding address. */
+  address?: Endpoint;
+  /** http only: the URL fetched with GET; 2xx = success. */
+  url?: string;
+  intervalMs: number;
+  timeoutMs: number;
+  /** Consecutive successes that bring a down backend up. */
+  rise: number;
+  /** Consecutive failures that take an up backend down. */
+  fall: number;
+}
+
+export interface BackendSpec {
+  name: string;
+  address: Endpoint;
+  /** Server IDs (hex) per QUIC-LB config id. */
+  serverIds: { configId: number; serverId: string }[];
+  weight: number;
+  health: HealthCheckSpec;
+}
+
+/** A validated config: plain data (JSON-serialisable, sent to cluster workers as is). */
+export interface LbConfig {
+  listen: Endpoint[];
+  quicLb: QuicLbConfigSpec[];
+  backends: BackendSpec[];
+  fallback: { key: string; tableSize: number };
+  health: { initial: 'up' | 'down' };
+  returnPath: { mode: ReturnMode; listen?: Endpoint; hmacKey?: string; signForward: boolean; allow: string[] };
+  metrics: { listen?: Endpoint };
+  workers: number;
+  socket: { recvBufferSize: number; sendBufferSize: number };
+  drainMs: number;
+  log: { level: LogLevel };
+}
+
+/** Defaults applied by `validateConfig` (also documented in docs/config.md). */
+export const DEFAULTS = Object.freeze({
+  weight: 1,
+  healthType: 'udp' as HealthType,
+  intervalMs: 1000,
+  timeoutMs: 500,
+  rise: 2,
+  fall: 3,
+  initial: 'up' as const,
+  tableSize: DEFAULT_MAGLEV_TABLE_SIZE,
+  returnMode: 'via-lb' as ReturnMode,
+  workers: 1,
+  socketBufferSize: 8 * 1024 * 1024,
+  drainMs: 5000,
+  logLevel: 'info' as LogLevel,
+});
+
+/** The fields each object of the file may have (kept equal to the JSON schema by a test). */
+export const KNOWN_FIELDS = Object.freeze({
+  root: ['listen', 'quicLb', 'backends', 'fallback', 'health', 'returnPath', 'metrics', 'workers', 'socket', 'drainMs', 'log'],
+  quicLb: ['configId', 'serverIdLength', 'nonceLength', 'key', 'keyFile', 'cipher'],
+  backend: ['name', 'address', 'serverIds', 'weight', 'health'],
+  backendHealth: ['type', 'address', 'url', 'intervalMs', 'timeoutMs', 'rise', 'fall'],
+  health: ['type', 'intervalMs', 'timeoutMs', 'rise', 'fall', 'initial'],
+  fallback: ['key', 'keyFile', 'tableSize'],
+  returnPath: ['mode', 'listen', 'hmacKey', 'hmacKeyFile', 'signForward', 'allow'],
+  metrics: ['listen'],
+  socket: ['recvBufferSize', 'sendBufferSize'],
+  log: ['level'],
+});
+
+type Obj = Record<string, unknown>;
+
+function fail(code: ConfigErrorCode, field: string, reason: string, cause?: unknown): never {
+  throw new ConfigError(code, field, reason, cause === undefined ? undefined : { cause });
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  return typeof v;
+}
+
+function obj(v: unknown, at: string, known: readonly string[]): Obj {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('ERR_CONFIG_TYPE', at, `expected a mapping, got ${typeName(v)}`);
+  for (const k of Object.keys(v)) {
+    if (!known.includes(k)) fail('ERR_CONFIG_UNKNOWN_FIELD', `${at}/${k}`, `unknown field (allowed: ${known.join(', ')})`);
+  }
+  return v as Obj;
+}
+
+function optObj(v: unknown, at: string, known: readonly string[]): Obj {
+  return v === undefined ? {} : obj(v, at, known);
+}
+
+function arr(v: unknown, at: string): unknown[] {
+  if (!Array.isArray(v)) fail('ERR_CONFIG_TYPE', at, `expected a list, got ${typeName(v)}`);
+  return v;
+}
+
+function str(v: unknown, at: string): string {
+  if (typeof v !== 'string') fail('ERR_CONFIG_TYPE', at, `expected a string, got ${typeName(v)}`);
+  return v;
+}
+
+function int(v: unknown, at: string, min: number, max: number, dflt?: number): number {
+  if (v === undefined) {
+    if (dflt === undefined) fail('ERR_CONFIG_REQUIRED', at, 'required');
+    return dflt;
+  }
+  if (typeof v !== 'number') fail('ERR_CONFIG_TYPE', at, `expected an integer, got ${typeName(v)}`);
+  if (!Number.isInteger(v) || v < min || v > max) fail('ERR_CONFIG_RANGE', at, `expected an integer in ${min}..${max}, got ${v}`);
+  return v;
+}
+
+function oneOf<T extends string>(v: unknown, at: string, allowed: readonly T[], dflt: T): T {
+  if (v === undefined) return dflt;
+  const s = str(v, at);
+  if (!(allowed as readonly string[]).includes(s)) fail('ERR_CONFIG_ENUM', at, `expected one of ${allowed.join(', ')}, got '${s}'`);
+  return s as T;
+}
+
+function endpoint(v: unknown, at: string, allowZero: boolean): Endpoint {
+  const s = str(v, at);
+  const e = parseEndpoint(s, allowZero);
+  if (!e) fail('ERR_CONFIG_ADDRESS', at, `expected an IP literal and port ('a.b.c.d:port' or '[v6]:port'${allowZero ? '' : ', port 1..65535'}), got '${s}'`);
+  return e;
+}
+
+function hex(v: unknown, at: string, octets: number | [number, number]): string {
+  const s = str(v, at).trim().toLowerCase();
+  if (!/^([0-9a-f]{2})+$/.test(s)) fail('ERR_CONFIG_HEX', at, 'expected an even number of hex digits');
+  const n = s.length / 2;
+  const [lo, hi] = typeof octets === 'number' ? [octets, octets] : octets;
+  if (n < lo || n > hi) fail('ERR_CONFIG_HEX', at, lo === hi ? `expected ${lo} octets, got ${n}` : `expected ${lo}..${hi} octets, got ${n}`);
+  return s;
+}
+
+/** A key given inline (`<name>`) or in a file (`<name>File`, hex text, relative to the config file). */
+function keyField(o: Obj, at: string, name: string, octets: number | [number, number], baseDir: string, required: boolean): string | undefined {
+  const inline = o[name];
+  const file = o[`${name}File`];
+  if (inline !== undefined && file !== undefined) fail('ERR_CONFIG_KEY_SOURCE', `${at}/${name}File`, `give either ${name} or ${name}File, not both`);
+  if (inline !== undefined) return hex(inline, `${at}/${name}`, octets);
+  if (file !== undefined) {
+    const p = path.resolve(baseDir, str(file, `${at}/${name}File`));
+    let text: string;
+    try {
+      text = readFileSync(p, 'utf8');
+    } catch (err) {
+      fail('ERR_CONFIG_READ', `${at}/${name}File`, `cannot read key file ${p}: ${(err as Error).message}`, err);
+    }
+    return hex(text, `${at}/${name}File`, octets);
+  }
+  if (required) fail('ERR_CONFIG_REQUIRED', `${at}/${name}`, `required (or ${name}File)`);
+  return undefined;
+}
+
+function healthSpec(o: Obj, at: string, dflt: Omit<HealthCheckSpec, 'address' | 'url'>, backendAddress: Endpoint | undefined): HealthCheckSpec {
+  const type = oneOf(o.type, `${at}/type`, HEALTH_TYPES, dflt.type);
+  const spec: HealthCheckSpec = {
+    type,
+    intervalMs: int(o.intervalMs, `${at}/intervalMs`, 10, 3_600_000, dflt.intervalMs),
+    timeoutMs: int(o.timeoutMs, `${at}/timeoutMs`, 1, 3_600_000, dflt.timeoutMs),
+    rise: int(o.rise, `${at}/rise`, 1, 100, dflt.rise),
+    fall: int(o.fall, `${at}/fall`, 1, 100, dflt.fall),
+  };
+  if (o.address !== undefined) spec.address = endpoint(o.address, `${at}/address`, false);
+  else if ((type === 'udp' || type === 'tcp') && backendAddress) spec.address = backendAddress;
+  if (o.url !== undefined) {
+    const u = str(o.url, `${at}/url`);
+    let parsed: URL;
+    try {
+      parsed = new URL(u);
+    } catch {
+      fail('ERR_CONFIG_TYPE', `${at}/url`, `not a URL: '${u}'`);
+    }
+    if (parsed.protocol !== 'http:') fail('ERR_CONFIG_ENUM', `${at}/url`, 'only http:// URLs are supported');
+    spec.url = u;
+  } else if (type === 'http') fail('ERR_CONFIG_REQUIRED', `${at}/url`, 'required for health type http');
+  return spec;
+}
+
+/**
+ * Validates a parsed config document (`doc`, e.g. the result of YAML parsing) and returns the
+ * resolved `LbConfig`. Relative key file paths resolve against `baseDir`. Throws ConfigError
+ * (see CONFIG_ERROR_CODES) naming the first bad field.
+ */
+export function validateConfig(doc: unknown, baseDir = process.cwd()): LbConfig {
+  const root = obj(doc, '', KNOWN_FIELDS.root);
+
+  // VIPs
+  if (root.listen === undefined) fail('ERR_CONFIG_REQUIRED', '/listen', 'required: at least one VIP address');
+  const listenRaw = arr(root.listen, '/listen');
+  if (listenRaw.length === 0) fail('ERR_CONFIG_REQUIRED', '/listen', 'at least one VIP address');
+  const listen: Endpoint[] = [];
+  const seenListen = new Set<string>();
+  listenRaw.forEach((v, i) => {
+    const e = endpoint(v, `/listen/${i}`, true);
+    const k = `${e.address}|${e.port}`;
+    if (e.port !== 0 && seenListen.has(k)) fail('ERR_CONFIG_DUPLICATE', `/listen/${i}`, 'listen address given twice');
+    seenListen.add(k);
+    listen.push(e);
+  });
+
+  // QUIC-LB configs
+  const quicLb: QuicLbConfigSpec[] = [];
+  const serverIdLengthById = new Map<number, number>();
+  const quicLbRaw = root.quicLb === undefined ? [] : arr(root.quicLb, '/quicLb');
+  quicLbRaw.forEach((v, i) => {
+    const at = `/quicLb/${i}`;
+    const o = obj(v, at, KNOWN_FIELDS.quicLb);
+    const configId = int(o.configId, `${at}/configId`, 0, 6);
+    if (serverIdLengthById.has(configId)) fail('ERR_CONFIG_DUPLICATE', `${at}/configId`, `config id ${configId} given twice`);
+    const serverIdLength = int(o.serverIdLength, `${at}/serverIdLength`, 1, 18);
+    const nonceLength = int(o.nonceLength, `${at}/nonceLength`, 4, 18);
+    const key = keyField(o, at, 'key', 16, baseDir, false);
+    const cipher = oneOf(o.cipher, `${at}/cipher`, CIPHERS, 'table');
+    const spec: QuicLbConfigSpec = { configId, serverIdLength, nonceLength, cipher };
+    if (key !== undefined) spec.key = key;
+    try {
+      createLibraryConfig(spec);
+    } catch (err) {
+      const e = err as { code?: string; field?: string; message?: string };
+      const field = e.field && KNOWN_FIELDS.quicLb.includes(e.field) ? `${at}/${e.field}` : at;
+      fail('ERR_CONFIG_QUIC_LB', field, `${e.code ?? 'error'}: ${e.message ?? String(err)}`, err);
+    }
+    serverIdLengthById.set(configId, serverIdLength);
+    quicLb.push(spec);
+  });
+
+  // Health defaults
+  const h = optObj(root.health, '/health', KNOWN_FIELDS.health);
+  const healthDefaults = {
+    type: oneOf(h.type, '/health/type', HEALTH_TYPES, DEFAULTS.healthType),
+    intervalMs: int(h.intervalMs, '/health/intervalMs', 10, 3_600_000, DEFAULTS.intervalMs),
+    timeoutMs: int(h.timeoutMs, '/health/timeoutMs', 1, 3_600_000, DEFAULTS.timeoutMs),
+    rise: int(h.rise, '/health/rise', 1, 100, DEFAULTS.rise),
+    fall: int(h.fall, '/health/fall', 1, 100, DEFAULTS.fall),
+  };
+  if (healthDefaults.type === 'http') fail('ERR_CONFIG_ENUM', '/health/type', 'http needs a per-backend url; set type http on the backends');
+  const initial = oneOf(h.initial, '/health/initial', ['up', 'down'] as const, DEFAULTS.initial);
+
+  // Backends
+  if (root.backends === undefined) fail('ERR_CONFIG_REQUIRED', '/backends', 'required: at least one backend');
+  const backendsRaw = arr(root.backends, '/backends');
+  if (backendsRaw.length === 0) fail('ERR_CONFIG_REQUIRED', '/backends', 'at least one backend');
+  const names = new Set<string>();
+  const sidOwners = new Map<string, string>();
+  const addresses = new Map<string, string>();
+  const backends: BackendSpec[] = backendsRaw.map((v, i) => {
+    const at = `/backends/${i}`;
+    const o = obj(v, at, KNOWN_FIELDS.backend);
+    if (o.name === undefined) fail('ERR_CONFIG_REQUIRED', `${at}/name`, 'required');
+    const name = str(o.name, `${at}/name`);
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) fail('ERR_CONFIG_TYPE', `${at}/name`, 'expected 1..64 characters of A-Z a-z 0-9 . _ -');
+    if (names.has(name)) fail('ERR_CONFIG_DUPLICATE', `${at}/name`, `backend name '${name}' given twice`);
+    names.add(name);
+    if (o.address === undefined) fail('ERR_CONFIG_REQUIRED', `${at}/address`, 'required');
+    const address = endpoint(o.address, `${at}/address`, false);
+    const addrKey = `${address.address}|${address.port}`;
+    const sameAddress = addresses.get(addrKey);
+    if (sameAddress !== undefined) fail('ERR_CONFIG_DUPLICATE', `${at}/address`, `address already used by backend '${sameAddress}'`);
+    addresses.set(addrKey, name);
+    const serverIds: BackendSpec['serverIds'] = [];
+    if (o.serverIds !== undefined) {
+      const sids = obj(o.serverIds, `${at}/serverIds`, ['0', '1', '2', '3', '4', '5', '6']);
+      for (const [idText, list] of Object.entries(sids)) {
+        const configId = Number(idText);
+        const sidAt = `${at}/serverIds/${idText}`;
+        const len = serverIdLengthById.get(configId);
+        if (len === undefined) fail('ERR_CONFIG_REFERENCE', sidAt, `QUIC-LB config id ${configId} is not in /quicLb`);
+        const items = typeof list === 'string' ? [list] : arr(list, sidAt);
+        items.forEach((s, j) => {
+          const itemAt = typeof list === 'string' ? sidAt : `${sidAt}/${j}`;
+          const serverId = hex(s, itemAt, len);
+          const key = `${configId}/${serverId}`;
+          const owner = sidOwners.get(key);
+          if (owner !== undefined) fail('ERR_CONFIG_DUPLICATE', itemAt, `server ID ${serverId} of config ${configId} already belongs to backend '${owner}'`);
+          sidOwners.set(key, name);
+          serverIds.push({ configId, serverId });
+        });
+      }
+    }
+    const weight = int(o.weight, `${at}/weight`, 0, 1000, DEFAULTS.weight);
+    const health = healthSpec(optObj(o.health, `${at}/health`, KNOWN_FIELDS.backendHealth), `${at}/health`, healthDefaults, address);
+    return { name, address, serverIds, weight, health };
+  });
+
+  // Fallback
+  if (root.fallback === undefined) fail('ERR_CONFIG_REQUIRED', '/fallback', 'required: fallback.key (16 octets hex) keys the 4-tuple hash');
+  const fb = obj(root.fallback, '/fallback', KNOWN_FIELDS.fallback);
+  const fallbackKey = keyField(fb, '/fallback', 'key', 16, baseDir, true) as string;
+  const tableSize = int(fb.tableSize, '/fallback/tableSize', 2, MAX_MAGLEV_TABLE_SIZE, DEFAULTS.tableSize);
+  if (!isPrime(tableSize)) fail('ERR_CONFIG_PRIME', '/fallback/tableSize', `${tableSize} is not a prime`);
+
+  // Return path
+  const rp = optObj(root.returnPath, '/returnPath', KNOWN_FIELDS.returnPath);
+  const mode = oneOf(rp.mode, '/returnPath/mode', RETURN_MODES, DEFAULTS.returnMode);
+  const returnPath: LbConfig['returnPath'] = { mode, signForward: false, allow: [] };
+  if (rp.listen !== undefined) returnPath.listen = endpoint(rp.listen, '/returnPath/listen', true);
+  else if (mode === 'via-lb') fail('ERR_CONFIG_REQUIRED', '/returnPath/listen', "required for mode 'via-lb' (use mode 'direct' for DSR)");
+  const hmacKey = keyField(rp, '/returnPath', 'hmacKey', [16, 64], baseDir, false);
+  if (hmacKey !== undefined) returnPath.hmacKey = hmacKey;
+  if (rp.signForward !== undefined) {
+    if (typeof rp.signForward !== 'boolean') fail('ERR_CONFIG_TYPE', '/returnPath/signForward', `expected a boolean, got ${typeName(rp.signForward)}`);
+    if (rp.signForward && hmacKey === undefined) fail('ERR_CONFIG_REQUIRED', '/returnPath/hmacKey', 'required when signForward is true');
+    returnPath.signForward = rp.signForward;
+  }
+  if (rp.allow !== undefined) {
+    returnPath.allow = arr(rp.allow, '/returnPath/allow').map((v, i) => {
+      const s = str(v, `/returnPath/allow/${i}`);
+      const fam = net.isIP(s);
+      if (fam !== 4 && fam !== 6) fail('ERR_CONFIG_ADDRESS', `/returnPath/allow/${i}`, `expected an IP literal, got '${s}'`);
+      return normaliseIp(s, fam);
+    });
+  } else {
+    returnPath.allow = [...new Set(backends.map((b) => b.address.address))];
+  }
+
+  // Process and operations
+  const m = optObj(root.metrics, '/metrics', KNOWN_FIELDS.metrics);
+  const metrics: LbConfig['metrics'] = {};
+  if (m.listen !== undefined) metrics.listen = endpoint(m.listen, '/metrics/listen', true);
+  const workers = int(root.workers, '/workers', 0, 64, DEFAULTS.workers);
+  const so = optObj(root.socket, '/socket', KNOWN_FIELDS.socket);
+  const socket = {
+    recvBufferSize: int(so.recvBufferSize, '/socket/recvBufferSize', 0, 1 << 30, DEFAULTS.socketBufferSize),
+    sendBufferSize: int(so.sendBufferSize, '/socket/sendBufferSize', 0, 1 << 30, DEFAULTS.socketBufferSize),
+  };
+  const drainMs = int(root.drainMs, '/drainMs', 0, 3_600_000, DEFAULTS.drainMs);
+  const lg = optObj(root.log, '/log', KNOWN_FIELDS.log);
+  const log = { level: oneOf(lg.level, '/log/level', LOG_LEVELS, DEFAULTS.logLevel) };
+
+  return { listen, quicLb, backends, fallback: { key: fallbackKey, tableSize }, health: { initial }, returnPath, metrics, workers, socket, drainMs, log };
+}
+
+/** The library config of a validated spec. Throws QuicLbError (never for a validated spec). */
+export function createLibraryConfig(spec: QuicLbConfigSpec): QuicLbConfig {
+  return createConfig({
+    configId: spec.configId,
+    serverIdLength: spec.serverIdLength,
+    nonceLength: spec.nonceLength,
+    key: spec.key === undefined ? undefined : Buffer.from(spec.key, 'hex'),
+    cipher: spec.cipher,
+  });
+}
+
+/** Parses YAML text and validates it (see `validateConfig`). Throws ConfigError. */
+export function parseConfig(text: string, baseDir = process.cwd()): LbConfig {
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    const line = e.linePos?.[0];
+    fail('ERR_CONFIG_SYNTAX', '', `YAML ${line ? `line ${line.line} column ${line.col}` : ''}: ${e.message.split('\n')[0]}`, e);
+  }
+  return validateConfig(doc.toJS({ maxAliasCount: 100 }), baseDir);
+}
+
+/** Reads, parses and validates a config file. Throws ConfigError (ERR_CONFIG_READ if unreadable). */
+export function loadConfigFile(file: string): LbConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    fail('ERR_CONFIG_READ', '', `cannot read ${file}: ${(err as Error).message}`, err);
+  }
+  return parseConfig(text, path.dirname(path.resolve(file)));
+}
+
+/** The fields whose change needs a restart (sockets and processes); a reload keeps the old values. */
+export function restartOnlyChanges(a: LbConfig, b: LbConfig): string[] {
+  const changed: string[] = [];
+  const same = (x: unknown, y: unknown): boolean => JSON.stringify(x) === JSON.stringify(y);
+  if (!same(a.listen, b.listen)) changed.push('/listen');
+  if (!same(a.returnPath.listen, b.returnPath.listen) || a.returnPath.mode !== b.returnPath.mode) changed.push('/returnPath/listen');
+  if (!same(a.metrics, b.metrics)) changed.push('/metrics/listen');
+  if (a.workers !== b.workers) changed.push('/workers');
+  if (!same(a.socket, b.socket)) changed.push('/socket');
+  return changed;
+}

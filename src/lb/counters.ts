@@ -1,0 +1,101 @@
+// Plain numeric counters bumped on the packet path and read at scrape time (STYLE.md habit 10).
+// Workers ship `snapshot()`s to the primary, which sums them (see metrics.ts).
+import { CID_RESULT_COUNT, CODEPOINT_COUNT, REASON_COUNT, RETURN_REJECT_COUNT } from './reasons.js';
+
+/** Per-backend traffic, kept across reloads for a backend of the same name. */
+export class BackendStats {
+  /** Datagrams and octets (QUIC payload, without the PROXY header) sent to this backend. */
+  packetsIn = 0;
+  bytesIn = 0;
+  /** Datagrams and octets this backend sent back to clients through the return port. */
+  packetsOut = 0;
+  bytesOut = 0;
+  /** Datagrams routed to it by its server ID (the rest came by fallback). */
+  packetsRouted = 0;
+}
+
+/** JSON form of `Counters`, for IPC between cluster workers and the primary. */
+export interface CounterSnapshot {
+  reasonPackets: number[];
+  reasonBytes: number[];
+  cid: number[];
+  returnRejects: number[];
+  returnPackets: number;
+  returnBytes: number;
+  sendErrors: number;
+  backends: Record<string, [number, number, number, number, number]>;
+}
+
+/** Every counter of one forwarding process. */
+export class Counters {
+  /** Inbound (client -> VIP) datagrams and octets by `Reason`. Their sum is every datagram received. */
+  readonly reasonPackets = new Float64Array(REASON_COUNT);
+  readonly reasonBytes = new Float64Array(REASON_COUNT);
+  /** Inbound datagrams by DCID codepoint (0..7) x `CidResult`: index `codepoint * CID_RESULT_COUNT + result`. */
+  readonly cid = new Float64Array(CODEPOINT_COUNT * CID_RESULT_COUNT);
+  /** Return-port datagrams refused, by `ReturnReject`. */
+  readonly returnRejects = new Float64Array(RETURN_REJECT_COUNT);
+  /** Return-port datagrams accepted and sent to the client from the VIP. */
+  returnPackets = 0;
+  returnBytes = 0;
+  /** Socket send errors (reported asynchronously by node:dgram). */
+  sendErrors = 0;
+  private readonly backendStats = new Map<string, BackendStats>();
+
+  /** The stats object of backend `name` (created on first use; stable across reloads). */
+  backend(name: string): BackendStats {
+    let s = this.backendStats.get(name);
+    if (!s) {
+      s = new BackendStats();
+      this.backendStats.set(name, s);
+    }
+    return s;
+  }
+
+  /** Total inbound datagrams counted (the sum over reasons). */
+  totalPackets(): number {
+    let t = 0;
+    for (const v of this.reasonPackets) t += v;
+    return t;
+  }
+
+  snapshot(): CounterSnapshot {
+    const backends: CounterSnapshot['backends'] = {};
+    for (const [name, s] of this.backendStats) backends[name] = [s.packetsIn, s.bytesIn, s.packetsOut, s.bytesOut, s.packetsRouted];
+    return {
+      reasonPackets: Array.from(this.reasonPackets),
+      reasonBytes: Array.from(this.reasonBytes),
+      cid: Array.from(this.cid),
+      returnRejects: Array.from(this.returnRejects),
+      returnPackets: this.returnPackets,
+      returnBytes: this.returnBytes,
+      sendErrors: this.sendErrors,
+      backends,
+    };
+  }
+}
+
+/** An all-zero snapshot. */
+export function emptySnapshot(): CounterSnapshot {
+  return new Counters().snapshot();
+}
+
+/** Adds `b` into `a` (in place) and returns `a`. */
+export function addSnapshot(a: CounterSnapshot, b: CounterSnapshot): CounterSnapshot {
+  const addArr = (x: number[], y: number[]): void => {
+    for (let i = 0; i < x.length && i < y.length; i++) x[i] += y[i];
+  };
+  addArr(a.reasonPackets, b.reasonPackets);
+  addArr(a.reasonBytes, b.reasonBytes);
+  addArr(a.cid, b.cid);
+  addArr(a.returnRejects, b.returnRejects);
+  a.returnPackets += b.returnPackets;
+  a.returnBytes += b.returnBytes;
+  a.sendErrors += b.sendErrors;
+  for (const [name, v] of Object.entries(b.backends)) {
+    const cur = a.backends[name];
+    if (cur) for (let i = 0; i < cur.length; i++) cur[i] += v[i];
+    else a.backends[name] = [...v];
+  }
+  return a;
+}

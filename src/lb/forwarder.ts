@@ -1,0 +1,413 @@
+// The data plane: VIP sockets in, one connected UDP socket per backend out, and the return path.
+// Thin by design (DESIGN.md §4): per datagram it fills the reused 4-tuple, calls decide(), bumps
+// plain counters and sends [PROXY v2 header, untouched datagram]. No per-packet logging, string
+// keys, exceptions or callbacks on send (PERF.md).
+import dgram from 'node:dgram';
+import type { Logger } from 'pino';
+import {
+  PROXY_ERR_AUTH,
+  PROXY_ERR_STALE,
+  ProxyCommand,
+  ProxyDirection,
+  ProxyHeader,
+  ProxyHeaderTemplate,
+  createProxyAuth,
+  formatProxyAddress,
+  parseIPv4Into,
+  parseIPv6Into,
+  parseProxyHeader,
+  signProxyHeader,
+  type ProxyAuth,
+} from '../quic/index.js';
+import type { LbConfig } from './config.js';
+import type { Counters } from './counters.js';
+import { type Endpoint, formatEndpoint } from './ip.js';
+import { ReturnReject } from './reasons.js';
+import { FourTuple, type HealthView, type RouterState, buildRouterState, countDecision, decide, withHealth } from './router.js';
+
+/** How many sends between two looks at an upstream socket's send queue (see Upstream). */
+const QUEUE_CHECK_EVERY = 128;
+/** Header ring per (VIP, upstream); must be >= 2 x QUEUE_CHECK_EVERY. */
+const HEADER_RING = 256;
+
+/** A bound VIP socket and its reused 4-tuple. */
+interface Vip {
+  readonly endpoint: Endpoint;
+  readonly socket: dgram.Socket;
+  readonly tuple: FourTuple;
+  /** Actual bound port (differs from endpoint.port when that is 0). */
+  port: number;
+}
+
+/**
+ * One connected socket per backend forwarding address. Headers come from a per-VIP ring
+ * (WIRE's ProxyHeaderTemplate); node:dgram normally sends synchronously, but when the kernel
+ * buffer is full it queues the request with a reference to our header. Every QUEUE_CHECK_EVERY
+ * sends we look at the queue: while it is not empty, headers are copied instead of taken from
+ * the ring, so a queued header is never overwritten.
+ */
+class Upstream {
+  readonly socket: dgram.Socket;
+  templates: ProxyHeaderTemplate[] = [];
+  sinceCheck = 0;
+  copyHeaders = false;
+  /** Backend index in the current state (for return-path attribution). */
+  backend = -1;
+  ready: Promise<void>;
+
+  constructor(
+    readonly address: Endpoint,
+    bufferSizes: { recv: number; send: number },
+    onReply: (msg: Buffer, rinfo: dgram.RemoteInfo, up: Upstream) => void,
+    onError: (err: Error) => void,
+  ) {
+    this.socket = dgram.createSocket({ type: address.family === 4 ? 'udp4' : 'udp6' });
+    this.socket.on('error', onError);
+    // A backend may also answer to the address its datagrams come from; a connected socket
+    // only accepts datagrams from that backend (the kernel checks the source).
+    this.socket.on('message', (msg, rinfo) => onReply(msg, rinfo, this));
+    this.ready = new Promise((resolve, reject) => {
+      this.socket.once('error', reject);
+      this.socket.bind(0, address.family === 4 ? '0.0.0.0' : '::', () => {
+        this.socket.connect(address.port, address.address, () => {
+          this.socket.off('error', reject);
+          setBufferSizes(this.socket, bufferSizes);
+          resolve();
+        });
+      });
+    });
+  }
+
+  close(): void {
+    try {
+      this.socket.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+function setBufferSizes(s: dgram.Socket, sizes: { recv: number; send: number }): void {
+  // SO_RCVBUF/SO_SNDBUF: the kernel caps them at net.core.rmem_max / wmem_max.
+  if (sizes.recv > 0) s.setRecvBufferSize(sizes.recv);
+  if (sizes.send > 0) s.setSendBufferSize(sizes.send);
+}
+
+/** Options of `Forwarder.start`. */
+export interface ForwarderOptions {
+  config: LbConfig;
+  counters: Counters;
+  logger: Logger;
+  health?: HealthView;
+}
+
+/** A compiled routing plan: the router state and the upstream of every backend index. */
+interface Plan {
+  readonly state: RouterState;
+  readonly upstreams: readonly Upstream[];
+}
+
+/**
+ * The forwarding process's sockets. `apply()` swaps in a new config and `setHealth()` a new
+ * health view, atomically (one object reference), without touching the VIP sockets.
+ */
+export class Forwarder {
+  private plan!: Plan;
+  private health: HealthView;
+  private config: LbConfig;
+  private readonly vips: Vip[] = [];
+  private returnSocket: dgram.Socket | undefined;
+  private returnPort = 0;
+  private readonly upstreamByAddress = new Map<string, Upstream>();
+  private auth: ProxyAuth | undefined;
+  private signForward = false;
+  // Return-path scratch
+  private readonly rh = new ProxyHeader();
+  private readonly srcScratch = new Uint8Array(16);
+  private allow4 = new Set<number>();
+  private allow6: Uint8Array[] = [];
+  private lastErrorLog = 0;
+  private closed = false;
+
+  private constructor(
+    private readonly counters: Counters,
+    private readonly logger: Logger,
+    config: LbConfig,
+    health: HealthView,
+  ) {
+    this.config = config;
+    this.health = health;
+  }
+
+  /** Binds the VIP sockets (and the return port) and compiles the first plan. */
+  static async start(opts: ForwarderOptions): Promise<Forwarder> {
+    const f = new Forwarder(opts.counters, opts.logger, opts.config, opts.health ?? new Map());
+    const sizes = { recv: opts.config.socket.recvBufferSize, send: opts.config.socket.sendBufferSize };
+    try {
+      await f.compile(opts.config);
+      for (const ep of opts.config.listen) {
+        const socket = dgram.createSocket({ type: ep.family === 4 ? 'udp4' : 'udp6', ipv6Only: ep.family === 6 });
+        socket.on('error', (err) => f.onSocketError(err));
+        const tuple = new FourTuple();
+        tuple.family = ep.family;
+        if (ep.family === 4) parseIPv4Into(ep.address, tuple.vip, 0);
+        else parseIPv6Into(ep.address, tuple.vip, 0);
+        const vip: Vip = { endpoint: ep, socket, tuple, port: ep.port };
+        await bind(socket, ep.port, ep.address, () => {
+          // Runs in the 'listening' event, before any 'message' can be emitted.
+          vip.port = socket.address().port;
+          tuple.vipPort = vip.port;
+          const index = f.vips.length;
+          f.vips.push(vip);
+          for (const up of f.upstreamByAddress.values()) up.templates.push(f.template(vip));
+          socket.on('message', (msg, rinfo) => f.onPacket(msg, rinfo, index));
+        });
+        setBufferSizes(socket, sizes);
+      }
+      const rp = opts.config.returnPath;
+      if (rp.mode === 'via-lb' && rp.listen) {
+        const s = dgram.createSocket({ type: rp.listen.family === 4 ? 'udp4' : 'udp6', ipv6Only: rp.listen.family === 6 });
+        s.on('message', (msg, rinfo) => f.onReturn(msg, rinfo, undefined));
+        s.on('error', (err) => f.onSocketError(err));
+        f.returnSocket = s;
+        await bind(s, rp.listen.port, rp.listen.address);
+        f.returnPort = s.address().port;
+        setBufferSizes(s, sizes);
+      }
+    } catch (err) {
+      f.close();
+      throw err;
+    }
+    opts.logger.info(
+      {
+        vips: f.vips.map((v) => formatEndpoint({ ...v.endpoint, port: v.port })),
+        returnPort: f.returnSocket ? f.returnPort : undefined,
+        recvBufferSize: f.vips[0]?.socket.getRecvBufferSize(),
+      },
+      'forwarding',
+    );
+    return f;
+  }
+
+  /** The bound VIP endpoints (ports resolved when 0 was configured). */
+  vipAddresses(): Endpoint[] {
+    return this.vips.map((v) => ({ ...v.endpoint, port: v.port }));
+  }
+
+  /** The bound return port, if any. */
+  returnAddress(): Endpoint | undefined {
+    const l = this.config.returnPath.listen;
+    return this.returnSocket && l ? { ...l, port: this.returnPort } : undefined;
+  }
+
+  /** The router state in use (read-only; for tests and `route`). */
+  get state(): RouterState {
+    return this.plan.state;
+  }
+
+  /** Installs a new validated config (hot reload). VIP and return sockets are kept as they are. */
+  async apply(config: LbConfig): Promise<void> {
+    await this.compile(config);
+  }
+
+  /** Installs a new health view: rebuilds the fallback table, nothing else. */
+  setHealth(view: HealthView): void {
+    this.health = view;
+    this.plan = { state: withHealth(this.plan.state, view), upstreams: this.plan.upstreams };
+  }
+
+  private async compile(config: LbConfig): Promise<void> {
+    const state = buildRouterState(config, this.health, this.counters);
+    const sizes = { recv: config.socket.recvBufferSize, send: config.socket.sendBufferSize };
+    const wanted = new Map<string, Upstream>();
+    const upstreams: Upstream[] = [];
+    for (const b of config.backends) {
+      const key = formatEndpoint(b.address);
+      let up = wanted.get(key) ?? this.upstreamByAddress.get(key);
+      if (!up) {
+        up = new Upstream(b.address, sizes, (m, r, u) => this.onReturn(m, r, u), (err) => this.onSocketError(err));
+      }
+      wanted.set(key, up);
+      upstreams.push(up);
+    }
+    await Promise.all([...wanted.values()].map((u) => u.ready));
+    this.auth = config.returnPath.hmacKey ? createProxyAuth(Buffer.from(config.returnPath.hmacKey, 'hex'), { expect: ProxyDirection.TO_CLIENT }) : undefined;
+    this.signForward = this.auth !== undefined && config.returnPath.signForward;
+    for (const up of wanted.values()) up.templates = this.vips.map((v) => this.template(v));
+    upstreams.forEach((u, i) => {
+      u.backend = i; // backend addresses are unique (config validation)
+    });
+    // Allowed return sources.
+    const allow4 = new Set<number>();
+    const allow6: Uint8Array[] = [];
+    const scratch = new Uint8Array(16);
+    for (const a of config.returnPath.allow) {
+      if (parseIPv4Into(a, scratch, 0)) allow4.add(v4Key(scratch));
+      else if (parseIPv6Into(a, scratch, 0)) allow6.push(Uint8Array.from(scratch));
+    }
+    this.allow4 = allow4;
+    this.allow6 = allow6;
+    this.config = config;
+    // The swap: one assignment, between two datagrams.
+    this.plan = { state, upstreams };
+    for (const [key, up] of this.upstreamByAddress) if (!wanted.has(key)) up.close();
+    this.upstreamByAddress.clear();
+    for (const [k, u] of wanted) this.upstreamByAddress.set(k, u);
+  }
+
+  private template(v: Vip): ProxyHeaderTemplate {
+    return new ProxyHeaderTemplate({ fixedAddr: v.endpoint.address, fixedPort: v.port, fixedSide: 'dst', withAuth: this.signForward, ringSize: HEADER_RING });
+  }
+
+  /** The per-datagram path. */
+  private onPacket(msg: Buffer, rinfo: dgram.RemoteInfo, vipIndex: number): void {
+    const vip = this.vips[vipIndex];
+    const t = vip.tuple;
+    // The peer of a VIP socket has the VIP's family (v6 sockets are ipv6Only).
+    if (t.family === 4) parseIPv4Into(rinfo.address, t.client, 0);
+    else parseIPv6Into(rinfo.address, t.client, 0);
+    t.clientPort = rinfo.port;
+    const plan = this.plan;
+    const d = decide(msg, t, plan.state);
+    countDecision(plan.state, d, msg.length);
+    if (d.backend < 0) return;
+    const up = plan.upstreams[d.backend];
+    const tpl = up.templates[vipIndex];
+    if (++up.sinceCheck >= QUEUE_CHECK_EVERY) {
+      up.sinceCheck = 0;
+      up.copyHeaders = up.socket.getSendQueueCount() > 0;
+    }
+    let header: Buffer | undefined;
+    if (up.copyHeaders || this.signForward) {
+      header = Buffer.allocUnsafe(tpl.length);
+      if (tpl.write(header, 0, rinfo.address, rinfo.port) < 0) header = undefined;
+      else if (this.signForward) signProxyHeader(header, msg, this.auth as ProxyAuth, ProxyDirection.TO_BACKEND);
+    } else header = tpl.next(rinfo.address, rinfo.port);
+    if (header === undefined) return; // cannot happen for addresses node:dgram reports
+    up.socket.send([header, msg]);
+  }
+
+  /**
+   * Return path: a backend's [PROXY v2 header (src = VIP, dst = client), QUIC datagram] goes out
+   * of the VIP socket named by the header to the client. Accepted only from an allowed backend
+   * address (or on that backend's connected socket) and, with a key, with a valid auth TLV.
+   */
+  private onReturn(msg: Buffer, rinfo: dgram.RemoteInfo, via: Upstream | undefined): void {
+    const c = this.counters;
+    if (via === undefined && !this.allowed(rinfo.address)) {
+      c.returnRejects[ReturnReject.SOURCE]++;
+      return;
+    }
+    const h = this.rh;
+    const hl = parseProxyHeader(msg, h, this.auth);
+    if (hl < 0 || h.command !== ProxyCommand.PROXY) {
+      c.returnRejects[hl === PROXY_ERR_AUTH || hl === PROXY_ERR_STALE ? ReturnReject.HMAC : ReturnReject.HEADER]++;
+      return;
+    }
+    const vip = this.vipFor(h);
+    if (vip === undefined) {
+      c.returnRejects[ReturnReject.VIP]++;
+      return;
+    }
+    const bytes = msg.length - hl;
+    c.returnPackets++;
+    c.returnBytes += bytes;
+    const b = via !== undefined ? via.backend : this.backendOf(rinfo);
+    if (b >= 0) {
+      const s = this.plan.state.backends[b]?.stats;
+      if (s) {
+        s.packetsOut++;
+        s.bytesOut += bytes;
+      }
+    }
+    vip.socket.send(msg.subarray(hl), h.dstPort, formatProxyAddress(h, 'dst'));
+  }
+
+  private allowed(address: string): boolean {
+    const s = this.srcScratch;
+    if (parseIPv4Into(address, s, 0)) return this.allow4.has(v4Key(s));
+    if (!parseIPv6Into(address, s, 0)) return false;
+    if (s[0] === 0 && s[1] === 0 && s[10] === 0xff && s[11] === 0xff && isZero(s, 2, 10)) {
+      return this.allow4.has(((s[12] << 24) | (s[13] << 16) | (s[14] << 8) | s[15]) >>> 0);
+    }
+    for (const a of this.allow6) if (sameBytes(a, s, 16)) return true;
+    return false;
+  }
+
+  private vipFor(h: ProxyHeader): Vip | undefined {
+    for (const v of this.vips) {
+      if (v.tuple.family === h.family && v.port === h.srcPort && sameBytes(v.tuple.vip, h.srcAddr, h.family === 4 ? 4 : 16)) return v;
+    }
+    return undefined;
+  }
+
+  private backendOf(rinfo: dgram.RemoteInfo): number {
+    // Return port: attribute by exact forwarding address, else by address only. Small lists.
+    const backends = this.config.backends;
+    let byAddress = -1;
+    for (let i = 0; i < backends.length; i++) {
+      const a = backends[i].address;
+      if (a.address === rinfo.address) {
+        if (a.port === rinfo.port) return i;
+        if (byAddress < 0) byAddress = i;
+      }
+    }
+    return byAddress;
+  }
+
+  private onSocketError(err: Error): void {
+    this.counters.sendErrors++;
+    const now = Date.now();
+    if (now - this.lastErrorLog > 10_000) {
+      this.lastErrorLog = now;
+      this.logger.warn({ err: err.message, sendErrors: this.counters.sendErrors }, 'socket errors (logged at most every 10 s)');
+    }
+  }
+
+  /** Closes every socket. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const v of this.vips) {
+      try {
+        v.socket.close();
+      } catch {
+        // not bound
+      }
+    }
+    try {
+      this.returnSocket?.close();
+    } catch {
+      // not bound
+    }
+    for (const u of this.upstreamByAddress.values()) u.close();
+    this.upstreamByAddress.clear();
+  }
+}
+
+function bind(socket: dgram.Socket, port: number, address: string, onListening?: () => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    socket.once('error', onError);
+    socket.bind({ port, address }, () => {
+      socket.off('error', onError);
+      onListening?.();
+      resolve();
+    });
+  });
+}
+
+function v4Key(b: Uint8Array): number {
+  return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array, n: number): boolean {
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function isZero(b: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (b[i] !== 0) return false;
+  return true;
+}
+

@@ -1,0 +1,49 @@
+// quic-lb-ts/lb: the load balancer (`quic-lb serve`). Re-exports only; see docs/lb.md.
+export { ConfigError, CONFIG_ERROR_CODES, type ConfigErrorCode } from './errors.js';
+export {
+  type LbConfig,
+  type BackendSpec,
+  type HealthCheckSpec,
+  type QuicLbConfigSpec,
+  type HealthType,
+  type LogLevel,
+  type ReturnMode,
+  DEFAULTS,
+  KNOWN_FIELDS,
+  HEALTH_TYPES,
+  validateConfig,
+  parseConfig,
+  loadConfigFile,
+  restartOnlyChanges,
+} from './config.js';
+export { type Endpoint, parseEndpoint, formatEndpoint } from './ip.js';
+export {
+  Reason,
+  REASON_COUNT,
+  REASON_NAMES,
+  CidResult,
+  CID_RESULT_NAMES,
+  ReturnReject,
+  RETURN_REJECT_NAMES,
+  isForwarded,
+} from './reasons.js';
+export { Counters, BackendStats, type CounterSnapshot } from './counters.js';
+export { SipHash24 } from './siphash.js';
+export { buildMaglevTable, isPrime, DEFAULT_MAGLEV_TABLE_SIZE, type MaglevEntry } from './maglev.js';
+export {
+  FourTuple,
+  Decision,
+  type RouterState,
+  type RouterBackend,
+  type HealthView,
+  buildRouterState,
+  withHealth,
+  decide,
+  countDecision,
+  route,
+  fallbackSlot,
+} from './router.js';
+export { HealthChecker, type BackendHealth } from './health.js';
+export { Forwarder } from './forwarder.js';
+export { LoadBalancer, startLoadBalancer, type LoadBalancerOptions, type ReloadResult } from './load-balancer.js';
+export { createLogger } from './logger.js';

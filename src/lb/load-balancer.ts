@@ -1,0 +1,315 @@
+// The control plane of `quic-lb serve`: config (load, hot reload), health checks, metrics and
+// health endpoint, graceful drain; it drives one data plane (in-process or cluster workers).
+import { createHash } from 'node:crypto';
+import { type FSWatcher, readFileSync, watch } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import type http from 'node:http';
+import type { Logger } from 'pino';
+import { ClusterPlane } from './cluster.js';
+import { type LbConfig, loadConfigFile, restartOnlyChanges } from './config.js';
+import type { ConfigError } from './errors.js';
+import { HealthChecker } from './health.js';
+import type { Endpoint } from './ip.js';
+import { createLogger } from './logger.js';
+import { type ControlStats, createMetrics, startHttp } from './metrics.js';
+import { type DataPlane, LocalPlane } from './plane.js';
+
+/** Options of `startLoadBalancer`. */
+export interface LoadBalancerOptions {
+  /** Logger (default: pino to stderr at the config's log level). */
+  logger?: Logger;
+  /** The file the config came from: enables `reload()`, SIGHUP and the file watch. */
+  configFile?: string;
+  /** Watch `configFile` for changes (default true when configFile is given). */
+  watch?: boolean;
+  /** Install SIGHUP (reload) and SIGTERM/SIGINT (drain, then exit) handlers. Default false. */
+  handleSignals?: boolean;
+  /** Run `config.workers` cluster workers (needs the built dist/ files). Default false: forward in this process. */
+  cluster?: boolean;
+  /** Debounce of the file watch, ms (default 200). */
+  watchDebounceMs?: number;
+}
+
+/** Result of a reload attempt. */
+export interface ReloadResult {
+  ok: boolean;
+  error?: ConfigError | Error;
+  /** Fields that changed but need a restart (kept at their running values). */
+  restartRequired: string[];
+}
+
+/**
+ * A running load balancer. Build with `startLoadBalancer()`; stop with `close()` (immediately)
+ * or `drain()` (health endpoint fails first, forwarding continues for `drainMs`).
+ */
+export class LoadBalancer {
+  private config: LbConfig;
+  private readonly control: ControlStats = {
+    reloadsOk: 0,
+    reloadsFailed: 0,
+    lastReloadOk: true,
+    lastReloadTime: 0,
+    restartRequired: false,
+    draining: false,
+    workers: 0,
+  };
+  private httpServer: http.Server | undefined;
+  private httpAddress: Endpoint | undefined;
+  private watcher: FSWatcher | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private lastFileHash = '';
+  private reloading: Promise<ReloadResult> | undefined;
+  private readonly signalHandlers: [string, () => void][] = [];
+  private closed = false;
+
+  private constructor(
+    config: LbConfig,
+    readonly logger: Logger,
+    private readonly health: HealthChecker,
+    readonly plane: DataPlane,
+    private readonly opts: LoadBalancerOptions,
+  ) {
+    this.config = config;
+  }
+
+  /** Starts everything; see `startLoadBalancer`. */
+  static async start(config: LbConfig, opts: LoadBalancerOptions = {}): Promise<LoadBalancer> {
+    const logger = opts.logger ?? createLogger(config.log.level);
+    let plane: DataPlane | undefined;
+    // The health checker exists before the plane so the first view is ready; its changes
+    // reach the plane once it exists.
+    const holder: { lb?: LoadBalancer } = {};
+    const health = new HealthChecker({
+      logger,
+      onChange: (view) => holder.lb?.plane.setHealth(view),
+    });
+    health.configure(config);
+    try {
+      const workers = config.workers === 0 ? availableParallelism() : config.workers;
+      plane = opts.cluster && workers > 1 ? await ClusterPlane.start(config, health.view(), workers, logger) : await LocalPlane.start(config, health.view(), logger);
+      const lb = new LoadBalancer(config, logger, health, plane, opts);
+      holder.lb = lb;
+      // A health change between configure() and now is pushed once more.
+      plane.setHealth(health.view());
+      await lb.startOps();
+      return lb;
+    } catch (err) {
+      health.close();
+      await plane?.close();
+      throw err;
+    }
+  }
+
+  private async startOps(): Promise<void> {
+    const { registry, refresh } = createMetrics({
+      counters: () => this.plane.counters(),
+      health: () => this.health.states(),
+      control: () => ({ ...this.control, workers: this.plane.running() }),
+      backendNames: () => this.config.backends.map((b) => b.name),
+    });
+    if (this.config.metrics.listen) {
+      const { server, address } = await startHttp(this.config.metrics.listen, {
+        contentType: registry.contentType,
+        metrics: async () => {
+          await refresh();
+          return registry.metrics();
+        },
+        healthy: () => this.healthy(),
+      });
+      this.httpServer = server;
+      this.httpAddress = address;
+    }
+    this.metricsText = async () => {
+      await refresh();
+      return registry.metrics();
+    };
+    const file = this.opts.configFile;
+    if (file) {
+      this.lastFileHash = hashFile(file);
+      if (this.opts.watch ?? true) this.watchFile(file);
+    }
+    if (this.opts.handleSignals) {
+      this.onSignal('SIGHUP', () => void this.reload());
+      const stop = (): void => {
+        void this.drain().then(() => process.exit(0));
+      };
+      this.onSignal('SIGTERM', stop);
+      this.onSignal('SIGINT', stop);
+    }
+    this.logger.info(
+      {
+        vips: this.plane.vipAddresses(),
+        returnPort: this.plane.returnAddress(),
+        metrics: this.httpAddress,
+        workers: this.plane.running(),
+        backends: this.config.backends.length,
+        quicLbConfigs: this.config.quicLb.map((c) => c.configId),
+      },
+      'quic-lb serving',
+    );
+  }
+
+  /** Prometheus text of every metric (what GET /metrics returns). */
+  metricsText: () => Promise<string> = () => Promise.resolve('');
+
+  private onSignal(sig: string, fn: () => void): void {
+    process.on(sig, fn);
+    this.signalHandlers.push([sig, fn]);
+  }
+
+  private watchFile(file: string): void {
+    const abs = path.resolve(file);
+    const dir = path.dirname(abs);
+    const base = path.basename(abs);
+    // Watch the directory: editors and config management replace the file by rename.
+    this.watcher = watch(dir, (_event, name) => {
+      if (name !== null && name !== base) return;
+      if (this.debounce) clearTimeout(this.debounce);
+      this.debounce = setTimeout(() => {
+        this.debounce = undefined;
+        let h: string;
+        try {
+          h = hashFile(abs);
+        } catch {
+          return; // mid-rename; the next event will come
+        }
+        if (h === this.lastFileHash) return;
+        void this.reload();
+      }, this.opts.watchDebounceMs ?? 200);
+    });
+    this.watcher.on('error', (err) => this.logger.error({ err }, 'config watch error'));
+  }
+
+  /** `/healthz`: fails while draining, with no forwarding process, or with no healthy backend. */
+  healthy(): { ok: boolean; why: string } {
+    if (this.control.draining) return { ok: false, why: 'draining' };
+    if (this.plane.running() === 0) return { ok: false, why: 'no forwarding process' };
+    const up = [...this.health.view().values()].filter(Boolean).length;
+    if (up === 0) return { ok: false, why: 'no healthy backend' };
+    return { ok: true, why: `ok: ${up}/${this.config.backends.length} backends up` };
+  }
+
+  /**
+   * Re-reads the config file and applies it atomically. An invalid file keeps the running config
+   * (logged, counted in quic_lb_config_reloads_total{outcome="failure"}); fields that need a restart
+   * keep their running values. Concurrent calls share one reload.
+   */
+  reload(): Promise<ReloadResult> {
+    if (!this.reloading) {
+      this.reloading = this.doReload().finally(() => {
+        this.reloading = undefined;
+      });
+    }
+    return this.reloading;
+  }
+
+  private async doReload(): Promise<ReloadResult> {
+    const file = this.opts.configFile;
+    this.control.lastReloadTime = Date.now();
+    if (!file) return this.reloadFailed(new Error('no config file to reload from'));
+    let next: LbConfig;
+    try {
+      this.lastFileHash = hashFile(file);
+      next = loadConfigFile(file);
+    } catch (err) {
+      return this.reloadFailed(err as Error);
+    }
+    return this.applyConfig(next);
+  }
+
+  /** Applies a validated config (what reload does after parsing). */
+  async applyConfig(next: LbConfig): Promise<ReloadResult> {
+    const restartRequired = restartOnlyChanges(this.config, next);
+    const merged: LbConfig = {
+      ...next,
+      listen: this.config.listen,
+      metrics: this.config.metrics,
+      workers: this.config.workers,
+      socket: this.config.socket,
+      returnPath: { ...next.returnPath, mode: this.config.returnPath.mode, listen: this.config.returnPath.listen },
+    };
+    try {
+      this.health.configure(merged);
+      await this.plane.apply(merged, this.health.view());
+    } catch (err) {
+      return this.reloadFailed(err as Error);
+    }
+    this.config = merged;
+    this.logger.level = merged.log.level;
+    this.control.reloadsOk++;
+    this.control.lastReloadOk = true;
+    this.control.restartRequired = restartRequired.length > 0;
+    if (restartRequired.length > 0) this.logger.warn({ fields: restartRequired }, 'config reloaded; these changes need a restart and were not applied');
+    else this.logger.info({ backends: merged.backends.length, quicLbConfigs: merged.quicLb.map((c) => c.configId) }, 'config reloaded');
+    return { ok: true, restartRequired };
+  }
+
+  private reloadFailed(err: Error): ReloadResult {
+    this.control.reloadsFailed++;
+    this.control.lastReloadOk = false;
+    const e = err as Partial<ConfigError>;
+    this.logger.error({ code: e.code, field: e.field, reason: e.reason ?? err.message }, 'config reload failed; keeping the running config');
+    return { ok: false, error: err, restartRequired: [] };
+  }
+
+  /** The running (merged) config. */
+  currentConfig(): LbConfig {
+    return this.config;
+  }
+
+  /** Bound addresses: VIPs, return port, metrics/health endpoint. */
+  addresses(): { vips: Endpoint[]; returnPort: Endpoint | undefined; metrics: Endpoint | undefined } {
+    return { vips: this.plane.vipAddresses(), returnPort: this.plane.returnAddress(), metrics: this.httpAddress };
+  }
+
+  /** Current health view (backend name -> up). */
+  healthView(): Map<string, boolean> {
+    return this.health.view();
+  }
+
+  /**
+   * Graceful stop: /healthz answers 503 at once (so BGP withdraws the VIP), forwarding goes on
+   * for `drainMs`, then everything closes.
+   */
+  async drain(): Promise<void> {
+    if (this.control.draining || this.closed) return;
+    this.control.draining = true;
+    this.logger.info({ drainMs: this.config.drainMs }, 'draining: health endpoint fails, still forwarding');
+    await new Promise((r) => setTimeout(r, this.config.drainMs));
+    await this.close();
+  }
+
+  /** Stops at once: sockets, workers, health checks, watch, HTTP. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const [sig, fn] of this.signalHandlers) process.off(sig, fn);
+    if (this.debounce) clearTimeout(this.debounce);
+    this.watcher?.close();
+    this.health.close();
+    await this.plane.close();
+    if (this.httpServer) {
+      this.httpServer.closeAllConnections();
+      await new Promise<void>((r) => this.httpServer!.close(() => r()));
+    }
+    this.logger.info('stopped');
+  }
+}
+
+function hashFile(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex');
+}
+
+/**
+ * Starts a load balancer from a validated config or a config file path. Single process unless
+ * `opts.cluster` (the CLI's `serve` sets it; workers need the built dist/). Throws ConfigError
+ * for a bad file, or the socket error when a port cannot be bound.
+ */
+export async function startLoadBalancer(config: LbConfig | string, opts: LoadBalancerOptions = {}): Promise<LoadBalancer> {
+  if (typeof config === 'string') {
+    const cfg = loadConfigFile(config);
+    return LoadBalancer.start(cfg, { ...opts, configFile: opts.configFile ?? config });
+  }
+  return LoadBalancer.start(config, opts);
+}

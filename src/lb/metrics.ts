@@ -1,0 +1,191 @@
+// prom-client metrics read at scrape time from plain counters (STYLE.md habit 10), and the HTTP
+// endpoint serving /metrics and /healthz. Labels: reason, backend, config id, result, outcome:
+// all bounded by the config, never a CID or an address.
+import http from 'node:http';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { CounterSnapshot } from './counters.js';
+import type { BackendHealth } from './health.js';
+import type { Endpoint } from './ip.js';
+import { CID_RESULT_COUNT, CID_RESULT_NAMES, CODEPOINT_COUNT, REASON_NAMES, RETURN_REJECT_NAMES } from './reasons.js';
+
+/** Control-plane state the primary (or single process) keeps. */
+export interface ControlStats {
+  reloadsOk: number;
+  reloadsFailed: number;
+  lastReloadOk: boolean;
+  lastReloadTime: number;
+  restartRequired: boolean;
+  draining: boolean;
+  workers: number;
+}
+
+/** Where the metrics come from at scrape time. */
+export interface MetricsSource {
+  /** Counters of every forwarding process, summed. */
+  counters(): Promise<CounterSnapshot>;
+  health(): Map<string, BackendHealth>;
+  control(): ControlStats;
+  /** Backend names of the current config (so idle backends still show). */
+  backendNames(): string[];
+}
+
+const PREFIX = 'quic_lb_';
+
+/** Builds the registry. Call `registry.metrics()` after awaiting `refresh()`. */
+export function createMetrics(source: MetricsSource): { registry: Registry; refresh: () => Promise<void> } {
+  const registry = new Registry();
+  let snap: CounterSnapshot | undefined;
+
+  const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter) => void): void => {
+    registry.registerMetric(
+      new Counter({
+        name: PREFIX + name,
+        help,
+        labelNames,
+        registers: [],
+        collect() {
+          this.reset();
+          fill(this);
+        },
+      }),
+    );
+  };
+  const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge) => void): void => {
+    registry.registerMetric(
+      new Gauge({
+        name: PREFIX + name,
+        help,
+        labelNames,
+        registers: [],
+        collect() {
+          this.reset();
+          fill(this);
+        },
+      }),
+    );
+  };
+
+  counter('received_packets_total', 'Datagrams received on the VIPs, by decision reason (the sum is every datagram received)', ['reason'], (c) => {
+    if (snap) REASON_NAMES.forEach((reason, i) => c.inc({ reason }, snap!.reasonPackets[i]));
+  });
+  counter('received_bytes_total', 'Octets received on the VIPs, by decision reason', ['reason'], (c) => {
+    if (snap) REASON_NAMES.forEach((reason, i) => c.inc({ reason }, snap!.reasonBytes[i]));
+  });
+  counter(
+    'cid_packets_total',
+    'Datagrams by DCID config codepoint (0..6, 7 = 0b111 unroutable) and what the CID gave: routed, unknown_server_id, too_short, backend_down, unknown_config (decode failures); client-chosen Initial DCIDs are not counted',
+    ['config_id', 'result'],
+    (c) => {
+      if (!snap) return;
+      for (let cp = 0; cp < CODEPOINT_COUNT; cp++) {
+        for (let r = 0; r < CID_RESULT_COUNT; r++) {
+          const v = snap.cid[cp * CID_RESULT_COUNT + r];
+          if (v > 0 || (cp < 7 && r === 0)) c.inc({ config_id: String(cp), result: CID_RESULT_NAMES[r] }, v);
+        }
+      }
+    },
+  );
+  const perBackend = (i: number) => (c: Counter, direction: string) => {
+    if (!snap) return;
+    const names = new Set([...source.backendNames(), ...Object.keys(snap.backends)]);
+    for (const backend of names) c.inc({ backend, direction }, snap.backends[backend]?.[i] ?? 0);
+  };
+  counter('backend_packets_total', 'Datagrams per backend: direction to_backend (forwarded) or to_client (return path)', ['backend', 'direction'], (c) => {
+    perBackend(0)(c, 'to_backend');
+    perBackend(2)(c, 'to_client');
+  });
+  counter('backend_bytes_total', 'QUIC octets per backend (without the PROXY header): to_backend or to_client', ['backend', 'direction'], (c) => {
+    perBackend(1)(c, 'to_backend');
+    perBackend(3)(c, 'to_client');
+  });
+  counter('backend_routed_packets_total', 'Datagrams forwarded to a backend because their CID named it (the rest came by fallback)', ['backend'], (c) => {
+    if (!snap) return;
+    const names = new Set([...source.backendNames(), ...Object.keys(snap.backends)]);
+    for (const backend of names) c.inc({ backend }, snap.backends[backend]?.[4] ?? 0);
+  });
+  counter('return_packets_total', 'Datagrams accepted on the return path and sent to clients from the VIP', [], (c) => {
+    if (snap) c.inc(snap.returnPackets);
+  });
+  counter('return_bytes_total', 'QUIC octets accepted on the return path', [], (c) => {
+    if (snap) c.inc(snap.returnBytes);
+  });
+  counter('return_rejected_total', 'Return-path datagrams refused: source (not an allowed backend), header, hmac (missing/bad/stale auth TLV), vip (unknown VIP)', ['reason'], (c) => {
+    if (snap) RETURN_REJECT_NAMES.forEach((reason, i) => c.inc({ reason }, snap!.returnRejects[i]));
+  });
+  counter('socket_errors_total', 'Socket errors reported by node:dgram (e.g. ICMP unreachable from a backend)', [], (c) => {
+    if (snap) c.inc(snap.sendErrors);
+  });
+  gauge('backend_up', 'Health of each backend (1 up, 0 down) as the fallback table sees it', ['backend'], (g) => {
+    for (const [backend, h] of source.health()) g.set({ backend }, h.up ? 1 : 0);
+  });
+  counter('health_checks_total', 'Health probes per backend and result', ['backend', 'result'], (c) => {
+    for (const [backend, h] of source.health()) {
+      c.inc({ backend, result: 'ok' }, h.checksOk);
+      c.inc({ backend, result: 'failed' }, h.checksFailed);
+    }
+  });
+  counter('health_transitions_total', 'Up/down changes per backend', ['backend'], (c) => {
+    for (const [backend, h] of source.health()) c.inc({ backend }, h.transitions);
+  });
+  counter('config_reloads_total', 'Config reloads (SIGHUP or file change) by outcome; a failed one keeps the old config', ['outcome'], (c) => {
+    const s = source.control();
+    c.inc({ outcome: 'success' }, s.reloadsOk);
+    c.inc({ outcome: 'failure' }, s.reloadsFailed);
+  });
+  gauge('config_last_reload_success', '1 if the last reload attempt succeeded (or none was made)', [], (g) => g.set(source.control().lastReloadOk ? 1 : 0));
+  gauge('config_last_reload_timestamp_seconds', 'Time of the last reload attempt (0: none)', [], (g) => g.set(source.control().lastReloadTime / 1000));
+  gauge('config_restart_required', '1 if the file changes fields a reload cannot apply (listen, workers, sockets, metrics)', [], (g) =>
+    g.set(source.control().restartRequired ? 1 : 0),
+  );
+  gauge('draining', '1 after SIGTERM: /healthz fails, forwarding continues until drainMs', [], (g) => g.set(source.control().draining ? 1 : 0));
+  gauge('workers', 'Forwarding processes running', [], (g) => g.set(source.control().workers));
+
+  return {
+    registry,
+    refresh: async () => {
+      snap = await source.counters();
+    },
+  };
+}
+
+/** The operations HTTP endpoint: GET /metrics (Prometheus text), GET /healthz (200 ok / 503). */
+export async function startHttp(
+  listen: Endpoint,
+  handlers: { metrics: () => Promise<string>; contentType: string; healthy: () => { ok: boolean; why: string } },
+): Promise<{ server: http.Server; address: Endpoint }> {
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? '/';
+    if (req.method === 'GET' && url === '/metrics') {
+      handlers.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': handlers.contentType });
+          res.end(text);
+        },
+        (err: unknown) => {
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end(`metrics error: ${(err as Error).message}\n`);
+        },
+      );
+      return;
+    }
+    if (req.method === 'GET' && (url === '/healthz' || url === '/readyz')) {
+      const h = handlers.healthy();
+      res.writeHead(h.ok ? 200 : 503, { 'content-type': 'text/plain' });
+      res.end(`${h.why}\n`);
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('not found: try /metrics or /healthz\n');
+  });
+  server.keepAliveTimeout = 1000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.address, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const a = server.address();
+  const port = typeof a === 'object' && a ? a.port : listen.port;
+  return { server, address: { ...listen, port } };
+}

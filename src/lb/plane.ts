@@ -1,0 +1,71 @@
+// Data planes: the forwarding process(es) the control plane drives. `LocalPlane` forwards in
+// this process; `ClusterPlane` (cluster.ts) runs node:cluster workers sharing the VIP sockets.
+import type { Logger } from 'pino';
+import type { LbConfig } from './config.js';
+import { type CounterSnapshot, Counters } from './counters.js';
+import { Forwarder } from './forwarder.js';
+import type { Endpoint } from './ip.js';
+import type { HealthView } from './router.js';
+
+/** What the control plane needs from the forwarding side. */
+export interface DataPlane {
+  /** Installs a new config (and the health view to use with it). */
+  apply(config: LbConfig, health: HealthView): Promise<void>;
+  setHealth(health: HealthView): void;
+  /** Counters of every forwarding process, summed. */
+  counters(): Promise<CounterSnapshot>;
+  /** Number of forwarding processes running. */
+  running(): number;
+  vipAddresses(): Endpoint[];
+  returnAddress(): Endpoint | undefined;
+  close(): Promise<void>;
+}
+
+/** Forwarding in the current process (workers: 1, and `startLoadBalancer` by default). */
+export class LocalPlane implements DataPlane {
+  private constructor(
+    readonly forwarder: Forwarder,
+    private readonly localCounters: Counters,
+  ) {}
+
+  static async start(config: LbConfig, health: HealthView, logger: Logger): Promise<LocalPlane> {
+    const counters = new Counters();
+    const forwarder = await Forwarder.start({ config, counters, logger, health });
+    return new LocalPlane(forwarder, counters);
+  }
+
+  /** The live counters of this process. */
+  get liveCounters(): Counters {
+    return this.localCounters;
+  }
+
+  async apply(config: LbConfig, health: HealthView): Promise<void> {
+    this.forwarder.setHealth(health);
+    await this.forwarder.apply(config);
+  }
+
+  setHealth(health: HealthView): void {
+    this.forwarder.setHealth(health);
+  }
+
+  counters(): Promise<CounterSnapshot> {
+    return Promise.resolve(this.localCounters.snapshot());
+  }
+
+  running(): number {
+    return 1;
+  }
+
+  vipAddresses(): Endpoint[] {
+    return this.forwarder.vipAddresses();
+  }
+
+  returnAddress(): Endpoint | undefined {
+    return this.forwarder.returnAddress();
+  }
+
+  close(): Promise<void> {
+    this.forwarder.close();
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,84 @@
+// Decision reasons of the router. Numeric on the packet path (array indexes into plain counters),
+// named for metrics, logs and `quic-lb route`. The order is part of no wire format; add new
+// reasons at the end.
+
+/** Why `decide()` chose what it chose. */
+export const Reason = {
+  /** The DCID decodes (draft-21 §5.5) to a server ID mapped to a live backend. */
+  ROUTED: 0,
+  /** v1/v2 Initial or 0-RTT whose DCID is not routable: client-chosen (RFC 9000 §7.2). */
+  FALLBACK_INITIAL: 1,
+  /** DCID config rotation bits are 0b111 (draft-21 §3.2, always unroutable). */
+  FALLBACK_UNROUTABLE_0B111: 2,
+  /** DCID config rotation bits name no config held by this LB (draft-21 §4.1 item 1). */
+  FALLBACK_UNKNOWN_CONFIG: 3,
+  /** The decoded server ID maps to no backend (draft-21 §4.1 item 3). */
+  FALLBACK_UNKNOWN_SERVER_ID: 4,
+  /** The DCID (or what is left of the datagram) is shorter than the config's CID (§4.1 item 2). */
+  FALLBACK_TOO_SHORT: 5,
+  /** The server ID names a backend that failed its health check: fall back so a live backend
+   *  can answer (e.g. with a stateless reset, RFC 9000 §10.3). */
+  FALLBACK_BACKEND_DOWN: 6,
+  /** Long header of a version other than v1/v2/0 with an unroutable DCID (draft-21 §8). */
+  FALLBACK_UNKNOWN_VERSION: 7,
+  /** Long header with version 0 (Version Negotiation) and an unroutable DCID. */
+  FALLBACK_VERSION_NEGOTIATION: 8,
+  /** Not even an RFC 8999 header (empty, or a long header cut inside its CIDs): dropped. */
+  DROPPED_MALFORMED: 9,
+  /** Fallback needed but no healthy backend with a positive weight: dropped. */
+  DROPPED_NO_BACKEND: 10,
+} as const;
+export type Reason = (typeof Reason)[keyof typeof Reason];
+
+/** Number of reasons (length of per-reason counter arrays). */
+export const REASON_COUNT = 11;
+
+/** Metric/CLI names of the reasons, indexed by `Reason`. */
+export const REASON_NAMES: readonly string[] = Object.freeze([
+  'routed',
+  'fallback_initial',
+  'fallback_unroutable_0b111',
+  'fallback_unknown_config',
+  'fallback_unknown_server_id',
+  'fallback_too_short',
+  'fallback_backend_down',
+  'fallback_unknown_version',
+  'fallback_version_negotiation',
+  'dropped_malformed',
+  'dropped_no_backend',
+]);
+
+/** True for reasons that end in a forwarded packet. */
+export function isForwarded(reason: number): boolean {
+  return reason !== Reason.DROPPED_MALFORMED && reason !== Reason.DROPPED_NO_BACKEND;
+}
+
+/**
+ * What became of a DCID's config codepoint, counted per codepoint (0..6, and 7 = 0b111) so an
+ * operator sees traffic on an old config drain away (draft-21 §3.1).
+ */
+export const CidResult = {
+  ROUTED: 0,
+  UNKNOWN_SERVER_ID: 1,
+  TOO_SHORT: 2,
+  BACKEND_DOWN: 3,
+  UNKNOWN_CONFIG: 4,
+} as const;
+export const CID_RESULT_COUNT = 5;
+export const CID_RESULT_NAMES: readonly string[] = Object.freeze(['routed', 'unknown_server_id', 'too_short', 'backend_down', 'unknown_config']);
+/** Codepoints 0..7; 7 is the 0b111 unroutable codepoint. */
+export const CODEPOINT_COUNT = 8;
+
+/** Why the return port refused a datagram. */
+export const ReturnReject = {
+  /** Source address is not an allowed backend address. */
+  SOURCE: 0,
+  /** No valid PROXY v2 header (or a header for another family / command). */
+  HEADER: 1,
+  /** The HMAC TLV is missing or wrong while a return-path key is configured. */
+  HMAC: 2,
+  /** The header names a VIP this LB does not listen on. */
+  VIP: 3,
+} as const;
+export const RETURN_REJECT_COUNT = 4;
+export const RETURN_REJECT_NAMES: readonly string[] = Object.freeze(['source', 'header', 'hmac', 'vip']);
