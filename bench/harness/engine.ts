@@ -167,7 +167,8 @@ export class Engine {
     await this.sinks.call('reset', { trial: runTrial });
     const pids = handle ? [...handle.pids(), ...(o.second?.pids() ?? [])] : [];
     const cpu0 = sumCpu(pids);
-    const redisCpu0 = this.redis ? treeCpuUs(this.redis.pid) : 0;
+    const redisPid0 = this.redis?.pid ?? -1;
+    const redisCpu0 = this.redis ? treeCpuUs(redisPid0) : 0;
     const timers = (o.actions ?? []).map((a) => {
       let done: Promise<void> = Promise.resolve();
       const t = setTimeout(() => {
@@ -184,7 +185,7 @@ export class Engine {
     const pidsAfter = handle ? [...handle.pids(), ...(o.second?.pids() ?? [])] : [];
     // After a restart the killed process's CPU is gone with it: no per-packet CPU for that trial.
     const cpu1 = samePids(pids, pidsAfter) ? sumCpu(pidsAfter) : NaN;
-    const redisCpu1 = this.redis ? treeCpuUs(this.redis.pid) : 0;
+    const redisCpu1 = this.redis && this.redis.pid === redisPid0 ? treeCpuUs(redisPid0) : NaN;
     const st = await this.sinks.call<SinkStats>('stats');
     const received = st.received.reduce((a, b) => a + b, 0);
     const usesRedis = spec?.family === 'redis';

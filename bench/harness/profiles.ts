@@ -1,0 +1,101 @@
+// Run profiles: `quick` (npm run bench, under 3 minutes), `full` (npm run bench -- --full) and
+// `tiny` (the harness's own end-to-end test: a few seconds).
+
+export type ScenarioId = 'steady' | 'nat-rebinding' | 'migration' | 'lb-restart' | 'redis-restart' | 'pool-change' | 'ecmp';
+
+export interface Profile {
+  name: 'quick' | 'full' | 'tiny';
+  conns: number;
+  packetSize: number;
+  seed: number;
+  /** Duration of one rate-search step. */
+  trialMs: number;
+  /** Offered rates tried in the search: start, multiplied by `rateFactor` up to `rateMax`. */
+  rateStart: number;
+  rateFactor: number;
+  rateMax: number;
+  /** Loss above which a rate is not held (0.1 %). */
+  lossThreshold: number;
+  /** A failed step is run once more before the search stops (noise on a shared machine). */
+  retryFailedStep: boolean;
+  /** Fixed offered rate for the latency measurement and the scenarios. */
+  latencyRate: number;
+  latencyMs: number;
+  scenarioRate: number;
+  scenarioMs: number;
+  scenarios: ScenarioId[];
+  /** Router ids measured in the scenarios (the rate search runs every router). */
+  scenarioRouters: string[];
+  /** Cumulative flow counts of the memory curve, and the routers it runs on. */
+  memorySteps: number[];
+  memoryRouters: string[];
+  churnRate: number;
+}
+
+const SCENARIO_ROUTERS_ALL = ['quic-lb-plaintext', 'quic-lb-single-pass', 'quic-lb-four-pass', 'redis-per-packet', 'redis-cache', 'nginx', 'bare-relay'];
+
+export const PROFILES: Record<Profile['name'], Profile> = {
+  quick: {
+    name: 'quick',
+    conns: 500,
+    packetSize: 1200,
+    seed: 20260101,
+    trialMs: 800,
+    rateStart: 8000,
+    rateFactor: 1.35,
+    rateMax: 150_000,
+    lossThreshold: 0.001,
+    retryFailedStep: false,
+    latencyRate: 5000,
+    latencyMs: 1000,
+    scenarioRate: 4000,
+    scenarioMs: 1600,
+    scenarios: ['steady', 'nat-rebinding', 'lb-restart', 'redis-restart', 'pool-change', 'ecmp'],
+    scenarioRouters: ['quic-lb-plaintext', 'quic-lb-four-pass', 'redis-per-packet', 'redis-cache', 'nginx'],
+    memorySteps: [1000, 10_000],
+    memoryRouters: ['quic-lb-plaintext', 'redis-per-packet', 'redis-cache', 'nginx'],
+    churnRate: 20_000,
+  },
+  full: {
+    name: 'full',
+    conns: 2000,
+    packetSize: 1200,
+    seed: 20260101,
+    trialMs: 2500,
+    rateStart: 8000,
+    rateFactor: 1.2,
+    rateMax: 250_000,
+    lossThreshold: 0.001,
+    retryFailedStep: true,
+    latencyRate: 5000,
+    latencyMs: 3000,
+    scenarioRate: 5000,
+    scenarioMs: 4000,
+    scenarios: ['steady', 'nat-rebinding', 'migration', 'lb-restart', 'redis-restart', 'pool-change', 'ecmp'],
+    scenarioRouters: SCENARIO_ROUTERS_ALL,
+    memorySteps: [1000, 10_000, 50_000, 100_000, 200_000],
+    memoryRouters: ['quic-lb-plaintext', 'quic-lb-four-pass', 'redis-per-packet', 'redis-cache', 'nginx'],
+    churnRate: 20_000,
+  },
+  tiny: {
+    name: 'tiny',
+    conns: 100,
+    packetSize: 1200,
+    seed: 7,
+    trialMs: 300,
+    rateStart: 3000,
+    rateFactor: 2,
+    rateMax: 6000,
+    lossThreshold: 0.001,
+    retryFailedStep: false,
+    latencyRate: 2000,
+    latencyMs: 300,
+    scenarioRate: 2000,
+    scenarioMs: 500,
+    scenarios: ['steady', 'nat-rebinding'],
+    scenarioRouters: SCENARIO_ROUTERS_ALL,
+    memorySteps: [200],
+    memoryRouters: SCENARIO_ROUTERS_ALL,
+    churnRate: 5000,
+  },
+};

@@ -1,0 +1,145 @@
+// The Markdown report (bench/results/latest.md) and the README's bench section, from a results object.
+import type { BenchResults, ResultRow } from './types.js';
+
+const pct = (v: number | null | undefined, digits = 2): string => (v === null || v === undefined ? '–' : `${(v * 100).toFixed(digits)} %`);
+const num = (v: number | null | undefined): string => (v === null || v === undefined ? '–' : v >= 1000 ? Math.round(v).toLocaleString('en-US') : String(v));
+const x = (v: number | null | undefined): string => (v === null || v === undefined ? '–' : `${v.toFixed(2)}×`);
+
+export function labelOf(res: BenchResults, id: string): string {
+  return res.routers.find((r) => r.id === id)?.label ?? id;
+}
+
+function steadyRows(res: BenchResults): ResultRow[] {
+  return res.results.filter((r) => r.scenario === 'steady');
+}
+
+export function header(res: BenchResults): string {
+  const m = res.machine;
+  const lines = [
+    res.preliminary
+      ? `> **Preliminary** — ${res.note || 'taken on a busy shared machine; the numbers are noisy, compare ratios only.'}`
+      : res.note
+        ? `> ${res.note}`
+        : '',
+    '',
+    `- Date: ${res.date} · commit \`${res.commit}\` · Node ${res.node} · profile \`${res.profile}\` · ${res.duration_s} s`,
+    `- Machine: ${m.cpu_model}, ${m.cores} cores, Linux ${m.kernel}, load average at start ${m.loadavg_start.join(' / ')}`,
+    `- Command: \`${res.command}\``,
+  ];
+  return lines.join('\n');
+}
+
+/** The steady-state table: one row per router. */
+export function steadyTable(res: BenchResults): string {
+  const bare = steadyRows(res).find((r) => r.router === 'bare-relay');
+  const out = [
+    '| router | max pps (loss ≤ 0.1 %) | × bare relay | CPU µs/pkt | Redis CPU µs/pkt | p50 µs | p99 µs | added p50 / p99 µs | correct | RSS MB |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const r of steadyRows(res)) {
+    out.push(
+      `| ${labelOf(res, r.router)} | ${num(r.pps)} | ${bare && bare.pps ? x(r.pps / bare.pps) : '–'} | ${num(r.cpu_us_per_packet)} | ${num(r.redis_cpu_us_per_packet)} | ${num(r.p50_us)} | ${num(r.p99_us)} | ${num(r.added_p50_us)} / ${num(r.added_p99_us)} | ${pct(r.correct_ratio)} | ${num(r.rss_mb)} |`,
+    );
+  }
+  return out.join('\n');
+}
+
+/** Correct delivery and loss per scenario (rows: routers, columns: scenarios). */
+export function scenarioTable(res: BenchResults): string {
+  const scenarios = [...new Set(res.results.map((r) => r.scenario))];
+  const routers = [...new Set(res.results.map((r) => r.router))];
+  const out = [`| router | ${scenarios.join(' | ')} |`, `| --- | ${scenarios.map(() => '---:').join(' | ')} |`];
+  for (const router of routers) {
+    const cells = scenarios.map((s) => {
+      const r = res.results.find((q) => q.router === router && q.scenario === s);
+      return r ? `${pct(r.correct_ratio)} (loss ${pct(r.loss, 1)})` : 'n/a';
+    });
+    out.push(`| ${labelOf(res, router)} | ${cells.join(' | ')} |`);
+  }
+  return out.join('\n');
+}
+
+export function memoryTable(res: BenchResults): string {
+  const steps = [...new Set(Object.values(res.memory).flatMap((p) => p.map((q) => q.connections)))].sort((a, b) => a - b);
+  if (!steps.length) return '_no memory curve in this run_';
+  const out = [`| router | ${steps.map((s) => `${num(s)} flows`).join(' | ')} |`, `| --- | ${steps.map(() => '---:').join(' | ')} |`];
+  for (const [router, pts] of Object.entries(res.memory)) {
+    const cells = steps.map((s) => {
+      const p = pts.find((q) => q.connections === s);
+      if (!p) return '–';
+      return p.redis_mem_mb === null ? `${p.rss_mb} MB` : `${p.rss_mb} MB + Redis ${p.redis_mem_mb} MB (${num(p.redis_keys)} keys)`;
+    });
+    out.push(`| ${labelOf(res, router)} | ${cells.join(' | ')} |`);
+  }
+  return out.join('\n');
+}
+
+export function targetsTable(res: BenchResults): string {
+  if (!res.targets.length) return '_no targets evaluated in this run_';
+  const out = ['| check | value | target | |', '| --- | ---: | ---: | --- |'];
+  for (const t of res.targets) out.push(`| ${t.name} | ${t.value === null ? '–' : t.value} | ${t.target} | ${t.pass === null ? '–' : t.pass ? 'met' : '**not met**'} |`);
+  return out.join('\n');
+}
+
+export function ratiosTable(res: BenchResults): string {
+  const entries = Object.entries(res.ratios);
+  if (!entries.length) return '';
+  return ['| ratio | value |', '| --- | ---: |', ...entries.map(([k, v]) => `| ${k} | ${v === null ? '–' : v} |`)].join('\n');
+}
+
+export function renderMarkdown(res: BenchResults, charts: Record<string, string>): string {
+  const img = (k: string, alt: string): string => (charts[k] ? `![${alt}](${charts[k]})\n` : '');
+  const parts = [
+    `# ${res.kind === 'forwarder' ? 'quic-lb serve forwarding benchmark' : 'Routing benchmark: stateless QUIC-LB vs Redis-mapped routing'}`,
+    '',
+    header(res),
+    '',
+    'Method: [docs/bench.md](../../docs/bench.md). One-way latency generator → backend (same host, CLOCK_MONOTONIC); "added" subtracts the direct path without a router' +
+      ` (p50 ${num(res.direct.p50_us)} µs, p99 ${num(res.direct.p99_us)} µs).`,
+    '',
+    res.kind === 'forwarder' ? '## Forwarding rate' : '## Steady state',
+    '',
+    steadyTable(res),
+    '',
+    img('throughput', 'forwarded packets per second'),
+    img('cpu', 'CPU per packet'),
+    img('latency', 'latency'),
+  ];
+  if (res.kind === 'routing') {
+    parts.push('## Scenarios: correct delivery (loss)', '', scenarioTable(res), '');
+    for (const [s, note] of Object.entries((res.params.scenarios as Record<string, string>) ?? {})) parts.push(`- **${s}**: ${note}`);
+    parts.push('', img('correctness', 'correct delivery per scenario'), '## Memory as flows grow', '', memoryTable(res), '', img('memory', 'memory'));
+  }
+  parts.push('## Targets', '', targetsTable(res), '', '## Ratios', '', ratiosTable(res), '');
+  if (res.skipped.length) parts.push('## Skipped', '', ...res.skipped.map((s) => `- ${s.router}: ${s.reason}`), '');
+  return parts.join('\n');
+}
+
+/** The README's `bench` section body (between its markers). */
+export function readmeSection(res: BenchResults, chartPath: string): string {
+  return [
+    '## Benchmark',
+    '',
+    'Stateless QUIC-LB routing against the design large relays use (client address → backend in Redis,',
+    'with and without a local cache), a bare `node:dgram` relay (the runtime ceiling) and nginx\'s UDP proxy,',
+    'all fed the same seeded QUIC-shaped traffic, alternately, in one run. Method: [docs/bench.md](docs/bench.md).',
+    '',
+    '```sh',
+    'npm run bench            # quick profile, < 3 min: results in bench/results/latest.{json,md} + SVG charts',
+    'npm run bench -- --full  # the whole matrix (more rates, 100k+ flows)',
+    'npm run bench:forwarder  # quic-lb serve vs the bare relay (1 and 2 workers)',
+    '```',
+    '',
+    header(res),
+    '',
+    steadyTable(res),
+    '',
+    'Correct delivery (loss) per scenario:',
+    '',
+    scenarioTable(res),
+    '',
+    `![forwarded packets per second](${chartPath})`,
+    '',
+    `Full report: [bench/results/latest.md](bench/results/latest.md).`,
+  ].join('\n');
+}

@@ -1,0 +1,79 @@
+// The results file (bench/results/latest.json): what the harness writes and the report reads.
+
+export interface ResultRow {
+  router: string;
+  scenario: string;
+  /** steady: highest forwarded packets/s with loss <= threshold; other scenarios: forwarded packets/s at the scenario rate. */
+  pps: number;
+  offered_pps: number;
+  loss: number;
+  /** Router process tree CPU (user+system) per forwarded packet; null across a restart. */
+  cpu_us_per_packet: number | null;
+  /** redis-server CPU per forwarded packet (Redis routers only). */
+  redis_cpu_us_per_packet: number | null;
+  /** One-way latency generator -> backend (µs). */
+  p50_us: number | null;
+  p99_us: number | null;
+  /** Latency added over the direct path (same rate, no router). */
+  added_p50_us: number | null;
+  added_p99_us: number | null;
+  /** Share of delivered packets that reached the backend owning their connection. */
+  correct_ratio: number | null;
+  misdelivered: number;
+  rss_mb: number;
+  redis_mem_mb: number | null;
+  note?: string;
+}
+
+export interface RateStep {
+  rate: number;
+  offered_pps: number;
+  pps: number;
+  loss: number;
+  cpu_us_per_packet: number | null;
+  pass: boolean;
+}
+
+export interface MemoryPoint {
+  connections: number;
+  rss_mb: number;
+  redis_mem_mb: number | null;
+  redis_keys: number | null;
+}
+
+export interface TargetCheck {
+  name: string;
+  value: number | null;
+  target: string;
+  pass: boolean | null;
+}
+
+export interface RouterInfo {
+  id: string;
+  label: string;
+  family: string;
+  workers: number;
+}
+
+export interface BenchResults {
+  schema: 1;
+  kind: 'routing' | 'forwarder';
+  profile: string;
+  preliminary: boolean;
+  note: string;
+  date: string;
+  commit: string;
+  node: string;
+  machine: { cpu_model: string; cores: number; kernel: string; loadavg_start: number[] };
+  command: string;
+  params: Record<string, unknown>;
+  routers: RouterInfo[];
+  results: ResultRow[];
+  rate_search: Record<string, RateStep[]>;
+  memory: Record<string, MemoryPoint[]>;
+  direct: { p50_us: number | null; p99_us: number | null };
+  ratios: Record<string, number | null>;
+  targets: TargetCheck[];
+  skipped: { router: string; reason: string }[];
+  duration_s: number;
+}

@@ -1,0 +1,48 @@
+// `npm run bench [-- --full] [--routers a,b] [--out DIR] [--preliminary] [--note TEXT] [--no-readme]`
+// The routing benchmark: builds what it runs, starts redis-server and nginx itself, measures
+// every router alternately, writes bench/results/latest.{json,md} + SVG charts and the README's
+// bench section, and stops everything it started.
+import { loadavg } from 'node:os';
+import path from 'node:path';
+import { ensureBuilt, repoRoot } from './harness/build.js';
+import { PROFILES, type Profile } from './harness/profiles.js';
+import { allRouters } from './harness/routers.js';
+import { runRoutingSuite } from './harness/suite.js';
+import { nginxAvailable } from './routers/nginx.js';
+import { parseArgs } from './routers/args.js';
+import { updateReadme, writeReport } from './report/write.js';
+
+const args = parseArgs(process.argv.slice(2));
+const profile: Profile = PROFILES[(args.get('profile') ?? (args.has('full') ? 'full' : 'quick')) as Profile['name']];
+if (!profile) throw new Error(`unknown profile ${args.get('profile')}`);
+const outDir = path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results'));
+const log = (s: string): void => void process.stdout.write(`${s}\n`);
+
+const only = args.get('routers')?.split(',');
+let routers = allRouters().filter((r) => !only || only.includes(r.id));
+if (!nginxAvailable()) {
+  log('nginx or its stream module is not installed: skipping the nginx peer (scripts/system-deps.sh installs it)');
+  routers = routers.filter((r) => r.family !== 'nginx');
+}
+
+const load = loadavg()[0];
+let note = args.get('note') ?? '';
+if (load > 0.5) note = `${note ? `${note} ` : ''}Load average ${load.toFixed(2)} when the run started: other work shared the CPUs; compare ratios, not absolute numbers.`;
+
+ensureBuilt(log);
+log(`routing benchmark, profile ${profile.name}: ${routers.map((r) => r.id).join(', ')}`);
+const res = await runRoutingSuite({
+  profile,
+  routers,
+  log,
+  preliminary: args.has('preliminary'),
+  note,
+  command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+});
+const files = writeReport(res, outDir);
+log(`wrote ${files.map((f) => path.relative(repoRoot, f)).join(', ')}`);
+if (!args.has('no-readme') && !args.has('out')) {
+  if (updateReadme(path.join(repoRoot, 'README.md'), res, 'bench/results/latest-throughput.svg')) log('updated the README bench section');
+}
+for (const t of res.targets) log(`target: ${t.name}: ${t.value} (${t.target}) ${t.pass === null ? '' : t.pass ? 'met' : 'NOT met'}`);
+log(`done in ${res.duration_s} s`);
