@@ -243,7 +243,7 @@ export function validateConfig(doc: unknown, baseDir = process.cwd()): LbConfig 
     const o = obj(v, at, KNOWN_FIELDS.quicLb);
     const configId = int(o.configId, `${at}/configId`, 0, 6);
     if (serverIdLengthById.has(configId)) fail('ERR_CONFIG_DUPLICATE', `${at}/configId`, `config id ${configId} given twice`);
-    const serverIdLength = int(o.serverIdLength, `${at}/serverIdLength`, 1, 18);
+    const serverIdLength = int(o.serverIdLength, `${at}/serverIdLength`, 1, 15);
     const nonceLength = int(o.nonceLength, `${at}/nonceLength`, 4, 18);
     const key = keyField(o, at, 'key', 16, baseDir, false);
     const cipher = oneOf(o.cipher, `${at}/cipher`, CIPHERS, 'table');

@@ -1,0 +1,176 @@
+// Config validation: every error code with the field it names, defaults, key files, the
+// JSON schema kept in step with the validator, and `quic-lb check-config`.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { CONFIG_ERROR_CODES, ConfigError, DEFAULTS, KNOWN_FIELDS, loadConfigFile, parseConfig, validateConfig } from '../../src/lb/index.js';
+import { repoRoot, runCli } from '../helpers/cli.js';
+import { configDoc } from './fixtures.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Doc = Record<string, any>;
+function mutate(fn: (d: Doc) => void): Record<string, unknown> {
+  const d = structuredClone(configDoc()) as Doc;
+  fn(d);
+  return d;
+}
+
+function errorOf(doc: unknown): ConfigError {
+  try {
+    validateConfig(doc, dir);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+const cases: { desc: string; doc: unknown; code: string; field: string }[] = [
+  { desc: 'not a mapping', doc: [1, 2], code: 'ERR_CONFIG_TYPE', field: '' },
+  { desc: 'missing listen', doc: mutate((d) => delete d.listen), code: 'ERR_CONFIG_REQUIRED', field: '/listen' },
+  { desc: 'empty listen', doc: mutate((d) => (d.listen = [])), code: 'ERR_CONFIG_REQUIRED', field: '/listen' },
+  { desc: 'host name instead of IP', doc: mutate((d) => (d.listen = ['localhost:443'])), code: 'ERR_CONFIG_ADDRESS', field: '/listen/0' },
+  { desc: 'bare IPv6 without brackets', doc: mutate((d) => (d.listen = ['::1:443'])), code: 'ERR_CONFIG_ADDRESS', field: '/listen/0' },
+  { desc: 'port out of range', doc: mutate((d) => (d.backends[1].address = '127.0.0.1:70000')), code: 'ERR_CONFIG_ADDRESS', field: '/backends/1/address' },
+  { desc: 'duplicate listen', doc: mutate((d) => (d.listen = ['127.0.0.1:1', '127.0.0.1:1'])), code: 'ERR_CONFIG_DUPLICATE', field: '/listen/1' },
+  { desc: 'unknown top-level field (typo)', doc: mutate((d) => (d.backend = [])), code: 'ERR_CONFIG_UNKNOWN_FIELD', field: '/backend' },
+  { desc: 'unknown backend field', doc: mutate((d) => (d.backends[2].wieght = 3)), code: 'ERR_CONFIG_UNKNOWN_FIELD', field: '/backends/2/wieght' },
+  { desc: 'config id 7 (0b111 is reserved)', doc: mutate((d) => (d.quicLb[0].configId = 7)), code: 'ERR_CONFIG_RANGE', field: '/quicLb/0/configId' },
+  { desc: 'config id given twice', doc: mutate((d) => (d.quicLb[1].configId = 0)), code: 'ERR_CONFIG_DUPLICATE', field: '/quicLb/1/configId' },
+  { desc: 'nonce too short', doc: mutate((d) => (d.quicLb[0].nonceLength = 3)), code: 'ERR_CONFIG_RANGE', field: '/quicLb/0/nonceLength' },
+  { desc: 'sid + nonce > 19 (library check)', doc: mutate((d) => (d.quicLb[3].nonceLength = 10)), code: 'ERR_CONFIG_QUIC_LB', field: '/quicLb/3/nonceLength' },
+  { desc: 'key with 15 octets', doc: mutate((d) => (d.quicLb[1].key = '00'.repeat(15))), code: 'ERR_CONFIG_HEX', field: '/quicLb/1/key' },
+  { desc: 'key not hex', doc: mutate((d) => (d.quicLb[1].key = 'zz'.repeat(16))), code: 'ERR_CONFIG_HEX', field: '/quicLb/1/key' },
+  { desc: 'key and keyFile', doc: mutate((d) => (d.quicLb[1].keyFile = 'k.hex')), code: 'ERR_CONFIG_KEY_SOURCE', field: '/quicLb/1/keyFile' },
+  { desc: 'missing key file', doc: mutate((d) => (d.fallback = { keyFile: 'nope.hex' })), code: 'ERR_CONFIG_READ', field: '/fallback/keyFile' },
+  { desc: 'bad cipher', doc: mutate((d) => (d.quicLb[1].cipher = 'aesni')), code: 'ERR_CONFIG_ENUM', field: '/quicLb/1/cipher' },
+  { desc: 'no backends', doc: mutate((d) => (d.backends = [])), code: 'ERR_CONFIG_REQUIRED', field: '/backends' },
+  { desc: 'backend without name', doc: mutate((d) => delete d.backends[0].name), code: 'ERR_CONFIG_REQUIRED', field: '/backends/0/name' },
+  { desc: 'bad backend name', doc: mutate((d) => (d.backends[0].name = 'a b')), code: 'ERR_CONFIG_TYPE', field: '/backends/0/name' },
+  { desc: 'duplicate backend name', doc: mutate((d) => (d.backends[1].name = 'a')), code: 'ERR_CONFIG_DUPLICATE', field: '/backends/1/name' },
+  { desc: 'duplicate backend address', doc: mutate((d) => (d.backends[1].address = d.backends[0].address)), code: 'ERR_CONFIG_DUPLICATE', field: '/backends/1/address' },
+  { desc: 'server ID of the wrong length', doc: mutate((d) => (d.backends[0].serverIds['0'] = ['000001'])), code: 'ERR_CONFIG_HEX', field: '/backends/0/serverIds/0/0' },
+  { desc: 'server ID used twice', doc: mutate((d) => (d.backends[1].serverIds['0'] = '0001')), code: 'ERR_CONFIG_DUPLICATE', field: '/backends/1/serverIds/0' },
+  { desc: 'server ID for a config id not configured', doc: mutate((d) => (d.backends[0].serverIds['5'] = '01')), code: 'ERR_CONFIG_REFERENCE', field: '/backends/0/serverIds/5' },
+  { desc: 'server IDs keyed by a non-codepoint', doc: mutate((d) => (d.backends[0].serverIds['9'] = '01')), code: 'ERR_CONFIG_UNKNOWN_FIELD', field: '/backends/0/serverIds/9' },
+  { desc: 'weight negative', doc: mutate((d) => (d.backends[0].weight = -1)), code: 'ERR_CONFIG_RANGE', field: '/backends/0/weight' },
+  { desc: 'weight not an integer', doc: mutate((d) => (d.backends[0].weight = 1.5)), code: 'ERR_CONFIG_RANGE', field: '/backends/0/weight' },
+  { desc: 'weight as string', doc: mutate((d) => (d.backends[0].weight = '2')), code: 'ERR_CONFIG_TYPE', field: '/backends/0/weight' },
+  { desc: 'unknown health type', doc: mutate((d) => (d.backends[0].health = { type: 'icmp' })), code: 'ERR_CONFIG_ENUM', field: '/backends/0/health/type' },
+  { desc: 'http health without url', doc: mutate((d) => (d.backends[0].health = { type: 'http' })), code: 'ERR_CONFIG_REQUIRED', field: '/backends/0/health/url' },
+  { desc: 'https health url', doc: mutate((d) => (d.backends[0].health = { type: 'http', url: 'https://x/' })), code: 'ERR_CONFIG_ENUM', field: '/backends/0/health/url' },
+  { desc: 'rise 0', doc: mutate((d) => (d.health = { rise: 0 })), code: 'ERR_CONFIG_RANGE', field: '/health/rise' },
+  { desc: 'missing fallback', doc: mutate((d) => delete d.fallback), code: 'ERR_CONFIG_REQUIRED', field: '/fallback' },
+  { desc: 'missing fallback key', doc: mutate((d) => (d.fallback = {})), code: 'ERR_CONFIG_REQUIRED', field: '/fallback/key' },
+  { desc: 'table size not prime', doc: mutate((d) => (d.fallback.tableSize = 65536)), code: 'ERR_CONFIG_PRIME', field: '/fallback/tableSize' },
+  { desc: 'via-lb without a return port', doc: mutate((d) => (d.returnPath = { mode: 'via-lb' })), code: 'ERR_CONFIG_REQUIRED', field: '/returnPath/listen' },
+  { desc: 'return mode typo', doc: mutate((d) => (d.returnPath = { mode: 'dsr' })), code: 'ERR_CONFIG_ENUM', field: '/returnPath/mode' },
+  { desc: 'hmac key too short', doc: mutate((d) => (d.returnPath.hmacKey = '00'.repeat(8))), code: 'ERR_CONFIG_HEX', field: '/returnPath/hmacKey' },
+  { desc: 'signForward without a key', doc: mutate((d) => (d.returnPath.signForward = true)), code: 'ERR_CONFIG_REQUIRED', field: '/returnPath/hmacKey' },
+  { desc: 'allow entry not an IP', doc: mutate((d) => (d.returnPath.allow = ['backend-a'])), code: 'ERR_CONFIG_ADDRESS', field: '/returnPath/allow/0' },
+  { desc: 'workers out of range', doc: mutate((d) => (d.workers = 65)), code: 'ERR_CONFIG_RANGE', field: '/workers' },
+  { desc: 'log level typo', doc: mutate((d) => (d.log = { level: 'verbose' })), code: 'ERR_CONFIG_ENUM', field: '/log/level' },
+];
+
+describe('validateConfig', () => {
+  for (const c of cases) {
+    it(`${c.desc} -> ${c.code} at '${c.field}'`, () => {
+      const e = errorOf(c.doc);
+      expect(e.code).toBe(c.code);
+      expect(e.field).toBe(c.field);
+      expect(e.reason.length).toBeGreaterThan(0);
+    });
+  }
+
+  it('every error code is exercised by a case or the parse/read tests below', () => {
+    const used = new Set([...cases.map((c) => c.code), 'ERR_CONFIG_SYNTAX', 'ERR_CONFIG_READ']);
+    for (const code of CONFIG_ERROR_CODES) expect(used.has(code), code).toBe(true);
+  });
+
+  it('fills the defaults', () => {
+    const c = validateConfig(configDoc({ returnPath: { listen: '127.0.1.1:20005' } }));
+    expect(c.workers).toBe(DEFAULTS.workers);
+    expect(c.drainMs).toBe(DEFAULTS.drainMs);
+    expect(c.fallback.tableSize).toBe(65537);
+    expect(c.socket).toEqual({ recvBufferSize: 8388608, sendBufferSize: 8388608 });
+    expect(c.returnPath.mode).toBe('via-lb');
+    expect(c.returnPath.allow).toEqual(['127.0.1.10', '127.0.1.11', '127.0.1.12', '127.0.1.13']);
+    expect(c.backends[0].weight).toBe(1);
+    expect(c.quicLb[1].cipher).toBe('table');
+  });
+
+  it('resolves key files relative to the config file and accepts IPv6', () => {
+    writeFileSync(path.join(dir, 'fallback.hex'), 'ff'.repeat(16) + '\n');
+    const file = path.join(dir, 'v6.yaml');
+    const doc = configDoc({ fallback: { keyFile: 'fallback.hex' }, listen: ['[::1]:20001', '127.0.1.1:20001'] });
+    writeFileSync(file, stringify(doc));
+    const c = loadConfigFile(file);
+    expect(c.fallback.key).toBe('ff'.repeat(16));
+    expect(c.listen[0]).toEqual({ address: '::1', port: 20001, family: 6 });
+  });
+
+  it('YAML syntax errors and duplicate keys are ERR_CONFIG_SYNTAX', () => {
+    for (const text of ['listen: [\n', 'a: 1\na: 2\n']) {
+      try {
+        parseConfig(text);
+        throw new Error('no error');
+      } catch (err) {
+        expect((err as ConfigError).code).toBe('ERR_CONFIG_SYNTAX');
+      }
+    }
+  });
+});
+
+describe('schema/config.schema.json', () => {
+  const schema = JSON.parse(readFileSync(path.join(repoRoot, 'schema', 'config.schema.json'), 'utf8'));
+  const props = (o: { properties: Record<string, unknown> }): string[] => Object.keys(o.properties).sort();
+  it('names exactly the fields the validator knows', () => {
+    const p = schema.properties;
+    expect(props(schema)).toEqual([...KNOWN_FIELDS.root].sort());
+    expect(props(p.quicLb.items)).toEqual([...KNOWN_FIELDS.quicLb].sort());
+    expect(props(p.backends.items)).toEqual([...KNOWN_FIELDS.backend].sort());
+    expect(props(p.backends.items.properties.health)).toEqual([...KNOWN_FIELDS.backendHealth].sort());
+    expect(props(p.health)).toEqual([...KNOWN_FIELDS.health].sort());
+    expect(props(p.fallback)).toEqual([...KNOWN_FIELDS.fallback].sort());
+    expect(props(p.returnPath)).toEqual([...KNOWN_FIELDS.returnPath].sort());
+    expect(props(p.metrics)).toEqual([...KNOWN_FIELDS.metrics].sort());
+    expect(props(p.socket)).toEqual([...KNOWN_FIELDS.socket].sort());
+    expect(props(p.log)).toEqual([...KNOWN_FIELDS.log].sort());
+  });
+  it('docs/config.md documents every field and every error code', () => {
+    const doc = readFileSync(path.join(repoRoot, 'docs', 'config.md'), 'utf8');
+    for (const code of CONFIG_ERROR_CODES) expect(doc, code).toContain(`\`${code}\``);
+    for (const list of Object.values(KNOWN_FIELDS)) for (const f of list) expect(doc, f).toContain(`\`${f}\``);
+  });
+});
+
+describe('quic-lb check-config', () => {
+  it('exit 0 and a summary for a valid file', () => {
+    const file = path.join(dir, 'ok.yaml');
+    writeFileSync(file, stringify(configDoc()));
+    const r = runCli(['check-config', file]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('ok:');
+    expect(r.stdout).toContain('1:encrypted(sid 8, nonce 8)');
+  });
+  it('exit 1 with code, field and reason for an invalid file', () => {
+    const file = path.join(dir, 'bad.yaml');
+    writeFileSync(file, stringify(mutate((d) => (d.backends[0].weight = 1001))));
+    const r = runCli(['check-config', file]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('ERR_CONFIG_RANGE at /backends/0/weight');
+    const j = runCli(['check-config', file, '--json']);
+    expect(j.status).toBe(1);
+    expect(JSON.parse(j.stdout)).toMatchObject({ ok: false, code: 'ERR_CONFIG_RANGE', field: '/backends/0/weight' });
+  });
+  it('exit 1 for an unreadable file', () => {
+    const r = runCli(['check-config', path.join(dir, 'missing.yaml')]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('ERR_CONFIG_READ');
+  });
+});

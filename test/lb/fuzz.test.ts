@@ -1,0 +1,99 @@
+// 10^6 random and mutated datagrams through decide(): no exception, every datagram counted under
+// exactly one reason, every decision well-formed.
+import { describe, expect, it } from 'vitest';
+import { Counters, FourTuple, REASON_COUNT, Reason, buildRouterState, isForwarded, route, withHealth } from '../../src/lb/index.js';
+import { QUIC_V1, QUIC_V2, SIDS, V1, V2, cid, longHeader, shortHeader, testConfig } from './fixtures.js';
+
+/** xorshift32, seeded: the same stream on every run. */
+function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+}
+
+describe('decide() fuzz', () => {
+  it('10^6 random and mutated datagrams: no throw, all counted, decisions well-formed', () => {
+    const N = 1_000_000;
+    const config = testConfig();
+    const counters = new Counters();
+    const full = buildRouterState(config, new Map(), counters);
+    const states = [full, withHealth(full, new Map([['a', false], ['c', false]])), withHealth(full, new Map(config.backends.map((b) => [b.name, false])))];
+    const seeds = [
+      shortHeader(cid(0, SIDS.a[0])),
+      shortHeader(cid(1, SIDS.b[1])),
+      shortHeader(cid(2, SIDS.a[2])),
+      shortHeader(cid(3, SIDS.b[3])),
+      longHeader(QUIC_V1, V1.INITIAL, Buffer.from('a1b2c3d4e5f60718', 'hex'), undefined, 1200),
+      longHeader(QUIC_V2, V2.INITIAL, Buffer.from('0102030405060708', 'hex'), undefined, 1200),
+      longHeader(QUIC_V1, V1.HANDSHAKE, cid(3, SIDS.a[3])),
+      longHeader(0x1a2a3a4a, 0, Buffer.alloc(40, 3)),
+      longHeader(0, 0, Buffer.alloc(8, 0xe0)),
+    ];
+    const buf = Buffer.alloc(1500);
+    const views = Array.from({ length: 1501 }, (_, n) => buf.subarray(0, n));
+    const next = rng(0xc0ffee);
+    const t = new FourTuple();
+    t.family = 4;
+    t.vip.set([127, 0, 1, 1]);
+    t.vipPort = 443;
+    let forwarded = 0;
+    let dropped = 0;
+    const nBackends = config.backends.length;
+    for (let i = 0; i < N; i++) {
+      const r = next();
+      let len: number;
+      const mode = r & 7;
+      if (mode < 3) {
+        // random bytes, random length (short lengths more often)
+        len = (r >>> 3) % (mode === 0 ? 64 : 1500);
+        for (let j = 0; j < len; j += 4) {
+          const w = next();
+          buf[j] = w;
+          buf[j + 1] = w >>> 8;
+          buf[j + 2] = w >>> 16;
+          buf[j + 3] = w >>> 24;
+        }
+      } else {
+        // a valid packet, then mutations: bit flips, truncation, length-octet changes
+        const s = seeds[(r >>> 3) % seeds.length];
+        s.copy(buf, 0);
+        len = s.length;
+        const flips = (r >>> 8) & 3;
+        for (let k = 0; k < flips; k++) {
+          const w = next();
+          buf[w % Math.min(len, 40)] ^= 1 << ((w >>> 16) & 7);
+        }
+        if ((r >>> 12) & 1) len = next() % (len + 1);
+        if ((r >>> 13) & 1 && len > 5) buf[5] = next() & 0xff; // DCIL
+      }
+      t.client[0] = r >>> 24;
+      t.client[3] = r;
+      t.clientPort = (r >>> 5) & 0xffff;
+      const state = states[i % 97 === 0 ? 2 : i % 13 === 0 ? 1 : 0];
+      const d = route(views[len], t, state);
+      if (d.reason < 0 || d.reason >= REASON_COUNT) throw new Error(`bad reason ${d.reason}`);
+      if (isForwarded(d.reason)) {
+        if (d.backend < 0 || d.backend >= nBackends) throw new Error(`bad backend ${d.backend} for reason ${d.reason}`);
+        if (state.alive[d.backend] !== 1) throw new Error('forwarded to a dead backend');
+        forwarded++;
+      } else {
+        if (d.backend !== -1) throw new Error('dropped with a backend');
+        dropped++;
+      }
+    }
+    expect(counters.totalPackets()).toBe(N);
+    expect(forwarded + dropped).toBe(N);
+    let backendPackets = 0;
+    for (const b of config.backends) backendPackets += counters.backend(b.name).packetsIn;
+    expect(backendPackets).toBe(forwarded);
+    // The mix reaches every reason.
+    for (let r = 0; r < REASON_COUNT; r++) expect(counters.reasonPackets[r], `reason ${r}`).toBeGreaterThan(0);
+    expect(counters.reasonPackets[Reason.ROUTED]).toBeGreaterThan(10_000);
+  });
+});
