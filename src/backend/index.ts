@@ -1,0 +1,6 @@
+// quic-lb-ts/backend: what a backend QUIC server links to sit behind the quic-lb load balancer.
+// Re-exports only; see docs/backend.md.
+export { BackendSocket, type BackendPath, type BackendSocketOptions, type BackendSocketStats, type Endpoint } from './socket.js';
+export { createBackendCids, type BackendCids } from './cids.js';
+export { buildPreferredAddress, type BuiltPreferredAddress, type PreferredAddressInput } from './preferred-address.js';
+export { BackendError, BACKEND_ERROR_CODES, type BackendErrorCode } from './errors.js';

@@ -1,0 +1,365 @@
+// The demo QUIC v1 + HTTP/3 server: dispatches datagrams to connections by connection ID,
+// creates connections from client Initials, answers unknown CIDs with stateless resets, and
+// serves GET requests (generated bodies or a static directory). Every CID it issues comes from
+// the injected generator (a QUIC-LB encoder), so any LB holding the config can route it.
+import { EventEmitter } from 'node:events';
+import { appendFileSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { parseHeader, PacketHeader, PacketType, QUIC_V1, readVarint, varintSizeAt } from '../quic/index.js';
+import { Connection, Level, type ConnectionHost, type NetPath, type PathVia } from './connection.js';
+import { generateSelfSigned, type ServerIdentity } from './cert.js';
+import { encodeResponse, generateBody, MAX_GENERATED_BODY, parseRequest, H3_MESSAGE_ERROR, type H3Response } from './h3.js';
+
+/** RFC 9000 §14.1: smallest datagram that may carry a client Initial. */
+const MIN_INITIAL_DATAGRAM = 1200;
+/** RFC 9000 §10.3: a stateless reset is at least 21 octets and shorter than what triggered it. */
+const MIN_STATELESS_RESET = 21;
+const STATELESS_RESET_SIZE = 42;
+const RESETS_PER_SECOND = 100;
+const TICK_MS = 5;
+
+/** Remote address info of a received datagram. */
+export interface RemoteInfo {
+  address: string;
+  port: number;
+}
+
+/**
+ * The datagram socket the server runs on: the backend kit's `BackendSocket` (LB-encapsulated
+ * and direct traffic behind one interface) or anything shaped like it. `path` identifies the
+ * local side a datagram arrived on; the server passes it back to `send` to answer on that path.
+ */
+export interface DemoSocket {
+  on(event: 'message', listener: (msg: Buffer, rinfo: RemoteInfo, path: PathVia) => void): unknown;
+  send(msg: Uint8Array, address: string, port: number, path?: PathVia): void;
+}
+
+/** A source of connection IDs, e.g. `createCidGenerator(encoder)` from quic-lb-ts. */
+export interface CidSource {
+  generate(): Uint8Array;
+}
+
+export interface DemoServerOptions {
+  socket: DemoSocket;
+  /** Mints every CID the server issues. */
+  cids: CidSource;
+  /** Stateless reset token for a CID (RFC 9000 §10.3.2), e.g. quic-lb-ts `statelessResetToken`. */
+  resetToken(cid: Uint8Array): Uint8Array;
+  /**
+   * Length of a CID this server issued, from its first octet (QUIC-LB self-encoded length or
+   * the config's length), or -1 if unknown: used to find the DCID of short headers.
+   */
+  cidLength(firstOctet: number): number;
+  /** For logs: this backend's server ID (hex) and name. */
+  serverId?: string;
+  name?: string;
+  /** Addresses advertised in preferred_address (the backend's own unicast addresses). */
+  preferredAddress?: { ipv4?: { address: string; port: number }; ipv6?: { address: string; port: number } };
+  identity?: ServerIdentity;
+  /** JSON-lines event log file. */
+  eventLog?: string;
+  /** Directory served for paths other than /bytes/N. */
+  staticDir?: string;
+  idleTimeoutMs?: number;
+  /** Issue NEW_CONNECTION_ID CIDs (default true; false for plaintext QUIC-LB configs). */
+  issueNewConnectionIds?: boolean;
+  disableActiveMigration?: boolean;
+  now?: () => number;
+}
+
+/** Counters a test or the CLI can read. */
+export interface DemoServerStats {
+  connectionsAccepted: number;
+  connectionsActive: number;
+  datagramsReceived: number;
+  datagramsDropped: number;
+  statelessResets: number;
+  versionNegotiations: number;
+  bytesServed: number;
+}
+
+/**
+ * A small QUIC v1 server. Events (also written to `eventLog` as JSON lines, each with `ts`,
+ * `event`, `server`): connection-accepted, cid-issued, cid-retired, handshake-complete,
+ * path-validated, path-failed, migrated, request, stream-served, closed, stateless-reset,
+ * cids-reissued, error.
+ */
+export class DemoServer extends EventEmitter implements ConnectionHost {
+  readonly identity: ServerIdentity;
+  readonly stats: DemoServerStats = {
+    connectionsAccepted: 0,
+    connectionsActive: 0,
+    datagramsReceived: 0,
+    datagramsDropped: 0,
+    statelessResets: 0,
+    versionNegotiations: 0,
+    bytesServed: 0,
+  };
+  private readonly byCid = new Map<string, Connection>();
+  private readonly connections = new Set<Connection>();
+  private readonly header = new PacketHeader();
+  private readonly timer: NodeJS.Timeout;
+  private resetWindowStart = 0;
+  private resetsInWindow = 0;
+  private readonly clock: () => number;
+
+  constructor(private readonly opts: DemoServerOptions) {
+    super();
+    this.identity = opts.identity ?? generateSelfSigned();
+    this.clock = opts.now ?? (() => performance.now());
+    opts.socket.on('message', (msg, rinfo, via) => this.onDatagram(msg, rinfo, via));
+    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.timer.unref();
+  }
+
+  now(): number {
+    return this.clock();
+  }
+
+  /** Live connections. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  // ---------------------------------------------------------------- datagrams
+
+  private onDatagram(msg: Buffer, rinfo: RemoteInfo, via: PathVia): void {
+    this.stats.datagramsReceived++;
+    const path: NetPath = { address: rinfo.address, port: rinfo.port, via };
+    let off = 0;
+    let first = true;
+    while (off < msg.length) {
+      const pkt = msg.subarray(off);
+      const used = this.onPacket(pkt, path, first ? msg.length : 0, msg.length);
+      if (used <= 0) {
+        if (first) this.stats.datagramsDropped++;
+        break;
+      }
+      off += used;
+      first = false;
+    }
+  }
+
+  /** Handles the packet at the start of `buf`; returns its length, or 0 to drop the rest. */
+  private onPacket(buf: Buffer, path: NetPath, countBytes: number, datagramSize: number): number {
+    const h = this.header;
+    if (!parseHeader(buf, h)) return 0;
+    if (h.form === 0) {
+      const conn = this.lookupShort(buf);
+      if (!conn) {
+        this.maybeStatelessReset(buf, path);
+        return 0;
+      }
+      const dcidLength = this.cidLength(buf[1]);
+      conn.onPacket(Level.APPLICATION, buf, 1 + dcidLength, path, countBytes, dcidLength);
+      conn.flush();
+      return buf.length;
+    }
+    if (h.version !== QUIC_V1) {
+      if (h.packetType !== PacketType.VERSION_NEGOTIATION && datagramSize >= MIN_INITIAL_DATAGRAM) this.sendVersionNegotiation(buf, h, path);
+      return 0;
+    }
+    // Long header: token (Initial only), Length, then the protected packet number.
+    let o = h.payloadOffset;
+    if (h.packetType === PacketType.INITIAL) {
+      const tokenLen = readVarint(buf, o);
+      if (tokenLen < 0) return 0;
+      o += varintSizeAt(buf, o) + tokenLen;
+    } else if (h.packetType !== PacketType.HANDSHAKE && h.packetType !== PacketType.ZERO_RTT) {
+      return 0;
+    }
+    const length = readVarint(buf, o);
+    if (length < 0) return 0;
+    o += varintSizeAt(buf, o);
+    const end = o + length;
+    if (end > buf.length) return 0;
+    const dcid = buf.subarray(h.dcidOffset, h.dcidOffset + h.dcidLength);
+    let conn = this.byCid.get(dcid.toString('hex'));
+    if (!conn) {
+      if (h.packetType !== PacketType.INITIAL || datagramSize < MIN_INITIAL_DATAGRAM || h.dcidLength < 8) return end;
+      conn = this.accept(Buffer.from(dcid), Buffer.from(buf.subarray(h.scidOffset, h.scidOffset + h.scidLength)), path);
+    }
+    if (h.packetType === PacketType.ZERO_RTT) return end; // no 0-RTT: dropped, the client resends in 1-RTT
+    const level = h.packetType === PacketType.INITIAL ? Level.INITIAL : Level.HANDSHAKE;
+    conn.onPacket(level, buf.subarray(0, end), o, path, countBytes, h.dcidLength);
+    conn.flush();
+    return end;
+  }
+
+  private lookupShort(buf: Buffer): Connection | undefined {
+    if (buf.length < 2) return undefined;
+    const len = this.cidLength(buf[1]);
+    if (len <= 0 || buf.length < 1 + len) return undefined;
+    return this.byCid.get(buf.toString('hex', 1, 1 + len));
+  }
+
+  private cidLength(firstOctet: number): number {
+    return this.opts.cidLength(firstOctet);
+  }
+
+  private accept(originalDcid: Buffer, clientScid: Buffer, path: NetPath): Connection {
+    const conn = new Connection(
+      this,
+      {
+        idleTimeoutMs: this.opts.idleTimeoutMs ?? 30_000,
+        preferredAddress: this.opts.preferredAddress,
+        issueNewConnectionIds: this.opts.issueNewConnectionIds ?? true,
+        disableActiveMigration: this.opts.disableActiveMigration ?? false,
+        alpn: ['h3'],
+      },
+      originalDcid,
+      clientScid,
+      path,
+    );
+    // Until the client switches to the server's CID it keeps using its own first DCID.
+    this.byCid.set(originalDcid.toString('hex'), conn);
+    this.connections.add(conn);
+    this.stats.connectionsAccepted++;
+    this.stats.connectionsActive = this.connections.size;
+    this.event('connection-accepted', {
+      conn: conn.number,
+      client: `${path.address}:${path.port}`,
+      via: path.via.name,
+      odcid: originalDcid.toString('hex'),
+      scid: conn.sourceCid.toString('hex'),
+    });
+    this.event('cid-issued', { conn: conn.number, seq: 0, cid: conn.sourceCid.toString('hex'), purpose: 'handshake' });
+    return conn;
+  }
+
+  /** RFC 9000 §10.3: reply to a packet for an unknown CID so the client stops quickly. */
+  private maybeStatelessReset(buf: Buffer, path: NetPath): void {
+    const len = this.cidLength(buf[1]);
+    if (len <= 0 || buf.length < 1 + len) return;
+    const size = Math.min(buf.length - 1, STATELESS_RESET_SIZE);
+    if (size < MIN_STATELESS_RESET) return; // never loop with another endpoint's reset
+    const now = this.now();
+    if (now - this.resetWindowStart > 1000) {
+      this.resetWindowStart = now;
+      this.resetsInWindow = 0;
+    }
+    if (++this.resetsInWindow > RESETS_PER_SECOND) return;
+    const out = randomBytes(size);
+    out[0] = 0x40 | (out[0] & 0x3f); // looks like a short header: 0b01xxxxxx
+    out.set(this.opts.resetToken(buf.subarray(1, 1 + len)), size - 16);
+    this.stats.statelessResets++;
+    this.opts.socket.send(out, path.address, path.port, path.via);
+    this.event('stateless-reset', { cid: buf.toString('hex', 1, 1 + len), client: `${path.address}:${path.port}`, via: path.via.name });
+  }
+
+  /** RFC 9000 §17.2.1: Version Negotiation listing QUIC v1. */
+  private sendVersionNegotiation(buf: Buffer, h: PacketHeader, path: NetPath): void {
+    const dcid = buf.subarray(h.scidOffset, h.scidOffset + h.scidLength);
+    const scid = buf.subarray(h.dcidOffset, h.dcidOffset + h.dcidLength);
+    const out = Buffer.concat([Buffer.of(0x80 | 0x40), Buffer.alloc(4), Buffer.of(dcid.length), dcid, Buffer.of(scid.length), scid, Buffer.of(0, 0, 0, 1)]);
+    this.stats.versionNegotiations++;
+    this.opts.socket.send(out, path.address, path.port, path.via);
+  }
+
+  // ---------------------------------------------------------------- ConnectionHost
+
+  sendDatagram(_conn: Connection, datagram: Buffer, p: NetPath): void {
+    this.opts.socket.send(datagram, p.address, p.port, p.via);
+  }
+
+  mintCid(conn: Connection): { cid: Buffer; token: Buffer } {
+    for (;;) {
+      const cid = Buffer.from(this.opts.cids.generate());
+      const key = cid.toString('hex');
+      if (this.byCid.has(key)) continue; // never hand out a CID that is live
+      this.byCid.set(key, conn);
+      return { cid, token: Buffer.from(this.opts.resetToken(cid)) };
+    }
+  }
+
+  releaseCid(_conn: Connection, _cid: Buffer): void {
+    // A retired CID stays mapped until the connection is gone: packets the client sent before
+    // it processed the retirement must not draw a stateless reset (ngtcp2 acts on the token of
+    // a CID it has just retired). The encoder never mints the same CID again.
+  }
+
+  removed(conn: Connection): void {
+    for (const [k, c] of this.byCid) if (c === conn) this.byCid.delete(k);
+    this.connections.delete(conn);
+    this.stats.connectionsActive = this.connections.size;
+  }
+
+  event(name: string, fields: Record<string, unknown>): void {
+    const record = { ts: new Date().toISOString(), event: name, server: this.opts.serverId, name: this.opts.name, ...fields };
+    if (this.opts.eventLog) {
+      try {
+        appendFileSync(this.opts.eventLog, `${JSON.stringify(record)}\n`);
+      } catch {
+        // a full disk must not take the server down; the in-process event still fires
+      }
+    }
+    this.emit('event', record);
+  }
+
+  onRequestStream(conn: Connection, streamId: number, data: Buffer): void {
+    const req = parseRequest(data);
+    if (req === 'incomplete' || req === 'error') {
+      conn.closeApplication(H3_MESSAGE_ERROR, 'malformed request');
+      return;
+    }
+    this.event('request', { conn: conn.number, stream: streamId, method: req.method, path: req.path });
+    void this.respond(req.path).then((res) => {
+      if (conn.closed) return;
+      this.stats.bytesServed += res.body.length;
+      conn.sendStream(streamId, encodeResponse(res), true);
+    });
+  }
+
+  private async respond(reqPath: string): Promise<H3Response> {
+    const m = /^\/bytes\/(\d+)$/.exec(reqPath);
+    if (m) {
+      const n = Number(m[1]);
+      return n <= MAX_GENERATED_BODY ? { status: 200, body: generateBody(n) } : { status: 400, body: Buffer.from('too large\n') };
+    }
+    if (this.opts.staticDir) {
+      const root = path.resolve(this.opts.staticDir);
+      const rel = decodeURIComponent(reqPath.split('?')[0]);
+      const file = path.resolve(root, `.${rel.endsWith('/') ? `${rel}index.html` : rel}`);
+      if (file.startsWith(root + path.sep)) {
+        try {
+          if ((await stat(file)).isFile()) return { status: 200, body: await readFile(file) };
+        } catch {
+          // fall through to 404
+        }
+      }
+      return { status: 404, body: Buffer.from('not found\n') };
+    }
+    if (reqPath === '/') return { status: 200, body: Buffer.from(`quic-lb demo backend ${this.opts.name ?? ''} server ID ${this.opts.serverId ?? '?'}\n`) };
+    return { status: 404, body: Buffer.from('not found\n') };
+  }
+
+  // ---------------------------------------------------------------- control
+
+  /**
+   * Re-issues the CIDs of every established connection with the generator's current config
+   * (call after switching the QUIC-LB encoder to a new config): NEW_CONNECTION_ID frames with
+   * Retire Prior To covering every earlier CID (draft-21 §3.1, RFC 9000 §5.1.2).
+   */
+  reissueConnectionIds(reason = 'config'): number {
+    let n = 0;
+    for (const conn of this.connections) {
+      if (!conn.established) continue;
+      conn.reissueCids();
+      n++;
+    }
+    this.event('cids-reissued', { reason, connections: n });
+    return n;
+  }
+
+  private tick(): void {
+    for (const conn of this.connections) conn.onTimer();
+  }
+
+  /** Stops the timer; connections are dropped without CONNECTION_CLOSE. */
+  close(): void {
+    clearInterval(this.timer);
+    for (const conn of [...this.connections]) this.removed(conn);
+  }
+}

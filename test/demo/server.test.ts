@@ -1,0 +1,140 @@
+// The demo QUIC server against the real ngtcp2 gtlsclient, directly (no load balancer):
+// handshake, HTTP/3 download, preferred_address migration, client migration, NAT rebinding,
+// loss, config rotation, stateless reset. Addresses 127.0.2.20-29, ports 25100-25199.
+import dgram from 'node:dgram';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createConfig, decodeServerId } from '../../src/quic-lb/index.js';
+import { downloadedSha256, expectedSha256, has, runClient, serverCidsSeen } from '../e2e/gtlsclient.js';
+import { eventsOf, startDemoFixture, type DemoFixture } from './fixture.js';
+
+let fixture: DemoFixture | undefined;
+afterEach(async () => {
+  await fixture?.close();
+  fixture = undefined;
+});
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+describe('demo server with gtlsclient, no LB', () => {
+  it('completes the handshake, moves to the preferred address and serves 200 KB intact', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'demo-ev-'));
+    const eventLog = path.join(dir, 'events.jsonl');
+    fixture = await startDemoFixture({ listen: { address: '127.0.2.20', port: 25100 }, preferred: { address: '127.0.2.21', port: 25101 }, eventLog });
+    const run = await runClient({ host: '127.0.2.20', port: 25100, paths: ['/bytes/200000'], extraArgs: ['--delay-stream=300ms'] });
+    const out = run.output;
+    expect(run.timedOut).toBe(false);
+    expect(has(out, 'QUIC handshake has been confirmed')).toBe(true);
+    expect(has(out, 'Negotiated ALPN is h3')).toBe(true);
+    expect(has(out, 'selected server preferred_address is [127.0.2.21]:25101')).toBe(true);
+    expect(out).toMatch(/Path validation against path \{local:\[[0-9.]+\]:\d+, remote:\[127\.0\.2\.21\]:25101\} succeeded/);
+    expect(has(out, 'http: stream 0x0 [:status: 200]')).toBe(true);
+    expect(downloadedSha256(run, '200000')).toBe(expectedSha256(200000));
+
+    // Every CID the client saw decodes to this server's ID under the config.
+    const seen = serverCidsSeen(out);
+    const all = [seen.scid, seen.preferred, ...seen.newConnectionIds].filter((c): c is string => c !== undefined);
+    expect(seen.scid).toBeDefined();
+    expect(seen.preferred).toBeDefined();
+    expect(seen.newConnectionIds.length).toBeGreaterThanOrEqual(1);
+    for (const cid of all) expect(hex(decodeServerId(fixture.config, Buffer.from(cid, 'hex')) ?? new Uint8Array())).toBe(hex(fixture.serverId));
+
+    // The server saw the move and sent the body on the preferred path.
+    const migrated = eventsOf(fixture, 'migrated');
+    expect(migrated.length).toBe(1);
+    expect(migrated[0].via).toBe('direct:127.0.2.21:25101');
+    expect(migrated[0].cidSeq).toBe(1);
+    expect(eventsOf(fixture, 'stream-sent')[0].via).toBe('direct:127.0.2.21:25101');
+    // The JSON-lines log holds the same records.
+    const logged = readFileSync(eventLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { event: string });
+    expect(logged.map((e) => e.event)).toEqual(fixture.events.map((e) => e.event));
+    expect(logged.some((e) => e.event === 'connection-accepted')).toBe(true);
+  });
+
+  it('follows a client-initiated migration onto a NEW_CONNECTION_ID CID and validates the path', async () => {
+    fixture = await startDemoFixture({ listen: { address: '127.0.2.22', port: 25110 } });
+    const run = await runClient({
+      host: '127.0.2.22',
+      port: 25110,
+      paths: ['/bytes/100000'],
+      extraArgs: ['--no-preferred-addr', '--change-local-addr=100ms', '--delay-stream=400ms'],
+    });
+    expect(has(run.output, 'Changing local address')).toBe(true);
+    expect(downloadedSha256(run, '100000')).toBe(expectedSha256(100000));
+    const migrated = eventsOf(fixture, 'migrated');
+    expect(migrated.length).toBeGreaterThanOrEqual(1);
+    expect(migrated[0].cidSeq as number).toBeGreaterThanOrEqual(1);
+    expect(eventsOf(fixture, 'path-validated').length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('follows NAT rebinding (same CID, new port) and validates the new path', async () => {
+    fixture = await startDemoFixture({ listen: { address: '127.0.2.23', port: 25120 } });
+    const run = await runClient({
+      host: '127.0.2.23',
+      port: 25120,
+      paths: ['/bytes/100000'],
+      extraArgs: ['--no-preferred-addr', '--change-local-addr=100ms', '--nat-rebinding', '--delay-stream=400ms'],
+    });
+    expect(downloadedSha256(run, '100000')).toBe(expectedSha256(100000));
+    const migrated = eventsOf(fixture, 'migrated');
+    expect(migrated.length).toBeGreaterThanOrEqual(1);
+    expect(migrated[0].from).not.toBe(migrated[0].to);
+    expect(eventsOf(fixture, 'path-validated').length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('completes a 200 KB download under 5 % simulated loss each way', async () => {
+    fixture = await startDemoFixture({ listen: { address: '127.0.2.24', port: 25130 }, preferred: { address: '127.0.2.25', port: 25131 } });
+    const run = await runClient({ host: '127.0.2.24', port: 25130, paths: ['/bytes/200000'], extraArgs: ['-t', '0.05', '-r', '0.05'], timeoutMs: 30_000 });
+    expect(run.timedOut).toBe(false);
+    expect(downloadedSha256(run, '200000')).toBe(expectedSha256(200000));
+  });
+
+  it('re-issues every CID under a new config mid-download (Retire Prior To) and the download completes', async () => {
+    fixture = await startDemoFixture({ listen: { address: '127.0.2.26', port: 25140 } });
+    const f = fixture;
+    const next = createConfig({ configId: 2, serverIdLength: 3, nonceLength: 5, key: randomBytes(16) });
+    const nextSid = Uint8Array.of(0x0b, 0x0c, 0x0d);
+    f.server.on('event', (e: { event: string }) => {
+      if (e.event !== 'request') return;
+      setTimeout(() => {
+        f.encoder.addConfig({ config: next, serverId: nextSid }, true);
+        f.server.reissueConnectionIds('test');
+      }, 2);
+    });
+    const run = await runClient({ host: '127.0.2.26', port: 25140, paths: ['/bytes/2000000'], timeoutMs: 30_000 });
+    expect(downloadedSha256(run, '2000000')).toBe(expectedSha256(2000000));
+    const order = f.events.map((e) => e.event);
+    expect(order.indexOf('request')).toBeLessThan(order.indexOf('cids-reissued'));
+    expect(order.indexOf('cids-reissued')).toBeLessThan(order.indexOf('stream-sent'));
+    // The client got CIDs of the new config with Retire Prior To > 0 and retired the old ones.
+    const rotated = [...run.output.matchAll(/frm rx \d+ 1RTT NEW_CONNECTION_ID\(0x18\) seq=\d+ cid=0x([0-9a-f]+) retire_prior_to=([1-9]\d*)/g)];
+    expect(rotated.length).toBeGreaterThanOrEqual(1);
+    for (const m of rotated) expect(hex(decodeServerId(next, Buffer.from(m[1], 'hex')) ?? new Uint8Array())).toBe(hex(nextSid));
+    expect(run.output).toMatch(/frm tx \d+ 1RTT RETIRE_CONNECTION_ID\(0x19\) seq=0/);
+    expect(eventsOf(f, 'cid-retired').length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('answers a short-header packet for an unknown CID with a stateless reset carrying its token', async () => {
+    fixture = await startDemoFixture({ listen: { address: '127.0.2.27', port: 25150 } });
+    const cid = fixture.cids.generate(); // a well-formed CID of this server that no connection owns
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, '127.0.2.27', () => r()));
+    const replies: Buffer[] = [];
+    sock.on('message', (m) => replies.push(m));
+    const pkt = Buffer.concat([Buffer.of(0x40), Buffer.from(cid), randomBytes(40)]);
+    sock.send(pkt, 25150, '127.0.2.27');
+    sock.send(Buffer.concat([Buffer.of(0x40), Buffer.from(cid), randomBytes(2)]), 25150, '127.0.2.27'); // too small: no reply
+    await new Promise((r) => setTimeout(r, 200));
+    sock.close();
+    expect(replies.length).toBe(1);
+    const reset = replies[0];
+    expect(reset.length).toBeLessThan(pkt.length);
+    expect(reset.length).toBeGreaterThanOrEqual(21);
+    expect(reset[0] & 0xc0).toBe(0x40);
+    expect(hex(reset.subarray(reset.length - 16))).toBe(hex(fixture.cids.resetToken(cid)));
+    expect(fixture.server.stats.statelessResets).toBe(1);
+  });
+});
