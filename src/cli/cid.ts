@@ -21,7 +21,9 @@ import { CliError } from './errors.js';
 
 /** Parses strict hex (optional 0x prefix, even number of digits, nothing else) or throws a CliError naming `what`. */
 export function parseHex(text: unknown, what: string): Uint8Array {
-  if (typeof text !== 'string') throw new CliError(`${what}: expected a hex string`);
+  if (typeof text !== 'string') {
+    throw new CliError(`${what}: expected a hex string, got ${typeof text} (in YAML, quote hex values: '0011...')`);
+  }
   const s = text.trim().replace(/^0x/i, '');
   if (s.length === 0) throw new CliError(`${what}: empty hex string`);
   if (!/^[0-9a-fA-F]*$/.test(s)) throw new CliError(`${what}: not hex: '${text}'`);
