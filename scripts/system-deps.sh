@@ -12,6 +12,7 @@ declare -A need=(
   [bird]=bird2
   [ip]=iproute2
   [openssl]=openssl
+  [curl]=curl
 )
 missing=()
 for bin in "${!need[@]}"; do

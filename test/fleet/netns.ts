@@ -198,6 +198,7 @@ export class Fleet {
   /** Every namespace, router first. */
   readonly all: readonly Ns[];
   private readonly children = new Set<ChildProcess>();
+  private readonly cleanups: (() => void)[] = [];
   private readonly pids = new Set<number>();
   private tornDown = false;
 
@@ -264,6 +265,21 @@ export class Fleet {
     return child;
   }
 
+  /** Registers a synchronous cleanup (temp files…) run by teardown after the processes are gone. */
+  onTeardown(fn: () => void): void {
+    this.cleanups.push(fn);
+  }
+
+  private runCleanups(): void {
+    for (const fn of this.cleanups.splice(0)) {
+      try {
+        fn();
+      } catch {
+        /* best effort */
+      }
+    }
+  }
+
   /** Replaces the router's route to the VIP with a multipath route over `lbs` (one LB = unicast). */
   async setVipNexthops(lbs: readonly Ns[]): Promise<void> {
     const args = ['route', 'replace', `${this.vip}/32`];
@@ -296,6 +312,7 @@ export class Fleet {
     const reapBy = Date.now() + 2000;
     while (this.children.size > 0 && Date.now() < reapBy) await new Promise((r) => setTimeout(r, 10));
     this.pids.clear();
+    this.runCleanups();
     liveFleets.delete(this);
   }
 
@@ -306,6 +323,7 @@ export class Fleet {
     for (const pid of this.pids) signalGroup(pid, 'SIGKILL');
     for (const ns of this.all) killNamespaceSync(ns.name);
     this.pids.clear();
+    this.runCleanups();
     liveFleets.delete(this);
   }
 }
