@@ -155,6 +155,12 @@ export class ClusterPlane implements DataPlane {
     return total;
   }
 
+  workerPackets(): Map<string, number> {
+    const m = new Map<string, number>();
+    for (const [id, e] of this.workers) m.set(String(id), e.last.reasonPackets.reduce((a, b) => a + b, 0));
+    return m;
+  }
+
   running(): number {
     let n = 0;
     for (const e of this.workers.values()) if (e.ready && e.worker.isConnected()) n++;

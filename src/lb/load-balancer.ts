@@ -107,6 +107,7 @@ export class LoadBalancer {
       health: () => this.health.states(),
       control: () => ({ ...this.control, workers: this.plane.running() }),
       backendNames: () => this.config.backends.map((b) => b.name),
+      workerPackets: () => this.plane.workerPackets(),
     });
     if (this.config.metrics.listen) {
       const { server, address } = await startHttp(this.config.metrics.listen, {

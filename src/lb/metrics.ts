@@ -27,6 +27,8 @@ export interface MetricsSource {
   control(): ControlStats;
   /** Backend names of the current config (so idle backends still show). */
   backendNames(): string[];
+  /** Datagrams received per forwarding process (worker id -> count). */
+  workerPackets(): Map<string, number>;
 }
 
 const PREFIX = 'quic_lb_';
@@ -138,6 +140,9 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
     g.set(source.control().restartRequired ? 1 : 0),
   );
   gauge('draining', '1 after SIGTERM: /healthz fails, forwarding continues until drainMs', [], (g) => g.set(source.control().draining ? 1 : 0));
+  counter('worker_received_packets_total', 'Datagrams received per forwarding process (cluster worker id; 0 = single process); shows how the kernel spreads the shared VIP socket', ['worker'], (c) => {
+    for (const [worker, n] of source.workerPackets()) c.inc({ worker }, n);
+  });
   gauge('workers', 'Forwarding processes running', [], (g) => g.set(source.control().workers));
 
   return {

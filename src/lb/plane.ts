@@ -16,6 +16,8 @@ export interface DataPlane {
   counters(): Promise<CounterSnapshot>;
   /** Number of forwarding processes running. */
   running(): number;
+  /** Datagrams received per forwarding process (worker id -> count), as of the last `counters()`. */
+  workerPackets(): Map<string, number>;
   vipAddresses(): Endpoint[];
   returnAddress(): Endpoint | undefined;
   close(): Promise<void>;
@@ -54,6 +56,10 @@ export class LocalPlane implements DataPlane {
 
   running(): number {
     return 1;
+  }
+
+  workerPackets(): Map<string, number> {
+    return new Map([['0', this.localCounters.totalPackets()]]);
   }
 
   vipAddresses(): Endpoint[] {

@@ -1,0 +1,215 @@
+// Real-socket helpers of the LB integration tests: sink backends that decapsulate PROXY v2 and
+// answer health probes, `quic-lb serve` child processes, a /metrics scraper.
+import { type ChildProcess, spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import { writeFileSync } from 'node:fs';
+import { stringify } from 'yaml';
+import { answerHealthProbe } from '../../src/quic/health-probe.js';
+import { ProxyDirection, ProxyHeader, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/quic/index.js';
+import { cliPath, repoRoot } from '../helpers/cli.js';
+
+export interface Received {
+  client: string;
+  clientPort: number;
+  vip: string;
+  vipPort: number;
+  payload: Buffer;
+  /** Where the encapsulated datagram came from (the LB's upstream socket). */
+  from: dgram.RemoteInfo;
+}
+
+/** A backend: receives [PROXY v2, datagram], records it, answers health probes while `healthy`. */
+export class Sink {
+  readonly received: Received[] = [];
+  healthy = true;
+  probes = 0;
+  readonly socket: dgram.Socket;
+  port = 0;
+  private readonly h = new ProxyHeader();
+
+  private constructor(readonly address: string) {
+    this.socket = dgram.createSocket('udp4');
+    this.socket.on('message', (msg, rinfo) => {
+      const reply = answerHealthProbe(msg);
+      if (reply) {
+        this.probes++;
+        if (this.healthy) this.socket.send(reply, rinfo.port, rinfo.address);
+        return;
+      }
+      const hl = parseProxyHeader(msg, this.h);
+      if (hl < 0) return;
+      this.received.push({
+        client: formatProxyAddress(this.h, 'src'),
+        clientPort: this.h.srcPort,
+        vip: formatProxyAddress(this.h, 'dst'),
+        vipPort: this.h.dstPort,
+        payload: Buffer.from(msg.subarray(hl)),
+        from: rinfo,
+      });
+    });
+  }
+
+  static async start(address: string, port = 0): Promise<Sink> {
+    const s = new Sink(address);
+    await new Promise<void>((r) => s.socket.bind(port, address, () => r()));
+    s.socket.setRecvBufferSize(4 * 1024 * 1024);
+    s.port = s.socket.address().port;
+    return s;
+  }
+
+  get endpoint(): string {
+    return `${this.address}:${this.port}`;
+  }
+
+  /** Sends `payload` to `client` via the LB return path at `to` (header src = VIP, dst = client). */
+  reply(to: { address: string; port: number }, vip: { address: string; port: number }, client: { address: string; port: number }, payload: Buffer, hmacKey?: Buffer): void {
+    const header = encodeProxyHeader(
+      { srcAddr: vip.address, srcPort: vip.port, dstAddr: client.address, dstPort: client.port, hmacKey, direction: ProxyDirection.TO_CLIENT },
+      payload,
+    );
+    this.socket.send([header, payload], to.port, to.address);
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+/** A client socket that records what it receives. */
+export class Client {
+  readonly received: { payload: Buffer; from: dgram.RemoteInfo }[] = [];
+  readonly socket: dgram.Socket;
+  port = 0;
+  private constructor(readonly address: string) {
+    this.socket = dgram.createSocket('udp4');
+    this.socket.on('message', (payload, from) => this.received.push({ payload, from }));
+  }
+  static async start(address: string): Promise<Client> {
+    const c = new Client(address);
+    await new Promise<void>((r) => c.socket.bind(0, address, () => r()));
+    c.socket.setSendBufferSize(4 * 1024 * 1024);
+    c.port = c.socket.address().port;
+    return c;
+  }
+  send(datagram: Uint8Array, to: { address: string; port: number }): void {
+    this.socket.send(datagram, to.port, to.address);
+  }
+  close(): void {
+    this.socket.close();
+  }
+}
+
+export interface ReadyInfo {
+  pid: number;
+  vips: { address: string; port: number; family: number }[];
+  returnPort?: { address: string; port: number };
+  metrics?: { address: string; port: number };
+  workers: number;
+}
+
+/** A `quic-lb serve` child process. */
+export class ServeProcess {
+  stderr = '';
+  private constructor(
+    readonly proc: ChildProcess,
+    readonly info: ReadyInfo,
+  ) {}
+
+  /** Spawns `node dist/cli.js serve --config file` and waits for its ready line. */
+  static start(file: string, timeoutMs = 20_000): Promise<ServeProcess> {
+    const proc = spawn(process.execPath, [cliPath, 'serve', '--config', file], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        proc.kill('SIGKILL');
+        reject(new Error(`serve did not start: ${err}`));
+      }, timeoutMs);
+      proc.stderr!.on('data', (d: Buffer) => {
+        err += d.toString();
+      });
+      proc.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const nl = out.indexOf('\n');
+        if (nl >= 0) {
+          clearTimeout(timer);
+          const sp = new ServeProcess(proc, JSON.parse(out.slice(0, nl)) as ReadyInfo);
+          proc.stderr!.on('data', (d: Buffer) => {
+            sp.stderr += d.toString();
+          });
+          sp.stderr = err;
+          resolve(sp);
+        }
+      });
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`serve exited with ${code}: ${err}`));
+      });
+    });
+  }
+
+  get vip(): { address: string; port: number } {
+    return this.info.vips[0];
+  }
+
+  /** Sends `signal` (by PID) and waits for the exit; SIGKILL after `timeoutMs`. */
+  stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<number | null> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return Promise.resolve(this.proc.exitCode);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => this.proc.kill('SIGKILL'), timeoutMs);
+      this.proc.once('exit', (code) => {
+        clearTimeout(t);
+        resolve(code);
+      });
+      this.proc.kill(signal);
+    });
+  }
+
+  async metrics(): Promise<Map<string, number>> {
+    const m = this.info.metrics!;
+    return scrape(`http://${m.address}:${m.port}/metrics`);
+  }
+
+  async healthz(): Promise<number> {
+    const m = this.info.metrics!;
+    const r = await fetch(`http://${m.address}:${m.port}/healthz`);
+    await r.text();
+    return r.status;
+  }
+}
+
+/** Prometheus text -> Map('name{labels}' -> value). */
+export async function scrape(url: string): Promise<Map<string, number>> {
+  const r = await fetch(url);
+  const text = await r.text();
+  const m = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const sp = line.lastIndexOf(' ');
+    m.set(line.slice(0, sp), Number(line.slice(sp + 1)));
+  }
+  return m;
+}
+
+/** Sum of every series of metric `name`. */
+export function sum(m: Map<string, number>, name: string): number {
+  let t = 0;
+  for (const [k, v] of m) if (k === name || k.startsWith(`${name}{`)) t += v;
+  return t;
+}
+
+export function writeYaml(file: string, doc: unknown): void {
+  writeFileSync(file, stringify(doc));
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns true (or throws after `timeoutMs`). */
+export async function until(fn: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await fn()) return;
+    await sleep(25);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
