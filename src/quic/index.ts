@@ -8,3 +8,4 @@ export * from './ip.js';
 export * from './preferred-address.js';
 export * from './transport-parameters.js';
 export * from './proxy-v2.js';
+export * from './health-probe.js';
