@@ -67,7 +67,7 @@ export function quicLbConfig(env: Env, algorithm: Algorithm, pool: number[], lis
     backends: pool.map((i) => ({
       name: `sink${i}`,
       address: env.sinks[i],
-      serverIds: [{ configId: s.configId, serverId: hexId(env.serverIds[i], s.serverIdLength) }],
+      serverIds: { [String(s.configId)]: hexId(env.serverIds[i], s.serverIdLength) },
       health: { type: 'none' },
     })),
     fallback: { key: FALLBACK_KEY },
@@ -117,7 +117,8 @@ export function quicLbRouter(algorithm: Algorithm, workers = 1): RouterSpec {
       const write = (p: number[]): void => writeFileSync(file, JSON.stringify(quicLbConfig(env, algorithm, p, target, workers), null, 2));
       write(pool);
       const launch = async (): Promise<Child> => {
-        const child = await spawnReady(process.execPath, [cliPath, 'serve', '--config', file], { timeoutMs: 15000 });
+        // `serve` prints one JSON line with "ready": true once every socket is bound (docs/lb.md).
+        const child = await spawnReady(process.execPath, [cliPath, 'serve', '--config', file, '--no-watch'], { ready: /"ready":\s*true/, timeoutMs: 15000 });
         await waitUdpBound(host, target.port, child);
         return child;
       };
@@ -186,7 +187,7 @@ export function bareRelay(workers = 1): RouterSpec {
 export function nginxRouter(): RouterSpec {
   return {
     id: 'nginx',
-    label: 'nginx stream UDP proxy (hash $remote_addr$remote_port consistent)',
+    label: 'nginx stream UDP proxy',
     family: 'nginx',
     scheme: 'plaintext',
     workers: 1,

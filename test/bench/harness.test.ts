@@ -1,0 +1,58 @@
+// A few-second end-to-end run of the routing harness (profile `tiny`): real router processes,
+// real sockets, the results file with every required field. Speed is never asserted.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ensureBuilt } from '../../bench/harness/build.js';
+import { PROFILES } from '../../bench/harness/profiles.js';
+import { bareRelay, quicLbRouter } from '../../bench/harness/routers.js';
+import { runRoutingSuite } from '../../bench/harness/suite.js';
+import { processTree } from '../../bench/lib/procstat.js';
+import { writeReport } from '../../bench/report/write.js';
+import type { BenchResults } from '../../bench/report/types.js';
+
+describe('routing harness end to end (tiny profile)', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-bench-e2e-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('measures the bare relay and quic-lb serve and writes a complete results file', async () => {
+    ensureBuilt(() => {});
+    const children = processTree(process.pid).length;
+    const res = await runRoutingSuite({
+      profile: PROFILES.tiny,
+      routers: [quicLbRouter('plaintext'), bareRelay()],
+      log: () => {},
+      preliminary: true,
+      note: 'test run',
+      command: 'vitest',
+    });
+    writeReport(res, dir);
+    const json = JSON.parse(readFileSync(path.join(dir, 'latest.json'), 'utf8')) as BenchResults;
+
+    expect(json.skipped).toEqual([]);
+    expect(json.node).toBe(process.version);
+    expect(json.machine.cores).toBeGreaterThan(0);
+    expect(json.machine.cpu_model).not.toBe('');
+    expect(json.commit).toMatch(/^[0-9a-f]{7,}/);
+    expect(Number.isNaN(Date.parse(json.date))).toBe(false);
+    for (const r of json.results) {
+      for (const k of ['pps', 'loss', 'cpu_us_per_packet', 'p50_us', 'p99_us', 'correct_ratio', 'rss_mb'] as const) expect(r, `${r.router}/${r.scenario}`).toHaveProperty(k);
+      expect(r.pps).toBeGreaterThan(0);
+      expect(r.rss_mb).toBeGreaterThan(0);
+    }
+    const row = (router: string, scenario: string) => json.results.find((r) => r.router === router && r.scenario === scenario);
+    const bare = row('bare-relay', 'steady')!;
+    expect(bare.correct_ratio).toBe(1);
+    expect(bare.cpu_us_per_packet).toBeGreaterThan(0);
+    expect(bare.p50_us).toBeGreaterThan(0);
+    expect(json.rate_search['bare-relay'].length).toBeGreaterThan(0);
+    // quic-lb serve routes every packet of a connection to its owner, also after NAT rebinding.
+    expect(row('quic-lb-plaintext', 'steady')!.correct_ratio).toBe(1);
+    expect(row('quic-lb-plaintext', 'nat-rebinding')!.correct_ratio).toBe(1);
+    expect(row('bare-relay', 'nat-rebinding')).toBeUndefined(); // one backend: not applicable
+    expect(json.memory['quic-lb-plaintext'][0].connections).toBe(PROFILES.tiny.memorySteps[0]);
+    // Everything the run started is stopped.
+    expect(processTree(process.pid).length).toBe(children);
+  });
+});

@@ -1,0 +1,118 @@
+// Report generation from a results object: JSON, Markdown tables, SVG charts, README section.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { summarise, baseResults } from '../../bench/harness/suite.js';
+import { barChart, escapeXml, lineChart } from '../../bench/report/svg.js';
+import { renderMarkdown } from '../../bench/report/markdown.js';
+import type { BenchResults, ResultRow } from '../../bench/report/types.js';
+import { charts, updateReadme, writeReport } from '../../bench/report/write.js';
+
+function rowOf(router: string, scenario: string, pps: number, correct: number, extra: Partial<ResultRow> = {}): ResultRow {
+  return {
+    router, scenario, pps, offered_pps: pps, loss: 0, cpu_us_per_packet: 20, redis_cpu_us_per_packet: null,
+    p50_us: 60, p99_us: 300, added_p50_us: 10, added_p99_us: 100, correct_ratio: correct, misdelivered: 0, rss_mb: 60, redis_mem_mb: null, ...extra,
+  };
+}
+
+function sample(): BenchResults {
+  const res = baseResults({ kind: 'routing', profile: 'quick', preliminary: true, note: 'test <data> & more', command: 'npm run bench' });
+  res.routers = [
+    { id: 'quic-lb-plaintext', label: 'quic-lb serve (plaintext)', family: 'quic-lb', workers: 1 },
+    { id: 'redis-per-packet', label: 'Redis-mapped, lookup per packet', family: 'redis', workers: 1 },
+    { id: 'bare-relay', label: 'bare node:dgram relay', family: 'bare', workers: 1 },
+  ];
+  res.results = [
+    rowOf('quic-lb-plaintext', 'steady', 40_000, 1),
+    rowOf('redis-per-packet', 'steady', 20_000, 1, { redis_cpu_us_per_packet: 9, redis_mem_mb: 1.5, p99_us: 900 }),
+    rowOf('bare-relay', 'steady', 50_000, 1),
+    rowOf('quic-lb-plaintext', 'nat-rebinding', 4000, 1),
+    rowOf('redis-per-packet', 'nat-rebinding', 4000, 0.9625),
+  ];
+  res.rate_search = {
+    'quic-lb-plaintext': [{ rate: 40_000, offered_pps: 40_000, pps: 40_000, loss: 0, cpu_us_per_packet: 20, pass: true }, { rate: 54_000, offered_pps: 54_000, pps: 50_000, loss: 0.07, cpu_us_per_packet: 20, pass: false }],
+    'redis-per-packet': [{ rate: 20_000, offered_pps: 20_000, pps: 20_000, loss: 0, cpu_us_per_packet: 40, pass: true }, { rate: 27_000, offered_pps: 27_000, pps: 22_000, loss: 0.2, cpu_us_per_packet: 40, pass: false }],
+  };
+  res.memory = {
+    'quic-lb-plaintext': [{ connections: 1000, rss_mb: 60, redis_mem_mb: null, redis_keys: null }, { connections: 100_000, rss_mb: 62, redis_mem_mb: null, redis_keys: null }],
+    'redis-per-packet': [{ connections: 1000, rss_mb: 70, redis_mem_mb: 1, redis_keys: 1000 }, { connections: 100_000, rss_mb: 71, redis_mem_mb: 12, redis_keys: 100_000 }],
+  };
+  summarise(res);
+  return res;
+}
+
+describe('bench report', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-bench-report-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('computes ratios and checks the issue targets from the rows', () => {
+    const res = sample();
+    expect(res.ratios['quic-lb-plaintext/redis-per-packet pps']).toBe(2);
+    expect(res.ratios['quic-lb-plaintext/bare-relay pps']).toBe(0.8);
+    expect(res.ratios['quic-lb-plaintext/redis-per-packet p99']).toBe(0.333);
+    const t = (name: string): boolean | null | undefined => res.targets.find((x) => x.name === name)?.pass;
+    expect(t('quic-lb plaintext pps vs Redis per packet')).toBe(true);
+    expect(t('quic-lb plaintext p99 vs Redis per packet')).toBe(true);
+    expect(t('quic-lb-plaintext correct delivery, nat-rebinding')).toBe(true);
+    expect(t('quic-lb-plaintext RSS 1000 -> 100000 flows')).toBe(true); // 62/60 within 15 %
+  });
+
+  it('gives no throughput verdict when a search never found its limit', () => {
+    const res = sample();
+    res.rate_search['redis-per-packet'] = [{ rate: 20_000, offered_pps: 20_000, pps: 20_000, loss: 0, cpu_us_per_packet: 40, pass: true }];
+    summarise(res);
+    expect(res.targets.find((x) => x.name === 'quic-lb plaintext pps vs Redis per packet')?.pass).toBeNull();
+  });
+
+  it('writes JSON, Markdown and well-formed SVG charts', () => {
+    const res = sample();
+    const files = writeReport(res, dir, 't');
+    expect(files.map((f) => path.basename(f)).sort()).toEqual(
+      ['t-correctness.svg', 't-cpu.svg', 't-latency.svg', 't-memory.svg', 't-throughput.svg', 't.json', 't.md'].sort(),
+    );
+    expect(JSON.parse(readFileSync(path.join(dir, 't.json'), 'utf8'))).toEqual(JSON.parse(JSON.stringify(res)));
+    const md = readFileSync(path.join(dir, 't.md'), 'utf8');
+    expect(md).toContain('**Preliminary**');
+    expect(md).toContain('| quic-lb serve (plaintext) | 40,000 | 0.80× | 20 | – | 60 | 300 | 10 / 100 | 100.00 % | 60 |');
+    expect(md).toContain('| Redis-mapped, lookup per packet | 100.00 % (loss 0.0 %) | 96.25 % (loss 0.0 %) |');
+    expect(md).toContain('![forwarded packets per second](t-throughput.svg)');
+    expect(md).toContain('Redis 12 MB (100,000 keys)');
+    for (const f of files.filter((x) => x.endsWith('.svg'))) {
+      const svg = readFileSync(f, 'utf8');
+      expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+      expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
+      expect(svg).not.toMatch(/NaN|undefined|Infinity/);
+      expect(svg).not.toMatch(/&(?!(lt|gt|amp|quot|apos);)/); // every & escaped
+    }
+    const thr = readFileSync(path.join(dir, 't-throughput.svg'), 'utf8');
+    expect(thr).toContain('>40,000<');
+    expect(thr).toContain('>quic-lb serve (plaintext)<');
+  });
+
+  it('scales bars to the largest value and escapes labels', () => {
+    const svg = barChart({ title: 'a < b & c', unit: 'pps', bars: [{ label: 'x', value: 50 }, { label: 'y', value: 100 }, { label: 'z', value: null }] });
+    const widths = [...svg.matchAll(/<rect x="250" y="\d+" width="([\d.]+)"/g)].map((m) => Number(m[1]));
+    expect(widths).toHaveLength(2);
+    expect(widths[1]).toBeCloseTo(widths[0] * 2, 0);
+    expect(svg).toContain('a &lt; b &amp; c');
+    expect(svg).toContain('>n/a<');
+    expect(escapeXml(`"'`)).toBe('&quot;&apos;');
+    const line = lineChart({ title: 't', xLabel: 'x', yLabel: 'y', logX: true, series: [{ name: 's', points: [[1000, 1], [100_000, 2]] }] });
+    expect((line.match(/<circle /g) ?? []).length).toBe(2);
+  });
+
+  it('replaces only the README text between the bench markers', () => {
+    const readme = path.join(dir, 'README.md');
+    writeFileSync(readme, '# x\n<!-- section:lb -->\nLB text\n<!-- /section:lb -->\n<!-- section:bench -->\nold\n<!-- /section:bench -->\ntail\n');
+    expect(updateReadme(readme, sample(), 'bench/results/latest-throughput.svg')).toBe(true);
+    const text = readFileSync(readme, 'utf8');
+    expect(text).toContain('<!-- section:lb -->\nLB text\n<!-- /section:lb -->');
+    expect(text).not.toContain('\nold\n');
+    expect(text).toContain('npm run bench -- --full');
+    expect(text).toContain('![forwarded packets per second](bench/results/latest-throughput.svg)');
+    expect(text.endsWith('<!-- /section:bench -->\ntail\n')).toBe(true);
+    expect(Object.keys(charts(sample()))).toContain('memory');
+    expect(renderMarkdown(sample(), {})).not.toContain('![');
+  });
+});

@@ -1,0 +1,85 @@
+// The sinks' bookkeeping: ownership by first arrival, misdelivery, PROXY v2 stripping, stale and
+// foreign datagrams — over real UDP sockets on loopback.
+import { createSocket, type Socket } from 'node:dgram';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeProxyHeader } from '../../src/quic/index.js';
+import { buildShort } from '../../bench/lib/packets.js';
+import { Prng } from '../../bench/lib/prng.js';
+import { nowUs, stampTrailer } from '../../bench/lib/trailer.js';
+import { NO_OWNER, SinkSet } from '../../bench/sink/sinks.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('SinkSet', () => {
+  const owner = new Int8Array(8).fill(NO_OWNER);
+  const sinks = new SinkSet(['127.0.3.20', '127.0.3.21'], owner);
+  let ports: number[] = [];
+  let client: Socket;
+  const rng = new Prng(1);
+  const cid = Uint8Array.of(0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09);
+
+  beforeAll(async () => {
+    ports = await sinks.start();
+    client = createSocket('udp4');
+    await new Promise<void>((r) => client.bind(0, '127.0.3.22', () => r()));
+  });
+  afterAll(async () => {
+    await sinks.close();
+    await new Promise<void>((r) => client.close(() => r()));
+  });
+
+  const send = (buf: Buffer, sink: number): Promise<void> =>
+    new Promise((r) => client.send(buf, ports[sink], `127.0.3.${20 + sink}`, () => r()));
+  const packet = (trial: number, conn: number, seq: number): Buffer => {
+    const b = buildShort(rng, 300, trial, conn, cid);
+    stampTrailer(b, seq, nowUs());
+    return b;
+  };
+  const settle = async (want: number): Promise<void> => {
+    for (let i = 0; i < 100 && sinks.stats().received.reduce((a, b) => a + b, 0) < want; i++) await sleep(10);
+  };
+
+  it('gives a connection to the sink that receives it first and counts later arrivals elsewhere as misdelivered', async () => {
+    sinks.reset(5);
+    // [conn, sink] in arrival order (each waits for the previous: two sockets give no order).
+    const order = [[0, 0], [0, 0], [0, 1], [1, 1], [1, 0]];
+    for (const [i, [conn, sink]] of order.entries()) {
+      await send(packet(5, conn, i), sink);
+      await settle(i + 1);
+    }
+    const s = sinks.stats();
+    expect(owner[0]).toBe(0);
+    expect(owner[1]).toBe(1);
+    expect(s.received).toEqual([3, 2]);
+    expect(s.wrong).toBe(2);
+    expect(s.corrupt).toBe(0);
+    expect(s.hist.reduce((a, b) => a + b, 0)).toBe(5);
+  });
+
+  it('strips a PROXY v2 header and checks the datagram behind it is intact', async () => {
+    sinks.reset(6);
+    const quic = packet(6, 0, 10);
+    const hdr = encodeProxyHeader({ srcAddr: '127.0.3.22', srcPort: 4000, dstAddr: '127.0.3.100', dstPort: 443 });
+    await send(Buffer.concat([hdr, quic]), 0);
+    // The same header in front of a datagram that lost bytes in transit: counted as corrupt.
+    const cut = Buffer.concat([hdr, quic.subarray(0, 50), quic.subarray(quic.length - 24)]);
+    await send(cut, 0);
+    await settle(2);
+    const s = sinks.stats();
+    expect(s.proxied).toBe(2);
+    expect(s.corrupt).toBe(1);
+    expect(s.wrong).toBe(0);
+  });
+
+  it('ignores datagrams from an earlier trial and datagrams without a trailer', async () => {
+    sinks.reset(7);
+    await send(packet(6, 0, 11), 1);
+    await send(Buffer.from('not a bench datagram, no trailer here'), 1);
+    for (let i = 0; i < 50 && sinks.stats().stale + sinks.stats().foreign < 2; i++) await sleep(10);
+    const s = sinks.stats();
+    expect(s.stale).toBe(1);
+    expect(s.foreign).toBe(1);
+    expect(s.received).toEqual([0, 0]);
+    expect(s.wrong).toBe(0);
+  });
+});
