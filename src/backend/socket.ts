@@ -80,8 +80,13 @@ export interface BackendSocketOptions {
    *   this host, e.g. on `lo`; the LB never sees the replies).
    */
   returnPath?: { mode: 'via-lb'; address?: string; port?: number } | { mode: 'direct'; vip: Endpoint };
-  /** Shared HMAC key (>= 16 octets): sign return headers and require signed forwarded headers. */
+  /** Shared HMAC key (>= 16 octets, the LB's `returnPath.hmacKey`): return headers are signed with it. */
   hmacKey?: Uint8Array;
+  /**
+   * The LB signs forwarded headers too (`returnPath.signForward`): require a valid auth TLV on
+   * every encapsulated datagram. Needs `hmacKey`.
+   */
+  signForward?: boolean;
   /**
    * Load balancer source addresses allowed to deliver encapsulated datagrams (default: any).
    * Without `hmacKey`, set this: otherwise anyone reaching the port can claim any client address.
@@ -127,9 +132,10 @@ export class BackendSocket extends EventEmitter {
 
   constructor(private readonly opts: BackendSocketOptions) {
     super();
+    if (opts.signForward && !opts.hmacKey) throw new BackendError('ERR_BACKEND_HMAC_KEY', 'hmacKey', 'signForward needs hmacKey');
     if (opts.hmacKey) {
-      this.authIn = createProxyAuth(opts.hmacKey, { expect: ProxyDirection.TO_BACKEND });
       this.authOut = createProxyAuth(opts.hmacKey);
+      if (opts.signForward) this.authIn = createProxyAuth(opts.hmacKey, { expect: ProxyDirection.TO_BACKEND });
     }
     const mode: unknown = opts.returnPath?.mode ?? 'via-lb';
     if (mode !== 'via-lb' && mode !== 'direct') {

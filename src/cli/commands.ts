@@ -2,9 +2,10 @@
 import type { CommandModule } from 'yargs';
 import { checkConfigCommand } from './check-config.js';
 import { cidCommand } from './cid.js';
+import { demoCommand } from './demo.js';
 import { keygenCommand } from './keygen.js';
 import { routeCommand } from './route.js';
 import { serveCommand } from './serve.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [serveCommand, checkConfigCommand, routeCommand, cidCommand, keygenCommand];
+export const commands: CommandModule<any, any>[] = [serveCommand, checkConfigCommand, routeCommand, cidCommand, keygenCommand, demoCommand];

@@ -98,6 +98,9 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     bytesServed: 0,
   };
   private readonly byCid = new Map<string, Connection>();
+  private readonly issuedLengths = new Set<number>();
+  /** DCID length found by the last successful lookupShort(). */
+  private lastLookupLength = 0;
   private readonly connections = new Set<Connection>();
   private readonly header = new PacketHeader();
   private readonly timer: NodeJS.Timeout;
@@ -152,7 +155,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
         this.maybeStatelessReset(buf, path);
         return 0;
       }
-      const dcidLength = this.cidLength(buf[1]);
+      const dcidLength = this.lastLookupLength;
       conn.onPacket(Level.APPLICATION, buf, 1 + dcidLength, path, countBytes, dcidLength);
       conn.flush();
       return buf.length;
@@ -191,8 +194,24 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
   private lookupShort(buf: Buffer): Connection | undefined {
     if (buf.length < 2) return undefined;
     const len = this.cidLength(buf[1]);
-    if (len <= 0 || buf.length < 1 + len) return undefined;
-    return this.byCid.get(buf.toString('hex', 1, 1 + len));
+    if (len > 0 && buf.length >= 1 + len) {
+      const c = this.byCid.get(buf.toString('hex', 1, 1 + len));
+      if (c) {
+        this.lastLookupLength = len;
+        return c;
+      }
+    }
+    // A CID of a config the generator no longer knows (removed after a rotation) is still live
+    // until its connection ends: try every length this server has issued.
+    for (const l of this.issuedLengths) {
+      if (l === len || buf.length < 1 + l) continue;
+      const c = this.byCid.get(buf.toString('hex', 1, 1 + l));
+      if (c) {
+        this.lastLookupLength = l;
+        return c;
+      }
+    }
+    return undefined;
   }
 
   private cidLength(firstOctet: number): number {
@@ -270,6 +289,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
       const key = cid.toString('hex');
       if (this.byCid.has(key)) continue; // never hand out a CID that is live
       this.byCid.set(key, conn);
+      this.issuedLengths.add(cid.length);
       return { cid, token: Buffer.from(this.opts.resetToken(cid)) };
     }
   }

@@ -130,7 +130,7 @@ describe('BackendSocket', () => {
 
   it('drops malformed headers, senders outside allowLbAddresses and unsigned headers when a key is set (counted, no throw)', async () => {
     const key = randomBytes(32);
-    const b = await backend({ listen: { address: '127.0.2.30', port: 25205 }, hmacKey: key, allowLbAddresses: ['127.0.2.31'] });
+    const b = await backend({ listen: { address: '127.0.2.30', port: 25205 }, hmacKey: key, signForward: true, allowLbAddresses: ['127.0.2.31'] });
     const lb = await udp('127.0.2.31');
     const other = await udp('127.0.2.35');
     const delivered: Buffer[] = [];

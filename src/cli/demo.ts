@@ -1,0 +1,328 @@
+// `quic-lb demo`: the quick start (the LB and two demo backends in one process, with an embedded
+// config) and `quic-lb demo backend`: one demo backend process that reads the LB's config file
+// (docs/backend.md).
+import { randomBytes } from 'node:crypto';
+import type { CommandModule } from 'yargs';
+import { BackendSocket, createBackendCids, type Endpoint } from '../backend/index.js';
+import { DemoServer, loadIdentity } from '../demo/index.js';
+import { loadConfigFile, parseConfig, parseEndpoint, startLoadBalancer, type LbConfig } from '../lb/index.js';
+import { createConfig, QuicLbEncoder, type EncoderConfigEntry } from '../quic-lb/index.js';
+import { CliError } from './errors.js';
+
+/** Defaults of the quick start (README "backend" section, docs/backend.md). */
+export const DEMO_DEFAULTS = Object.freeze({
+  vip: '127.0.0.1:4433',
+  backends: ['127.0.0.2:4434', '127.0.0.3:4434'],
+  metrics: '127.0.0.1:9433',
+});
+
+export interface DemoBackendOptions {
+  /** Backend name in the LB config. */
+  name: string;
+  /** Override the address to listen on (default: the backend's `address` in the config). */
+  listen?: Endpoint;
+  /** preferred_address to advertise (default: the listen address); null: none. */
+  preferred?: Endpoint | null;
+  /** QUIC-LB config id to mint with (default: the last config in the file this backend has a server ID for). */
+  configId?: number;
+  eventLog?: string;
+  staticDir?: string;
+  resetKey?: Uint8Array;
+  certFile?: string;
+  keyFile?: string;
+  onEvent?: (e: Record<string, unknown>) => void;
+}
+
+export interface RunningBackend {
+  server: DemoServer;
+  socket: BackendSocket;
+  encoder: QuicLbEncoder;
+  addresses: Endpoint[];
+  /** Applies a new LB config: adds its QUIC-LB configs and, if the active one changed, re-issues CIDs. */
+  applyConfig(config: LbConfig, configId?: number): { activeConfigId: number | undefined; reissued: number };
+  close(): Promise<void>;
+}
+
+/** The encoder entries of backend `name`: every QUIC-LB config it has a server ID for, file order. */
+function encoderEntries(config: LbConfig, name: string): EncoderConfigEntry[] {
+  const b = config.backends.find((x) => x.name === name);
+  if (!b) throw new CliError(`--name: no backend '${name}' in the config (have: ${config.backends.map((x) => x.name).join(', ')})`);
+  const entries: EncoderConfigEntry[] = [];
+  for (const spec of config.quicLb) {
+    const sid = b.serverIds.find((s) => s.configId === spec.configId);
+    if (!sid) continue;
+    const qc = createConfig({
+      configId: spec.configId,
+      serverIdLength: spec.serverIdLength,
+      nonceLength: spec.nonceLength,
+      key: spec.key === undefined ? undefined : Buffer.from(spec.key, 'hex'),
+      cipher: spec.cipher,
+    });
+    entries.push({ config: qc, serverId: Buffer.from(sid.serverId, 'hex') });
+  }
+  return entries;
+}
+
+/** Starts one demo backend for backend `opts.name` of an LB config. */
+export async function startDemoBackend(config: LbConfig, opts: DemoBackendOptions): Promise<RunningBackend> {
+  const spec = config.backends.find((x) => x.name === opts.name);
+  if (!spec) throw new CliError(`--name: no backend '${opts.name}' in the config`);
+  const entries = encoderEntries(config, opts.name);
+  if (entries.length === 0) throw new CliError(`backend '${opts.name}' has no serverIds for any /quicLb config: it could only mint unroutable CIDs`);
+  const activeId = opts.configId ?? entries[entries.length - 1].config.configId;
+  if (!entries.some((e) => e.config.configId === activeId)) throw new CliError(`--config-id: backend '${opts.name}' has no server ID for config ${activeId}`);
+  const encoder = new QuicLbEncoder({ configs: entries, activeConfigId: activeId });
+  const cids = createBackendCids(encoder, opts.resetKey ?? randomBytes(32));
+  const listen = opts.listen ?? { address: spec.address.address, port: spec.address.port };
+  const preferred = opts.preferred === undefined ? listen : opts.preferred;
+  const rp = config.returnPath;
+  const socket = new BackendSocket({
+    listen,
+    unicast: preferred && (preferred.address !== listen.address || preferred.port !== listen.port) ? [preferred] : [],
+    returnPath: rp.mode === 'direct' && config.listen[0] ? { mode: 'direct', vip: config.listen[0] } : { mode: 'via-lb' },
+    hmacKey: rp.hmacKey ? Buffer.from(rp.hmacKey, 'hex') : undefined,
+    signForward: rp.signForward,
+  });
+  await socket.bind();
+  const sid = spec.serverIds.find((s) => s.configId === activeId)?.serverId;
+  const server = new DemoServer({
+    socket,
+    cids,
+    resetToken: cids.resetToken,
+    cidLength: cids.cidLength,
+    serverId: sid,
+    name: opts.name,
+    // draft-21 §9.2: a plaintext config gets one CID per connection, so no preferred_address
+    // (its CID would be a second one) and no NEW_CONNECTION_ID.
+    preferredAddress: preferred && cids.allowsAdditionalCids ? { ipv4: preferred } : undefined,
+    issueNewConnectionIds: cids.allowsAdditionalCids,
+    disableActiveMigration: !cids.allowsAdditionalCids,
+    identity: opts.certFile && opts.keyFile ? loadIdentity(opts.certFile, opts.keyFile) : undefined,
+    eventLog: opts.eventLog,
+    staticDir: opts.staticDir,
+  });
+  if (opts.onEvent) server.on('event', opts.onEvent);
+  server.event('backend-started', {
+    listen: `${listen.address}:${listen.port}`,
+    preferred: preferred && cids.allowsAdditionalCids ? `${preferred.address}:${preferred.port}` : null,
+    configId: activeId,
+    cidLength: cids.length,
+  });
+  return {
+    server,
+    socket,
+    encoder,
+    addresses: socket.addresses(),
+    applyConfig(next: LbConfig, configId?: number) {
+      const fresh = encoderEntries(next, opts.name);
+      const held = new Set(encoder.listConfigs().map((c) => c.configId));
+      for (const e of fresh) if (!held.has(e.config.configId)) encoder.addConfig(e);
+      const want = configId ?? fresh[fresh.length - 1]?.config.configId;
+      if (want === undefined || encoder.activeConfig?.configId === want) return { activeConfigId: encoder.activeConfig?.configId, reissued: 0 };
+      encoder.setActiveConfig(want);
+      const reissued = server.reissueConnectionIds(`config ${want}`);
+      return { activeConfigId: want, reissued };
+    },
+    async close() {
+      server.close();
+      await socket.close();
+    },
+  };
+}
+
+function endpointArg(text: string, flag: string): Endpoint {
+  const e = parseEndpoint(text, false);
+  if (!e) throw new CliError(`${flag}: expected address:port, got '${text}'`);
+  return { address: e.address, port: e.port };
+}
+
+/** The quick start's LB config (YAML), with fresh random keys. */
+export function quickStartConfig(vip: string, backends: string[], metrics: string): string {
+  const key = randomBytes(16).toString('hex');
+  const fallback = randomBytes(16).toString('hex');
+  const lines = [
+    'listen:',
+    `  - '${vip}'`,
+    'quicLb:',
+    `  - { configId: 0, serverIdLength: 2, nonceLength: 6, key: '${key}' }`,
+    'backends:',
+    ...backends.map((b, i) => `  - { name: backend-${i + 1}, address: '${b}', serverIds: { '0': '${(i + 1).toString(16).padStart(4, '0')}' } }`),
+    'health:',
+    '  intervalMs: 500',
+    `fallback: { key: '${fallback}' }`,
+    'returnPath:',
+    '  mode: via-lb',
+    `  listen: '${vip.replace(/:(\d+)$/, (_m, p: string) => `:${Number(p) + 2}`)}'`,
+    'metrics:',
+    `  listen: '${metrics}'`,
+    'log: { level: warn }',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** The command line the quick start prints. */
+export function clientCommand(vip: Endpoint, path = '/bytes/200000'): string {
+  return `gtlsclient --exit-on-all-streams-close --no-quic-dump --no-http-dump --delay-stream=300ms ${vip.address} ${vip.port} https://${vip.address}:${vip.port}${path}`;
+}
+
+function describeEvent(e: Record<string, unknown>): string | undefined {
+  const who = String(e.name ?? '');
+  switch (e.event) {
+    case 'connection-accepted':
+      return `${who}: connection ${e.conn} from ${e.client} via ${e.via}`;
+    case 'handshake-complete':
+      return `${who}: connection ${e.conn} handshake done in ${Math.round(Number(e.ms))} ms`;
+    case 'migrated':
+      return `${who}: connection ${e.conn} moved to ${e.via} (client ${e.to}, CID seq ${e.cidSeq})`;
+    case 'path-validated':
+      return `${who}: connection ${e.conn} path ${e.via} validated`;
+    case 'request':
+      return `${who}: connection ${e.conn} GET ${e.path}`;
+    case 'stream-sent':
+      return `${who}: connection ${e.conn} sent ${e.bytes} octets on ${e.via}`;
+    case 'closed':
+      return `${who}: connection ${e.conn} closed (${e.by})`;
+    case 'cids-reissued':
+      return `${who}: re-issued CIDs of ${e.connections} connections (${e.reason})`;
+    default:
+      return undefined;
+  }
+}
+
+interface DemoArgs {
+  vip: string;
+  backends: string;
+  metrics: string;
+  'event-log'?: string;
+  quiet: boolean;
+}
+
+interface BackendArgs {
+  config: string;
+  name: string;
+  listen?: string;
+  preferred?: string;
+  'no-preferred': boolean;
+  'config-id'?: number;
+  'event-log'?: string;
+  static?: string;
+  'reset-key'?: string;
+  cert?: string;
+  key?: string;
+}
+
+function waitForSignal(cleanup: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    void cleanup().then(() => process.exit(0));
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+const backendCommand: CommandModule<object, BackendArgs> = {
+  command: 'backend',
+  describe: 'run one demo QUIC backend for a backend of an LB config file',
+  builder: (y) =>
+    y
+      .option('config', { alias: 'c', type: 'string', demandOption: true, describe: 'the LB config file (QUIC-LB configs, server IDs, addresses)' })
+      .option('name', { alias: 'n', type: 'string', demandOption: true, describe: 'this backend\'s name in the config' })
+      .option('listen', { type: 'string', describe: 'address:port to listen on (default: the backend\'s address in the config)' })
+      .option('preferred', { type: 'string', describe: 'preferred_address to advertise (default: the listen address)' })
+      .option('no-preferred', { type: 'boolean', default: false, describe: 'advertise no preferred_address' })
+      .option('config-id', { type: 'number', describe: 'QUIC-LB config to mint CIDs with (default: the last one in the file with a server ID for this backend)' })
+      .option('event-log', { type: 'string', describe: 'append JSON-lines events to this file' })
+      .option('static', { type: 'string', describe: 'serve files from this directory (besides /bytes/N)' })
+      .option('reset-key', { type: 'string', describe: 'stateless reset static key, hex, >= 16 octets (default: random)' })
+      .option('cert', { type: 'string', describe: 'PEM certificate chain (default: a fresh self-signed ECDSA P-256 one)' })
+      .option('key', { type: 'string', describe: 'PEM private key (ECDSA P-256) of --cert' })
+      .example('$0 demo backend --config lb.yaml --name backend-1 --event-log b1.jsonl', 'serve as backend-1')
+      .epilog('SIGHUP re-reads the config: new QUIC-LB configs are added and, when the active one changes, every live connection gets new CIDs with Retire Prior To.') as never,
+  handler: async (argv) => {
+    const config = loadConfigFile(argv.config);
+    const running = await startDemoBackend(config, {
+      name: argv.name,
+      listen: argv.listen ? endpointArg(argv.listen, '--listen') : undefined,
+      preferred: argv['no-preferred'] ? null : argv.preferred ? endpointArg(argv.preferred, '--preferred') : undefined,
+      configId: argv['config-id'],
+      eventLog: argv['event-log'],
+      staticDir: argv.static,
+      resetKey: argv['reset-key'] ? Buffer.from(argv['reset-key'], 'hex') : undefined,
+      certFile: argv.cert,
+      keyFile: argv.key,
+    });
+    process.on('SIGHUP', () => {
+      try {
+        const r = running.applyConfig(loadConfigFile(argv.config), argv['config-id']);
+        process.stderr.write(`quic-lb demo backend: config reloaded, active QUIC-LB config ${r.activeConfigId}, ${r.reissued} connections got new CIDs\n`);
+      } catch (err) {
+        process.stderr.write(`quic-lb demo backend: reload failed, keeping the old config: ${(err as Error).message}\n`);
+      }
+    });
+    process.stdout.write(`${JSON.stringify({ ready: true, pid: process.pid, name: argv.name, addresses: running.addresses, configId: running.encoder.activeConfig?.configId })}\n`);
+    waitForSignal(() => running.close());
+  },
+};
+
+export const demoCommand: CommandModule<object, DemoArgs> = {
+  command: 'demo',
+  describe: 'quick start: the LB on a VIP and two demo QUIC backends that advertise their own address (preferred_address)',
+  builder: (y) =>
+    y
+      .command(backendCommand as CommandModule)
+      .option('vip', { type: 'string', default: DEMO_DEFAULTS.vip, describe: 'VIP address:port of the LB' })
+      .option('backends', { type: 'string', default: DEMO_DEFAULTS.backends.join(','), describe: 'comma-separated backend address:port list' })
+      .option('metrics', { type: 'string', default: DEMO_DEFAULTS.metrics, describe: 'address:port of the LB\'s /metrics and /healthz' })
+      .option('event-log', { type: 'string', describe: 'append the backends\' JSON-lines events to this file' })
+      .option('quiet', { type: 'boolean', default: false, describe: 'do not print backend events' })
+      .example('$0 demo', 'LB on 127.0.0.1:4433, backends on 127.0.0.2:4434 and 127.0.0.3:4434') as never,
+  handler: async (argv) => {
+    const vip = endpointArg(argv.vip, '--vip');
+    const backendAddrs = argv.backends.split(',').map((b) => endpointArg(b.trim(), '--backends'));
+    endpointArg(argv.metrics, '--metrics');
+    const config = parseConfig(quickStartConfig(argv.vip, backendAddrs.map((b) => `${b.address}:${b.port}`), argv.metrics));
+    const lb = await startLoadBalancer(config);
+    const backends: RunningBackend[] = [];
+    try {
+      for (const b of config.backends) {
+        backends.push(
+          await startDemoBackend(config, {
+            name: b.name,
+            eventLog: argv['event-log'],
+            onEvent: argv.quiet
+              ? undefined
+              : (e) => {
+                  const line = describeEvent(e);
+                  if (line) process.stdout.write(`  ${line}\n`);
+                },
+          }),
+        );
+      }
+    } catch (err) {
+      for (const b of backends) await b.close();
+      await lb.close();
+      throw err;
+    }
+    const a = lb.addresses();
+    const out = [
+      'quic-lb demo is running:',
+      `  load balancer  VIP ${vip.address}:${vip.port} (QUIC-LB config 0, 4-pass AES, 2-octet server IDs)`,
+      ...config.backends.map((b, i) => `  ${b.name}      ${b.address.address}:${b.address.port}  server ID ${b.serverIds[0]?.serverId}  preferred_address ${backends[i].addresses[0].address}:${backends[i].addresses[0].port}`),
+      `  metrics        http://${a.metrics?.address}:${a.metrics?.port}/metrics`,
+      '',
+      'Try it (Debian/Ubuntu: apt-get install ngtcp2-client):',
+      `  ${clientCommand(vip)}`,
+      '',
+      'The handshake goes through the VIP; the client then moves to the backend\'s own address and the',
+      'LB sees no more of the connection. Ctrl-C stops everything.',
+      '',
+    ];
+    process.stdout.write(out.join('\n'));
+    waitForSignal(async () => {
+      for (const b of backends) await b.close();
+      await lb.close();
+    });
+  },
+};
