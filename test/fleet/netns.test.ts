@@ -2,7 +2,8 @@
 // skipped for non-root developers via runIf.
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { createFleet, canUseNetns, listNamespaces, namespacePids, withFleet, FleetError, type Fleet } from './netns.js';
+import { cleanupStaleNamespaces, createFleet, canUseNetns, listNamespaces, namespacePids, withFleet, FleetError, type Fleet } from './netns.js';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { probeFrom, startEcho } from './udp-probe.js';
 
 const ROOT = canUseNetns();
@@ -79,6 +80,23 @@ describe.runIf(ROOT)('fleet topology in network namespaces (root)', () => {
     expect(fleetRef?.existingNamespaces()).toEqual([]);
     expect(pid).toBeGreaterThan(0);
     expect(alive(pid)).toBe(false);
+  });
+
+  it('namespaces left behind by a dead run are removed; those of live processes are kept', () => {
+    const dead = spawnSync('true').pid as number; // a pid that has exited
+    const stale = `qlbt${dead}-0dead-router`;
+    const live = `qlbt${process.pid}-0live-router`;
+    execFileSync('ip', ['netns', 'add', stale]);
+    execFileSync('ip', ['netns', 'add', live]);
+    try {
+      expect(cleanupStaleNamespaces('qlbt')).toContain(stale);
+      const left = listNamespaces('qlbt');
+      expect(left).not.toContain(stale);
+      expect(left).toContain(live);
+    } finally {
+      execFileSync('ip', ['netns', 'del', live]);
+      if (listNamespaces('qlbt').includes(stale)) execFileSync('ip', ['netns', 'del', stale]);
+    }
   });
 
   it('two fleets at once get distinct names and do not interfere', async () => {

@@ -11,11 +11,12 @@
 // every flow from one client address takes the same path), and (routing 'static') a multipath
 // route to the VIP over all LBs. With routing 'none' the VIP route is left to BGP (bird.ts).
 //
-// Names are unique per run (`<prefix><pid>-<n>-<role>`), every process started through
+// Names are unique per run (`<prefix><pid>-<counter+random>-<role>`), every process started through
 // `spawn`/`exec` is tracked, and `teardown()` kills them and deletes every namespace. It also runs
 // on process exit and SIGINT/SIGTERM, and `createFleet` first removes namespaces left by dead
 // processes of an earlier run with the same prefix. `withFleet` = create + run + always tear down,
 // with a timeout.
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { execFile, execFileSync, spawn as spawnChild, type ChildProcess, type SpawnOptions } from 'node:child_process';
 
@@ -130,11 +131,11 @@ function killNamespaceSync(name: string): void {
 }
 
 /**
- * Removes namespaces named `<prefix><pid>-…` whose creating process is dead (left by a crashed
+ * Removes namespaces named `<prefix><pid>-<tag>-…` whose creating process is dead (left by a crashed
  * run). Namespaces of live processes (other test workers) are left alone. Returns the removed names.
  */
 export function cleanupStaleNamespaces(prefix = DEFAULT_PREFIX): string[] {
-  const re = new RegExp(`^${prefix}(\\d+)-\\d+-`);
+  const re = new RegExp(`^${prefix}(\\d+)-[0-9a-z]+-`);
   const removed: string[] = [];
   for (const name of listNamespaces(prefix)) {
     const m = re.exec(name);
@@ -352,7 +353,9 @@ export async function createFleet(options: FleetOptions = {}): Promise<Fleet> {
   if (lbCount < 1 || lbCount > 8 || backendCount < 0 || backendCount > 8) throw new FleetError('lbCount 1..8, backendCount 0..8');
   cleanupStaleNamespaces(prefix);
   installExitHooks();
-  const fleet = new Fleet(`${prefix}${process.pid}-${fleetCounter++}`, options.vip ?? DEFAULT_VIP, lbCount, backendCount);
+  // pid + counter + random: unique even when a test runner reloads this module in one process
+  const tag = `${(fleetCounter++).toString(36)}${randomBytes(2).toString('hex')}`;
+  const fleet = new Fleet(`${prefix}${process.pid}-${tag}`, options.vip ?? DEFAULT_VIP, lbCount, backendCount);
   liveFleets.add(fleet);
   try {
     const r = fleet.router.name;
