@@ -1,0 +1,116 @@
+// `npm run bench:forwarder [-- --full] [--out DIR]`: forwarded packets/s and CPU per packet of
+// `quic-lb serve` (plaintext and four-pass; 1 and 2 workers) beside the bare node:dgram relay,
+// alternating in one run, with the ratios issue 3 targets. Writes bench/results/forwarder.{json,md}.
+import { loadavg } from 'node:os';
+import path from 'node:path';
+import { ensureBuilt, repoRoot } from '../harness/build.js';
+import { Engine } from '../harness/engine.js';
+import { PROFILES, type Profile } from '../harness/profiles.js';
+import { bareRelay, quicLbRouter, type RouterHandle, type RouterSpec } from '../harness/routers.js';
+import { baseResults, rateSearch } from '../harness/suite.js';
+import { round } from '../harness/engine.js';
+import { parseArgs } from '../routers/args.js';
+import { writeReport } from '../report/write.js';
+import type { BenchResults, TargetCheck } from '../report/types.js';
+
+export const FORWARDER_ROUTERS = (): RouterSpec[] => [
+  bareRelay(),
+  quicLbRouter('plaintext'),
+  quicLbRouter('four-pass'),
+  quicLbRouter('plaintext', 2),
+  quicLbRouter('four-pass', 2),
+];
+
+export async function runForwarderBench(o: { profile: Profile; routers: RouterSpec[]; log: (s: string) => void; preliminary: boolean; note: string; command: string }): Promise<BenchResults> {
+  const t0 = Date.now();
+  const p = o.profile;
+  const res = baseResults({ kind: 'forwarder', profile: p.name, preliminary: o.preliminary, note: o.note, command: o.command });
+  res.params = { connections: p.conns, packet_size: p.packetSize, trial_ms: p.trialMs, loss_threshold: p.lossThreshold, rate_factor: p.rateFactor };
+  const engine = new Engine({ conns: p.conns, packetSize: p.packetSize, seed: p.seed, maxFlows: p.conns, needRedis: false });
+  const running: { spec: RouterSpec; handle: RouterHandle }[] = [];
+  try {
+    await engine.setup();
+    for (const [i, spec] of o.routers.entries()) {
+      try {
+        running.push({ spec, handle: await engine.start(spec, i) });
+        res.routers.push({ id: spec.id, label: spec.label, family: spec.family, workers: spec.workers });
+      } catch (e) {
+        res.skipped.push({ router: spec.id, reason: (e as Error).message.split('\n').slice(0, 3).join(' ') });
+      }
+    }
+    const direct = await engine.trial(undefined, undefined, { rate: p.latencyRate, durationMs: p.latencyMs }, engine.sinkTarget(0));
+    res.direct = { p50_us: direct.p50_us, p99_us: direct.p99_us };
+    const search = await rateSearch(engine, running, p, o.log);
+    for (const r of running) {
+      const s = search.get(r.spec.id)!;
+      res.rate_search[r.spec.id] = s.steps;
+      const lat = await engine.trial(r.spec, r.handle, { rate: p.latencyRate, durationMs: p.latencyMs });
+      const b = s.best;
+      res.results.push({
+        router: r.spec.id,
+        scenario: 'steady',
+        pps: b?.pps ?? 0,
+        offered_pps: b?.offered_pps ?? 0,
+        loss: round(b?.loss ?? 1, 5)!,
+        cpu_us_per_packet: b?.cpu_us_per_packet ?? null,
+        redis_cpu_us_per_packet: null,
+        p50_us: lat.p50_us,
+        p99_us: lat.p99_us,
+        added_p50_us: lat.p50_us === null || direct.p50_us === null ? null : round(lat.p50_us - direct.p50_us, 1),
+        added_p99_us: lat.p99_us === null || direct.p99_us === null ? null : round(lat.p99_us - direct.p99_us, 1),
+        correct_ratio: lat.correct_ratio,
+        misdelivered: lat.misdelivered + (b?.misdelivered ?? 0),
+        rss_mb: b?.rss_mb ?? lat.rss_mb,
+        redis_mem_mb: null,
+      });
+    }
+  } finally {
+    for (const r of running) await r.handle.stop().catch(() => {});
+    await engine.close();
+  }
+  const pps = (id: string): number | undefined => res.results.find((r) => r.router === id)?.pps;
+  const capped = (id: string): boolean => res.rate_search[id]?.at(-1)?.pass === true;
+  const check = (name: string, a: string, b: string, min: number): void => {
+    const x = pps(a);
+    const y = pps(b);
+    const v = x === undefined || y === undefined || y === 0 ? null : round(x / y, 3);
+    res.ratios[`${a}/${b} pps`] = v;
+    const t: TargetCheck = { name, value: v, target: `>= ${min}`, pass: v === null || capped(a) || capped(b) ? null : v >= min };
+    res.targets.push(t);
+  };
+  check('plaintext, 1 worker vs bare relay', 'quic-lb-plaintext', 'bare-relay', 0.9);
+  check('four-pass, 1 worker vs bare relay', 'quic-lb-four-pass', 'bare-relay', 0.85);
+  check('plaintext, 2 workers vs 1 worker', 'quic-lb-plaintext-w2', 'quic-lb-plaintext', 1.4);
+  check('four-pass, 2 workers vs 1 worker', 'quic-lb-four-pass-w2', 'quic-lb-four-pass', 1.4);
+  for (const id of ['quic-lb-plaintext', 'quic-lb-four-pass']) {
+    const a = res.results.find((r) => r.router === id)?.cpu_us_per_packet;
+    const b = res.results.find((r) => r.router === 'bare-relay')?.cpu_us_per_packet;
+    res.ratios[`${id}/bare-relay cpu_us_per_packet`] = a && b ? round(a / b, 3) : null;
+  }
+  res.duration_s = Math.round((Date.now() - t0) / 1000);
+  return res;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const args = parseArgs(process.argv.slice(2));
+  const base = PROFILES[args.has('full') ? 'full' : 'quick'];
+  // Throughput only: longer steps, finer rate steps than the routing profile; a failed step is retried once.
+  const profile: Profile = { ...base, trialMs: args.has('full') ? 3000 : 1200, rateStart: 10_000, rateFactor: args.has('full') ? 1.1 : 1.2, retryFailedStep: true, latencyMs: 1000 };
+  const log = (s: string): void => void process.stdout.write(`${s}\n`);
+  const load = loadavg()[0];
+  let note = args.get('note') ?? '';
+  if (load > 0.5) note = `${note ? `${note} ` : ''}Load average ${load.toFixed(2)} when the run started: other work shared the CPUs; compare ratios, not absolute numbers.`;
+  ensureBuilt(log);
+  const res = await runForwarderBench({
+    profile,
+    routers: FORWARDER_ROUTERS(),
+    log,
+    preliminary: args.has('preliminary'),
+    note,
+    command: `npm run bench:forwarder${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+  });
+  const files = writeReport(res, path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results')), 'forwarder');
+  log(`wrote ${files.map((f) => path.relative(repoRoot, f)).join(', ')}`);
+  for (const t of res.targets) log(`target: ${t.name}: ${t.value} (${t.target}) ${t.pass === null ? '' : t.pass ? 'met' : 'NOT met'}`);
+  for (const s of res.skipped) log(`skipped ${s.router}: ${s.reason}`);
+}
