@@ -22,6 +22,7 @@ type ToWorker =
   | { t: 'lb:snapshot'; id: number };
 /** IPC messages worker -> primary. */
 type FromWorker =
+  | { t: 'lb:hello' }
   | { t: 'lb:ready'; vips: Endpoint[]; ret: Endpoint | undefined }
   | { t: 'lb:failed'; error: string }
   | { t: 'lb:applied'; id: number; error?: string }
@@ -76,7 +77,10 @@ export class ClusterPlane implements DataPlane {
     this.workers.set(worker.id, entry);
     return new Promise((resolve, reject) => {
       worker.on('message', (msg: FromWorker) => {
-        if (msg.t === 'lb:ready') {
+        if (msg.t === 'lb:hello') {
+          // The worker listens now (messages sent before its listener exists are lost).
+          worker.send({ t: 'lb:init', config: this.config, health: [...this.health] } satisfies ToWorker);
+        } else if (msg.t === 'lb:ready') {
           entry.ready = true;
           this.vips = msg.vips;
           this.ret = msg.ret;
@@ -98,7 +102,6 @@ export class ClusterPlane implements DataPlane {
           }, 1000).unref();
         }
       });
-      worker.send({ t: 'lb:init', config: this.config, health: [...this.health] } satisfies ToWorker);
     });
   }
 
@@ -251,4 +254,5 @@ export function runWorker(): void {
         break;
     }
   });
+  send({ t: 'lb:hello' });
 }

@@ -68,7 +68,9 @@ class Upstream {
     this.socket.on('message', (msg, rinfo) => onReply(msg, rinfo, this));
     this.ready = new Promise((resolve, reject) => {
       this.socket.once('error', reject);
-      this.socket.bind(0, address.family === 4 ? '0.0.0.0' : '::', () => {
+      // exclusive: in a cluster worker, a port-0 bind must not go through the primary's
+      // shared handles (every worker needs its own connected socket per backend).
+      this.socket.bind({ port: 0, address: address.family === 4 ? '0.0.0.0' : '::', exclusive: true }, () => {
         this.socket.connect(address.port, address.address, () => {
           this.socket.off('error', reject);
           setBufferSizes(this.socket, bufferSizes);
