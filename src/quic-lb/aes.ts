@@ -172,18 +172,31 @@ export function aesEncryptWords(
     s3 = t3;
     k += NB;
   }
-  // Final round: no MixColumns.
+  // Final round: SubBytes + ShiftRows + AddRoundKey, no MixColumns. S[x] sits in every T-table
+  // entry (TE0 = [2s, s, s, 3s]): taking it from the table already in cache avoids a second array.
   out[0] =
-    ((SBOX[s0 >>> 24] << 24) | (SBOX[(s1 >>> 16) & 0xff] << 16) | (SBOX[(s2 >>> 8) & 0xff] << 8) | SBOX[s3 & 0xff]) ^
+    ((TE2[s0 >>> 24] & 0xff000000) |
+      (TE3[(s1 >>> 16) & 0xff] & 0x00ff0000) |
+      (TE0[(s2 >>> 8) & 0xff] & 0x0000ff00) |
+      (TE1[s3 & 0xff] & 0x000000ff)) ^
     rk[k];
   out[1] =
-    ((SBOX[s1 >>> 24] << 24) | (SBOX[(s2 >>> 16) & 0xff] << 16) | (SBOX[(s3 >>> 8) & 0xff] << 8) | SBOX[s0 & 0xff]) ^
+    ((TE2[s1 >>> 24] & 0xff000000) |
+      (TE3[(s2 >>> 16) & 0xff] & 0x00ff0000) |
+      (TE0[(s3 >>> 8) & 0xff] & 0x0000ff00) |
+      (TE1[s0 & 0xff] & 0x000000ff)) ^
     rk[k + 1];
   out[2] =
-    ((SBOX[s2 >>> 24] << 24) | (SBOX[(s3 >>> 16) & 0xff] << 16) | (SBOX[(s0 >>> 8) & 0xff] << 8) | SBOX[s1 & 0xff]) ^
+    ((TE2[s2 >>> 24] & 0xff000000) |
+      (TE3[(s3 >>> 16) & 0xff] & 0x00ff0000) |
+      (TE0[(s0 >>> 8) & 0xff] & 0x0000ff00) |
+      (TE1[s1 & 0xff] & 0x000000ff)) ^
     rk[k + 2];
   out[3] =
-    ((SBOX[s3 >>> 24] << 24) | (SBOX[(s0 >>> 16) & 0xff] << 16) | (SBOX[(s1 >>> 8) & 0xff] << 8) | SBOX[s2 & 0xff]) ^
+    ((TE2[s3 >>> 24] & 0xff000000) |
+      (TE3[(s0 >>> 16) & 0xff] & 0x00ff0000) |
+      (TE0[(s1 >>> 8) & 0xff] & 0x0000ff00) |
+      (TE1[s2 & 0xff] & 0x000000ff)) ^
     rk[k + 3];
 }
 

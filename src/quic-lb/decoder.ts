@@ -81,7 +81,8 @@ export class QuicLbDecoder {
   decode(buf: Uint8Array, offset: number, available: number, out: Uint8Array): number {
     const room = buf.length - offset;
     if (available > room) available = room;
-    if (available < FIRST_OCTET_LENGTH || offset < 0) return UNROUTABLE;
+    // Written so that NaN, fractional or negative arguments are unroutable too.
+    if (!(available >= FIRST_OCTET_LENGTH) || (offset | 0) !== offset || offset < 0) return UNROUTABLE;
     const id = buf[offset] >>> CONFIG_ROTATION_SHIFT;
     const codec = this.codecs[id];
     if (codec === null || available < this.minLengths[id]) return UNROUTABLE;

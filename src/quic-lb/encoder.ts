@@ -189,6 +189,19 @@ export class QuicLbEncoder extends EventEmitter {
     };
   }
 
+  /** 'rotate' fires synchronously inside the call that changed the active config. */
+  override on(event: 'rotate', listener: (event: RotationEvent) => void): this {
+    return super.on(event, listener);
+  }
+
+  override once(event: 'rotate', listener: (event: RotationEvent) => void): this {
+    return super.once(event, listener);
+  }
+
+  override off(event: 'rotate', listener: (event: RotationEvent) => void): this {
+    return super.off(event, listener);
+  }
+
   private slotOf(configId: number): Slot {
     const slot = this.slots.find((s) => s.config.configId === configId);
     if (slot === undefined) {

@@ -129,5 +129,12 @@ describe('every legal (serverIdLength, nonceLength) pair', () => {
       }),
       { numRuns: 3000, seed: 3 },
     );
+    const cid = Uint8Array.of(0, 1, 2, 3, 4, 5, 6, 7);
+    for (const [offset, available] of [[NaN, 8], [0, NaN], [NaN, NaN], [0.5, 8], [Infinity, 8], [0, -Infinity]]) {
+      expect(decoder.decode(cid, offset, available, out)).toBe(UNROUTABLE);
+    }
+    expect(decoder.decode(cid, 0, Infinity, out)).toBe(0);
+    const long = new Uint8Array(40);
+    expect(decoder.decode(long, 1.5, 30, out)).toBe(UNROUTABLE);
   });
 });
