@@ -21,6 +21,10 @@ export interface Received {
 /** A backend: receives [PROXY v2, datagram], records it, answers health probes while `healthy`. */
 export class Sink {
   readonly received: Received[] = [];
+  /** Encapsulated datagrams received (also when not recording). */
+  count = 0;
+  /** Keep every datagram in `received` (false: count only). */
+  record = true;
   healthy = true;
   probes = 0;
   readonly socket: dgram.Socket;
@@ -38,6 +42,8 @@ export class Sink {
       }
       const hl = parseProxyHeader(msg, this.h);
       if (hl < 0) return;
+      this.count++;
+      if (!this.record) return;
       this.received.push({
         client: formatProxyAddress(this.h, 'src'),
         clientPort: this.h.srcPort,
