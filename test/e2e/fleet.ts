@@ -1,0 +1,227 @@
+// A fleet of real processes for end-to-end tests: `quic-lb serve` (the LB) and
+// `quic-lb demo backend` processes from the built CLI (dist/cli.js), one shared config file.
+// Every process is stopped by PID; every wait has a deadline.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { cliPath, repoRoot } from '../helpers/cli.js';
+
+export interface QuicLbSpec {
+  configId: number;
+  serverIdLength: number;
+  nonceLength: number;
+  /** hex; absent = plaintext */
+  key?: string;
+}
+
+export interface BackendDef {
+  name: string;
+  address: string;
+  port: number;
+  /** server ID (hex) per config id */
+  serverIds: Record<number, string>;
+}
+
+export interface FleetSpec {
+  vip: { address: string; port: number };
+  metricsPort: number;
+  quicLb: QuicLbSpec[];
+  backends: BackendDef[];
+}
+
+export function configYaml(spec: FleetSpec, fallbackKey: string): string {
+  const lines = [
+    'listen:',
+    `  - '${spec.vip.address}:${spec.vip.port}'`,
+    'quicLb:',
+    ...spec.quicLb.map(
+      (q) => `  - { configId: ${q.configId}, serverIdLength: ${q.serverIdLength}, nonceLength: ${q.nonceLength}${q.key ? `, key: '${q.key}'` : ''} }`,
+    ),
+    'backends:',
+    ...spec.backends.map(
+      (b) =>
+        `  - { name: ${b.name}, address: '${b.address}:${b.port}', serverIds: { ${Object.entries(b.serverIds)
+          .map(([k, v]) => `'${k}': '${v}'`)
+          .join(', ')} } }`,
+    ),
+    'health: { intervalMs: 300, timeoutMs: 200 }',
+    `fallback: { key: '${fallbackKey}' }`,
+    'returnPath:',
+    '  mode: via-lb',
+    `  listen: '${spec.vip.address}:${spec.vip.port + 1}'`,
+    'metrics:',
+    `  listen: '${spec.vip.address}:${spec.metricsPort}'`,
+    'drainMs: 0',
+    'log: { level: warn }',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+export interface Proc {
+  child: ChildProcess;
+  pid: number;
+  ready: Record<string, unknown>;
+  output: () => string;
+}
+
+/** Starts `node dist/cli.js ...args` and waits for its JSON `ready` line on stdout. */
+export function startCli(args: string[], timeoutMs = 15_000): Promise<Proc> {
+  if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: build first (npm run build)`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let done = false;
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+      reject(new Error(`no ready line from ${args.join(' ')} within ${timeoutMs} ms:\n${out}`));
+    }, timeoutMs);
+    const onData = (b: Buffer): void => {
+      out += b.toString();
+      if (done) return;
+      for (const line of out.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        try {
+          const j = JSON.parse(line) as Record<string, unknown>;
+          if (j.ready === true) {
+            done = true;
+            clearTimeout(timer);
+            resolve({ child, pid: child.pid as number, ready: j, output: () => out });
+            return;
+          }
+        } catch {
+          // not a complete JSON line yet
+        }
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.on('exit', (code) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      reject(new Error(`${args.join(' ')} exited with ${code}:\n${out}`));
+    });
+  });
+}
+
+/** Stops a process by PID (SIGTERM, then SIGKILL after 3 s) and waits for it to exit. */
+export function stop(p: Proc | undefined): Promise<void> {
+  if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => {
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }, 3000);
+    p.child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    try {
+      process.kill(p.pid, 'SIGTERM');
+    } catch {
+      clearTimeout(kill);
+      resolve();
+    }
+  });
+}
+
+export interface Fleet {
+  dir: string;
+  configFile: string;
+  spec: FleetSpec;
+  lb: Proc;
+  backends: Map<string, Proc>;
+  eventLog(name: string): string;
+  stop(): Promise<void>;
+}
+
+/** Writes the config, starts the LB, then one demo backend per backend entry. */
+export async function startFleet(spec: FleetSpec, backendArgs: (b: BackendDef) => string[] = () => []): Promise<Fleet> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-e2e-'));
+  const configFile = path.join(dir, 'lb.yaml');
+  writeFileSync(configFile, configYaml(spec, randomBytes(16).toString('hex')));
+  const eventLog = (name: string): string => path.join(dir, `${name}.jsonl`);
+  // Backends first: the LB's health probes then succeed from the start (no down/up flap).
+  const backends = new Map<string, Proc>();
+  let lb: Proc | undefined;
+  try {
+    const started = await Promise.all(
+      spec.backends.map((b) => startCli(['demo', 'backend', '--config', configFile, '--name', b.name, '--event-log', eventLog(b.name), ...backendArgs(b)])),
+    );
+    spec.backends.forEach((b, i) => backends.set(b.name, started[i]));
+    lb = await startCli(['serve', '--config', configFile, '--no-watch']);
+    await waitFor(
+      async () => {
+        const m = await scrape(spec);
+        return spec.backends.every((b) => m.get(`quic_lb_backend_up{backend="${b.name}"}`) === 1 && (m.get(`quic_lb_health_checks_total{backend="${b.name}",result="ok"}`) ?? 0) >= 1);
+      },
+      10_000,
+      'backends up at the LB',
+    );
+  } catch (err) {
+    await Promise.all([...backends.values()].map((p) => stop(p)));
+    await stop(lb);
+    throw err;
+  }
+  const lbProc = lb;
+  return {
+    dir,
+    configFile,
+    spec,
+    lb: lbProc,
+    backends,
+    eventLog,
+    async stop() {
+      await Promise.all([...backends.values()].map((p) => stop(p)));
+      await stop(lbProc);
+    },
+  };
+}
+
+export type Event = Record<string, unknown> & { event: string };
+
+/** The JSON-lines events a backend logged so far. */
+export function readEvents(file: string): Event[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => JSON.parse(l) as Event);
+}
+
+/** Scrapes the LB's /metrics into `name{labels}` -> value. */
+export async function scrape(spec: FleetSpec): Promise<Map<string, number>> {
+  const res = await fetch(`http://${spec.vip.address}:${spec.metricsPort}/metrics`);
+  const text = await res.text();
+  const m = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line.trim() === '') continue;
+    const i = line.lastIndexOf(' ');
+    m.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return m;
+}
+
+/** Sum of every series of `name` (optionally only those whose labels contain `filter`). */
+export function total(metrics: Map<string, number>, name: string, filter = ''): number {
+  let t = 0;
+  for (const [k, v] of metrics) if ((k === name || k.startsWith(`${name}{`)) && k.includes(filter)) t += v;
+  return t;
+}
+
+/** Waits until `check()` is true (polling), or throws after `timeoutMs`. */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
