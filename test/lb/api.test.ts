@@ -1,0 +1,207 @@
+// The health probe codec, HealthChecker probe types and hysteresis on real sockets, the
+// programmatic startLoadBalancer() handle, `quic-lb route`, and the README's lb example.
+import dgram from 'node:dgram';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  HEALTH_PROBE_LENGTH,
+  HealthProbeKind,
+  answerHealthProbe,
+  encodeHealthProbe,
+  isHealthProbeRequest,
+  parseHealthProbe,
+} from '../../src/quic/health-probe.js';
+import { HealthChecker, type HealthCheckSpec, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
+import { repoRoot, runCli } from '../helpers/cli.js';
+import { Client, Sink, until } from './net.js';
+import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, configDoc, shortHeader } from './fixtures.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-api-'));
+const cleanup: (() => unknown)[] = [];
+afterAll(async () => {
+  for (const f of cleanup.reverse()) await f();
+  rmSync(dir, { recursive: true, force: true });
+});
+const silent = pino({ level: 'silent' });
+
+describe('health probe codec (src/quic/health-probe.ts)', () => {
+  const token = Buffer.from('0102030405060708', 'hex');
+  it('encodes the documented 28 octets', () => {
+    const p = Buffer.from(encodeHealthProbe(HealthProbeKind.REQUEST, token));
+    expect(p.length).toBe(HEALTH_PROBE_LENGTH);
+    expect(p.toString('hex')).toBe('0d0a0d0a000d0a515549540a' + '20' + '00' + '000c' + 'ee' + '0009' + '01' + '0102030405060708');
+    expect(parseHealthProbe(p)).toBe(1);
+    expect(isHealthProbeRequest(p)).toBe(true);
+  });
+  it('answers a request with the same token, kind 2 (or 3 when draining)', () => {
+    const req = encodeHealthProbe(HealthProbeKind.REQUEST, token);
+    const up = answerHealthProbe(req)!;
+    expect(parseHealthProbe(up)).toBe(HealthProbeKind.UP);
+    expect(Buffer.from(up.subarray(20)).equals(token)).toBe(true);
+    expect(parseHealthProbe(answerHealthProbe(req, true)!)).toBe(HealthProbeKind.DRAINING);
+    expect(answerHealthProbe(up)).toBeUndefined(); // replies are not answered
+  });
+  it('rejects every truncation and a QUIC datagram', () => {
+    const req = encodeHealthProbe(HealthProbeKind.REQUEST, token);
+    for (let n = 0; n < HEALTH_PROBE_LENGTH; n++) expect(parseHealthProbe(req.subarray(0, n))).toBe(-1);
+    expect(parseHealthProbe(shortHeader(cid(0, SIDS.a[0])))).toBe(-1);
+    const bad = Uint8Array.from(req);
+    bad[19] = 9;
+    expect(parseHealthProbe(bad)).toBe(-1);
+    expect(() => encodeHealthProbe(HealthProbeKind.REQUEST, new Uint8Array(4))).toThrow(RangeError);
+  });
+});
+
+describe('HealthChecker', () => {
+  const spec = (over: Partial<HealthCheckSpec>): HealthCheckSpec => ({ type: 'udp', intervalMs: 50, timeoutMs: 40, rise: 2, fall: 3, ...over });
+
+  it('udp: answered probes succeed; silence, a draining reply and a foreign responder fail', async () => {
+    const sink = await Sink.start('127.0.1.70');
+    cleanup.push(() => sink.close());
+    const hc = new HealthChecker({ logger: silent, onChange: () => undefined });
+    cleanup.push(() => hc.close());
+    const target = { address: '127.0.1.70', port: sink.port, family: 4 as const };
+    expect(await hc.probe(spec({ address: target }))).toBe(true);
+    sink.healthy = false;
+    expect(await hc.probe(spec({ address: target }))).toBe(false);
+    // A responder that says "draining".
+    const draining = dgram.createSocket('udp4');
+    draining.on('message', (m, r) => draining.send(answerHealthProbe(m, true)!, r.port, r.address));
+    await new Promise<void>((r) => draining.bind(0, '127.0.1.71', () => r()));
+    cleanup.push(() => draining.close());
+    expect(await hc.probe(spec({ address: { address: '127.0.1.71', port: draining.address().port, family: 4 } }))).toBe(false);
+  });
+
+  it('tcp and http probes', async () => {
+    const hc = new HealthChecker({ logger: silent, onChange: () => undefined });
+    cleanup.push(() => hc.close());
+    const tcp = net.createServer((s) => s.end());
+    await new Promise<void>((r) => tcp.listen(0, '127.0.1.72', () => r()));
+    const port = (tcp.address() as net.AddressInfo).port;
+    expect(await hc.probe(spec({ type: 'tcp', address: { address: '127.0.1.72', port, family: 4 } }))).toBe(true);
+    await new Promise<void>((r) => tcp.close(() => r()));
+    expect(await hc.probe(spec({ type: 'tcp', address: { address: '127.0.1.72', port, family: 4 } }))).toBe(false);
+    let status = 200;
+    const web = http.createServer((_q, s) => {
+      s.writeHead(status);
+      s.end();
+    });
+    await new Promise<void>((r) => web.listen(0, '127.0.1.72', () => r()));
+    cleanup.push(() => new Promise((r) => web.close(r)));
+    const url = `http://127.0.1.72:${(web.address() as net.AddressInfo).port}/health`;
+    expect(await hc.probe(spec({ type: 'http', url }))).toBe(true);
+    status = 503;
+    expect(await hc.probe(spec({ type: 'http', url }))).toBe(false);
+  });
+
+  it('hysteresis: down after `fall` failures, up after `rise` successes, one change event each', async () => {
+    const sink = await Sink.start('127.0.1.73');
+    cleanup.push(() => sink.close());
+    const changes: boolean[] = [];
+    const at: { ok: number; failed: number }[] = [];
+    const hc: HealthChecker = new HealthChecker({
+      logger: silent,
+      onChange: (v) => {
+        changes.push(v.get('x')!);
+        const st = hc.states().get('x')!;
+        at.push({ ok: st.checksOk, failed: st.checksFailed });
+      },
+    });
+    cleanup.push(() => hc.close());
+    const config = validateConfig(
+      configDoc({
+        backends: [{ name: 'x', address: `127.0.1.73:${sink.port}`, health: { type: 'udp', intervalMs: 30, timeoutMs: 200, rise: 2, fall: 3 } }],
+        quicLb: [],
+      }),
+    );
+    hc.configure(config);
+    await until(() => hc.states().get('x')!.checksOk >= 3, 3000, 'probes ok');
+    expect(changes).toEqual([]);
+    const failedBefore = hc.states().get('x')!.checksFailed;
+    sink.healthy = false;
+    await until(() => changes.length === 1, 3000, 'down');
+    expect(changes).toEqual([false]);
+    expect(at[0].failed - failedBefore).toBe(3); // exactly `fall` failures
+    sink.healthy = true;
+    await until(() => changes.length === 2, 3000, 'up');
+    expect(changes).toEqual([false, true]);
+    expect(at[1].ok - at[0].ok).toBe(2); // exactly `rise` successes
+    expect(hc.view().get('x')).toBe(true);
+  });
+});
+
+describe('startLoadBalancer() in-process', () => {
+  it('starts from a config object, forwards, reloads, and releases its ports on close()', async () => {
+    const sink = await Sink.start('127.0.1.74');
+    cleanup.push(() => sink.close());
+    const doc = configDoc({
+      listen: ['127.0.1.7:0'],
+      quicLb: QUIC_LB_SPECS.slice(0, 1),
+      backends: [{ name: 'a', address: sink.endpoint, serverIds: { 0: SIDS.a[0] }, health: { type: 'none' } }],
+      metrics: { listen: '127.0.1.7:0' },
+    });
+    const lb = await startLoadBalancer(validateConfig(doc), { logger: silent });
+    const { vips, metrics } = lb.addresses();
+    expect(vips[0].port).toBeGreaterThan(0);
+    const client = await Client.start('127.0.1.75');
+    cleanup.push(() => client.close());
+    client.send(shortHeader(cid(0, SIDS.a[0])), vips[0]);
+    await until(() => sink.received.length === 1, 3000, 'forwarded');
+    expect(sink.received[0].client).toBe('127.0.1.75');
+    expect(await lb.metricsText()).toContain('quic_lb_received_packets_total{reason="routed"} 1');
+    const r = await lb.reload(); // no file: a counted failure, config unchanged
+    expect(r.ok).toBe(false);
+    const res = await fetch(`http://${metrics!.address}:${metrics!.port}/healthz`);
+    expect(res.status).toBe(200);
+    await lb.close();
+    // Ports are free again: bind the same VIP port.
+    const again = dgram.createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      again.once('error', reject);
+      again.bind(vips[0].port, vips[0].address, () => resolve());
+    });
+    again.close();
+  });
+});
+
+describe('quic-lb route', () => {
+  const file = path.join(dir, 'route.yaml');
+  writeFileSync(file, JSON.stringify(configDoc()));
+  it('names the backend of a CID and the reason', () => {
+    const r = runCli(['route', '--config', file, '--cid', cid(2, SIDS.c[2]).toString('hex')]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('backend: c 127.0.1.12:20010');
+    expect(r.stdout).toContain('reason: routed');
+    expect(r.stdout).toContain('config id: 2, server id: c3c3c3');
+  });
+  it('--down applies the backend_down policy; bad input is a usage error', () => {
+    const r = runCli(['route', '--config', file, '--cid', cid(2, SIDS.c[2]).toString('hex'), '--down', 'c', '--json']);
+    expect(JSON.parse(r.stdout)).toMatchObject({ reason: 'fallback_backend_down', configId: 2 });
+    expect(runCli(['route', '--config', file, 'zz']).status).toBe(2);
+    expect(runCli(['route', '--config', file, '--cid', '00', '--down', 'nobody']).status).toBe(2);
+    expect(runCli(['route', '--config', file, '', '--json']).stdout).toContain('dropped_malformed');
+  });
+});
+
+describe('README lb section', () => {
+  it('its config example passes check-config', () => {
+    const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('<!-- section:lb -->'), readme.indexOf('<!-- /section:lb -->'));
+    const yaml = section.slice(section.indexOf('```yaml') + 7, section.indexOf('```', section.indexOf('```yaml') + 7));
+    const d = path.join(dir, 'readme');
+    mkdirSync(path.join(d, 'keys'), { recursive: true });
+    for (const k of ['c0', 'fallback']) writeFileSync(path.join(d, 'keys', `${k}.hex`), FALLBACK_KEY);
+    writeFileSync(path.join(d, 'keys', 'return.hex'), '55'.repeat(32));
+    writeFileSync(path.join(d, 'lb.yaml'), yaml);
+    const r = runCli(['check-config', path.join(d, 'lb.yaml')]);
+    expect(r.status, r.stderr).toBe(0);
+    const route = runCli(['route', '--config', path.join(d, 'lb.yaml'), '--cid', '0800011f262d343b42', '--json']);
+    expect(route.status, route.stderr).toBe(0);
+    expect(['edge-a', 'edge-b']).toContain(JSON.parse(route.stdout).backend);
+  });
+});
