@@ -10,6 +10,7 @@ import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { isIPv6 } from 'node:net';
 import {
+  answerHealthProbe,
   createProxyAuth,
   formatProxyAddress,
   parseIPv4Into,
@@ -23,8 +24,6 @@ import {
   writeProxyHeader,
   type ProxyAuth,
 } from '../quic/index.js';
-// The LB helper's probe format lives in src/quic/health-probe.ts (not yet re-exported by the index).
-import { answerHealthProbe } from '../quic/health-probe.js';
 import { BackendError } from './errors.js';
 
 /** An IP literal and a UDP port. */

@@ -1142,6 +1142,7 @@ export class Connection {
     const w = new Writer(64 + r.length);
     w.u8(F.CONNECTION_CLOSE).varint(code).varint(0).varint(r.length).bytes(r);
     this.closeFrame = Buffer.from(w.view());
+    if (code !== TransportError.NO_ERROR) this.host.event('error', { conn: this.number, code, reason });
     this.host.event('closed', { conn: this.number, by: 'server', code, reason, bytesServed: this.bytesServed });
     this.state = 'closing';
     this.closeAt = this.host.now() + 3 * this.pto();

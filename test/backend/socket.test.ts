@@ -7,14 +7,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BackendError, BackendSocket, buildPreferredAddress, createBackendCids, type BackendPath } from '../../src/backend/index.js';
 import {
   decodePreferredAddress,
+  encodeHealthProbe,
   encodeProxyHeader,
+  HealthProbeKind,
+  parseHealthProbe,
   formatProxyAddress,
   parseProxyHeader,
   ProxyDirection,
   ProxyHeader,
   QuicWireError,
 } from '../../src/quic/index.js';
-import { encodeHealthProbe, HealthProbeKind, parseHealthProbe } from '../../src/quic/health-probe.js';
 import { createConfig, decodeServerId, QuicLbEncoder, statelessResetToken } from '../../src/quic-lb/index.js';
 
 const toClose: Array<{ close(): unknown }> = [];

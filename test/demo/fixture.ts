@@ -23,6 +23,7 @@ export interface DemoFixtureOptions {
   serverId?: Uint8Array;
   config?: QuicLbConfig;
   eventLog?: string;
+  idleTimeoutMs?: number;
 }
 
 export async function startDemoFixture(o: DemoFixtureOptions): Promise<DemoFixture> {
@@ -42,6 +43,7 @@ export async function startDemoFixture(o: DemoFixtureOptions): Promise<DemoFixtu
     preferredAddress: o.preferred ? { ipv4: o.preferred } : undefined,
     issueNewConnectionIds: cids.allowsAdditionalCids,
     eventLog: o.eventLog,
+    idleTimeoutMs: o.idleTimeoutMs,
   });
   const events: Array<Record<string, unknown>> = [];
   server.on('event', (e: Record<string, unknown>) => events.push(e));

@@ -137,4 +137,36 @@ describe('demo server with gtlsclient, no LB', () => {
     expect(hex(reset.subarray(reset.length - 16))).toBe(hex(fixture.cids.resetToken(cid)));
     expect(fixture.server.stats.statelessResets).toBe(1);
   });
+
+  it('refuses a client that offers no cipher suite it supports: CONNECTION_CLOSE with CRYPTO_ERROR handshake_failure, logged', async () => {
+    fixture = await startDemoFixture({ listen: { address: '127.0.2.28', port: 25160 } });
+    const run = await runClient({
+      host: '127.0.2.28',
+      port: 25160,
+      paths: ['/'],
+      extraArgs: ['--ciphers=NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-256-GCM'],
+      timeoutMs: 15_000,
+    });
+    expect(has(run.output, 'QUIC handshake has completed')).toBe(false);
+    expect(run.output).toMatch(/frm rx \d+ Initial CONNECTION_CLOSE\(0x1c\) error_code=\S*\(0x128\)/);
+    const errors = eventsOf(fixture, 'error');
+    expect(errors.length).toBe(1);
+    expect(errors[0].code).toBe(0x100 + 40);
+  });
+
+  it('drops an idle connection after max_idle_timeout and logs it', async () => {
+    fixture = await startDemoFixture({ listen: { address: '127.0.2.29', port: 25170 }, idleTimeoutMs: 300 });
+    const f = fixture;
+    const run = runClient({ host: '127.0.2.29', port: 25170, paths: ['/bytes/10'], extraArgs: ['--delay-stream=3s'], timeoutMs: 10_000 });
+    const closed = new Promise<Record<string, unknown>>((resolve) =>
+      f.server.on('event', (e: Record<string, unknown>) => {
+        if (e.event === 'closed') resolve(e);
+      }),
+    );
+    const e = await closed;
+    expect(e.by).toBe('idle');
+    expect(f.server.connectionCount).toBe(0);
+    const r = await run;
+    expect(has(r.output, 'QUIC handshake has been confirmed')).toBe(true);
+  });
 });
