@@ -219,7 +219,6 @@ export class Forwarder {
   }
 
   private async compile(config: LbConfig): Promise<void> {
-    const state = buildRouterState(config, this.health, this.counters);
     const sizes = { recv: config.socket.recvBufferSize, send: config.socket.sendBufferSize };
     const wanted = new Map<string, Upstream>();
     const upstreams: Upstream[] = [];
@@ -250,6 +249,8 @@ export class Forwarder {
     this.allow4 = allow4;
     this.allow6 = allow6;
     this.config = config;
+    // Built after the awaits, so a health change that arrived meanwhile is included.
+    const state = buildRouterState(config, this.health, this.counters);
     // The swap: one assignment, between two datagrams.
     this.plan = { state, upstreams };
     for (const [key, up] of this.upstreamByAddress) if (!wanted.has(key)) up.close();

@@ -4,46 +4,39 @@
 
 /** A SipHash-2-4 instance bound to one 128-bit key. `hash()` leaves the result in `hi`/`lo`. */
 export class SipHash24 {
-  /** High 32 bits of the last result. */
+  /** High 32 bits of the last result (unsigned). */
   hi = 0;
-  /** Low 32 bits of the last result. */
+  /** Low 32 bits of the last result (unsigned). */
   lo = 0;
-  private readonly k0h: number;
-  private readonly k0l: number;
-  private readonly k1h: number;
-  private readonly k1l: number;
-  private v0h = 0;
-  private v0l = 0;
-  private v1h = 0;
-  private v1l = 0;
-  private v2h = 0;
-  private v2l = 0;
-  private v3h = 0;
-  private v3l = 0;
+  private readonly k = new Int32Array(4);
+  // v0h v0l v1h v1l v2h v2l v3h v3l as int32 (no heap numbers, no allocation).
+  private readonly v = new Int32Array(8);
 
   /** @param key 16 octets; throws RangeError otherwise (a programming error, never per packet). */
   constructor(key: Uint8Array) {
     if (key.length !== 16) throw new RangeError('SipHash-2-4 key must be 16 octets');
-    this.k0l = le32(key, 0);
-    this.k0h = le32(key, 4);
-    this.k1l = le32(key, 8);
-    this.k1h = le32(key, 12);
+    this.k[0] = le32(key, 4); // k0 high
+    this.k[1] = le32(key, 0); // k0 low
+    this.k[2] = le32(key, 12); // k1 high
+    this.k[3] = le32(key, 8); // k1 low
   }
 
   /** Hashes `buf[off, off+len)`; the 64-bit result is left in `this.hi` and `this.lo`. */
   hash(buf: Uint8Array, off: number, len: number): void {
+    const v = this.v;
+    const k = this.k;
     // Initialisation constants "somepseudorandomlygeneratedbytes".
-    this.v0h = (this.k0h ^ 0x736f6d65) >>> 0;
-    this.v0l = (this.k0l ^ 0x70736575) >>> 0;
-    this.v1h = (this.k1h ^ 0x646f7261) >>> 0;
-    this.v1l = (this.k1l ^ 0x6e646f6d) >>> 0;
-    this.v2h = (this.k0h ^ 0x6c796765) >>> 0;
-    this.v2l = (this.k0l ^ 0x6e657261) >>> 0;
-    this.v3h = (this.k1h ^ 0x74656462) >>> 0;
-    this.v3l = (this.k1l ^ 0x79746573) >>> 0;
+    v[0] = k[0] ^ 0x736f6d65;
+    v[1] = k[1] ^ 0x70736575;
+    v[2] = k[2] ^ 0x646f7261;
+    v[3] = k[3] ^ 0x6e646f6d;
+    v[4] = k[0] ^ 0x6c796765;
+    v[5] = k[1] ^ 0x6e657261;
+    v[6] = k[2] ^ 0x74656462;
+    v[7] = k[3] ^ 0x79746573;
     const end = off + len - (len & 7);
     let i = off;
-    for (; i < end; i += 8) this.compress(le32(buf, i + 4), le32(buf, i));
+    for (; i < end; i += 8) compress(v, le32(buf, i + 4), le32(buf, i));
     // Last block: remaining octets little-endian, message length mod 256 in the top octet.
     let mh = (len & 0xff) << 24;
     let ml = 0;
@@ -53,14 +46,14 @@ export class SipHash24 {
       if (j < 4) ml |= b << (8 * j);
       else mh |= b << (8 * (j - 4));
     }
-    this.compress(mh >>> 0, ml >>> 0);
-    this.v2l = (this.v2l ^ 0xff) >>> 0;
-    this.round();
-    this.round();
-    this.round();
-    this.round();
-    this.hi = (this.v0h ^ this.v1h ^ this.v2h ^ this.v3h) >>> 0;
-    this.lo = (this.v0l ^ this.v1l ^ this.v2l ^ this.v3l) >>> 0;
+    compress(v, mh, ml);
+    v[5] ^= 0xff;
+    round(v);
+    round(v);
+    round(v);
+    round(v);
+    this.hi = (v[0] ^ v[2] ^ v[4] ^ v[6]) >>> 0;
+    this.lo = (v[1] ^ v[3] ^ v[5] ^ v[7]) >>> 0;
   }
 
   /** Hashes and returns the 64-bit result reduced modulo `m` (exact; m < 2^21). */
@@ -68,63 +61,62 @@ export class SipHash24 {
     this.hash(buf, off, len);
     return ((this.hi % m) * 4294967296 + this.lo) % m;
   }
+}
 
-  private compress(mh: number, ml: number): void {
-    this.v3h = (this.v3h ^ mh) >>> 0;
-    this.v3l = (this.v3l ^ ml) >>> 0;
-    this.round();
-    this.round();
-    this.v0h = (this.v0h ^ mh) >>> 0;
-    this.v0l = (this.v0l ^ ml) >>> 0;
-  }
+function compress(v: Int32Array, mh: number, ml: number): void {
+  v[6] ^= mh;
+  v[7] ^= ml;
+  round(v);
+  round(v);
+  v[0] ^= mh;
+  v[1] ^= ml;
+}
 
-  private round(): void {
-    let lo: number;
-    let h: number;
-    let l: number;
-    // v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32)
-    lo = (this.v0l + this.v1l) >>> 0;
-    this.v0h = (this.v0h + this.v1h + (lo < this.v0l ? 1 : 0)) >>> 0;
-    this.v0l = lo;
-    h = this.v1h;
-    l = this.v1l;
-    this.v1h = ((h << 13) | (l >>> 19)) ^ this.v0h;
-    this.v1l = ((l << 13) | (h >>> 19)) ^ this.v0l;
-    h = this.v0h;
-    this.v0h = this.v0l;
-    this.v0l = h;
-    // v2 += v3; v3 = rotl(v3, 16); v3 ^= v2
-    lo = (this.v2l + this.v3l) >>> 0;
-    this.v2h = (this.v2h + this.v3h + (lo < this.v2l ? 1 : 0)) >>> 0;
-    this.v2l = lo;
-    h = this.v3h;
-    l = this.v3l;
-    this.v3h = (((h << 16) | (l >>> 16)) ^ this.v2h) >>> 0;
-    this.v3l = (((l << 16) | (h >>> 16)) ^ this.v2l) >>> 0;
-    // v0 += v3; v3 = rotl(v3, 21); v3 ^= v0
-    lo = (this.v0l + this.v3l) >>> 0;
-    this.v0h = (this.v0h + this.v3h + (lo < this.v0l ? 1 : 0)) >>> 0;
-    this.v0l = lo;
-    h = this.v3h;
-    l = this.v3l;
-    this.v3h = (((h << 21) | (l >>> 11)) ^ this.v0h) >>> 0;
-    this.v3l = (((l << 21) | (h >>> 11)) ^ this.v0l) >>> 0;
-    // v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32)
-    this.v1h >>>= 0;
-    this.v1l >>>= 0;
-    lo = (this.v2l + this.v1l) >>> 0;
-    this.v2h = (this.v2h + this.v1h + (lo < this.v2l ? 1 : 0)) >>> 0;
-    this.v2l = lo;
-    h = this.v1h;
-    l = this.v1l;
-    this.v1h = (((h << 17) | (l >>> 15)) ^ this.v2h) >>> 0;
-    this.v1l = (((l << 17) | (h >>> 15)) ^ this.v2l) >>> 0;
-    h = this.v2h;
-    this.v2h = this.v2l;
-    this.v2l = h;
-  }
+/** One SipRound on 64-bit lanes held as (high, low) int32 pairs. */
+function round(v: Int32Array): void {
+  let lo: number;
+  let h: number;
+  let l: number;
+  // v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32)
+  lo = (v[1] + v[3]) | 0;
+  v[0] = (v[0] + v[2] + ((lo >>> 0) < (v[1] >>> 0) ? 1 : 0)) | 0;
+  v[1] = lo;
+  h = v[2];
+  l = v[3];
+  v[2] = ((h << 13) | (l >>> 19)) ^ v[0];
+  v[3] = ((l << 13) | (h >>> 19)) ^ v[1];
+  h = v[0];
+  v[0] = v[1];
+  v[1] = h;
+  // v2 += v3; v3 = rotl(v3, 16); v3 ^= v2
+  lo = (v[5] + v[7]) | 0;
+  v[4] = (v[4] + v[6] + ((lo >>> 0) < (v[5] >>> 0) ? 1 : 0)) | 0;
+  v[5] = lo;
+  h = v[6];
+  l = v[7];
+  v[6] = ((h << 16) | (l >>> 16)) ^ v[4];
+  v[7] = ((l << 16) | (h >>> 16)) ^ v[5];
+  // v0 += v3; v3 = rotl(v3, 21); v3 ^= v0
+  lo = (v[1] + v[7]) | 0;
+  v[0] = (v[0] + v[6] + ((lo >>> 0) < (v[1] >>> 0) ? 1 : 0)) | 0;
+  v[1] = lo;
+  h = v[6];
+  l = v[7];
+  v[6] = ((h << 21) | (l >>> 11)) ^ v[0];
+  v[7] = ((l << 21) | (h >>> 11)) ^ v[1];
+  // v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32)
+  lo = (v[5] + v[3]) | 0;
+  v[4] = (v[4] + v[2] + ((lo >>> 0) < (v[5] >>> 0) ? 1 : 0)) | 0;
+  v[5] = lo;
+  h = v[2];
+  l = v[3];
+  v[2] = ((h << 17) | (l >>> 15)) ^ v[4];
+  v[3] = ((l << 17) | (h >>> 15)) ^ v[5];
+  h = v[4];
+  v[4] = v[5];
+  v[5] = h;
 }
 
 function le32(b: Uint8Array, i: number): number {
-  return (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)) >>> 0;
+  return b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24);
 }
