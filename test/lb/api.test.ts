@@ -169,6 +169,45 @@ describe('startLoadBalancer() in-process', () => {
   });
 });
 
+describe('IPv6 VIP', () => {
+  it('forwards from [::1] with an AF_INET6 PROXY header and returns from the v6 VIP', async () => {
+    const sink = await Sink.start('127.0.1.76');
+    cleanup.push(() => sink.close());
+    const config = validateConfig(
+      configDoc({
+        listen: ['[::1]:0'],
+        quicLb: QUIC_LB_SPECS.slice(0, 1),
+        backends: [{ name: 'a', address: sink.endpoint, serverIds: { 0: SIDS.a[0] }, health: { type: 'none' } }],
+        returnPath: { listen: '127.0.1.7:0' },
+      }),
+    );
+    const lb = await startLoadBalancer(config, { logger: silent });
+    cleanup.push(() => lb.close());
+    const vip = lb.addresses().vips[0];
+    expect(vip.family).toBe(6);
+    const client = dgram.createSocket({ type: 'udp6', ipv6Only: true });
+    const got: Buffer[] = [];
+    client.on('message', (m, r) => {
+      if (r.address === '::1' && r.port === vip.port) got.push(m);
+    });
+    await new Promise<void>((r) => client.bind(0, '::1', () => r()));
+    cleanup.push(() => client.close());
+    client.send(shortHeader(cid(0, SIDS.a[0])), vip.port, '::1');
+    client.send(shortHeader(Buffer.from('e7000102030405060708', 'hex')), vip.port, '::1');
+    await until(() => sink.received.length === 2, 3000, 'v6 datagrams forwarded');
+    for (const r of sink.received) {
+      expect(r.client).toBe('::1');
+      expect(r.clientPort).toBe(client.address().port);
+      expect(r.vip).toBe('::1');
+      expect(r.vipPort).toBe(vip.port);
+    }
+    const ret = lb.addresses().returnPort!;
+    sink.reply(ret, { address: '::1', port: vip.port }, { address: '::1', port: client.address().port }, Buffer.from('v6-reply'));
+    await until(() => got.length === 1, 3000, 'v6 reply from the VIP');
+    expect(got[0].toString()).toBe('v6-reply');
+  });
+});
+
 describe('quic-lb route', () => {
   const file = path.join(dir, 'route.yaml');
   writeFileSync(file, JSON.stringify(configDoc()));
