@@ -140,9 +140,13 @@ export class Engine {
     }
   }
 
-  async redisKeys(): Promise<number | null> {
+  /** Keys in Redis database `db`. */
+  async redisKeys(db = 0): Promise<number | null> {
+    if (!this.redisClient) return null;
     try {
-      return this.redisClient ? await this.redisClient.dbsize() : null;
+      const info = await this.redisClient.info('keyspace');
+      const m = new RegExp(`^db${db}:keys=(\\d+)`, 'm').exec(info);
+      return m ? Number(m[1]) : 0;
     } catch {
       return null;
     }

@@ -45,6 +45,8 @@ export interface RouterSpec {
   /** CID scheme the generator mints with for this router (only quic-lb reads it). */
   scheme: Algorithm;
   workers: number;
+  /** Redis database the router keeps its map in (Redis routers only). */
+  redisDb?: number;
   start(env: Env, pool: number[], listenHost: string): Promise<RouterHandle>;
 }
 
@@ -138,6 +140,8 @@ export function redisRouter(mode: 'per-packet' | 'cache'): RouterSpec {
     family: 'redis',
     scheme: 'plaintext',
     workers: 1,
+    // Each variant its own database: one's re-assignments never show up in the other's map.
+    redisDb: mode === 'cache' ? 1 : 0,
     async start(env, pool, host) {
       if (!env.redis) throw new Error('redis router needs a redis-server');
       const redisPort = env.redis.port;
@@ -149,7 +153,7 @@ export function redisRouter(mode: 'per-packet' | 'cache'): RouterSpec {
           process.execPath,
           [
             routerJs('redis-router'),
-            '--listen', `${host}:${target.port}`, '--redis', String(redisPort), '--backends', backends(current),
+            '--listen', `${host}:${target.port}`, '--redis', String(redisPort), '--db', mode === 'cache' ? '1' : '0', '--backends', backends(current),
             '--mode', mode, '--cache-size', String(Math.max(100_000, env.maxFlows)), '--ttl', '600',
           ],
           { ready: /READY \d+/, timeoutMs: 20000, cwd: repoRoot },

@@ -17,6 +17,9 @@ export interface SuiteOptions {
   command: string;
 }
 
+/** The lowest offered rate the search tries. */
+const MIN_RATE = 1000;
+
 /** The pool after "a backend added and one removed": sink 3 leaves, sink 4 joins. */
 export const CHANGED_POOL = [0, 1, 2, 4];
 
@@ -122,6 +125,10 @@ export async function rateSearch(
         else s.rate = next;
       } else if (p.retryFailedStep && !s.retried) {
         s.retried = true;
+      } else if (!r.best && s.rate / 2 >= MIN_RATE) {
+        // Not even the first rate held: search downwards.
+        s.rate = Math.round(s.rate / 2);
+        s.retried = false;
       } else {
         s.done = true;
       }
@@ -152,7 +159,9 @@ export async function runScenario(engine: Engine, spec: RouterSpec, index: numbe
       o.events = [{ atMs: T / 2, type: 'migrate', share: 0.1 }];
       break;
     case 'lb-restart':
-      o.actions = [{ atMs: T / 3, run: () => handle.restart() }];
+      // Longer, so the run shows the recovery after a process start (about a second of Node start-up).
+      o.durationMs = Math.max(T, 3000);
+      o.actions = [{ atMs: o.durationMs / 3, run: () => handle.restart() }];
       o.settleMs = 500;
       break;
     case 'redis-restart':
@@ -242,7 +251,7 @@ export async function runRoutingSuite(o: SuiteOptions): Promise<BenchResults> {
     o.log('memory as flows grow');
     for (const r of running) {
       if (!p.memoryRouters.includes(r.spec.id)) continue;
-      res.memory[r.spec.id] = await memoryCurve(engine, r.handle, p, r.spec.family === 'redis');
+      res.memory[r.spec.id] = await memoryCurve(engine, r.handle, p, r.spec.family === 'redis' ? (r.spec.redisDb ?? 0) : undefined);
       o.log(`  ${r.spec.id.padEnd(24)} ${res.memory[r.spec.id].map((m) => `${m.connections}: ${m.rss_mb} MB${m.redis_mem_mb !== null ? ` (+redis ${m.redis_mem_mb} MB)` : ''}`).join('  ')}`);
     }
   } finally {
@@ -254,7 +263,8 @@ export async function runRoutingSuite(o: SuiteOptions): Promise<BenchResults> {
   return res;
 }
 
-async function memoryCurve(engine: Engine, handle: RouterHandle, p: Profile, redis: boolean): Promise<MemoryPoint[]> {
+async function memoryCurve(engine: Engine, handle: RouterHandle, p: Profile, redisDb: number | undefined): Promise<MemoryPoint[]> {
+  const redis = redisDb !== undefined;
   const { treeRssBytes } = await import('../lib/procstat.js');
   const points: MemoryPoint[] = [];
   const rss = (): number => round(handle.pids().reduce((a, pid) => a + treeRssBytes(pid), 0) / 1048576, 1)!;
@@ -267,7 +277,7 @@ async function memoryCurve(engine: Engine, handle: RouterHandle, p: Profile, red
       connections: step,
       rss_mb: rss(),
       redis_mem_mb: redis ? round(await engine.redisMemoryMb(), 2) : null,
-      redis_keys: redis ? await engine.redisKeys() : null,
+      redis_keys: redis ? await engine.redisKeys(redisDb) : null,
     });
   }
   return points;

@@ -112,17 +112,35 @@ export class Generator {
     }
   }
 
-  private async openSocket(address: string): Promise<Socket> {
-    const s = createSocket({ type: 'udp4', sendBufferSize: 4 << 20 });
-    s.on('error', () => this.sendErrors++);
-    await new Promise<void>((resolve, reject) => {
-      s.once('error', reject);
-      s.bind(0, address, () => {
-        s.off('error', reject);
-        resolve();
+  /** Next explicit source port per address (see openSocket). */
+  private readonly nextPort = new Map<string, number>();
+
+  /**
+   * A socket on `address`. Connection sockets get an explicit port: Linux keeps an explicitly
+   * bound port across connect()/disconnect(), while an auto-bound one is released on
+   * disconnect — which would silently turn a path switch into a NAT rebinding. `port0` sockets
+   * (connection churn) let the kernel choose.
+   */
+  private async openSocket(address: string, port0 = false): Promise<Socket> {
+    for (let attempt = 0; ; attempt++) {
+      const port = port0 ? 0 : (this.nextPort.get(address) ?? FIRST_SOURCE_PORT);
+      if (!port0) this.nextPort.set(address, port + 1);
+      const s = createSocket({ type: 'udp4', sendBufferSize: 4 << 20 });
+      const err = await new Promise<Error | undefined>((resolve) => {
+        s.once('error', resolve);
+        s.bind(port, address, () => {
+          s.off('error', resolve);
+          resolve(undefined);
+        });
       });
-    });
-    return s;
+      if (!err) {
+        s.on('error', () => this.sendErrors++);
+        return s;
+      }
+      s.close();
+      // Port taken by someone else's wildcard bind: take the next one.
+      if (port0 || attempt > 1000 || port >= 65535) throw err;
+    }
   }
 
   /** Opens the sockets and builds every connection's Initial. */
@@ -141,11 +159,7 @@ export class Generator {
   async connect(target: Target): Promise<void> {
     const connectOne = (s: Socket): Promise<void> =>
       new Promise((resolve) => {
-        try {
-          s.disconnect();
-        } catch {
-          // was not connected
-        }
+        disconnect(s);
         s.connect(target.port, target.host, () => resolve());
       });
     for (const c of this.conns) {
@@ -278,11 +292,9 @@ export class Generator {
           break;
         case 'switch':
           if (selected(i, e.share, 0x5a1c)) {
-            try {
-              c.socket.disconnect();
-            } catch {
-              // not connected
-            }
+            // Explicitly bound ports survive disconnect(): same 4-tuple, new destination.
+            disconnect(c.socket);
+            if (c.spare) disconnect(c.spare);
             c.unconnectedTo = e.instance;
           }
           break;
@@ -307,7 +319,7 @@ export class Generator {
     for (let base = 0; base < count; base += batch) {
       const n = Math.min(batch, count - base);
       const socks: Socket[] = [];
-      for (let i = 0; i < n; i++) socks.push(await this.openSocket(addrs[(base + i) % addrs.length]));
+      for (let i = 0; i < n; i++) socks.push(await this.openSocket(addrs[(base + i) % addrs.length], true));
       for (let i = 0; i < n; i++) {
         // Pace: wait until the schedule allows the next Initial.
         while ((nowUs() - start) / 1e6 * rate < sent) await new Promise((r) => setTimeout(r, 1));
@@ -330,6 +342,17 @@ export class Generator {
     }
     await Promise.all(all.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.conns.length = 0;
+  }
+}
+
+/** Connection sockets bind explicit ports from here up (on the bench's own 127.0.3.x addresses). */
+const FIRST_SOURCE_PORT = 40000;
+
+function disconnect(s: Socket): void {
+  try {
+    s.disconnect();
+  } catch {
+    // was not connected
   }
 }
 

@@ -3,7 +3,7 @@
 // SET NX + TTL, every packet looks the mapping up — in Redis itself (`--mode per-packet`) or in
 // a local LRU cache in front of Redis (`--mode cache`). Forwards like quic-lb serve: a PROXY
 // protocol v2 header carrying the client address in front of the untouched datagram.
-//   node --import tsx bench/routers/redis-router.ts --listen 127.0.3.101:0 --redis 6379 \
+//   node --import tsx bench/routers/redis-router.ts --listen 127.0.3.101:0 --redis 6379 [--db 0] \
 //     --backends 127.0.3.10:4000,127.0.3.11:4000 --mode cache --cache-size 100000 --ttl 300
 // Prints `READY <port>`. Stdin lines: `{"backends":["ip:port",...]}` replaces the pool for new
 // flows; `stats` prints `STATS {json}`.
@@ -16,6 +16,7 @@ import { endpoint, parseArgs } from './args.js';
 const args = parseArgs(process.argv.slice(2));
 const listen = endpoint(args.get('listen') ?? '127.0.0.1:0');
 const redisPort = Number(args.get('redis') ?? 6379);
+const redisDb = Number(args.get('db') ?? 0);
 const mode = args.get('mode') ?? 'per-packet';
 const cacheSize = Number(args.get('cache-size') ?? 100_000);
 const ttl = Number(args.get('ttl') ?? 300);
@@ -43,6 +44,7 @@ async function setPool(list: string[]): Promise<void> {
 const redis = new Redis({
   port: redisPort,
   host: '127.0.0.1',
+  db: redisDb,
   // A relay must not queue packets behind a dead Redis: fail fast, drop, reconnect in the background.
   enableOfflineQueue: false,
   maxRetriesPerRequest: 0,
