@@ -11,7 +11,7 @@ import {
   HealthProbeKind,
   encodeHealthProbe,
   parseHealthProbe,
-} from '../quic/health-probe.js';
+} from '../quic/index.js';
 import type { BackendSpec, HealthCheckSpec, LbConfig } from './config.js';
 import { formatEndpoint } from './ip.js';
 

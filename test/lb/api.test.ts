@@ -15,7 +15,7 @@ import {
   encodeHealthProbe,
   isHealthProbeRequest,
   parseHealthProbe,
-} from '../../src/quic/health-probe.js';
+} from '../../src/quic/index.js';
 import { HealthChecker, type HealthCheckSpec, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
 import { repoRoot, runCli } from '../helpers/cli.js';
 import { Client, Sink, until } from './net.js';

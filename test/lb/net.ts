@@ -4,8 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
-import { answerHealthProbe } from '../../src/quic/health-probe.js';
-import { ProxyDirection, ProxyHeader, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/quic/index.js';
+import { ProxyDirection, ProxyHeader, answerHealthProbe, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/quic/index.js';
 import { cliPath, repoRoot } from '../helpers/cli.js';
 
 export interface Received {
