@@ -123,6 +123,8 @@ export interface ConnectionHost {
   /** Stops routing `cid` to `conn`. */
   releaseCid(conn: Connection, cid: Buffer): void;
   event(name: string, fields: Record<string, unknown>): void;
+  /** The first packet of the connection decrypted. */
+  accepted(conn: Connection): void;
   /** Called once the connection is gone (closed, drained or idle). */
   removed(conn: Connection): void;
   /** An HTTP/3 request stream finished arriving; answer with conn.sendStream(). */
@@ -223,6 +225,8 @@ export class Connection {
   private closeFrame?: Buffer;
   private largestAppPnReceived = -1;
   private lastPeerUsedSeq = 0;
+  /** Set once a packet decrypted (until then the server keeps no state for it). */
+  private accepted = false;
   private transportParameterError?: string;
   readonly createdAt: number;
   bytesServed = 0;
@@ -311,6 +315,10 @@ export class Connection {
     const pn = decodePacketNumber(space.received.largest, truncated, pnLen * 8);
     const payload = space.rx.open(pn, header, pkt.subarray(pnOffset + pnLen));
     if (!payload) return;
+    if (!this.accepted) {
+      this.accepted = true;
+      this.host.accepted(this);
+    }
     if ((first & (long ? 0x0c : 0x18)) !== 0) {
       this.close(TransportError.PROTOCOL_VIOLATION, 'reserved bits set');
       return;

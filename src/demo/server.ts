@@ -78,6 +78,8 @@ export interface DemoServerStats {
   statelessResets: number;
   versionNegotiations: number;
   bytesServed: number;
+  /** Exceptions caught around packet processing (a bug, not a bad packet). */
+  internalErrors: number;
 }
 
 /**
@@ -96,6 +98,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     statelessResets: 0,
     versionNegotiations: 0,
     bytesServed: 0,
+    internalErrors: 0,
   };
   private readonly byCid = new Map<string, Connection>();
   private readonly issuedLengths = new Set<number>();
@@ -135,7 +138,16 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     let first = true;
     while (off < msg.length) {
       const pkt = msg.subarray(off);
-      const used = this.onPacket(pkt, path, first ? msg.length : 0, msg.length);
+      let used: number;
+      try {
+        used = this.onPacket(pkt, path, first ? msg.length : 0, msg.length);
+      } catch (err) {
+        // Never reached by a malformed packet (those are dropped by return value); a bug must
+        // not take the whole server down: count it, log it, drop the datagram.
+        this.stats.internalErrors++;
+        this.event('error', { code: 'internal', reason: err instanceof Error ? err.message : String(err), client: `${path.address}:${path.port}` });
+        used = 0;
+      }
       if (used <= 0) {
         if (first) this.stats.datagramsDropped++;
         break;
@@ -180,13 +192,20 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     if (end > buf.length) return 0;
     const dcid = buf.subarray(h.dcidOffset, h.dcidOffset + h.dcidLength);
     let conn = this.byCid.get(dcid.toString('hex'));
+    let fresh = false;
     if (!conn) {
       if (h.packetType !== PacketType.INITIAL || datagramSize < MIN_INITIAL_DATAGRAM || h.dcidLength < 8) return end;
-      conn = this.accept(Buffer.from(dcid), Buffer.from(buf.subarray(h.scidOffset, h.scidOffset + h.scidLength)), path);
+      conn = this.newConnection(Buffer.from(dcid), Buffer.from(buf.subarray(h.scidOffset, h.scidOffset + h.scidLength)), path);
+      fresh = true;
     }
     if (h.packetType === PacketType.ZERO_RTT) return end; // no 0-RTT: dropped, the client resends in 1-RTT
     const level = h.packetType === PacketType.INITIAL ? Level.INITIAL : Level.HANDSHAKE;
     conn.onPacket(level, buf.subarray(0, end), o, path, countBytes, h.dcidLength);
+    if (fresh && !this.connections.has(conn)) {
+      // The Initial did not decrypt: no state is kept for it.
+      this.removed(conn);
+      return 0;
+    }
     conn.flush();
     return end;
   }
@@ -218,8 +237,8 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     return this.opts.cidLength(firstOctet);
   }
 
-  private accept(originalDcid: Buffer, clientScid: Buffer, path: NetPath): Connection {
-    const conn = new Connection(
+  private newConnection(originalDcid: Buffer, clientScid: Buffer, path: NetPath): Connection {
+    return new Connection(
       this,
       {
         idleTimeoutMs: this.opts.idleTimeoutMs ?? 30_000,
@@ -232,8 +251,13 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
       clientScid,
       path,
     );
+  }
+
+  /** The connection's first packet decrypted: from now on it is a connection. */
+  accepted(conn: Connection): void {
+    const path = conn.currentPath;
     // Until the client switches to the server's CID it keeps using its own first DCID.
-    this.byCid.set(originalDcid.toString('hex'), conn);
+    this.byCid.set(conn.originalDcid.toString('hex'), conn);
     this.connections.add(conn);
     this.stats.connectionsAccepted++;
     this.stats.connectionsActive = this.connections.size;
@@ -241,11 +265,10 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
       conn: conn.number,
       client: `${path.address}:${path.port}`,
       via: path.via.name,
-      odcid: originalDcid.toString('hex'),
+      odcid: conn.originalDcid.toString('hex'),
       scid: conn.sourceCid.toString('hex'),
     });
     this.event('cid-issued', { conn: conn.number, seq: 0, cid: conn.sourceCid.toString('hex'), purpose: 'handshake' });
-    return conn;
   }
 
   /** RFC 9000 §10.3: reply to a packet for an unknown CID so the client stops quickly. */

@@ -94,7 +94,16 @@ interface ParsedClientHello extends ClientHelloInfo {
   tls13: boolean;
 }
 
+/** Parses a ClientHello; undefined when malformed (never throws). */
 function parseClientHello(msg: Buffer): ParsedClientHello | undefined {
+  try {
+    return parseClientHelloUnchecked(msg);
+  } catch {
+    return undefined; // a Buffer read past the end: truncated or inconsistent lengths
+  }
+}
+
+function parseClientHelloUnchecked(msg: Buffer): ParsedClientHello | undefined {
   // msg = type(1) len(3) body
   let o = 4;
   const need = (n: number): boolean => o + n <= msg.length;
@@ -199,8 +208,13 @@ export class TlsServerHandshake {
 
     const { privateKey, publicKey } = generateKeyPairSync('x25519');
     const serverShare = publicKey.export({ format: 'der', type: 'spki' }).subarray(X25519_SPKI_PREFIX.length);
-    const peer = createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, ch.x25519Share]), format: 'der', type: 'spki' });
-    const shared = diffieHellman({ privateKey, publicKey: peer });
+    let shared: Buffer;
+    try {
+      const peer = createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, ch.x25519Share]), format: 'der', type: 'spki' });
+      shared = diffieHellman({ privateKey, publicKey: peer });
+    } catch {
+      return fail(TlsAlert.ILLEGAL_PARAMETER, 'unusable x25519 key share'); // e.g. a small-order point
+    }
 
     const serverHello = handshakeMessage(
       HS_SERVER_HELLO,

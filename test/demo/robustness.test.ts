@@ -1,0 +1,124 @@
+// Malformed input never throws out of the demo server: a real gtlsclient Initial (captured on
+// a plain UDP socket), every truncation of it, bit flips, random datagrams, and mutated
+// ClientHello messages fed to the TLS layer. Addresses 127.0.2.38, port 25190.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { EventEmitter } from 'node:events';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readVarint, varintSizeAt } from '../../src/quic/index.js';
+import { DemoServer, generateSelfSigned, type PathVia } from '../../src/demo/index.js';
+import { initialKeys } from '../../src/demo/crypto.js';
+import { TlsServerHandshake } from '../../src/demo/tls.js';
+import { createConfig, QuicLbEncoder } from '../../src/quic-lb/index.js';
+import { createBackendCids } from '../../src/backend/index.js';
+
+/** A socket double that records what the server sends (the server under test is real). */
+class RecordingSocket extends EventEmitter {
+  sent: Buffer[] = [];
+  send(msg: Uint8Array): void {
+    this.sent.push(Buffer.from(msg));
+  }
+}
+const via: PathVia = { name: 'test' };
+
+let initial: Buffer;
+beforeAll(async () => {
+  // Capture the first datagram of a real client.
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(25190, '127.0.2.38', () => r()));
+  const got = new Promise<Buffer>((resolve) => sock.once('message', (m) => resolve(m)));
+  const child = spawn('gtlsclient', ['--timeout=2s', '127.0.2.38', '25190', 'https://127.0.2.38:25190/'], { stdio: 'ignore' });
+  initial = await got;
+  process.kill(child.pid as number, 'SIGKILL');
+  await new Promise<void>((r) => sock.close(() => r()));
+});
+
+function newServer(): { server: DemoServer; socket: RecordingSocket } {
+  const config = createConfig({ configId: 1, serverIdLength: 2, nonceLength: 6, key: randomBytes(16) });
+  const encoder = new QuicLbEncoder({ configs: [{ config, serverId: Uint8Array.of(1, 2) }] });
+  const cids = createBackendCids(encoder, randomBytes(32));
+  const socket = new RecordingSocket();
+  const server = new DemoServer({ socket, cids, resetToken: cids.resetToken, cidLength: cids.cidLength, identity: identity });
+  return { server, socket };
+}
+const identity = generateSelfSigned();
+const deliver = (s: RecordingSocket, msg: Buffer): boolean => s.emit('message', msg, { address: '127.0.0.1', port: 5000 }, via);
+
+/** The ClientHello carried by the captured Initial (decrypted with the RFC 9001 Initial keys). */
+function clientHelloOf(datagram: Buffer): Buffer {
+  const pkt = Buffer.from(datagram);
+  const dcid = pkt.subarray(6, 6 + pkt[5]);
+  let o = 6 + pkt[5];
+  o += 1 + pkt[o];
+  o += varintSizeAt(pkt, o) + readVarint(pkt, o);
+  const len = readVarint(pkt, o);
+  o += varintSizeAt(pkt, o);
+  const keys = initialKeys(dcid).rx;
+  const mask = keys.mask(pkt.subarray(o + 4, o + 20));
+  pkt[0] ^= mask[0] & 0x0f;
+  const pnLen = (pkt[0] & 3) + 1;
+  let pn = 0;
+  for (let i = 0; i < pnLen; i++) {
+    pkt[o + i] ^= mask[1 + i];
+    pn = pn * 256 + pkt[o + i];
+  }
+  const payload = keys.open(pn, pkt.subarray(0, o + pnLen), pkt.subarray(o + pnLen, o + len));
+  if (!payload) throw new Error('could not open the captured Initial');
+  // First frame after PADDING: CRYPTO(0x06) offset 0.
+  let p = 0;
+  while (payload[p] === 0) p++;
+  expect(payload[p]).toBe(0x06);
+  p++;
+  p += varintSizeAt(payload, p);
+  const clen = readVarint(payload, p);
+  p += varintSizeAt(payload, p);
+  return payload.subarray(p, p + clen);
+}
+
+describe('demo server robustness', () => {
+  it('accepts the captured Initial (sanity: the fixture is a real client Initial)', () => {
+    const { server, socket } = newServer();
+    deliver(socket, initial);
+    expect(server.stats.connectionsAccepted).toBe(1);
+    expect(socket.sent.length).toBeGreaterThanOrEqual(1);
+    expect(socket.sent[0].length).toBeGreaterThanOrEqual(1200);
+    server.close();
+  });
+
+  it('every truncation, 2000 bit flips and 2000 random datagrams: nothing thrown, no internal error', () => {
+    const { server, socket } = newServer();
+    for (let n = 0; n < initial.length; n++) deliver(socket, initial.subarray(0, n));
+    for (let i = 0; i < 2000; i++) {
+      const m = Buffer.from(initial);
+      m[i % m.length] ^= 1 << (i % 8);
+      deliver(socket, m);
+    }
+    for (let i = 0; i < 2000; i++) deliver(socket, randomBytes(1 + (i % 1300)));
+    expect(server.stats.internalErrors).toBe(0);
+    expect(server.stats.datagramsDropped).toBeGreaterThan(0);
+    // Only the unmodified header-prefix flips that still decrypt could create a connection:
+    // garbage Initials leave no state behind.
+    expect(server.connectionCount).toBeLessThanOrEqual(1);
+    server.close();
+  });
+
+  it('mutated and truncated ClientHello messages give an alert or a flight, never an exception', () => {
+    const ch = clientHelloOf(initial);
+    expect(ch[0]).toBe(1);
+    const ok = new TlsServerHandshake(identity, ['h3']).onClientHello(Buffer.from(ch), () => Buffer.alloc(0));
+    expect(ok.ok).toBe(true);
+    let alerts = 0;
+    const tryOne = (m: Buffer): void => {
+      const r = new TlsServerHandshake(identity, ['h3']).onClientHello(m, () => Buffer.alloc(0));
+      if (!r.ok) alerts++;
+    };
+    for (let n = 4; n < ch.length; n += 7) tryOne(ch.subarray(0, n));
+    for (let i = 0; i < 400; i++) {
+      const m = Buffer.from(ch);
+      m[4 + ((i * 37) % (m.length - 4))] = i & 0xff;
+      tryOne(m);
+    }
+    expect(alerts).toBeGreaterThan(0);
+  });
+});
