@@ -24,6 +24,7 @@ export interface DemoFixtureOptions {
   config?: QuicLbConfig;
   eventLog?: string;
   idleTimeoutMs?: number;
+  staticDir?: string;
 }
 
 export async function startDemoFixture(o: DemoFixtureOptions): Promise<DemoFixture> {
@@ -44,6 +45,7 @@ export async function startDemoFixture(o: DemoFixtureOptions): Promise<DemoFixtu
     issueNewConnectionIds: cids.allowsAdditionalCids,
     eventLog: o.eventLog,
     idleTimeoutMs: o.idleTimeoutMs,
+    staticDir: o.staticDir,
   });
   const events: Array<Record<string, unknown>> = [];
   server.on('event', (e: Record<string, unknown>) => events.push(e));

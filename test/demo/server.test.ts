@@ -2,7 +2,7 @@
 // handshake, HTTP/3 download, preferred_address migration, client migration, NAT rebinding,
 // loss, config rotation, stateless reset. Addresses 127.0.2.20-29, ports 25100-25199.
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -168,5 +168,19 @@ describe('demo server with gtlsclient, no LB', () => {
     expect(f.server.connectionCount).toBe(0);
     const r = await run;
     expect(has(r.output, 'QUIC handshake has been confirmed')).toBe(true);
+  });
+
+  it('serves files of a static directory, 404 for missing ones, and answers several requests on one connection', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'demo-static-'));
+    const body = randomBytes(30_000);
+    writeFileSync(path.join(dir, 'blob.bin'), body);
+    fixture = await startDemoFixture({ listen: { address: '127.0.2.28', port: 25180 }, staticDir: dir });
+    const run = await runClient({ host: '127.0.2.28', port: 25180, paths: ['/blob.bin', '/missing.txt', '/bytes/777'] });
+    expect(run.output).toContain('[:status: 200]');
+    expect(run.output).toContain('[:status: 404]');
+    expect(readFileSync(path.join(run.downloadDir, 'blob.bin')).equals(body)).toBe(true);
+    expect(downloadedSha256(run, '777')).toBe(expectedSha256(777));
+    expect(eventsOf(fixture, 'request').map((e) => e.path)).toEqual(['/blob.bin', '/missing.txt', '/bytes/777']);
+    expect(eventsOf(fixture, 'connection-accepted').length).toBe(1);
   });
 });
