@@ -1,0 +1,133 @@
+// Shared setup of the QUIC fleet tests: two `quic-lb serve` processes on one VIP and one config in
+// two LB namespaces behind the ECMP router, three `quic-lb demo backend` processes, Debian's ngtcp2
+// client (gtlsclient) in the client namespace. Root only; needs the build (dist/cli.js).
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { canUseNetns, createFleet, type Fleet, type Ns } from './netns.js';
+import { waitFor } from './bird.js';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The CLI under test (QUIC_LB_CLI overrides, e.g. to try another build). */
+export const CLI = process.env.QUIC_LB_CLI ?? path.join(REPO, 'dist', 'cli.js');
+export const has = (bin: string): boolean => {
+  try {
+    execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+};
+export const RUN = canUseNetns() && has('gtlsclient') && has('curl');
+export const VIP_PORT = 4433;
+export const BACKEND_PORT = 4434;
+export const RETURN_PORT = 4435;
+
+export interface ClientResult {
+  out: string;
+  file?: Buffer;
+}
+
+/** One gtlsclient run from the client namespace (exit code is meaningless: assert on output). */
+export async function client(fleet: Fleet, dir: string, urlPath: string, extra: string[] = []): Promise<ClientResult> {
+  const dl = mkdtempSync(path.join(dir, 'dl-'));
+  const r = await fleet.exec(
+    fleet.client,
+    ['timeout', '40', 'gtlsclient', '--exit-on-all-streams-close', '--no-quic-dump', '--no-http-dump', `--download=${dl}`, ...extra, fleet.vip, String(VIP_PORT), `https://${fleet.vip}:${VIP_PORT}${urlPath}`],
+    45_000,
+  );
+  const name = path.basename(urlPath);
+  const f = path.join(dl, name);
+  return { out: r.stdout + r.stderr, file: existsSync(f) ? readFileSync(f) : undefined };
+}
+
+/** The demo server's `/bytes/N` body: octet i = i mod 251. */
+export function isDemoBody(b: Buffer | undefined, n: number): boolean {
+  if (b === undefined || b.length !== n) return false;
+  for (let i = 0; i < n; i++) if (b[i] !== i % 251) return false;
+  return true;
+}
+
+/** Sum of `quic_lb_received_packets_total` by reason, scraped inside the LB's namespace. */
+export async function received(fleet: Fleet, lb: Ns): Promise<Record<string, number>> {
+  const r = await fleet.exec(lb, ['curl', '-s', '--max-time', '2', 'http://127.0.0.1:9433/metrics']);
+  const out: Record<string, number> = {};
+  for (const m of r.stdout.matchAll(/^quic_lb_received_packets_total\{reason="([a-z0-9_]+)"\} (\d+)/gm)) out[m[1]] = Number(m[2]);
+  return out;
+}
+export const total = (m: Record<string, number>): number => Object.values(m).reduce((a, b) => a + b, 0);
+
+export async function startReady(fleet: Fleet, ns: Ns, argv: string[]): Promise<ChildProcess> {
+  const c = fleet.spawn(ns, [process.execPath, CLI, ...argv], { cwd: REPO });
+  let out = '';
+  c.stdout?.setEncoding('utf8');
+  c.stderr?.setEncoding('utf8');
+  c.stdout?.on('data', (d: string) => (out += d));
+  c.stderr?.on('data', (d: string) => (out += d));
+  await waitFor(`${argv.slice(0, 2).join(' ')} in ${ns.name}: ${out}`, async () => {
+    if (c.exitCode !== null) throw new Error(`${ns.name}: exited ${c.exitCode}: ${out}`);
+    return out.includes('"ready":true');
+  }, 20_000);
+  return c;
+}
+
+/** A running QUIC fleet. */
+export interface QuicFleet {
+  fleet: Fleet;
+  /** Temp dir (config, downloads), removed on teardown. */
+  dir: string;
+  config: string;
+  lbProcs: Map<string, ChildProcess>;
+  startLb(lb: Ns): Promise<void>;
+}
+
+/**
+ * Builds the fleet and starts every LB and backend. One config file for all of them (draft-21:
+ * LBs and servers share it). The return port is on the VIP itself (anycast), so a backend that
+ * sends its replies there reaches whichever LB the router picks.
+ */
+export async function startQuicFleet(): Promise<QuicFleet> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build\` first (npm test and npm run test:fleet do)`);
+  const fleet = await createFleet({ lbCount: 2, backendCount: 3 });
+  try {
+    const dir = mkdtempSync(path.join(tmpdir(), `${fleet.id}-`));
+    fleet.onTeardown(() => rmSync(dir, { recursive: true, force: true }));
+    const config = path.join(dir, 'lb.yaml');
+    writeFileSync(
+      config,
+      [
+        'listen:',
+        `  - '${fleet.vip}:${VIP_PORT}'`,
+        'quicLb:',
+        `  - { configId: 0, serverIdLength: 2, nonceLength: 6, key: '${randomBytes(16).toString('hex')}' }`,
+        'backends:',
+        ...fleet.backends.map((b) => `  - { name: be${b.index}, address: '${b.address}:${BACKEND_PORT}', serverIds: { '0': '000${b.index}' } }`),
+        'health: { intervalMs: 500 }',
+        `fallback: { key: '${randomBytes(16).toString('hex')}' }`,
+        `returnPath: { mode: via-lb, listen: '${fleet.vip}:${RETURN_PORT}' }`,
+        "metrics: { listen: '127.0.0.1:9433' }",
+        'log: { level: warn }',
+        '',
+      ].join('\n'),
+    );
+    const lbProcs = new Map<string, ChildProcess>();
+    const qf: QuicFleet = {
+      fleet,
+      dir,
+      config,
+      lbProcs,
+      async startLb(lb: Ns) {
+        lbProcs.set(lb.name, await startReady(fleet, lb, ['serve', '--config', config]));
+      },
+    };
+    for (const lb of fleet.lbs) await qf.startLb(lb);
+    for (const be of fleet.backends) await startReady(fleet, be, ['demo', 'backend', '--config', config, '--name', `be${be.index}`]);
+    return qf;
+  } catch (e) {
+    await fleet.teardown();
+    throw e;
+  }
+}
