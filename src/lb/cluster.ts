@@ -36,6 +36,18 @@ interface WorkerEntry {
   ready: boolean;
 }
 
+/** Sends over IPC if the worker is connected; returns false otherwise. Never throws. */
+function sendTo(worker: Worker, msg: ToWorker): boolean {
+  if (!worker.isConnected()) return false;
+  try {
+    // With a callback, a failed send is reported there instead of as an 'error' event.
+    worker.send(msg, undefined, undefined, () => undefined);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The cluster primary's view of its workers. */
 export class ClusterPlane implements DataPlane {
   private readonly workers = new Map<number, WorkerEntry>();
@@ -75,11 +87,13 @@ export class ClusterPlane implements DataPlane {
     const worker = cluster.fork({ QUIC_LB_WORKER: '1' });
     const entry: WorkerEntry = { worker, last: emptySnapshot(), ready: false };
     this.workers.set(worker.id, entry);
+    // IPC errors of a dying worker must not become unhandled 'error' events in the primary.
+    worker.on('error', (err) => this.logger.warn({ worker: worker.id, err: err.message }, 'worker IPC error'));
     return new Promise((resolve, reject) => {
       worker.on('message', (msg: FromWorker) => {
         if (msg.t === 'lb:hello') {
           // The worker listens now (messages sent before its listener exists are lost).
-          worker.send({ t: 'lb:init', config: this.config, health: [...this.health] } satisfies ToWorker);
+          sendTo(worker, { t: 'lb:init', config: this.config, health: [...this.health] });
         } else if (msg.t === 'lb:ready') {
           entry.ready = true;
           this.vips = msg.vips;
@@ -117,9 +131,7 @@ export class ClusterPlane implements DataPlane {
         this.waiters.delete(id);
         resolve(msg);
       });
-      try {
-        entry.worker.send(build(id));
-      } catch {
+      if (!sendTo(entry.worker, build(id))) {
         clearTimeout(timer);
         this.waiters.delete(id);
         resolve(undefined);
@@ -137,13 +149,8 @@ export class ClusterPlane implements DataPlane {
 
   setHealth(health: HealthView): void {
     this.health = health;
-    for (const e of this.workers.values()) {
-      try {
-        e.worker.send({ t: 'lb:health', health: [...health] } satisfies ToWorker);
-      } catch {
-        // exiting worker; its replacement gets the view at init
-      }
-    }
+    // An exiting worker misses it; its replacement gets the view at init.
+    for (const e of this.workers.values()) sendTo(e.worker, { t: 'lb:health', health: [...health] });
   }
 
   async counters(): Promise<CounterSnapshot> {

@@ -231,7 +231,12 @@ export class Forwarder {
       wanted.set(key, up);
       upstreams.push(up);
     }
-    await Promise.all([...wanted.values()].map((u) => u.ready));
+    try {
+      await Promise.all([...wanted.values()].map((u) => u.ready));
+    } catch (err) {
+      for (const [key, up] of wanted) if (this.upstreamByAddress.get(key) !== up) up.close();
+      throw err;
+    }
     this.auth = config.returnPath.hmacKey ? createProxyAuth(Buffer.from(config.returnPath.hmacKey, 'hex'), { expect: ProxyDirection.TO_CLIENT }) : undefined;
     this.signForward = this.auth !== undefined && config.returnPath.signForward;
     for (const up of wanted.values()) up.templates = this.vips.map((v) => this.template(v));

@@ -1,7 +1,7 @@
 // Statelessness: two LB processes with one config route every datagram of a mixed trace to the
 // same backend (and agree with the in-process decide() that `quic-lb route` uses); two cluster
 // workers share the VIP and /metrics adds them up.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -162,6 +162,18 @@ describe('fleet behaviour', () => {
     await until(() => sinks[1].received.length === before + 400, 5000, 'new server ID routed by every worker');
     const m2 = await lb.metrics();
     expect(m2.get('quic_lb_received_packets_total{reason="routed"}')).toBe(N + 400);
+
+    // A worker that dies is replaced; totals never go backwards; forwarding goes on.
+    const children = readFileSync(`/proc/${lb.proc.pid}/task/${lb.proc.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    expect(children.length).toBe(2);
+    process.kill(children[0], 'SIGKILL');
+    await until(async () => (await lb.metrics()).get('quic_lb_workers') === 1, 5000, 'worker gone');
+    await until(async () => (await lb.metrics()).get('quic_lb_workers') === 2, 10_000, 'worker replaced');
+    const m3 = await lb.metrics();
+    expect(m3.get('quic_lb_received_packets_total{reason="routed"}')).toBeGreaterThanOrEqual(N + 400);
+    const b2 = sinks[1].received.length;
+    for (let i = 0; i < 200; i++) clients[i % clients.length].send(shortHeader(cid(0, '0005', 1000 + i)), lb.vip);
+    await until(() => sinks[1].received.length === b2 + 200, 5000, 'forwarding after the worker restart');
     expect(await lb.stop()).toBe(0);
   });
 });
