@@ -116,7 +116,9 @@ describe.runIf(ROOT)('BGP anycast in network namespaces (root)', () => {
       const frozenAt = Date.now();
       process.kill(lbBirds[0].pid, 'SIGSTOP');
       await waitFor('hold-time expiry of lb1', async () => JSON.stringify(await fleet.vipNexthops()) === JSON.stringify([fleet.lbs[1].address]), 20_000);
-      expect(Date.now() - frozenAt).toBeGreaterThanOrEqual(2000); // it took the hold timer, not a TCP reset
+      // the hold timer (3 s, restarted by the last keepalive up to ~1 s before the freeze), not a
+      // TCP reset (which withdraws within milliseconds)
+      expect(Date.now() - frozenAt).toBeGreaterThanOrEqual(1000);
       const after = await probeFrom(fleet, fleet.vip, 40, 1);
       expect(after.every(([, t]) => t[0] === fleet.lbs[1].name)).toBe(true);
     });

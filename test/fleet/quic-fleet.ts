@@ -85,13 +85,14 @@ export interface QuicFleet {
 }
 
 /**
- * Builds the fleet and starts every LB and backend. One config file for all of them (draft-21:
+ * Builds the fleet and starts every LB and backend (`routing: 'none'`: the VIP route is left to
+ * BGP; `drainMs`: the LBs' graceful-drain time). One config file for all of them (draft-21:
  * LBs and servers share it). The return port is on the VIP itself (anycast), so a backend that
  * sends its replies there reaches whichever LB the router picks.
  */
-export async function startQuicFleet(): Promise<QuicFleet> {
+export async function startQuicFleet(options: { routing?: 'static' | 'none'; drainMs?: number } = {}): Promise<QuicFleet> {
   if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build\` first (npm test and npm run test:fleet do)`);
-  const fleet = await createFleet({ lbCount: 2, backendCount: 3 });
+  const fleet = await createFleet({ lbCount: 2, backendCount: 3, routing: options.routing ?? 'static' });
   try {
     const dir = mkdtempSync(path.join(tmpdir(), `${fleet.id}-`));
     fleet.onTeardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -110,6 +111,7 @@ export async function startQuicFleet(): Promise<QuicFleet> {
         `returnPath: { mode: via-lb, listen: '${fleet.vip}:${RETURN_PORT}' }`,
         "metrics: { listen: '127.0.0.1:9433' }",
         'log: { level: warn }',
+        ...(options.drainMs === undefined ? [] : [`drainMs: ${options.drainMs}`]),
         '',
       ].join('\n'),
     );
