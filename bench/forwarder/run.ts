@@ -7,7 +7,7 @@ import { ensureBuilt, repoRoot } from '../harness/build.js';
 import { Engine } from '../harness/engine.js';
 import { PROFILES, type Profile } from '../harness/profiles.js';
 import { bareRelay, quicLbRouter, type RouterHandle, type RouterSpec } from '../harness/routers.js';
-import { baseResults, rateSearch } from '../harness/suite.js';
+import { baseResults, rateSearch, searchCapped } from '../harness/suite.js';
 import { round } from '../harness/engine.js';
 import { parseArgs } from '../routers/args.js';
 import { writeReport } from '../report/write.js';
@@ -69,7 +69,7 @@ export async function runForwarderBench(o: { profile: Profile; routers: RouterSp
     await engine.close();
   }
   const pps = (id: string): number | undefined => res.results.find((r) => r.router === id)?.pps;
-  const capped = (id: string): boolean => res.rate_search[id]?.at(-1)?.pass === true;
+  const capped = (id: string): boolean => searchCapped(res.rate_search[id]);
   const check = (name: string, a: string, b: string, min: number): void => {
     const x = pps(a);
     const y = pps(b);
@@ -95,7 +95,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const args = parseArgs(process.argv.slice(2));
   const base = PROFILES[args.has('full') ? 'full' : 'quick'];
   // Throughput only: longer steps, finer rate steps than the routing profile; a failed step is retried once.
-  const profile: Profile = { ...base, trialMs: args.has('full') ? 3000 : 1200, rateStart: 10_000, rateFactor: args.has('full') ? 1.1 : 1.2, retryFailedStep: true, latencyMs: 1000 };
+  const profile: Profile = { ...base, trialMs: args.has('full') ? 3000 : 1200, rateStart: 10_000, rateFactor: args.has('full') ? 1.1 : 1.25, retryFailedStep: true, refineSteps: args.has('full') ? 4 : 3, latencyMs: 1000 };
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
   const load = loadavg()[0];
   let note = args.get('note') ?? '';

@@ -18,6 +18,8 @@ export interface Profile {
   lossThreshold: number;
   /** A failed step is run once more before the search stops (noise on a shared machine). */
   retryFailedStep: boolean;
+  /** Bisection steps between the last held and the first failed rate. */
+  refineSteps: number;
   /** Fixed offered rate for the latency measurement and the scenarios. */
   latencyRate: number;
   latencyMs: number;
@@ -40,16 +42,17 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     conns: 500,
     packetSize: 1200,
     seed: 20260101,
-    trialMs: 800,
-    rateStart: 8000,
+    trialMs: 700,
+    rateStart: 10_000,
     rateFactor: 1.35,
     rateMax: 150_000,
     lossThreshold: 0.001,
     retryFailedStep: true,
+    refineSteps: 2,
     latencyRate: 5000,
     latencyMs: 1000,
     scenarioRate: 4000,
-    scenarioMs: 1600,
+    scenarioMs: 1500,
     // redis-restart last: it empties the Redis map the Redis routers' later trials would start from.
     scenarios: ['steady', 'nat-rebinding', 'lb-restart', 'pool-change', 'ecmp', 'redis-restart'],
     scenarioRouters: ['quic-lb-plaintext', 'quic-lb-four-pass', 'redis-per-packet', 'redis-cache', 'nginx'],
@@ -68,6 +71,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     rateMax: 250_000,
     lossThreshold: 0.001,
     retryFailedStep: true,
+    refineSteps: 3,
     latencyRate: 5000,
     latencyMs: 3000,
     scenarioRate: 5000,
@@ -89,6 +93,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     rateMax: 6000,
     lossThreshold: 0.001,
     retryFailedStep: false,
+    refineSteps: 0,
     latencyRate: 2000,
     latencyMs: 300,
     scenarioRate: 2000,

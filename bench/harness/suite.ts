@@ -91,9 +91,11 @@ function row(router: string, scenario: string, t: TrialResult, direct: { p50_us:
 }
 
 /**
- * Raises each candidate's offered rate step by step, the candidates taking turns at each step,
- * until loss exceeds the threshold (or the generator cannot offer the rate). Returns each
- * candidate's steps and its best passing trial.
+ * Raises each candidate's offered rate step by step (× rateFactor), the candidates taking turns
+ * at each step, until a step fails (loss above the threshold, or the generator could not offer
+ * the rate; a failed step is retried once when the profile says so); then narrows the gap
+ * between the last held and the first failed rate by bisection (`refineSteps` times). Returns
+ * each candidate's steps and its best passing trial.
  */
 export async function rateSearch(
   engine: Engine,
@@ -102,7 +104,7 @@ export async function rateSearch(
   log: (s: string) => void,
 ): Promise<Map<string, { steps: RateStep[]; best: TrialResult | undefined; bestRate: number }>> {
   const out = new Map<string, { steps: RateStep[]; best: TrialResult | undefined; bestRate: number }>();
-  const state = cands.map((c) => ({ ...c, rate: p.rateStart, done: false, retried: false }));
+  const state = cands.map((c) => ({ ...c, rate: p.rateStart, done: false, retried: false, failedAt: 0, refinements: 0 }));
   for (const c of cands) out.set(c.spec.id, { steps: [], best: undefined, bestRate: 0 });
   while (state.some((s) => !s.done)) {
     for (const s of state) {
@@ -112,13 +114,20 @@ export async function rateSearch(
       const kept = t.offered_pps >= 0.9 * s.rate;
       const pass = kept && t.loss <= p.lossThreshold;
       const r = out.get(s.spec.id)!;
-      r.steps.push({ rate: s.rate, offered_pps: t.offered_pps, pps: t.pps, loss: round(t.loss, 5)!, cpu_us_per_packet: t.cpu_us_per_packet, pass });
+      r.steps.push({ rate: s.rate, offered_pps: t.offered_pps, pps: t.pps, loss: round(t.loss, 5)!, cpu_us_per_packet: t.cpu_us_per_packet, pass, generator_bound: !kept });
       log(`  ${s.spec.id.padEnd(24)} offered ${String(t.offered_pps).padStart(7)} pps  forwarded ${String(t.pps).padStart(7)}  loss ${(t.loss * 100).toFixed(3)} %  cpu ${t.cpu_us_per_packet ?? '-'} µs/pkt${pass ? '' : kept ? '  (loss above threshold)' : '  (generator could not offer this rate)'}`);
-      if (pass) {
-        if (!r.best || t.pps > r.best.pps) {
-          r.best = t;
-          r.bestRate = s.rate;
-        }
+      if (pass && (!r.best || t.pps > r.best.pps)) {
+        r.best = t;
+        r.bestRate = s.rate;
+      }
+      if (s.failedAt > 0) {
+        // Bisection between the best held rate and the lowest failed one.
+        if (!pass) s.failedAt = Math.min(s.failedAt, s.rate);
+        s.refinements++;
+        const mid = Math.round(Math.sqrt(r.bestRate * s.failedAt));
+        if (s.refinements >= p.refineSteps || s.failedAt / r.bestRate < 1.06) s.done = true;
+        else s.rate = mid;
+      } else if (pass) {
         s.retried = false;
         const next = Math.round(s.rate * p.rateFactor);
         if (next > p.rateMax) s.done = true;
@@ -129,6 +138,9 @@ export async function rateSearch(
         // Not even the first rate held: search downwards.
         s.rate = Math.round(s.rate / 2);
         s.retried = false;
+      } else if (r.best && p.refineSteps > 0) {
+        s.failedAt = s.rate;
+        s.rate = Math.round(Math.sqrt(r.bestRate * s.failedAt));
       } else {
         s.done = true;
       }
@@ -283,6 +295,18 @@ async function memoryCurve(engine: Engine, handle: RouterHandle, p: Profile, red
   return points;
 }
 
+/**
+ * True when a search says nothing about the router's limit: it never failed (stopped at the
+ * profile's highest rate) or its lowest failure was the generator's, not the router's.
+ */
+export function searchCapped(steps: RateStep[] | undefined): boolean {
+  if (!steps?.length) return false;
+  const failed = steps.filter((x) => !x.pass);
+  if (!failed.length) return true;
+  const lowest = failed.reduce((a, b) => (b.rate < a.rate ? b : a));
+  return lowest.generator_bound === true;
+}
+
 function minNull(a: number | null, b: number | null): number | null {
   if (a === null) return b;
   if (b === null) return a;
@@ -305,7 +329,7 @@ export function summarise(res: BenchResults): void {
       res.ratios[`quic-lb-${alg}/${other} p99`] = ratio(q.p99_us, x.p99_us);
     }
     // A search that never failed only gives a lower bound (the profile's highest rate): no verdict.
-    const capped = (router: string): boolean => res.rate_search[router]?.at(-1)?.pass === true;
+    const capped = (router: string): boolean => searchCapped(res.rate_search[router]);
     const verdict = (v: number | null, other: string, ok: (v: number) => boolean): boolean | null =>
       v === null || capped(`quic-lb-${alg}`) || capped(other) ? null : ok(v);
     const rp = res.ratios[`quic-lb-${alg}/redis-per-packet pps`];

@@ -32,6 +32,8 @@ export interface RateStep {
   loss: number;
   cpu_us_per_packet: number | null;
   pass: boolean;
+  /** The generator could not offer 90 % of the rate (the step says nothing about the router). */
+  generator_bound?: boolean;
 }
 
 export interface MemoryPoint {

@@ -47,7 +47,7 @@ stream {
 ${o.balance === 'round-robin' ? '' : '    hash $remote_addr$remote_port consistent;\n'}${servers}
   }
   server {
-    listen ${o.listen.host}:${o.listen.port} udp;
+    listen ${o.listen.host}:${o.listen.port} udp rcvbuf=8m;
     proxy_pass backends;
     proxy_timeout ${o.sessionTimeout ?? '30s'};
   }

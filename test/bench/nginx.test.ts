@@ -23,7 +23,7 @@ describe('nginx stream UDP proxy peer', () => {
   it('generates a loopback-only stream config that loads the module', () => {
     const conf = nginxConfig({ listen: { host: '127.0.3.40', port: 30100 }, backends: ['127.0.3.41:30101', '127.0.3.42:30102'] });
     expect(conf).toContain(`load_module ${NGINX_STREAM_MODULE};`);
-    expect(conf).toContain('listen 127.0.3.40:30100 udp;');
+    expect(conf).toContain('listen 127.0.3.40:30100 udp rcvbuf=8m;');
     expect(conf).toContain('server 127.0.3.41:30101;');
     expect(conf).toContain('hash $remote_addr$remote_port consistent;');
     expect(conf).not.toContain('daemon'); // given on the command line, once

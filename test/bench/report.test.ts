@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { summarise, baseResults } from '../../bench/harness/suite.js';
+import { summarise, baseResults, searchCapped } from '../../bench/harness/suite.js';
 import { barChart, escapeXml, lineChart } from '../../bench/report/svg.js';
 import { renderMarkdown } from '../../bench/report/markdown.js';
 import type { BenchResults, ResultRow } from '../../bench/report/types.js';
@@ -63,6 +63,10 @@ describe('bench report', () => {
     res.rate_search['redis-per-packet'] = [{ rate: 20_000, offered_pps: 20_000, pps: 20_000, loss: 0, cpu_us_per_packet: 40, pass: true }];
     summarise(res);
     expect(res.targets.find((x) => x.name === 'quic-lb plaintext pps vs Redis per packet')?.pass).toBeNull();
+    // Failing only where the generator could not offer the rate is no verdict either.
+    res.rate_search['redis-per-packet'].push({ rate: 27_000, offered_pps: 20_000, pps: 20_000, loss: 0, cpu_us_per_packet: 40, pass: false, generator_bound: true });
+    expect(searchCapped(res.rate_search['redis-per-packet'])).toBe(true);
+    expect(searchCapped(res.rate_search['quic-lb-plaintext'])).toBe(false);
   });
 
   it('writes JSON, Markdown and well-formed SVG charts', () => {
