@@ -8,6 +8,7 @@ interface RouteArgs {
   config: string;
   packet: string;
   cid: boolean;
+  datagram: boolean;
   from: string;
   to?: string;
   down: string[];
@@ -16,15 +17,18 @@ interface RouteArgs {
 
 /** Short-header first octet used to wrap a bare CID (form 0, fixed bit 1). */
 const SHORT_HEADER_FIRST_OCTET = 0x40;
+/** RFC 9000 §17.2: a CID is at most 20 octets; any shorter input is taken as a CID unless --datagram. */
+const MAX_CID_OCTETS = 20;
 
 export const routeCommand: CommandModule<object, RouteArgs> = {
   command: 'route <packet>',
   describe: 'print where the load balancer would send a datagram (or a CID) and why',
   builder: (y) =>
     y
-      .positional('packet', { type: 'string', demandOption: true, describe: 'the UDP payload in hex (or a CID with --cid)' })
+      .positional('packet', { type: 'string', demandOption: true, describe: 'hex: a CID (1..20 octets) or a whole UDP payload (longer)' })
       .option('config', { alias: 'c', type: 'string', demandOption: true, describe: 'YAML config file' })
-      .option('cid', { type: 'boolean', default: false, describe: 'the hex is a bare connection ID: route it as a short-header packet' })
+      .option('cid', { type: 'boolean', default: false, describe: 'the hex is a connection ID: route it as a short-header packet (default for 1..20 octets)' })
+      .option('datagram', { type: 'boolean', default: false, describe: 'the hex is a whole UDP payload, even if 20 octets or shorter' })
       .option('from', { type: 'string', default: '192.0.2.1:50000', describe: 'client address:port (feeds the fallback hash)' })
       .option('to', { type: 'string', describe: 'VIP address:port the datagram was sent to (default: the first listen address)' })
       .option('down', { type: 'string', array: true, default: [], describe: 'backends to treat as failing health (default: all up)' })
@@ -35,7 +39,9 @@ export const routeCommand: CommandModule<object, RouteArgs> = {
     const hex = argv.packet.replace(/^0x/i, '').replace(/[\s:]/g, '').toLowerCase();
     if (!/^([0-9a-f]{2})*$/.test(hex)) throw new CliError('packet: expected hex octets', 2);
     const bytes = Buffer.from(hex, 'hex');
-    const datagram = argv.cid ? Buffer.concat([Buffer.of(SHORT_HEADER_FIRST_OCTET), bytes]) : bytes;
+    if (argv.cid && argv.datagram) throw new CliError('--cid and --datagram exclude each other', 2);
+    const asCid = argv.cid || (!argv.datagram && bytes.length >= 1 && bytes.length <= MAX_CID_OCTETS);
+    const datagram = asCid ? Buffer.concat([Buffer.of(SHORT_HEADER_FIRST_OCTET), bytes]) : bytes;
     const from = parseEndpoint(argv.from, true);
     if (!from) throw new CliError(`--from: expected ip:port, got '${argv.from}'`, 2);
     const to = argv.to === undefined ? config.listen.find((l) => l.family === from.family) : parseEndpoint(argv.to, true);
@@ -59,6 +65,7 @@ export const routeCommand: CommandModule<object, RouteArgs> = {
     const backend = d.backend >= 0 ? config.backends[d.backend] : undefined;
     const sidLength = d.configId >= 0 ? config.quicLb.find((q) => q.configId === d.configId)?.serverIdLength ?? 0 : 0;
     const result = {
+      input: asCid ? 'cid' : 'datagram',
       backend: backend?.name ?? null,
       address: backend ? formatEndpoint(backend.address) : null,
       reason: REASON_NAMES[d.reason],
@@ -74,7 +81,8 @@ export const routeCommand: CommandModule<object, RouteArgs> = {
       return;
     }
     process.stdout.write(
-      `backend: ${result.backend ?? '(dropped)'}${result.address ? ` ${result.address}` : ''}\n` +
+      `input: ${result.input} (${bytes.length} octets)\n` +
+        `backend: ${result.backend ?? '(dropped)'}${result.address ? ` ${result.address}` : ''}\n` +
         `reason: ${result.reason}\n` +
         (result.configId !== null ? `config id: ${result.configId}, server id: ${result.serverId}\n` : '') +
         (result.fallbackSlot !== null ? `fallback: 4-tuple ${result.from} -> ${result.to}, Maglev slot ${result.fallbackSlot}\n` : ''),

@@ -54,7 +54,7 @@ export class ClusterPlane implements DataPlane {
   /** Counters of workers that exited (so totals never go backwards). */
   private retired = emptySnapshot();
   private seq = 0;
-  private readonly waiters = new Map<number, (msg: FromWorker) => void>();
+  private readonly waiters = new Map<number, { worker: number; done: (msg: FromWorker | undefined) => void }>();
   private config: LbConfig;
   private health: HealthView;
   private vips: Endpoint[] = [];
@@ -102,11 +102,13 @@ export class ClusterPlane implements DataPlane {
         } else if (msg.t === 'lb:failed') {
           reject(new Error(`worker failed to start: ${msg.error}`));
         } else if ('id' in msg) {
-          this.waiters.get(msg.id)?.(msg);
+          this.waiters.get(msg.id)?.done(msg);
         }
       });
       worker.on('exit', (code, signal) => {
         this.workers.delete(worker.id);
+        // Nobody waits for an answer from a dead worker.
+        for (const w of [...this.waiters.values()]) if (w.worker === worker.id) w.done(undefined);
         addSnapshot(this.retired, entry.last);
         if (!entry.ready) reject(new Error(`worker exited during start (code ${code}, signal ${signal})`));
         if (!this.closing && entry.ready) {
@@ -126,10 +128,13 @@ export class ClusterPlane implements DataPlane {
         this.waiters.delete(id);
         resolve(undefined);
       }, IPC_TIMEOUT_MS);
-      this.waiters.set(id, (msg) => {
-        clearTimeout(timer);
-        this.waiters.delete(id);
-        resolve(msg);
+      this.waiters.set(id, {
+        worker: entry.worker.id,
+        done: (msg) => {
+          clearTimeout(timer);
+          this.waiters.delete(id);
+          resolve(msg);
+        },
       });
       if (!sendTo(entry.worker, build(id))) {
         clearTimeout(timer);

@@ -225,6 +225,14 @@ describe('quic-lb route', () => {
     expect(runCli(['route', '--config', file, '--cid', '00', '--down', 'nobody']).status).toBe(2);
     expect(runCli(['route', '--config', file, '', '--json']).stdout).toContain('dropped_malformed');
   });
+  it('takes 1..20 octets as a CID and longer input as a datagram (--datagram forces it)', () => {
+    const c = cid(0, SIDS.b[0]).toString('hex');
+    expect(JSON.parse(runCli(['route', '--config', file, c, '--json']).stdout)).toMatchObject({ input: 'cid', backend: 'b', reason: 'routed' });
+    const dg = shortHeader(cid(0, SIDS.d[0])).toString('hex');
+    expect(JSON.parse(runCli(['route', '--config', file, dg, '--json']).stdout)).toMatchObject({ input: 'datagram', backend: 'd', reason: 'routed' });
+    // 9 octets as a datagram: a short header whose CID is cut short.
+    expect(JSON.parse(runCli(['route', '--config', file, c, '--datagram', '--json']).stdout)).toMatchObject({ input: 'datagram', reason: 'fallback_too_short' });
+  });
 });
 
 describe('README lb section', () => {

@@ -164,11 +164,12 @@ describe('fleet behaviour', () => {
     expect(m2.get('quic_lb_received_packets_total{reason="routed"}')).toBe(N + 400);
 
     // A worker that dies is replaced; totals never go backwards; forwarding goes on.
-    const children = readFileSync(`/proc/${lb.proc.pid}/task/${lb.proc.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
-    expect(children.length).toBe(2);
-    process.kill(children[0], 'SIGKILL');
-    await until(async () => (await lb.metrics()).get('quic_lb_workers') === 1, 5000, 'worker gone');
-    await until(async () => (await lb.metrics()).get('quic_lb_workers') === 2, 10_000, 'worker replaced');
+    const children = (): number[] => readFileSync(`/proc/${lb.proc.pid}/task/${lb.proc.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    const before2 = children();
+    expect(before2.length).toBe(2);
+    process.kill(before2[0], 'SIGKILL');
+    await until(() => children().length === 2 && !children().includes(before2[0]), 10_000, 'worker replaced');
+    await until(async () => (await lb.metrics()).get('quic_lb_workers') === 2, 10_000, 'replacement forwarding');
     const m3 = await lb.metrics();
     expect(m3.get('quic_lb_received_packets_total{reason="routed"}')).toBeGreaterThanOrEqual(N + 400);
     const b2 = sinks[1].received.length;
