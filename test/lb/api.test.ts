@@ -169,6 +169,35 @@ describe('startLoadBalancer() in-process', () => {
   });
 });
 
+describe('reload of restart-only fields', () => {
+  it('applies the rest, keeps the running sockets and flags the restart', async () => {
+    const sink = await Sink.start('127.0.1.77');
+    cleanup.push(() => sink.close());
+    const file = path.join(dir, 'restart.yaml');
+    const doc = configDoc({
+      listen: ['127.0.1.7:0'],
+      quicLb: QUIC_LB_SPECS.slice(0, 1),
+      backends: [{ name: 'a', address: sink.endpoint, serverIds: { 0: SIDS.a[0] }, health: { type: 'none' } }],
+    });
+    writeFileSync(file, JSON.stringify(doc));
+    const lb = await startLoadBalancer(file, { logger: silent, watch: false });
+    cleanup.push(() => lb.close());
+    const vip = lb.addresses().vips[0];
+    // New VIP and workers (restart-only) plus a new server ID (applied).
+    writeFileSync(file, JSON.stringify({ ...doc, listen: ['127.0.1.7:20777'], workers: 2, backends: [{ ...(doc.backends as object[])[0], serverIds: { 0: [SIDS.a[0], '0777'] } }] }));
+    const r = await lb.reload();
+    expect(r.ok).toBe(true);
+    expect(r.restartRequired).toEqual(['/listen', '/workers']);
+    expect(lb.addresses().vips[0]).toEqual(vip);
+    expect(lb.currentConfig().workers).toBe(1);
+    expect(await lb.metricsText()).toContain('quic_lb_config_restart_required 1');
+    const client = await Client.start('127.0.1.78');
+    cleanup.push(() => client.close());
+    client.send(shortHeader(cid(0, '0777')), vip);
+    await until(() => sink.received.length === 1, 3000, 'new server ID routed after the reload');
+  });
+});
+
 describe('IPv6 VIP', () => {
   it('forwards from [::1] with an AF_INET6 PROXY header and returns from the v6 VIP', async () => {
     const sink = await Sink.start('127.0.1.76');
