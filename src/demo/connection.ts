@@ -212,6 +212,7 @@ export class Connection {
   private readonly sendStreams = new Map<number, SendStream>();
   private readonly recvStreams = new Map<number, Reassembler>();
   private readonly recvRequestData = new Map<number, Buffer[]>();
+  private readonly requestsDelivered = new Set<number>();
   private peerParams: TransportParameters = {};
   private peerMaxData = 0;
   private dataSent = 0;
@@ -729,10 +730,13 @@ export class Connection {
       return;
     }
     if ((id & 0x02) !== 0) return; // client unidirectional streams (control, QPACK): read and drop
+    if (this.requestsDelivered.has(id)) return; // a retransmitted copy of a request already answered
     const parts = this.recvRequestData.get(id) ?? [];
     if (got.length > 0) parts.push(got);
     this.recvRequestData.set(id, parts);
-    if (r.finished && !this.sendStreams.has(id)) {
+    if (r.finished) {
+      // Delivered exactly once: the response may be produced asynchronously (static files).
+      this.requestsDelivered.add(id);
       this.recvRequestData.delete(id);
       this.host.onRequestStream(this, id, Buffer.concat(parts));
     }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createConfig, decodeServerId } from '../../src/quic-lb/index.js';
-import { downloadedSha256, expectedSha256, has, runClient, serverCidsSeen } from '../e2e/gtlsclient.js';
+import { downloadedSha256, expectedSha256, explainDownload, has, runClient, serverCidsSeen } from '../e2e/gtlsclient.js';
 import { eventsOf, startDemoFixture, type DemoFixture } from './fixture.js';
 
 let fixture: DemoFixture | undefined;
@@ -32,7 +32,7 @@ describe('demo server with gtlsclient, no LB', () => {
     expect(has(out, 'selected server preferred_address is [127.0.2.21]:25101')).toBe(true);
     expect(out).toMatch(/Path validation against path \{local:\[[0-9.]+\]:\d+, remote:\[127\.0\.2\.21\]:25101\} succeeded/);
     expect(has(out, 'http: stream 0x0 [:status: 200]')).toBe(true);
-    expect(downloadedSha256(run, '200000')).toBe(expectedSha256(200000));
+    expect(downloadedSha256(run, '200000'), explainDownload(run, '200000', 200000)).toBe(expectedSha256(200000));
 
     // Every CID the client saw decodes to this server's ID under the config.
     const seen = serverCidsSeen(out);
@@ -63,7 +63,7 @@ describe('demo server with gtlsclient, no LB', () => {
       extraArgs: ['--no-preferred-addr', '--change-local-addr=100ms', '--delay-stream=400ms'],
     });
     expect(has(run.output, 'Changing local address')).toBe(true);
-    expect(downloadedSha256(run, '100000')).toBe(expectedSha256(100000));
+    expect(downloadedSha256(run, '100000'), explainDownload(run, '100000', 100000)).toBe(expectedSha256(100000));
     const migrated = eventsOf(fixture, 'migrated');
     expect(migrated.length).toBeGreaterThanOrEqual(1);
     expect(migrated[0].cidSeq as number).toBeGreaterThanOrEqual(1);
@@ -78,7 +78,7 @@ describe('demo server with gtlsclient, no LB', () => {
       paths: ['/bytes/100000'],
       extraArgs: ['--no-preferred-addr', '--change-local-addr=100ms', '--nat-rebinding', '--delay-stream=400ms'],
     });
-    expect(downloadedSha256(run, '100000')).toBe(expectedSha256(100000));
+    expect(downloadedSha256(run, '100000'), explainDownload(run, '100000', 100000)).toBe(expectedSha256(100000));
     const migrated = eventsOf(fixture, 'migrated');
     expect(migrated.length).toBeGreaterThanOrEqual(1);
     expect(migrated[0].from).not.toBe(migrated[0].to);
@@ -89,7 +89,7 @@ describe('demo server with gtlsclient, no LB', () => {
     fixture = await startDemoFixture({ listen: { address: '127.0.2.24', port: 25130 }, preferred: { address: '127.0.2.25', port: 25131 } });
     const run = await runClient({ host: '127.0.2.24', port: 25130, paths: ['/bytes/200000'], extraArgs: ['-t', '0.05', '-r', '0.05'], timeoutMs: 30_000 });
     expect(run.timedOut).toBe(false);
-    expect(downloadedSha256(run, '200000')).toBe(expectedSha256(200000));
+    expect(downloadedSha256(run, '200000'), explainDownload(run, '200000', 200000)).toBe(expectedSha256(200000));
   });
 
   it('re-issues every CID under a new config mid-download (Retire Prior To) and the download completes', async () => {
@@ -105,7 +105,7 @@ describe('demo server with gtlsclient, no LB', () => {
       }, 2);
     });
     const run = await runClient({ host: '127.0.2.26', port: 25140, paths: ['/bytes/2000000'], timeoutMs: 30_000 });
-    expect(downloadedSha256(run, '2000000')).toBe(expectedSha256(2000000));
+    expect(downloadedSha256(run, '2000000'), explainDownload(run, '2000000', 2000000)).toBe(expectedSha256(2000000));
     const order = f.events.map((e) => e.event);
     expect(order.indexOf('request')).toBeLessThan(order.indexOf('cids-reissued'));
     expect(order.indexOf('cids-reissued')).toBeLessThan(order.indexOf('stream-sent'));
@@ -176,10 +176,11 @@ describe('demo server with gtlsclient, no LB', () => {
     writeFileSync(path.join(dir, 'blob.bin'), body);
     fixture = await startDemoFixture({ listen: { address: '127.0.2.28', port: 25180 }, staticDir: dir });
     const run = await runClient({ host: '127.0.2.28', port: 25180, paths: ['/blob.bin', '/missing.txt', '/bytes/777'] });
-    expect(run.output).toContain('[:status: 200]');
-    expect(run.output).toContain('[:status: 404]');
+    const statuses = run.output.split('\n').filter((l) => /^http: stream 0x[0-9a-f]+ \[:status: /.test(l) || /CONNECTION_CLOSE|closed with/.test(l));
+    expect(statuses.join('\n'), JSON.stringify(fixture.events.map((e) => [e.event, e.path ?? e.reason ?? '']))).toMatch(/stream 0x4 \[:status: 404\]/);
+    expect(statuses.filter((l) => l.includes('[:status: 200]')).length).toBe(2);
     expect(readFileSync(path.join(run.downloadDir, 'blob.bin')).equals(body)).toBe(true);
-    expect(downloadedSha256(run, '777')).toBe(expectedSha256(777));
+    expect(downloadedSha256(run, '777'), explainDownload(run, '777', 777)).toBe(expectedSha256(777));
     expect(eventsOf(fixture, 'request').map((e) => e.path)).toEqual(['/blob.bin', '/missing.txt', '/bytes/777']);
     expect(eventsOf(fixture, 'connection-accepted').length).toBe(1);
   });

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createConfig, decodeServerId } from '../../src/quic-lb/index.js';
-import { downloadedSha256, expectedSha256, has, runClient, serverCidsSeen } from './gtlsclient.js';
+import { downloadedSha256, expectedSha256, explainDownload, has, runClient, serverCidsSeen } from './gtlsclient.js';
 import { configYaml, readEvents, scrape, startFleet, total, waitFor, type Fleet, type FleetSpec, type QuicLbSpec } from './fleet.js';
 
 const fleets: Fleet[] = [];
@@ -36,7 +36,7 @@ describe('QUIC-LB algorithms end to end', () => {
       expect(config.algorithm).toBe(c.name.split(' ')[0]);
       const run = await runClient({ host: spec.vip.address, port: spec.vip.port, paths: ['/bytes/50000'], extraArgs: ['--delay-stream=300ms'] });
       expect(has(run.output, 'QUIC handshake has been confirmed')).toBe(true);
-      expect(downloadedSha256(run, '50000')).toBe(expectedSha256(50000));
+      expect(downloadedSha256(run, '50000'), explainDownload(run, '50000', 50000)).toBe(expectedSha256(50000));
       const seen = serverCidsSeen(run.output);
       const all = [seen.scid, seen.preferred, ...seen.newConnectionIds].filter((x): x is string => x !== undefined);
       expect(all.length).toBeGreaterThanOrEqual(1);
@@ -94,7 +94,7 @@ describe('config rotation in the middle of a download', () => {
     const clientRun = runClient({ host: spec.vip.address, port: spec.vip.port, paths: [`/bytes/${size}`], extraArgs: ['--no-preferred-addr'], timeoutMs: 40_000 });
     await requestSeen;
     const run = await clientRun;
-    expect(downloadedSha256(run, String(size))).toBe(expectedSha256(size));
+    expect(downloadedSha256(run, String(size)), explainDownload(run, String(size), size)).toBe(expectedSha256(size));
 
     const served = spec.backends.find((b) => readEvents(fleet.eventLog(b.name)).some((e) => e.event === 'request'))!;
     const events = readEvents(fleet.eventLog(served.name));

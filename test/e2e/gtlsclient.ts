@@ -66,6 +66,25 @@ export function downloadedSha256(run: ClientRun, name: string): string | undefin
   return createHash('sha256').update(readFileSync(f)).digest('hex');
 }
 
+/**
+ * Why a download does not match /bytes/N, for assertion messages: size, first differing
+ * octet, and the client's close / reset / error lines.
+ */
+export function explainDownload(run: ClientRun, name: string, size: number): string {
+  const f = path.join(run.downloadDir, name);
+  const lines = run.output.split('\n').filter((l) => /CONNECTION_CLOSE|closed with|SR token|ERR_|drain|idle|timeout/i.test(l) && !l.includes('transport_parameters'));
+  if (!existsSync(f)) return `no file; timedOut=${run.timedOut}\n${lines.slice(-15).join('\n')}`;
+  const b = readFileSync(f);
+  let first = -1;
+  for (let i = 0; i < b.length; i++) {
+    if (b[i] !== i % 251) {
+      first = i;
+      break;
+    }
+  }
+  return `size ${b.length}/${size}, first difference at ${first}, timedOut=${run.timedOut}, ${run.ms} ms\n${lines.slice(-15).join('\n')}`;
+}
+
 /** sha256 of the body the demo server generates for /bytes/N (octet i = i mod 251). */
 export function expectedSha256(size: number): string {
   const b = Buffer.alloc(size);

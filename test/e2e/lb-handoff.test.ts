@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConfig, decodeServerId, encodeConnectionId, type QuicLbConfig } from '../../src/quic-lb/index.js';
-import { downloadedSha256, expectedSha256, has, runClient, serverCidsSeen } from './gtlsclient.js';
+import { downloadedSha256, expectedSha256, explainDownload, has, runClient, serverCidsSeen } from './gtlsclient.js';
 import { readEvents, scrape, startFleet, total, type Fleet, type FleetSpec } from './fleet.js';
 
 const VIP = { address: '127.0.2.40', port: 25300 };
@@ -50,7 +50,7 @@ describe('LB handoff with gtlsclient', () => {
     const after = await scrape(spec);
     const out = run.output;
     expect(has(out, 'QUIC handshake has been confirmed')).toBe(true);
-    expect(downloadedSha256(run, '200000')).toBe(expectedSha256(200000));
+    expect(downloadedSha256(run, '200000'), explainDownload(run, '200000', 200000)).toBe(expectedSha256(200000));
 
     const seen = serverCidsSeen(out);
     expect(seen.scid).toBeDefined();
@@ -97,7 +97,7 @@ describe('LB handoff with gtlsclient', () => {
     });
     const after = await scrape(spec);
     expect(has(run.output, 'Changing local address')).toBe(true);
-    expect(downloadedSha256(run, '100000')).toBe(expectedSha256(100000));
+    expect(downloadedSha256(run, '100000'), explainDownload(run, '100000', 100000)).toBe(expectedSha256(100000));
     const scid = serverCidsSeen(run.output).scid as string;
     const served = servingBackend(scid);
     const migrated = served.events.filter((e) => e.event === 'migrated');
@@ -118,7 +118,7 @@ describe('LB handoff with gtlsclient', () => {
       paths: ['/bytes/100000'],
       extraArgs: ['--no-preferred-addr', '--change-local-addr=150ms', '--nat-rebinding', '--delay-stream=500ms'],
     });
-    expect(downloadedSha256(run, '100000')).toBe(expectedSha256(100000));
+    expect(downloadedSha256(run, '100000'), explainDownload(run, '100000', 100000)).toBe(expectedSha256(100000));
     const served = servingBackend(serverCidsSeen(run.output).scid as string);
     const migrated = served.events.filter((e) => e.event === 'migrated');
     expect(migrated.length).toBeGreaterThanOrEqual(1);
@@ -130,7 +130,7 @@ describe('LB handoff with gtlsclient', () => {
     const dcid = Buffer.from(encodeConnectionId(config, Buffer.from('0a02', 'hex'), randomBytes(6))).toString('hex');
     const run = await runClient({ host: VIP.address, port: VIP.port, paths: ['/bytes/10000'], extraArgs: [`--dcid=${dcid}`, '--delay-stream=300ms'] });
     expect(has(run.output, 'QUIC handshake has been confirmed')).toBe(true);
-    expect(downloadedSha256(run, '10000')).toBe(expectedSha256(10000));
+    expect(downloadedSha256(run, '10000'), explainDownload(run, '10000', 10000)).toBe(expectedSha256(10000));
     const accepted = readEvents(fleet.eventLog('b2')).filter((e) => e.event === 'connection-accepted' && e.odcid === dcid);
     expect(accepted.length).toBe(1);
     expect(readEvents(fleet.eventLog('b1')).some((e) => e.event === 'connection-accepted' && e.odcid === dcid)).toBe(false);
@@ -139,13 +139,13 @@ describe('LB handoff with gtlsclient', () => {
   it('8: 5 % simulated loss each way: the download completes intact', async () => {
     const run = await runClient({ host: VIP.address, port: VIP.port, paths: ['/bytes/200000'], extraArgs: ['-t', '0.05', '-r', '0.05'], timeoutMs: 40_000 });
     expect(run.timedOut).toBe(false);
-    expect(downloadedSha256(run, '200000')).toBe(expectedSha256(200000));
+    expect(downloadedSha256(run, '200000'), explainDownload(run, '200000', 200000)).toBe(expectedSha256(200000));
   });
 
   it('9: twenty clients at once are spread over both backends and all downloads arrive intact', async () => {
     const acceptedBefore = spec.backends.map((b) => readEvents(fleet.eventLog(b.name)).filter((e) => e.event === 'connection-accepted').length);
     const runs = await Promise.all(Array.from({ length: 20 }, () => runClient({ host: VIP.address, port: VIP.port, paths: ['/bytes/30000'], timeoutMs: 40_000 })));
-    for (const run of runs) expect(downloadedSha256(run, '30000')).toBe(expectedSha256(30000));
+    for (const run of runs) expect(downloadedSha256(run, '30000'), explainDownload(run, '30000', 30000)).toBe(expectedSha256(30000));
     const acceptedAfter = spec.backends.map((b) => readEvents(fleet.eventLog(b.name)).filter((e) => e.event === 'connection-accepted').length);
     const perBackend = acceptedAfter.map((n, i) => n - acceptedBefore[i]);
     expect(perBackend.reduce((a, b) => a + b, 0)).toBe(20);
