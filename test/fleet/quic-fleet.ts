@@ -60,9 +60,13 @@ export async function received(fleet: Fleet, lb: Ns): Promise<Record<string, num
 }
 export const total = (m: Record<string, number>): number => Object.values(m).reduce((a, b) => a + b, 0);
 
+/** Output (stdout + stderr) captured so far for processes started by {@link startReady}. */
+export const outputOf = new WeakMap<ChildProcess, () => string>();
+
 export async function startReady(fleet: Fleet, ns: Ns, argv: string[]): Promise<ChildProcess> {
   const c = fleet.spawn(ns, [process.execPath, CLI, ...argv], { cwd: REPO });
   let out = '';
+  outputOf.set(c, () => out);
   c.stdout?.setEncoding('utf8');
   c.stderr?.setEncoding('utf8');
   c.stdout?.on('data', (d: string) => (out += d));
@@ -81,6 +85,7 @@ export interface QuicFleet {
   dir: string;
   config: string;
   lbProcs: Map<string, ChildProcess>;
+  backendProcs: Map<string, ChildProcess>;
   startLb(lb: Ns): Promise<void>;
 }
 
@@ -90,46 +95,78 @@ export interface QuicFleet {
  * LBs and servers share it). The return port is on the VIP itself (anycast), so a backend that
  * sends its replies there reaches whichever LB the router picks.
  */
-export async function startQuicFleet(options: { routing?: 'static' | 'none'; drainMs?: number } = {}): Promise<QuicFleet> {
+/** One QUIC-LB config of the fleet's config file. */
+export interface FleetQuicLbConfig {
+  configId: number;
+  key: string;
+}
+
+/**
+ * The fleet's config file (shared by every LB and backend): the given QUIC-LB configs, and for
+ * backend K the server ID `000K` under each of them.
+ */
+export function fleetConfig(fleet: Fleet, configs: FleetQuicLbConfig[], opts: { drainMs?: number } = {}): string {
+  return [
+    'listen:',
+    `  - '${fleet.vip}:${VIP_PORT}'`,
+    'quicLb:',
+    ...configs.map((c) => `  - { configId: ${c.configId}, serverIdLength: 2, nonceLength: 6, key: '${c.key}' }`),
+    'backends:',
+    ...fleet.backends.map(
+      (b) => `  - { name: be${b.index}, address: '${b.address}:${BACKEND_PORT}', serverIds: { ${configs.map((c) => `'${c.configId}': '000${b.index}'`).join(', ')} } }`,
+    ),
+    'health: { intervalMs: 500 }',
+    `fallback: { key: '${FALLBACK_KEY}' }`,
+    `returnPath: { mode: via-lb, listen: '${fleet.vip}:${RETURN_PORT}' }`,
+    "metrics: { listen: '127.0.0.1:9433' }",
+    'log: { level: warn }',
+    ...(opts.drainMs === undefined ? [] : [`drainMs: ${opts.drainMs}`]),
+    '',
+  ].join('\n');
+}
+const FALLBACK_KEY = randomBytes(16).toString('hex');
+
+export async function startQuicFleet(
+  options: { routing?: 'static' | 'none'; drainMs?: number; configs?: FleetQuicLbConfig[] } = {},
+): Promise<QuicFleet> {
   if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build\` first (npm test and npm run test:fleet do)`);
   const fleet = await createFleet({ lbCount: 2, backendCount: 3, routing: options.routing ?? 'static' });
   try {
     const dir = mkdtempSync(path.join(tmpdir(), `${fleet.id}-`));
     fleet.onTeardown(() => rmSync(dir, { recursive: true, force: true }));
     const config = path.join(dir, 'lb.yaml');
-    writeFileSync(
-      config,
-      [
-        'listen:',
-        `  - '${fleet.vip}:${VIP_PORT}'`,
-        'quicLb:',
-        `  - { configId: 0, serverIdLength: 2, nonceLength: 6, key: '${randomBytes(16).toString('hex')}' }`,
-        'backends:',
-        ...fleet.backends.map((b) => `  - { name: be${b.index}, address: '${b.address}:${BACKEND_PORT}', serverIds: { '0': '000${b.index}' } }`),
-        'health: { intervalMs: 500 }',
-        `fallback: { key: '${randomBytes(16).toString('hex')}' }`,
-        `returnPath: { mode: via-lb, listen: '${fleet.vip}:${RETURN_PORT}' }`,
-        "metrics: { listen: '127.0.0.1:9433' }",
-        'log: { level: warn }',
-        ...(options.drainMs === undefined ? [] : [`drainMs: ${options.drainMs}`]),
-        '',
-      ].join('\n'),
-    );
+    const configs = options.configs ?? [{ configId: 0, key: randomBytes(16).toString('hex') }];
+    writeFileSync(config, fleetConfig(fleet, configs, { drainMs: options.drainMs }));
     const lbProcs = new Map<string, ChildProcess>();
+    const backendProcs = new Map<string, ChildProcess>();
     const qf: QuicFleet = {
       fleet,
       dir,
       config,
       lbProcs,
+      backendProcs,
       async startLb(lb: Ns) {
         lbProcs.set(lb.name, await startReady(fleet, lb, ['serve', '--config', config]));
       },
     };
     for (const lb of fleet.lbs) await qf.startLb(lb);
-    for (const be of fleet.backends) await startReady(fleet, be, ['demo', 'backend', '--config', config, '--name', `be${be.index}`]);
+    for (const be of fleet.backends) {
+      backendProcs.set(be.name, await startReady(fleet, be, ['demo', 'backend', '--config', config, '--name', `be${be.index}`]));
+    }
     return qf;
   } catch (e) {
     await fleet.teardown();
     throw e;
   }
+}
+
+/** Every sample of the LB's /metrics (scraped inside its namespace) as `name{labels}` -> value. */
+export async function scrape(fleet: Fleet, lb: Ns): Promise<Map<string, number>> {
+  const r = await fleet.exec(lb, ['curl', '-s', '--max-time', '2', 'http://127.0.0.1:9433/metrics']);
+  const out = new Map<string, number>();
+  for (const line of r.stdout.split('\n')) {
+    const m = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (m) out.set(m[1], Number(m[2]));
+  }
+  return out;
 }
