@@ -65,9 +65,8 @@ function encoderEntries(config: LbConfig, name: string): EncoderConfigEntry[] {
 
 /** Starts one demo backend for backend `opts.name` of an LB config. */
 export async function startDemoBackend(config: LbConfig, opts: DemoBackendOptions): Promise<RunningBackend> {
-  const spec = config.backends.find((x) => x.name === opts.name);
-  if (!spec) throw new CliError(`--name: no backend '${opts.name}' in the config`);
   const entries = encoderEntries(config, opts.name);
+  const spec = config.backends.find((x) => x.name === opts.name)!;
   if (entries.length === 0) throw new CliError(`backend '${opts.name}' has no serverIds for any /quicLb config: it could only mint unroutable CIDs`);
   const activeId = opts.configId ?? entries[entries.length - 1].config.configId;
   if (!entries.some((e) => e.config.configId === activeId)) throw new CliError(`--config-id: backend '${opts.name}' has no server ID for config ${activeId}`);

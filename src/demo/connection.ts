@@ -127,6 +127,8 @@ export interface ConnectionHost {
   accepted(conn: Connection): void;
   /** Called once the connection is gone (closed, drained or idle). */
   removed(conn: Connection): void;
+  /** The handshake completed (the application opens its streams, e.g. the HTTP/3 control stream). */
+  onEstablished(conn: Connection): void;
   /** An HTTP/3 request stream finished arriving; answer with conn.sendStream(). */
   onRequestStream(conn: Connection, streamId: number, data: Buffer): void;
 }
@@ -588,8 +590,7 @@ export class Connection {
       ms: this.host.now() - this.createdAt,
     });
     if (this.opts.issueNewConnectionIds) this.topUpCids(0);
-    // HTTP/3 control stream (server-initiated unidirectional stream 3).
-    this.sendStream(3, Buffer.from([0x00, 0x04, 0x00]), false);
+    this.host.onEstablished(this);
   }
 
   /** Issues NEW_CONNECTION_ID CIDs until the peer's limit (at most MAX_ISSUED_CIDS). */
@@ -824,7 +825,7 @@ export class Connection {
     if (f.fin) s.finAcked = true;
     if (!s.done && s.fin && s.finAcked && s.acked.covers(0, s.data.length)) {
       s.done = true;
-      if (s.id !== 3) this.host.event('stream-served', { conn: this.number, stream: s.id, bytes: s.data.length, path: `${this.path.address}:${this.path.port}`, via: this.path.via.name });
+      if ((s.id & 0x02) === 0) this.host.event('stream-served', { conn: this.number, stream: s.id, bytes: s.data.length, path: `${this.path.address}:${this.path.port}`, via: this.path.via.name });
     }
   }
 
@@ -898,7 +899,7 @@ export class Connection {
     }
     s.data = s.data.length === 0 ? data : Buffer.concat([s.data, data]);
     s.fin = fin;
-    if (fin && id !== 3) this.bytesServed += data.length;
+    if (fin && (id & 0x02) === 0) this.bytesServed += data.length;
     this.flush();
   }
 
@@ -1086,7 +1087,7 @@ export class Connection {
       this.dataSent += len;
       if (fin) {
         s.finSent = true;
-        if (s.id !== 3) this.host.event('stream-sent', { conn: this.number, stream: s.id, bytes: s.data.length, path: `${this.path.address}:${this.path.port}`, via: this.path.via.name });
+        if ((s.id & 0x02) === 0) this.host.event('stream-sent', { conn: this.number, stream: s.id, bytes: s.data.length, path: `${this.path.address}:${this.path.port}`, via: this.path.via.name });
       }
     }
     if (len < 0) return false;
@@ -1211,4 +1212,3 @@ function frameRetireConnectionId(seq: number): Buffer {
   return Buffer.from(w.view());
 }
 
-export { LEVEL_NAMES };

@@ -7,13 +7,20 @@ import { appendFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { parseHeader, PacketHeader, PacketType, QUIC_V1, readVarint, varintSizeAt } from '../quic/index.js';
+import {
+  MIN_CLIENT_INITIAL_DCID_LENGTH,
+  MIN_INITIAL_DATAGRAM_SIZE,
+  parseHeader,
+  PacketHeader,
+  PacketType,
+  QUIC_V1,
+  readVarint,
+  varintSizeAt,
+} from '../quic/index.js';
 import { Connection, Level, type ConnectionHost, type NetPath, type PathVia } from './connection.js';
 import { generateSelfSigned, type ServerIdentity } from './cert.js';
-import { encodeResponse, generateBody, MAX_GENERATED_BODY, parseRequest, H3_MESSAGE_ERROR, type H3Response } from './h3.js';
+import { CONTROL_STREAM_PREFIX, encodeResponse, generateBody, H3_MESSAGE_ERROR, MAX_GENERATED_BODY, parseRequest, type H3Response } from './h3.js';
 
-/** RFC 9000 §14.1: smallest datagram that may carry a client Initial. */
-const MIN_INITIAL_DATAGRAM = 1200;
 /** RFC 9000 §10.3: a stateless reset is at least 21 octets and shorter than what triggered it. */
 const MIN_STATELESS_RESET = 21;
 const STATELESS_RESET_SIZE = 42;
@@ -173,7 +180,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
       return buf.length;
     }
     if (h.version !== QUIC_V1) {
-      if (h.packetType !== PacketType.VERSION_NEGOTIATION && datagramSize >= MIN_INITIAL_DATAGRAM) this.sendVersionNegotiation(buf, h, path);
+      if (h.packetType !== PacketType.VERSION_NEGOTIATION && datagramSize >= MIN_INITIAL_DATAGRAM_SIZE) this.sendVersionNegotiation(buf, h, path);
       return 0;
     }
     // Long header: token (Initial only), Length, then the protected packet number.
@@ -194,7 +201,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     let conn = this.byCid.get(dcid.toString('hex'));
     let fresh = false;
     if (!conn) {
-      if (h.packetType !== PacketType.INITIAL || datagramSize < MIN_INITIAL_DATAGRAM || h.dcidLength < 8) return end;
+      if (h.packetType !== PacketType.INITIAL || datagramSize < MIN_INITIAL_DATAGRAM_SIZE || h.dcidLength < MIN_CLIENT_INITIAL_DCID_LENGTH) return end;
       conn = this.newConnection(Buffer.from(dcid), Buffer.from(buf.subarray(h.scidOffset, h.scidOffset + h.scidLength)), path);
       fresh = true;
     }
@@ -339,6 +346,11 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
       }
     }
     this.emit('event', record);
+  }
+
+  onEstablished(conn: Connection): void {
+    // RFC 9114 §6.2.1: the HTTP/3 control stream (server-initiated unidirectional stream 3).
+    conn.sendStream(3, CONTROL_STREAM_PREFIX, false);
   }
 
   onRequestStream(conn: Connection, streamId: number, data: Buffer): void {
