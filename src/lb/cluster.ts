@@ -182,11 +182,6 @@ export class ClusterPlane implements DataPlane {
     return n;
   }
 
-  /** Worker process ids (for tests and logs). */
-  pids(): number[] {
-    return [...this.workers.values()].map((e) => e.worker.process.pid ?? -1);
-  }
-
   vipAddresses(): Endpoint[] {
     return this.vips;
   }

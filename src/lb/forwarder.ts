@@ -202,11 +202,6 @@ export class Forwarder {
     return this.returnSocket && l ? { ...l, port: this.returnPort } : undefined;
   }
 
-  /** The router state in use (read-only; for tests and `route`). */
-  get state(): RouterState {
-    return this.plan.state;
-  }
-
   /** Installs a new validated config (hot reload). VIP and return sockets are kept as they are. */
   async apply(config: LbConfig): Promise<void> {
     await this.compile(config);

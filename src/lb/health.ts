@@ -45,9 +45,6 @@ export interface HealthCheckerOptions {
   onChange: (view: Map<string, boolean>) => void;
 }
 
-/** One check of `spec`; resolves true on success. Never rejects. */
-export type ProbeFn = (spec: HealthCheckSpec) => Promise<boolean>;
-
 /**
  * Probes every backend on its own timer. A backend goes down after `fall` consecutive failures
  * and up after `rise` consecutive successes; it starts in `config.health.initial`, and a backend

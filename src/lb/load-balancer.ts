@@ -109,22 +109,19 @@ export class LoadBalancer {
       backendNames: () => this.config.backends.map((b) => b.name),
       workerPackets: () => this.plane.workerPackets(),
     });
+    this.metricsText = async () => {
+      await refresh();
+      return registry.metrics();
+    };
     if (this.config.metrics.listen) {
       const { server, address } = await startHttp(this.config.metrics.listen, {
         contentType: registry.contentType,
-        metrics: async () => {
-          await refresh();
-          return registry.metrics();
-        },
+        metrics: this.metricsText,
         healthy: () => this.healthy(),
       });
       this.httpServer = server;
       this.httpAddress = address;
     }
-    this.metricsText = async () => {
-      await refresh();
-      return registry.metrics();
-    };
     const file = this.opts.configFile;
     if (file) {
       this.lastFileHash = hashFile(file);

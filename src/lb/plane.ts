@@ -36,11 +36,6 @@ export class LocalPlane implements DataPlane {
     return new LocalPlane(forwarder, counters);
   }
 
-  /** The live counters of this process. */
-  get liveCounters(): Counters {
-    return this.localCounters;
-  }
-
   async apply(config: LbConfig, health: HealthView): Promise<void> {
     this.forwarder.setHealth(health);
     await this.forwarder.apply(config);

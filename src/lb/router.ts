@@ -141,11 +141,7 @@ export function buildRouterState(config: LbConfig, health: HealthView = new Map(
   config.backends.forEach((b, index) => {
     for (const { configId, serverId } of b.serverIds) serverIds[configId]?.add(Buffer.from(serverId, 'hex'), index);
   });
-  const alive = new Uint8Array(backends.length);
-  const initialUp = config.health.initial === 'up';
-  backends.forEach((b, i) => {
-    alive[i] = (health.get(b.name) ?? (config.backends[i].health.type === 'none' ? true : initialUp)) ? 1 : 0;
-  });
+  const alive = aliveOf(config, health);
   return {
     config,
     decoder,
@@ -164,11 +160,7 @@ export function buildRouterState(config: LbConfig, health: HealthView = new Map(
 
 /** The same state with another health view (new alive set and fallback table; rest shared). */
 export function withHealth(state: RouterState, health: HealthView): RouterState {
-  const alive = new Uint8Array(state.backends.length);
-  const initialUp = state.config.health.initial === 'up';
-  state.backends.forEach((b, i) => {
-    alive[i] = (health.get(b.name) ?? (state.config.backends[i].health.type === 'none' ? true : initialUp)) ? 1 : 0;
-  });
+  const alive = aliveOf(state.config, health);
   return {
     ...state,
     alive,
@@ -176,6 +168,16 @@ export function withHealth(state: RouterState, health: HealthView): RouterState 
     header: new PacketHeader(),
     decision: new Decision(),
   };
+}
+
+/** 1 per healthy backend index: the view's answer, else always-up for type 'none', else `health.initial`. */
+function aliveOf(config: LbConfig, health: HealthView): Uint8Array {
+  const alive = new Uint8Array(config.backends.length);
+  const initialUp = config.health.initial === 'up';
+  config.backends.forEach((b, i) => {
+    alive[i] = (health.get(b.name) ?? (b.health.type === 'none' || initialUp)) ? 1 : 0;
+  });
+  return alive;
 }
 
 function fallbackTable(backends: readonly RouterBackend[], alive: Uint8Array, size: number): Int32Array {

@@ -58,7 +58,8 @@ describe('health probe codec (src/quic/health-probe.ts)', () => {
 });
 
 describe('HealthChecker', () => {
-  const spec = (over: Partial<HealthCheckSpec>): HealthCheckSpec => ({ type: 'udp', intervalMs: 50, timeoutMs: 40, rise: 2, fall: 3, ...over });
+  // Generous timeouts: a busy machine must not turn a success into a failure.
+  const spec = (over: Partial<HealthCheckSpec>): HealthCheckSpec => ({ type: 'udp', intervalMs: 50, timeoutMs: 2000, rise: 2, fall: 3, ...over });
 
   it('udp: answered probes succeed; silence, a draining reply and a foreign responder fail', async () => {
     const sink = await Sink.start('127.0.1.70');
@@ -68,7 +69,7 @@ describe('HealthChecker', () => {
     const target = { address: '127.0.1.70', port: sink.port, family: 4 as const };
     expect(await hc.probe(spec({ address: target }))).toBe(true);
     sink.healthy = false;
-    expect(await hc.probe(spec({ address: target }))).toBe(false);
+    expect(await hc.probe(spec({ address: target, timeoutMs: 300 }))).toBe(false);
     // A responder that says "draining".
     const draining = dgram.createSocket('udp4');
     draining.on('message', (m, r) => draining.send(answerHealthProbe(m, true)!, r.port, r.address));
