@@ -33,7 +33,7 @@ describe('health checks', () => {
         { name: 'b', address: b.endpoint, serverIds: { 0: SIDS.b[0] } },
         { name: 'c', address: c.endpoint, serverIds: { 0: SIDS.c[0] } },
       ],
-      health: { type: 'udp', intervalMs: 100, timeoutMs: 80, rise: 2, fall: 2 },
+      health: { type: 'udp', intervalMs: 100, timeoutMs: 400, rise: 2, fall: 2 },
       fallback: { key: FALLBACK_KEY },
       returnPath: { mode: 'direct' },
       metrics: { listen: '127.0.1.3:0' },

@@ -35,7 +35,7 @@ describe('quic-lb serve (one process)', () => {
         { name: 'b', address: b.endpoint, serverIds: { 0: SIDS.b[0], 1: SIDS.b[1] } },
         { name: 'c', address: c.endpoint, serverIds: { 0: SIDS.c[0], 2: SIDS.c[2] } },
       ],
-      health: { type: 'udp', intervalMs: 200, timeoutMs: 150 },
+      health: { type: 'udp', intervalMs: 200, timeoutMs: 500 },
       fallback: { key: FALLBACK_KEY },
       returnPath: { listen: '127.0.1.1:0', hmacKey: HMAC.toString('hex') },
       metrics: { listen: '127.0.1.1:0' },
