@@ -10,7 +10,7 @@ import { allRouters } from './harness/routers.js';
 import { runRoutingSuite } from './harness/suite.js';
 import { nginxAvailable } from './routers/nginx.js';
 import { parseArgs } from './routers/args.js';
-import { updateReadme, writeReport } from './report/write.js';
+import { updateReadmeFromResults, writeReport } from './report/write.js';
 
 const args = parseArgs(process.argv.slice(2));
 const profile: Profile = PROFILES[(args.get('profile') ?? (args.has('full') ? 'full' : 'quick')) as Profile['name']];
@@ -42,7 +42,7 @@ const res = await runRoutingSuite({
 const files = writeReport(res, outDir);
 log(`wrote ${files.map((f) => path.relative(repoRoot, f)).join(', ')}`);
 if (!args.has('no-readme') && !args.has('out')) {
-  if (updateReadme(path.join(repoRoot, 'README.md'), res, 'bench/results/latest-throughput.svg')) log('updated the README bench section');
+  if (updateReadmeFromResults(repoRoot)) log('updated the README bench section');
 }
 for (const t of res.targets) log(`target: ${t.name}: ${t.value} (${t.target}) ${t.pass === null ? '' : t.pass ? 'met' : 'NOT met'}`);
 log(`done in ${res.duration_s} s`);

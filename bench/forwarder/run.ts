@@ -10,7 +10,7 @@ import { bareRelay, quicLbRouter, type RouterHandle, type RouterSpec } from '../
 import { baseResults, rateSearch, searchCapped } from '../harness/suite.js';
 import { round } from '../harness/engine.js';
 import { parseArgs } from '../routers/args.js';
-import { writeReport } from '../report/write.js';
+import { updateReadmeFromResults, writeReport } from '../report/write.js';
 import type { BenchResults, TargetCheck } from '../report/types.js';
 
 export const FORWARDER_ROUTERS = (): RouterSpec[] => [
@@ -111,6 +111,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   });
   const files = writeReport(res, path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results')), 'forwarder');
   log(`wrote ${files.map((f) => path.relative(repoRoot, f)).join(', ')}`);
+  if (!args.has('no-readme') && !args.has('out') && updateReadmeFromResults(repoRoot)) log('updated the README bench section');
   for (const t of res.targets) log(`target: ${t.name}: ${t.value} (${t.target}) ${t.pass === null ? '' : t.pass ? 'met' : 'NOT met'}`);
   for (const s of res.skipped) log(`skipped ${s.router}: ${s.reason}`);
 }

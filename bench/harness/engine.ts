@@ -164,7 +164,7 @@ export class Engine {
     await this.sinks.call('reset', { trial: hsTrial });
     await this.gen.call('connect', { target: to });
     await this.gen.call('handshake', { trial: hsTrial, rate: Math.min(20_000, Math.max(5_000, o.rate)) });
-    await sleep(150);
+    await sleep(100);
     const connections = await this.gen.call<number>('mint', { scheme: spec?.scheme ?? 'plaintext' });
 
     const runTrial = this.nextTrial();
@@ -184,7 +184,7 @@ export class Engine {
     const run = await this.gen.call<RunResult>('run', { trial: runTrial, rate: o.rate, durationMs: o.durationMs, targets, events: o.events ?? [] });
     for (const t of timers) clearTimeout(t.t);
     await Promise.all(timers.map((t) => t.done()));
-    await sleep(o.settleMs ?? 250);
+    await sleep(o.settleMs ?? 200);
     // pids may have changed after a restart
     const pidsAfter = handle ? [...handle.pids(), ...(o.second?.pids() ?? [])] : [];
     // After a restart the killed process's CPU is gone with it: no per-packet CPU for that trial.

@@ -50,9 +50,9 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     retryFailedStep: true,
     refineSteps: 2,
     latencyRate: 5000,
-    latencyMs: 1000,
+    latencyMs: 800,
     scenarioRate: 4000,
-    scenarioMs: 1500,
+    scenarioMs: 1200,
     // redis-restart last: it empties the Redis map the Redis routers' later trials would start from.
     scenarios: ['steady', 'nat-rebinding', 'lb-restart', 'pool-change', 'ecmp', 'redis-restart'],
     scenarioRouters: ['quic-lb-plaintext', 'quic-lb-four-pass', 'redis-per-packet', 'redis-cache', 'nginx'],

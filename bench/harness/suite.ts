@@ -172,7 +172,7 @@ export async function runScenario(engine: Engine, spec: RouterSpec, index: numbe
       break;
     case 'lb-restart':
       // Longer, so the run shows the recovery after a process start (about a second of Node start-up).
-      o.durationMs = Math.max(T, 3000);
+      o.durationMs = Math.max(T, 2500);
       o.actions = [{ atMs: o.durationMs / 3, run: () => handle.restart() }];
       o.settleMs = 500;
       break;

@@ -77,7 +77,7 @@ export function memoryTable(res: BenchResults): string {
 export function targetsTable(res: BenchResults): string {
   if (!res.targets.length) return '_no targets evaluated in this run_';
   const out = ['| check | value | target | |', '| --- | ---: | ---: | --- |'];
-  for (const t of res.targets) out.push(`| ${t.name} | ${t.value === null ? '–' : t.value} | ${t.target} | ${t.pass === null ? '–' : t.pass ? 'met' : '**not met**'} |`);
+  for (const t of res.targets) out.push(`| ${t.name} | ${t.value === null ? '–' : t.value} | ${t.target} | ${t.pass === null ? 'no verdict (limit not found)' : t.pass ? 'met' : '**not met**'} |`);
   return out.join('\n');
 }
 
@@ -115,8 +115,20 @@ export function renderMarkdown(res: BenchResults, charts: Record<string, string>
   return parts.join('\n');
 }
 
+/** The forwarder table: rates, CPU, ratios to the bare relay and the issue-3 targets. */
+export function forwarderTable(res: BenchResults): string {
+  const out = [steadyTable(res), '', targetsTable(res)];
+  return out.join('\n');
+}
+
 /** The README's `bench` section body (between its markers). */
-export function readmeSection(res: BenchResults, chartPath: string): string {
+export function readmeSection(res: BenchResults | undefined, chartPath: string, forwarder?: BenchResults): string {
+  const routing = res
+    ? [header(res), '', steadyTable(res), '', 'Correct delivery (loss) per scenario:', '', scenarioTable(res), '', `![forwarded packets per second](${chartPath})`, '', 'Full report: [bench/results/latest.md](bench/results/latest.md).']
+    : ['_No routing results yet: run `npm run bench`._'];
+  const fwd = forwarder
+    ? ['', '### quic-lb serve vs the bare relay (`npm run bench:forwarder`)', '', header(forwarder), '', forwarderTable(forwarder), '', 'Full report: [bench/results/forwarder.md](bench/results/forwarder.md).']
+    : [];
   return [
     '## Benchmark',
     '',
@@ -130,16 +142,7 @@ export function readmeSection(res: BenchResults, chartPath: string): string {
     'npm run bench:forwarder  # quic-lb serve vs the bare relay (1 and 2 workers)',
     '```',
     '',
-    header(res),
-    '',
-    steadyTable(res),
-    '',
-    'Correct delivery (loss) per scenario:',
-    '',
-    scenarioTable(res),
-    '',
-    `![forwarded packets per second](${chartPath})`,
-    '',
-    `Full report: [bench/results/latest.md](bench/results/latest.md).`,
+    ...routing,
+    ...fwd,
   ].join('\n');
 }

@@ -1,5 +1,5 @@
 // Writes a results object as JSON, Markdown and SVG charts.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { barChart, groupedBarChart, lineChart, type Bar } from './svg.js';
 import { labelOf, readmeSection, renderMarkdown } from './markdown.js';
@@ -83,14 +83,26 @@ export function writeReport(res: BenchResults, dir: string, base = 'latest'): st
   return files;
 }
 
-/** Replaces the README text between `<!-- section:bench -->` and `<!-- /section:bench -->`. */
-export function updateReadme(readmePath: string, res: BenchResults, chartPath: string): boolean {
+/**
+ * Replaces the README text between `<!-- section:bench -->` and `<!-- /section:bench -->` with
+ * the routing results and, when given, the forwarder results.
+ */
+export function updateReadme(readmePath: string, res: BenchResults | undefined, chartPath: string, forwarder?: BenchResults): boolean {
   const text = readFileSync(readmePath, 'utf8');
   const open = '<!-- section:bench -->';
   const close = '<!-- /section:bench -->';
   const a = text.indexOf(open);
   const b = text.indexOf(close);
   if (a < 0 || b < a) return false;
-  writeFileSync(readmePath, `${text.slice(0, a + open.length)}\n${readmeSection(res, chartPath)}\n${text.slice(b)}`);
+  writeFileSync(readmePath, `${text.slice(0, a + open.length)}\n${readmeSection(res, chartPath, forwarder)}\n${text.slice(b)}`);
   return true;
+}
+
+function readResults(file: string): BenchResults | undefined {
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as BenchResults) : undefined;
+}
+
+/** Rewrites the README bench section from `dir`/latest.json and `dir`/forwarder.json (whichever exist). */
+export function updateReadmeFromResults(repoRoot: string, dir = path.join(repoRoot, 'bench/results')): boolean {
+  return updateReadme(path.join(repoRoot, 'README.md'), readResults(path.join(dir, 'latest.json')), 'bench/results/latest-throughput.svg', readResults(path.join(dir, 'forwarder.json')));
 }
