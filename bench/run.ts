@@ -1,7 +1,8 @@
-// `npm run bench [-- --full] [--routers a,b] [--out DIR] [--preliminary] [--note TEXT] [--no-readme]`
+// `npm run bench [-- --full] [--routers a,b] [--out DIR] [--preliminary] [--note TEXT] [--no-readme] [--report-only]`
 // The routing benchmark: builds what it runs, starts redis-server and nginx itself, measures
 // every router alternately, writes bench/results/latest.{json,md} + SVG charts and the README's
 // bench section, and stops everything it started.
+import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { ensureBuilt, repoRoot } from './harness/build.js';
@@ -11,6 +12,7 @@ import { runRoutingSuite } from './harness/suite.js';
 import { nginxAvailable } from './routers/nginx.js';
 import { parseArgs } from './routers/args.js';
 import { updateReadmeFromResults, writeReport } from './report/write.js';
+import type { BenchResults } from './report/types.js';
 
 const args = parseArgs(process.argv.slice(2));
 const profile: Profile = PROFILES[(args.get('profile') ?? (args.has('full') ? 'full' : 'quick')) as Profile['name']];
@@ -28,6 +30,16 @@ if (!nginxAvailable()) {
 const load = loadavg()[0];
 let note = args.get('note') ?? '';
 if (load > 0.5) note = `${note ? `${note} ` : ''}Load average ${load.toFixed(2)} when the run started: other work shared the CPUs; compare ratios, not absolute numbers.`;
+
+if (args.has('report-only')) {
+  // Re-render the reports, charts and README section from the JSON files already in `outDir`.
+  for (const base of ['latest', 'forwarder']) {
+    const file = path.join(outDir, `${base}.json`);
+    if (existsSync(file)) writeReport(JSON.parse(readFileSync(file, 'utf8')) as BenchResults, outDir, base);
+  }
+  if (!args.has('no-readme') && !args.has('out')) updateReadmeFromResults(repoRoot);
+  process.exit(0);
+}
 
 ensureBuilt(log);
 log(`routing benchmark, profile ${profile.name}: ${routers.map((r) => r.id).join(', ')}`);
