@@ -13,6 +13,7 @@ declare -A need=(
   [ip]=iproute2
   [openssl]=openssl
   [curl]=curl
+  [systemd-analyze]=systemd
 )
 missing=()
 for bin in "${!need[@]}"; do

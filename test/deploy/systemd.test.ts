@@ -1,0 +1,128 @@
+// deploy/systemd: `systemd-analyze verify` on every unit (syntax, directives, commands), the
+// security exposure score of quic-lb.service, and the operational contract: reload = SIGHUP, stop
+// timeout longer than the drain, the capability only where the VIP port needs it, and the
+// command lines the units run accepted by the real CLI. Needs dist/ (npm run build).
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { cliPath, runCli } from '../helpers/cli.js';
+import { deployDir } from './proc.js';
+
+const unitDir = path.join(deployDir, 'systemd');
+const work = mkdtempSync(path.join(tmpdir(), 'quic-lb-systemd-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** Where the units expect the installed files, and what stands in for them here. */
+const BIN = '/usr/local/bin/quic-lb';
+const VIP_HEALTH = '/usr/local/libexec/quic-lb/vip-health.sh';
+const CONFIG = '/etc/quic-lb/config.yaml';
+
+/** The unit's directives (section -> key -> values, in order). */
+function directives(text: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let section = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    if (line.startsWith('[')) {
+      section = line.slice(1, -1);
+      continue;
+    }
+    const eq = line.indexOf('=');
+    const key = `${section}.${line.slice(0, eq)}`;
+    out.set(key, [...(out.get(key) ?? []), line.slice(eq + 1)]);
+  }
+  return out;
+}
+
+function one(d: Map<string, string[]>, key: string): string {
+  const v = d.get(key);
+  if (!v || v.length !== 1) throw new Error(`expected exactly one ${key}, got ${JSON.stringify(v)}`);
+  return v[0];
+}
+
+const units = readdirSync(unitDir).filter((f) => f.endsWith('.service'));
+const example = parse(readFileSync(path.join(deployDir, 'config', 'config.yaml'), 'utf8')) as {
+  listen: string[];
+  drainMs: number;
+  metrics: { listen: string };
+};
+
+describe('deploy/systemd', () => {
+  it('systemd-analyze verify accepts every unit (installed paths mapped to this checkout)', () => {
+    // verify checks that every Exec command exists and is executable: stand-ins for the installed
+    // quic-lb (a shim running dist/cli.js) and vip-health.sh (the script in deploy/bird).
+    const shim = path.join(work, 'quic-lb');
+    writeFileSync(shim, `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(cliPath)} "$@"\n`);
+    chmodSync(shim, 0o755);
+    const dir = path.join(work, 'units');
+    mkdirSync(dir);
+    expect(units.sort()).toEqual(['quic-lb-demo-backend@.service', 'quic-lb-vip-health.service', 'quic-lb.service']);
+    const files = units.map((u) => {
+      const text = readFileSync(path.join(unitDir, u), 'utf8').replaceAll(BIN, shim).replaceAll(VIP_HEALTH, path.join(deployDir, 'bird', 'vip-health.sh'));
+      // A template is verified through an instance.
+      const file = path.join(dir, u.replace('@.service', '@edge-a.service'));
+      writeFileSync(file, text);
+      return file;
+    });
+    // bird.service (Requires= of the VIP unit) is not installed here: a stand-in next to the units.
+    writeFileSync(path.join(dir, 'bird.service'), '[Service]\nExecStart=/usr/sbin/bird -f\n');
+    const r = spawnSync('systemd-analyze', ['verify', '--man=no', ...files], { encoding: 'utf8', env: { ...process.env, SYSTEMD_UNIT_PATH: `${dir}:` } });
+    expect(r.error).toBeUndefined();
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
+  it('quic-lb.service: exposure score <= 2 (systemd-analyze security), reload by SIGHUP, stop timeout > drainMs', () => {
+    const file = path.join(unitDir, 'quic-lb.service');
+    const r = spawnSync('systemd-analyze', ['security', '--offline=true', '--no-pager', file], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const score = Number(/Overall exposure level for quic-lb\.service: ([\d.]+)/.exec(r.stdout)?.[1]);
+    expect(score).toBeLessThanOrEqual(2);
+
+    const d = directives(readFileSync(file, 'utf8'));
+    expect(d.get('Service.ExecReload')?.at(-1)).toBe('/bin/kill -HUP $MAINPID');
+    expect(one(d, 'Service.KillSignal')).toBe('SIGTERM');
+    const stopMs = Number(one(d, 'Service.TimeoutStopSec')) * 1000;
+    expect(stopMs).toBeGreaterThan(example.drainMs + 5000);
+    expect(one(d, 'Service.ProtectSystem')).toBe('strict');
+    expect(one(d, 'Service.NoNewPrivileges')).toBe('yes');
+    expect(d.has('Service.MemoryDenyWriteExecute')).toBe(false); // V8's JIT
+    // The one capability, and only because the example VIP port needs it.
+    expect(Math.min(...example.listen.map((l) => Number(l.split(':').pop())))).toBeLessThan(1024);
+    expect(one(d, 'Service.AmbientCapabilities')).toBe('CAP_NET_BIND_SERVICE');
+    expect(one(d, 'Service.CapabilityBoundingSet')).toBe('CAP_NET_BIND_SERVICE');
+    expect(one(d, 'Service.User')).not.toBe('root');
+  });
+
+  it('the command lines the units run are accepted by the CLI, on the example config', () => {
+    // /etc/quic-lb as deploy/README.md lays it out: config.yaml and keys/*.hex from quic-lb keygen.
+    const etc = path.join(work, 'etc');
+    mkdirSync(path.join(etc, 'keys'), { recursive: true });
+    copyFileSync(path.join(deployDir, 'config', 'config.yaml'), path.join(etc, 'config.yaml'));
+    for (const [name, octets] of [
+      ['quic-lb-0', 16],
+      ['fallback', 16],
+      ['return-hmac', 32],
+    ] as const) {
+      writeFileSync(path.join(etc, 'keys', `${name}.hex`), runCli(['keygen', '--octets', String(octets)]).stdout);
+    }
+    const lb = directives(readFileSync(path.join(unitDir, 'quic-lb.service'), 'utf8'));
+    for (const cmd of [...lb.get('Service.ExecStartPre')!, ...lb.get('Service.ExecReload')!.slice(0, -1)]) {
+      const args = cmd.split(' ');
+      expect(args[0]).toBe(BIN);
+      const r = runCli(args.slice(1).map((a) => (a === CONFIG ? path.join(etc, 'config.yaml') : a)));
+      expect(r.status, r.stderr).toBe(0);
+    }
+    expect(one(lb, 'Service.ExecStart')).toBe(`${BIN} serve --config ${CONFIG}`);
+    // The demo backend template: the instance name is a backend of the example config.
+    const be = directives(readFileSync(path.join(unitDir, 'quic-lb-demo-backend@.service'), 'utf8'));
+    expect(one(be, 'Service.ExecStart')).toBe(`${BIN} demo backend --config ${CONFIG} --name %i`);
+    // The VIP announcer polls the /healthz the example config serves.
+    const vip = directives(readFileSync(path.join(unitDir, 'quic-lb-vip-health.service'), 'utf8'));
+    expect(one(vip, 'Service.ExecStart').split(' ')[1]).toBe(`http://${example.metrics.listen}/healthz`);
+  });
+});
