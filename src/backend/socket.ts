@@ -110,6 +110,9 @@ export interface BackendSocketStats {
 }
 
 const MAX_LB_PATHS = 64;
+
+/** `a.b.c.d:port` or `[v6]:port`. */
+const hostPort = (address: string, port: number): string => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
 const SIG0 = PROXY_V2_SIGNATURE[0];
 
 /**
@@ -185,7 +188,7 @@ export class BackendSocket extends EventEmitter {
 
   private addDirectPath(s: dgram.Socket): DirectPath {
     const a = s.address();
-    const p: DirectPath = { kind: 'direct', name: `direct:${a.address}:${a.port}`, local: { address: a.address, port: a.port }, socket: s };
+    const p: DirectPath = { kind: 'direct', name: `direct:${hostPort(a.address, a.port)}`, local: { address: a.address, port: a.port }, socket: s };
     this.directPaths.push(p);
     return p;
   }
@@ -249,7 +252,7 @@ export class BackendSocket extends EventEmitter {
     const vip = formatProxyAddress(h, 'dst');
     const p: LbPath = {
       kind: 'lb',
-      name: `lb:${vip}:${h.dstPort}`,
+      name: `lb:${hostPort(vip, h.dstPort)}`,
       lbAddress: lb.address,
       lbPort: lb.port,
       local: { address: vip, port: h.dstPort },

@@ -2,6 +2,7 @@
 // config) and `quic-lb demo backend`: one demo backend process that reads the LB's config file
 // (docs/backend.md).
 import { randomBytes } from 'node:crypto';
+import { isIPv6 } from 'node:net';
 import type { CommandModule } from 'yargs';
 import { BackendSocket, createBackendCids, type Endpoint } from '../backend/index.js';
 import { DemoServer, loadIdentity } from '../demo/index.js';
@@ -93,7 +94,7 @@ export async function startDemoBackend(config: LbConfig, opts: DemoBackendOption
     name: opts.name,
     // draft-21 §9.2: a plaintext config gets one CID per connection, so no preferred_address
     // (its CID would be a second one) and no NEW_CONNECTION_ID.
-    preferredAddress: preferred && cids.allowsAdditionalCids ? { ipv4: preferred } : undefined,
+    preferredAddress: preferred && cids.allowsAdditionalCids ? (isIPv6(preferred.address) ? { ipv6: preferred } : { ipv4: preferred }) : undefined,
     issueNewConnectionIds: cids.allowsAdditionalCids,
     disableActiveMigration: !cids.allowsAdditionalCids,
     identity: opts.certFile && opts.keyFile ? loadIdentity(opts.certFile, opts.keyFile) : undefined,

@@ -25,6 +25,8 @@ export interface DemoFixtureOptions {
   eventLog?: string;
   idleTimeoutMs?: number;
   staticDir?: string;
+  /** Family of `preferred` in preferred_address (default 4). */
+  preferredFamily?: 4 | 6;
 }
 
 export async function startDemoFixture(o: DemoFixtureOptions): Promise<DemoFixture> {
@@ -41,7 +43,7 @@ export async function startDemoFixture(o: DemoFixtureOptions): Promise<DemoFixtu
     cidLength: cids.cidLength,
     serverId: Buffer.from(serverId).toString('hex'),
     name: 'fixture',
-    preferredAddress: o.preferred ? { ipv4: o.preferred } : undefined,
+    preferredAddress: o.preferred ? (o.preferredFamily === 6 ? { ipv6: o.preferred } : { ipv4: o.preferred }) : undefined,
     issueNewConnectionIds: cids.allowsAdditionalCids,
     eventLog: o.eventLog,
     idleTimeoutMs: o.idleTimeoutMs,

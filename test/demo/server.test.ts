@@ -184,4 +184,12 @@ describe('demo server with gtlsclient, no LB', () => {
     expect(eventsOf(fixture, 'request').map((e) => e.path)).toEqual(['/blob.bin', '/missing.txt', '/bytes/777']);
     expect(eventsOf(fixture, 'connection-accepted').length).toBe(1);
   });
+
+  it('works over IPv6, preferred_address included (::1)', async () => {
+    fixture = await startDemoFixture({ listen: { address: '::1', port: 25195 }, preferred: { address: '::1', port: 25196 }, preferredFamily: 6 });
+    const run = await runClient({ host: '::1', port: 25195, paths: ['/bytes/50000'], extraArgs: ['--delay-stream=300ms'] });
+    expect(has(run.output, 'selected server preferred_address is [::1]:25196')).toBe(true);
+    expect(downloadedSha256(run, '50000'), explainDownload(run, '50000', 50000)).toBe(expectedSha256(50000));
+    expect(eventsOf(fixture, 'migrated')[0]?.via).toBe('direct:[::1]:25196');
+  });
 });

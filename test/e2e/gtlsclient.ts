@@ -29,7 +29,8 @@ export interface ClientOptions {
 /** Runs gtlsclient once and resolves with its combined output. Never rejects on client failure. */
 export function runClient(opts: ClientOptions): Promise<ClientRun> {
   const downloadDir = mkdtempSync(path.join(tmpdir(), 'quic-lb-dl-'));
-  const uris = opts.paths.map((p) => `https://${opts.host}:${opts.port}${p}`);
+  const authority = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  const uris = opts.paths.map((p) => `https://${authority}:${opts.port}${p}`);
   const args = [
     '--exit-on-all-streams-close',
     '--no-quic-dump',
