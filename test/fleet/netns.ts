@@ -84,7 +84,9 @@ export function canUseNetns(): boolean {
 
 /** Names of all network namespaces (`ip netns list`), optionally filtered by prefix. */
 export function listNamespaces(prefix = ''): string[] {
-  const out = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  // stderr piped: `ip netns list` warns ("Peer netns reference is invalid") while another run
+  // deletes a namespace; the list itself is still right.
+  const out = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   return out
     .split('\n')
     .map((l) => l.split(' ')[0].trim())
@@ -105,7 +107,7 @@ export function pidAlive(pid: number): boolean {
 /** PIDs of every process inside namespace `name` (`ip netns pids`). */
 export function namespacePids(name: string): number[] {
   try {
-    return execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8' })
+    return execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
       .split('\n')
       .map((s) => Number(s.trim()))
       .filter((n) => Number.isInteger(n) && n > 0);

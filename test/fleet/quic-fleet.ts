@@ -103,18 +103,27 @@ export interface FleetQuicLbConfig {
 
 /**
  * The fleet's config file (shared by every LB and backend): the given QUIC-LB configs, and for
- * backend K the server ID `000K` under each of them.
+ * backend K (`beK`) the server ID `000K` under each of them; `weights` (0 = drained: no new
+ * connections by fallback, CID-routed packets still delivered) and `omit` (removed backends).
  */
-export function fleetConfig(fleet: Fleet, configs: FleetQuicLbConfig[], opts: { drainMs?: number } = {}): string {
+export function fleetConfig(
+  fleet: Fleet,
+  configs: FleetQuicLbConfig[],
+  opts: { drainMs?: number; weights?: Record<string, number>; omit?: string[] } = {},
+): string {
   return [
     'listen:',
     `  - '${fleet.vip}:${VIP_PORT}'`,
     'quicLb:',
     ...configs.map((c) => `  - { configId: ${c.configId}, serverIdLength: 2, nonceLength: 6, key: '${c.key}' }`),
     'backends:',
-    ...fleet.backends.map(
-      (b) => `  - { name: be${b.index}, address: '${b.address}:${BACKEND_PORT}', serverIds: { ${configs.map((c) => `'${c.configId}': '000${b.index}'`).join(', ')} } }`,
-    ),
+    ...fleet.backends
+      .filter((b) => !(opts.omit ?? []).includes(`be${b.index}`))
+      .map(
+        (b) =>
+          `  - { name: be${b.index}, address: '${b.address}:${BACKEND_PORT}', weight: ${opts.weights?.[`be${b.index}`] ?? 1}, ` +
+          `serverIds: { ${configs.map((c) => `'${c.configId}': '000${b.index}'`).join(', ')} } }`,
+      ),
     'health: { intervalMs: 500 }',
     `fallback: { key: '${FALLBACK_KEY}' }`,
     `returnPath: { mode: via-lb, listen: '${fleet.vip}:${RETURN_PORT}' }`,
