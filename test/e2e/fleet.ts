@@ -46,7 +46,9 @@ export function configYaml(spec: FleetSpec, fallbackKey: string): string {
           .map(([k, v]) => `'${k}': '${v}'`)
           .join(', ')} } }`,
     ),
-    'health: { intervalMs: 300, timeoutMs: 200 }',
+    // Lenient probes: a backend busy with twenty handshakes on a shared 2-core machine must not
+    // flap down (CID-routed packets would then take the fallback to the other backend).
+    'health: { intervalMs: 500, timeoutMs: 1500, fall: 5 }',
     `fallback: { key: '${fallbackKey}' }`,
     'returnPath:',
     '  mode: via-lb',

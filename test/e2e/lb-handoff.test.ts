@@ -152,4 +152,11 @@ describe('LB handoff with gtlsclient', () => {
     for (const n of perBackend) expect(n).toBeGreaterThanOrEqual(1);
     console.log(`[e2e] 20 clients: ${perBackend.join(' / ')} connections on b1 / b2`);
   });
+
+  it('no backend flapped during the run (a flap would send CID-routed packets to the fallback)', async () => {
+    const m = await scrape(spec);
+    expect(total(m, 'quic_lb_health_transitions_total')).toBe(0);
+    expect(total(m, 'quic_lb_received_packets_total', 'reason="fallback_backend_down"')).toBe(0);
+    expect(total(m, 'quic_lb_return_rejected_total')).toBe(0);
+  });
 });
