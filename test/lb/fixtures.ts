@@ -80,3 +80,16 @@ export function longHeader(version: number, typeBits: number, dcid: Uint8Array, 
 }
 
 export { QUIC_V1, QUIC_V2 };
+
+/** xorshift32, seeded: the same pseudo-random stream on every run. */
+export function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+}

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, ServeProcess, Sink, sleep, sum, until, writeYaml } from './net.js';
-import { FALLBACK_KEY, QUIC_LB_SPECS, QUIC_V1, QUIC_V2, SIDS, V1, V2, cid, longHeader, shortHeader } from './fixtures.js';
+import { FALLBACK_KEY, QUIC_LB_SPECS, QUIC_V1, QUIC_V2, SIDS, V1, V2, cid, longHeader, shortHeader, rng } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-fuzz-'));
 const cleanup: (() => unknown)[] = [];
@@ -14,17 +14,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 describe('live forwarder fuzz', () => {
   it('10^5 random and mutated datagrams: no crash, all counted, all forwarded ones delivered', async () => {

@@ -2,20 +2,8 @@
 // exactly one reason, every decision well-formed.
 import { describe, expect, it } from 'vitest';
 import { Counters, FourTuple, REASON_COUNT, Reason, buildRouterState, isForwarded, route, withHealth } from '../../src/lb/index.js';
-import { QUIC_V1, QUIC_V2, SIDS, V1, V2, cid, longHeader, shortHeader, testConfig } from './fixtures.js';
+import { QUIC_V1, QUIC_V2, SIDS, V1, V2, cid, longHeader, shortHeader, testConfig, rng } from './fixtures.js';
 
-/** xorshift32, seeded: the same stream on every run. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 describe('decide() fuzz', () => {
   it('10^6 random and mutated datagrams: no throw, all counted, decisions well-formed', () => {
