@@ -14,7 +14,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-
 describe('live forwarder fuzz', () => {
   it('10^5 random and mutated datagrams: no crash, all counted, all forwarded ones delivered', async () => {
     const N = 100_000;

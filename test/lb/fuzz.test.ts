@@ -4,7 +4,6 @@ import { describe, expect, it } from 'vitest';
 import { Counters, FourTuple, REASON_COUNT, Reason, buildRouterState, isForwarded, route, withHealth } from '../../src/lb/index.js';
 import { QUIC_V1, QUIC_V2, SIDS, V1, V2, cid, longHeader, shortHeader, testConfig, rng } from './fixtures.js';
 
-
 describe('decide() fuzz', () => {
   it('10^6 random and mutated datagrams: no throw, all counted, decisions well-formed', () => {
     const N = 1_000_000;
