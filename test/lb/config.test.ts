@@ -169,6 +169,13 @@ describe('quic-lb check-config', () => {
     expect(j.status).toBe(1);
     expect(JSON.parse(j.stdout)).toMatchObject({ ok: false, code: 'ERR_CONFIG_RANGE', field: '/backends/0/weight' });
   });
+  it('serve refuses an invalid file at start: exit 2 with code and field', () => {
+    const file = path.join(dir, 'bad-serve.yaml');
+    writeFileSync(file, stringify(mutate((d) => (d.backends = []))));
+    const r = runCli(['serve', '--config', file]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('ERR_CONFIG_REQUIRED: /backends');
+  });
   it('exit 1 for an unreadable file', () => {
     const r = runCli(['check-config', path.join(dir, 'missing.yaml')]);
     expect(r.status).toBe(1);
