@@ -1,0 +1,212 @@
+// deploy/k8s: render the kustomization, validate every object against the Kubernetes API schema
+// (kubernetes-models, offline), and check what the schema cannot: the LB config in the ConfigMap
+// passes `quic-lb check-config` with the key files of the documented Secret, the probes hit the
+// port and path the config serves, and StatefulSet pod N really runs as the backend whose server
+// ID the LB routes to Service quic-backend-N. Needs dist/ (npm run build).
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import * as apps from 'kubernetes-models/apps/v1';
+import * as core from 'kubernetes-models/v1';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { runCli } from '../helpers/cli.js';
+import { renderKustomization, type K8sObject } from './kustomize.js';
+import { CliProcess, deployDir, jsonLines, until } from './proc.js';
+
+type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const baseDir = path.join(deployDir, 'k8s', 'base');
+const work = mkdtempSync(path.join(tmpdir(), 'quic-lb-k8s-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const MODELS: Record<string, Record<string, unknown>> = { v1: core, 'apps/v1': apps };
+
+/** The kubernetes-models class for an object; validate() throws on a schema violation. */
+function validate(o: K8sObject): void {
+  const Model = MODELS[o.apiVersion]?.[o.kind] as (new (d: unknown) => { validate(): void }) | undefined;
+  if (!Model) throw new Error(`no schema for ${o.apiVersion} ${o.kind}`);
+  new Model(o).validate();
+}
+
+function find(objects: K8sObject[], kind: string, name: string): Any {
+  const o = objects.find((x) => x.kind === kind && x.metadata.name === name);
+  if (!o) throw new Error(`no ${kind} ${name} in the rendered manifests`);
+  return o as Any;
+}
+
+/**
+ * The Secret as deploy/README.md makes it: its `quic-lb keygen ... > keys/FILE` lines run for real,
+ * then `kubectl create secret generic NAME --from-file=keys/` (one key per file, named after it).
+ */
+function documentedSecret(): { secret: K8sObject; files: Record<string, string> } {
+  const readme = readFileSync(path.join(deployDir, 'README.md'), 'utf8');
+  const block = /<!-- test: k8s-secret -->\s*```sh\n([\s\S]*?)```/.exec(readme)?.[1];
+  if (!block) throw new Error('deploy/README.md: no "<!-- test: k8s-secret -->" sh block');
+  const files: Record<string, string> = {};
+  for (const m of block.matchAll(/^quic-lb (keygen[^>#]*?)\s*> keys\/(\S+)/gm)) {
+    const r = runCli(m[1].split(/\s+/));
+    expect(r.status, r.stderr).toBe(0);
+    files[m[2]] = r.stdout;
+  }
+  const create = /kubectl -n (\S+) create secret generic (\S+) --from-file=keys\/$/m.exec(block);
+  if (!create) throw new Error('deploy/README.md: no "kubectl -n NS create secret generic NAME --from-file=keys/" line');
+  const data = Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
+  return { secret: { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name: create[2], namespace: create[1] }, data }, files };
+}
+
+/** Writes a pod's projected config volume (ConfigMap + Secret sources) to a directory, as the kubelet does. */
+function materialise(volume: Any, objects: K8sObject[], secretFiles: Record<string, string>, secretName: string, dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  for (const src of volume.projected.sources as Any[]) {
+    if (src.configMap) {
+      const cm = find(objects, 'ConfigMap', src.configMap.name);
+      for (const [k, v] of Object.entries(cm.data as Record<string, string>)) writeFileSync(path.join(dir, k), v);
+    } else if (src.secret) {
+      expect(src.secret.name).toBe(secretName);
+      for (const [k, v] of Object.entries(secretFiles)) writeFileSync(path.join(dir, k), v);
+    } else {
+      throw new Error(`unexpected projected source ${JSON.stringify(src)}`);
+    }
+  }
+}
+
+describe('deploy/k8s/base', () => {
+  let objects: K8sObject[];
+  let secret: K8sObject;
+  let secretFiles: Record<string, string>;
+  let lbConfig: Any;
+  let ds: Any;
+  let sts: Any;
+  beforeAll(() => {
+    objects = renderKustomization(baseDir);
+    ({ secret, files: secretFiles } = documentedSecret());
+    lbConfig = parse(find(objects, 'ConfigMap', 'quic-lb-config').data['config.yaml'] as string) as Any;
+    ds = find(objects, 'DaemonSet', 'quic-lb');
+    sts = find(objects, 'StatefulSet', 'quic-backend');
+  });
+
+  /** The config file path of a workload's container, with its projected volume written under work/NAME. */
+  function podConfig(workload: Any, name: string, files = secretFiles): string {
+    const container = workload.spec.template.spec.containers[0];
+    const configArg = container.args[container.args.indexOf('--config') + 1] as string;
+    const mount = (container.volumeMounts as Any[]).find((m) => m.mountPath === path.dirname(configArg)) as Any;
+    expect(mount, `a volume mounted at ${path.dirname(configArg)}`).toBeDefined();
+    const volume = (workload.spec.template.spec.volumes as Any[]).find((v) => v.name === mount.name) as Any;
+    const dir = path.join(work, name);
+    materialise(volume, objects, files, secret.metadata.name, dir);
+    return path.join(dir, path.basename(configArg));
+  }
+
+  it('renders the expected objects, each valid against the Kubernetes API schema', () => {
+    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(
+      ['ConfigMap/quic-backend-config', 'ConfigMap/quic-lb-config', 'DaemonSet/quic-lb', 'Namespace/quic-lb', 'Service/quic-backend', 'Service/quic-backend-0', 'Service/quic-backend-1', 'Service/quic-backend-2', 'StatefulSet/quic-backend'].sort(),
+    );
+    for (const o of [...objects, secret]) {
+      expect(() => validate(o), `${o.kind}/${o.metadata.name}`).not.toThrow();
+      if (o.kind !== 'Namespace') expect(o.metadata.namespace).toBe('quic-lb');
+    }
+    expect(secret.metadata.namespace).toBe('quic-lb');
+    // The validator bites: a wrongly typed field is refused.
+    const broken = structuredClone(ds) as Any;
+    broken.spec.template.spec.hostNetwork = 'true';
+    expect(() => validate(broken as K8sObject)).toThrow(/hostNetwork/);
+  });
+
+  it('the ConfigMaps pass quic-lb check-config with the key files of the documented Secret', () => {
+    for (const [workload, name] of [
+      [ds, 'lb'],
+      [sts, 'backend'],
+    ] as const) {
+      const r = runCli(['check-config', podConfig(workload, name), '--json']);
+      expect(r.stderr).toBe('');
+      expect(JSON.parse(r.stdout)).toMatchObject({ ok: true });
+    }
+    // Every key file the config names is a key of the Secret (a missing one: ERR_CONFIG_READ above).
+    const keyFiles = [...(lbConfig.quicLb as Any[]).map((q) => q.keyFile), lbConfig.fallback.keyFile, lbConfig.returnPath.hmacKeyFile].filter(Boolean);
+    expect(keyFiles.length).toBe(3);
+    for (const k of keyFiles) expect(Object.keys(secretFiles)).toContain(k);
+    // And a Secret without one of them is refused by check-config with the field named.
+    const rest = { ...secretFiles };
+    delete rest[lbConfig.fallback.keyFile as string];
+    const r = runCli(['check-config', podConfig(ds, 'lb-missing-key', rest), '--json']);
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, code: 'ERR_CONFIG_READ', field: '/fallback/keyFile' });
+  });
+
+  it('LBs hold every QUIC-LB config the backends mint with (LBs first, draft-21 §3.1)', () => {
+    const backendConfig = parse(find(objects, 'ConfigMap', 'quic-backend-config').data['config.yaml'] as string) as Any;
+    for (const q of backendConfig.quicLb as Any[]) expect(lbConfig.quicLb).toContainEqual(q);
+    for (const b of backendConfig.backends as Any[]) {
+      const lb = (lbConfig.backends as Any[]).find((x) => x.name === b.name) as Any;
+      expect(lb, b.name).toBeDefined();
+      for (const [id, sid] of Object.entries(b.serverIds as Record<string, unknown>)) expect(lb.serverIds[id]).toEqual(sid);
+    }
+  });
+
+  it('DaemonSet: host network, probes on the port and path the LB config serves, grace period > drain', () => {
+    const pod = ds.spec.template.spec;
+    expect(pod.hostNetwork).toBe(true);
+    expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
+    const c = pod.containers.find((x: Any) => x.name === 'quic-lb');
+    expect(c.args.slice(0, 1)).toEqual(['serve']);
+    const [metricsHost, metricsPort] = (lbConfig.metrics.listen as string).split(':');
+    // The kubelet probes the pod IP, which is the node's address on the host network.
+    expect(metricsHost).toBe('0.0.0.0');
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/healthz', port: Number(metricsPort) });
+    expect(c.livenessProbe.httpGet.port).toBe(Number(metricsPort));
+    const ports = (c.ports as Any[]).map((p) => `${p.containerPort}/${p.protocol}`);
+    for (const l of lbConfig.listen as string[]) expect(ports).toContain(`${l.split(':').pop()}/UDP`);
+    expect(ports).toContain(`${(lbConfig.returnPath.listen as string).split(':').pop()}/UDP`);
+    expect(ports).toContain(`${metricsPort}/TCP`);
+    expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan((lbConfig.drainMs as number) + 5000);
+    expect(c.securityContext.capabilities).toEqual({ drop: ['ALL'], add: ['NET_BIND_SERVICE'] });
+    expect(c.securityContext.allowPrivilegeEscalation).toBe(false);
+  });
+
+  it('StatefulSet pod N is backend quic-backend-N: its server ID routes to Service quic-backend-N, which selects pod N', async () => {
+    const pod = sts.spec.template.spec;
+    expect(sts.spec.replicas).toBe(lbConfig.backends.length);
+    const headless = find(objects, 'Service', sts.spec.serviceName);
+    expect(headless.spec.clusterIP).toBe('None');
+    expect(headless.spec.selector).toEqual(sts.spec.selector.matchLabels);
+    const c = pod.containers[0];
+    const env = Object.fromEntries((c.env as Any[]).map((e) => [e.name, e]));
+    expect(env.POD_NAME.valueFrom.fieldRef.fieldPath).toBe('metadata.name');
+    expect(env.RESET_KEY.valueFrom.secretKeyRef).toEqual({ name: secret.metadata.name, key: 'reset.hex' });
+    expect(Object.keys(secretFiles)).toContain('reset.hex');
+    const listenPort = Number((c.args[c.args.indexOf('--listen') + 1] as string).split(':').pop());
+    expect(c.ports).toEqual([{ name: 'quic', containerPort: listenPort, protocol: 'UDP' }]);
+    const configFile = podConfig(sts, 'backend-pods');
+    for (let n = 0; n < sts.spec.replicas; n++) {
+      const podName = `${sts.metadata.name}-${n}`;
+      // The container's args with the kubelet's $(VAR) expansion; only --listen moves to loopback.
+      const vars: Record<string, string> = { POD_NAME: podName, POD_IP: `127.0.4.${20 + n}`, RESET_KEY: secretFiles['reset.hex'] };
+      const args = (c.args as string[]).map((a) => a.replace(/\$\((\w+)\)/g, (_m, v: string) => vars[v]));
+      args[args.indexOf('--config') + 1] = configFile;
+      args[args.indexOf('--listen') + 1] = `127.0.4.${20 + n}:${35100 + n}`;
+      const log = path.join(work, `${podName}.jsonl`);
+      const backend = await CliProcess.start([...args, '--event-log', log]);
+      try {
+        expect(backend.ready).toMatchObject({ ready: true, name: podName, configId: 0 });
+        await until(() => jsonLines(log).some((e) => e.event === 'backend-started'), 5000, 'backend-started');
+        const serverId = jsonLines(log).find((e) => e.event === 'backend-started')!.server as string;
+        // A CID this backend could mint, and where the LB config sends it.
+        const enc = runCli(['cid', 'encode', '--config', configFile, '--config-id', '0', '--server-id', serverId, '--json']);
+        expect(enc.status, enc.stderr).toBe(0);
+        const cid = (JSON.parse(enc.stdout) as { cid: string }).cid;
+        const route = runCli(['route', '--config', configFile, '--cid', cid, '--json']);
+        expect(route.status, route.stderr).toBe(0);
+        const decision = JSON.parse(route.stdout) as { backend: string; address: string; reason: string; serverId: string };
+        expect(decision).toMatchObject({ backend: podName, reason: 'routed', serverId });
+        expect(serverId).toBe((n + 1).toString(16).padStart(4, '0'));
+        const svc = find(objects, 'Service', podName);
+        expect(svc.spec.selector).toEqual({ 'statefulset.kubernetes.io/pod-name': podName });
+        expect(`${svc.spec.clusterIP}:${svc.spec.ports[0].port}`).toBe(decision.address);
+        expect(svc.spec.ports[0]).toMatchObject({ protocol: 'UDP', targetPort: listenPort });
+      } finally {
+        expect(await backend.stop()).toBe(0);
+      }
+    }
+  });
+});
