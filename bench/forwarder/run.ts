@@ -38,13 +38,13 @@ export async function runForwarderBench(o: { profile: Profile; routers: RouterSp
         res.skipped.push({ router: spec.id, reason: (e as Error).message.split('\n').slice(0, 3).join(' ') });
       }
     }
-    const direct = await engine.trial(undefined, undefined, { rate: p.latencyRate, durationMs: p.latencyMs }, engine.sinkTarget(0));
-    res.direct = { p50_us: direct.p50_us, p99_us: direct.p99_us };
+    const direct = await engine.trial(undefined, undefined, { rate: p.latencyRate, durationMs: p.latencyMs, echo: true }, engine.sinkTarget(0));
+    res.direct = { p50_us: direct.p50_us, p99_us: direct.p99_us, rtt_p50_us: direct.rtt_p50_us, rtt_p99_us: direct.rtt_p99_us };
     const search = await rateSearch(engine, running, p, o.log);
     for (const r of running) {
       const s = search.get(r.spec.id)!;
       res.rate_search[r.spec.id] = s.steps;
-      const lat = await engine.trial(r.spec, r.handle, { rate: p.latencyRate, durationMs: p.latencyMs });
+      const lat = await engine.trial(r.spec, r.handle, { rate: p.latencyRate, durationMs: p.latencyMs, echo: true });
       const b = s.best;
       res.results.push({
         router: r.spec.id,
@@ -62,6 +62,9 @@ export async function runForwarderBench(o: { profile: Profile; routers: RouterSp
         misdelivered: lat.misdelivered + (b?.misdelivered ?? 0),
         rss_mb: b?.rss_mb ?? lat.rss_mb,
         redis_mem_mb: null,
+        rtt_p50_us: lat.rtt_p50_us,
+        rtt_p99_us: lat.rtt_p99_us,
+        echo_ratio: lat.echo_ratio,
       });
     }
   } finally {

@@ -48,6 +48,8 @@ export interface TrialOptions {
   /** Second router instance for path switches. */
   second?: RouterHandle;
   settleMs?: number;
+  /** Sinks reflect every packet back through the router's return path; the generator measures round trips. */
+  echo?: boolean;
 }
 
 export interface TrialResult {
@@ -69,6 +71,11 @@ export interface TrialResult {
   redis_mem_mb: number | null;
   corrupt: number;
   send_errors: number;
+  /** Round trip generator -> router -> backend -> return path -> generator (echo trials only). */
+  rtt_p50_us: number | null;
+  rtt_p99_us: number | null;
+  /** Echoes that came back / packets the sinks reflected (echo trials only). */
+  echo_ratio: number | null;
 }
 
 export class Engine {
@@ -168,7 +175,7 @@ export class Engine {
     const connections = await this.gen.call<number>('mint', { scheme: spec?.scheme ?? 'plaintext' });
 
     const runTrial = this.nextTrial();
-    await this.sinks.call('reset', { trial: runTrial });
+    await this.sinks.call('reset', { trial: runTrial, echo: o.echo === true });
     const pids = handle ? [...handle.pids(), ...(o.second?.pids() ?? [])] : [];
     const cpu0 = sumCpu(pids);
     const redisPid0 = this.redis?.pid ?? -1;
@@ -191,6 +198,7 @@ export class Engine {
     const cpu1 = samePids(pids, pidsAfter) ? sumCpu(pidsAfter) : NaN;
     const redisCpu1 = this.redis && this.redis.pid === redisPid0 ? treeCpuUs(redisPid0) : NaN;
     const st = await this.sinks.call<SinkStats>('stats');
+    const echo = o.echo ? await this.gen.call<{ echoes: number; rttHist: number[] }>('echoStats') : undefined;
     const received = st.received.reduce((a, b) => a + b, 0);
     const usesRedis = spec?.family === 'redis';
     return {
@@ -210,6 +218,9 @@ export class Engine {
       redis_mem_mb: usesRedis ? round(await this.redisMemoryMb(), 2) : null,
       corrupt: st.corrupt,
       send_errors: run.sendErrors,
+      rtt_p50_us: echo ? round(percentile(echo.rttHist, 50), 1) : null,
+      rtt_p99_us: echo ? round(percentile(echo.rttHist, 99), 1) : null,
+      echo_ratio: echo && st.echoed > 0 ? round(echo.echoes / st.echoed, 4) : null,
     };
   }
 

@@ -59,7 +59,7 @@ function hexId(id: number, length: number): string {
 /**
  * The `quic-lb serve` config (YAML is a superset of JSON, so the harness writes JSON): one
  * QUIC-LB config for the scheme, a backend per sink in the pool with its server ID, health
- * checks off (sinks do not answer probes), fallback hashing key, direct return mode.
+ * checks off (sinks do not answer probes), fallback hashing key, return path via the LB.
  */
 export function quicLbConfig(env: Env, algorithm: Algorithm, pool: number[], listen: Target, workers: number): object {
   const s = env.schemes[algorithm];
@@ -73,7 +73,9 @@ export function quicLbConfig(env: Env, algorithm: Algorithm, pool: number[], lis
       health: { type: 'none' },
     })),
     fallback: { key: FALLBACK_KEY },
-    returnPath: { mode: 'direct' },
+    // Replies (echo mode) come back through the LB: sinks send them to the upstream socket the
+    // datagram came from, which the LB accepts from configured backends.
+    returnPath: { mode: 'via-lb', listen: `${listen.host}:0` },
     workers,
     drainMs: 0,
     log: { level: 'warn' },

@@ -60,7 +60,7 @@ export function baseResults(o: { kind: 'routing' | 'forwarder'; profile: string;
     results: [],
     rate_search: {},
     memory: {},
-    direct: { p50_us: null, p99_us: null },
+    direct: { p50_us: null, p99_us: null, rtt_p50_us: null, rtt_p99_us: null },
     ratios: {},
     targets: [],
     skipped: [],
@@ -68,7 +68,7 @@ export function baseResults(o: { kind: 'routing' | 'forwarder'; profile: string;
   };
 }
 
-function row(router: string, scenario: string, t: TrialResult, direct: { p50_us: number | null; p99_us: number | null }, note?: string): ResultRow {
+function row(router: string, scenario: string, t: TrialResult, direct: BenchResults['direct'], note?: string): ResultRow {
   const sub = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : round(a - b, 1));
   return {
     router,
@@ -86,6 +86,9 @@ function row(router: string, scenario: string, t: TrialResult, direct: { p50_us:
     misdelivered: t.misdelivered,
     rss_mb: t.rss_mb,
     redis_mem_mb: t.redis_mem_mb,
+    rtt_p50_us: t.rtt_p50_us,
+    rtt_p99_us: t.rtt_p99_us,
+    echo_ratio: t.echo_ratio,
     ...(note ? { note } : {}),
   };
 }
@@ -163,6 +166,7 @@ export async function runScenario(engine: Engine, spec: RouterSpec, index: numbe
     case 'steady':
       o.rate = p.latencyRate;
       o.durationMs = p.latencyMs;
+      o.echo = true;
       break;
     case 'nat-rebinding':
       o.events = [{ atMs: T / 2, type: 'rebind', share: 0.1 }];
@@ -231,8 +235,8 @@ export async function runRoutingSuite(o: SuiteOptions): Promise<BenchResults> {
     }
 
     o.log(`direct path (no router) at ${p.latencyRate} pps`);
-    const direct = await engine.trial(undefined, undefined, { rate: p.latencyRate, durationMs: p.latencyMs }, engine.sinkTarget(0));
-    res.direct = { p50_us: direct.p50_us, p99_us: direct.p99_us };
+    const direct = await engine.trial(undefined, undefined, { rate: p.latencyRate, durationMs: p.latencyMs, echo: true }, engine.sinkTarget(0));
+    res.direct = { p50_us: direct.p50_us, p99_us: direct.p99_us, rtt_p50_us: direct.rtt_p50_us, rtt_p99_us: direct.rtt_p99_us };
 
     o.log('rate search (candidates alternate at each step)');
     const search = await rateSearch(engine, running, p, o.log);

@@ -7,7 +7,8 @@ import { createSocket, type Socket } from 'node:dgram';
 import { createConfig, encodeConnectionId, type QuicLbConfig } from '../../src/quic-lb/index.js';
 import { Prng } from '../lib/prng.js';
 import { buildInitial, buildShort } from '../lib/packets.js';
-import { KIND_CHURN, nowUs, stampTrailer, TRAILER_LENGTH } from '../lib/trailer.js';
+import { HISTOGRAM_BUCKETS, bucketOf } from '../lib/histogram.js';
+import { KIND_CHURN, nowUs, readTrailer, stampTrailer, TRAILER_LENGTH, type Trailer } from '../lib/trailer.js';
 
 export interface Target {
   host: string;
@@ -93,6 +94,18 @@ export class Generator {
   private readonly configs = new Map<string, QuicLbConfig>();
   private sendErrors = 0;
   private active = new Int32Array(0);
+  /** Trial whose echoes are counted, their number and round-trip histogram. */
+  private echoTrial = -1;
+  private echoes = 0;
+  private readonly rttHist = new Uint32Array(HISTOGRAM_BUCKETS);
+  private readonly echoTrailer: Trailer = { trial: 0, conn: 0, seq: 0, kind: 0, length: 0, sendTimeUs: 0 };
+
+  private onEcho(msg: Buffer): void {
+    const t = this.echoTrailer;
+    if (!readTrailer(msg, t) || t.trial !== this.echoTrial) return;
+    this.echoes++;
+    this.rttHist[bucketOf(nowUs() - t.sendTimeUs)]++;
+  }
 
   constructor(
     private readonly opts: GeneratorOptions,
@@ -135,6 +148,7 @@ export class Generator {
       });
       if (!err) {
         s.on('error', () => this.sendErrors++);
+        if (!port0) s.on('message', (m) => this.onEcho(m));
         return s;
       }
       s.close();
@@ -219,6 +233,9 @@ export class Generator {
     }
     this.active = Int32Array.from(list);
     const useMigrated = new Uint8Array(this.conns.length);
+    this.echoTrial = o.trial & 0xffff;
+    this.echoes = 0;
+    this.rttHist.fill(0);
     return this.pace(this.active, o.rate, o.durationMs, o.events ?? [], o.targets, (c) =>
       useMigrated[c] ? this.conns[c].migrated! : this.conns[c].short!, false, useMigrated);
   }
@@ -303,6 +320,11 @@ export class Generator {
           break;
       }
     }
+  }
+
+  /** Echoes received since the last run started (call after the stragglers had time to arrive). */
+  echoStats(): { echoes: number; rttHist: number[] } {
+    return { echoes: this.echoes, rttHist: Array.from(this.rttHist) };
   }
 
   /**

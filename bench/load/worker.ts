@@ -14,5 +14,6 @@ serveRpc({
   run: (a: RunOptions) => gen.run(a),
   churn: (a: { trial: number; target: Target; count: number; batch: number; rate: number }) =>
     gen.churn(a.trial, a.target, a.count, a.batch, a.rate),
+  echoStats: () => gen.echoStats(),
   close: () => gen.close(),
 });

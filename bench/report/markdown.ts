@@ -33,12 +33,12 @@ export function header(res: BenchResults): string {
 export function steadyTable(res: BenchResults): string {
   const bare = steadyRows(res).find((r) => r.router === 'bare-relay');
   const out = [
-    '| router | max pps (loss ≤ 0.1 %) | × bare relay | CPU µs/pkt | Redis CPU µs/pkt | p50 µs | p99 µs | added p50 / p99 µs | correct | RSS MB |',
+    '| router | max pps (loss ≤ 0.1 %) | × bare relay | CPU µs/pkt | Redis CPU µs/pkt | one-way p50 / p99 µs | added p50 / p99 µs | round trip p50 / p99 µs | correct | RSS MB |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of steadyRows(res)) {
     out.push(
-      `| ${labelOf(res, r.router)} | ${num(r.pps)} | ${bare && bare.pps ? x(r.pps / bare.pps) : '–'} | ${num(r.cpu_us_per_packet)} | ${num(r.redis_cpu_us_per_packet)} | ${num(r.p50_us)} | ${num(r.p99_us)} | ${num(r.added_p50_us)} / ${num(r.added_p99_us)} | ${pct(r.correct_ratio)} | ${num(r.rss_mb)} |`,
+      `| ${labelOf(res, r.router)} | ${num(r.pps)} | ${bare && bare.pps ? x(r.pps / bare.pps) : '–'} | ${num(r.cpu_us_per_packet)} | ${num(r.redis_cpu_us_per_packet)} | ${num(r.p50_us)} / ${num(r.p99_us)} | ${num(r.added_p50_us)} / ${num(r.added_p99_us)} | ${num(r.rtt_p50_us)} / ${num(r.rtt_p99_us)} | ${pct(r.correct_ratio)} | ${num(r.rss_mb)} |`,
     );
   }
   return out.join('\n');
@@ -94,8 +94,9 @@ export function renderMarkdown(res: BenchResults, charts: Record<string, string>
     '',
     header(res),
     '',
-    'Method: [docs/bench.md](../../docs/bench.md). One-way latency generator → backend (same host, CLOCK_MONOTONIC); "added" subtracts the direct path without a router' +
-      ` (p50 ${num(res.direct.p50_us)} µs, p99 ${num(res.direct.p99_us)} µs).`,
+    'Method: [docs/bench.md](../../docs/bench.md). Latency at a fixed rate: one-way generator → backend (same host, CLOCK_MONOTONIC); "added" subtracts the direct path without a router' +
+      ` (p50 ${num(res.direct.p50_us)} µs, p99 ${num(res.direct.p99_us)} µs); round trip: backends echo every packet back through the router's return path` +
+      ` (direct path: p50 ${num(res.direct.rtt_p50_us)} µs, p99 ${num(res.direct.rtt_p99_us)} µs).`,
     '',
     res.kind === 'forwarder' ? '## Forwarding rate' : '## Steady state',
     '',

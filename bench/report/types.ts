@@ -22,6 +22,11 @@ export interface ResultRow {
   misdelivered: number;
   rss_mb: number;
   redis_mem_mb: number | null;
+  /** Round trip through the router and back through its return path (steady state; echoing sinks). */
+  rtt_p50_us?: number | null;
+  rtt_p99_us?: number | null;
+  /** Echoes that came back to the generator / packets the sinks reflected. */
+  echo_ratio?: number | null;
   note?: string;
 }
 
@@ -73,7 +78,7 @@ export interface BenchResults {
   results: ResultRow[];
   rate_search: Record<string, RateStep[]>;
   memory: Record<string, MemoryPoint[]>;
-  direct: { p50_us: number | null; p99_us: number | null };
+  direct: { p50_us: number | null; p99_us: number | null; rtt_p50_us?: number | null; rtt_p99_us?: number | null };
   ratios: Record<string, number | null>;
   targets: TargetCheck[];
   skipped: { router: string; reason: string }[];

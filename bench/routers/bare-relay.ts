@@ -1,5 +1,6 @@
 // The runtime's ceiling: a node:dgram relay that forwards every datagram unchanged to one
-// backend over a connected upstream socket (no parsing, no encapsulation, no return path).
+// backend over a connected upstream socket (no parsing, no encapsulation; replies go to the
+// last client seen).
 //   node --import tsx bench/routers/bare-relay.ts --listen 127.0.3.100:0 --backend 127.0.3.10:4000 [--workers 2]
 // Prints `READY <port>` once bound.
 import cluster from 'node:cluster';
@@ -15,9 +16,21 @@ const BUFFER = 8 << 20;
 function relay(): void {
   const up = createSocket({ type: 'udp4', sendBufferSize: BUFFER });
   up.on('error', () => {});
+  // Minimal return path for echo measurements: replies go to the client seen last (exact with
+  // one client; with many, a reply may reach another client socket of the same generator, which
+  // still measures its round trip from the timestamp inside).
+  let lastPort = 0;
+  let lastAddress = '';
   up.connect(backend.port, backend.host, () => {
     const s = createSocket({ type: 'udp4', recvBufferSize: BUFFER });
-    s.on('message', (msg) => up.send(msg));
+    up.on('message', (msg) => {
+      if (lastPort !== 0) s.send(msg, lastPort, lastAddress);
+    });
+    s.on('message', (msg, rinfo) => {
+      lastPort = rinfo.port;
+      lastAddress = rinfo.address;
+      up.send(msg);
+    });
     s.bind(listen.port, listen.host, () => {
       if (cluster.isPrimary) process.stdout.write(`READY ${s.address().port}\n`);
       else process.send?.({ ready: s.address().port });

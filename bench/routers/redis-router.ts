@@ -2,7 +2,8 @@
 // backend" in Redis: the first packet of a flow (4-tuple) assigns a backend (round robin) with
 // SET NX + TTL, every packet looks the mapping up — in Redis itself (`--mode per-packet`) or in
 // a local LRU cache in front of Redis (`--mode cache`). Forwards like quic-lb serve: a PROXY
-// protocol v2 header carrying the client address in front of the untouched datagram.
+// protocol v2 header carrying the client address in front of the untouched datagram; replies
+// come back the same way on the upstream socket and leave from the listening socket.
 //   node --import tsx bench/routers/redis-router.ts --listen 127.0.3.101:0 --redis 6379 [--db 0] \
 //     --backends 127.0.3.10:4000,127.0.3.11:4000 --mode cache --cache-size 100000 --ttl 300
 // Prints `READY <port>`. Stdin lines: `{"backends":["ip:port",...]}` replaces the pool for new
@@ -10,7 +11,7 @@
 import { createSocket, type Socket, type RemoteInfo } from 'node:dgram';
 import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
-import { ProxyHeaderTemplate } from '../../src/quic/index.js';
+import { ProxyHeader, ProxyHeaderTemplate, formatProxyAddress, parseProxyHeader } from '../../src/quic/index.js';
 import { endpoint, parseArgs } from './args.js';
 
 const args = parseArgs(process.argv.slice(2));
@@ -22,7 +23,7 @@ const cacheSize = Number(args.get('cache-size') ?? 100_000);
 const ttl = Number(args.get('ttl') ?? 300);
 const BUFFER = 8 << 20;
 
-const stats = { packets: 0, forwarded: 0, cacheHits: 0, redisLookups: 0, assigned: 0, redisErrors: 0 };
+const stats = { packets: 0, forwarded: 0, cacheHits: 0, redisLookups: 0, assigned: 0, redisErrors: 0, replies: 0, badReplies: 0 };
 
 /** Upstream sockets, one connected socket per backend address ("ip:port"). */
 const upstreams = new Map<string, Socket>();
@@ -35,6 +36,7 @@ async function setPool(list: string[]): Promise<void> {
     const e = endpoint(b);
     const s = createSocket({ type: 'udp4', sendBufferSize: BUFFER });
     s.on('error', () => {});
+    s.on('message', onReply);
     await new Promise<void>((r) => s.connect(e.port, e.host, () => r()));
     upstreams.set(b, s);
   }
@@ -73,6 +75,21 @@ async function lookup(key: string): Promise<string> {
 }
 
 let sock: Socket;
+
+/**
+ * Return path: a backend replies on the upstream socket (connected, so only that backend can)
+ * with [PROXY v2 header (dst = client), datagram]; the datagram leaves from the listening socket.
+ */
+const replyHeader = new ProxyHeader();
+function onReply(msg: Buffer): void {
+  const n = parseProxyHeader(msg, replyHeader);
+  if (n <= 0 || replyHeader.family !== 4) {
+    stats.badReplies++;
+    return;
+  }
+  sock.send(msg.subarray(n), replyHeader.dstPort, formatProxyAddress(replyHeader, 'dst'));
+  stats.replies++;
+}
 
 function forward(backend: string, msg: Buffer, rinfo: RemoteInfo): void {
   const up = upstreams.get(backend);

@@ -3,9 +3,9 @@
 // connection IDs); every later packet of that connection that lands on another sink is counted
 // as misdelivered. Ownership lives in a shared Int8Array so the generator can mint CIDs for the
 // owner and several threads can read it.
-import { createSocket, type Socket } from 'node:dgram';
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { HISTOGRAM_BUCKETS, bucketOf } from '../lib/histogram.js';
-import { ProxyHeader, parseProxyHeader } from '../../src/quic/index.js';
+import { ProxyHeader, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/quic/index.js';
 import { KIND_CHURN, nowUs, readTrailer, type Trailer } from '../lib/trailer.js';
 
 export const NO_OWNER = -1;
@@ -24,6 +24,8 @@ export interface SinkStats {
   corrupt: number;
   /** Datagrams that arrived behind a PROXY v2 header. */
   proxied: number;
+  /** Datagrams reflected back (echo mode). */
+  echoed: number;
   /** One-way latency histogram (µs) over all sinks. */
   hist: number[];
 }
@@ -37,6 +39,8 @@ export class SinkSet {
   private foreign = 0;
   private corrupt = 0;
   private proxied = 0;
+  private echo = false;
+  private echoed = 0;
   private readonly hist = new Uint32Array(HISTOGRAM_BUCKETS);
   private readonly proxy = new ProxyHeader();
   private readonly t: Trailer = { trial: 0, conn: 0, seq: 0, kind: 0, length: 0, sendTimeUs: 0 };
@@ -59,14 +63,15 @@ export class SinkSet {
         s.bind(ports?.[i] ?? 0, this.addresses[i], () => resolve());
       });
       const idx = i;
-      s.on('message', (msg) => this.onMessage(idx, msg));
+      s.on('message', (msg, rinfo) => this.onMessage(idx, msg, rinfo));
+      s.on('error', () => {}); // an echo to a peer that went away
       this.sockets.push(s);
       out.push(s.address().port);
     }
     return out;
   }
 
-  private onMessage(sink: number, msg: Buffer): void {
+  private onMessage(sink: number, msg: Buffer, rinfo: RemoteInfo): void {
     const t = this.t;
     if (!readTrailer(msg, t)) {
       this.foreign++;
@@ -87,13 +92,37 @@ export class SinkSet {
     if (o === NO_OWNER) this.owner[t.conn] = sink;
     else if (o !== sink) this.wrong++;
     this.hist[bucketOf(nowUs() - t.sendTimeUs)]++;
+    if (this.echo) this.reflect(sink, msg, hdr, rinfo);
   }
 
-  /** Starts counting for `trial`; earlier trials' packets become stale. */
-  reset(trial: number): void {
+  /**
+   * Echo mode: send the datagram back to where it came from. Behind a PROXY v2 header (quic-lb
+   * serve, the Redis router) the reply carries the mirrored header — src = the VIP the client
+   * used, dst = the client — which is what an LB return path expects; otherwise (nginx, bare
+   * relay) the datagram goes back as is and the proxy maps it to its session.
+   */
+  private reflect(sink: number, msg: Buffer, hdr: number, rinfo: RemoteInfo): void {
+    const s = this.sockets[sink];
+    if (hdr > 0 && this.proxy.family !== 0) {
+      const back = encodeProxyHeader({
+        srcAddr: formatProxyAddress(this.proxy, 'dst'),
+        srcPort: this.proxy.dstPort,
+        dstAddr: formatProxyAddress(this.proxy, 'src'),
+        dstPort: this.proxy.srcPort,
+      });
+      s.send([back, msg.subarray(hdr)], rinfo.port, rinfo.address);
+    } else {
+      s.send(msg, rinfo.port, rinfo.address);
+    }
+    this.echoed++;
+  }
+
+  /** Starts counting for `trial` (earlier trials' packets become stale); `echo` reflects every packet. */
+  reset(trial: number, echo = false): void {
     this.trial = trial & 0xffff;
+    this.echo = echo;
     this.received.fill(0);
-    this.wrong = this.stale = this.foreign = this.corrupt = this.proxied = 0;
+    this.wrong = this.stale = this.foreign = this.corrupt = this.proxied = this.echoed = 0;
     this.hist.fill(0);
   }
 
@@ -106,6 +135,7 @@ export class SinkSet {
       foreign: this.foreign,
       corrupt: this.corrupt,
       proxied: this.proxied,
+      echoed: this.echoed,
       hist: Array.from(this.hist),
     };
   }

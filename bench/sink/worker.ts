@@ -8,7 +8,7 @@ const sinks = new SinkSet(addresses, new Int8Array(ownerBuffer));
 
 serveRpc({
   start: (a: { ports?: number[] }) => sinks.start(a.ports),
-  reset: (a: { trial: number }) => sinks.reset(a.trial),
+  reset: (a: { trial: number; echo?: boolean }) => sinks.reset(a.trial, a.echo),
   stats: () => sinks.stats(),
   close: () => sinks.close(),
 });

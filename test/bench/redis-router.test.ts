@@ -113,6 +113,18 @@ describe.each(['per-packet', 'cache'] as const)('Redis-mapped router (%s)', (mod
     expect(await client.dbsize()).toBe(5);
   });
 
+  it('carries replies back: backend -> upstream socket with a PROXY v2 header -> client, from the router address', async () => {
+    const s = await flow();
+    const back = new Promise<{ len: number; from: string }>((resolve) => s.once('message', (m, r) => resolve({ len: m.length, from: `${r.address}:${r.port}` })));
+    sinks.reset(2, true);
+    const b = buildShort(rng, 400, 2, 9, cid);
+    stampTrailer(b, 0, nowUs());
+    s.send(b, port, '127.0.3.32');
+    const got = await back;
+    expect(got).toEqual({ len: 400, from: `127.0.3.32:${port}` }); // header stripped, sent from the router
+    sinks.reset(1);
+  });
+
   it('loses every mapping when redis-server restarts (no persistence)', async () => {
     await redis.restart();
     for (let i = 0; i < 100 && client.status !== 'ready'; i++) await sleep(20);

@@ -12,7 +12,8 @@ import { charts, updateReadme, writeReport } from '../../bench/report/write.js';
 function rowOf(router: string, scenario: string, pps: number, correct: number, extra: Partial<ResultRow> = {}): ResultRow {
   return {
     router, scenario, pps, offered_pps: pps, loss: 0, cpu_us_per_packet: 20, redis_cpu_us_per_packet: null,
-    p50_us: 60, p99_us: 300, added_p50_us: 10, added_p99_us: 100, correct_ratio: correct, misdelivered: 0, rss_mb: 60, redis_mem_mb: null, ...extra,
+    p50_us: 60, p99_us: 300, added_p50_us: 10, added_p99_us: 100, correct_ratio: correct, misdelivered: 0, rss_mb: 60, redis_mem_mb: null,
+    rtt_p50_us: 150, rtt_p99_us: 700, echo_ratio: 1, ...extra,
   };
 }
 
@@ -78,7 +79,7 @@ describe('bench report', () => {
     expect(JSON.parse(readFileSync(path.join(dir, 't.json'), 'utf8'))).toEqual(JSON.parse(JSON.stringify(res)));
     const md = readFileSync(path.join(dir, 't.md'), 'utf8');
     expect(md).toContain('**Preliminary**');
-    expect(md).toContain('| quic-lb serve (plaintext) | 40,000 | 0.80× | 20 | – | 60 | 300 | 10 / 100 | 100.00 % | 60 |');
+    expect(md).toContain('| quic-lb serve (plaintext) | 40,000 | 0.80× | 20 | – | 60 / 300 | 10 / 100 | 150 / 700 | 100.00 % | 60 |');
     expect(md).toContain('| Redis-mapped, lookup per packet | 100.00 % (loss 0.0 %) | 96.25 % (loss 0.0 %) |');
     expect(md).toContain('![forwarded packets per second](t-throughput.svg)');
     expect(md).toContain('Redis 12 MB (100,000 keys)');

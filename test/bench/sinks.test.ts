@@ -2,7 +2,7 @@
 // foreign datagrams — over real UDP sockets on loopback.
 import { createSocket, type Socket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeProxyHeader } from '../../src/quic/index.js';
+import { ProxyHeader, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/quic/index.js';
 import { buildShort } from '../../bench/lib/packets.js';
 import { Prng } from '../../bench/lib/prng.js';
 import { nowUs, stampTrailer } from '../../bench/lib/trailer.js';
@@ -69,6 +69,33 @@ describe('SinkSet', () => {
     expect(s.proxied).toBe(2);
     expect(s.corrupt).toBe(1);
     expect(s.wrong).toBe(0);
+  });
+
+  it('reflects packets in echo mode, mirroring the PROXY v2 header for an LB return path', async () => {
+    sinks.reset(8, true);
+    const replies: Buffer[] = [];
+    const onReply = (m: Buffer): void => void replies.push(m);
+    client.on('message', onReply);
+    try {
+      const quic = packet(8, 2, 0);
+      const hdr = encodeProxyHeader({ srcAddr: '127.0.3.23', srcPort: 4001, dstAddr: '127.0.3.100', dstPort: 443 });
+      await send(Buffer.concat([hdr, quic]), 0);
+      await send(packet(8, 2, 1), 0); // no header: reflected as is
+      for (let i = 0; i < 100 && replies.length < 2; i++) await sleep(10);
+      expect(sinks.stats().echoed).toBe(2);
+      const withHeader = replies.find((r) => r[0] === 0x0d)!;
+      const h = new ProxyHeader();
+      const n = parseProxyHeader(withHeader, h);
+      expect(n).toBeGreaterThan(0);
+      expect(formatProxyAddress(h, 'src')).toBe('127.0.3.100');
+      expect(h.srcPort).toBe(443);
+      expect(formatProxyAddress(h, 'dst')).toBe('127.0.3.23');
+      expect(h.dstPort).toBe(4001);
+      expect(withHeader.subarray(n)).toEqual(quic);
+      expect(replies.find((r) => r[0] !== 0x0d)!.length).toBe(300);
+    } finally {
+      client.off('message', onReply);
+    }
   });
 
   it('ignores datagrams from an earlier trial and datagrams without a trailer', async () => {
