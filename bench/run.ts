@@ -1,4 +1,5 @@
 // `npm run bench [-- --full] [--routers a,b] [--out DIR] [--preliminary] [--note TEXT] [--no-readme] [--report-only]`
+//   [--conns N] [--size BYTES] [--rate-start PPS] [--trial-ms MS] [--scenario-rate PPS] [--scenario-ms MS] [--rebind-share 0.1] [--memory-steps 1000,10000]
 // The routing benchmark: builds what it runs, starts redis-server and nginx itself, measures
 // every router alternately, writes bench/results/latest.{json,md} + SVG charts and the README's
 // bench section, and stops everything it started.
@@ -6,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { ensureBuilt, repoRoot } from './harness/build.js';
-import { PROFILES, type Profile } from './harness/profiles.js';
+import { PROFILES, withOverrides, type Profile } from './harness/profiles.js';
 import { allRouters } from './harness/routers.js';
 import { runRoutingSuite } from './harness/suite.js';
 import { nginxAvailable } from './routers/nginx.js';
@@ -15,8 +16,9 @@ import { updateReadmeFromResults, writeReport } from './report/write.js';
 import type { BenchResults } from './report/types.js';
 
 const args = parseArgs(process.argv.slice(2));
-const profile: Profile = PROFILES[(args.get('profile') ?? (args.has('full') ? 'full' : 'quick')) as Profile['name']];
-if (!profile) throw new Error(`unknown profile ${args.get('profile')}`);
+const base = PROFILES[(args.get('profile') ?? (args.has('full') ? 'full' : 'quick')) as Profile['name']];
+if (!base) throw new Error(`unknown profile ${args.get('profile')}`);
+const profile: Profile = withOverrides(base, args);
 const outDir = path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results'));
 const log = (s: string): void => void process.stdout.write(`${s}\n`);
 

@@ -5,7 +5,7 @@ import { loadavg } from 'node:os';
 import path from 'node:path';
 import { ensureBuilt, repoRoot } from '../harness/build.js';
 import { Engine } from '../harness/engine.js';
-import { PROFILES, type Profile } from '../harness/profiles.js';
+import { PROFILES, withOverrides, type Profile } from '../harness/profiles.js';
 import { bareRelay, quicLbRouter, type RouterHandle, type RouterSpec } from '../harness/routers.js';
 import { baseResults, rateSearch, searchCapped } from '../harness/suite.js';
 import { round } from '../harness/engine.js';
@@ -96,7 +96,7 @@ export async function runForwarderBench(o: { profile: Profile; routers: RouterSp
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const args = parseArgs(process.argv.slice(2));
-  const base = PROFILES[args.has('full') ? 'full' : 'quick'];
+  const base = withOverrides(PROFILES[args.has('full') ? 'full' : 'quick'], args);
   // Throughput only: longer steps, finer rate steps than the routing profile; a failed step is retried once.
   const profile: Profile = { ...base, trialMs: args.has('full') ? 3000 : 1200, rateStart: 10_000, rateFactor: args.has('full') ? 1.1 : 1.25, retryFailedStep: true, refineSteps: args.has('full') ? 4 : 3, latencyMs: 1000 };
   const log = (s: string): void => void process.stdout.write(`${s}\n`);

@@ -26,6 +26,8 @@ export interface Profile {
   scenarioRate: number;
   scenarioMs: number;
   scenarios: ScenarioId[];
+  /** Share of connections that change source port (nat-rebinding) or migrate (migration); at most 0.5. */
+  rebindShare: number;
   /** Router ids measured in the scenarios (the rate search runs every router). */
   scenarioRouters: string[];
   /** Cumulative flow counts of the memory curve, and the routers it runs on. */
@@ -35,6 +37,32 @@ export interface Profile {
 }
 
 const SCENARIO_ROUTERS_ALL = ['quic-lb-plaintext', 'quic-lb-single-pass', 'quic-lb-four-pass', 'redis-per-packet', 'redis-cache', 'nginx', 'bare-relay'];
+
+/**
+ * Applies command-line overrides: --conns, --size (bytes per packet), --rate-start, --trial-ms,
+ * --scenario-rate, --scenario-ms, --rebind-share, --memory-steps 1000,10000,...
+ */
+export function withOverrides(p: Profile, args: Map<string, string>): Profile {
+  const num = (k: string, v: number): number => (args.has(k) ? Number(args.get(k)) : v);
+  const out: Profile = {
+    ...p,
+    conns: num('conns', p.conns),
+    packetSize: num('size', p.packetSize),
+    rateStart: num('rate-start', p.rateStart),
+    trialMs: num('trial-ms', p.trialMs),
+    scenarioRate: num('scenario-rate', p.scenarioRate),
+    scenarioMs: num('scenario-ms', p.scenarioMs),
+    rebindShare: num('rebind-share', p.rebindShare),
+    memorySteps: args.has('memory-steps') ? args.get('memory-steps')!.split(',').map(Number) : p.memorySteps,
+  };
+  for (const [k, v] of Object.entries(out)) {
+    if (typeof v === 'number' && !(v >= 0)) throw new Error(`bench: --${k} must be a non-negative number`);
+  }
+  if (out.conns < 1 || out.conns > 100_000) throw new Error('bench: --conns must be 1..100000 (one socket each; see ulimit -n)');
+  if (out.packetSize < 64 || out.packetSize > 1472) throw new Error('bench: --size must be 64..1472 bytes');
+  if (out.rebindShare > 0.5) throw new Error('bench: --rebind-share must be at most 0.5');
+  return out;
+}
 
 export const PROFILES: Record<Profile['name'], Profile> = {
   quick: {
@@ -56,6 +84,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     // redis-restart last: it empties the Redis map the Redis routers' later trials would start from.
     scenarios: ['steady', 'nat-rebinding', 'lb-restart', 'pool-change', 'ecmp', 'redis-restart'],
     scenarioRouters: ['quic-lb-plaintext', 'quic-lb-four-pass', 'redis-per-packet', 'redis-cache', 'nginx'],
+    rebindShare: 0.1,
     memorySteps: [1000, 10_000],
     memoryRouters: ['quic-lb-plaintext', 'redis-per-packet', 'redis-cache', 'nginx'],
     churnRate: 20_000,
@@ -78,6 +107,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     scenarioMs: 4000,
     scenarios: ['steady', 'nat-rebinding', 'migration', 'lb-restart', 'pool-change', 'ecmp', 'redis-restart'],
     scenarioRouters: SCENARIO_ROUTERS_ALL,
+    rebindShare: 0.1,
     memorySteps: [1000, 10_000, 50_000, 100_000, 200_000],
     memoryRouters: ['quic-lb-plaintext', 'quic-lb-four-pass', 'redis-per-packet', 'redis-cache', 'nginx'],
     churnRate: 20_000,
@@ -100,6 +130,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     scenarioMs: 500,
     scenarios: ['steady', 'nat-rebinding'],
     scenarioRouters: SCENARIO_ROUTERS_ALL,
+    rebindShare: 0.1,
     memorySteps: [200],
     memoryRouters: SCENARIO_ROUTERS_ALL,
     churnRate: 5000,

@@ -25,8 +25,8 @@ export const CHANGED_POOL = [0, 1, 2, 4];
 
 const SCENARIO_NOTES: Record<ScenarioId, string> = {
   steady: 'highest rate with loss <= threshold; latency at the fixed latency rate',
-  'nat-rebinding': '10 % of connections change source port at mid-run',
-  migration: '10 % of connections move to a new source port with a new CID (same backend) at mid-run',
+  'nat-rebinding': 'a share of the connections (default 10 %) change source port at mid-run',
+  migration: 'a share of the connections (default 10 %) move to a new source port with a new CID (same backend) at mid-run',
   'lb-restart': 'router process tree SIGKILLed and restarted at 1/3 of the run; loss includes the downtime',
   'redis-restart': 'redis-server killed and restarted empty at 1/3 of the run',
   'pool-change': 'backend sink3 removed (its connections end) and sink4 added at mid-run',
@@ -169,10 +169,10 @@ export async function runScenario(engine: Engine, spec: RouterSpec, index: numbe
       o.echo = true;
       break;
     case 'nat-rebinding':
-      o.events = [{ atMs: T / 2, type: 'rebind', share: 0.1 }];
+      o.events = [{ atMs: T / 2, type: 'rebind', share: p.rebindShare }];
       break;
     case 'migration':
-      o.events = [{ atMs: T / 2, type: 'migrate', share: 0.1 }];
+      o.events = [{ atMs: T / 2, type: 'migrate', share: p.rebindShare }];
       break;
     case 'lb-restart':
       // Longer, so the run shows the recovery after a process start (about a second of Node start-up).
@@ -215,6 +215,7 @@ export async function runRoutingSuite(o: SuiteOptions): Promise<BenchResults> {
     latency_rate_pps: p.latencyRate,
     scenario_rate_pps: p.scenarioRate,
     scenario_ms: p.scenarioMs,
+    rebind_share: p.rebindShare,
     backends: INITIAL_POOL.length,
     scenarios: Object.fromEntries(p.scenarios.map((s) => [s, SCENARIO_NOTES[s]])),
   };
