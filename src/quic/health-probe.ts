@@ -20,10 +20,12 @@
  * the timeout, or a reply with the wrong token, is a failure.
  */
 
+import { PROXY_V2_SIGNATURE } from './proxy-v2.js';
+
 /** Length of every probe datagram. */
 export const HEALTH_PROBE_LENGTH = 28;
 /** The PROXY v2 signature (HAProxy PROXY protocol spec §2.2). */
-const SIGNATURE = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
+const SIGNATURE = PROXY_V2_SIGNATURE;
 /** Version 2 (high nibble) and command LOCAL (low nibble 0). */
 const VERSION_COMMAND_LOCAL = 0x20;
 /** Custom TLV type of the probe. */

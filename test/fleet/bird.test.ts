@@ -7,19 +7,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { BIRD_DIR, birdc, checkBirdConfig, lbBirdConfig, renderTemplate, routerBirdConfig, startBird, waitFor } from './bird.js';
-import { canUseNetns, withFleet, Fleet, FleetError, pidAlive, type Ns } from './netns.js';
+import { BIRD_DIR, birdc, checkBirdConfig, lbBirdConfig, renderTemplate, routerBirdConfig, startBird } from './bird.js';
+import { canUseNetns, commandExists, waitFor, withFleet, Fleet, FleetError, pidAlive, type Ns } from './netns.js';
 import { probeFrom, startEcho } from './udp-probe.js';
 import type { ChildProcess } from 'node:child_process';
 
-const has = (bin: string): boolean => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-};
+const has = commandExists;
 const HAS_BIRD = has('bird') && has('birdc');
 const ROOT = canUseNetns() && HAS_BIRD && has('curl');
 const HEALTH_PORT = 8080;

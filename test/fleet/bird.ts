@@ -102,13 +102,3 @@ export async function startBird(fleet: Fleet, ns: Ns, config: string): Promise<B
 export function birdc(fleet: Fleet, bird: BirdInstance, args: string[]): Promise<string> {
   return fleet.execOk(bird.ns, ['birdc', '-s', bird.socket, ...args]);
 }
-
-/** Polls `probe` every 100 ms until it returns true, or throws FleetError after `timeoutMs`. */
-export async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    if (await probe()) return;
-    if (Date.now() > until) throw new FleetError(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

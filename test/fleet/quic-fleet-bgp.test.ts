@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { BIRD_DIR, birdc, lbBirdConfig, routerBirdConfig, startBird, waitFor } from './bird.js';
-import { pidAlive, type Fleet } from './netns.js';
+import { BIRD_DIR, birdc, lbBirdConfig, routerBirdConfig, startBird } from './bird.js';
+import { pidAlive, waitFor, type Fleet } from './netns.js';
 import { RUN, client, has, isDemoBody, received, startQuicFleet, total, type QuicFleet } from './quic-fleet.js';
 
 const DRAIN_MS = 6000;

@@ -3,10 +3,8 @@
 // once they have finished it is removed from the config and stopped. Root only (CI); needs the build.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { waitFor } from './bird.js';
-import type { Fleet, Ns } from './netns.js';
-import { RUN, client, fleetConfig, isDemoBody, scrape, startQuicFleet, type ClientResult, type QuicFleet } from './quic-fleet.js';
+import { waitFor, type Fleet } from './netns.js';
+import { RUN, client, fleetConfig, isDemoBody, reloadLbs, scrape, startQuicFleet, type ClientResult, type QuicFleet } from './quic-fleet.js';
 
 const KEY = randomBytes(16).toString('hex');
 const CONFIGS = [{ configId: 0, key: KEY }];
@@ -15,19 +13,6 @@ const toBackend = async (fleet: Fleet, name: string): Promise<number> => {
   for (const lb of fleet.lbs) n += (await scrape(fleet, lb)).get(`quic_lb_backend_packets_total{backend="${name}",direction="to_backend"}`) ?? 0;
   return n;
 };
-const reloadsOk = async (fleet: Fleet, lb: Ns): Promise<number> => (await scrape(fleet, lb)).get('quic_lb_config_reloads_total{outcome="success"}') ?? 0;
-
-async function reloadLbs(qf: QuicFleet, text: string): Promise<void> {
-  const { fleet } = qf;
-  const before = await Promise.all(fleet.lbs.map((lb) => reloadsOk(fleet, lb)));
-  writeFileSync(qf.config, text);
-  for (const lb of fleet.lbs) process.kill(qf.lbProcs.get(lb.name)?.pid as number, 'SIGHUP');
-  await waitFor('both LBs reloaded', async () => {
-    const now = await Promise.all(fleet.lbs.map((lb) => reloadsOk(fleet, lb)));
-    return now.every((n, i) => n > before[i]);
-  });
-}
-
 const backendOf = (fleet: Fleet, r: ClientResult): string | undefined => {
   const m = /preferred_address\.ipv4_addr=([\d.]+)/.exec(r.out);
   const be = fleet.backends.find((b) => b.address === m?.[1]);

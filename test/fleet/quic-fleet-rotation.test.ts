@@ -6,17 +6,14 @@
 // every step. Root only (CI); needs the build.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
-import { waitFor } from './bird.js';
-import type { Fleet, Ns } from './netns.js';
-import { RUN, client, fleetConfig, isDemoBody, outputOf, scrape, startQuicFleet, type ClientResult, type QuicFleet } from './quic-fleet.js';
+import { waitFor, type Fleet, type Ns } from './netns.js';
+import { RUN, client, fleetConfig, isDemoBody, outputOf, reloadLbs, scrape, startQuicFleet, type ClientResult, type QuicFleet } from './quic-fleet.js';
 
 const KEY_A = randomBytes(16).toString('hex');
 const KEY_B = randomBytes(16).toString('hex');
 const routedUnder = async (fleet: Fleet, lb: Ns, configId: number): Promise<number> =>
   (await scrape(fleet, lb)).get(`quic_lb_cid_packets_total{config_id="${configId}",result="routed"}`) ?? 0;
-const reloadsOk = async (fleet: Fleet, lb: Ns): Promise<number> => (await scrape(fleet, lb)).get('quic_lb_config_reloads_total{outcome="success"}') ?? 0;
 
 describe.runIf(RUN)('QUIC fleet: key rotation across LBs and backends (root)', () => {
   let qf: QuicFleet;
@@ -51,13 +48,7 @@ describe.runIf(RUN)('QUIC fleet: key rotation across LBs and backends (root)', (
     });
 
     // (1) the LBs learn config 1 (config 0 stays)
-    const before = await Promise.all(fleet.lbs.map((lb) => reloadsOk(fleet, lb)));
-    writeFileSync(qf.config, fleetConfig(fleet, [{ configId: 0, key: KEY_A }, { configId: 1, key: KEY_B }]));
-    for (const lb of fleet.lbs) process.kill(qf.lbProcs.get(lb.name)?.pid as number, 'SIGHUP');
-    await waitFor('both LBs reloaded', async () => {
-      const now = await Promise.all(fleet.lbs.map((lb) => reloadsOk(fleet, lb)));
-      return now.every((n, i) => n > before[i]);
-    });
+    await reloadLbs(qf, fleetConfig(fleet, [{ configId: 0, key: KEY_A }, { configId: 1, key: KEY_B }]));
     phase = 'LBs know 0+1';
 
     // (2) the backends switch to config 1 and re-issue CIDs of live connections
@@ -81,13 +72,7 @@ describe.runIf(RUN)('QUIC fleet: key rotation across LBs and backends (root)', (
       },
       30_000,
     );
-    const before3 = await Promise.all(fleet.lbs.map((lb) => reloadsOk(fleet, lb)));
-    writeFileSync(qf.config, fleetConfig(fleet, [{ configId: 1, key: KEY_B }]));
-    for (const lb of fleet.lbs) process.kill(qf.lbProcs.get(lb.name)?.pid as number, 'SIGHUP');
-    await waitFor('both LBs dropped config 0', async () => {
-      const now = await Promise.all(fleet.lbs.map((lb) => reloadsOk(fleet, lb)));
-      return now.every((n, i) => n > before3[i]);
-    });
+    await reloadLbs(qf, fleetConfig(fleet, [{ configId: 1, key: KEY_B }]));
     phase = 'config 1 only';
     await new Promise((r) => setTimeout(r, 1500));
     running = false;

@@ -1,26 +1,18 @@
 // Shared setup of the QUIC fleet tests: two `quic-lb serve` processes on one VIP and one config in
 // two LB namespaces behind the ECMP router, three `quic-lb demo backend` processes, Debian's ngtcp2
 // client (gtlsclient) in the client namespace. Root only; needs the build (dist/cli.js).
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { canUseNetns, createFleet, type Fleet, type Ns } from './netns.js';
-import { waitFor } from './bird.js';
+import { canUseNetns, commandExists, createFleet, waitFor, type Fleet, type Ns } from './netns.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** The CLI under test (QUIC_LB_CLI overrides, e.g. to try another build). */
 export const CLI = process.env.QUIC_LB_CLI ?? path.join(REPO, 'dist', 'cli.js');
-export const has = (bin: string): boolean => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-};
+export const has = commandExists;
 export const RUN = canUseNetns() && has('gtlsclient') && has('curl');
 export const VIP_PORT = 4433;
 export const BACKEND_PORT = 4434;
@@ -178,4 +170,21 @@ export async function scrape(fleet: Fleet, lb: Ns): Promise<Map<string, number>>
     if (m) out.set(m[1], Number(m[2]));
   }
   return out;
+}
+
+/** Successful config reloads of `lb` so far (`quic_lb_config_reloads_total{outcome="success"}`). */
+export async function reloadsOk(fleet: Fleet, lb: Ns): Promise<number> {
+  return (await scrape(fleet, lb)).get('quic_lb_config_reloads_total{outcome="success"}') ?? 0;
+}
+
+/** Writes the shared config file, SIGHUPs every LB and waits until each has reloaded it. */
+export async function reloadLbs(qf: QuicFleet, text: string): Promise<void> {
+  const { fleet } = qf;
+  const before = await Promise.all(fleet.lbs.map((lb) => reloadsOk(fleet, lb)));
+  writeFileSync(qf.config, text);
+  for (const lb of fleet.lbs) process.kill(qf.lbProcs.get(lb.name)?.pid as number, 'SIGHUP');
+  await waitFor('every LB reloaded the config', async () => {
+    const now = await Promise.all(fleet.lbs.map((lb) => reloadsOk(fleet, lb)));
+    return now.every((n, i) => n > before[i]);
+  });
 }

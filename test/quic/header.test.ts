@@ -14,8 +14,8 @@ import {
   packetTypeOf,
   parseHeader,
 } from '../../src/quic/index.js';
+import { hex } from './helpers.js';
 
-const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
 // Fixtures: the start of published packets (type bits are not header-protected).
 const FIXTURES = [

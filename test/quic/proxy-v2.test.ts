@@ -16,7 +16,6 @@ import {
   ProxyDirection,
   ProxyHeader,
   ProxyHeaderTemplate,
-  QuicWireError,
   createProxyAuth,
   encodeProxyHeader,
   formatIPv6,
@@ -28,21 +27,11 @@ import {
   signProxyHeader,
   writeProxyHeader,
 } from '../../src/quic/index.js';
+import { codeOf, hex } from './helpers.js';
 
-const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const SIG = '0d0a0d0a000d0a515549540a';
 const KEY = Buffer.alloc(32, 0x5a);
 const T0 = 1_750_000_000_000; // fixed clock for tests
-const codeOf = (f: () => unknown): string | undefined => {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(QuicWireError);
-    return (e as QuicWireError).code;
-  }
-  return undefined;
-};
-
 describe('PROXY v2 layout (haproxy proxy-protocol.txt §2.2)', () => {
   it('IPv4 DGRAM: 0x21 0x12, length 12, src addr, dst addr, src port, dst port', () => {
     const h = encodeProxyHeader({ srcAddr: '198.18.0.10', srcPort: 50000, dstAddr: '198.19.0.1', dstPort: 443 });

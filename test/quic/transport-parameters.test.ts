@@ -14,25 +14,8 @@ import {
   type PreferredAddress,
   type TransportParameters,
 } from '../../src/quic/index.js';
+import { codeOf, fieldOf, hex } from './helpers.js';
 
-const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-const codeOf = (f: () => unknown): string | undefined => {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(QuicWireError);
-    return (e as QuicWireError).code;
-  }
-  return undefined;
-};
-const fieldOf = (f: () => unknown): string | undefined => {
-  try {
-    f();
-  } catch (e) {
-    return (e as QuicWireError).field;
-  }
-  return undefined;
-};
 /** One parameter: id, length, value (all as given). */
 const tp = (id: number, value: Buffer): Buffer => {
   const b = Buffer.alloc(16 + value.length);

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  QuicWireError,
   VARINT_TOO_LARGE,
   VARINT_TRUNCATED,
   VarintResult,
@@ -13,8 +12,8 @@ import {
   writeVarint,
   writeVarintBigInt,
 } from '../../src/quic/index.js';
+import { codeOf, hex } from './helpers.js';
 
-const hex = (s: string): Buffer => Buffer.from(s, 'hex');
 
 describe('varint: RFC 9000 §A.1 examples', () => {
   it('decodes the 8-octet example 0xc2197c5eff14e88c = 151288809941952652 (bigint; number API says too large)', () => {
@@ -59,15 +58,6 @@ describe('varint: RFC 9000 §A.1 examples', () => {
 });
 
 describe('varint: misuse throws typed errors', () => {
-  const codeOf = (f: () => unknown): string | undefined => {
-    try {
-      f();
-    } catch (e) {
-      expect(e).toBeInstanceOf(QuicWireError);
-      return (e as QuicWireError).code;
-    }
-    return undefined;
-  };
   it.each([
     [() => varintLength(-1), 'ERR_VARINT_RANGE'],
     [() => varintLength(1.5), 'ERR_VARINT_RANGE'],
