@@ -3,7 +3,8 @@
 // passes `quic-lb check-config` with the key files of the documented Secret, the probes hit the
 // port and path the config serves, and StatefulSet pod N really runs as the backend whose server
 // ID the LB routes to Service quic-backend-N. Needs dist/ (npm run build).
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as apps from 'kubernetes-models/apps/v1';
@@ -88,7 +89,7 @@ describe('deploy/k8s/base', () => {
 
   /** The config file path of a workload's container, with its projected volume written under work/NAME. */
   function podConfig(workload: Any, name: string, files = secretFiles): string {
-    const container = workload.spec.template.spec.containers[0];
+    const container = workload.spec.template.spec.containers.find((c: Any) => ['quic-lb', 'backend'].includes(c.name as string));
     const configArg = container.args[container.args.indexOf('--config') + 1] as string;
     const mount = (container.volumeMounts as Any[]).find((m) => m.mountPath === path.dirname(configArg)) as Any;
     expect(mount, `a volume mounted at ${path.dirname(configArg)}`).toBeDefined();
@@ -170,7 +171,7 @@ describe('deploy/k8s/base', () => {
     const headless = find(objects, 'Service', sts.spec.serviceName);
     expect(headless.spec.clusterIP).toBe('None');
     expect(headless.spec.selector).toEqual(sts.spec.selector.matchLabels);
-    const c = pod.containers[0];
+    const c = pod.containers.find((x: Any) => x.name === 'backend');
     const env = Object.fromEntries((c.env as Any[]).map((e) => [e.name, e]));
     expect(env.POD_NAME.valueFrom.fieldRef.fieldPath).toBe('metadata.name');
     expect(env.RESET_KEY.valueFrom.secretKeyRef).toEqual({ name: secret.metadata.name, key: 'reset.hex' });
@@ -208,5 +209,65 @@ describe('deploy/k8s/base', () => {
         expect(await backend.stop()).toBe(0);
       }
     }
+  });
+});
+
+describe('deploy/k8s/overlays/anycast-bird', () => {
+  const sidecarDir = path.join(deployDir, 'k8s', 'bird-sidecar');
+
+  it('adds a valid BIRD sidecar whose VIP and health URL are the config\'s, and whose rendered BIRD config parses', () => {
+    const objects = renderKustomization(path.join(deployDir, 'k8s', 'overlays', 'anycast-bird'));
+    for (const o of objects) expect(() => validate(o), `${o.kind}/${o.metadata.name}`).not.toThrow();
+    const ds = find(objects, 'DaemonSet', 'quic-lb');
+    const pod = ds.spec.template.spec;
+    expect(pod.containers.map((c: Any) => c.name).sort()).toEqual(['bird', 'quic-lb']);
+    expect(ds.spec.template.metadata.annotations['kubectl.kubernetes.io/default-container']).toBe('quic-lb');
+    // The LB container is untouched by the patch.
+    const base = find(renderKustomization(baseDir), 'DaemonSet', 'quic-lb');
+    expect(pod.containers.find((c: Any) => c.name === 'quic-lb')).toEqual(base.spec.template.spec.containers[0]);
+    const lbConfig = parse(find(objects, 'ConfigMap', 'quic-lb-config').data['config.yaml'] as string) as Any;
+    const vip = (lbConfig.listen[0] as string).replace(/:\d+$/, '');
+    const metricsPort = (lbConfig.metrics.listen as string).split(':').pop();
+    const envOf = (c: Any): Record<string, string> => Object.fromEntries((c.env as Any[]).filter((e) => 'value' in e).map((e) => [e.name, e.value]));
+    const init = pod.initContainers.find((c: Any) => c.name === 'vip');
+    expect(init.args).toEqual(['vip']);
+    expect(envOf(init).VIP).toBe(vip);
+    expect(init.securityContext.capabilities).toEqual({ drop: ['ALL'], add: ['NET_ADMIN'] });
+    const bird = pod.containers.find((c: Any) => c.name === 'bird');
+    const env = envOf(bird);
+    expect(env.VIP).toBe(vip);
+    expect(env.HEALTH_URL).toBe(`http://127.0.0.1:${metricsPort}/healthz`);
+    expect((bird.env as Any[]).find((e) => e.name === 'HOST_IP').valueFrom.fieldRef.fieldPath).toBe('status.hostIP');
+    expect(bird.volumeMounts).toContainEqual({ name: 'bird-run', mountPath: '/run/bird' });
+
+    // The sidecar's entrypoint renders deploy/bird/lb.conf.template for a node; BIRD accepts it.
+    const script = path.join(sidecarDir, 'entrypoint.sh');
+    const render = spawnSync(script, ['render'], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, ...env, HOST_IP: '10.0.0.1', TEMPLATE: path.join(deployDir, 'bird', 'lb.conf.template') },
+    });
+    expect(render.status, render.stderr).toBe(0);
+    expect(render.stdout).toContain(`route ${vip}/32 blackhole;`);
+    expect(render.stdout).toContain(`neighbor ${env.PEER_ADDR} as ${env.PEER_AS};`);
+    expect(render.stdout).toContain('router id 10.0.0.1;');
+    const conf = path.join(work, 'bird.conf');
+    writeFileSync(conf, render.stdout);
+    const check = spawnSync('bird', ['-p', '-c', conf], { encoding: 'utf8' });
+    expect(check.status, check.stderr).toBe(0);
+    // A missing setting is refused before BIRD starts.
+    const missing = spawnSync(script, ['render'], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env, PEER_AS: '', HOST_IP: '10.0.0.1' } });
+    expect(missing.status).not.toBe(0);
+    expect(missing.stderr).toContain('PEER_AS is required');
+
+    // The image: every COPY source exists in its build context (deploy/), at the paths the script uses.
+    const dockerfile = readFileSync(path.join(sidecarDir, 'Dockerfile'), 'utf8');
+    const copies = [...dockerfile.matchAll(/^COPY (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]);
+    for (const [src] of copies) expect(existsSync(path.join(deployDir, src)), src).toBe(true);
+    expect(Object.fromEntries(copies)).toEqual({
+      'bird/lb.conf.template': '/usr/local/share/quic-lb/lb.conf.template',
+      'bird/vip-health.sh': '/usr/local/bin/vip-health.sh',
+      'k8s/bird-sidecar/entrypoint.sh': '/usr/local/bin/entrypoint.sh',
+    });
+    expect(readFileSync(script, 'utf8')).toContain('TEMPLATE=${TEMPLATE:-/usr/local/share/quic-lb/lb.conf.template}');
   });
 });

@@ -82,11 +82,13 @@ export function strategicMerge(target: Record<string, unknown>, patch: Record<st
     const cur = target[key];
     const mergeKey = MERGE_KEYS[key];
     if (Array.isArray(value) && Array.isArray(cur) && mergeKey) {
+      const added: unknown[] = [];
       for (const item of value as Record<string, unknown>[]) {
         const match = (cur as Record<string, unknown>[]).find((c) => c[mergeKey] === item[mergeKey]);
         if (match) strategicMerge(match, item);
-        else cur.push(item);
+        else added.push(item);
       }
+      cur.unshift(...added); // kustomize puts the patch's new elements first
     } else if (isObject(value) && isObject(cur)) {
       strategicMerge(cur, value);
     } else {
