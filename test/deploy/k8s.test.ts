@@ -237,7 +237,7 @@ describe('deploy/k8s/overlays/anycast-bird', () => {
     const env = envOf(bird);
     expect(env.VIP).toBe(vip);
     expect(env.HEALTH_URL).toBe(`http://127.0.0.1:${metricsPort}/healthz`);
-    expect((bird.env as Any[]).find((e) => e.name === 'HOST_IP').valueFrom.fieldRef.fieldPath).toBe('status.hostIP');
+    expect((bird.env as Any[]).find((e) => e.name === 'HOST_IP')?.valueFrom.fieldRef.fieldPath).toBe('status.hostIP');
     expect(bird.volumeMounts).toContainEqual({ name: 'bird-run', mountPath: '/run/bird' });
 
     // The sidecar's entrypoint renders deploy/bird/lb.conf.template for a node; BIRD accepts it.
