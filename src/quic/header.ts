@@ -8,14 +8,7 @@
  * `subarray` views. Coalesced datagrams are routed on their first packet (RFC 9000 §12.2: all
  * packets of a datagram share one DCID), so only the first header is parsed.
  */
-import {
-  HEADER_FORM_BIT,
-  PacketType,
-  QUIC_V1,
-  QUIC_V2,
-  VERSION_NEGOTIATION,
-  packetTypeOf,
-} from './version.js';
+import { HEADER_FORM_BIT, PacketType, QUIC_V1, QUIC_V2, packetTypeOf } from './version.js';
 
 /** RFC 8999 §5.1: offset of the 32-bit version in a long header. */
 export const LONG_HEADER_VERSION_OFFSET = 1;
@@ -99,6 +92,6 @@ export function parseHeader(buf: Uint8Array, out: PacketHeader): boolean {
   out.scidOffset = scilOffset + 1;
   out.scidLength = scil;
   out.payloadOffset = end;
-  out.packetType = version === VERSION_NEGOTIATION ? PacketType.VERSION_NEGOTIATION : packetTypeOf(version, first);
+  out.packetType = packetTypeOf(version, first);
   return true;
 }

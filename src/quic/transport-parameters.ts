@@ -132,7 +132,7 @@ type IntKey =
   | 'ackDelayExponent'
   | 'maxAckDelay'
   | 'activeConnectionIdLimit';
-type CidKey = 'originalDestinationConnectionId' | 'initialSourceConnectionId' | 'retrySourceConnectionId';
+type Cid = 'originalDestinationConnectionId' | 'initialSourceConnectionId' | 'retrySourceConnectionId';
 
 interface Spec {
   id: number;
@@ -167,13 +167,13 @@ const SPECS: readonly Spec[] = [
   { id: TP.RETRY_SOURCE_CONNECTION_ID, name: 'retry_source_connection_id', kind: 'cid', key: 'retrySourceConnectionId' },
 ];
 
-function checkIntRange(spec: Spec, v: number | bigint, code: 'ERR_TP_VALUE'): void {
+function checkIntRange(spec: Spec, v: number | bigint): void {
   const big = typeof v === 'bigint' ? v : BigInt(v);
   if (spec.min !== undefined && big < BigInt(spec.min)) {
-    throw new QuicWireError(code, `${spec.name} = ${v} is below ${spec.min}`, spec.name);
+    throw new QuicWireError('ERR_TP_VALUE', `${spec.name} = ${v} is below ${spec.min}`, spec.name);
   }
   if (spec.max !== undefined && big > spec.max) {
-    throw new QuicWireError(code, `${spec.name} = ${v} is above ${spec.max}`, spec.name);
+    throw new QuicWireError('ERR_TP_VALUE', `${spec.name} = ${v} is above ${spec.max}`, spec.name);
   }
 }
 
@@ -222,13 +222,12 @@ export function decodeTransportParameters(
       (result.unknown ??= []).push({ id: bigId, value: copy(buf, start, end) });
       continue;
     }
-    const idKey = id;
-    const spec = idKey < SPECS.length ? SPECS[idKey] : undefined;
-    const name = spec?.name ?? `0x${idKey.toString(16)}`;
-    if (seen.has(idKey)) throw new QuicWireError('ERR_TP_DUPLICATE', `transport parameter ${name} appears twice`, name);
-    seen.add(idKey);
+    const spec = id < SPECS.length ? SPECS[id] : undefined;
+    const name = spec?.name ?? `0x${id.toString(16)}`;
+    if (seen.has(id)) throw new QuicWireError('ERR_TP_DUPLICATE', `transport parameter ${name} appears twice`, name);
+    seen.add(id);
     if (spec === undefined) {
-      (result.unknown ??= []).push({ id: idKey, value: copy(buf, start, end) });
+      (result.unknown ??= []).push({ id: id, value: copy(buf, start, end) });
       continue;
     }
     if (options.sender === 'client' && SERVER_ONLY_PARAMETERS.includes(spec.id)) {
@@ -241,10 +240,10 @@ export function decodeTransportParameters(
         }
         let v = readVarint(buf, start);
         if (v === VARINT_TOO_LARGE) {
-          checkIntRange(spec, readVarintBigInt(buf, start), 'ERR_TP_VALUE');
+          checkIntRange(spec, readVarintBigInt(buf, start));
           v = Number.MAX_SAFE_INTEGER;
         } else {
-          checkIntRange(spec, v, 'ERR_TP_VALUE');
+          checkIntRange(spec, v);
         }
         result[spec.key as IntKey] = v;
         break;
@@ -253,7 +252,7 @@ export function decodeTransportParameters(
         if (len > MAX_CID_LENGTH) {
           throw new QuicWireError('ERR_TP_CID_LENGTH', `${spec.name} has ${len} octets (max 20)`, spec.name);
         }
-        result[spec.key as CidKey] = copy(buf, start, end);
+        result[spec.key as Cid] = copy(buf, start, end);
         break;
       case 'token':
         if (len !== STATELESS_RESET_TOKEN_LENGTH) {
@@ -293,7 +292,7 @@ export function encodeTransportParameters(params: TransportParameters): Buffer {
         if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
           throw new QuicWireError('ERR_TP_VALUE', `${spec.name} must be an integer in 0..2^53-1`, spec.name);
         }
-        checkIntRange(spec, v, 'ERR_TP_VALUE');
+        checkIntRange(spec, v);
         value = Buffer.alloc(varintLength(v));
         writeVarint(value, 0, v);
         break;
