@@ -38,34 +38,21 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
   const registry = new Registry();
   let snap: CounterSnapshot | undefined;
 
-  const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter) => void): void => {
-    registry.registerMetric(
-      new Counter({
-        name: PREFIX + name,
-        help,
-        labelNames,
-        registers: [],
-        collect() {
-          this.reset();
-          fill(this);
-        },
-      }),
-    );
-  };
-  const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge) => void): void => {
-    registry.registerMetric(
-      new Gauge({
-        name: PREFIX + name,
-        help,
-        labelNames,
-        registers: [],
-        collect() {
-          this.reset();
-          fill(this);
-        },
-      }),
-    );
-  };
+  // Every metric is recomputed in collect() from `snap` and the sources: nothing is bumped here.
+  const options = <M extends { reset(): void }>(name: string, help: string, labelNames: string[], fill: (m: M) => void) => ({
+    name: PREFIX + name,
+    help,
+    labelNames,
+    registers: [] as Registry[],
+    collect(this: M): void {
+      this.reset();
+      fill(this);
+    },
+  });
+  const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter) => void): void =>
+    registry.registerMetric(new Counter(options(name, help, labelNames, fill)));
+  const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge) => void): void =>
+    registry.registerMetric(new Gauge(options(name, help, labelNames, fill)));
 
   counter('received_packets_total', 'Datagrams received on the VIPs, by decision reason (the sum is every datagram received)', ['reason'], (c) => {
     if (snap) REASON_NAMES.forEach((reason, i) => c.inc({ reason }, snap!.reasonPackets[i]));

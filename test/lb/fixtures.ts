@@ -21,17 +21,22 @@ export const SIDS = {
   d: { 0: '0004' },
 } as const;
 
+/** Backends a..d of SIDS at `endpoints` (one per backend), health checks off. */
+export function backendDocs(endpoints: string[]): Record<string, unknown>[] {
+  return Object.entries(SIDS).map(([name, sids], i) => ({
+    name,
+    address: endpoints[i],
+    serverIds: Object.fromEntries(Object.entries(sids).map(([k, v]) => [k, [v]])),
+    health: { type: 'none' },
+  }));
+}
+
 /** A config document (what YAML would parse to), with addresses in the LB test range. */
 export function configDoc(overrides: Record<string, unknown> = {}, base = 20000): Record<string, unknown> {
   return {
     listen: [`127.0.1.1:${base + 1}`],
     quicLb: QUIC_LB_SPECS,
-    backends: Object.entries(SIDS).map(([name, sids], i) => ({
-      name,
-      address: `127.0.1.${10 + i}:${base + 10}`,
-      serverIds: Object.fromEntries(Object.entries(sids).map(([k, v]) => [k, [v]])),
-      health: { type: 'none' },
-    })),
+    backends: backendDocs(Object.keys(SIDS).map((_, i) => `127.0.1.${10 + i}:${base + 10}`)),
     fallback: { key: FALLBACK_KEY },
     returnPath: { mode: 'direct' },
     ...overrides,
@@ -80,6 +85,21 @@ export function longHeader(version: number, typeBits: number, dcid: Uint8Array, 
 }
 
 export { QUIC_V1, QUIC_V2 };
+
+/** Valid datagrams of every kind, the starting points of the fuzzers' mutations. */
+export function fuzzSeeds(): Buffer[] {
+  return [
+    shortHeader(cid(0, SIDS.a[0])),
+    shortHeader(cid(1, SIDS.b[1])),
+    shortHeader(cid(2, SIDS.c[2])),
+    shortHeader(cid(3, SIDS.b[3])),
+    longHeader(QUIC_V1, V1.INITIAL, Buffer.from('a1b2c3d4e5f60718', 'hex'), undefined, 1200),
+    longHeader(QUIC_V2, V2.INITIAL, Buffer.from('0102030405060708', 'hex'), undefined, 1200),
+    longHeader(QUIC_V1, V1.HANDSHAKE, cid(3, SIDS.a[3])),
+    longHeader(0x1a2a3a4a, 0, Buffer.alloc(40, 3)),
+    longHeader(0, 0, Buffer.alloc(8, 0xe0)),
+  ];
+}
 
 /** xorshift32, seeded: the same pseudo-random stream on every run. */
 export function rng(seed: number): () => number {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FourTuple, REASON_NAMES, buildRouterState, decide, isForwarded, loadConfigFile } from '../../src/lb/index.js';
 import { Client, ServeProcess, Sink, sleep, sum, until, writeYaml } from './net.js';
-import { FALLBACK_KEY, QUIC_LB_SPECS, QUIC_V1, QUIC_V2, SIDS, V1, V2, cid, longHeader, shortHeader } from './fixtures.js';
+import { QUIC_V1, QUIC_V2, SIDS, V1, V2, backendDocs, cid, configDoc, longHeader, shortHeader } from './fixtures.js';
 import { runCli } from '../helpers/cli.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-fleet-'));
@@ -37,22 +37,14 @@ function trace(): Buffer[] {
 }
 
 function baseConfig(sinks: Sink[], vip: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
+  return configDoc({
     listen: [vip],
-    quicLb: QUIC_LB_SPECS,
-    backends: ['a', 'b', 'c', 'd'].map((name, i) => ({
-      name,
-      address: sinks[i].endpoint,
-      serverIds: Object.fromEntries(Object.entries(SIDS[name as keyof typeof SIDS]).map(([k, v]) => [k, [v]])),
-    })),
-    health: { type: 'none' },
-    fallback: { key: FALLBACK_KEY },
-    returnPath: { mode: 'direct' },
+    backends: backendDocs(sinks.map((s) => s.endpoint)),
     metrics: { listen: '127.0.1.4:0' },
     drainMs: 0,
     log: { level: 'warn' },
     ...extra,
-  };
+  });
 }
 
 describe('fleet behaviour', () => {

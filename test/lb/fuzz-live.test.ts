@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, ServeProcess, Sink, sleep, sum, until, writeYaml } from './net.js';
-import { FALLBACK_KEY, QUIC_LB_SPECS, QUIC_V1, QUIC_V2, SIDS, V1, V2, cid, longHeader, shortHeader, rng } from './fixtures.js';
+import { backendDocs, configDoc, fuzzSeeds, rng } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-fuzz-'));
 const cleanup: (() => unknown)[] = [];
@@ -21,35 +21,12 @@ describe('live forwarder fuzz', () => {
     for (const s of sinks) s.record = false;
     cleanup.push(() => sinks.forEach((s) => s.close()));
     const file = path.join(dir, 'lb.yaml');
-    writeYaml(file, {
-      listen: ['127.0.1.6:0'],
-      quicLb: QUIC_LB_SPECS,
-      backends: ['a', 'b', 'c', 'd'].map((name, i) => ({
-        name,
-        address: sinks[i].endpoint,
-        serverIds: Object.fromEntries(Object.entries(SIDS[name as keyof typeof SIDS]).map(([k, v]) => [k, [v]])),
-      })),
-      health: { type: 'none' },
-      fallback: { key: FALLBACK_KEY },
-      returnPath: { mode: 'direct' },
-      metrics: { listen: '127.0.1.6:0' },
-      drainMs: 0,
-      log: { level: 'warn' },
-    });
+    writeYaml(file, configDoc({ listen: ['127.0.1.6:0'], backends: backendDocs(sinks.map((s) => s.endpoint)), metrics: { listen: '127.0.1.6:0' }, drainMs: 0, log: { level: 'warn' } }));
     const lb = await ServeProcess.start(file);
     cleanup.push(() => lb.stop('SIGKILL'));
     const clients = await Promise.all(Array.from({ length: 8 }, (_, i) => Client.start(`127.0.1.${180 + i}`)));
     cleanup.push(() => clients.forEach((x) => x.close()));
-    const seeds = [
-      shortHeader(cid(0, SIDS.a[0])),
-      shortHeader(cid(1, SIDS.b[1])),
-      shortHeader(cid(2, SIDS.c[2])),
-      shortHeader(cid(3, SIDS.b[3])),
-      longHeader(QUIC_V1, V1.INITIAL, Buffer.from('a1b2c3d4e5f60718', 'hex'), undefined, 1200),
-      longHeader(QUIC_V2, V2.INITIAL, Buffer.from('0102030405060708', 'hex'), undefined, 1200),
-      longHeader(QUIC_V1, V1.HANDSHAKE, cid(3, SIDS.a[3])),
-      longHeader(0x1a2a3a4a, 0, Buffer.alloc(40, 3)),
-    ];
+    const seeds = fuzzSeeds();
     const next = rng(0xfeed);
     const make = (): Buffer => {
       const r = next();

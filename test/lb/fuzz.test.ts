@@ -2,7 +2,7 @@
 // exactly one reason, every decision well-formed.
 import { describe, expect, it } from 'vitest';
 import { Counters, FourTuple, REASON_COUNT, Reason, buildRouterState, isForwarded, route, withHealth } from '../../src/lb/index.js';
-import { QUIC_V1, QUIC_V2, SIDS, V1, V2, cid, longHeader, shortHeader, testConfig, rng } from './fixtures.js';
+import { fuzzSeeds, rng, testConfig } from './fixtures.js';
 
 describe('decide() fuzz', () => {
   it('10^6 random and mutated datagrams: no throw, all counted, decisions well-formed', () => {
@@ -11,17 +11,7 @@ describe('decide() fuzz', () => {
     const counters = new Counters();
     const full = buildRouterState(config, new Map(), counters);
     const states = [full, withHealth(full, new Map([['a', false], ['c', false]])), withHealth(full, new Map(config.backends.map((b) => [b.name, false])))];
-    const seeds = [
-      shortHeader(cid(0, SIDS.a[0])),
-      shortHeader(cid(1, SIDS.b[1])),
-      shortHeader(cid(2, SIDS.a[2])),
-      shortHeader(cid(3, SIDS.b[3])),
-      longHeader(QUIC_V1, V1.INITIAL, Buffer.from('a1b2c3d4e5f60718', 'hex'), undefined, 1200),
-      longHeader(QUIC_V2, V2.INITIAL, Buffer.from('0102030405060708', 'hex'), undefined, 1200),
-      longHeader(QUIC_V1, V1.HANDSHAKE, cid(3, SIDS.a[3])),
-      longHeader(0x1a2a3a4a, 0, Buffer.alloc(40, 3)),
-      longHeader(0, 0, Buffer.alloc(8, 0xe0)),
-    ];
+    const seeds = fuzzSeeds();
     const buf = Buffer.alloc(1500);
     const views = Array.from({ length: 1501 }, (_, n) => buf.subarray(0, n));
     const next = rng(0xc0ffee);
