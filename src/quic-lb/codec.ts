@@ -5,6 +5,7 @@
 import type { BlockCipher } from './cipher.js';
 import {
   AES_BLOCK_LENGTH,
+  BITS_PER_OCTET,
   BYTE_MASK,
   EXPAND_LENGTH_SHIFT,
   LEFT_SHARED_OCTET_MASK,
@@ -102,7 +103,7 @@ function writePartial(b: Uint8Array, o: number, w: number, len: number): void {
 
 /** Mask keeping the first `len` (0..4) octets of a big-endian word. */
 function octetMask(len: number): number {
-  return len >= WORD_OCTETS ? -1 : len <= 0 ? 0 : ~0 << ((WORD_OCTETS - len) * 8);
+  return len >= WORD_OCTETS ? -1 : len <= 0 ? 0 : ~0 << ((WORD_OCTETS - len) * BITS_PER_OCTET);
 }
 
 function clampWordLength(len: number): number {
@@ -173,7 +174,7 @@ export class FourPassCodec implements Codec {
     if (this.odd) {
       // draft-21 §5.4.2.2: L keeps the high nibble of the shared octet, R the low nibble.
       const last = this.half - 1;
-      const shift = (WORD_OCTETS - 1 - (last % WORD_OCTETS)) * 8;
+      const shift = (WORD_OCTETS - 1 - (last % WORD_OCTETS)) * BITS_PER_OCTET;
       lm[Math.floor(last / WORD_OCTETS)] &= ~(RIGHT_SHARED_OCTET_MASK << shift);
       rm[0] &= ~(LEFT_SHARED_OCTET_MASK << SHIFT_OCTET_0);
     }

@@ -1,5 +1,6 @@
 // The stable low-level surface: one CID in, one server ID out (and back), deterministic.
 
+import type { Codec } from './codec.js';
 import { codecOf, type QuicLbConfig } from './config.js';
 import {
   CONFIG_ROTATION_SHIFT,
@@ -28,8 +29,8 @@ export function firstOctetFor(config: QuicLbConfig, totalLength: number, randomB
   return (config.configId << CONFIG_ROTATION_SHIFT) | (low & LENGTH_BITS_MASK);
 }
 
-function checkArgs(config: QuicLbConfig, serverId: Uint8Array, nonce: Uint8Array): void {
-  codecOf(config);
+function checkArgs(config: QuicLbConfig, serverId: Uint8Array, nonce: Uint8Array): Codec {
+  const codec = codecOf(config);
   if (!(serverId instanceof Uint8Array) || serverId.length !== config.serverIdLength) {
     throw new QuicLbError(
       'ERR_SERVER_ID_LENGTH',
@@ -40,6 +41,7 @@ function checkArgs(config: QuicLbConfig, serverId: Uint8Array, nonce: Uint8Array
   if (!(nonce instanceof Uint8Array) || nonce.length !== config.nonceLength) {
     throw new QuicLbError('ERR_NONCE_LENGTH', 'nonce', `nonce must be ${config.nonceLength} octets for config ${config.configId}`);
   }
+  return codec;
 }
 
 /**
@@ -54,13 +56,14 @@ export function encodeConnectionIdInto(
   out: Uint8Array,
   offset = 0,
 ): number {
-  checkArgs(config, serverId, nonce);
-  if (!Number.isInteger(offset) || offset < 0 || offset + config.cidLength > out.length) {
-    throw new QuicLbError('ERR_BUFFER', 'out', `need ${config.cidLength} octets at offset ${offset}`);
+  const codec = checkArgs(config, serverId, nonce);
+  const length = config.cidLength;
+  if ((offset | 0) !== offset || offset < 0 || offset + length > out.length) {
+    throw new QuicLbError('ERR_BUFFER', 'out', `need ${length} octets at offset ${offset}`);
   }
-  out[offset] = firstOctetFor(config, config.cidLength);
-  codecOf(config).encode(serverId, nonce, out, offset + FIRST_OCTET_LENGTH);
-  return config.cidLength;
+  out[offset] = firstOctetFor(config, length);
+  codec.encode(serverId, nonce, out, offset + FIRST_OCTET_LENGTH);
+  return length;
 }
 
 /**

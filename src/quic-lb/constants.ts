@@ -52,6 +52,9 @@ export const UNROUTABLE = -1;
 
 /** Octets per 32-bit word and the shifts that place an octet in a big-endian word. */
 export const WORD_OCTETS = 4;
+export const BITS_PER_OCTET = 8;
+/** Distinct values of one octet. */
+export const OCTET_VALUES = 256;
 export const BYTE_MASK = 0xff;
 export const SHIFT_OCTET_0 = 24;
 export const SHIFT_OCTET_1 = 16;

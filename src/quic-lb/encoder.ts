@@ -11,6 +11,7 @@ import {
   MIN_UNROUTABLE_CID_LENGTH,
   UNROUTABLE_CONFIG_ID,
   BYTE_MASK,
+  BITS_PER_OCTET,
 } from './constants.js';
 import { QuicLbError } from './errors.js';
 import { serverIdWithProcessIndex } from './process-index.js';
@@ -164,8 +165,9 @@ export class QuicLbEncoder extends EventEmitter {
       );
     }
     const plaintext = config.algorithm === 'plaintext';
-    const bits = BigInt(config.nonceLength * 8);
-    const space = plaintext ? 1n << (bits / 2n) : 1n << bits;
+    const bits = BigInt(config.nonceLength * BITS_PER_OCTET);
+    // Random nonces: the birthday bound 2^(bits/2) (draft-21 §9.6); counters: the whole space.
+    const space = plaintext ? 1n << (bits >> 1n) : 1n << bits;
     const limit = entry.nonceLimit ?? space;
     if (typeof limit !== 'bigint' || limit < 1n || limit > (plaintext ? 1n << bits : space)) {
       throw new QuicLbError('ERR_NONCE_LIMIT', 'nonceLimit', `nonceLimit must be a bigint 1..${space}`);

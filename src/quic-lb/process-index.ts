@@ -4,7 +4,7 @@
 // config and treats the index octets as part of the nonce: it routes them all to the same server.
 
 import { createConfig, type QuicLbConfig } from './config.js';
-import { MIN_NONCE_LENGTH, SHIFT_OCTET_2, BYTE_MASK } from './constants.js';
+import { BITS_PER_OCTET, BYTE_MASK, MIN_NONCE_LENGTH, OCTET_VALUES } from './constants.js';
 import { QuicLbError } from './errors.js';
 
 /** What serverIdWithProcessIndex() returns: the encoder-side config and server ID. */
@@ -33,7 +33,7 @@ export function serverIdWithProcessIndex(
   if (!Number.isInteger(indexLength) || indexLength < 1 || indexLength > MAX_INDEX_LENGTH) {
     throw new QuicLbError('ERR_PROCESS_INDEX', 'indexLength', `indexLength must be an integer 1..${MAX_INDEX_LENGTH}`);
   }
-  const limit = 2 ** (indexLength * 8);
+  const limit = 2 ** (indexLength * BITS_PER_OCTET);
   if (!Number.isInteger(processIndex) || processIndex < 0 || processIndex >= limit) {
     throw new QuicLbError('ERR_PROCESS_INDEX', 'processIndex', `processIndex must be an integer 0..${limit - 1}`);
   }
@@ -60,7 +60,7 @@ export function serverIdWithProcessIndex(
   let v = processIndex;
   for (let i = folded.serverIdLength - 1; i >= config.serverIdLength; i--) {
     sid[i] = v & BYTE_MASK;
-    v = Math.floor(v / (1 << SHIFT_OCTET_2));
+    v = Math.floor(v / OCTET_VALUES);
   }
   return { config: folded, serverId: sid };
 }

@@ -66,8 +66,12 @@ describe('README library example', () => {
     writeFileSync(file, code);
     try {
       const r = spawnSync(process.execPath, [file], { encoding: 'utf8', cwd: repoRoot, timeout: 30_000 });
-      expect(r.stderr).toBe('');
-      expect(r.status).toBe(0);
+      expect({ status: r.status, signal: r.signal, stderr: r.stderr, error: r.error?.message }).toEqual({
+        status: 0,
+        signal: null,
+        stderr: '',
+        error: undefined,
+      });
       const expected = /```text\n([\s\S]*?)```/.exec(section)![1];
       const lines = r.stdout.trim().split('\n');
       const want = expected.trim().split('\n');
