@@ -68,6 +68,20 @@ function usedLabels(expr: string, legend: string): string[] {
 const TARGET_LABELS = ['instance', 'job'];
 
 describe('deploy/grafana/quic-lb.json', () => {
+  it('is an importable dashboard: unique panel ids, panels inside the 24-column grid without overlaps, data source as a variable', () => {
+    const panels = dashboard.panels as { id: number; type: string; gridPos: { x: number; y: number; w: number; h: number }; datasource?: { uid: string } }[];
+    expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length);
+    for (const [i, a] of panels.entries()) {
+      expect(a.gridPos.x + a.gridPos.w).toBeLessThanOrEqual(24);
+      if (a.type !== 'row') expect(a.datasource?.uid).toBe('${datasource}');
+      for (const b of panels.slice(i + 1)) {
+        const overlap = a.gridPos.x < b.gridPos.x + b.gridPos.w && b.gridPos.x < a.gridPos.x + a.gridPos.w && a.gridPos.y < b.gridPos.y + b.gridPos.h && b.gridPos.y < a.gridPos.y + a.gridPos.h;
+        expect(overlap, `panels ${a.id} and ${b.id} overlap`).toBe(false);
+      }
+    }
+    expect((dashboard.templating as { list: { name: string }[] }).list.map((v) => v.name)).toEqual(['datasource', 'instance']);
+  });
+
   it('uses only metrics and labels that quic-lb serve exposes', async () => {
     // A backend that answers the LB's health probes (as the backend kit does).
     const backend = dgram.createSocket('udp4');
