@@ -9,6 +9,7 @@ import {
   QuicLbDecoder,
   QuicLbEncoder,
   QuicLbError,
+  RandomPool,
   serverIdWithProcessIndex,
   UNROUTABLE,
   type RandomSource,
@@ -284,6 +285,34 @@ describe('process index (draft-21 §7.2)', () => {
     const tight = createConfig({ configId: 0, serverIdLength: 3, nonceLength: 4, key: KEY_A });
     expect(codeOf(() => new QuicLbEncoder({ configs: [{ config: tight, serverId: hex('010203') }], processIndex: { index: 1 } }))).toBe(
       'ERR_PROCESS_INDEX',
+    );
+  });
+});
+
+describe('RandomPool and unroutable length', () => {
+  it('RandomPool refills from the CSPRNG and serves octets across refills', () => {
+    const pool = new RandomPool(8);
+    const a = new Uint8Array(20);
+    const b = new Uint8Array(20);
+    pool.fill(a, 0, 20); // crosses three refills
+    pool.fill(b, 2, 18);
+    expect(toHex(a)).not.toBe(toHex(b));
+    expect(new Set(a).size).toBeGreaterThan(8);
+    expect(b[0]).toBe(0);
+    expect(b[1]).toBe(0);
+  });
+
+  it('unroutableLength sets the 0b111 CID length (8..20) and is validated', () => {
+    const enc = new QuicLbEncoder({ configs: [], unroutableLength: 20 });
+    const cid = enc.generate();
+    expect(cid.length).toBe(20);
+    expect(cid[0]).toBe(0xe0 | 19);
+    expect(codeOf(() => new QuicLbEncoder({ configs: [], unroutableLength: 7 }))).toBe('ERR_UNROUTABLE_LENGTH');
+    expect(codeOf(() => new QuicLbEncoder({ configs: [], unroutableLength: 21 }))).toBe('ERR_UNROUTABLE_LENGTH');
+    const config = createConfig({ configId: 0, serverIdLength: 3, nonceLength: 4, key: KEY_A });
+    expect(codeOf(() => new QuicLbEncoder({ configs: [{ config, serverId: hex('010203'), nonceLimit: 0n }] }))).toBe('ERR_NONCE_LIMIT');
+    expect(codeOf(() => new QuicLbEncoder({ configs: [{ config, serverId: hex('010203'), nonceLimit: 2n ** 32n + 1n }] }))).toBe(
+      'ERR_NONCE_LIMIT',
     );
   });
 });
