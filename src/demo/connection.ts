@@ -11,7 +11,9 @@ import {
   type PreferredAddress,
   type TransportParameters,
 } from '../quic/index.js';
-import { initialKeys, PacketKeys, AEAD_TAG_LEN, HP_SAMPLE_LEN } from './crypto.js';
+import { initialKeys, PacketKeys, AEAD_TAG_LEN } from './crypto.js';
+import { F, frameRetireConnectionId, HANDSHAKE_FRAMES, TransportError } from './frames.js';
+import { openPacket, PN_LEN, sealPacket } from './packet.js';
 import { RangeSet, Reassembler, Writer, vlen } from './buffers.js';
 import { splitHandshakeMessages, TlsAlert, TlsServerHandshake, type ClientHelloInfo } from './tls.js';
 import type { ServerIdentity } from './cert.js';
@@ -22,54 +24,8 @@ export type Level = (typeof Level)[keyof typeof Level];
 const LEVEL_NAMES = ['initial', 'handshake', '1rtt'];
 const ALL_LEVELS: readonly Level[] = [Level.INITIAL, Level.HANDSHAKE, Level.APPLICATION];
 
-// RFC 9000 §19 frame types.
-const F = {
-  PADDING: 0x00,
-  PING: 0x01,
-  ACK: 0x02,
-  ACK_ECN: 0x03,
-  RESET_STREAM: 0x04,
-  STOP_SENDING: 0x05,
-  CRYPTO: 0x06,
-  NEW_TOKEN: 0x07,
-  STREAM: 0x08, // 0x08..0x0f: OFF=0x04, LEN=0x02, FIN=0x01
-  MAX_DATA: 0x10,
-  MAX_STREAM_DATA: 0x11,
-  MAX_STREAMS_BIDI: 0x12,
-  MAX_STREAMS_UNI: 0x13,
-  DATA_BLOCKED: 0x14,
-  STREAM_DATA_BLOCKED: 0x15,
-  STREAMS_BLOCKED_BIDI: 0x16,
-  STREAMS_BLOCKED_UNI: 0x17,
-  NEW_CONNECTION_ID: 0x18,
-  RETIRE_CONNECTION_ID: 0x19,
-  PATH_CHALLENGE: 0x1a,
-  PATH_RESPONSE: 0x1b,
-  CONNECTION_CLOSE: 0x1c,
-  CONNECTION_CLOSE_APP: 0x1d,
-  HANDSHAKE_DONE: 0x1e,
-} as const;
-
-/** RFC 9000 §12.4 table 3: frames allowed in Initial and Handshake packets. */
-const HANDSHAKE_FRAMES = new Set<number>([F.PADDING, F.PING, F.ACK, F.ACK_ECN, F.CRYPTO, F.CONNECTION_CLOSE]);
-
-/** RFC 9000 §20.1 transport error codes used here. */
-export const TransportError = {
-  NO_ERROR: 0x0,
-  INTERNAL_ERROR: 0x1,
-  FLOW_CONTROL_ERROR: 0x3,
-  STREAM_STATE_ERROR: 0x5,
-  FRAME_ENCODING_ERROR: 0x7,
-  TRANSPORT_PARAMETER_ERROR: 0x8,
-  CONNECTION_ID_LIMIT_ERROR: 0x9,
-  PROTOCOL_VIOLATION: 0xa,
-  CRYPTO_ERROR: 0x100,
-} as const;
-
 /** Datagram size the server sends (RFC 9000 §14: every QUIC path carries 1200). */
 export const MAX_DATAGRAM_SIZE = 1200;
-/** Packet-number length the server always uses (simplifies sampling; RFC 9000 §17.1). */
-const PN_LEN = 4;
 /** Fixed congestion window in packets: enough for loopback, bounded burst under loss. */
 const CWND_PACKETS = 48;
 /** RFC 9002 §6.1.1 packet threshold. */
@@ -303,21 +259,10 @@ export class Connection {
     if (this.state === 'closed') return;
     const space = this.spaces[level];
     if (!space.rx || space.discarded) return;
-    if (pnOffset + PN_LEN + HP_SAMPLE_LEN > pkt.length) return;
-    const long = (pkt[0] & 0x80) !== 0;
-    const mask = space.rx.mask(pkt.subarray(pnOffset + 4, pnOffset + 4 + HP_SAMPLE_LEN));
-    const first = pkt[0] ^ (mask[0] & (long ? 0x0f : 0x1f));
-    const pnLen = (first & 0x03) + 1;
-    let truncated = 0;
-    const header = Buffer.from(pkt.subarray(0, pnOffset + pnLen));
-    header[0] = first;
-    for (let i = 0; i < pnLen; i++) {
-      header[pnOffset + i] ^= mask[1 + i];
-      truncated = truncated * 256 + header[pnOffset + i];
-    }
-    const pn = decodePacketNumber(space.received.largest, truncated, pnLen * 8);
-    const payload = space.rx.open(pn, header, pkt.subarray(pnOffset + pnLen));
-    if (!payload) return;
+    const opened = openPacket(space.rx, pkt, pnOffset, space.received.largest);
+    if (!opened) return;
+    const { pn, payload, first } = opened;
+    const long = (first & 0x80) !== 0;
     if (!this.accepted) {
       this.accepted = true;
       this.host.accepted(this);
@@ -1135,14 +1080,7 @@ export class Connection {
       h.writeUInt16BE(0x4000 | (PN_LEN + payload.length + AEAD_TAG_LEN), o);
       o += 2;
     }
-    const pnOffset = o;
-    h.writeUInt32BE(pn >>> 0, o);
-    const sealed = keys.seal(pn, h, payload);
-    const pkt = Buffer.concat([h, sealed]);
-    const mask = keys.mask(pkt.subarray(pnOffset + 4, pnOffset + 4 + HP_SAMPLE_LEN));
-    pkt[0] ^= mask[0] & (level === Level.APPLICATION ? 0x1f : 0x0f);
-    for (let i = 0; i < PN_LEN; i++) pkt[pnOffset + i] ^= mask[1 + i];
-    return pkt;
+    return sealPacket(keys, h, o, pn, payload);
   }
 
   // ------------------------------------------------------------------ close
@@ -1195,20 +1133,5 @@ export class Connection {
 
 class FrameError extends Error {}
 
-/** RFC 9000 §A.3: recovers a full packet number from its truncated encoding. */
-export function decodePacketNumber(largest: number, truncated: number, bits: number): number {
-  const expected = largest + 1;
-  const win = 2 ** bits;
-  const hwin = win / 2;
-  const cand = Math.floor(expected / win) * win + truncated;
-  if (cand <= expected - hwin && cand < 2 ** 62 - win) return cand + win;
-  if (cand > expected + hwin && cand >= win) return cand - win;
-  return cand;
-}
 
-function frameRetireConnectionId(seq: number): Buffer {
-  const w = new Writer(16);
-  w.u8(F.RETIRE_CONNECTION_ID).varint(seq);
-  return Buffer.from(w.view());
-}
 

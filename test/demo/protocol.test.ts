@@ -4,7 +4,7 @@
 import { createPublicKey, sign, verify, X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { hkdfExpandLabel, initialKeys } from '../../src/demo/crypto.js';
-import { decodePacketNumber } from '../../src/demo/connection.js';
+import { decodePacketNumber, openPacket, sealPacket } from '../../src/demo/packet.js';
 import { decodeFieldSection, huffmanCodes, huffmanDecode } from '../../src/demo/qpack.js';
 import { encodeResponse, generateBody, parseRequest } from '../../src/demo/h3.js';
 import { generateSelfSigned } from '../../src/demo/cert.js';
@@ -33,6 +33,31 @@ describe('RFC 9001 Appendix A.1: Initial keys for DCID 8394c8f03e515708', () => 
     sealed[0] ^= 1;
     expect(keys.tx.open(7, header, sealed)).toBeUndefined();
     expect(keys.tx.open(7, header, Buffer.alloc(3))).toBeUndefined();
+  });
+});
+
+describe('packet protection (sealPacket / openPacket)', () => {
+  const keys = initialKeys(h('8394c8f03e515708'));
+  it('round-trips a long-header packet and recovers the packet number from the largest seen', () => {
+    // Handshake-style long header: first octet 0xe3 (PN length 4), version 1, DCID/SCID, Length.
+    const header = Buffer.concat([h('e3 00000001 04 01020304 04 05060708'), h('4020'), Buffer.alloc(4)]);
+    const pnOffset = header.length - 4;
+    const pkt = sealPacket(keys.tx, Buffer.from(header), pnOffset, 70000, Buffer.from('payload of the packet'));
+    expect(pkt[0] & 0xf0).toBe(0xe0);
+    const opened = openPacket(keys.tx, pkt, pnOffset, 69990);
+    expect(opened?.pn).toBe(70000);
+    expect(opened?.first).toBe(0xe3);
+    expect(opened?.payload.toString()).toBe('payload of the packet');
+  });
+  it('short header: a wrong key, a flipped bit or a truncated packet gives undefined', () => {
+    const header = Buffer.concat([h('43 0a0b0c0d0e0f1011'), Buffer.alloc(4)]);
+    const pkt = sealPacket(keys.tx, Buffer.from(header), 9, 5, Buffer.from('0123456789'));
+    expect(openPacket(keys.tx, pkt, 9, 4)?.payload.toString()).toBe('0123456789');
+    expect(openPacket(keys.rx, pkt, 9, 4)).toBeUndefined();
+    const flipped = Buffer.from(pkt);
+    flipped[flipped.length - 1] ^= 0x80;
+    expect(openPacket(keys.tx, flipped, 9, 4)).toBeUndefined();
+    for (let n = 0; n < pkt.length; n++) expect(openPacket(keys.tx, pkt.subarray(0, n), 9, 4)).toBeUndefined();
   });
 });
 

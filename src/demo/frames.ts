@@ -1,0 +1,54 @@
+// QUIC v1 frame types and transport error codes (RFC 9000 §19, §20.1), and the few frame
+// encoders shared by the demo connection.
+import { Writer } from './buffers.js';
+
+// RFC 9000 §19 frame types.
+export const F = {
+  PADDING: 0x00,
+  PING: 0x01,
+  ACK: 0x02,
+  ACK_ECN: 0x03,
+  RESET_STREAM: 0x04,
+  STOP_SENDING: 0x05,
+  CRYPTO: 0x06,
+  NEW_TOKEN: 0x07,
+  STREAM: 0x08, // 0x08..0x0f: OFF=0x04, LEN=0x02, FIN=0x01
+  MAX_DATA: 0x10,
+  MAX_STREAM_DATA: 0x11,
+  MAX_STREAMS_BIDI: 0x12,
+  MAX_STREAMS_UNI: 0x13,
+  DATA_BLOCKED: 0x14,
+  STREAM_DATA_BLOCKED: 0x15,
+  STREAMS_BLOCKED_BIDI: 0x16,
+  STREAMS_BLOCKED_UNI: 0x17,
+  NEW_CONNECTION_ID: 0x18,
+  RETIRE_CONNECTION_ID: 0x19,
+  PATH_CHALLENGE: 0x1a,
+  PATH_RESPONSE: 0x1b,
+  CONNECTION_CLOSE: 0x1c,
+  CONNECTION_CLOSE_APP: 0x1d,
+  HANDSHAKE_DONE: 0x1e,
+} as const;
+
+/** RFC 9000 §12.4 table 3: frames allowed in Initial and Handshake packets. */
+export const HANDSHAKE_FRAMES = new Set<number>([F.PADDING, F.PING, F.ACK, F.ACK_ECN, F.CRYPTO, F.CONNECTION_CLOSE]);
+
+/** RFC 9000 §20.1 transport error codes used here. */
+export const TransportError = {
+  NO_ERROR: 0x0,
+  INTERNAL_ERROR: 0x1,
+  FLOW_CONTROL_ERROR: 0x3,
+  STREAM_STATE_ERROR: 0x5,
+  FRAME_ENCODING_ERROR: 0x7,
+  TRANSPORT_PARAMETER_ERROR: 0x8,
+  CONNECTION_ID_LIMIT_ERROR: 0x9,
+  PROTOCOL_VIOLATION: 0xa,
+  CRYPTO_ERROR: 0x100,
+} as const;
+
+/** RETIRE_CONNECTION_ID (RFC 9000 §19.16). */
+export function frameRetireConnectionId(seq: number): Buffer {
+  const w = new Writer(16);
+  w.u8(F.RETIRE_CONNECTION_ID).varint(seq);
+  return Buffer.from(w.view());
+}
