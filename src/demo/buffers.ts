@@ -83,6 +83,8 @@ export class RangeSet {
 export class Reassembler {
   offset = 0;
   finalSize = -1;
+  /** Highest end offset seen (for flow-control accounting). */
+  highest = 0;
   private pending = new Map<number, Buffer>();
 
   constructor(private readonly limit = 1 << 24) {}
@@ -90,6 +92,7 @@ export class Reassembler {
   push(offset: number, data: Buffer, fin = false): Buffer | undefined {
     const end = offset + data.length;
     if (end - this.offset > this.limit) return undefined;
+    if (end > this.highest) this.highest = end;
     if (fin) this.finalSize = end;
     if (end <= this.offset) return Buffer.alloc(0);
     if (offset < this.offset) {

@@ -12,7 +12,7 @@ import {
   type TransportParameters,
 } from '../quic/index.js';
 import { initialKeys, PacketKeys, AEAD_TAG_LEN } from './crypto.js';
-import { F, frameRetireConnectionId, HANDSHAKE_FRAMES, TransportError } from './frames.js';
+import { F, frameRetireConnectionId, frameWithVarint, HANDSHAKE_FRAMES, TransportError } from './frames.js';
 import { openPacket, PN_LEN, sealPacket } from './packet.js';
 import { RangeSet, Reassembler, Writer, vlen } from './buffers.js';
 import { splitHandshakeMessages, TlsAlert, TlsServerHandshake, type ClientHelloInfo } from './tls.js';
@@ -37,6 +37,14 @@ const MAX_PATHS = 4;
 /** CIDs the server keeps issued at most, whatever the client's limit (RFC 9000 §5.1.1). */
 const MAX_ISSUED_CIDS = 8;
 const PATH_CHALLENGE_TRIES = 5;
+/** Connection-level credit for the client's data, topped up when half is used. */
+const RECV_WINDOW = 1 << 20;
+/** Request streams the client may open, raised by this much when half are used. */
+const STREAMS_WINDOW = 100;
+/** Per-stream credit for client data (requests, HTTP/3 control and QPACK streams); not raised. */
+const INITIAL_MAX_STREAM_DATA = 1 << 16;
+/** HTTP/3 needs three client unidirectional streams: control, QPACK encoder and decoder. */
+const INITIAL_MAX_STREAMS_UNI = 3;
 
 /** The socket's handle for the local side of a path (compared by identity). */
 export interface PathVia {
@@ -171,6 +179,10 @@ export class Connection {
   private readonly recvStreams = new Map<number, Reassembler>();
   private readonly recvRequestData = new Map<number, Buffer[]>();
   private readonly requestsDelivered = new Set<number>();
+  /** Receive-side flow control: octets the client sent (highest offsets), credit given. */
+  private recvData = 0;
+  private recvMaxData = RECV_WINDOW;
+  private maxStreamsBidi = STREAMS_WINDOW;
   private peerParams: TransportParameters = {};
   private peerMaxData = 0;
   private dataSent = 0;
@@ -505,12 +517,12 @@ export class Connection {
       statelessResetToken: this.issued[0].token,
       maxIdleTimeout: this.opts.idleTimeoutMs,
       maxUdpPayloadSize: MAX_DATAGRAM_SIZE,
-      initialMaxData: 1 << 20,
-      initialMaxStreamDataBidiLocal: 1 << 16,
-      initialMaxStreamDataBidiRemote: 1 << 16,
-      initialMaxStreamDataUni: 1 << 16,
-      initialMaxStreamsBidi: 100,
-      initialMaxStreamsUni: 3,
+      initialMaxData: RECV_WINDOW,
+      initialMaxStreamDataBidiLocal: INITIAL_MAX_STREAM_DATA,
+      initialMaxStreamDataBidiRemote: INITIAL_MAX_STREAM_DATA,
+      initialMaxStreamDataUni: INITIAL_MAX_STREAM_DATA,
+      initialMaxStreamsBidi: STREAMS_WINDOW,
+      initialMaxStreamsUni: INITIAL_MAX_STREAMS_UNI,
       activeConnectionIdLimit: MAX_ISSUED_CIDS,
       disableActiveMigration: this.opts.disableActiveMigration || undefined,
     };
@@ -665,15 +677,31 @@ export class Connection {
       this.close(TransportError.STREAM_STATE_ERROR, 'STREAM on a server send-only stream');
       return;
     }
+    const index = Math.floor(id / 4);
+    if ((id & 0x02) === 0 ? index >= this.maxStreamsBidi : index >= INITIAL_MAX_STREAMS_UNI) {
+      this.close(TransportError.STREAM_LIMIT_ERROR, `stream ${id} beyond the advertised limit`);
+      return;
+    }
     let r = this.recvStreams.get(id);
     if (!r) {
-      r = new Reassembler(1 << 16);
+      r = new Reassembler(INITIAL_MAX_STREAM_DATA);
       this.recvStreams.set(id, r);
     }
+    const before = r.highest;
     const got = r.push(off, data, fin);
-    if (got === undefined) {
+    this.recvData += Math.max(0, r.highest - before);
+    if (got === undefined || r.highest > INITIAL_MAX_STREAM_DATA || this.recvData > this.recvMaxData) {
       this.close(TransportError.FLOW_CONTROL_ERROR, 'stream data beyond the advertised limit');
       return;
+    }
+    // Keep credit ahead of the client (RFC 9000 §4.2): more data and more request streams.
+    if (this.recvData > this.recvMaxData - RECV_WINDOW / 2) {
+      this.recvMaxData = this.recvData + RECV_WINDOW;
+      this.queueControl(frameWithVarint(F.MAX_DATA, this.recvMaxData));
+    }
+    if ((id & 0x02) === 0 && r.finished && index + 1 > this.maxStreamsBidi - STREAMS_WINDOW / 2) {
+      this.maxStreamsBidi += STREAMS_WINDOW;
+      this.queueControl(frameWithVarint(F.MAX_STREAMS_BIDI, this.maxStreamsBidi));
     }
     if ((id & 0x02) !== 0) return; // client unidirectional streams (control, QPACK): read and drop
     if (this.requestsDelivered.has(id)) return; // a retransmitted copy of a request already answered

@@ -38,6 +38,7 @@ export const TransportError = {
   NO_ERROR: 0x0,
   INTERNAL_ERROR: 0x1,
   FLOW_CONTROL_ERROR: 0x3,
+  STREAM_LIMIT_ERROR: 0x4,
   STREAM_STATE_ERROR: 0x5,
   FRAME_ENCODING_ERROR: 0x7,
   TRANSPORT_PARAMETER_ERROR: 0x8,
@@ -46,9 +47,14 @@ export const TransportError = {
   CRYPTO_ERROR: 0x100,
 } as const;
 
+/** A frame that is its type and one varint: MAX_DATA, MAX_STREAMS, RETIRE_CONNECTION_ID, ... */
+export function frameWithVarint(type: number, value: number): Buffer {
+  const w = new Writer(16);
+  w.u8(type).varint(value);
+  return Buffer.from(w.view());
+}
+
 /** RETIRE_CONNECTION_ID (RFC 9000 §19.16). */
 export function frameRetireConnectionId(seq: number): Buffer {
-  const w = new Writer(16);
-  w.u8(F.RETIRE_CONNECTION_ID).varint(seq);
-  return Buffer.from(w.view());
+  return frameWithVarint(F.RETIRE_CONNECTION_ID, seq);
 }

@@ -192,4 +192,13 @@ describe('demo server with gtlsclient, no LB', () => {
     expect(downloadedSha256(run, '50000'), explainDownload(run, '50000', 50000)).toBe(expectedSha256(50000));
     expect(eventsOf(fixture, 'migrated')[0]?.via).toBe('direct:[::1]:25196');
   });
+
+  it('raises MAX_STREAMS as requests complete: 130 requests on one connection', async () => {
+    fixture = await startDemoFixture({ listen: { address: '127.0.2.29', port: 25175 } });
+    const run = await runClient({ host: '127.0.2.29', port: 25175, paths: ['/bytes/100'], extraArgs: ['-n', '130'], timeoutMs: 30_000 });
+    expect(run.output.split('\n').filter((l) => /^http: stream 0x[0-9a-f]+ \[:status: 200\]/.test(l)).length).toBe(130);
+    expect(run.output).toMatch(/frm rx \d+ 1RTT MAX_STREAMS\(0x12\) max_streams=200/);
+    expect(eventsOf(fixture, 'request').length).toBe(130);
+    expect(eventsOf(fixture, 'connection-accepted').length).toBe(1);
+  });
 });
