@@ -13,7 +13,7 @@ import {
 } from '../quic/index.js';
 import { initialKeys, PacketKeys, AEAD_TAG_LEN } from './crypto.js';
 import { F, frameRetireConnectionId, frameWithVarint, HANDSHAKE_FRAMES, TransportError } from './frames.js';
-import { openPacket, PN_LEN, sealPacket } from './packet.js';
+import { KEY_PHASE_BIT, openPacket, PN_LEN, sealPacket } from './packet.js';
 import { RangeSet, Reassembler, Writer, vlen } from './buffers.js';
 import { splitHandshakeMessages, TlsAlert, TlsServerHandshake, type ClientHelloInfo } from './tls.js';
 import type { ServerIdentity } from './cert.js';
@@ -136,6 +136,11 @@ class Space {
   cryptoRetransmit: Array<[number, number]> = [];
   /** Handshake-message bytes received but not yet a complete message. */
   cryptoPartial?: Buffer;
+  /** 1-RTT key update (RFC 9001 §6): current phase, previous and next receive keys. */
+  keyPhase = 0;
+  keyPhaseStartPn = 0;
+  prevRx?: PacketKeys;
+  nextRx?: PacketKeys;
 }
 
 /** Data the server sends on one stream. */
@@ -271,9 +276,35 @@ export class Connection {
     if (this.state === 'closed') return;
     const space = this.spaces[level];
     if (!space.rx || space.discarded) return;
-    const opened = openPacket(space.rx, pkt, pnOffset, space.received.largest);
+    let candidate: PacketKeys | undefined;
+    const opened = openPacket(
+      space.rx,
+      pkt,
+      pnOffset,
+      space.received.largest,
+      level === Level.APPLICATION
+        ? (b, n) => {
+            if (((b & KEY_PHASE_BIT) !== 0 ? 1 : 0) === space.keyPhase) return space.rx;
+            // RFC 9001 §6.3: the other phase is the previous keys for older packets, else the next ones.
+            if (space.prevRx && n < space.keyPhaseStartPn) return space.prevRx;
+            space.nextRx ??= space.rx!.next();
+            candidate = space.nextRx;
+            return candidate;
+          }
+        : undefined,
+    );
     if (!opened) return;
     const { pn, payload, first } = opened;
+    if (candidate) {
+      // The peer started a key update (RFC 9001 §6.2): follow it in both directions.
+      space.prevRx = space.rx;
+      space.rx = candidate;
+      space.tx = space.tx!.next();
+      space.nextRx = undefined;
+      space.keyPhase ^= 1;
+      space.keyPhaseStartPn = pn;
+      this.host.event('key-update', { conn: this.number, phase: space.keyPhase, pn });
+    }
     const long = (first & 0x80) !== 0;
     if (!this.accepted) {
       this.accepted = true;
@@ -1092,7 +1123,7 @@ export class Connection {
     const h = Buffer.alloc(hl);
     let o = 0;
     if (level === Level.APPLICATION) {
-      h[o++] = 0x40 | (PN_LEN - 1);
+      h[o++] = 0x40 | (space.keyPhase !== 0 ? KEY_PHASE_BIT : 0) | (PN_LEN - 1);
       o += this.dcid.copy(h, o);
     } else {
       const type = level === Level.INITIAL ? 0x00 : 0x02;

@@ -60,13 +60,26 @@ export class PacketKeys {
   private readonly hp: Cipher;
   private readonly nonce = Buffer.alloc(AEAD_IV_LEN);
 
-  constructor(readonly secret: Buffer) {
+  /** `hpFrom`: keep the header-protection key of these keys (key update, RFC 9001 §6). */
+  constructor(
+    readonly secret: Buffer,
+    hpFrom?: PacketKeys,
+  ) {
     this.key = hkdfExpandLabel(secret, 'quic key', Buffer.alloc(0), AEAD_KEY_LEN);
     this.iv = hkdfExpandLabel(secret, 'quic iv', Buffer.alloc(0), AEAD_IV_LEN);
-    const hpKey = hkdfExpandLabel(secret, 'quic hp', Buffer.alloc(0), AEAD_KEY_LEN);
-    // AES-128-ECB of one block per packet; one cipher object reused (ECB keeps no chaining state).
-    this.hp = createCipheriv('aes-128-ecb', hpKey, null);
-    this.hp.setAutoPadding(false);
+    if (hpFrom) {
+      this.hp = hpFrom.hp;
+    } else {
+      const hpKey = hkdfExpandLabel(secret, 'quic hp', Buffer.alloc(0), AEAD_KEY_LEN);
+      // AES-128-ECB of one block per packet; one cipher object reused (ECB keeps no chaining state).
+      this.hp = createCipheriv('aes-128-ecb', hpKey, null);
+      this.hp.setAutoPadding(false);
+    }
+  }
+
+  /** RFC 9001 §6.1: the next generation of 1-RTT keys ("quic ku"); header protection unchanged. */
+  next(): PacketKeys {
+    return new PacketKeys(hkdfExpandLabel(this.secret, 'quic ku', Buffer.alloc(0), HASH_LEN), this);
   }
 
   /** RFC 9001 §5.4.1: the 5-octet header-protection mask for a 16-octet sample. */

@@ -28,12 +28,22 @@ export interface OpenedPacket {
   payload: Buffer;
 }
 
+/** RFC 9000 §17.3.1: the Key Phase bit of a short header. */
+export const KEY_PHASE_BIT = 0x04;
+
 /**
  * Removes header protection and decrypts the packet at the start of `pkt` (which ends where the
  * packet ends). `pnOffset`: offset of the protected packet number. `largestPn`: largest packet
  * number received in this space (-1: none). Undefined when too short or authentication fails.
  */
-export function openPacket(keys: PacketKeys, pkt: Buffer, pnOffset: number, largestPn: number): OpenedPacket | undefined {
+export function openPacket(
+  keys: PacketKeys,
+  pkt: Buffer,
+  pnOffset: number,
+  largestPn: number,
+  /** Picks the packet-protection keys from the unprotected first octet and the packet number (1-RTT key phase). */
+  aead: (first: number, pn: number) => PacketKeys | undefined = () => keys,
+): OpenedPacket | undefined {
   if (pnOffset + PN_LEN + HP_SAMPLE_LEN > pkt.length) return undefined;
   const mask = keys.mask(pkt.subarray(pnOffset + PN_LEN, pnOffset + PN_LEN + HP_SAMPLE_LEN));
   const first = pkt[0] ^ (mask[0] & (pkt[0] & LONG_HEADER_BIT ? LONG_HP_MASK : SHORT_HP_MASK));
@@ -46,7 +56,7 @@ export function openPacket(keys: PacketKeys, pkt: Buffer, pnOffset: number, larg
     truncated = truncated * 256 + header[pnOffset + i];
   }
   const pn = decodePacketNumber(largestPn, truncated, pnLen * 8);
-  const payload = keys.open(pn, header, pkt.subarray(pnOffset + pnLen));
+  const payload = aead(first, pn)?.open(pn, header, pkt.subarray(pnOffset + pnLen));
   return payload ? { pn, first, payload } : undefined;
 }
 

@@ -201,4 +201,13 @@ describe('demo server with gtlsclient, no LB', () => {
     expect(eventsOf(fixture, 'request').length).toBe(130);
     expect(eventsOf(fixture, 'connection-accepted').length).toBe(1);
   });
+
+  it('follows a client-initiated key update (RFC 9001 §6) and the download stays intact', async () => {
+    fixture = await startDemoFixture({ listen: { address: '127.0.2.29', port: 25176 } });
+    const run = await runClient({ host: '127.0.2.29', port: 25176, paths: ['/bytes/300000'], extraArgs: ['--key-update=50ms', '--delay-stream=200ms'] });
+    expect(downloadedSha256(run, '300000'), explainDownload(run, '300000', 300000)).toBe(expectedSha256(300000));
+    const updates = eventsOf(fixture, 'key-update');
+    expect(updates.length).toBeGreaterThanOrEqual(1);
+    expect(updates[0].phase).toBe(1);
+  });
 });
