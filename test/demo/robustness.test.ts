@@ -121,4 +121,21 @@ describe('demo server robustness', () => {
     }
     expect(alerts).toBeGreaterThan(0);
   });
+
+  it('answers an unknown version with Version Negotiation listing QUIC v1 (RFC 9000 §17.2.1), only for 1200-octet datagrams', () => {
+    const { server, socket } = newServer();
+    const probe = Buffer.alloc(1200);
+    Buffer.from('c0' + '1a2a3a4a' + '08' + '0102030405060708' + '04' + 'a1a2a3a4', 'hex').copy(probe);
+    deliver(socket, probe.subarray(0, 1199));
+    expect(socket.sent.length).toBe(0);
+    deliver(socket, probe);
+    expect(socket.sent.length).toBe(1);
+    const vn = socket.sent[0];
+    expect(vn[0] & 0x80).toBe(0x80);
+    expect(vn.readUInt32BE(1)).toBe(0);
+    // DCID = the client's SCID, SCID = the client's DCID, then the supported versions.
+    expect(vn.subarray(5).toString('hex')).toBe('04a1a2a3a4' + '080102030405060708' + '00000001');
+    expect(server.stats.versionNegotiations).toBe(1);
+    server.close();
+  });
 });
