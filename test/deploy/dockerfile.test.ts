@@ -11,7 +11,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { repoRoot, runCli } from '../helpers/cli.js';
-import { deployDir, until } from './proc.js';
+import { deployDir } from './proc.js';
+import { until } from '../lb/net.js';
 
 interface Instruction {
   op: string;

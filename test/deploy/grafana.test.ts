@@ -10,7 +10,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { answerHealthProbe } from '../../src/quic/index.js';
 import { createConfig, encodeConnectionId } from '../../src/quic-lb/index.js';
-import { CliProcess, deployDir, until } from './proc.js';
+import { startCli, stop } from '../e2e/fleet.js';
+import { stopWithCode, deployDir } from './proc.js';
+import { until } from '../lb/net.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'quic-lb-grafana-'));
 const cleanup: (() => unknown)[] = [];
@@ -110,8 +112,8 @@ describe('deploy/grafana/quic-lb.json', () => {
         log: { level: 'warn' },
       }),
     );
-    const lb = await CliProcess.start(['serve', '--config', file]);
-    cleanup.push(() => lb.stop('SIGKILL'));
+    const lb = await startCli(['serve', '--config', file]);
+    cleanup.push(() => stop(lb));
     expect(lb.ready).toMatchObject({ ready: true, workers: 2 });
     const base = 'http://127.0.4.1:35004';
     await until(async () => (await fetch(`${base}/healthz`)).status === 200, 10_000, '/healthz 200');
@@ -125,7 +127,7 @@ describe('deploy/grafana/quic-lb.json', () => {
     client.send(Buffer.alloc(0), 35001, '127.0.4.1');
     client.send(Buffer.alloc(40, 1), 35003, '127.0.4.1');
     await until(() => forwarded === 10, 10_000, 'ten datagrams at the backend');
-    process.kill(lb.child.pid!, 'SIGHUP');
+    process.kill(lb.pid, 'SIGHUP');
     let text = '';
     await until(
       async () => {
@@ -156,6 +158,6 @@ describe('deploy/grafana/quic-lb.json', () => {
     // The dashboard covers every metric the LB exposes.
     const all = [...exposed.keys()].filter((m) => m.startsWith('quic_lb_'));
     expect(all.filter((m) => !seen.has(m))).toEqual([]);
-    expect(await lb.stop('SIGTERM')).toBe(0);
+    expect(await stopWithCode(lb)).toBe(0);
   });
 });

@@ -13,7 +13,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { runCli } from '../helpers/cli.js';
 import { renderKustomization, type K8sObject } from './kustomize.js';
-import { CliProcess, deployDir, jsonLines, until } from './proc.js';
+import { readEvents, startCli } from '../e2e/fleet.js';
+import { stopWithCode, deployDir } from './proc.js';
+import { until } from '../lb/net.js';
 
 type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -187,11 +189,11 @@ describe('deploy/k8s/base', () => {
       args[args.indexOf('--config') + 1] = configFile;
       args[args.indexOf('--listen') + 1] = `127.0.4.${20 + n}:${35100 + n}`;
       const log = path.join(work, `${podName}.jsonl`);
-      const backend = await CliProcess.start([...args, '--event-log', log]);
+      const backend = await startCli([...args, '--event-log', log]);
       try {
         expect(backend.ready).toMatchObject({ ready: true, name: podName, configId: 0 });
-        await until(() => jsonLines(log).some((e) => e.event === 'backend-started'), 5000, 'backend-started');
-        const serverId = jsonLines(log).find((e) => e.event === 'backend-started')!.server as string;
+        await until(() => readEvents(log).some((e) => e.event === 'backend-started'), 5000, 'backend-started');
+        const serverId = readEvents(log).find((e) => e.event === 'backend-started')!.server as string;
         // A CID this backend could mint, and where the LB config sends it.
         const enc = runCli(['cid', 'encode', '--config', configFile, '--config-id', '0', '--server-id', serverId, '--json']);
         expect(enc.status, enc.stderr).toBe(0);
@@ -206,7 +208,7 @@ describe('deploy/k8s/base', () => {
         expect(`${svc.spec.clusterIP}:${svc.spec.ports[0].port}`).toBe(decision.address);
         expect(svc.spec.ports[0]).toMatchObject({ protocol: 'UDP', targetPort: listenPort });
       } finally {
-        expect(await backend.stop()).toBe(0);
+        expect(await stopWithCode(backend)).toBe(0);
       }
     }
   });

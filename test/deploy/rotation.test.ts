@@ -11,7 +11,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { downloadedSha256, expectedSha256, explainDownload, has, runClient, serverCidsSeen } from '../e2e/gtlsclient.js';
 import { runCli } from '../helpers/cli.js';
-import { CliProcess, deployDir, jsonLines, until } from './proc.js';
+import { readEvents, startCli, stop } from '../e2e/fleet.js';
+import { stopWithCode, deployDir } from './proc.js';
+import { until } from '../lb/net.js';
 
 type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -89,20 +91,20 @@ describe('deploy/README.md rotation procedure (Kubernetes volumes, SIGHUP)', () 
     const metrics = 'http://127.0.4.60:35404/metrics';
     const series = (id: number): string => `quic_lb_cid_packets_total{config_id="${id}",result="routed"}`;
 
-    const lb = await CliProcess.start(['serve', '--config', path.join(lbVol, 'config.yaml')]);
-    cleanup.push(() => lb.stop('SIGKILL'));
+    const lb = await startCli(['serve', '--config', path.join(lbVol, 'config.yaml')]);
+    cleanup.push(() => stop(lb));
     const events = path.join(work, 'backend.jsonl');
     const name = base.backends[0].name as string;
-    const backend = await CliProcess.start([
+    const backend = await startCli([
       'demo', 'backend', '--config', path.join(beVol, 'config.yaml'), '--name', name, '--no-preferred', '--reset-key', keys['reset.hex'].trim(), '--event-log', events,
     ]);
-    cleanup.push(() => backend.stop('SIGKILL'));
+    cleanup.push(() => stop(backend));
     expect(backend.ready).toMatchObject({ configId: 0 });
     await until(async () => (await fetch('http://127.0.4.60:35404/healthz')).status === 200, 10_000, 'LB healthy');
 
     // A client that stays on the VIP and sends its request only after the rotation below.
     const across = runClient({ host: vip.address, port: vip.port, paths: ['/bytes/200000'], extraArgs: ['--no-preferred-addr', '--delay-stream=4000ms'], timeoutMs: 30_000 });
-    await until(() => existsSync(events) && jsonLines(events).some((e) => e.event === 'handshake-complete'), 10_000, 'the first handshake');
+    await until(() => readEvents(events).some((e) => e.event === 'handshake-complete'), 10_000, 'the first handshake');
     expect(await counter(metrics, series(0))).toBeGreaterThan(0);
 
     // Steps 1-2: the new key and config reach the LB's volume; the README's reload command.
@@ -112,14 +114,14 @@ describe('deploy/README.md rotation procedure (Kubernetes volumes, SIGHUP)', () 
       backends: config0.backends.map((b: Any) => ({ ...b, serverIds: { ...b.serverIds, 1: b.serverIds[0] } })),
     };
     kubeletWrite(lbVol, { 'config.yaml': stringify(next), ...keys0, 'quic-lb-1.hex': key1 });
-    execFileSync('sh', ['-c', lbReload.replace('/etc/quic-lb/config.yaml', path.join(lbVol, 'config.yaml')).replace('kill -HUP 1', `kill -HUP ${lb.child.pid}`)]);
+    execFileSync('sh', ['-c', lbReload.replace('/etc/quic-lb/config.yaml', path.join(lbVol, 'config.yaml')).replace('kill -HUP 1', `kill -HUP ${lb.pid}`)]);
     await until(async () => (await counter(metrics, 'quic_lb_config_reloads_total{outcome="success"}')) === 1, 5000, 'the LB reload');
     expect(await counter(metrics, 'quic_lb_config_last_reload_success')).toBe(1);
 
     // Step 3: then the backends; the live connection gets config-1 CIDs (Retire Prior To).
     kubeletWrite(beVol, { 'config.yaml': stringify(next), ...keys0, 'quic-lb-1.hex': key1 });
-    execFileSync('sh', ['-c', backendReload.replace('kill -HUP 1', `kill -HUP ${backend.child.pid}`)]);
-    await until(() => /active QUIC-LB config 1, 1 connections got new CIDs/.test(backend.stderr()), 5000, 'the backend reload');
+    execFileSync('sh', ['-c', backendReload.replace('kill -HUP 1', `kill -HUP ${backend.pid}`)]);
+    await until(() => /active QUIC-LB config 1, 1 connections got new CIDs/.test(backend.output()), 5000, 'the backend reload');
     const run = await across;
     expect(downloadedSha256(run, '200000'), explainDownload(run, '200000', 200000)).toBe(expectedSha256(200000));
     expect(await counter(metrics, series(1))).toBeGreaterThan(0);
@@ -141,10 +143,10 @@ describe('deploy/README.md rotation procedure (Kubernetes volumes, SIGHUP)', () 
     const keys1: Record<string, string> = { ...keys0, 'quic-lb-1.hex': key1 };
     delete keys1['quic-lb-0.hex'];
     kubeletWrite(lbVol, { 'config.yaml': stringify(final), ...keys1 });
-    execFileSync('sh', ['-c', lbReload.replace('/etc/quic-lb/config.yaml', path.join(lbVol, 'config.yaml')).replace('kill -HUP 1', `kill -HUP ${lb.child.pid}`)]);
+    execFileSync('sh', ['-c', lbReload.replace('/etc/quic-lb/config.yaml', path.join(lbVol, 'config.yaml')).replace('kill -HUP 1', `kill -HUP ${lb.pid}`)]);
     await until(async () => (await counter(metrics, 'quic_lb_config_reloads_total{outcome="success"}')) === 2, 5000, 'the second LB reload');
     kubeletWrite(beVol, { 'config.yaml': stringify(final), ...keys1 });
-    execFileSync('sh', ['-c', backendReload.replace('kill -HUP 1', `kill -HUP ${backend.child.pid}`)]);
+    execFileSync('sh', ['-c', backendReload.replace('kill -HUP 1', `kill -HUP ${backend.pid}`)]);
     const after = await runClient({ host: vip.address, port: vip.port, paths: ['/bytes/50000'], extraArgs: ['--no-preferred-addr'] });
     expect(has(after.output, 'QUIC handshake has been confirmed')).toBe(true);
     expect(downloadedSha256(after, '50000'), explainDownload(after, '50000', 50000)).toBe(expectedSha256(50000));
@@ -155,7 +157,7 @@ describe('deploy/README.md rotation procedure (Kubernetes volumes, SIGHUP)', () 
     for (const reason of ['fallback_unknown_config', 'fallback_unknown_server_id', 'fallback_unroutable_0b111', 'dropped_no_backend']) {
       expect(await counter(metrics, `quic_lb_received_packets_total{reason="${reason}"}`), reason).toBe(0);
     }
-    expect(await lb.stop()).toBe(0);
-    expect(await backend.stop()).toBe(0);
+    expect(await stopWithCode(lb)).toBe(0);
+    expect(await stopWithCode(backend)).toBe(0);
   });
 });
