@@ -201,8 +201,8 @@ interface BackendArgs {
   config: string;
   name: string;
   listen?: string;
-  preferred?: string;
-  'no-preferred': boolean;
+  /** false with --no-preferred (yargs boolean negation) */
+  preferred?: string | false;
   'config-id'?: number;
   'event-log'?: string;
   static?: string;
@@ -230,8 +230,7 @@ const backendCommand: CommandModule<object, BackendArgs> = {
       .option('config', { alias: 'c', type: 'string', demandOption: true, describe: 'the LB config file (QUIC-LB configs, server IDs, addresses)' })
       .option('name', { alias: 'n', type: 'string', demandOption: true, describe: 'this backend\'s name in the config' })
       .option('listen', { type: 'string', describe: 'address:port to listen on (default: the backend\'s address in the config)' })
-      .option('preferred', { type: 'string', describe: 'preferred_address to advertise (default: the listen address)' })
-      .option('no-preferred', { type: 'boolean', default: false, describe: 'advertise no preferred_address' })
+      .option('preferred', { type: 'string', describe: 'preferred_address to advertise (default: the listen address); --no-preferred: none' })
       .option('config-id', { type: 'number', describe: 'QUIC-LB config to mint CIDs with (default: the last one in the file with a server ID for this backend)' })
       .option('event-log', { type: 'string', describe: 'append JSON-lines events to this file' })
       .option('static', { type: 'string', describe: 'serve files from this directory (besides /bytes/N)' })
@@ -245,7 +244,7 @@ const backendCommand: CommandModule<object, BackendArgs> = {
     const running = await startDemoBackend(config, {
       name: argv.name,
       listen: argv.listen ? endpointArg(argv.listen, '--listen') : undefined,
-      preferred: argv['no-preferred'] ? null : argv.preferred ? endpointArg(argv.preferred, '--preferred') : undefined,
+      preferred: argv.preferred === false ? null : argv.preferred ? endpointArg(argv.preferred, '--preferred') : undefined,
       configId: argv['config-id'],
       eventLog: argv['event-log'],
       staticDir: argv.static,
@@ -272,11 +271,11 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
   builder: (y) =>
     y
       .command(backendCommand as CommandModule)
-      .option('vip', { type: 'string', default: DEMO_DEFAULTS.vip, describe: 'VIP address:port of the LB' })
-      .option('backends', { type: 'string', default: DEMO_DEFAULTS.backends.join(','), describe: 'comma-separated backend address:port list' })
-      .option('metrics', { type: 'string', default: DEMO_DEFAULTS.metrics, describe: 'address:port of the LB\'s /metrics and /healthz' })
-      .option('event-log', { type: 'string', describe: 'append the backends\' JSON-lines events to this file' })
-      .option('quiet', { type: 'boolean', default: false, describe: 'do not print backend events' })
+      .option('vip', { global: false, type: 'string', default: DEMO_DEFAULTS.vip, describe: 'VIP address:port of the LB' })
+      .option('backends', { global: false, type: 'string', default: DEMO_DEFAULTS.backends.join(','), describe: 'comma-separated backend address:port list' })
+      .option('metrics', { global: false, type: 'string', default: DEMO_DEFAULTS.metrics, describe: 'address:port of the LB\'s /metrics and /healthz' })
+      .option('event-log', { global: false, type: 'string', describe: 'append the backends\' JSON-lines events to this file' })
+      .option('quiet', { global: false, type: 'boolean', default: false, describe: 'do not print backend events' })
       .example('$0 demo', 'LB on 127.0.0.1:4433, backends on 127.0.0.2:4434 and 127.0.0.3:4434') as never,
   handler: async (argv) => {
     const vip = endpointArg(argv.vip, '--vip');

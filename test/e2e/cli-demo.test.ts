@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
-import { configYaml } from './fleet.js';
+import { configYaml, readEvents, startCli, stop } from './fleet.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-cli-demo-'));
 const file = path.join(dir, 'lb.yaml');
@@ -47,5 +47,21 @@ describe('quic-lb demo backend: errors', () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('ERR_CONFIG_REQUIRED');
     expect(r.stderr).not.toContain('    at ');
+  });
+
+  it('--no-preferred: the backend advertises no preferred_address', async () => {
+    const log = path.join(dir, 'np.jsonl');
+    const p = await startCli(['demo', 'backend', '--config', file, '--name', 'a', '--no-preferred', '--event-log', log]);
+    try {
+      const started = readEvents(log).find((e) => e.event === 'backend-started');
+      expect(started?.preferred).toBeNull();
+      const p2 = await startCli(['demo', 'backend', '--config', file, '--name', 'a', '--listen', '127.0.2.93:25906', '--preferred', '127.0.2.94:25907', '--event-log', log]);
+      await stop(p2);
+      const second = readEvents(log).filter((e) => e.event === 'backend-started')[1];
+      expect(second?.listen).toBe('127.0.2.93:25906');
+      expect(second?.preferred).toBe('127.0.2.94:25907');
+    } finally {
+      await stop(p);
+    }
   });
 });
