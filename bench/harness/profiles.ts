@@ -121,7 +121,8 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     rateStart: 3000,
     rateFactor: 2,
     rateMax: 6000,
-    lossThreshold: 0.001,
+    // A harness self-test, often on a loaded CI machine: only gross loss fails a step.
+    lossThreshold: 0.05,
     retryFailedStep: false,
     refineSteps: 0,
     latencyRate: 2000,

@@ -332,6 +332,8 @@ export function summarise(res: BenchResults): void {
       if (!x) continue;
       res.ratios[`quic-lb-${alg}/${other} pps`] = ratio(q.pps, x.pps);
       res.ratios[`quic-lb-${alg}/${other} p99`] = ratio(q.p99_us, x.p99_us);
+      // CPU per packet is the steadier comparison on a shared machine (rates hit the generator's ceiling).
+      res.ratios[`quic-lb-${alg}/${other} cpu_us_per_packet`] = ratio(q.cpu_us_per_packet, x.cpu_us_per_packet);
     }
     // A search that never failed only gives a lower bound (the profile's highest rate): no verdict.
     const capped = (router: string): boolean => searchCapped(res.rate_search[router]);

@@ -50,7 +50,7 @@ describe('routing harness end to end (tiny profile)', () => {
     for (const id of ['bare-relay', 'quic-lb-plaintext']) {
       const steady = row(id, 'steady')!;
       expect(steady.rtt_p50_us, id).toBeGreaterThan(0);
-      expect(steady.echo_ratio, id).toBeGreaterThan(0.99);
+      expect(steady.echo_ratio, id).toBeGreaterThan(0.9);
     }
     // quic-lb serve routes every packet of a connection to its owner, also after NAT rebinding.
     expect(row('quic-lb-plaintext', 'steady')!.correct_ratio).toBe(1);
