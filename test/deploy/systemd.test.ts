@@ -1,14 +1,16 @@
-// deploy/systemd: `systemd-analyze verify` on every unit (syntax, directives, commands), the
-// security exposure score of quic-lb.service, and the operational contract: reload = SIGHUP, stop
-// timeout longer than the drain, the capability only where the VIP port needs it, and the
-// command lines the units run accepted by the real CLI. Needs dist/ (npm run build).
+// deploy/systemd: the package installed as deploy/README.md installs it (npm pack, npm install -g,
+// into a temporary prefix standing for /usr/local), `systemd-analyze verify` on every unit against
+// that installation (syntax, directives, executables), the security exposure score of
+// quic-lb.service, and the operational contract: reload = SIGHUP, stop timeout longer than the
+// drain, the capability only where the VIP port needs it, and the command lines the units run
+// accepted by the installed CLI. Needs dist/ (npm run build).
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { cliPath, runCli } from '../helpers/cli.js';
+import { repoRoot, runCli } from '../helpers/cli.js';
 import { deployDir } from './proc.js';
 
 const unitDir = path.join(deployDir, 'systemd');
@@ -52,17 +54,31 @@ const example = parse(readFileSync(path.join(deployDir, 'config', 'config.yaml')
 };
 
 describe('deploy/systemd', () => {
-  it('systemd-analyze verify accepts every unit (installed paths mapped to this checkout)', () => {
-    // verify checks that every Exec command exists and is executable: stand-ins for the installed
-    // quic-lb (a shim running dist/cli.js) and vip-health.sh (the script in deploy/bird).
-    const shim = path.join(work, 'quic-lb');
-    writeFileSync(shim, `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(cliPath)} "$@"\n`);
-    chmodSync(shim, 0o755);
+  /** The installed `quic-lb` (what /usr/local/bin/quic-lb is after `npm install -g`). */
+  let installed: string;
+  beforeAll(() => {
+    // npm pack + npm install -g of the tarball: production dependencies only, from npm's cache.
+    const pack = spawnSync('npm', ['pack', '--pack-destination', work, '--json'], { cwd: repoRoot, encoding: 'utf8' });
+    expect(pack.status, pack.stderr).toBe(0);
+    const tarball = path.join(work, (JSON.parse(pack.stdout) as { filename: string }[])[0].filename);
+    const prefix = path.join(work, 'usr-local');
+    const install = spawnSync('npm', ['install', '-g', '--prefix', prefix, '--no-audit', '--no-fund', tarball], {
+      encoding: 'utf8',
+      env: { ...process.env, npm_config_offline: 'true' },
+    });
+    expect(install.status, install.stderr).toBe(0);
+    installed = path.join(prefix, 'bin', 'quic-lb');
+    const help = spawnSync(installed, ['--help'], { encoding: 'utf8' });
+    expect(help.status, help.stderr).toBe(0);
+  }, 120_000);
+
+  it('systemd-analyze verify accepts every unit (installed paths mapped to the temporary installation)', () => {
+    // verify checks that every Exec command exists and is executable.
     const dir = path.join(work, 'units');
     mkdirSync(dir);
     expect(units.sort()).toEqual(['quic-lb-demo-backend@.service', 'quic-lb-vip-health.service', 'quic-lb.service']);
     const files = units.map((u) => {
-      const text = readFileSync(path.join(unitDir, u), 'utf8').replaceAll(BIN, shim).replaceAll(VIP_HEALTH, path.join(deployDir, 'bird', 'vip-health.sh'));
+      const text = readFileSync(path.join(unitDir, u), 'utf8').replaceAll(BIN, installed).replaceAll(VIP_HEALTH, path.join(deployDir, 'bird', 'vip-health.sh'));
       // A template is verified through an instance.
       const file = path.join(dir, u.replace('@.service', '@edge-a.service'));
       writeFileSync(file, text);
@@ -98,7 +114,7 @@ describe('deploy/systemd', () => {
     expect(one(d, 'Service.User')).not.toBe('root');
   });
 
-  it('the command lines the units run are accepted by the CLI, on the example config', () => {
+  it('the command lines the units run are accepted by the installed CLI, on the example config', () => {
     // /etc/quic-lb as deploy/README.md lays it out: config.yaml and keys/*.hex from quic-lb keygen.
     const etc = path.join(work, 'etc');
     mkdirSync(path.join(etc, 'keys'), { recursive: true });
@@ -114,7 +130,7 @@ describe('deploy/systemd', () => {
     for (const cmd of [...lb.get('Service.ExecStartPre')!, ...lb.get('Service.ExecReload')!.slice(0, -1)]) {
       const args = cmd.split(' ');
       expect(args[0]).toBe(BIN);
-      const r = runCli(args.slice(1).map((a) => (a === CONFIG ? path.join(etc, 'config.yaml') : a)));
+      const r = spawnSync(installed, args.slice(1).map((a) => (a === CONFIG ? path.join(etc, 'config.yaml') : a)), { encoding: 'utf8' });
       expect(r.status, r.stderr).toBe(0);
     }
     expect(one(lb, 'Service.ExecStart')).toBe(`${BIN} serve --config ${CONFIG}`);
