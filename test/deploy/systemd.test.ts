@@ -141,4 +141,19 @@ describe('deploy/systemd', () => {
     const vip = directives(readFileSync(path.join(unitDir, 'quic-lb-vip-health.service'), 'utf8'));
     expect(one(vip, 'Service.ExecStart').split(' ')[1]).toBe(`http://${example.metrics.listen}/healthz`);
   });
+
+  it('the README renders deploy/bird/lb.conf.template into a BIRD config that bird -p accepts, announcing the example VIP', () => {
+    const readme = readFileSync(path.join(deployDir, 'README.md'), 'utf8');
+    const m = /^sudo (sed -e [^\n]*\\\n[^\n]*\\\n\s*deploy\/bird\/lb\.conf\.template) \| sudo tee \/etc\/bird\/bird\.conf/m.exec(readme);
+    expect(m, 'the sed ... deploy/bird/lb.conf.template | sudo tee /etc/bird/bird.conf command').not.toBeNull();
+    const render = spawnSync('sh', ['-c', m![1]], { cwd: repoRoot, encoding: 'utf8' });
+    expect(render.status, render.stderr).toBe(0);
+    expect(render.stdout).not.toContain('{{');
+    const vip = example.listen[0].replace(/:\d+$/, '');
+    expect(render.stdout).toContain(`route ${vip}/32 blackhole;`);
+    const conf = path.join(work, 'bird.conf');
+    writeFileSync(conf, render.stdout);
+    const check = spawnSync('bird', ['-p', '-c', conf], { encoding: 'utf8' });
+    expect(check.status, check.stderr).toBe(0);
+  });
 });
