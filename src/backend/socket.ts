@@ -181,8 +181,10 @@ export class BackendSocket extends EventEmitter {
       const vip = this.opts.returnPath.vip;
       this.vipSocket = this.createSocket(vip);
       await bindOne(this.vipSocket, vip);
-      // Clients may also send straight to the VIP on this host (DSR set-ups): same handling.
-      this.vipSocket.on('message', (msg, rinfo) => this.onListenMessage(msg, rinfo, main));
+      // Datagrams sent straight to the VIP on this host are answered from the VIP too.
+      const a = this.vipSocket.address();
+      const vipPath: DirectPath = { kind: 'direct', name: `vip:${hostPort(a.address, a.port)}`, local: { address: a.address, port: a.port }, socket: this.vipSocket };
+      this.vipSocket.on('message', (msg, rinfo) => this.onListenMessage(msg, rinfo, vipPath));
     }
   }
 

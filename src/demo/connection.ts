@@ -269,8 +269,10 @@ export class Connection {
   // ------------------------------------------------------------------ receive
 
   /**
-   * Processes one packet (already split out of its datagram). `pnOffset` is the offset of the
-   * protected packet number; `end` the packet's end. Bad packets are dropped silently.
+   * Processes one packet (`pkt` ends where the packet ends). `pnOffset`: offset of the protected
+   * packet number; `datagramSize`: octets to count against anti-amplification (0 for the second
+   * and later packets of a datagram); `dcidLength`: length of the DCID the packet carried. Bad
+   * packets are dropped silently.
    */
   onPacket(level: Level, pkt: Buffer, pnOffset: number, path: NetPath, datagramSize: number, dcidLength: number): void {
     if (this.state === 'closed') return;

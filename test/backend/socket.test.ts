@@ -173,6 +173,14 @@ describe('BackendSocket', () => {
     expect(r.msg.toString()).toBe('from vip');
     expect(r.rinfo).toMatchObject({ address: '127.0.2.36', port: 25207 });
     expect(b.stats.sentDirect).toBe(1);
+    // A datagram sent straight to the VIP is answered from the VIP as well.
+    const got2 = nextMessage(b);
+    client.send(quic, 25207, '127.0.2.36');
+    const m2 = await got2;
+    expect(m2.path.name).toBe('vip:127.0.2.36:25207');
+    const reply2 = next(client);
+    b.send(Buffer.from('vip again'), m2.rinfo.address, m2.rinfo.port, m2.path);
+    expect((await reply2).rinfo).toMatchObject({ address: '127.0.2.36', port: 25207 });
   });
 
   it('rejects bad options with typed errors', () => {
