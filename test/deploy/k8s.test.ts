@@ -193,7 +193,10 @@ describe('deploy/k8s/base', () => {
       try {
         expect(backend.ready).toMatchObject({ ready: true, name: podName, configId: 0 });
         await until(() => readEvents(log).some((e) => e.event === 'backend-started'), 5000, 'backend-started');
-        const serverId = readEvents(log).find((e) => e.event === 'backend-started')!.server as string;
+        const started = readEvents(log).find((e) => e.event === 'backend-started')!;
+        const serverId = started.server as string;
+        // --no-preferred: no preferred_address, clients stay on the VIP path.
+        expect(started.preferred).toBeNull();
         // A CID this backend could mint, and where the LB config sends it.
         const enc = runCli(['cid', 'encode', '--config', configFile, '--config-id', '0', '--server-id', serverId, '--json']);
         expect(enc.status, enc.stderr).toBe(0);
