@@ -45,6 +45,7 @@ function parseDockerfile(text: string): Stage[] {
 /** .dockerignore as Docker applies it: paths from the context root, `*` within one path segment. */
 function ignored(rel: string, patterns: string[]): boolean {
   return patterns.some((p) => {
+    if (/[!?[\]\\]|\*\*/.test(p)) throw new Error(`.dockerignore pattern '${p}': not understood by this test; extend it`);
     const re = new RegExp(`^${p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*')}(/|$)`);
     return re.test(rel);
   });
@@ -83,8 +84,9 @@ class StageReplay {
           mkdirSync(this.at('.'), { recursive: true });
           break;
         case 'ENV': {
-          const [k, v] = args.split('=', 2);
-          this.env[k] = v;
+          const m = /^(\w+)=(\S+)$/.exec(args);
+          if (!m) throw new Error(`ENV ${args}: only one KEY=value per line is replayed`);
+          this.env[m[1]] = m[2];
           break;
         }
         case 'COPY':
