@@ -12,6 +12,7 @@ import * as core from 'kubernetes-models/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { runCli } from '../helpers/cli.js';
+import { unknownFields } from './k8s-fields.js';
 import { renderKustomization, type K8sObject } from './kustomize.js';
 import { readEvents, startCli } from '../e2e/fleet.js';
 import { stopWithCode, deployDir } from './proc.js';
@@ -107,6 +108,7 @@ describe('deploy/k8s/base', () => {
     );
     for (const o of [...objects, secret]) {
       expect(() => validate(o), `${o.kind}/${o.metadata.name}`).not.toThrow();
+      expect(unknownFields(o), `${o.kind}/${o.metadata.name}`).toEqual([]);
       if (o.kind !== 'Namespace') expect(o.metadata.namespace).toBe('quic-lb');
     }
     expect(secret.metadata.namespace).toBe('quic-lb');
@@ -114,6 +116,12 @@ describe('deploy/k8s/base', () => {
     const broken = structuredClone(ds) as Any;
     broken.spec.template.spec.hostNetwork = 'true';
     expect(() => validate(broken as K8sObject)).toThrow(/hostNetwork/);
+    // ... and so is a misspelt one, which the schema alone would let through.
+    const typo = structuredClone(ds) as Any;
+    typo.spec.template.spec.containers[0].readinesProbe = typo.spec.template.spec.containers[0].readinessProbe;
+    typo.spec.template.spec.volumes[0].projected.sources[0].configMap.nmae = 'x';
+    expect(() => validate(typo as K8sObject)).not.toThrow();
+    expect(unknownFields(typo as K8sObject)).toEqual(['/spec/template/spec/containers/0/readinesProbe', '/spec/template/spec/volumes/0/projected/sources/0/configMap/nmae']);
   });
 
   it('the ConfigMaps pass quic-lb check-config with the key files of the documented Secret', () => {
@@ -222,7 +230,10 @@ describe('deploy/k8s/overlays/anycast-bird', () => {
 
   it('adds a valid BIRD sidecar whose VIP and health URL are the config\'s, and whose rendered BIRD config parses', () => {
     const objects = renderKustomization(path.join(deployDir, 'k8s', 'overlays', 'anycast-bird'));
-    for (const o of objects) expect(() => validate(o), `${o.kind}/${o.metadata.name}`).not.toThrow();
+    for (const o of objects) {
+      expect(() => validate(o), `${o.kind}/${o.metadata.name}`).not.toThrow();
+      expect(unknownFields(o), `${o.kind}/${o.metadata.name}`).toEqual([]);
+    }
     const ds = find(objects, 'DaemonSet', 'quic-lb');
     const pod = ds.spec.template.spec;
     expect(pod.containers.map((c: Any) => c.name).sort()).toEqual(['bird', 'quic-lb']);
