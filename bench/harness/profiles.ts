@@ -72,7 +72,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     seed: 20260101,
     trialMs: 700,
     rateStart: 10_000,
-    rateFactor: 1.35,
+    rateFactor: 1.5,
     rateMax: 150_000,
     lossThreshold: 0.001,
     retryFailedStep: true,
