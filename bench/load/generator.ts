@@ -93,7 +93,6 @@ export class Generator {
   private readonly rng: Prng;
   private readonly configs = new Map<string, QuicLbConfig>();
   private sendErrors = 0;
-  private active = new Int32Array(0);
   /** Trial whose echoes are counted, their number and round-trip histogram. */
   private echoTrial = -1;
   private echoes = 0;
@@ -231,12 +230,11 @@ export class Generator {
       if (c.migrated) setTrial(c.migrated, o.trial);
       list.push(i);
     }
-    this.active = Int32Array.from(list);
     const useMigrated = new Uint8Array(this.conns.length);
     this.echoTrial = o.trial & 0xffff;
     this.echoes = 0;
     this.rttHist.fill(0);
-    return this.pace(this.active, o.rate, o.durationMs, o.events ?? [], o.targets, (c) =>
+    return this.pace(Int32Array.from(list), o.rate, o.durationMs, o.events ?? [], o.targets, (c) =>
       useMigrated[c] ? this.conns[c].migrated! : this.conns[c].short!, false, useMigrated);
   }
 
