@@ -11,6 +11,7 @@ import { PROFILES, withOverrides, type Profile } from './harness/profiles.js';
 import { allRouters } from './harness/routers.js';
 import { runRoutingSuite } from './harness/suite.js';
 import { nginxAvailable } from './routers/nginx.js';
+import { redisAvailable } from './lib/redis-server.js';
 import { parseArgs } from './routers/args.js';
 import { updateReadmeFromResults, writeReport } from './report/write.js';
 import type { BenchResults } from './report/types.js';
@@ -24,6 +25,10 @@ const log = (s: string): void => void process.stdout.write(`${s}\n`);
 
 const only = args.get('routers')?.split(',');
 let routers = allRouters().filter((r) => !only || only.includes(r.id));
+if (!redisAvailable()) {
+  log('redis-server is not installed: skipping the Redis-mapped routers (scripts/system-deps.sh installs it)');
+  routers = routers.filter((r) => r.family !== 'redis');
+}
 if (!nginxAvailable()) {
   log('nginx or its stream module is not installed: skipping the nginx peer (scripts/system-deps.sh installs it)');
   routers = routers.filter((r) => r.family !== 'nginx');

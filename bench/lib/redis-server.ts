@@ -1,5 +1,11 @@
 // A real redis-server for the Redis-mapped routers: free port, no persistence, stopped by PID.
+import { spawnSync } from 'node:child_process';
 import { spawnReady, freeTcpPort, type Child } from './proc.js';
+
+/** True when `redis-server` is on the PATH (scripts/system-deps.sh installs it). */
+export function redisAvailable(): boolean {
+  return spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).status === 0;
+}
 
 export class RedisServer {
   private child: Child | undefined;
