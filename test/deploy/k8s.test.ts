@@ -3,7 +3,8 @@
 // passes `quic-lb check-config` with the key files of the documented Secret, the probes hit the
 // port and path the config serves, and StatefulSet pod N really runs as the backend whose server
 // ID the LB routes to Service quic-backend-N. Needs dist/ (npm run build).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -285,5 +286,50 @@ describe('deploy/k8s/overlays/anycast-bird', () => {
       'k8s/bird-sidecar/entrypoint.sh': '/usr/local/bin/entrypoint.sh',
     });
     expect(readFileSync(script, 'utf8')).toContain('TEMPLATE=${TEMPLATE:-/usr/local/share/quic-lb/lb.conf.template}');
+  });
+
+  it('the sidecar announces the VIP (BIRD protocol vip up) while /healthz is 200 and withdraws it on 503; SIGTERM stops BIRD', async () => {
+    const objects = renderKustomization(path.join(deployDir, 'k8s', 'overlays', 'anycast-bird'));
+    const bird = find(objects, 'DaemonSet', 'quic-lb').spec.template.spec.containers.find((c: Any) => c.name === 'bird');
+    const env = Object.fromEntries((bird.env as Any[]).filter((e) => 'value' in e).map((e) => [e.name as string, e.value as string]));
+    // A stand-in for the LB's /healthz whose answer the test sets.
+    let status = 200;
+    const server = http.createServer((_req, res) => res.writeHead(status).end());
+    await new Promise<void>((r) => server.listen(35180, '127.0.4.72', r));
+    const runDir = path.join(work, 'bird-run');
+    // The container's environment, with this machine's stand-ins: a loopback node address, a peer
+    // BIRD refuses to dial (no BGP traffic leaves the test), the health URL above, and the image's
+    // files at their places in the checkout.
+    const child = spawn(path.join(deployDir, 'k8s', 'bird-sidecar', 'entrypoint.sh'), bird.args as string[], {
+      env: {
+        ...env,
+        HOST_IP: '127.0.4.70',
+        PEER_ADDR: '127.0.4.71',
+        HEALTH_URL: 'http://127.0.4.72:35180/healthz',
+        RUN_DIR: runDir,
+        TEMPLATE: path.join(deployDir, 'bird', 'lb.conf.template'),
+        PATH: `${path.join(deployDir, 'bird')}:${process.env.PATH}`,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let log = '';
+    child.stdout.on('data', (d: Buffer) => (log += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const vipState = (): string => {
+      const r = spawnSync('birdc', ['-s', path.join(runDir, 'bird.ctl'), 'show', 'protocols', 'vip'], { encoding: 'utf8' });
+      return /^vip\s+Static\s+\S+\s+(\w+)/m.exec(r.stdout)?.[1] ?? 'no answer';
+    };
+    try {
+      await until(() => vipState() === 'up', 10_000, 'the VIP announced (protocol vip up)');
+      status = 503;
+      await until(() => vipState() === 'down', 10_000, 'the VIP withdrawn (protocol vip down)');
+      expect(log).toContain('vip-health: unhealthy, withdrawing');
+    } finally {
+      if (child.exitCode === null) process.kill(child.pid!, 'SIGTERM');
+      server.close();
+    }
+    expect(await exited, log).toBe(0);
+    expect(vipState()).toBe('no answer');
   });
 });
