@@ -61,6 +61,8 @@ export interface NetPath {
 interface PathState extends NetPath {
   validated: boolean;
   challenge?: Buffer;
+  /** The challenge is to go out (again) in the next packet on this path (the current path). */
+  challengeDue: boolean;
   challengeSentAt: number;
   challengeTries: number;
   bytesReceived: number;
@@ -246,7 +248,7 @@ export class Connection {
   private addPath(p: NetPath): PathState {
     const existing = this.paths.find((q) => samePath(q, p));
     if (existing) return existing;
-    const state: PathState = { address: p.address, port: p.port, via: p.via, validated: false, challengeSentAt: 0, challengeTries: 0, bytesReceived: 0, bytesSent: 0 };
+    const state: PathState = { address: p.address, port: p.port, via: p.via, validated: false, challengeDue: false, challengeSentAt: 0, challengeTries: 0, bytesReceived: 0, bytesSent: 0 };
     this.paths.push(state);
     if (this.paths.length > MAX_PATHS) {
       const victim = this.paths.findIndex((q) => q !== this.path && q !== state);
@@ -693,10 +695,11 @@ export class Connection {
       cidSeq: usedSeq,
     });
     if (!p.validated && !p.challenge) {
+      // RFC 9000 §9.3: validate the new peer address. The challenge rides in the next packet on
+      // the path, ahead of stream data, so the anti-amplification budget never starves it.
       p.challenge = randomBytes(8);
-      p.challengeSentAt = this.host.now();
+      p.challengeDue = true;
       p.challengeTries = 1;
-      this.sendProbe(p, Buffer.concat([Buffer.of(F.PATH_CHALLENGE), p.challenge]));
     }
   }
 
@@ -857,15 +860,23 @@ export class Connection {
       return;
     }
     for (const p of this.paths) {
-      if (p.challenge && !p.validated && now - p.challengeSentAt > 3 * this.pto()) {
+      if (p.challenge && !p.validated && !p.challengeDue && now - p.challengeSentAt > 3 * this.pto()) {
         if (p.challengeTries >= PATH_CHALLENGE_TRIES) {
           p.challenge = undefined;
-          this.host.event('path-failed', { conn: this.number, address: p.address, port: p.port, via: p.via.name });
+          // RFC 9000 §9.3.2: a failed validation of the current path falls back to the last
+          // validated one.
+          const fallback = p === this.path ? this.paths.find((q) => q !== p && q.validated) : undefined;
+          if (fallback) this.path = fallback;
+          this.host.event('path-failed', { conn: this.number, address: p.address, port: p.port, via: p.via.name, revertedTo: fallback?.via.name });
           continue;
         }
         p.challengeTries++;
-        p.challengeSentAt = now;
-        this.sendProbe(p, Buffer.concat([Buffer.of(F.PATH_CHALLENGE), p.challenge]));
+        if (p === this.path) {
+          p.challengeDue = true;
+        } else {
+          p.challengeSentAt = now;
+          this.sendProbe(p, Buffer.concat([Buffer.of(F.PATH_CHALLENGE), p.challenge]));
+        }
       }
     }
     let outstanding = false;
@@ -945,9 +956,11 @@ export class Connection {
       const path = this.path;
       let budget = MAX_DATAGRAM_SIZE;
       if (!path.validated) budget = Math.min(budget, 3 * path.bytesReceived - path.bytesSent);
-      if (budget < 64) return;
+      // Smallest useful packet: a short header, a PATH_CHALLENGE or an ACK, the AEAD tag.
+      if (budget < this.headerLength(Level.APPLICATION) + AEAD_TAG_LEN + 12) return;
+      const startBudget = budget;
       const cwndOpen = this.inFlight() < CWND_PACKETS;
-      const parts: Array<{ level: Level; payload: Buffer; frames: SentFrame[]; ackEliciting: boolean }> = [];
+      const parts: Array<{ level: Level; payload: Buffer; frames: SentFrame[]; ackEliciting: boolean; challenge: boolean }> = [];
       for (const l of ALL_LEVELS) {
         const space = this.spaces[l];
         if (!space.tx || space.discarded) continue;
@@ -964,10 +977,12 @@ export class Connection {
       const hasInitial = parts.some((p) => p.level === Level.INITIAL);
       const sizes = parts.map((p) => this.headerLength(p.level) + p.payload.length + AEAD_TAG_LEN);
       let total = sizes.reduce((a, b) => a + b, 0);
-      if (hasInitial && total < MAX_DATAGRAM_SIZE) {
+      // RFC 9000 §8.2.1: so is one carrying PATH_CHALLENGE, as far as the path's limit allows.
+      const padTo = hasInitial ? MAX_DATAGRAM_SIZE : parts.some((p) => p.challenge) ? startBudget : 0;
+      if (total < padTo) {
         const last = parts[parts.length - 1];
-        last.payload = Buffer.concat([last.payload, Buffer.alloc(MAX_DATAGRAM_SIZE - total)]);
-        total = MAX_DATAGRAM_SIZE;
+        last.payload = Buffer.concat([last.payload, Buffer.alloc(padTo - total)]);
+        total = padTo;
       }
       const packets: Buffer[] = [];
       const now = this.host.now();
@@ -1001,14 +1016,27 @@ export class Connection {
   }
 
   /** Builds the frames of one packet at `level` within `room` octets, or undefined if none. */
-  private buildPayload(level: Level, room: number, cwndOpen: boolean): { payload: Buffer; frames: SentFrame[]; ackEliciting: boolean } | undefined {
+  private buildPayload(
+    level: Level,
+    room: number,
+    cwndOpen: boolean,
+  ): { payload: Buffer; frames: SentFrame[]; ackEliciting: boolean; challenge: boolean } | undefined {
     const space = this.spaces[level];
     const w = new Writer(room);
     const frames: SentFrame[] = [];
     let ackEliciting = false;
+    let challenge = false;
     if (space.ackPending) {
       this.writeAck(w, space);
       space.ackPending = false;
+    }
+    const p = this.path;
+    if (level === Level.APPLICATION && p.challengeDue && p.challenge && w.room >= 9) {
+      w.u8(F.PATH_CHALLENGE).bytes(p.challenge);
+      p.challengeDue = false;
+      p.challengeSentAt = this.host.now();
+      challenge = true;
+      ackEliciting = true;
     }
     if (cwndOpen) {
       // CRYPTO: retransmissions first, then new data.
@@ -1062,7 +1090,7 @@ export class Connection {
       }
     }
     if (w.pos === 0) return undefined;
-    return { payload: Buffer.from(w.view()), frames, ackEliciting };
+    return { payload: Buffer.from(w.view()), frames, ackEliciting, challenge };
   }
 
   private writeStreamFrame(w: Writer, s: SendStream, frames: SentFrame[]): boolean {

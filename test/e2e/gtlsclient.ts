@@ -3,7 +3,7 @@
 // on the lines and on the downloaded file; it always runs under a hard timeout.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -55,7 +55,9 @@ export function runClient(opts: ClientOptions): Promise<ClientRun> {
     }, opts.timeoutMs ?? 20_000);
     child.on('close', () => {
       clearTimeout(timer);
-      resolve({ output: Buffer.concat(chunks).toString('latin1'), downloadDir, timedOut, ms: Date.now() - started });
+      const output = Buffer.concat(chunks).toString('latin1');
+      writeFileSync(path.join(downloadDir, 'client.log'), output); // kept for post-mortems
+      resolve({ output, downloadDir, timedOut, ms: Date.now() - started });
     });
   });
 }
@@ -83,7 +85,7 @@ export function explainDownload(run: ClientRun, name: string, size: number): str
       break;
     }
   }
-  return `size ${b.length}/${size}, first difference at ${first}, timedOut=${run.timedOut}, ${run.ms} ms\n${lines.slice(-15).join('\n')}`;
+  return `size ${b.length}/${size}, first difference at ${first}, timedOut=${run.timedOut}, ${run.ms} ms, client log ${path.join(run.downloadDir, 'client.log')}\n${lines.slice(-15).join('\n')}`;
 }
 
 /** sha256 of the body the demo server generates for /bytes/N (octet i = i mod 251). */
