@@ -1,7 +1,7 @@
-// Server side: encodeConnectionIdInto() (no allocation) per algorithm, and the encoder's
+// Server side: encodeConnectionIdInto() (no allocation) and encodeConnectionId() per algorithm, and the encoder's
 // generateInto() / generate() (counter nonce, random pool for plaintext).
 import { add } from 'benny';
-import { encodeConnectionIdInto, QuicLbEncoder } from '../../src/quic-lb/index.js';
+import { encodeConnectionId, encodeConnectionIdInto, QuicLbEncoder } from '../../src/quic-lb/index.js';
 import { buildInputs, INPUT_MASK, SHAPES, type Shape } from './inputs.js';
 
 export let sink = 0;
@@ -14,6 +14,17 @@ export function encodeCase(shape: Shape) {
     return () => {
       const k = i++ & INPUT_MASK;
       sink ^= encodeConnectionIdInto(config, serverIds[k], nonces[k], out, 0) + out[1];
+    };
+  });
+}
+
+export function encodeAllocatingCase(shape: Shape) {
+  return add(`encodeConnectionId ${shape.label} (allocates result)`, () => {
+    const { config, serverIds, nonces } = buildInputs(shape);
+    let i = 0;
+    return () => {
+      const k = i++ & INPUT_MASK;
+      sink ^= encodeConnectionId(config, serverIds[k], nonces[k])[1];
     };
   });
 }
@@ -38,6 +49,10 @@ export const encodeCases = () => [
   encodeCase(SHAPES.singlePass),
   encodeCase(SHAPES.fourPass3),
   encodeCase(SHAPES.fourPass4),
+  encodeAllocatingCase(SHAPES.plaintext),
+  encodeAllocatingCase(SHAPES.singlePass),
+  encodeAllocatingCase(SHAPES.fourPass3),
+  encodeAllocatingCase(SHAPES.fourPass4),
   generatorCase(SHAPES.fourPass3, false),
   generatorCase(SHAPES.fourPass3, true),
   generatorCase(SHAPES.plaintext, false),

@@ -23,6 +23,8 @@ import {
 
 /** Per-config codec. Offsets point at the octet after the CID's first octet. */
 export interface Codec {
+  /** First octet encodeConnectionId() writes: (configId << 5) | (cidLength - 1 or 0); set by createConfig. */
+  firstOctet: number;
   /** Writes the encoded block of serverId || nonce to out[offset .. offset + n). */
   encode(serverId: Uint8Array, nonce: Uint8Array, out: Uint8Array, offset: number): void;
   /** Reads the block at buf[offset .. offset + n) (length already checked); writes the server ID to out[0 .. serverIdLength). */
@@ -31,6 +33,7 @@ export interface Codec {
 
 /** Plaintext (draft-21 §5.4.1 "unencrypted"): the server ID is in the clear after the first octet. */
 export class PlaintextCodec implements Codec {
+  firstOctet = 0;
   constructor(
     private readonly serverIdLength: number,
     private readonly nonceLength: number,
@@ -49,6 +52,7 @@ export class PlaintextCodec implements Codec {
 
 /** Single-pass (draft-21 §5.4.1): one AES-128-ECB block when serverIdLength + nonceLength == 16. */
 export class SinglePassCodec implements Codec {
+  firstOctet = 0;
   private readonly block = new Uint8Array(AES_BLOCK_LENGTH);
 
   constructor(
@@ -119,6 +123,7 @@ function clampWordLength(len: number): number {
  * is a mask on the first three output words.
  */
 export class FourPassCodec implements Codec {
+  firstOctet = 0;
   private readonly n: number;
   private readonly half: number;
   /** Start of the right half: n - half (equal to half - 1 when n is odd: the shared octet). */

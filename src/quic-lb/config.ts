@@ -4,6 +4,7 @@ import { createBlockCipher, DEFAULT_CIPHER, type CipherName } from './cipher.js'
 import { FourPassCodec, PlaintextCodec, SinglePassCodec, type Codec } from './codec.js';
 import {
   AES_KEY_LENGTH,
+  CONFIG_ROTATION_SHIFT,
   FIRST_OCTET_LENGTH,
   MAX_CONFIG_ID,
   MAX_PLAINTEXT_LENGTH,
@@ -137,12 +138,15 @@ export function createConfig(options: QuicLbConfigOptions): QuicLbConfig {
       codec = new FourPassCodec(serverIdLength, nonceLength, cipher);
     }
   }
+  const cidLength = FIRST_OCTET_LENGTH + plaintextLength;
+  // draft-21 §3, §3.3: codepoint in bits 7..5, then length - 1 when self-encoded.
+  codec.firstOctet = (configId << CONFIG_ROTATION_SHIFT) | (selfEncodeLength ? cidLength - FIRST_OCTET_LENGTH : 0);
   const config: QuicLbConfig = {
     configId,
     serverIdLength,
     nonceLength,
     plaintextLength,
-    cidLength: FIRST_OCTET_LENGTH + plaintextLength,
+    cidLength,
     algorithm,
     decodePasses,
     selfEncodeLength,

@@ -61,7 +61,7 @@ export function encodeConnectionIdInto(
   if ((offset | 0) !== offset || offset < 0 || offset + length > out.length) {
     throw new QuicLbError('ERR_BUFFER', 'out', `need ${length} octets at offset ${offset}`);
   }
-  out[offset] = firstOctetFor(config, length);
+  out[offset] = codec.firstOctet;
   codec.encode(serverId, nonce, out, offset + FIRST_OCTET_LENGTH);
   return length;
 }
