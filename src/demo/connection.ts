@@ -59,7 +59,14 @@ export interface NetPath {
 }
 
 interface PathState extends NetPath {
+  /** Path validation (RFC 9000 §8.2) completed: a PATH_RESPONSE echoed our challenge. */
   validated: boolean;
+  /**
+   * The peer address is validated (RFC 9000 §8): no anti-amplification limit. True once the path
+   * is validated, and from the start for a new local address the client reaches from an address
+   * already validated (the move to the preferred address keeps the client's address).
+   */
+  addressValidated: boolean;
   challenge?: Buffer;
   /** The challenge is to go out (again) in the next packet on this path (the current path). */
   challengeDue: boolean;
@@ -248,7 +255,8 @@ export class Connection {
   private addPath(p: NetPath): PathState {
     const existing = this.paths.find((q) => samePath(q, p));
     if (existing) return existing;
-    const state: PathState = { address: p.address, port: p.port, via: p.via, validated: false, challengeDue: false, challengeSentAt: 0, challengeTries: 0, bytesReceived: 0, bytesSent: 0 };
+    const known = this.paths.some((q) => q.addressValidated && q.address === p.address && q.port === p.port);
+    const state: PathState = { address: p.address, port: p.port, via: p.via, validated: false, addressValidated: known, challengeDue: false, challengeSentAt: 0, challengeTries: 0, bytesReceived: 0, bytesSent: 0 };
     this.paths.push(state);
     if (this.paths.length > MAX_PATHS) {
       const victim = this.paths.findIndex((q) => q !== this.path && q !== state);
@@ -329,6 +337,7 @@ export class Connection {
       // receiving it also validates the client's address (RFC 9000 §8.1).
       this.discardSpace(Level.INITIAL);
       this.path.validated = true;
+      this.path.addressValidated = true;
     }
 
     const info = { ackEliciting: false, probingOnly: true };
@@ -671,6 +680,7 @@ export class Connection {
     for (const p of this.paths) {
       if (p.challenge && timingSafeEqual(p.challenge, data)) {
         p.validated = true;
+        p.addressValidated = true;
         p.challenge = undefined;
         this.host.event('path-validated', { conn: this.number, address: p.address, port: p.port, via: p.via.name });
         return;
@@ -937,7 +947,7 @@ export class Connection {
     if (!app.tx) return;
     // RFC 9000 §8.2.1: expand datagrams carrying PATH_CHALLENGE / PATH_RESPONSE to 1200 octets,
     // within the anti-amplification limit of an unvalidated path.
-    const limit = path.validated ? MAX_DATAGRAM_SIZE : Math.min(MAX_DATAGRAM_SIZE, 3 * path.bytesReceived - path.bytesSent);
+    const limit = path.addressValidated ? MAX_DATAGRAM_SIZE : Math.min(MAX_DATAGRAM_SIZE, 3 * path.bytesReceived - path.bytesSent);
     const overhead = 1 + this.dcid.length + PN_LEN + AEAD_TAG_LEN;
     if (limit < overhead + frames.length) return;
     const payload = Buffer.alloc(limit - overhead);
@@ -955,7 +965,7 @@ export class Connection {
     for (let guard = 0; guard < 256; guard++) {
       const path = this.path;
       let budget = MAX_DATAGRAM_SIZE;
-      if (!path.validated) budget = Math.min(budget, 3 * path.bytesReceived - path.bytesSent);
+      if (!path.addressValidated) budget = Math.min(budget, 3 * path.bytesReceived - path.bytesSent);
       // Smallest useful packet: a short header, a PATH_CHALLENGE or an ACK, the AEAD tag.
       if (budget < this.headerLength(Level.APPLICATION) + AEAD_TAG_LEN + 12) return;
       const startBudget = budget;
