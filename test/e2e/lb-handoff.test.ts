@@ -80,7 +80,7 @@ describe('LB handoff with gtlsclient', () => {
     expect(viaLb, deltas.join('\n')).toBe(clientToVip);
     expect(toBackend, deltas.join('\n')).toBe(viaLb);
     expect(clientToBackend).toBeGreaterThan(clientToVip);
-    expect(viaLb).toBeLessThanOrEqual(6);
+    expect(viaLb).toBeLessThanOrEqual(8); // 4 on an idle machine; Initial retransmissions add some under load
     const migrated = served.events.find((e) => e.event === 'migrated');
     expect(migrated?.via).toBe(`direct:${b.address}:${b.port}`);
     expect(served.events.find((e) => e.event === 'stream-sent')?.via).toBe(`direct:${b.address}:${b.port}`);
