@@ -78,6 +78,27 @@ describe('BackendSocket', () => {
     expect(b.stats.sentViaLb).toBe(1);
   });
 
+  it('IPv6: encapsulated from an IPv6 LB, answered with an IPv6 header naming the VIP and the client', async () => {
+    const b = await backend({ listen: { address: '::1', port: 25210 } });
+    const lb = dgram.createSocket('udp6');
+    await new Promise<void>((r) => lb.bind(0, '::1', () => r()));
+    toClose.push({ close: () => new Promise<void>((r) => lb.close(() => r())) });
+    const got = nextMessage(b);
+    lb.send(Buffer.concat([encodeProxyHeader({ srcAddr: '2001:db8::7', srcPort: 443, dstAddr: '2001:db8::1', dstPort: 4433 }), quic]), 25210, '::1');
+    const m = await got;
+    expect(m.rinfo).toEqual({ address: '2001:db8::7', port: 443 });
+    expect(m.path.name).toBe('lb:[2001:db8::1]:4433');
+    const reply = next(lb);
+    b.send(Buffer.from('v6'), m.rinfo.address, m.rinfo.port, m.path);
+    const r = await reply;
+    const h = new ProxyHeader();
+    const hl = parseProxyHeader(r.msg, h);
+    expect(h.family).toBe(6);
+    expect(formatProxyAddress(h, 'src')).toBe('2001:db8::1');
+    expect(formatProxyAddress(h, 'dst')).toBe('2001:db8::7');
+    expect(r.msg.subarray(hl).toString()).toBe('v6');
+  });
+
   it('sends replies to a configured return port instead, and uses the last path when send() gets none (trackPaths)', async () => {
     const ret = await udp('127.0.2.32');
     const b = await backend({ listen: { address: '127.0.2.30', port: 25201 }, returnPath: { mode: 'via-lb', address: '127.0.2.32', port: ret.address().port }, trackPaths: true });
