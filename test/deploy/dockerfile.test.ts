@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { repoRoot, runCli } from '../helpers/cli.js';
-import { deployDir } from './proc.js';
+import { repoRoot } from '../helpers/cli.js';
+import { deployDir, exampleEtc } from './proc.js';
 import { until } from '../lb/net.js';
 
 interface Instruction {
@@ -228,23 +228,14 @@ describe('deploy/Dockerfile', () => {
     for (const c of ['serve', 'check-config', 'route', 'demo', 'keygen']) expect(help.stdout).toContain(`quic-lb ${c}`);
 
     // docker run -v /etc/quic-lb:/etc/quic-lb:ro IMAGE check-config /etc/quic-lb/config.yaml
-    const etc = path.join(work, 'etc-quic-lb');
-    mkdirSync(path.join(etc, 'keys'), { recursive: true });
-    writeFileSync(path.join(etc, 'config.yaml'), readFileSync(path.join(deployDir, 'config', 'config.yaml')));
-    for (const [name, octets] of [
-      ['quic-lb-0', 16],
-      ['fallback', 16],
-      ['return-hmac', 32],
-    ] as const) {
-      writeFileSync(path.join(etc, 'keys', `${name}.hex`), runCli(['keygen', '--octets', String(octets)]).stdout);
-    }
-    const check = spawnSync(entry, ['check-config', path.join(etc, 'config.yaml')], { cwd: runtime.at('.'), env: env(), encoding: 'utf8' });
+    const exampleConfig = exampleEtc(path.join(work, 'etc-quic-lb'));
+    const check = spawnSync(entry, ['check-config', exampleConfig], { cwd: runtime.at('.'), env: env(), encoding: 'utf8' });
     expect(check.status, check.stderr).toBe(0);
     expect(check.stdout).toMatch(/^ok: /);
 
     // The default command on a loopback variant of the example (two workers: the cluster entry too).
-    const lbFile = path.join(etc, 'loopback.yaml');
-    const config = parse(readFileSync(path.join(etc, 'config.yaml'), 'utf8')) as Record<string, unknown>;
+    const lbFile = path.join(path.dirname(exampleConfig), 'loopback.yaml');
+    const config = parse(readFileSync(exampleConfig, 'utf8')) as Record<string, unknown>;
     writeFileSync(
       lbFile,
       stringify({

@@ -324,7 +324,7 @@ describe('deploy/k8s/overlays/anycast-bird', () => {
       await until(() => vipState() === 'up', 10_000, 'the VIP announced (protocol vip up)');
       status = 503;
       await until(() => vipState() === 'down', 10_000, 'the VIP withdrawn (protocol vip down)');
-      expect(log).toContain('vip-health: unhealthy, withdrawing');
+      await until(() => log.includes('vip-health: unhealthy, withdrawing'), 5000, 'the withdrawal logged');
     } finally {
       if (child.exitCode === null) process.kill(child.pid!, 'SIGTERM');
       server.close();

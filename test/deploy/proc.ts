@@ -1,7 +1,9 @@
-// Helpers of the deploy tests: stopping CLI processes by PID with their exit code.
+// Helpers of the deploy tests: stopping CLI processes by PID with their exit code, the example
+// /etc/quic-lb of deploy/README.md.
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Proc } from '../e2e/fleet.js';
-import { repoRoot } from '../helpers/cli.js';
+import { repoRoot, runCli } from '../helpers/cli.js';
 
 /**
  * Sends `signal` to a process started with `startCli` (test/e2e/fleet.ts) by its PID and resolves
@@ -20,3 +22,20 @@ export function stopWithCode(p: Proc, signal: NodeJS.Signals = 'SIGTERM', killAf
 }
 
 export const deployDir = path.join(repoRoot, 'deploy');
+
+/**
+ * /etc/quic-lb as deploy/README.md lays it out, under `dir`: deploy/config/config.yaml and the
+ * keys/*.hex files it names, made with `quic-lb keygen`. Returns the config file's path.
+ */
+export function exampleEtc(dir: string): string {
+  mkdirSync(path.join(dir, 'keys'), { recursive: true });
+  copyFileSync(path.join(deployDir, 'config', 'config.yaml'), path.join(dir, 'config.yaml'));
+  for (const [name, octets] of [
+    ['quic-lb-0', 16],
+    ['fallback', 16],
+    ['return-hmac', 32],
+  ] as const) {
+    writeFileSync(path.join(dir, 'keys', `${name}.hex`), runCli(['keygen', '--octets', String(octets)]).stdout);
+  }
+  return path.join(dir, 'config.yaml');
+}

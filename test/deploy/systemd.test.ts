@@ -5,13 +5,13 @@
 // drain, the capability only where the VIP port needs it, and the command lines the units run
 // accepted by the installed CLI. Needs dist/ (npm run build).
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { repoRoot, runCli } from '../helpers/cli.js';
-import { deployDir } from './proc.js';
+import { repoRoot } from '../helpers/cli.js';
+import { deployDir, exampleEtc } from './proc.js';
 
 const unitDir = path.join(deployDir, 'systemd');
 const work = mkdtempSync(path.join(tmpdir(), 'quic-lb-systemd-'));
@@ -115,22 +115,12 @@ describe('deploy/systemd', () => {
   });
 
   it('the command lines the units run are accepted by the installed CLI, on the example config', () => {
-    // /etc/quic-lb as deploy/README.md lays it out: config.yaml and keys/*.hex from quic-lb keygen.
-    const etc = path.join(work, 'etc');
-    mkdirSync(path.join(etc, 'keys'), { recursive: true });
-    copyFileSync(path.join(deployDir, 'config', 'config.yaml'), path.join(etc, 'config.yaml'));
-    for (const [name, octets] of [
-      ['quic-lb-0', 16],
-      ['fallback', 16],
-      ['return-hmac', 32],
-    ] as const) {
-      writeFileSync(path.join(etc, 'keys', `${name}.hex`), runCli(['keygen', '--octets', String(octets)]).stdout);
-    }
+    const exampleConfig = exampleEtc(path.join(work, 'etc'));
     const lb = directives(readFileSync(path.join(unitDir, 'quic-lb.service'), 'utf8'));
     for (const cmd of [...lb.get('Service.ExecStartPre')!, ...lb.get('Service.ExecReload')!.slice(0, -1)]) {
       const args = cmd.split(' ');
       expect(args[0]).toBe(BIN);
-      const r = spawnSync(installed, args.slice(1).map((a) => (a === CONFIG ? path.join(etc, 'config.yaml') : a)), { encoding: 'utf8' });
+      const r = spawnSync(installed, args.slice(1).map((a) => (a === CONFIG ? exampleConfig : a)), { encoding: 'utf8' });
       expect(r.status, r.stderr).toBe(0);
     }
     expect(one(lb, 'Service.ExecStart')).toBe(`${BIN} serve --config ${CONFIG}`);
