@@ -8,7 +8,8 @@ const FRAME_DATA = 0x00;
 const FRAME_HEADERS = 0x01;
 const FRAME_SETTINGS = 0x04;
 const STREAM_TYPE_CONTROL = 0x00;
-/** RFC 9114 §8.1: H3_MESSAGE_ERROR (a malformed request). */
+/** RFC 9114 §8.1 error codes: H3_NO_ERROR (clean close), H3_MESSAGE_ERROR (malformed request). */
+export const H3_NO_ERROR = 0x0100;
 export const H3_MESSAGE_ERROR = 0x010e;
 
 /** The server's control stream payload: stream type 0x00, SETTINGS frame with no settings. */

@@ -19,7 +19,7 @@ import {
 } from '../quic/index.js';
 import { Connection, Level, type ConnectionHost, type NetPath, type PathVia } from './connection.js';
 import { generateSelfSigned, type ServerIdentity } from './cert.js';
-import { CONTROL_STREAM_PREFIX, encodeResponse, generateBody, H3_MESSAGE_ERROR, MAX_GENERATED_BODY, parseRequest, type H3Response } from './h3.js';
+import { CONTROL_STREAM_PREFIX, encodeResponse, generateBody, H3_MESSAGE_ERROR, H3_NO_ERROR, MAX_GENERATED_BODY, parseRequest, type H3Response } from './h3.js';
 
 /** RFC 9000 §10.3: a stateless reset is at least 21 octets and shorter than what triggered it. */
 const MIN_STATELESS_RESET = 21;
@@ -412,9 +412,13 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     for (const conn of this.connections) conn.onTimer();
   }
 
-  /** Stops the timer; connections are dropped without CONNECTION_CLOSE. */
+  /** Stops the timer and closes every connection (CONNECTION_CLOSE to the established ones). */
   close(): void {
     clearInterval(this.timer);
-    for (const conn of [...this.connections]) this.removed(conn);
+    for (const conn of [...this.connections]) {
+      // Tell established clients (HTTP/3 H3_NO_ERROR) instead of leaving them to time out.
+      conn.closeApplication(H3_NO_ERROR, 'server shutting down');
+      this.removed(conn);
+    }
   }
 }

@@ -210,4 +210,15 @@ describe('demo server with gtlsclient, no LB', () => {
     expect(updates.length).toBeGreaterThanOrEqual(1);
     expect(updates[0].phase).toBe(1);
   });
+
+  it('closing the server sends CONNECTION_CLOSE (H3_NO_ERROR) to established clients', async () => {
+    fixture = await startDemoFixture({ listen: { address: '127.0.2.29', port: 25177 } });
+    const f = fixture;
+    f.server.on('event', (e: { event: string }) => {
+      if (e.event === 'handshake-complete') setTimeout(() => f.server.close(), 50);
+    });
+    const run = await runClient({ host: '127.0.2.29', port: 25177, paths: ['/bytes/10'], extraArgs: ['--delay-stream=2s'], timeoutMs: 10_000 });
+    expect(run.output).toMatch(/frm rx \d+ 1RTT CONNECTION_CLOSE\(0x1d\) error_code=\S*\(0x100\)/);
+    expect(f.server.connectionCount).toBe(0);
+  });
 });
