@@ -233,7 +233,6 @@ export class Connection {
     this.spaces[Level.INITIAL].rx = init.rx;
     this.spaces[Level.INITIAL].tx = init.tx;
     this.tls = new TlsServerHandshake(host.identity, opts.alpn);
-    this.issueCid(); // seq 0: the handshake SCID
   }
 
   get closed(): boolean {
@@ -319,7 +318,9 @@ export class Connection {
     }
     const long = (first & 0x80) !== 0;
     if (!this.accepted) {
+      // Only now mint the handshake SCID (seq 0): garbage Initials cost no nonce and no state.
       this.accepted = true;
+      this.issueCid();
       this.host.accepted(this);
     }
     if ((first & (long ? 0x0c : 0x18)) !== 0) {
