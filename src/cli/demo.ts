@@ -64,6 +64,13 @@ function encoderEntries(config: LbConfig, name: string): EncoderConfigEntry[] {
   return entries;
 }
 
+/** What makes a config entry different for the encoder: lengths, key, cipher, server ID. */
+function entrySignature(e: EncoderConfigEntry): string {
+  const c = e.config;
+  const hex = (b: Uint8Array | undefined): string => (b ? Buffer.from(b).toString('hex') : '-');
+  return `${c.serverIdLength}/${c.nonceLength}/${hex(c.key)}/${c.cipher ?? '-'}/${hex(e.serverId)}`;
+}
+
 /** Starts one demo backend for backend `opts.name` of an LB config. */
 export async function startDemoBackend(config: LbConfig, opts: DemoBackendOptions): Promise<RunningBackend> {
   const entries = encoderEntries(config, opts.name);
@@ -72,6 +79,7 @@ export async function startDemoBackend(config: LbConfig, opts: DemoBackendOption
   const activeId = opts.configId ?? entries[entries.length - 1].config.configId;
   if (!entries.some((e) => e.config.configId === activeId)) throw new CliError(`--config-id: backend '${opts.name}' has no server ID for config ${activeId}`);
   const encoder = new QuicLbEncoder({ configs: entries, activeConfigId: activeId });
+  const signatures = new Map(entries.map((e) => [e.config.configId, entrySignature(e)]));
   const cids = createBackendCids(encoder, opts.resetKey ?? randomBytes(32));
   const listen = opts.listen ?? { address: spec.address.address, port: spec.address.port };
   const preferred = opts.preferred === undefined ? listen : opts.preferred;
@@ -115,11 +123,26 @@ export async function startDemoBackend(config: LbConfig, opts: DemoBackendOption
     addresses: socket.addresses(),
     applyConfig(next: LbConfig, configId?: number) {
       const fresh = encoderEntries(next, opts.name);
-      const held = new Set(encoder.listConfigs().map((c) => c.configId));
-      for (const e of fresh) if (!held.has(e.config.configId)) encoder.addConfig(e);
+      const activeBefore = encoder.activeConfig?.configId;
+      let activeRedefined = false;
+      for (const e of fresh) {
+        const id = e.config.configId;
+        const signature = entrySignature(e);
+        const prev = signatures.get(id);
+        if (prev === signature) continue;
+        // A codepoint redefined in place (new key, lengths or server ID): replace it. Better
+        // practice is a new codepoint (draft-21 §3.1), but never keep minting with a stale key.
+        if (prev !== undefined) {
+          encoder.removeConfig(id);
+          if (id === activeBefore) activeRedefined = true;
+        }
+        encoder.addConfig(e);
+        signatures.set(id, signature);
+      }
       const want = configId ?? fresh[fresh.length - 1]?.config.configId;
-      if (want === undefined || encoder.activeConfig?.configId === want) return { activeConfigId: encoder.activeConfig?.configId, reissued: 0 };
-      encoder.setActiveConfig(want);
+      if (want === undefined) return { activeConfigId: encoder.activeConfig?.configId, reissued: 0 };
+      if (encoder.activeConfig?.configId !== want) encoder.setActiveConfig(want);
+      if (want === activeBefore && !activeRedefined) return { activeConfigId: want, reissued: 0 };
       const reissued = server.reissueConnectionIds(`config ${want}`);
       return { activeConfigId: want, reissued };
     },

@@ -5,6 +5,9 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { configYaml, readEvents, startCli, stop } from './fleet.js';
+import { startDemoBackend } from '../../src/cli/demo.js';
+import { parseConfig } from '../../src/lb/index.js';
+import { createConfig, decodeServerId } from '../../src/quic-lb/index.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-cli-demo-'));
 const file = path.join(dir, 'lb.yaml');
@@ -62,6 +65,44 @@ describe('quic-lb demo backend: errors', () => {
       expect(second?.preferred).toBe('127.0.2.94:25907');
     } finally {
       await stop(p);
+    }
+  });
+
+  it('SIGHUP semantics (applyConfig): a new codepoint is added and activated; a codepoint redefined in place is replaced', async () => {
+    const base = {
+      vip: { address: '127.0.2.90', port: 25910 },
+      metricsPort: 25912,
+      backends: [{ name: 'a', address: '127.0.2.95', port: 25915, serverIds: { 0: '0001', 1: '000101' } }],
+    };
+    const k0 = '00112233445566778899aabbccddeeff';
+    const k0b = 'ffeeddccbbaa99887766554433221100';
+    const k1 = '0f0e0d0c0b0a09080706050403020100';
+    const fb = '11111111111111111111111111111111';
+    const one = parseConfig(configYaml({ ...base, backends: [{ ...base.backends[0], serverIds: { 0: '0001' } }], quicLb: [{ configId: 0, serverIdLength: 2, nonceLength: 6, key: k0 }] }, fb));
+    const running = await startDemoBackend(one, { name: 'a' });
+    try {
+      const decodes = (key: string, id: number, sidLen: number, sid: string): boolean => {
+        const c = createConfig({ configId: id, serverIdLength: sidLen, nonceLength: 6, key: Buffer.from(key, 'hex') });
+        return Buffer.from(decodeServerId(c, running.encoder.generate()) ?? []).toString('hex') === sid;
+      };
+      expect(decodes(k0, 0, 2, '0001')).toBe(true);
+      // Same file: nothing changes.
+      expect(running.applyConfig(one)).toEqual({ activeConfigId: 0, reissued: 0 });
+      // Codepoint 0 redefined with a new key: replaced, CIDs follow the new key.
+      const redefined = parseConfig(configYaml({ ...base, backends: [{ ...base.backends[0], serverIds: { 0: '0001' } }], quicLb: [{ configId: 0, serverIdLength: 2, nonceLength: 6, key: k0b }] }, fb));
+      expect(running.applyConfig(redefined).activeConfigId).toBe(0);
+      expect(decodes(k0b, 0, 2, '0001')).toBe(true);
+      // A new codepoint at the end of the file becomes the active one.
+      const two = parseConfig(
+        configYaml(
+          { ...base, quicLb: [{ configId: 0, serverIdLength: 2, nonceLength: 6, key: k0b }, { configId: 1, serverIdLength: 3, nonceLength: 6, key: k1 }] },
+          fb,
+        ),
+      );
+      expect(running.applyConfig(two).activeConfigId).toBe(1);
+      expect(decodes(k1, 1, 3, '000101')).toBe(true);
+    } finally {
+      await running.close();
     }
   });
 });
