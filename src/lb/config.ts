@@ -3,7 +3,7 @@
 // Schema: schema/config.schema.json; every field and error code: docs/config.md.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseDocument } from 'yaml';
+import { parse as parseYaml, parseDocument } from 'yaml';
 import { createConfig, type QuicLbConfig } from '../quic-lb/index.js';
 import { ConfigError, type ConfigErrorCode } from './errors.js';
 import { type Endpoint, normaliseIp, parseEndpoint } from './ip.js';
@@ -397,6 +397,46 @@ export function loadConfigFile(file: string): LbConfig {
     fail('ERR_CONFIG_READ', '', `cannot read ${file}: ${(err as Error).message}`, err);
   }
   return parseConfig(text, path.dirname(path.resolve(file)));
+}
+
+/** What a config file's effective content depends on: its text and the key files it names. */
+export interface ConfigSources {
+  /** The config file's text (undefined when it cannot be read, e.g. between two renames). */
+  text: string | undefined;
+  /** Absolute paths of the key files it references (`*File` fields), in document order. */
+  keyFiles: string[];
+}
+
+/**
+ * Reads `file` and lists the key files it references (`quicLb[].keyFile`, `fallback.keyFile`,
+ * `returnPath.hmacKeyFile`, resolved like `loadConfigFile` does). Never throws: an unreadable
+ * file gives `text: undefined`, invalid YAML gives no key files (the reload reports the error).
+ */
+export function configSources(file: string): ConfigSources {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return { text: undefined, keyFiles: [] };
+  }
+  const baseDir = path.dirname(path.resolve(file));
+  const keyFiles: string[] = [];
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { maxAliasCount: 100 });
+  } catch {
+    return { text, keyFiles };
+  }
+  const ref = (o: unknown, name: string): void => {
+    if (o !== null && typeof o === 'object' && typeof (o as Obj)[name] === 'string') keyFiles.push(path.resolve(baseDir, (o as Obj)[name] as string));
+  };
+  if (doc !== null && typeof doc === 'object') {
+    const d = doc as Obj;
+    if (Array.isArray(d.quicLb)) for (const q of d.quicLb) ref(q, 'keyFile');
+    ref(d.fallback, 'keyFile');
+    ref(d.returnPath, 'hmacKeyFile');
+  }
+  return { text, keyFiles };
 }
 
 /** The fields whose change needs a restart (sockets and processes); a reload keeps the old values. */

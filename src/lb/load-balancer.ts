@@ -1,13 +1,13 @@
 // The control plane of `quic-lb serve`: config (load, hot reload), health checks, metrics and
 // health endpoint, graceful drain; it drives one data plane (in-process or cluster workers).
 import { createHash } from 'node:crypto';
-import { type FSWatcher, readFileSync, watch } from 'node:fs';
+import { type FSWatcher, readFileSync, realpathSync, watch } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type http from 'node:http';
 import type { Logger } from 'pino';
 import { ClusterPlane } from './cluster.js';
-import { type LbConfig, loadConfigFile, restartOnlyChanges } from './config.js';
+import { type LbConfig, configSources, createLibraryConfig, loadConfigFile, restartOnlyChanges } from './config.js';
 import type { ConfigError } from './errors.js';
 import { HealthChecker } from './health.js';
 import type { Endpoint } from './ip.js';
@@ -45,19 +45,24 @@ export interface ReloadResult {
  */
 export class LoadBalancer {
   private config: LbConfig;
+  /** The running config's QUIC-LB configs, for quic_lb_config_info. */
+  private quicLbInfo: { configId: number; algorithm: string }[];
   private readonly control: ControlStats = {
     reloadsOk: 0,
     reloadsFailed: 0,
     lastReloadOk: true,
     lastReloadTime: 0,
+    loadedTime: Date.now(),
     restartRequired: false,
     draining: false,
     workers: 0,
   };
   private httpServer: http.Server | undefined;
   private httpAddress: Endpoint | undefined;
-  private watcher: FSWatcher | undefined;
+  /** Directory -> watcher (the config file's and every key file's directories). */
+  private readonly watchers = new Map<string, FSWatcher>();
   private debounce: NodeJS.Timeout | undefined;
+  /** Hash of the resolved content (config text + key files) the running config was read from. */
   private lastFileHash = '';
   private reloading: Promise<ReloadResult> | undefined;
   private readonly signalHandlers: [string, () => void][] = [];
@@ -71,6 +76,7 @@ export class LoadBalancer {
     private readonly opts: LoadBalancerOptions,
   ) {
     this.config = config;
+    this.quicLbInfo = quicLbInfoOf(config);
   }
 
   /** Starts everything; see `startLoadBalancer`. */
@@ -108,6 +114,7 @@ export class LoadBalancer {
       control: () => ({ ...this.control, workers: this.plane.running() }),
       backendNames: () => this.config.backends.map((b) => b.name),
       workerPackets: () => this.plane.workerPackets(),
+      quicLbConfigs: () => this.quicLbInfo,
     });
     this.metricsText = async () => {
       await refresh();
@@ -124,8 +131,9 @@ export class LoadBalancer {
     }
     const file = this.opts.configFile;
     if (file) {
-      this.lastFileHash = hashFile(file);
-      if (this.opts.watch ?? true) this.watchFile(file);
+      const { hash, dirs } = resolvedContent(file);
+      this.lastFileHash = hash ?? '';
+      if (this.opts.watch ?? true) this.syncWatchers(dirs);
     }
     if (this.opts.handleSignals) {
       this.onSignal('SIGHUP', () => void this.reload());
@@ -156,27 +164,55 @@ export class LoadBalancer {
     this.signalHandlers.push([sig, fn]);
   }
 
-  private watchFile(file: string): void {
-    const abs = path.resolve(file);
-    const dir = path.dirname(abs);
-    const base = path.basename(abs);
-    // Watch the directory: editors and config management replace the file by rename.
-    this.watcher = watch(dir, (_event, name) => {
-      if (name !== null && name !== base) return;
-      if (this.debounce) clearTimeout(this.debounce);
-      this.debounce = setTimeout(() => {
-        this.debounce = undefined;
-        let h: string;
-        try {
-          h = hashFile(abs);
-        } catch {
-          return; // mid-rename; the next event will come
-        }
-        if (h === this.lastFileHash) return;
-        void this.reload();
-      }, this.opts.watchDebounceMs ?? 200);
-    });
-    this.watcher.on('error', (err) => this.logger.error({ err }, 'config watch error'));
+  /**
+   * Watches every directory the config depends on: the config file's, its symlink target's, and
+   * those of the key files it references. Any event (whatever the name: Kubernetes swaps a `..data`
+   * symlink, editors and `mv` replace the file by rename) arms the debounce; then the resolved
+   * content (config text + key files) is hashed and the config reloaded only if that changed.
+   */
+  private syncWatchers(dirs: string[]): void {
+    if (this.closed) return;
+    const wanted = new Set(dirs);
+    for (const [dir, w] of this.watchers) {
+      if (!wanted.has(dir)) {
+        w.close();
+        this.watchers.delete(dir);
+      }
+    }
+    for (const dir of wanted) {
+      if (this.watchers.has(dir)) continue;
+      let w: FSWatcher;
+      try {
+        w = watch(dir, () => this.onWatchEvent());
+      } catch (err) {
+        this.logger.warn({ dir, err: (err as Error).message }, 'cannot watch config directory');
+        continue;
+      }
+      // A watched directory that goes away (an old Kubernetes timestamped dir) ends its watch;
+      // the next event elsewhere re-syncs the set.
+      w.on('error', (err) => {
+        this.logger.debug({ dir, err: err.message }, 'config watch ended');
+        w.close();
+        if (this.watchers.get(dir) === w) this.watchers.delete(dir);
+        this.onWatchEvent();
+      });
+      this.watchers.set(dir, w);
+    }
+  }
+
+  private onWatchEvent(): void {
+    if (this.closed) return;
+    const file = this.opts.configFile;
+    if (!file) return;
+    if (this.debounce) clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      const { hash, dirs } = resolvedContent(file);
+      this.syncWatchers(dirs);
+      // Unreadable config (mid-rename): the rename's own event comes next.
+      if (hash === undefined || hash === this.lastFileHash) return;
+      void this.reload();
+    }, this.opts.watchDebounceMs ?? 200);
   }
 
   /** `/healthz`: fails while draining, with no forwarding process, or with no healthy backend. */
@@ -208,7 +244,9 @@ export class LoadBalancer {
     if (!file) return this.reloadFailed(new Error('no config file to reload from'));
     let next: LbConfig;
     try {
-      this.lastFileHash = hashFile(file);
+      const { hash, dirs } = resolvedContent(file);
+      if (hash !== undefined) this.lastFileHash = hash;
+      if (this.watchers.size > 0) this.syncWatchers(dirs);
       next = loadConfigFile(file);
     } catch (err) {
       return this.reloadFailed(err as Error);
@@ -234,6 +272,8 @@ export class LoadBalancer {
       return this.reloadFailed(err as Error);
     }
     this.config = merged;
+    this.quicLbInfo = quicLbInfoOf(merged);
+    this.control.loadedTime = Date.now();
     this.logger.level = merged.log.level;
     this.control.reloadsOk++;
     this.control.lastReloadOk = true;
@@ -284,7 +324,8 @@ export class LoadBalancer {
     this.closed = true;
     for (const [sig, fn] of this.signalHandlers) process.off(sig, fn);
     if (this.debounce) clearTimeout(this.debounce);
-    this.watcher?.close();
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
     this.health.close();
     await this.plane.close();
     if (this.httpServer) {
@@ -295,8 +336,39 @@ export class LoadBalancer {
   }
 }
 
-function hashFile(file: string): string {
-  return createHash('sha256').update(readFileSync(file)).digest('hex');
+function quicLbInfoOf(config: LbConfig): { configId: number; algorithm: string }[] {
+  return config.quicLb.map((spec) => ({ configId: spec.configId, algorithm: createLibraryConfig(spec).algorithm }));
+}
+
+/**
+ * SHA-256 over the config text and every key file it references (path and content, or a
+ * marker when missing), plus the directories to watch: those of the config file and the key
+ * files as named and as their symlinks resolve. `hash` is undefined when the config file
+ * cannot be read.
+ */
+function resolvedContent(file: string): { hash: string | undefined; dirs: string[] } {
+  const abs = path.resolve(file);
+  const { text, keyFiles } = configSources(abs);
+  const dirs = new Set<string>();
+  for (const f of [abs, ...keyFiles]) {
+    dirs.add(path.dirname(f));
+    try {
+      dirs.add(path.dirname(realpathSync(f)));
+    } catch {
+      // missing: its directory as named is watched
+    }
+  }
+  if (text === undefined) return { hash: undefined, dirs: [...dirs] };
+  const h = createHash('sha256').update(text);
+  for (const f of keyFiles) {
+    h.update(`\0${f}\0`);
+    try {
+      h.update(readFileSync(f));
+    } catch {
+      h.update('\0missing');
+    }
+  }
+  return { hash: h.digest('hex'), dirs: [...dirs] };
 }
 
 /**

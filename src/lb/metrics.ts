@@ -14,6 +14,8 @@ export interface ControlStats {
   reloadsFailed: number;
   lastReloadOk: boolean;
   lastReloadTime: number;
+  /** When the running config was applied (start or last successful reload), ms since the epoch. */
+  loadedTime: number;
   restartRequired: boolean;
   draining: boolean;
   workers: number;
@@ -29,6 +31,8 @@ export interface MetricsSource {
   backendNames(): string[];
   /** Datagrams received per forwarding process (worker id -> count). */
   workerPackets(): Map<string, number>;
+  /** The QUIC-LB configs of the running config (codepoint and algorithm). */
+  quicLbConfigs(): readonly { configId: number; algorithm: string }[];
 }
 
 const PREFIX = 'quic_lb_';
@@ -123,6 +127,15 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
   });
   gauge('config_last_reload_success', '1 if the last reload attempt succeeded (or none was made)', [], (g) => g.set(source.control().lastReloadOk ? 1 : 0));
   gauge('config_last_reload_timestamp_seconds', 'Time of the last reload attempt (0: none)', [], (g) => g.set(source.control().lastReloadTime / 1000));
+  gauge('config_loaded_timestamp_seconds', 'When the running config was applied: start or last successful reload', [], (g) => g.set(source.control().loadedTime / 1000));
+  gauge(
+    'config_info',
+    'One series with value 1 per QUIC-LB config id loaded in the running config (label algorithm: plaintext, single-pass, four-pass); a removed config id disappears',
+    ['config_id', 'algorithm'],
+    (g) => {
+      for (const c of source.quicLbConfigs()) g.set({ config_id: String(c.configId), algorithm: c.algorithm }, 1);
+    },
+  );
   gauge('config_restart_required', '1 if the file changes fields a reload cannot apply (listen, workers, sockets, metrics)', [], (g) =>
     g.set(source.control().restartRequired ? 1 : 0),
   );
