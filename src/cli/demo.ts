@@ -2,7 +2,8 @@
 // config) and `quic-lb demo backend`: one demo backend process that reads the LB's config file
 // (docs/backend.md).
 import { randomBytes } from 'node:crypto';
-import { isIPv6 } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { isIP, isIPv6 } from 'node:net';
 import type { CommandModule } from 'yargs';
 import { BackendSocket, createBackendCids, type Endpoint } from '../backend/index.js';
 import { DemoServer, loadIdentity } from '../demo/index.js';
@@ -29,16 +30,33 @@ export interface DemoBackendOptions {
   eventLog?: string;
   staticDir?: string;
   resetKey?: Uint8Array;
+  /**
+   * Where replies to clients that came through an LB go (docs/backend.md "Return traffic"):
+   * 'return-port' = the LB config's `returnPath.listen` (on the anycast VIP in a fleet: the
+   * router picks a live LB), 'lb' = the LB socket that forwarded the client's datagram,
+   * 'auto' (default) = 'return-port' when `returnPath.listen` names a specific address of the
+   * listen address's family and a fixed port, else 'lb'. Ignored in `direct` mode.
+   */
+  replyTo?: ReplyTo;
+  /** LB source addresses allowed to deliver encapsulated datagrams (BackendSocket `allowLbAddresses`). */
+  allowLb?: string[];
   certFile?: string;
   keyFile?: string;
   onEvent?: (e: Record<string, unknown>) => void;
 }
+
+export const REPLY_TO = ['auto', 'return-port', 'lb'] as const;
+export type ReplyTo = (typeof REPLY_TO)[number];
 
 export interface RunningBackend {
   server: DemoServer;
   socket: BackendSocket;
   encoder: QuicLbEncoder;
   addresses: Endpoint[];
+  /** Where LB-path replies go: the return port, or undefined = back to the forwarding LB (or from the VIP in direct mode). */
+  replyTo: Endpoint | undefined;
+  /** Health probes answer "draining" from now on (the LB stops picking this backend for new connections); existing connections go on. */
+  drain(): void;
   /** Applies a new LB config: adds its QUIC-LB configs and, if the active one changed, re-issues CIDs. */
   applyConfig(config: LbConfig, configId?: number): { activeConfigId: number | undefined; reissued: number };
   close(): Promise<void>;
@@ -84,12 +102,20 @@ export async function startDemoBackend(config: LbConfig, opts: DemoBackendOption
   const listen = opts.listen ?? { address: spec.address.address, port: spec.address.port };
   const preferred = opts.preferred === undefined ? listen : opts.preferred;
   const rp = config.returnPath;
+  const replyTo = rp.mode === 'direct' ? undefined : returnPortFor(rp.listen, listen, opts.replyTo ?? 'auto');
+  for (const [i, a] of (opts.allowLb ?? []).entries()) if (isIP(a) === 0) throw new CliError(`--allow-lb: expected IP literals, got '${a}' (item ${i + 1})`);
   const socket = new BackendSocket({
     listen,
     unicast: preferred && (preferred.address !== listen.address || preferred.port !== listen.port) ? [preferred] : [],
-    returnPath: rp.mode === 'direct' && config.listen[0] ? { mode: 'direct', vip: config.listen[0] } : { mode: 'via-lb' },
+    returnPath:
+      rp.mode === 'direct' && config.listen[0]
+        ? { mode: 'direct', vip: config.listen[0] }
+        : replyTo
+          ? { mode: 'via-lb', address: replyTo.address, port: replyTo.port }
+          : { mode: 'via-lb' },
     hmacKey: rp.hmacKey ? Buffer.from(rp.hmacKey, 'hex') : undefined,
     signForward: rp.signForward,
+    allowLbAddresses: opts.allowLb && opts.allowLb.length > 0 ? opts.allowLb : undefined,
   });
   await socket.bind();
   const sid = spec.serverIds.find((s) => s.configId === activeId)?.serverId;
@@ -115,12 +141,21 @@ export async function startDemoBackend(config: LbConfig, opts: DemoBackendOption
     preferred: preferred && cids.allowsAdditionalCids ? `${preferred.address}:${preferred.port}` : null,
     configId: activeId,
     cidLength: cids.length,
+    replyTo: replyTo ? `${replyTo.address}:${replyTo.port}` : rp.mode === 'direct' ? 'vip' : 'lb',
   });
+  let draining = false;
   return {
     server,
     socket,
     encoder,
     addresses: socket.addresses(),
+    replyTo,
+    drain() {
+      if (draining) return;
+      draining = true;
+      socket.drain();
+      server.event('draining', { connections: server.stats.connectionsActive });
+    },
     applyConfig(next: LbConfig, configId?: number) {
       const fresh = encoderEntries(next, opts.name);
       const activeBefore = encoder.activeConfig?.configId;
@@ -151,6 +186,45 @@ export async function startDemoBackend(config: LbConfig, opts: DemoBackendOption
       await socket.close();
     },
   };
+}
+
+const isUnspecified = (address: string): boolean => address === '0.0.0.0' || /^[0:]+$/.test(address);
+
+/**
+ * The return port replies go to, or undefined for "back to the forwarding LB". 'auto' picks the
+ * return port when it is reachable as configured: a specific address (not 0.0.0.0 / ::) of the
+ * listen socket's family and a fixed port.
+ */
+function returnPortFor(rpListen: Endpoint | undefined, listen: Endpoint, mode: ReplyTo): Endpoint | undefined {
+  if (!REPLY_TO.includes(mode)) throw new CliError(`--reply-to: expected one of ${REPLY_TO.join(', ')}, got '${String(mode)}'`);
+  if (mode === 'lb') return undefined;
+  const usable = rpListen !== undefined && !isUnspecified(rpListen.address) && rpListen.port !== 0 && isIPv6(rpListen.address) === isIPv6(listen.address);
+  if (usable) return { address: rpListen.address, port: rpListen.port };
+  if (mode === 'return-port') {
+    throw new CliError(
+      `--reply-to return-port: returnPath.listen ${rpListen ? `'${rpListen.address}:${rpListen.port}'` : '(none)'} is not a specific address and port of the listen address's family`,
+    );
+  }
+  return undefined;
+}
+
+/** A hex key of at least 16 octets from `--reset-key` or the file of `--reset-key-file` (whitespace around it ignored). */
+export function resetKeyArg(inline: string | undefined, file: string | undefined): Uint8Array | undefined {
+  if (inline !== undefined && file !== undefined) throw new CliError('--reset-key-file: give either --reset-key or --reset-key-file, not both');
+  let text = inline;
+  const flag = file !== undefined ? '--reset-key-file' : '--reset-key';
+  if (file !== undefined) {
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new CliError(`--reset-key-file: cannot read ${file}: ${(err as Error).message}`);
+    }
+  }
+  if (text === undefined) return undefined;
+  const s = text.trim().toLowerCase();
+  if (!/^([0-9a-f]{2})+$/.test(s)) throw new CliError(`${flag}: expected an even number of hex digits`);
+  if (s.length < 32) throw new CliError(`${flag}: expected at least 16 octets, got ${s.length / 2}`);
+  return Buffer.from(s, 'hex');
 }
 
 function endpointArg(text: string, flag: string): Endpoint {
@@ -230,6 +304,9 @@ interface BackendArgs {
   'event-log'?: string;
   static?: string;
   'reset-key'?: string;
+  'reset-key-file'?: string;
+  'reply-to'?: string;
+  'allow-lb'?: string[];
   cert?: string;
   key?: string;
 }
@@ -258,10 +335,21 @@ const backendCommand: CommandModule<object, BackendArgs> = {
       .option('event-log', { type: 'string', describe: 'append JSON-lines events to this file' })
       .option('static', { type: 'string', describe: 'serve files from this directory (besides /bytes/N)' })
       .option('reset-key', { type: 'string', describe: 'stateless reset static key, hex, >= 16 octets (default: random)' })
+      .option('reset-key-file', { type: 'string', describe: 'read the stateless reset static key (hex) from this file, e.g. a mounted Secret' })
+      .option('reply-to', {
+        type: 'string',
+        choices: REPLY_TO as unknown as string[],
+        default: 'auto',
+        describe: 'where replies to LB-delivered clients go: the config\'s returnPath.listen (return-port), the forwarding LB (lb), or auto: return-port when it is a specific address, else lb',
+      })
+      .option('allow-lb', { type: 'string', array: true, describe: 'LB source addresses allowed to deliver encapsulated datagrams (repeat or comma-separate; default: any)' })
       .option('cert', { type: 'string', describe: 'PEM certificate chain (default: a fresh self-signed ECDSA P-256 one)' })
       .option('key', { type: 'string', describe: 'PEM private key (ECDSA P-256) of --cert' })
       .example('$0 demo backend --config lb.yaml --name backend-1 --event-log b1.jsonl', 'serve as backend-1')
-      .epilog('SIGHUP re-reads the config: new QUIC-LB configs are added and, when the active one changes, every live connection gets new CIDs with Retire Prior To.') as never,
+      .epilog(
+        'SIGHUP re-reads the config: new QUIC-LB configs are added and, when the active one changes, every live connection gets new CIDs with Retire Prior To. ' +
+          'SIGUSR2 drains: health probes answer "draining" (the LB sends no new connections here), existing connections go on. SIGTERM stops.',
+      ) as never,
   handler: async (argv) => {
     const config = loadConfigFile(argv.config);
     const running = await startDemoBackend(config, {
@@ -271,7 +359,9 @@ const backendCommand: CommandModule<object, BackendArgs> = {
       configId: argv['config-id'],
       eventLog: argv['event-log'],
       staticDir: argv.static,
-      resetKey: argv['reset-key'] ? Buffer.from(argv['reset-key'], 'hex') : undefined,
+      resetKey: resetKeyArg(argv['reset-key'], argv['reset-key-file']),
+      replyTo: argv['reply-to'] as ReplyTo | undefined,
+      allowLb: argv['allow-lb']?.flatMap((a) => a.split(',')).map((a) => a.trim()).filter((a) => a.length > 0),
       certFile: argv.cert,
       keyFile: argv.key,
     });
@@ -283,7 +373,14 @@ const backendCommand: CommandModule<object, BackendArgs> = {
         process.stderr.write(`quic-lb demo backend: reload failed, keeping the old config: ${(err as Error).message}\n`);
       }
     });
-    process.stdout.write(`${JSON.stringify({ ready: true, pid: process.pid, name: argv.name, addresses: running.addresses, configId: running.encoder.activeConfig?.configId })}\n`);
+    process.on('SIGUSR2', () => {
+      running.drain();
+      process.stderr.write('quic-lb demo backend: draining (health probes answer "draining"; existing connections go on)\n');
+    });
+    const replyTo = running.replyTo ? `${running.replyTo.address}:${running.replyTo.port}` : config.returnPath.mode === 'direct' ? 'vip' : 'lb';
+    process.stdout.write(
+      `${JSON.stringify({ ready: true, pid: process.pid, name: argv.name, addresses: running.addresses, configId: running.encoder.activeConfig?.configId, replyTo })}\n`,
+    );
     waitForSignal(() => running.close());
   },
 };
