@@ -35,7 +35,8 @@ export interface DemoBackendOptions {
    * 'return-port' = the LB config's `returnPath.listen` (on the anycast VIP in a fleet: the
    * router picks a live LB), 'lb' = the LB socket that forwarded the client's datagram,
    * 'auto' (default) = 'return-port' when `returnPath.listen` names a specific address of the
-   * listen address's family and a fixed port, else 'lb'. Ignored in `direct` mode.
+   * listen address's family and a fixed port and the backend listens on a specific address (the
+   * source the LB's `returnPath.allow` knows), else 'lb'. Ignored in `direct` mode.
    */
   replyTo?: ReplyTo;
   /** LB source addresses allowed to deliver encapsulated datagrams (BackendSocket `allowLbAddresses`). */
@@ -193,11 +194,14 @@ const isUnspecified = (address: string): boolean => address === '0.0.0.0' || /^[
 /**
  * The return port replies go to, or undefined for "back to the forwarding LB". 'auto' picks the
  * return port when it is reachable as configured: a specific address (not 0.0.0.0 / ::) of the
- * listen socket's family and a fixed port.
+ * listen socket's family and a fixed port; and only when the backend listens on a specific
+ * address, because the return port accepts only the sources in `returnPath.allow` (by default
+ * the backends' configured addresses) while the forwarding LB's own socket takes replies from
+ * whatever address the backend's kernel picks.
  */
 function returnPortFor(rpListen: Endpoint | undefined, listen: Endpoint, mode: ReplyTo): Endpoint | undefined {
   if (!REPLY_TO.includes(mode)) throw new CliError(`--reply-to: expected one of ${REPLY_TO.join(', ')}, got '${String(mode)}'`);
-  if (mode === 'lb') return undefined;
+  if (mode === 'lb' || (mode === 'auto' && isUnspecified(listen.address))) return undefined;
   const usable = rpListen !== undefined && !isUnspecified(rpListen.address) && rpListen.port !== 0 && isIPv6(rpListen.address) === isIPv6(listen.address);
   if (usable) return { address: rpListen.address, port: rpListen.port };
   if (mode === 'return-port') {

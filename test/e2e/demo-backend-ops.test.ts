@@ -139,10 +139,12 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     expect(p.child.exitCode).toBeNull();
   });
 
-  it('--reply-to lb, and auto with a return port on 0.0.0.0: replies go back to the LB that forwarded the datagram', async () => {
+  it('--reply-to lb, and auto with a return port or a listen address on 0.0.0.0: replies go back to the LB that forwarded the datagram', async () => {
     const cases: { args: string[]; backend: { address: string; port: number } }[] = [
       { args: ['--config', configFile, '--listen', '127.0.2.115:25946', '--reply-to', 'lb'], backend: { address: '127.0.2.115', port: 25946 } },
       { args: ['--config', wildcardFile], backend: { address: '127.0.2.114', port: 25945 } },
+      // A backend on 0.0.0.0 (as in Kubernetes): its source address is whatever the kernel picks.
+      { args: ['--config', configFile, '--listen', '0.0.0.0:25947'], backend: { address: '127.0.2.117', port: 25947 } },
     ];
     for (const k of cases) {
       const p = await startCli(['demo', 'backend', '--name', 'a', '--reset-key', RESET_KEY, ...k.args]);
