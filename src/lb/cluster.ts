@@ -247,8 +247,7 @@ export function runWorker(): void {
       case 'lb:config':
         if (!forwarder) return send({ t: 'lb:applied', id: msg.id, error: 'not started' });
         logger.level = msg.config.log.level;
-        forwarder.setHealth(new Map(msg.health));
-        forwarder.apply(msg.config).then(
+        forwarder.apply(msg.config, new Map(msg.health)).then(
           () => send({ t: 'lb:applied', id: msg.id }),
           (err: unknown) => send({ t: 'lb:applied', id: msg.id, error: (err as Error).message }),
         );

@@ -202,8 +202,13 @@ export class Forwarder {
     return this.returnSocket && l ? { ...l, port: this.returnPort } : undefined;
   }
 
-  /** Installs a new validated config (hot reload). VIP and return sockets are kept as they are. */
-  async apply(config: LbConfig): Promise<void> {
+  /**
+   * Installs a new validated config (hot reload) and, if given, the health view that goes with
+   * it: both take effect in the one swap (the running plan is not rebuilt with a view meant for
+   * the new backend list). VIP and return sockets are kept as they are.
+   */
+  async apply(config: LbConfig, health?: HealthView): Promise<void> {
+    if (health) this.health = health;
     await this.compile(config);
   }
 

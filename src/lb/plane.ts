@@ -37,8 +37,7 @@ export class LocalPlane implements DataPlane {
   }
 
   async apply(config: LbConfig, health: HealthView): Promise<void> {
-    this.forwarder.setHealth(health);
-    await this.forwarder.apply(config);
+    await this.forwarder.apply(config, health);
   }
 
   setHealth(health: HealthView): void {
