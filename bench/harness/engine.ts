@@ -63,8 +63,11 @@ export interface TrialResult {
   redis_cpu_us_per_packet: number | null;
   p50_us: number | null;
   p99_us: number | null;
+  /** Share of delivered packets, not counting orphaned ones, that reached their connection's owner. */
   correct_ratio: number | null;
   misdelivered: number;
+  /** Packets of connections whose owner left the pool (`retireSink`) delivered elsewhere: not misdeliveries. */
+  orphaned?: number;
   /** Connections with an owner after the handshake. */
   connections: number;
   rss_mb: number;
@@ -211,8 +214,10 @@ export class Engine {
       redis_cpu_us_per_packet: usesRedis && received > 0 && this.redis ? round((redisCpu1 - redisCpu0) / received, 2) : null,
       p50_us: round(percentile(st.hist, 50), 1),
       p99_us: round(percentile(st.hist, 99), 1),
-      correct_ratio: received > 0 ? round((received - st.wrong) / received, 5) : null,
+      // Orphaned packets (their backend left the pool) have no right destination: left out.
+      correct_ratio: received - st.orphaned > 0 ? round((received - st.orphaned - st.wrong) / (received - st.orphaned), 5) : null,
       misdelivered: st.wrong,
+      orphaned: st.orphaned,
       connections,
       rss_mb: handle ? round(sumRss(pidsAfter) / 1048576, 1)! : 0,
       redis_mem_mb: usesRedis ? round(await this.redisMemoryMb(), 2) : null,
@@ -222,6 +227,14 @@ export class Engine {
       rtt_p99_us: echo ? round(percentile(echo.rttHist, 99), 1) : null,
       echo_ratio: echo && st.echoed > 0 ? round(echo.echoes / st.echoed, 4) : null,
     };
+  }
+
+  /**
+   * Sink `sink` leaves the pool: call before telling the router, so packets of its connections
+   * that the router then sends elsewhere count as orphaned, not misdelivered.
+   */
+  async retireSink(sink: number): Promise<void> {
+    await this.sinks.call('retire', { sink });
   }
 
   /** Creates `count` new flows (fresh 4-tuples, one Initial each) through `target`. */

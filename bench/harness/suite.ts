@@ -84,6 +84,7 @@ function row(router: string, scenario: string, t: TrialResult, direct: BenchResu
     added_p99_us: sub(t.p99_us, direct.p99_us),
     correct_ratio: t.correct_ratio,
     misdelivered: t.misdelivered,
+    orphaned: t.orphaned,
     rss_mb: t.rss_mb,
     redis_mem_mb: t.redis_mem_mb,
     rtt_p50_us: t.rtt_p50_us,
@@ -185,7 +186,19 @@ export async function runScenario(engine: Engine, spec: RouterSpec, index: numbe
       o.settleMs = 500;
       break;
     case 'pool-change':
-      o.actions = [{ atMs: T / 2, run: () => handle.setPool(CHANGED_POOL) }];
+      // The sinks learn that sink3 left before the router does. The generator stops sink3's
+      // connections at its own T/2, but its clock starts later than the harness's and lags
+      // under load, and the router may still hold queued packets: sink3's packets that the new
+      // config sends by fallback are orphaned (their connection is gone), not misdelivered.
+      o.actions = [
+        {
+          atMs: T / 2,
+          run: async () => {
+            await engine.retireSink(3);
+            await handle.setPool(CHANGED_POOL);
+          },
+        },
+      ];
       o.events = [{ atMs: T / 2, type: 'retire-owner', sink: 3 }];
       break;
     case 'ecmp':

@@ -20,6 +20,8 @@ export interface ResultRow {
   /** Share of delivered packets that reached the backend owning their connection. */
   correct_ratio: number | null;
   misdelivered: number;
+  /** Packets of connections whose backend left the pool, delivered elsewhere (not in correct_ratio). */
+  orphaned?: number;
   rss_mb: number;
   redis_mem_mb: number | null;
   /** Round trip through the router and back through its return path (steady state; echoing sinks). */

@@ -1,7 +1,9 @@
 // Sink backends. Each sink is one UDP socket standing for one backend. A connection belongs to
 // the backend that received its first packet (its Initial: the backend that "handed out" the
 // connection IDs); every later packet of that connection that lands on another sink is counted
-// as misdelivered. Ownership lives in a shared Int8Array so the generator can mint CIDs for the
+// as misdelivered — unless its owner has been retired (left the pool: the connection is gone
+// with it, and wherever the router sends its packets is not a misrouting): those are orphaned.
+// Ownership lives in a shared Int8Array so the generator can mint CIDs for the
 // owner and several threads can read it.
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { HISTOGRAM_BUCKETS, bucketOf } from '../lib/histogram.js';
@@ -14,8 +16,10 @@ export interface SinkStats {
   trial: number;
   /** Packets of the current trial received, per sink. */
   received: number[];
-  /** Packets that reached a sink other than their connection's owner. */
+  /** Packets that reached a sink other than their connection's owner (while the owner is in the pool). */
   wrong: number;
+  /** Packets of connections whose owner was retired (`retire()`) that reached another sink. */
+  orphaned: number;
   /** Packets from an earlier trial (stragglers), ignored. */
   stale: number;
   /** Datagrams without a bench trailer. */
@@ -35,6 +39,8 @@ export class SinkSet {
   private trial = 0;
   private readonly received: number[];
   private wrong = 0;
+  private orphaned = 0;
+  private readonly retired: Uint8Array;
   private stale = 0;
   private foreign = 0;
   private corrupt = 0;
@@ -51,6 +57,16 @@ export class SinkSet {
     private readonly recvBufferBytes = 8 << 20,
   ) {
     this.received = addresses.map(() => 0);
+    this.retired = new Uint8Array(addresses.length);
+  }
+
+  /**
+   * Sink `sink` left the pool. Call it before the router learns of the change: from then on a
+   * packet of one of its connections that reaches another sink is orphaned, not misdelivered.
+   * Cleared by `reset()`.
+   */
+  retire(sink: number): void {
+    this.retired[sink] = 1;
   }
 
   /** Binds every sink (port 0 unless `ports` is given); returns the ports. */
@@ -90,7 +106,10 @@ export class SinkSet {
     if (t.kind === KIND_CHURN) return;
     const o = this.owner[t.conn];
     if (o === NO_OWNER) this.owner[t.conn] = sink;
-    else if (o !== sink) this.wrong++;
+    else if (o !== sink) {
+      if (this.retired[o] === 1) this.orphaned++;
+      else this.wrong++;
+    }
     this.hist[bucketOf(nowUs() - t.sendTimeUs)]++;
     if (this.echo) this.reflect(sink, msg, hdr, rinfo);
   }
@@ -122,7 +141,8 @@ export class SinkSet {
     this.trial = trial & 0xffff;
     this.echo = echo;
     this.received.fill(0);
-    this.wrong = this.stale = this.foreign = this.corrupt = this.proxied = this.echoed = 0;
+    this.retired.fill(0);
+    this.wrong = this.orphaned = this.stale = this.foreign = this.corrupt = this.proxied = this.echoed = 0;
     this.hist.fill(0);
   }
 
@@ -131,6 +151,7 @@ export class SinkSet {
       trial: this.trial,
       received: [...this.received],
       wrong: this.wrong,
+      orphaned: this.orphaned,
       stale: this.stale,
       foreign: this.foreign,
       corrupt: this.corrupt,

@@ -9,6 +9,7 @@ const sinks = new SinkSet(addresses, new Int8Array(ownerBuffer));
 serveRpc({
   start: (a: { ports?: number[] }) => sinks.start(a.ports),
   reset: (a: { trial: number; echo?: boolean }) => sinks.reset(a.trial, a.echo),
+  retire: (a: { sink: number }) => sinks.retire(a.sink),
   stats: () => sinks.stats(),
   close: () => sinks.close(),
 });

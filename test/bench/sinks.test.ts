@@ -56,6 +56,30 @@ describe('SinkSet', () => {
     expect(s.hist.reduce((a, b) => a + b, 0)).toBe(5);
   });
 
+  it('counts packets of a retired owner\'s connections delivered elsewhere as orphaned, not misdelivered (pool change)', async () => {
+    owner.fill(NO_OWNER);
+    sinks.reset(9);
+    await send(packet(9, 3, 0), 1); // conn 3 belongs to sink 1
+    await settle(1);
+    await send(packet(9, 3, 1), 0); // sink 1 still in the pool: a misdelivery
+    await settle(2);
+    sinks.retire(1); // sink 1 leaves the pool; the router then sends conn 3's packets elsewhere
+    await send(packet(9, 3, 2), 0);
+    await send(packet(9, 3, 3), 0);
+    await settle(4);
+    let s = sinks.stats();
+    expect(s.received).toEqual([3, 1]);
+    expect(s.wrong).toBe(1);
+    expect(s.orphaned).toBe(2);
+    // reset() puts every sink back in the pool.
+    sinks.reset(10);
+    await send(packet(10, 3, 0), 0);
+    await settle(1);
+    s = sinks.stats();
+    expect(s.orphaned).toBe(0);
+    expect(s.wrong).toBe(1);
+  });
+
   it('strips a PROXY v2 header and checks the datagram behind it is intact', async () => {
     sinks.reset(6);
     const quic = packet(6, 0, 10);
