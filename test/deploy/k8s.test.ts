@@ -185,17 +185,22 @@ describe('deploy/k8s/base', () => {
     const c = pod.containers.find((x: Any) => x.name === 'backend');
     const env = Object.fromEntries((c.env as Any[]).map((e) => [e.name, e]));
     expect(env.POD_NAME.valueFrom.fieldRef.fieldPath).toBe('metadata.name');
-    expect(env.RESET_KEY.valueFrom.secretKeyRef).toEqual({ name: secret.metadata.name, key: 'reset.hex' });
-    expect(Object.keys(secretFiles)).toContain('reset.hex');
+    // The reset key is read from the Secret mounted beside the config, never from argv or env.
+    expect(env.RESET_KEY).toBeUndefined();
+    const resetKeyArg = c.args[c.args.indexOf('--reset-key-file') + 1] as string;
+    expect(path.dirname(resetKeyArg)).toBe(path.dirname(c.args[c.args.indexOf('--config') + 1] as string));
+    expect(Object.keys(secretFiles)).toContain(path.basename(resetKeyArg));
     const listenPort = Number((c.args[c.args.indexOf('--listen') + 1] as string).split(':').pop());
     expect(c.ports).toEqual([{ name: 'quic', containerPort: listenPort, protocol: 'UDP' }]);
     const configFile = podConfig(sts, 'backend-pods');
     for (let n = 0; n < sts.spec.replicas; n++) {
       const podName = `${sts.metadata.name}-${n}`;
       // The container's args with the kubelet's $(VAR) expansion; only --listen moves to loopback.
-      const vars: Record<string, string> = { POD_NAME: podName, POD_IP: `127.0.4.${20 + n}`, RESET_KEY: secretFiles['reset.hex'] };
+      const vars: Record<string, string> = { POD_NAME: podName, POD_IP: `127.0.4.${20 + n}` };
       const args = (c.args as string[]).map((a) => a.replace(/\$\((\w+)\)/g, (_m, v: string) => vars[v]));
       args[args.indexOf('--config') + 1] = configFile;
+      // The Secret's files sit in the same materialised volume as the config.
+      args[args.indexOf('--reset-key-file') + 1] = path.join(path.dirname(configFile), path.basename(resetKeyArg));
       args[args.indexOf('--listen') + 1] = `127.0.4.${20 + n}:${35100 + n}`;
       const log = path.join(work, `${podName}.jsonl`);
       const backend = await startCli([...args, '--event-log', log]);
