@@ -1,10 +1,17 @@
-// `npm run bench:forwarder [-- --full] [--out DIR]`: forwarded packets/s and CPU per packet of
-// `quic-lb serve` (plaintext and four-pass; 1 and 2 workers) beside the bare node:dgram relay,
-// alternating in one run, with the ratios issue 3 targets. Writes bench/results/forwarder.{json,md}.
-import { loadavg } from 'node:os';
+// `npm run bench:forwarder [-- --full] [--out DIR] [--native | --no-native]`: forwarded
+// packets/s and CPU per packet of `quic-lb serve` (plaintext and four-pass; 1 and 2 workers)
+// beside the bare node:dgram relay (1 process and 2 cluster workers), alternating in one run,
+// with the ratios issue 3 targets. Writes bench/results/forwarder.{json,md}.
+//
+// Load: by default the native tools (bench/native: udp-blast with sendmmsg, udp-sink with
+// recvmmsg, built with `cc -O2` at run time), which leave the CPUs to the router; `--no-native`
+// or a machine without a C compiler uses the Node generator and sinks (which also measure round
+// trips through the return path).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { ensureBuilt, repoRoot } from '../harness/build.js';
-import { Engine } from '../harness/engine.js';
+import { Engine, type TrialOptions, type TrialResult } from '../harness/engine.js';
 import { PROFILES, withOverrides, type Profile } from '../harness/profiles.js';
 import { bareRelay, quicLbRouter, type RouterHandle, type RouterSpec } from '../harness/routers.js';
 import { baseResults, rateSearch, searchCapped } from '../harness/suite.js';
@@ -12,21 +19,39 @@ import { round } from '../harness/engine.js';
 import { parseArgs } from '../routers/args.js';
 import { updateReadmeFromResults, writeReport } from '../report/write.js';
 import type { BenchResults, TargetCheck } from '../report/types.js';
+import type { Target } from '../load/generator.js';
+import { buildNativeTools, NativeEngine, type NativeTools } from '../native/native.js';
 
 export const FORWARDER_ROUTERS = (): RouterSpec[] => [
   bareRelay(),
+  bareRelay(2),
   quicLbRouter('plaintext'),
   quicLbRouter('four-pass'),
   quicLbRouter('plaintext', 2),
   quicLbRouter('four-pass', 2),
 ];
 
-export async function runForwarderBench(o: { profile: Profile; routers: RouterSpec[]; log: (s: string) => void; preliminary: boolean; note: string; command: string }): Promise<BenchResults> {
+/** What the forwarder run needs of an engine (the Node Engine and the NativeEngine both have it). */
+interface TrialEngine {
+  setup(): Promise<void>;
+  close(): Promise<void>;
+  start(spec: RouterSpec, index: number): Promise<RouterHandle>;
+  sinkTarget(i: number): Target;
+  trial(spec: RouterSpec | undefined, handle: RouterHandle | undefined, o: TrialOptions, target?: Target): Promise<TrialResult>;
+}
+
+export const NATIVE_LOAD_TOOLS = 'native (bench/native: udp-blast, paced sendmmsg batches of 32 from one socket per connection; udp-sink, recvmmsg; one-way latency, no round trip)';
+export const NODE_LOAD_TOOLS = 'Node generator and sinks (worker threads of the harness)';
+
+export async function runForwarderBench(o: { profile: Profile; routers: RouterSpec[]; log: (s: string) => void; preliminary: boolean; note: string; command: string; native?: NativeTools }): Promise<BenchResults> {
   const t0 = Date.now();
   const p = o.profile;
   const res = baseResults({ kind: 'forwarder', profile: p.name, preliminary: o.preliminary, note: o.note, command: o.command });
-  res.params = { connections: p.conns, packet_size: p.packetSize, trial_ms: p.trialMs, loss_threshold: p.lossThreshold, rate_factor: p.rateFactor };
-  const engine = new Engine({ conns: p.conns, packetSize: p.packetSize, seed: p.seed, maxFlows: p.conns, needRedis: false });
+  res.params = { connections: p.conns, packet_size: p.packetSize, trial_ms: p.trialMs, loss_threshold: p.lossThreshold, rate_factor: p.rateFactor, load_tools: o.native ? NATIVE_LOAD_TOOLS : NODE_LOAD_TOOLS };
+  const tmp = mkdtempSync(path.join(tmpdir(), 'quic-lb-bench-native-'));
+  const engine: TrialEngine = o.native
+    ? new NativeEngine(o.native, { conns: p.conns, packetSize: p.packetSize, seed: p.seed, tmp })
+    : new Engine({ conns: p.conns, packetSize: p.packetSize, seed: p.seed, maxFlows: p.conns, needRedis: false });
   const running: { spec: RouterSpec; handle: RouterHandle }[] = [];
   try {
     await engine.setup();
@@ -40,7 +65,8 @@ export async function runForwarderBench(o: { profile: Profile; routers: RouterSp
     }
     const direct = await engine.trial(undefined, undefined, { rate: p.latencyRate, durationMs: p.latencyMs, echo: true }, engine.sinkTarget(0));
     res.direct = { p50_us: direct.p50_us, p99_us: direct.p99_us, rtt_p50_us: direct.rtt_p50_us, rtt_p99_us: direct.rtt_p99_us };
-    const search = await rateSearch(engine, running, p, o.log);
+    // rateSearch only calls trial(), which both engines implement alike.
+    const search = await rateSearch(engine as Engine, running, p, o.log);
     for (const r of running) {
       const s = search.get(r.spec.id)!;
       res.rate_search[r.spec.id] = s.steps;
@@ -70,6 +96,7 @@ export async function runForwarderBench(o: { profile: Profile; routers: RouterSp
   } finally {
     for (const r of running) await r.handle.stop().catch(() => {});
     await engine.close();
+    rmSync(tmp, { recursive: true, force: true });
   }
   const pps = (id: string): number | undefined => res.results.find((r) => r.router === id)?.pps;
   const capped = (id: string): boolean => searchCapped(res.rate_search[id]);
@@ -85,6 +112,15 @@ export async function runForwarderBench(o: { profile: Profile; routers: RouterSp
   check('four-pass, 1 worker vs bare relay', 'quic-lb-four-pass', 'bare-relay', 0.85);
   check('plaintext, 2 workers vs 1 worker', 'quic-lb-plaintext-w2', 'quic-lb-plaintext', 1.4);
   check('four-pass, 2 workers vs 1 worker', 'quic-lb-four-pass-w2', 'quic-lb-four-pass', 1.4);
+  // Same runtime, same process model: the honest yardstick for the worker scaling.
+  const ratio = (a: string, b: string): void => {
+    const x = pps(a);
+    const y = pps(b);
+    res.ratios[`${a}/${b} pps`] = x === undefined || y === undefined || y === 0 ? null : round(x / y, 3);
+  };
+  ratio('bare-relay-w2', 'bare-relay');
+  ratio('quic-lb-plaintext-w2', 'bare-relay-w2');
+  ratio('quic-lb-four-pass-w2', 'bare-relay-w2');
   for (const id of ['quic-lb-plaintext', 'quic-lb-four-pass']) {
     const a = res.results.find((r) => r.router === id)?.cpu_us_per_packet;
     const b = res.results.find((r) => r.router === 'bare-relay')?.cpu_us_per_packet;
@@ -102,14 +138,27 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
   const load = loadavg()[0];
   let note = args.get('note') ?? '';
+  let native: NativeTools | undefined;
+  if (!args.has('no-native')) {
+    const t = buildNativeTools();
+    if ('error' in t) {
+      if (args.has('native')) throw new Error(`bench: --native: ${t.error}`);
+      log(`native load tools skipped: ${t.error}`);
+    } else {
+      native = t;
+      log('load tools: native udp-blast / udp-sink (bench/native, cc -O2)');
+    }
+  }
+  if (!native) log('load tools: Node generator and sinks');
   if (load > 0.5) note = `${note ? `${note} ` : ''}Load average ${load.toFixed(2)} when the run started: other work shared the CPUs; compare ratios, not absolute numbers.`;
   ensureBuilt(log);
   const res = await runForwarderBench({
     profile,
     routers: FORWARDER_ROUTERS(),
     log,
-    preliminary: args.has('preliminary'),
+    preliminary: args.has('preliminary') || load > 1,
     note,
+    native,
     command: `npm run bench:forwarder${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
   });
   const files = writeReport(res, path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results')), 'forwarder');

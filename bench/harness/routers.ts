@@ -77,6 +77,8 @@ export function quicLbConfig(env: Env, algorithm: Algorithm, pool: number[], lis
     // datagram came from, which the LB accepts from configured backends.
     returnPath: { mode: 'via-lb', listen: `${listen.host}:0` },
     workers,
+    // Large socket buffers (the kernel caps them at net.core.rmem_max / wmem_max), as the bare relay has.
+    socket: { recvBufferSize: 8 << 20, sendBufferSize: 8 << 20 },
     drainMs: 0,
     log: { level: 'warn' },
   };

@@ -95,8 +95,11 @@ export function renderMarkdown(res: BenchResults, charts: Record<string, string>
     header(res),
     '',
     'Method: [docs/bench.md](../../docs/bench.md). Latency at a fixed rate: one-way generator → backend (same host, CLOCK_MONOTONIC); "added" subtracts the direct path without a router' +
-      ` (p50 ${num(res.direct.p50_us)} µs, p99 ${num(res.direct.p99_us)} µs); round trip: backends echo every packet back through the router's return path` +
-      ` (direct path: p50 ${num(res.direct.rtt_p50_us)} µs, p99 ${num(res.direct.rtt_p99_us)} µs).`,
+      ` (p50 ${num(res.direct.p50_us)} µs, p99 ${num(res.direct.p99_us)} µs)` +
+      (res.direct.rtt_p50_us === null || res.direct.rtt_p50_us === undefined
+        ? '; no round trip in this mode.'
+        : `; round trip: backends echo every packet back through the router's return path (direct path: p50 ${num(res.direct.rtt_p50_us)} µs, p99 ${num(res.direct.rtt_p99_us)} µs).`) +
+      (typeof res.params.load_tools === 'string' ? ` Load tools: ${res.params.load_tools}.` : ''),
     '',
     res.kind === 'forwarder' ? '## Forwarding rate' : '## Steady state',
     '',
@@ -128,7 +131,7 @@ export function readmeSection(res: BenchResults | undefined, chartPath: string, 
     ? [header(res), '', steadyTable(res), '', 'Correct delivery (loss) per scenario:', '', scenarioTable(res), '', `![forwarded packets per second](${chartPath})`, '', 'Full report: [bench/results/latest.md](bench/results/latest.md).']
     : ['_No routing results yet: run `npm run bench`._'];
   const fwd = forwarder
-    ? ['', '### quic-lb serve vs the bare relay (`npm run bench:forwarder`)', '', header(forwarder), '', forwarderTable(forwarder), '', 'Full report: [bench/results/forwarder.md](bench/results/forwarder.md).']
+    ? ['', '### quic-lb serve vs the bare relay (`npm run bench:forwarder`)', '', header(forwarder), '', ...(typeof forwarder.params.load_tools === 'string' ? [`Load tools: ${forwarder.params.load_tools}.`, ''] : []), forwarderTable(forwarder), '', 'Full report: [bench/results/forwarder.md](bench/results/forwarder.md).']
     : [];
   return [
     '## Benchmark',
