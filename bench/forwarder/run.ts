@@ -93,6 +93,11 @@ export async function runForwarderBench(o: { profile: Profile; routers: RouterSp
         echo_ratio: lat.echo_ratio,
       });
     }
+    if (engine instanceof NativeEngine) {
+      // What the load itself costs: the CPU the router cannot have on a 2-core machine.
+      const med = (v: number[]): number | null => (v.length ? round([...v].sort((x, y) => x - y)[v.length >> 1], 2) : null);
+      res.params.load_tools_cpu_us_per_packet = { blast: med(engine.loadCpu.blast), sink: med(engine.loadCpu.sink) };
+    }
   } finally {
     for (const r of running) await r.handle.stop().catch(() => {});
     await engine.close();

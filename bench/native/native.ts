@@ -126,6 +126,8 @@ export interface BlastResult {
   elapsed_ms: number;
   send_errors: number;
   batches: number;
+  /** The blaster's own CPU time (user + system), µs. */
+  cpu_us: number;
 }
 
 export function runBlast(tools: NativeTools, o: BlastOptions): Promise<BlastResult> {
@@ -248,6 +250,8 @@ export class NativeEngine {
   env!: Env;
   private trialId = 1;
   private readonly files = new Map<string, { packets: string; owners: string }>();
+  /** CPU µs per delivered packet of the load tools themselves, one entry per trial. */
+  readonly loadCpu: { blast: number[]; sink: number[] } = { blast: [], sink: [] };
 
   constructor(
     readonly tools: NativeTools,
@@ -297,6 +301,7 @@ export class NativeEngine {
     await this.sinks.reset(this.trialId, files.owners);
     const pids = handle ? handle.pids() : [];
     const cpu0 = pids.reduce((a, p) => a + treeCpuUs(p), 0);
+    const sinkCpu0 = treeCpuUs(this.sinks.pid);
     const run = await runBlast(this.tools, {
       file: files.packets,
       dest: to,
@@ -311,6 +316,10 @@ export class NativeEngine {
     const cpu1 = pids.reduce((a, p) => a + treeCpuUs(p), 0);
     const st = await this.sinks.report();
     const received = st.received;
+    if (received > 0) {
+      this.loadCpu.blast.push(run.cpu_us / received);
+      this.loadCpu.sink.push((treeCpuUs(this.sinks.pid) - sinkCpu0) / received);
+    }
     const result = {
       offered_pps: Math.round((run.sent / run.elapsed_ms) * 1000),
       sent: run.sent,

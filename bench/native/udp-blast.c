@@ -10,12 +10,14 @@
  * 4-tuple. Sending is paced: whenever elapsed * rate datagrams are due, batches of at most B go
  * out with one sendmmsg per socket turn. Each datagram is copied into a batch slot and gets its trailer (trial, flow, sequence
  * number 0.., length, send time) just before the batch leaves.
- * Prints one JSON line at the end: {"sent":N,"elapsed_ms":X,"send_errors":E,"batches":M}.
+ * Prints one JSON line at the end: {"sent":N,"attempted":A,"elapsed_ms":X,"send_errors":E,"batches":M,"cpu_us":C}
+ * (C: this process's user + system CPU, getrusage).
  * `sent` counts datagrams the kernel accepted; with --count it is exactly N unless errors.
  */
 #include "common.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -182,8 +184,12 @@ int main(int argc, char **argv) {
     batches++;
   }
   double elapsed_ms = (double)(mono_ns() - t0) / 1e6;
-  printf("{\"sent\":%llu,\"attempted\":%llu,\"elapsed_ms\":%.3f,\"send_errors\":%llu,\"batches\":%llu}\n",
-         (unsigned long long)sent, (unsigned long long)seq, elapsed_ms, (unsigned long long)errors, (unsigned long long)batches);
+  /* Own CPU (user + system, including the loopback delivery the kernel does inside sendmmsg). */
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  double cpu_us = (double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec * 1e6 + (double)ru.ru_stime.tv_usec;
+  printf("{\"sent\":%llu,\"attempted\":%llu,\"elapsed_ms\":%.3f,\"send_errors\":%llu,\"batches\":%llu,\"cpu_us\":%.0f}\n",
+         (unsigned long long)sent, (unsigned long long)seq, elapsed_ms, (unsigned long long)errors, (unsigned long long)batches, cpu_us);
   for (long s2 = 0; s2 < sockets; s2++) close(fds[s2]);
   return 0;
 }

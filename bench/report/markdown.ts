@@ -87,6 +87,12 @@ export function ratiosTable(res: BenchResults): string {
   return ['| ratio | value |', '| --- | ---: |', ...entries.map(([k, v]) => `| ${k} | ${v === null ? '–' : v} |`)].join('\n');
 }
 
+/** The native load tools' own CPU per packet (median over the run's trials), when measured. */
+function loadCpu(res: BenchResults): string {
+  const c = res.params.load_tools_cpu_us_per_packet as { blast: number | null; sink: number | null } | undefined;
+  return c ? ` Their own CPU per packet (median of the trials): sender ${num(c.blast)} µs, sinks ${num(c.sink)} µs.` : '';
+}
+
 export function renderMarkdown(res: BenchResults, charts: Record<string, string>): string {
   const img = (k: string, alt: string): string => (charts[k] ? `![${alt}](${charts[k]})\n` : '');
   const parts = [
@@ -99,7 +105,8 @@ export function renderMarkdown(res: BenchResults, charts: Record<string, string>
       (res.direct.rtt_p50_us === null || res.direct.rtt_p50_us === undefined
         ? '; no round trip in this mode.'
         : `; round trip: backends echo every packet back through the router's return path (direct path: p50 ${num(res.direct.rtt_p50_us)} µs, p99 ${num(res.direct.rtt_p99_us)} µs).`) +
-      (typeof res.params.load_tools === 'string' ? ` Load tools: ${res.params.load_tools}.` : ''),
+      (typeof res.params.load_tools === 'string' ? ` Load tools: ${res.params.load_tools}.` : '') +
+      loadCpu(res),
     '',
     res.kind === 'forwarder' ? '## Forwarding rate' : '## Steady state',
     '',
@@ -131,7 +138,7 @@ export function readmeSection(res: BenchResults | undefined, chartPath: string, 
     ? [header(res), '', steadyTable(res), '', 'Correct delivery (loss) per scenario:', '', scenarioTable(res), '', `![forwarded packets per second](${chartPath})`, '', 'Full report: [bench/results/latest.md](bench/results/latest.md).']
     : ['_No routing results yet: run `npm run bench`._'];
   const fwd = forwarder
-    ? ['', '### quic-lb serve vs the bare relay (`npm run bench:forwarder`)', '', header(forwarder), '', ...(typeof forwarder.params.load_tools === 'string' ? [`Load tools: ${forwarder.params.load_tools}.`, ''] : []), forwarderTable(forwarder), '', 'Full report: [bench/results/forwarder.md](bench/results/forwarder.md).']
+    ? ['', '### quic-lb serve vs the bare relay (`npm run bench:forwarder`)', '', header(forwarder), '', ...(typeof forwarder.params.load_tools === 'string' ? [`Load tools: ${forwarder.params.load_tools}.${loadCpu(forwarder)}`, ''] : []), forwarderTable(forwarder), '', 'Full report: [bench/results/forwarder.md](bench/results/forwarder.md).']
     : [];
   return [
     '## Benchmark',

@@ -67,6 +67,7 @@ describe('native load tools', () => {
       expect(r.sent).toBe(3000);
       expect(r.attempted).toBe(3000);
       expect(r.send_errors).toBe(0);
+      expect(r.cpu_us).toBeGreaterThanOrEqual(0);
       // Paced: at 20 k/s, 3000 datagrams take about 150 ms, so they cannot leave in a handful of batches.
       expect(r.batches).toBeGreaterThan(3000 / 16);
       for (let i = 0; i < 100 && count < 3000; i++) await sleep(10);
