@@ -11,7 +11,9 @@ import { encodeProxyHeader } from '../../src/quic/index.js';
 import { createConfig, decodeServerId } from '../../src/quic-lb/index.js';
 import { ensureBuilt } from '../../bench/harness/build.js';
 import { SCHEMES, SERVER_IDS } from '../../bench/harness/engine.js';
-import { quicLbRouter, type Env, type RouterHandle } from '../../bench/harness/routers.js';
+import { PROFILES } from '../../bench/harness/profiles.js';
+import { bareRelay, quicLbRouter, type Env, type RouterHandle } from '../../bench/harness/routers.js';
+import { NATIVE_LOAD_TOOLS, runForwarderBench } from '../../bench/forwarder/run.js';
 import {
   ANY_OWNER,
   NATIVE_TRAILER_LENGTH,
@@ -193,4 +195,24 @@ describe('native load tools', () => {
       await sinks.close();
     }
   }, 30_000);
+
+  it('bench:forwarder in native mode: rate search and latency through the bare relay and quic-lb serve, every packet at its owner', async () => {
+    ensureBuilt(() => {});
+    // One rate step each (3000 -> 6000 > rateMax 4000), short trials: checks the plumbing, not speed.
+    const profile = { ...PROFILES.tiny, rateMax: 4000, trialMs: 300, latencyMs: 300 };
+    const res = await runForwarderBench({ profile, routers: [bareRelay(), quicLbRouter('plaintext')], log: () => {}, preliminary: true, note: 'test', command: 'vitest', native: tools });
+    expect(res.skipped).toEqual([]);
+    expect(res.params.load_tools).toBe(NATIVE_LOAD_TOOLS);
+    const cpu = res.params.load_tools_cpu_us_per_packet as { blast: number; sink: number };
+    expect(cpu.blast).toBeGreaterThan(0);
+    expect(res.results.map((r) => r.router)).toEqual(['bare-relay', 'quic-lb-plaintext']);
+    for (const r of res.results) {
+      expect(res.rate_search[r.router].length).toBeGreaterThan(0);
+      expect(r.correct_ratio).toBe(1);
+      expect(r.misdelivered).toBe(0);
+      expect(r.p50_us).not.toBeNull();
+      expect(r.rtt_p50_us).toBeNull();
+    }
+    expect(res.direct.p50_us).not.toBeNull();
+  }, 60_000);
 });
