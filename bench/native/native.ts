@@ -250,8 +250,8 @@ export class NativeEngine {
   env!: Env;
   private trialId = 1;
   private readonly files = new Map<string, { packets: string; owners: string }>();
-  /** CPU µs per delivered packet of the load tools themselves, one entry per trial. */
-  readonly loadCpu: { blast: number[]; sink: number[] } = { blast: [], sink: [] };
+  /** CPU µs per delivered packet of the load tools themselves, one entry per trial, with the trial's offered rate. */
+  readonly loadCpu: { pps: number; blast: number; sink: number }[] = [];
 
   constructor(
     readonly tools: NativeTools,
@@ -316,10 +316,7 @@ export class NativeEngine {
     const cpu1 = pids.reduce((a, p) => a + treeCpuUs(p), 0);
     const st = await this.sinks.report();
     const received = st.received;
-    if (received > 0) {
-      this.loadCpu.blast.push(run.cpu_us / received);
-      this.loadCpu.sink.push((treeCpuUs(this.sinks.pid) - sinkCpu0) / received);
-    }
+    if (received > 0) this.loadCpu.push({ pps: (run.sent / run.elapsed_ms) * 1000, blast: run.cpu_us / received, sink: (treeCpuUs(this.sinks.pid) - sinkCpu0) / received });
     const result = {
       offered_pps: Math.round((run.sent / run.elapsed_ms) * 1000),
       sent: run.sent,

@@ -89,8 +89,9 @@ export function ratiosTable(res: BenchResults): string {
 
 /** The native load tools' own CPU per packet (median over the run's trials), when measured. */
 function loadCpu(res: BenchResults): string {
-  const c = res.params.load_tools_cpu_us_per_packet as { blast: number | null; sink: number | null } | undefined;
-  return c ? ` Their own CPU per packet (median of the trials): sender ${num(c.blast)} µs, sinks ${num(c.sink)} µs.` : '';
+  const c = res.params.load_tools_cpu_us_per_packet as { blast: number | null; sink: number | null; from_pps?: number } | undefined;
+  const at = c?.from_pps ? ` at ≥ ${num(c.from_pps)} pps` : '';
+  return c ? ` Their own CPU per packet (median of the trials${at}): sender ${num(c.blast)} µs, sinks ${num(c.sink)} µs.` : '';
 }
 
 export function renderMarkdown(res: BenchResults, charts: Record<string, string>): string {
