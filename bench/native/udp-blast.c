@@ -1,14 +1,15 @@
 /* udp-blast: paced UDP sender for the forwarding benchmark (sendmmsg in batches).
  *
  *   udp-blast --file PACKETS --dest IP:PORT --rate PPS (--duration-ms MS | --count N)
- *             [--src IP[,IP...]] [--sockets K] [--batch B] [--trial T] [--sndbuf BYTES]
+ *             [--src IP[,IP...]] [--sockets K] [--batch B] [--trial T] [--sndbuf BYTES] [--tick-us US]
  *
  * PACKETS (written by the TypeScript harness, bench/native/native.ts): "QLBP", u32 count, then
  * `count` records of u16 length, u32 flow, `length` octets (a complete QUIC datagram whose last
  * 24 octets are the trailer, see common.h). Flow f is sent from socket f % K (K sockets bound to
  * the source addresses in turn, kernel-chosen ports, connected to DEST), so every flow keeps its
  * 4-tuple. Sending is paced: whenever elapsed * rate datagrams are due, batches of at most B go
- * out with one sendmmsg per socket turn. Each datagram is copied into a batch slot and gets its trailer (trial, flow, sequence
+ * out with one sendmmsg per socket turn; when nothing is due it sleeps (at least --tick-us, default
+ * 200 µs, so it never spins). Each datagram is copied into a batch slot and gets its trailer (trial, flow, sequence
  * number 0.., length, send time) just before the batch leaves.
  * Prints one JSON line at the end: {"sent":N,"attempted":A,"elapsed_ms":X,"send_errors":E,"batches":M,"cpu_us":C}
  * (C: this process's user + system CPU, getrusage).
@@ -31,14 +32,14 @@ static volatile sig_atomic_t stop_flag;
 static void on_stop(int sig) { (void)sig; stop_flag = 1; }
 
 static void usage(void) {
-  fprintf(stderr, "usage: udp-blast --file PACKETS --dest IP:PORT --rate PPS (--duration-ms MS | --count N) [--src IP,...] [--sockets K] [--batch B] [--trial T] [--sndbuf BYTES]\n");
+  fprintf(stderr, "usage: udp-blast --file PACKETS --dest IP:PORT --rate PPS (--duration-ms MS | --count N) [--src IP,...] [--sockets K] [--batch B] [--trial T] [--sndbuf BYTES] [--tick-us US]\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
   const char *file = NULL, *dest = NULL, *src = "127.0.0.1";
   double rate = 0;
-  long duration_ms = -1, count = -1, sockets = 16, batch = 32, trial = 1, sndbuf = 4 << 20;
+  long duration_ms = -1, count = -1, sockets = 16, batch = 32, trial = 1, sndbuf = 4 << 20, tick_us = 200;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (i + 1 >= argc) usage();
@@ -53,9 +54,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--batch")) batch = atol(v);
     else if (!strcmp(a, "--trial")) trial = atol(v);
     else if (!strcmp(a, "--sndbuf")) sndbuf = atol(v);
+    else if (!strcmp(a, "--tick-us")) tick_us = atol(v);
     else usage();
   }
-  if (!file || !dest || rate <= 0 || (duration_ms < 0 && count < 0) || sockets < 1 || sockets > 4096 || batch < 1 || batch > 1024) usage();
+  if (!file || !dest || rate <= 0 || (duration_ms < 0 && count < 0) || sockets < 1 || sockets > 4096 || batch < 1 || batch > 1024 || tick_us < 1 || tick_us > 100000) usage();
   if (count < 0) count = (long)(rate * (double)duration_ms / 1000.0);
 
   /* Packets file. */
@@ -142,13 +144,14 @@ int main(int argc, char **argv) {
     uint64_t due = (uint64_t)((double)(now - t0) * per_ns) + 1;
     if (due > (uint64_t)count) due = (uint64_t)count;
     if (due <= seq) {
-      /* Ahead of schedule: sleep until the next datagram is due (at most 1 ms). */
+      /* Ahead of schedule: sleep until the next datagram is due, but at least one tick (never
+         spin: a spinning sender would take a core from the router under test) and at most 1 ms.
+         At high rates the datagrams due after a tick leave together, in batches. */
       double wait_ns = ((double)(seq + 1) / per_ns) - (double)(now - t0);
       if (wait_ns > 1e6) wait_ns = 1e6;
-      if (wait_ns > 20000) {
-        struct timespec ts = { 0, (long)wait_ns };
-        nanosleep(&ts, NULL);
-      }
+      if (wait_ns < (double)tick_us * 1000.0) wait_ns = (double)tick_us * 1000.0;
+      struct timespec ts = { 0, (long)wait_ns };
+      nanosleep(&ts, NULL);
       continue;
     }
     uint64_t n = due - seq;
