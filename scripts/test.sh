@@ -8,15 +8,33 @@ npm run --silent build
 npm run --silent typecheck
 npm run --silent lint
 mkdir -p .tmp
-report=.tmp/vitest-report.json
-rm -f "$report"
+rm -f .tmp/vitest-*.json
 status=0
-npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
-if [ -f "$report" ]; then
-  node -e '
-    const r = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"));
-    const skipped = r.numPendingTests + r.numTodoTests;
-    console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed` + (skipped ? `, ${skipped} skipped` : ""));
-  ' "$report"
+run() { # run <report name> <vitest args...>
+  local report=".tmp/vitest-$1.json"
+  shift
+  npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
+}
+if [ "$#" -gt 0 ]; then
+  run report "$@"
+else
+  # The fleet tests (network namespaces, real QUIC downloads through two LBs, health checks with
+  # sub-second timeouts) run one file at a time after the rest, so the CPU-heavy tests of the
+  # first pass do not starve them on a 2-core machine.
+  run report --exclude 'test/fleet/**'
+  run fleet test/fleet --no-file-parallelism
 fi
+node -e '
+  const fs = require("node:fs");
+  let passed = 0, failed = 0, skipped = 0, files = 0;
+  for (const f of process.argv.slice(1)) {
+    if (!fs.existsSync(f)) continue;
+    const r = JSON.parse(fs.readFileSync(f, "utf8"));
+    files++;
+    passed += r.numPassedTests;
+    failed += r.numFailedTests;
+    skipped += r.numPendingTests + r.numTodoTests;
+  }
+  if (files) console.log(`${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
+' .tmp/vitest-report.json .tmp/vitest-fleet.json
 exit "$status"

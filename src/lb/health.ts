@@ -202,9 +202,15 @@ export class HealthChecker {
     token.writeUInt32BE(seq, 4);
     const probe = encodeHealthProbe(HealthProbeKind.REQUEST, token);
     return new Promise<boolean>((resolve) => {
+      // When the timeout fires, a reply may already be waiting in the socket: a busy or stalled
+      // event loop runs expired timers before it polls for I/O. Give the poll phase one turn
+      // (setImmediate runs after it) so a starved LB does not mark a healthy backend down.
       const timer = setTimeout(() => {
-        this.pending.delete(seq);
-        resolve(false);
+        setImmediate(() => {
+          if (this.pending.get(seq)?.resolve !== resolve) return;
+          this.pending.delete(seq);
+          resolve(false);
+        });
       }, spec.timeoutMs);
       timer.unref();
       this.pending.set(seq, { resolve, address: target.address, port: target.port, timer });
@@ -222,12 +228,15 @@ function probeTcp(spec: HealthCheckSpec): Promise<boolean> {
   if (!target) return Promise.resolve(false);
   return new Promise((resolve) => {
     const sock = net.connect({ host: target.address, port: target.port });
+    let settled = false;
     const done = (ok: boolean): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       sock.destroy();
       resolve(ok);
     };
-    const timer = setTimeout(() => done(false), spec.timeoutMs);
+    const timer = setTimeout(() => setImmediate(() => done(false)), spec.timeoutMs);
     sock.once('connect', () => done(true));
     sock.once('error', () => done(false));
   });
@@ -249,7 +258,7 @@ function probeHttp(spec: HealthCheckSpec): Promise<boolean> {
       res.resume();
       done(res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300);
     });
-    const timer = setTimeout(() => done(false), spec.timeoutMs);
+    const timer = setTimeout(() => setImmediate(() => done(false)), spec.timeoutMs);
     req.once('error', () => done(false));
   });
 }

@@ -34,10 +34,18 @@ describe.runIf(RUN)('QUIC fleet: LB failure (root)', () => {
   it('an LB killed in the middle of downloads: the router sends its flows to the other LB, which routes them to the same backends', async () => {
     const [lb1, lb2] = fleet.lbs;
     await fleet.setVipNexthops([lb1]); // every connection starts on lb1
+    const lb1Before = await received(fleet, lb1);
     const lb2Before = await received(fleet, lb2);
     const size = 12_000_000;
     const downloads = Array.from({ length: 3 }, () => client(fleet, dir, `/bytes/${size}`, ['--no-preferred-addr']));
-    await waitFor('downloads under way on lb1', async () => ((await received(fleet, lb1)).routed ?? 0) > 300, 20_000);
+    // Every client's first Initial (its own DCID: fallback_initial, one datagram each) has reached
+    // lb1 and downloads are under way. Killing lb1 earlier would send a slow-starting client's
+    // Initial to lb2, a legitimate fallback that is not what this test is about.
+    await waitFor('all three handshakes and their downloads under way on lb1', async () => {
+      const now = await received(fleet, lb1);
+      const initials = (now.fallback_initial ?? 0) - (lb1Before.fallback_initial ?? 0);
+      return initials >= 3 && (now.routed ?? 0) - (lb1Before.routed ?? 0) > 300;
+    }, 20_000);
     // lb1 dies; its route is withdrawn (what BGP does, see bird.test.ts)
     const p = qf.lbProcs.get(lb1.name) as ChildProcess;
     process.kill(-(p.pid as number), 'SIGKILL');
@@ -51,7 +59,7 @@ describe.runIf(RUN)('QUIC fleet: LB failure (root)', () => {
     const lb2After = await received(fleet, lb2);
     expect((lb2After.routed ?? 0) - (lb2Before.routed ?? 0)).toBeGreaterThan(0);
     // lb2 never saw these connections' handshakes, yet every packet was CID-routed: nothing fell back
-    for (const [reason, n] of Object.entries(lb2After)) if (reason !== 'routed') expect(n - (lb2Before[reason] ?? 0)).toBe(0);
+    for (const [reason, n] of Object.entries(lb2After)) if (reason !== 'routed') expect(n - (lb2Before[reason] ?? 0), `lb2 ${reason}`).toBe(0);
     await qf.startLb(lb1);
     await fleet.setVipNexthops(fleet.lbs);
   }, 120_000);

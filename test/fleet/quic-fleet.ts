@@ -116,7 +116,9 @@ export function fleetConfig(
           `  - { name: be${b.index}, address: '${b.address}:${BACKEND_PORT}', weight: ${opts.weights?.[`be${b.index}`] ?? 1}, ` +
           `serverIds: { ${configs.map((c) => `'${c.configId}': '000${b.index}'`).join(', ')} } }`,
       ),
-    'health: { intervalMs: 500 }',
+    // A backend busy with downloads on a shared 2-core machine may answer a probe late; these
+    // tests are about routing, so a probe gets 1 s (3 misses in a row mark a backend down).
+    'health: { intervalMs: 500, timeoutMs: 1000 }',
     `fallback: { key: '${FALLBACK_KEY}' }`,
     `returnPath: { mode: via-lb, listen: '${fleet.vip}:${RETURN_PORT}' }`,
     "metrics: { listen: '127.0.0.1:9433' }",

@@ -6,6 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -76,6 +77,46 @@ describe('HealthChecker', () => {
     await new Promise<void>((r) => draining.bind(0, '127.0.1.71', () => r()));
     cleanup.push(() => draining.close());
     expect(await hc.probe(spec({ address: { address: '127.0.1.71', port: draining.address().port, family: 4 } }))).toBe(false);
+  });
+
+  it('a reply that arrived while the LB event loop was stalled past the timeout still counts', async () => {
+    // The responder runs in a worker thread so it answers while this thread is blocked. It tells
+    // this thread when a request arrives and answers 100 ms later by setting the kind octet (19)
+    // to UP, as answerHealthProbe() does.
+    const responder = new Worker(
+      `const dgram = require('node:dgram'); const { parentPort } = require('node:worker_threads');
+       const s = dgram.createSocket('udp4');
+       s.on('message', (m, r) => {
+         parentPort.postMessage('received');
+         setTimeout(() => { m[19] = ${HealthProbeKind.UP}; s.send(m, r.port, r.address); }, 100);
+       });
+       parentPort.on('message', () => s.close(() => parentPort.close()));
+       s.bind(0, '127.0.1.73', () => parentPort.postMessage(s.address().port));`,
+      { eval: true },
+    );
+    cleanup.push(() => responder.terminate());
+    const port = await new Promise<number>((r) => responder.once('message', r));
+    const hc = new HealthChecker({ logger: silent, onChange: () => undefined });
+    cleanup.push(() => hc.close());
+    const target = { address: '127.0.1.73', port, family: 4 as const };
+    const timeoutMs = 800;
+    // The probe leaves, then this thread's loop is blocked until well past the probe's timeout;
+    // the reply arrives during the stall. On resuming, the loop runs the expired timer before it
+    // polls the socket that holds the reply.
+    const stalled = async (sent: () => Promise<unknown>): Promise<boolean> => {
+      const t0 = Date.now();
+      const verdict = hc.probe(spec({ address: target, timeoutMs }));
+      await sent();
+      while (Date.now() < t0 + timeoutMs + 300) {
+        /* busy: a stalled event loop */
+      }
+      return verdict;
+    };
+    expect(await stalled(() => new Promise((r) => responder.once('message', r)))).toBe(true);
+    // Silence is still a failure after a stall: the responder is gone.
+    responder.postMessage('close');
+    await new Promise((r) => responder.once('exit', r));
+    expect(await stalled(() => new Promise((r) => setTimeout(r, 20)))).toBe(false);
   });
 
   it('tcp and http probes', async () => {
