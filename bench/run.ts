@@ -1,7 +1,8 @@
-// `npm run bench [-- --full] [--routers a,b] [--out DIR] [--preliminary] [--note TEXT] [--no-readme] [--report-only]`
+// `npm run bench [-- --full] [--routers a,b] [--out DIR] [--preliminary] [--note TEXT] [--no-readme] [--report-only] [--no-native | --native]`
 //   [--conns N] [--size BYTES] [--rate-start PPS] [--trial-ms MS] [--scenario-rate PPS] [--scenario-ms MS] [--rebind-share 0.1] [--memory-steps 1000,10000]
 // The routing benchmark: builds what it runs, starts redis-server and nginx itself, measures
-// every router alternately, writes bench/results/latest.{json,md} + SVG charts and the README's
+// every router alternately (the rate search on the native load tools in bench/native unless
+// --no-native; --native fails when they cannot be built), writes bench/results/latest.{json,md} + SVG charts and the README's
 // bench section, and stops everything it started.
 import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -13,6 +14,7 @@ import { runRoutingSuite } from './harness/suite.js';
 import { nginxAvailable } from './routers/nginx.js';
 import { redisAvailable } from './lib/redis-server.js';
 import { parseArgs } from './routers/args.js';
+import { buildNativeTools, type NativeTools } from './native/native.js';
 import { updateReadmeFromResults, writeReport } from './report/write.js';
 import type { BenchResults } from './report/types.js';
 
@@ -49,10 +51,20 @@ if (args.has('report-only')) {
 }
 
 ensureBuilt(log);
+let native: NativeTools | undefined;
+if (!args.has('no-native')) {
+  const t = buildNativeTools();
+  if ('error' in t) {
+    if (args.has('native')) throw new Error(`bench: --native: ${t.error}`);
+    log(`native load tools skipped: ${t.error}`);
+  } else native = t;
+}
+log(`rate search load: ${native ? 'native udp-blast / udp-sink (bench/native, cc -O2)' : 'Node generator and sinks'}`);
 log(`routing benchmark, profile ${profile.name}: ${routers.map((r) => r.id).join(', ')}`);
 const res = await runRoutingSuite({
   profile,
   routers,
+  native,
   log,
   preliminary: args.has('preliminary'),
   note,

@@ -65,8 +65,7 @@ export async function runForwarderBench(o: { profile: Profile; routers: RouterSp
     }
     const direct = await engine.trial(undefined, undefined, { rate: p.latencyRate, durationMs: p.latencyMs, echo: true }, engine.sinkTarget(0));
     res.direct = { p50_us: direct.p50_us, p99_us: direct.p99_us, rtt_p50_us: direct.rtt_p50_us, rtt_p99_us: direct.rtt_p99_us };
-    // rateSearch only calls trial(), which both engines implement alike.
-    const search = await rateSearch(engine as Engine, running, p, o.log);
+    const search = await rateSearch(engine, running, p, o.log);
     for (const r of running) {
       const s = search.get(r.spec.id)!;
       res.rate_search[r.spec.id] = s.steps;

@@ -150,6 +150,16 @@ export class Engine {
     }
   }
 
+  /** Empties every Redis database (the native rate search's mappings must not weigh on the rest). */
+  async flushRedis(): Promise<void> {
+    await this.redisClient?.flushall();
+  }
+
+  /** Directory for generated files, removed on close(). */
+  get tmpDir(): string {
+    return this.tmp;
+  }
+
   /** Keys in Redis database `db`. */
   async redisKeys(db = 0): Promise<number | null> {
     if (!this.redisClient) return null;

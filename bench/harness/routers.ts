@@ -140,7 +140,7 @@ export function quicLbRouter(algorithm: Algorithm, workers = 1): RouterSpec {
 export function redisRouter(mode: 'per-packet' | 'cache'): RouterSpec {
   return {
     id: `redis-${mode}`,
-    label: mode === 'cache' ? 'Redis-mapped, local LRU cache' : 'Redis-mapped, lookup per packet',
+    label: mode === 'cache' ? 'Redis-mapped, local cache' : 'Redis-mapped, lookup per packet',
     family: 'redis',
     scheme: 'plaintext',
     workers: 1,

@@ -4,13 +4,22 @@ import { loadavg } from 'node:os';
 import { machineInfo } from '../lib/procstat.js';
 import type { BenchResults, MemoryPoint, RateStep, ResultRow, TargetCheck } from '../report/types.js';
 import { Engine, INITIAL_POOL, round, type TrialOptions, type TrialResult } from './engine.js';
+import type { Target } from '../load/generator.js';
 import type { Profile, ScenarioId } from './profiles.js';
 import { repoRoot } from './build.js';
 import type { RouterHandle, RouterSpec } from './routers.js';
+import { NativeEngine, type NativeTools } from '../native/native.js';
 
 export interface SuiteOptions {
   profile: Profile;
   routers: RouterSpec[];
+  /**
+   * Native load tools (bench/native): when given, the rate search runs on them (udp-blast and
+   * udp-sink cost a fraction of the Node generator's CPU per packet, so the routers, not the load,
+   * run out of CPU); latency, echo, scenarios and memory stay on the Node generator, which
+   * does handshakes, replies and events.
+   */
+  native?: NativeTools;
   log: (s: string) => void;
   preliminary: boolean;
   note: string;
@@ -101,8 +110,13 @@ function row(router: string, scenario: string, t: TrialResult, direct: BenchResu
  * between the last held and the first failed rate by bisection (`refineSteps` times). Returns
  * each candidate's steps and its best passing trial.
  */
+/** What the rate search needs of an engine (the Node Engine and the NativeEngine both have it). */
+export interface TrialEngine {
+  trial(spec: RouterSpec | undefined, handle: RouterHandle | undefined, o: TrialOptions, target?: Target): Promise<TrialResult>;
+}
+
 export async function rateSearch(
-  engine: Engine,
+  engine: TrialEngine,
   cands: { spec: RouterSpec; handle: RouterHandle }[],
   p: Profile,
   log: (s: string) => void,
@@ -252,8 +266,19 @@ export async function runRoutingSuite(o: SuiteOptions): Promise<BenchResults> {
     const direct = await engine.trial(undefined, undefined, { rate: p.latencyRate, durationMs: p.latencyMs, echo: true }, engine.sinkTarget(0));
     res.direct = { p50_us: direct.p50_us, p99_us: direct.p99_us, rtt_p50_us: direct.rtt_p50_us, rtt_p99_us: direct.rtt_p99_us };
 
-    o.log('rate search (candidates alternate at each step)');
-    const search = await rateSearch(engine, running, p, o.log);
+    let search: Awaited<ReturnType<typeof rateSearch>>;
+    if (o.native) {
+      search = await nativeRateSearch(o.native, engine, running, p, o.log);
+      res.params.rate_search_load = 'native';
+      res.params.load_tools =
+        'rate search on the native tools (bench/native: udp-blast, paced sendmmsg, one socket per connection; udp-sink, recvmmsg, a flow\'s first backend is its owner unless its CID names one); ' +
+        'latency, round trip, scenarios and memory on the Node generator and sinks (handshake Initials, echo, rebinding and path events)';
+    } else {
+      o.log('rate search (candidates alternate at each step)');
+      search = await rateSearch(engine, running, p, o.log);
+      res.params.rate_search_load = 'node';
+      res.params.load_tools = 'the Node generator and sinks (bench/load, bench/sink) for every measurement';
+    }
 
     for (const scenario of p.scenarios) {
       o.log(`scenario ${scenario}`);
@@ -293,10 +318,47 @@ export async function runRoutingSuite(o: SuiteOptions): Promise<BenchResults> {
   return res;
 }
 
+/**
+ * The rate search on the native load tools: every router started again, pointed at the native
+ * sinks (same pool, same schemes, Redis routers on the same redis-server), searched, stopped;
+ * Redis is emptied afterwards so the rest of the run starts from the state it would have had.
+ */
+async function nativeRateSearch(
+  tools: NativeTools,
+  engine: Engine,
+  routers: { spec: RouterSpec }[],
+  p: Profile,
+  log: (s: string) => void,
+): Promise<Awaited<ReturnType<typeof rateSearch>>> {
+  const native = new NativeEngine(tools, {
+    conns: p.conns,
+    packetSize: p.packetSize,
+    seed: p.seed,
+    tmp: engine.tmpDir,
+    redis: engine.redis,
+    hostBase: 150,
+    maxFlows: engine.env.maxFlows,
+  });
+  const cands: { spec: RouterSpec; handle: RouterHandle }[] = [];
+  try {
+    await native.setup();
+    for (const [index, { spec }] of routers.entries()) cands.push({ spec, handle: await native.start(spec, index) });
+    log('rate search on the native load tools (candidates alternate at each step)');
+    return await rateSearch(native, cands, p, log);
+  } finally {
+    for (const c of cands) await c.handle.stop().catch(() => {});
+    await native.close();
+    await engine.flushRedis().catch(() => {});
+  }
+}
+
 async function memoryCurve(engine: Engine, handle: RouterHandle, p: Profile, redisDb: number | undefined): Promise<MemoryPoint[]> {
   const redis = redisDb !== undefined;
   const { treeRssBytes } = await import('../lib/procstat.js');
   const points: MemoryPoint[] = [];
+  // Redis's memory is the server's: start each Redis router's curve from an empty server, so
+  // neither the other variant's map nor earlier trials' mappings weigh on it.
+  if (redis) await engine.flushRedis();
   const rss = (): number => round(handle.pids().reduce((a, pid) => a + treeRssBytes(pid), 0) / 1048576, 1)!;
   let flows = 0;
   for (const step of p.memorySteps) {

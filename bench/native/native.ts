@@ -13,6 +13,7 @@ import type { CidScheme, Target } from '../load/generator.js';
 import { Prng } from '../lib/prng.js';
 import { spawnReady, type Child } from '../lib/proc.js';
 import { treeCpuUs, treeRssBytes } from '../lib/procstat.js';
+import type { RedisServer } from '../lib/redis-server.js';
 import { repoRoot } from '../harness/build.js';
 import { INITIAL_POOL, SCHEMES, SERVER_IDS, SOURCE_ADDRESSES, round, type TrialOptions, type TrialResult } from '../harness/engine.js';
 import type { Algorithm, Env, RouterHandle, RouterSpec } from '../harness/routers.js';
@@ -22,6 +23,8 @@ export const NATIVE_TRAILER_LENGTH = 24;
 export const NATIVE_TRAILER_MAGIC = 0xb16b;
 /** Owner octet meaning "any backend" (no misdelivery check). */
 export const ANY_OWNER = 255;
+/** Owner octet meaning "learn": the first backend that receives the flow in a trial owns it. */
+export const LEARN_OWNER = 254;
 
 export const NATIVE_DIR = path.join(repoRoot, 'bench', 'native');
 export const NATIVE_BUILD_DIR = path.join(repoRoot, '.tmp', 'bench-native');
@@ -94,7 +97,7 @@ export function buildFlowPackets(scheme: CidScheme, owners: Uint8Array, size: nu
   const out: FlowPacket[] = [];
   for (let f = 0; f < owners.length; f++) {
     const sid = new Uint8Array(scheme.serverIdLength);
-    let id = scheme.serverIds[owners[f] === ANY_OWNER ? 0 : owners[f]];
+    let id = scheme.serverIds[owners[f] === ANY_OWNER || owners[f] === LEARN_OWNER ? 0 : owners[f]];
     for (let i = scheme.serverIdLength - 1; i >= 0; i--, id = Math.floor(id / 256)) sid[i] = id & 0xff;
     rng.fill(nonce);
     const cid = encodeConnectionId(config, sid, nonce);
@@ -230,10 +233,19 @@ export class NativeSinks {
   }
 }
 
-/** Owner of each flow: for quic-lb the backends of the initial pool in turn; one backend for the bare relay and the direct path. */
+/**
+ * Owner of each flow: for quic-lb the backends of the initial pool in turn (the CID names it);
+ * one backend for the bare relay and the direct path; for routers that pick a flow's backend
+ * themselves (Redis-mapped, nginx) the sink learns it from the flow's first datagram and counts
+ * every later one elsewhere as misdelivered.
+ */
 export function flowOwners(conns: number, spec: RouterSpec | undefined): Uint8Array {
   const o = new Uint8Array(conns);
-  for (let f = 0; f < conns; f++) o[f] = spec?.family === 'quic-lb' ? INITIAL_POOL[f % INITIAL_POOL.length] : INITIAL_POOL[0];
+  for (let f = 0; f < conns; f++) {
+    if (spec?.family === 'quic-lb') o[f] = INITIAL_POOL[f % INITIAL_POOL.length];
+    else if (spec?.family === 'redis' || spec?.family === 'nginx') o[f] = LEARN_OWNER;
+    else o[f] = INITIAL_POOL[0];
+  }
   return o;
 }
 
@@ -255,7 +267,19 @@ export class NativeEngine {
 
   constructor(
     readonly tools: NativeTools,
-    readonly opts: { conns: number; packetSize: number; seed: number; tmp: string; batch?: number },
+    readonly opts: {
+      conns: number;
+      packetSize: number;
+      seed: number;
+      tmp: string;
+      batch?: number;
+      /** The routing suite's redis-server, for the Redis-mapped routers. */
+      redis?: RedisServer;
+      /** Routers listen on 127.0.3.(hostBase + 2 × index); default 100. */
+      hostBase?: number;
+      /** Largest number of concurrent flows the routers will see (sizes nginx); default `conns`. */
+      maxFlows?: number;
+    },
   ) {}
 
   async setup(): Promise<void> {
@@ -267,12 +291,13 @@ export class NativeEngine {
       serverIds: SERVER_IDS,
       schemes,
       tmp: this.opts.tmp,
-      maxFlows: this.opts.conns,
+      maxFlows: this.opts.maxFlows ?? this.opts.conns,
+      ...(this.opts.redis ? { redis: this.opts.redis } : {}),
     };
   }
 
   start(spec: RouterSpec, index: number): Promise<RouterHandle> {
-    return spec.start(this.env, INITIAL_POOL, `127.0.3.${100 + index * 2}`);
+    return spec.start(this.env, INITIAL_POOL, `127.0.3.${(this.opts.hostBase ?? 100) + index * 2}`);
   }
 
   sinkTarget(i: number): Target {
@@ -282,7 +307,8 @@ export class NativeEngine {
 
   private filesFor(spec: RouterSpec | undefined): { packets: string; owners: string } {
     const scheme: Algorithm = spec?.scheme ?? 'plaintext';
-    const key = `${spec?.family === 'quic-lb' ? 'lb' : 'one'}-${scheme}`;
+    const owner = spec?.family === 'quic-lb' ? 'lb' : spec?.family === 'redis' || spec?.family === 'nginx' ? 'learn' : 'one';
+    const key = `${owner}-${scheme}`;
     let f = this.files.get(key);
     if (!f) {
       const owners = flowOwners(this.opts.conns, spec);
@@ -302,6 +328,9 @@ export class NativeEngine {
     const pids = handle ? handle.pids() : [];
     const cpu0 = pids.reduce((a, p) => a + treeCpuUs(p), 0);
     const sinkCpu0 = treeCpuUs(this.sinks.pid);
+    const redis = spec?.family === 'redis' ? this.opts.redis : undefined;
+    const redisPid = redis?.pid ?? -1;
+    const redisCpu0 = redis ? treeCpuUs(redisPid) : 0;
     const run = await runBlast(this.tools, {
       file: files.packets,
       dest: to,
@@ -314,6 +343,7 @@ export class NativeEngine {
     });
     await new Promise((r) => setTimeout(r, o.settleMs ?? 200));
     const cpu1 = pids.reduce((a, p) => a + treeCpuUs(p), 0);
+    const redisCpu1 = redis && redis.pid === redisPid ? treeCpuUs(redisPid) : NaN;
     const st = await this.sinks.report();
     const received = st.received;
     if (received > 0) this.loadCpu.push({ pps: (run.sent / run.elapsed_ms) * 1000, blast: run.cpu_us / received, sink: (treeCpuUs(this.sinks.pid) - sinkCpu0) / received });
@@ -324,7 +354,7 @@ export class NativeEngine {
       pps: Math.round((received / run.elapsed_ms) * 1000),
       loss: run.attempted > 0 ? Math.max(0, 1 - received / run.attempted) : 0,
       cpu_us_per_packet: handle && received > 0 ? round((cpu1 - cpu0) / received, 2) : null,
-      redis_cpu_us_per_packet: null,
+      redis_cpu_us_per_packet: redis && received > 0 && Number.isFinite(redisCpu1) ? round((redisCpu1 - redisCpu0) / received, 2) : null,
       p50_us: st.p50_us,
       p99_us: st.p99_us,
       correct_ratio: received > 0 ? round((received - st.wrong) / received, 5) : null,

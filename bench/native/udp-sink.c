@@ -8,7 +8,8 @@
  * (12-octet signature, version/command, family, u16 length of the rest at octets 14-15), then
  * the native trailer (common.h) is read at the end. Counted: received (per backend, per flow),
  * wrong (a flow's datagram at a backend other than its owner: OWNERS holds one octet per flow,
- * the owning backend index, 255 = any), corrupt (QUIC part not of the length sent, or a PROXY
+ * the owning backend index, 255 = any, 254 = learn: the first backend that receives the flow in
+ * this trial becomes its owner, for routers that choose a flow's backend themselves), corrupt (QUIC part not of the length sent, or a PROXY
  * header longer than the datagram), stale (another trial), foreign (no trailer), duplicates
  * (sequence numbers seen twice, below 2^24), one-way latency p50/p99 (send time in the trailer,
  * receive time per recvmmsg batch, both CLOCK_MONOTONIC). When a round brought 16 datagrams or
@@ -31,6 +32,8 @@
 #define DGRAM_MAX 2048
 #define HIST_US 100000
 #define SEQ_BITS (1u << 24)
+#define OWNER_ANY 255
+#define OWNER_LEARN 254
 
 static const uint8_t PROXY_SIG[12] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A };
 
@@ -120,7 +123,8 @@ static void account(int sink, const uint8_t *p, size_t len, uint64_t now) {
   if (get16(t + 12) != qlen) corrupt++;
   if (flow < flows) {
     per_flow[flow]++;
-    if (owners[flow] != 255 && owners[flow] != sink) wrong++;
+    if (owners[flow] == OWNER_LEARN) owners[flow] = (uint8_t)sink;
+    else if (owners[flow] != OWNER_ANY && owners[flow] != sink) wrong++;
   }
   if (seq < SEQ_BITS) {
     uint8_t bit = (uint8_t)(1u << (seq & 7));

@@ -136,7 +136,7 @@ export function forwarderTable(res: BenchResults): string {
 /** The README's `bench` section body (between its markers). */
 export function readmeSection(res: BenchResults | undefined, chartPath: string, forwarder?: BenchResults): string {
   const routing = res
-    ? [header(res), '', steadyTable(res), '', 'Correct delivery (loss) per scenario:', '', scenarioTable(res), '', `![forwarded packets per second](${chartPath})`, '', 'Full report: [bench/results/latest.md](bench/results/latest.md).']
+    ? [header(res), '', ...(typeof res.params.load_tools === 'string' ? [`Load tools: ${res.params.load_tools}.`, ''] : []), steadyTable(res), '', 'Correct delivery (loss) per scenario:', '', scenarioTable(res), '', `![forwarded packets per second](${chartPath})`, '', 'Full report: [bench/results/latest.md](bench/results/latest.md).']
     : ['_No routing results yet: run `npm run bench`._'];
   const fwd = forwarder
     ? ['', '### quic-lb serve vs the bare relay (`npm run bench:forwarder`)', '', header(forwarder), '', ...(typeof forwarder.params.load_tools === 'string' ? [`Load tools: ${forwarder.params.load_tools}.${loadCpu(forwarder)}`, ''] : []), forwarderTable(forwarder), '', 'Full report: [bench/results/forwarder.md](bench/results/forwarder.md).']

@@ -1,7 +1,8 @@
 // A Redis-mapped UDP router, the design of large WebRTC/QUIC relays that keep "client address ->
 // backend" in Redis: the first packet of a flow (4-tuple) assigns a backend (round robin) with
-// SET NX + TTL, every packet looks the mapping up — in Redis itself (`--mode per-packet`) or in
-// a local LRU cache in front of Redis (`--mode cache`). Forwards like quic-lb serve: a PROXY
+// SET NX + TTL, every packet looks the mapping up — in Redis itself (`--mode per-packet`, the
+// lookups of one event-loop turn pipelined) or in a local cache in front of Redis (`--mode cache`,
+// CLOCK eviction). Forwards like quic-lb serve: a PROXY
 // protocol v2 header carrying the client address in front of the untouched datagram; replies
 // come back the same way on the upstream socket and leave from the listening socket.
 //   node --import tsx bench/routers/redis-router.ts --listen 127.0.3.101:0 --redis 6379 [--db 0] \
@@ -52,15 +53,33 @@ const redis = new Redis({
   maxRetriesPerRequest: 0,
   retryStrategy: () => 50,
   lazyConnect: false,
+  // Commands issued in one event-loop turn leave in one write (one pipeline): what a relay
+  // doing a lookup per packet needs to keep up at all.
+  enableAutoPipelining: true,
 });
 redis.on('error', () => {});
 
-const cache = new Map<string, string>();
+/**
+ * The local cache: CLOCK (second chance), an LRU approximation whose hit costs one field write
+ * (a true LRU moves the entry on every packet). At capacity, the oldest entry leaves unless it
+ * was used since it was last passed over; then it goes to the back, unmarked.
+ */
+interface CacheEntry {
+  backend: string;
+  used: boolean;
+}
+const cache = new Map<string, CacheEntry>();
 
 function remember(key: string, backend: string): void {
   if (mode !== 'cache') return;
-  cache.set(key, backend);
-  if (cache.size > cacheSize) cache.delete(cache.keys().next().value as string);
+  cache.set(key, { backend, used: false });
+  while (cache.size > cacheSize) {
+    const [oldKey, old] = cache.entries().next().value as [string, CacheEntry];
+    cache.delete(oldKey);
+    if (!old.used) break;
+    old.used = false;
+    cache.set(oldKey, old);
+  }
 }
 
 async function lookup(key: string): Promise<string> {
@@ -110,9 +129,8 @@ function onMessage(msg: Buffer, rinfo: RemoteInfo): void {
     const hit = cache.get(key);
     if (hit !== undefined) {
       stats.cacheHits++;
-      cache.delete(key); // LRU: move to the most recent end
-      cache.set(key, hit);
-      forward(hit, msg, rinfo);
+      hit.used = true;
+      forward(hit.backend, msg, rinfo);
       return;
     }
   }

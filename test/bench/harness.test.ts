@@ -6,7 +6,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureBuilt } from '../../bench/harness/build.js';
 import { PROFILES } from '../../bench/harness/profiles.js';
-import { bareRelay, quicLbRouter } from '../../bench/harness/routers.js';
+import { bareRelay, quicLbRouter, redisRouter } from '../../bench/harness/routers.js';
+import { buildNativeTools } from '../../bench/native/native.js';
 import { runRoutingSuite } from '../../bench/harness/suite.js';
 import { processTree } from '../../bench/lib/procstat.js';
 import { writeReport } from '../../bench/report/write.js';
@@ -69,5 +70,35 @@ describe('routing harness end to end (tiny profile)', () => {
       })
       .filter((c) => /cli\.js serve|bare-relay|redis-router|redis-server|nginx/.test(c));
     expect(left).toEqual([]);
+  });
+
+  it('with the native load tools: the rate search runs on them for quic-lb and the Redis router, the rest on the Node generator', async () => {
+    ensureBuilt(() => {});
+    const native = buildNativeTools(path.join(dir, 'bin'));
+    if ('error' in native) throw new Error(native.error);
+    const res = await runRoutingSuite({
+      profile: { ...PROFILES.tiny, scenarios: ['steady'], memorySteps: [200], memoryRouters: ['redis-per-packet'] },
+      routers: [quicLbRouter('four-pass'), redisRouter('per-packet')],
+      native,
+      log: () => {},
+      preliminary: true,
+      note: 'test run',
+      command: 'vitest',
+    });
+    expect(res.skipped).toEqual([]);
+    expect(res.params.rate_search_load).toBe('native');
+    for (const id of ['quic-lb-four-pass', 'redis-per-packet']) {
+      const steps = res.rate_search[id];
+      expect(steps.length, id).toBeGreaterThan(0);
+      expect(steps.some((s) => s.pass), id).toBe(true);
+      const steady = res.results.find((r) => r.router === id && r.scenario === 'steady')!;
+      // The row's rate is the best passing native step; its latency and echo come from the Node generator.
+      expect(steady.pps, id).toBe(Math.max(...steps.filter((s) => s.pass).map((s) => s.pps)));
+      expect(steady.correct_ratio, id).toBe(1);
+      expect(steady.misdelivered, id).toBe(0);
+      expect(steady.echo_ratio, id).toBeGreaterThan(0.9);
+    }
+    // Redis is emptied before a Redis router's memory curve: it counts only the curve's own flows.
+    expect(res.memory['redis-per-packet'][0].redis_keys).toBe(200);
   });
 });

@@ -16,6 +16,7 @@ import { bareRelay, quicLbRouter, type Env, type RouterHandle } from '../../benc
 import { NATIVE_LOAD_TOOLS, runForwarderBench } from '../../bench/forwarder/run.js';
 import {
   ANY_OWNER,
+  LEARN_OWNER,
   NATIVE_TRAILER_LENGTH,
   NATIVE_TRAILER_MAGIC,
   NativeSinks,
@@ -24,6 +25,7 @@ import {
   encodePacketsFile,
   runBlast,
   type NativeTools,
+  type SinkReport,
 } from '../../bench/native/native.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -153,6 +155,58 @@ describe('native load tools', () => {
       const z = await sinks.report();
       expect(z.received).toBe(0);
       expect(z.per_flow).toEqual([0, 0, 0, 0]);
+    } finally {
+      tx.close();
+      await sinks.close();
+    }
+  });
+
+  it('udp-sink learns a flow\'s owner from its first datagram (owner 254) and counts later ones elsewhere as wrong, per trial', async () => {
+    const sinks = await NativeSinks.start(tools, ['127.0.3.46', '127.0.3.47'], 2);
+    const tx = createSocket('udp4');
+    await new Promise<void>((r) => tx.bind(0, '127.0.3.48', () => r()));
+    try {
+      const ownersFile = path.join(dir, 'owners-learn');
+      writeFileSync(ownersFile, Uint8Array.from([LEARN_OWNER, LEARN_OWNER]));
+      const dgram = (trial: number, flow: number, seq: number): Buffer => {
+        const b = Buffer.alloc(80, 0x33);
+        b[0] = 0x41;
+        const t = 80 - NATIVE_TRAILER_LENGTH;
+        b.writeUInt16BE(NATIVE_TRAILER_MAGIC, t);
+        b.writeUInt16BE(trial, t + 2);
+        b.writeUInt32BE(flow, t + 4);
+        b.writeUInt32BE(seq, t + 8);
+        b.writeUInt16BE(80, t + 12);
+        return b;
+      };
+      const send = (b: Buffer, sink: number): Promise<void> => new Promise((r) => tx.send(b, sinks.ports[sink], `127.0.3.${46 + sink}`, () => r()));
+      const settle = async (want: number): Promise<SinkReport> => {
+        let st = await sinks.report();
+        for (let i = 0; i < 100 && st.received < want; i++) {
+          await sleep(10);
+          st = await sinks.report();
+        }
+        return st;
+      };
+      await sinks.reset(7, ownersFile);
+      // Flow 0 first reaches sink 1 (its owner from then on), then 3 datagrams go to sink 0;
+      // flow 1 stays at sink 0.
+      let seq = 0;
+      await send(dgram(7, 0, seq++), 1);
+      await settle(1);
+      for (let i = 0; i < 4; i++) await send(dgram(7, 0, seq++), 1);
+      for (let i = 0; i < 3; i++) await send(dgram(7, 0, seq++), 0);
+      for (let i = 0; i < 6; i++) await send(dgram(7, 1, seq++), 0);
+      const st = await settle(14);
+      expect(st.received).toBe(14);
+      expect(st.per_backend).toEqual([9, 5]);
+      expect(st.wrong).toBe(3);
+      // A new trial forgets what was learnt: flow 0 may now be owned by sink 0.
+      await sinks.reset(8, ownersFile);
+      for (let i = 0; i < 5; i++) await send(dgram(8, 0, i), 0);
+      const st2 = await settle(5);
+      expect(st2.received).toBe(5);
+      expect(st2.wrong).toBe(0);
     } finally {
       tx.close();
       await sinks.close();
