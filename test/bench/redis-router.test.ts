@@ -131,3 +131,64 @@ describe.each(['per-packet', 'cache'] as const)('Redis-mapped router (%s)', (mod
     expect(await client.dbsize()).toBe(0);
   });
 });
+
+describe('Redis-mapped router (cache): CLOCK eviction', () => {
+  it('at capacity evicts the oldest entry not used since it was last passed over; a used one gets a second chance', async () => {
+    const redis = await RedisServer.start();
+    const owner = new Int8Array(8).fill(NO_OWNER);
+    const sinks = new SinkSet(['127.0.3.34'], owner);
+    const sockets: Socket[] = [];
+    let router: Child | undefined;
+    try {
+      const [sinkPort] = await sinks.start();
+      let port = 0;
+      router = await spawnReady(
+        process.execPath,
+        ['--import', 'tsx', path.join(repoRoot, 'bench/routers/redis-router.ts'), '--listen', '127.0.3.35:0', '--redis', String(redis.port), '--backends', `127.0.3.34:${sinkPort}`, '--mode', 'cache', '--cache-size', '2', '--ttl', '60'],
+        { ready: /READY (\d+)/, cwd: repoRoot, timeoutMs: 30000, onReady: (m) => (port = Number(m[1])) },
+      );
+      sinks.reset(1);
+      const r = router;
+      let seen = 0;
+      const stats = async (): Promise<{ cacheHits: number; redisLookups: number; cacheEntries: number }> => {
+        const before = r.output().split('STATS ').length;
+        r.proc.stdin!.write('stats\n');
+        for (let i = 0; i < 300 && r.output().split('STATS ').length === before; i++) await sleep(10);
+        const all = r.output().split('STATS ');
+        return JSON.parse(all[all.length - 1].split('\n')[0]) as { cacheHits: number; redisLookups: number; cacheEntries: number };
+      };
+      const rng = new Prng(9);
+      const cid = Uint8Array.of(9, 8, 7, 6, 5, 4, 3, 2, 1);
+      const send = async (s: Socket, conn: number): Promise<void> => {
+        const b = buildShort(rng, 200, 1, conn, cid);
+        stampTrailer(b, seen, nowUs());
+        await new Promise<void>((res) => s.send(b, port, '127.0.3.35', () => res()));
+        seen++;
+        for (let i = 0; i < 300 && sinks.stats().received[0] < seen; i++) await sleep(10);
+        expect(sinks.stats().received[0]).toBe(seen);
+      };
+      const flow = async (): Promise<Socket> => {
+        const s = createSocket('udp4');
+        await new Promise<void>((res) => s.bind(0, '127.0.3.36', () => res()));
+        sockets.push(s);
+        return s;
+      };
+      const [a, b, c] = [await flow(), await flow(), await flow()];
+      await send(a, 0); // miss: A cached
+      await send(b, 1); // miss: B cached
+      await send(a, 0); // hit: A marked used
+      expect(await stats()).toMatchObject({ cacheHits: 1, redisLookups: 2, cacheEntries: 2 });
+      await send(c, 2); // miss: C cached; A (oldest, used) goes to the back unmarked; B leaves
+      expect(await stats()).toMatchObject({ cacheHits: 1, redisLookups: 3, cacheEntries: 2 });
+      await send(a, 0); // still cached
+      expect(await stats()).toMatchObject({ cacheHits: 2, redisLookups: 3 });
+      await send(b, 1); // evicted: asks Redis again (which still has its mapping)
+      expect(await stats()).toMatchObject({ cacheHits: 2, redisLookups: 4, cacheEntries: 2 });
+    } finally {
+      await Promise.all(sockets.map((s) => new Promise<void>((res) => s.close(() => res()))));
+      await router?.stop();
+      await sinks.close();
+      await redis.stop();
+    }
+  });
+});
