@@ -3,29 +3,20 @@
 // the ECMP route; real QUIC connections (gtlsclient) use it. SIGTERM on one LB: /healthz fails
 // at once (drain), the route is withdrawn while that LB is still forwarding, new connections all
 // go to the other LB, then the drained LB exits cleanly. Root only (CI); needs the build.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { BIRD_DIR, birdc, lbBirdConfig, routerBirdConfig, startBird } from './bird.js';
-import { pidAlive, waitFor, type Fleet } from './netns.js';
-import { RUN, client, has, isDemoBody, received, startQuicFleet, total, type QuicFleet } from './quic-fleet.js';
+import { pidAlive, waitFor } from './netns.js';
+import { RUN, client, has, isDemoBody, received, useQuicFleet, total } from './quic-fleet.js';
 
 const DRAIN_MS = 6000;
 
 describe.runIf(RUN && has('bird') && has('birdc'))('QUIC fleet with BGP anycast and health-gated withdrawal (root)', () => {
-  let qf: QuicFleet;
-  let fleet: Fleet;
-
-  beforeAll(async () => {
-    qf = await startQuicFleet({ routing: 'none', drainMs: DRAIN_MS });
-    fleet = qf.fleet;
-  }, 90_000);
-
-  afterAll(async () => {
-    await qf?.fleet.teardown();
-  });
+  const ctx = useQuicFleet({ routing: 'none', drainMs: DRAIN_MS });
 
   it('LBs announce the VIP while healthy; a draining LB is withdrawn before it stops; connections keep working', async () => {
+    const { qf, fleet } = ctx;
     const router = await startBird(fleet, fleet.router, routerBirdConfig(fleet));
     for (const lb of fleet.lbs) {
       const b = await startBird(fleet, lb, lbBirdConfig(fleet, lb));

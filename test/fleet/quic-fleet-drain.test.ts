@@ -1,10 +1,10 @@
 // Issue 6 item 5: a backend drained and removed. Weight 0 takes it out of every LB's fallback
 // table (no new connections) while CID-routed packets of its live connections still reach it;
 // once they have finished it is removed from the config and stopped. Root only (CI); needs the build.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { waitFor, type Fleet } from './netns.js';
-import { RUN, client, fleetConfig, isDemoBody, reloadLbs, scrape, startQuicFleet, type ClientResult, type QuicFleet } from './quic-fleet.js';
+import { RUN, client, fleetConfig, isDemoBody, reloadLbs, scrape, useQuicFleet, type ClientResult } from './quic-fleet.js';
 
 const KEY = randomBytes(16).toString('hex');
 const CONFIGS = [{ configId: 0, key: KEY }];
@@ -20,19 +20,10 @@ const backendOf = (fleet: Fleet, r: ClientResult): string | undefined => {
 };
 
 describe.runIf(RUN)('QUIC fleet: draining and removing a backend (root)', () => {
-  let qf: QuicFleet;
-  let fleet: Fleet;
-
-  beforeAll(async () => {
-    qf = await startQuicFleet({ configs: CONFIGS });
-    fleet = qf.fleet;
-  }, 90_000);
-
-  afterAll(async () => {
-    await qf?.fleet.teardown();
-  });
+  const ctx = useQuicFleet({ configs: CONFIGS });
 
   it('weight 0: its connections finish, new ones go elsewhere; then removed and stopped without a failure', async () => {
+    const { qf, fleet } = ctx;
     // Long downloads on the VIP path until at least one of them is on be3.
     const size = 10_000_000;
     const long: Promise<ClientResult>[] = [];

@@ -3,28 +3,16 @@
 // (`returnPath.listen` on the VIP, `quic-lb demo backend --reply-to auto`), so the router hands
 // them to whichever LB is alive; the surviving LB, which never saw these connections' handshakes,
 // routes the clients' packets by CID to the same backends.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { waitFor } from './netns.js';
-import type { Fleet } from './netns.js';
-import { RETURN_PORT, RUN, client, isDemoBody, outputOf, received, startQuicFleet, type QuicFleet } from './quic-fleet.js';
+import { RETURN_PORT, RUN, client, isDemoBody, outputOf, received, useQuicFleet } from './quic-fleet.js';
 
 describe.runIf(RUN)('QUIC fleet: LB failure (root)', () => {
-  let qf: QuicFleet;
-  let fleet: Fleet;
-  let dir: string;
-
-  beforeAll(async () => {
-    qf = await startQuicFleet();
-    fleet = qf.fleet;
-    dir = qf.dir;
-  }, 90_000);
-
-  afterAll(async () => {
-    await qf?.fleet.teardown();
-  });
+  const ctx = useQuicFleet();
 
   it('every backend sends its LB-path replies to the anycast return port, not to the forwarding LB', () => {
+    const { qf, fleet } = ctx;
     for (const be of fleet.backends) {
       const out = outputOf.get(qf.backendProcs.get(be.name) as ChildProcess)?.() ?? '';
       expect(out).toContain(`"replyTo":"${fleet.vip}:${RETURN_PORT}"`);
@@ -32,6 +20,7 @@ describe.runIf(RUN)('QUIC fleet: LB failure (root)', () => {
   });
 
   it('an LB killed in the middle of downloads: the router sends its flows to the other LB, which routes them to the same backends', async () => {
+    const { qf, fleet, dir } = ctx;
     const [lb1, lb2] = fleet.lbs;
     await fleet.setVipNexthops([lb1]); // every connection starts on lb1
     const lb1Before = await received(fleet, lb1);

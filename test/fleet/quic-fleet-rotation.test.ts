@@ -4,11 +4,11 @@
 // with Retire Prior To), (3) once the LBs' per-config counter shows config 0 has drained, it is
 // removed everywhere. Short connections run all the time and long downloads on the VIP path span
 // every step. Root only (CI); needs the build.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { waitFor, type Fleet, type Ns } from './netns.js';
-import { RUN, client, fleetConfig, isDemoBody, outputOf, reloadLbs, scrape, startQuicFleet, type ClientResult, type QuicFleet } from './quic-fleet.js';
+import { RUN, client, fleetConfig, isDemoBody, outputOf, reloadLbs, scrape, useQuicFleet, type ClientResult } from './quic-fleet.js';
 
 const KEY_A = randomBytes(16).toString('hex');
 const KEY_B = randomBytes(16).toString('hex');
@@ -16,19 +16,10 @@ const routedUnder = async (fleet: Fleet, lb: Ns, configId: number): Promise<numb
   (await scrape(fleet, lb)).get(`quic_lb_cid_packets_total{config_id="${configId}",result="routed"}`) ?? 0;
 
 describe.runIf(RUN)('QUIC fleet: key rotation across LBs and backends (root)', () => {
-  let qf: QuicFleet;
-  let fleet: Fleet;
-
-  beforeAll(async () => {
-    qf = await startQuicFleet({ configs: [{ configId: 0, key: KEY_A }] });
-    fleet = qf.fleet;
-  }, 90_000);
-
-  afterAll(async () => {
-    await qf?.fleet.teardown();
-  });
+  const ctx = useQuicFleet({ configs: [{ configId: 0, key: KEY_A }] });
 
   it('LBs first, then backends, then the drained old config removed: zero failed connections', async () => {
+    const { qf, fleet } = ctx;
     const results: { phase: string; end: string; r: ClientResult }[] = [];
     let phase = 'config 0';
     let running = true;

@@ -1,25 +1,13 @@
 // The fleet for real (issue 6, items 1 and 3): two stateless `quic-lb serve` processes behind
 // an ECMP router, three demo backends, Debian's ngtcp2 client. Root only (CI); needs the build.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Fleet } from './netns.js';
-import { BACKEND_PORT, RUN, client, isDemoBody, received, startQuicFleet, total, type ClientResult, type QuicFleet } from './quic-fleet.js';
+import { describe, expect, it } from 'vitest';
+import { BACKEND_PORT, RUN, client, isDemoBody, received, useQuicFleet, total, type ClientResult } from './quic-fleet.js';
 
 describe.runIf(RUN)('QUIC fleet: two stateless LBs behind ECMP, three demo backends, a real QUIC client (root)', () => {
-  let qf: QuicFleet;
-  let fleet: Fleet;
-  let dir: string;
-
-  beforeAll(async () => {
-    qf = await startQuicFleet();
-    fleet = qf.fleet;
-    dir = qf.dir;
-  }, 90_000);
-
-  afterAll(async () => {
-    await qf?.fleet.teardown();
-  });
+  const ctx = useQuicFleet();
 
   it('connections spread over both LBs and all backends; handshakes complete; clients move to the preferred addresses', async () => {
+    const { fleet, dir } = ctx;
     const before = await Promise.all(fleet.lbs.map((lb) => received(fleet, lb)));
     const results: ClientResult[] = [];
     for (let batch = 0; batch < 4; batch++) {
@@ -47,6 +35,7 @@ describe.runIf(RUN)('QUIC fleet: two stateless LBs behind ECMP, three demo backe
   }, 120_000);
 
   it('packets of one connection alternating between the two LBs: nothing breaks', async () => {
+    const { fleet, dir } = ctx;
     const [lb1, lb2] = fleet.lbs;
     const b1 = await received(fleet, lb1);
     const b2 = await received(fleet, lb2);

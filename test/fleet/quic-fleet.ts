@@ -2,6 +2,7 @@
 // two LB namespaces behind the ECMP router, three `quic-lb demo backend` processes, Debian's ngtcp2
 // client (gtlsclient) in the client namespace. Root only; needs the build (dist/cli.js).
 import type { ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -128,6 +129,27 @@ export function fleetConfig(
   ].join('\n');
 }
 const FALLBACK_KEY = randomBytes(16).toString('hex');
+
+/** A test file's fleet: started once before its tests (90 s allowed), torn down after them, even on failure. */
+export interface QuicFleetContext {
+  qf: QuicFleet;
+  fleet: Fleet;
+  dir: string;
+}
+
+/** Registers the fleet's beforeAll/afterAll in the calling `describe`; read the context inside tests. */
+export function useQuicFleet(options?: Parameters<typeof startQuicFleet>[0]): QuicFleetContext {
+  const ctx = {} as QuicFleetContext;
+  beforeAll(async () => {
+    ctx.qf = await startQuicFleet(options);
+    ctx.fleet = ctx.qf.fleet;
+    ctx.dir = ctx.qf.dir;
+  }, 90_000);
+  afterAll(async () => {
+    await ctx.qf?.fleet.teardown();
+  });
+  return ctx;
+}
 
 export async function startQuicFleet(
   options: { routing?: 'static' | 'none'; drainMs?: number; configs?: FleetQuicLbConfig[] } = {},
