@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { ensureBuilt, repoRoot } from './harness/build.js';
+import { busyCores } from './lib/procstat.js';
 import { PROFILES, withOverrides, type Profile } from './harness/profiles.js';
 import { allRouters } from './harness/routers.js';
 import { runRoutingSuite } from './harness/suite.js';
@@ -36,9 +37,10 @@ if (!nginxAvailable()) {
   routers = routers.filter((r) => r.family !== 'nginx');
 }
 
-const load = loadavg()[0];
+// Whether the machine is busy now (the load average still counts a benchmark that just ended).
+const busy = await busyCores();
 let note = args.get('note') ?? '';
-if (load > 0.5) note = `${note ? `${note} ` : ''}Load average ${load.toFixed(2)} when the run started: other work shared the CPUs; compare ratios, not absolute numbers.`;
+if (busy > 0.25) note = `${note ? `${note} ` : ''}Other work kept ${busy.toFixed(2)} cores busy when the run started (sampled over 1 s; load average ${loadavg()[0].toFixed(2)}): compare ratios, not absolute numbers.`;
 
 if (args.has('report-only')) {
   // Re-render the reports, charts and README section from the JSON files already in `outDir`.

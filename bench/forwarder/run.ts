@@ -21,6 +21,7 @@ import { updateReadmeFromResults, writeReport } from '../report/write.js';
 import type { BenchResults, TargetCheck } from '../report/types.js';
 import type { Target } from '../load/generator.js';
 import { buildNativeTools, NativeEngine, type NativeTools } from '../native/native.js';
+import { busyCores } from '../lib/procstat.js';
 
 export const FORWARDER_ROUTERS = (): RouterSpec[] => [
   bareRelay(),
@@ -145,7 +146,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   // retried once; a ceiling far above what two workers reach (the native tools offer more than 150 k/s).
   const profile: Profile = { ...base, trialMs: args.has('full') ? 3000 : 1200, rateStart: args.has('rate-start') ? base.rateStart : 20_000, rateMax: 400_000, rateFactor: args.has('full') ? 1.1 : 1.25, retryFailedStep: true, refineSteps: args.has('full') ? 4 : 3, latencyMs: 1000 };
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
-  const load = loadavg()[0];
+  // Whether the machine is busy now (the load average still counts a benchmark that just ended).
+  const busy = await busyCores();
   let note = args.get('note') ?? '';
   let native: NativeTools | undefined;
   if (!args.has('no-native')) {
@@ -159,13 +161,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     }
   }
   if (!native) log('load tools: Node generator and sinks');
-  if (load > 0.5) note = `${note ? `${note} ` : ''}Load average ${load.toFixed(2)} when the run started: other work shared the CPUs; compare ratios, not absolute numbers.`;
+  if (busy > 0.25) note = `${note ? `${note} ` : ''}Other work kept ${busy.toFixed(2)} cores busy when the run started (sampled over 1 s; load average ${loadavg()[0].toFixed(2)}): compare ratios, not absolute numbers.`;
   ensureBuilt(log);
   const res = await runForwarderBench({
     profile,
     routers: FORWARDER_ROUTERS(),
     log,
-    preliminary: args.has('preliminary') || load > 1,
+    preliminary: args.has('preliminary') || busy > 0.5,
     note,
     native,
     command: `npm run bench:forwarder${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,

@@ -1,5 +1,6 @@
 // CPU time and resident memory of a process and all its descendants, from /proc.
 import { readFileSync, readdirSync } from 'node:fs';
+import { cpus } from 'node:os';
 
 const CLK_TCK = 100; // sysconf(_SC_CLK_TCK) on Linux x86-64
 
@@ -85,4 +86,25 @@ export function machineInfo(): { cpu_model: string; cores: number; kernel: strin
     // not Linux
   }
   return { cpu_model: model, cores, kernel };
+}
+
+/** Busy and total jiffies of all CPUs so far (/proc/stat's first line; iowait counts as idle). */
+function cpuJiffies(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/**
+ * How many cores other work keeps busy right now: /proc/stat sampled over `ms` while this
+ * process sleeps. Unlike the load average (a minute-long trailing mean, still high right after
+ * the previous benchmark), it says whether the machine is busy at the start of this run.
+ */
+export async function busyCores(ms = 1000): Promise<number> {
+  const a = cpuJiffies();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = cpuJiffies();
+  const total = b.total - a.total;
+  return total > 0 ? ((b.busy - a.busy) / total) * cpus().length : 0;
 }
