@@ -5,17 +5,16 @@
 // --no-native; --native fails when they cannot be built), writes bench/results/latest.{json,md} + SVG charts and the README's
 // bench section, and stops everything it started.
 import { existsSync, readFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
 import path from 'node:path';
 import { ensureBuilt, repoRoot } from './harness/build.js';
-import { busyCores } from './lib/procstat.js';
+import { busyCores, busyNote } from './lib/procstat.js';
 import { PROFILES, withOverrides, type Profile } from './harness/profiles.js';
 import { allRouters } from './harness/routers.js';
 import { runRoutingSuite } from './harness/suite.js';
 import { nginxAvailable } from './routers/nginx.js';
 import { redisAvailable } from './lib/redis-server.js';
 import { parseArgs } from './routers/args.js';
-import { buildNativeTools, type NativeTools } from './native/native.js';
+import { nativeToolsFromArgs } from './native/native.js';
 import { updateReadmeFromResults, writeReport } from './report/write.js';
 import type { BenchResults } from './report/types.js';
 
@@ -39,8 +38,7 @@ if (!nginxAvailable()) {
 
 // Whether the machine is busy now (the load average still counts a benchmark that just ended).
 const busy = await busyCores();
-let note = args.get('note') ?? '';
-if (busy > 0.25) note = `${note ? `${note} ` : ''}Other work kept ${busy.toFixed(2)} cores busy when the run started (sampled over 1 s; load average ${loadavg()[0].toFixed(2)}): compare ratios, not absolute numbers.`;
+const note = [args.get('note') ?? '', busyNote(busy)].filter(Boolean).join(' ');
 
 if (args.has('report-only')) {
   // Re-render the reports, charts and README section from the JSON files already in `outDir`.
@@ -53,14 +51,7 @@ if (args.has('report-only')) {
 }
 
 ensureBuilt(log);
-let native: NativeTools | undefined;
-if (!args.has('no-native')) {
-  const t = buildNativeTools();
-  if ('error' in t) {
-    if (args.has('native')) throw new Error(`bench: --native: ${t.error}`);
-    log(`native load tools skipped: ${t.error}`);
-  } else native = t;
-}
+const native = nativeToolsFromArgs(args, log);
 log(`rate search load: ${native ? 'native udp-blast / udp-sink (bench/native, cc -O2)' : 'Node generator and sinks'}`);
 log(`routing benchmark, profile ${profile.name}: ${routers.map((r) => r.id).join(', ')}`);
 const res = await runRoutingSuite({

@@ -8,7 +8,7 @@
 // or a machine without a C compiler uses the Node generator and sinks (which also measure round
 // trips through the return path).
 import { mkdtempSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ensureBuilt, repoRoot } from '../harness/build.js';
 import { Engine, type TrialOptions, type TrialResult } from '../harness/engine.js';
@@ -20,8 +20,8 @@ import { parseArgs } from '../routers/args.js';
 import { updateReadmeFromResults, writeReport } from '../report/write.js';
 import type { BenchResults, TargetCheck } from '../report/types.js';
 import type { Target } from '../load/generator.js';
-import { buildNativeTools, NativeEngine, type NativeTools } from '../native/native.js';
-import { busyCores } from '../lib/procstat.js';
+import { NativeEngine, nativeToolsFromArgs, type NativeTools } from '../native/native.js';
+import { busyCores, busyNote } from '../lib/procstat.js';
 
 export const FORWARDER_ROUTERS = (): RouterSpec[] => [
   bareRelay(),
@@ -148,20 +148,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
   // Whether the machine is busy now (the load average still counts a benchmark that just ended).
   const busy = await busyCores();
-  let note = args.get('note') ?? '';
-  let native: NativeTools | undefined;
-  if (!args.has('no-native')) {
-    const t = buildNativeTools();
-    if ('error' in t) {
-      if (args.has('native')) throw new Error(`bench: --native: ${t.error}`);
-      log(`native load tools skipped: ${t.error}`);
-    } else {
-      native = t;
-      log('load tools: native udp-blast / udp-sink (bench/native, cc -O2)');
-    }
-  }
-  if (!native) log('load tools: Node generator and sinks');
-  if (busy > 0.25) note = `${note ? `${note} ` : ''}Other work kept ${busy.toFixed(2)} cores busy when the run started (sampled over 1 s; load average ${loadavg()[0].toFixed(2)}): compare ratios, not absolute numbers.`;
+  const native = nativeToolsFromArgs(args, log);
+  log(native ? 'load tools: native udp-blast / udp-sink (bench/native, cc -O2)' : 'load tools: Node generator and sinks');
+  const note = [args.get('note') ?? '', busyNote(busy)].filter(Boolean).join(' ');
   ensureBuilt(log);
   const res = await runForwarderBench({
     profile,

@@ -1,6 +1,6 @@
 // CPU time and resident memory of a process and all its descendants, from /proc.
 import { readFileSync, readdirSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 
 const CLK_TCK = 100; // sysconf(_SC_CLK_TCK) on Linux x86-64
 
@@ -107,4 +107,9 @@ export async function busyCores(ms = 1000): Promise<number> {
   const b = cpuJiffies();
   const total = b.total - a.total;
   return total > 0 ? ((b.busy - a.busy) / total) * cpus().length : 0;
+}
+
+/** The report note for a run that started while other work kept `busy` cores busy ('' when quiet). */
+export function busyNote(busy: number): string {
+  return busy > 0.25 ? `Other work kept ${busy.toFixed(2)} cores busy when the run started (sampled over 1 s; load average ${loadavg()[0].toFixed(2)}): compare ratios, not absolute numbers.` : '';
 }

@@ -59,6 +59,19 @@ export function buildNativeTools(outDir = NATIVE_BUILD_DIR): NativeTools | { err
   return out;
 }
 
+/**
+ * The native tools a benchmark command uses, from its flags: none with `--no-native`; with
+ * `--native` a build failure is an error; otherwise a failure is logged and the Node tools are used.
+ */
+export function nativeToolsFromArgs(args: Map<string, string>, log: (s: string) => void): NativeTools | undefined {
+  if (args.has('no-native')) return undefined;
+  const t = buildNativeTools();
+  if (!('error' in t)) return t;
+  if (args.has('native')) throw new Error(`bench: --native: ${t.error}`);
+  log(`native load tools skipped: ${t.error}`);
+  return undefined;
+}
+
 export interface FlowPacket {
   flow: number;
   data: Uint8Array;
