@@ -1,7 +1,14 @@
-// `npm run bench:forwarder [-- --full] [--out DIR] [--native | --no-native]`: forwarded
-// packets/s and CPU per packet of `quic-lb serve` (plaintext and four-pass; 1 and 2 workers)
-// beside the bare node:dgram relay (1 process and 2 cluster workers), alternating in one run,
-// with the ratios issue 3 targets. Writes bench/results/forwarder.{json,md}.
+// `npm run bench:forwarder [-- --full] [--rounds N] [--worker-budget CPUS] [--out DIR] [--native | --no-native]`:
+// forwarded packets/s and CPU per packet of `quic-lb serve` (plaintext and four-pass; 1 and 2
+// workers) beside the bare node:dgram relay (1 process and 2 cluster workers), alternating in one
+// run, with the ratios issue 3 targets. Writes bench/results/forwarder.{json,md}.
+//
+// Every router is searched `--rounds` times (default 3); the report gives each round and the
+// medians, and a ratio is the median of the per-round ratios (one round's search alternates the
+// routers step by step, so both sides of a ratio saw the same machine). Then the 1- and 2-worker
+// pairs are searched again with every forwarding process confined to `--worker-budget` of a core
+// (default 0.4; cgroup CFS quota, bench/lib/cgroup.ts): on a 2-core machine the load tools need
+// most of the second core, so only a budget shows whether a second worker doubles the capacity.
 //
 // Load: by default the native tools (bench/native: udp-blast with sendmmsg, udp-sink with
 // recvmmsg, built with `cc -O2` at run time), which leave the CPUs to the router; `--no-native`
@@ -18,10 +25,11 @@ import { baseResults, rateSearch, searchCapped } from '../harness/suite.js';
 import { round } from '../harness/engine.js';
 import { parseArgs } from '../routers/args.js';
 import { updateReadmeFromResults, writeReport } from '../report/write.js';
-import type { BenchResults, TargetCheck } from '../report/types.js';
+import type { BenchResults, ResultRow, RoundResult } from '../report/types.js';
 import type { Target } from '../load/generator.js';
 import { NativeEngine, nativeToolsFromArgs, type NativeTools } from '../native/native.js';
-import { busyCores, busyNote } from '../lib/procstat.js';
+import { busyCores, busyNote, processTree } from '../lib/procstat.js';
+import { BUDGET_PERIOD_US, CpuBudget, cpuHierarchy } from '../lib/cgroup.js';
 
 export const FORWARDER_ROUTERS = (): RouterSpec[] => [
   bareRelay(),
@@ -43,17 +51,118 @@ interface TrialEngine {
 
 export const NATIVE_LOAD_TOOLS = 'native (bench/native: udp-blast, paced sendmmsg batches of 32 from one socket per connection; udp-sink, recvmmsg; one-way latency, no round trip)';
 export const NODE_LOAD_TOOLS = 'Node generator and sinks (worker threads of the harness)';
+/** Key suffix of the budget phase in `rounds` and `rate_search`. */
+export const BUDGET_SUFFIX = '@budget';
+export const BUDGET_METHOD = 'each forwarding process (the cluster workers, or the single process) in its own cgroup with a CFS quota; the load tools and the primary unlimited';
+/** Routers searched again under the CPU budget: the 1- and 2-worker pairs. */
+export const BUDGET_ROUTERS = ['bare-relay', 'bare-relay-w2', 'quic-lb-plaintext', 'quic-lb-plaintext-w2', 'quic-lb-four-pass', 'quic-lb-four-pass-w2'];
 
-export async function runForwarderBench(o: { profile: Profile; routers: RouterSpec[]; log: (s: string) => void; preliminary: boolean; note: string; command: string; native?: NativeTools }): Promise<BenchResults> {
+/** The worker-scaling phase: each forwarding process confined to `cpus` of a core (bench/lib/cgroup.ts). */
+export interface BudgetPhase {
+  cpus: number;
+  /** Router ids (of the run's routers) searched again under the budget. */
+  routers: string[];
+}
+
+export interface ForwarderBenchOptions {
+  profile: Profile;
+  routers: RouterSpec[];
+  log: (s: string) => void;
+  preliminary: boolean;
+  note: string;
+  command: string;
+  native?: NativeTools;
+  /** Rate searches per router (alternating, as every search is); the report takes medians. Default 1. */
+  rounds?: number;
+  budget?: BudgetPhase;
+}
+
+/** Median of the numbers (the upper one of an even count), or null for none. */
+export function median(values: readonly (number | null | undefined)[]): number | null {
+  const v = values.filter((x): x is number => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+  return v.length ? v[v.length >> 1] : null;
+}
+
+/**
+ * The ratio a/b of two routers measured in the same rounds: the median of the per-round ratios
+ * (both searched in one round, alternating step by step, see the same machine state), or null
+ * when no round has both.
+ */
+export function pairedRatio(rounds: Record<string, RoundResult[]>, a: string, b: string): number | null {
+  const x = rounds[a] ?? [];
+  const y = rounds[b] ?? [];
+  const per: number[] = [];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i].pps > 0 && y[i].pps > 0) per.push(x[i].pps / y[i].pps);
+  return round(median(per), 3);
+}
+
+/**
+ * The processes of a running router that forward datagrams: the cluster workers when it has
+ * child processes, the process itself otherwise. Throws when their number is not `spec.workers`.
+ */
+export function forwardingPids(spec: RouterSpec, handle: RouterHandle): number[] {
+  const pids = handle.pids().flatMap((pid) => {
+    const below = processTree(pid).filter((p) => p !== pid);
+    return below.length ? below : [pid];
+  });
+  if (pids.length !== spec.workers) throw new Error(`${spec.id}: expected ${spec.workers} forwarding process(es), found ${pids.length} (${pids.join(', ')})`);
+  return pids;
+}
+
+export async function runForwarderBench(o: ForwarderBenchOptions): Promise<BenchResults> {
   const t0 = Date.now();
   const p = o.profile;
+  const rounds = Math.max(1, Math.floor(o.rounds ?? 1));
   const res = baseResults({ kind: 'forwarder', profile: p.name, preliminary: o.preliminary, note: o.note, command: o.command });
-  res.params = { connections: p.conns, packet_size: p.packetSize, trial_ms: p.trialMs, loss_threshold: p.lossThreshold, rate_factor: p.rateFactor, load_tools: o.native ? NATIVE_LOAD_TOOLS : NODE_LOAD_TOOLS };
+  res.params = { connections: p.conns, packet_size: p.packetSize, trial_ms: p.trialMs, loss_threshold: p.lossThreshold, rate_factor: p.rateFactor, rounds, load_tools: o.native ? NATIVE_LOAD_TOOLS : NODE_LOAD_TOOLS };
+  res.rounds = {};
   const tmp = mkdtempSync(path.join(tmpdir(), 'quic-lb-bench-native-'));
   const engine: TrialEngine = o.native
     ? new NativeEngine(o.native, { conns: p.conns, packetSize: p.packetSize, seed: p.seed, tmp })
     : new Engine({ conns: p.conns, packetSize: p.packetSize, seed: p.seed, maxFlows: p.conns, needRedis: false });
   const running: { spec: RouterSpec; handle: RouterHandle }[] = [];
+  const budgets: CpuBudget[] = [];
+  /** Runs `rounds` rate searches over `set`; results keyed by router id + `suffix`. */
+  const searchRounds = async (set: typeof running, phase: string, suffix: string): Promise<Map<string, TrialResult | undefined>> => {
+    const bestOfMedian = new Map<string, TrialResult | undefined>();
+    const perRouter = new Map<string, { r: RoundResult; best: TrialResult | undefined }[]>();
+    for (let k = 1; k <= rounds; k++) {
+      o.log(`${phase}: rate search, round ${k} of ${rounds}`);
+      const search = await rateSearch(engine, set, p, o.log);
+      for (const r of set) {
+        const s = search.get(r.spec.id)!;
+        const key = r.spec.id + suffix;
+        (res.rate_search[key] ??= []).push(...s.steps.map((st) => ({ ...st, round: k })));
+        const rr: RoundResult = { pps: s.best?.pps ?? 0, cpu_us_per_packet: s.best?.cpu_us_per_packet ?? null };
+        (res.rounds![key] ??= []).push(rr);
+        if (!perRouter.has(key)) perRouter.set(key, []);
+        perRouter.get(key)!.push({ r: rr, best: s.best });
+      }
+    }
+    // The round whose rate is the median stands for the router (its loss, RSS, misdeliveries).
+    for (const [key, list] of perRouter) {
+      const m = median(list.map((x) => x.r.pps));
+      bestOfMedian.set(key, list.find((x) => x.r.pps === m)?.best);
+    }
+    return bestOfMedian;
+  };
+  const row = (id: string, scenario: string, b: TrialResult | undefined, key: string): ResultRow => ({
+    router: id,
+    scenario,
+    pps: median((res.rounds![key] ?? []).map((x) => x.pps)) ?? 0,
+    offered_pps: b?.offered_pps ?? 0,
+    loss: round(b?.loss ?? 1, 5)!,
+    cpu_us_per_packet: median((res.rounds![key] ?? []).map((x) => x.cpu_us_per_packet)),
+    redis_cpu_us_per_packet: null,
+    p50_us: null,
+    p99_us: null,
+    added_p50_us: null,
+    added_p99_us: null,
+    correct_ratio: b?.correct_ratio ?? null,
+    misdelivered: b?.misdelivered ?? 0,
+    rss_mb: b?.rss_mb ?? 0,
+    redis_mem_mb: null,
+  });
   try {
     await engine.setup();
     for (const [i, spec] of o.routers.entries()) {
@@ -66,32 +175,36 @@ export async function runForwarderBench(o: { profile: Profile; routers: RouterSp
     }
     const direct = await engine.trial(undefined, undefined, { rate: p.latencyRate, durationMs: p.latencyMs, echo: true }, engine.sinkTarget(0));
     res.direct = { p50_us: direct.p50_us, p99_us: direct.p99_us, rtt_p50_us: direct.rtt_p50_us, rtt_p99_us: direct.rtt_p99_us };
-    const search = await rateSearch(engine, running, p, o.log);
+    const best = await searchRounds(running, 'all cores', '');
     for (const r of running) {
-      const s = search.get(r.spec.id)!;
-      res.rate_search[r.spec.id] = s.steps;
       const lat = await engine.trial(r.spec, r.handle, { rate: p.latencyRate, durationMs: p.latencyMs, echo: true });
-      const b = s.best;
-      res.results.push({
-        router: r.spec.id,
-        scenario: 'steady',
-        pps: b?.pps ?? 0,
-        offered_pps: b?.offered_pps ?? 0,
-        loss: round(b?.loss ?? 1, 5)!,
-        cpu_us_per_packet: b?.cpu_us_per_packet ?? null,
-        redis_cpu_us_per_packet: null,
-        p50_us: lat.p50_us,
-        p99_us: lat.p99_us,
-        added_p50_us: lat.p50_us === null || direct.p50_us === null ? null : round(lat.p50_us - direct.p50_us, 1),
-        added_p99_us: lat.p99_us === null || direct.p99_us === null ? null : round(lat.p99_us - direct.p99_us, 1),
-        correct_ratio: lat.correct_ratio,
-        misdelivered: lat.misdelivered + (b?.misdelivered ?? 0),
-        rss_mb: b?.rss_mb ?? lat.rss_mb,
-        redis_mem_mb: null,
-        rtt_p50_us: lat.rtt_p50_us,
-        rtt_p99_us: lat.rtt_p99_us,
-        echo_ratio: lat.echo_ratio,
-      });
+      const out = row(r.spec.id, 'steady', best.get(r.spec.id), r.spec.id);
+      out.p50_us = lat.p50_us;
+      out.p99_us = lat.p99_us;
+      out.added_p50_us = lat.p50_us === null || direct.p50_us === null ? null : round(lat.p50_us - direct.p50_us, 1);
+      out.added_p99_us = lat.p99_us === null || direct.p99_us === null ? null : round(lat.p99_us - direct.p99_us, 1);
+      out.correct_ratio = lat.correct_ratio === null || out.correct_ratio === null ? (lat.correct_ratio ?? out.correct_ratio) : Math.min(lat.correct_ratio, out.correct_ratio);
+      out.misdelivered += lat.misdelivered;
+      if (!out.rss_mb) out.rss_mb = lat.rss_mb;
+      out.rtt_p50_us = lat.rtt_p50_us;
+      out.rtt_p99_us = lat.rtt_p99_us;
+      out.echo_ratio = lat.echo_ratio;
+      res.results.push(out);
+    }
+    if (o.budget) {
+      const set = running.filter((r) => o.budget!.routers.includes(r.spec.id));
+      try {
+        for (const r of set) {
+          for (const pid of forwardingPids(r.spec, r.handle)) budgets.push(CpuBudget.apply(pid, o.budget.cpus, `quic-lb-bench-${process.pid}-${pid}`));
+        }
+        res.params.worker_budget = { cpus_per_worker: o.budget.cpus, period_us: BUDGET_PERIOD_US, method: BUDGET_METHOD };
+        const bestB = await searchRounds(set, `each worker <= ${o.budget.cpus} CPU`, BUDGET_SUFFIX);
+        for (const r of set) res.results.push(row(r.spec.id, 'cpu-budget', bestB.get(r.spec.id + BUDGET_SUFFIX), r.spec.id + BUDGET_SUFFIX));
+      } catch (e) {
+        res.skipped.push({ router: `worker scaling under a CPU budget (${o.budget.routers.join(', ')})`, reason: (e as Error).message });
+      } finally {
+        for (const b of budgets.splice(0)) b.release();
+      }
     }
     if (engine instanceof NativeEngine) {
       // What the load itself costs: the CPU the router cannot have on a 2-core machine. Taken
@@ -99,40 +212,46 @@ export async function runForwarderBench(o: { profile: Profile; routers: RouterSp
       // per-wakeup costs dominate, as for the routers.
       const top = Math.max(0, ...engine.loadCpu.map((c) => c.pps));
       const high = engine.loadCpu.filter((c) => c.pps >= top / 2);
-      const med = (v: number[]): number | null => (v.length ? round([...v].sort((x, y) => x - y)[v.length >> 1], 2) : null);
+      const med = (v: number[]): number | null => round(median(v), 2);
       res.params.load_tools_cpu_us_per_packet = { blast: med(high.map((c) => c.blast)), sink: med(high.map((c) => c.sink)), from_pps: Math.round(top / 2) };
     }
   } finally {
+    for (const b of budgets) b.release();
     for (const r of running) await r.handle.stop().catch(() => {});
     await engine.close();
     rmSync(tmp, { recursive: true, force: true });
   }
-  const pps = (id: string): number | undefined => res.results.find((r) => r.router === id)?.pps;
-  const capped = (id: string): boolean => searchCapped(res.rate_search[id]);
+  const capped = (key: string): boolean => searchCapped(res.rate_search[key]);
   const check = (name: string, a: string, b: string, min: number): void => {
-    const x = pps(a);
-    const y = pps(b);
-    const v = x === undefined || y === undefined || y === 0 ? null : round(x / y, 3);
+    const v = pairedRatio(res.rounds!, a, b);
     res.ratios[`${a}/${b} pps`] = v;
-    const t: TargetCheck = { name, value: v, target: `>= ${min}`, pass: v === null || capped(a) || capped(b) ? null : v >= min };
-    res.targets.push(t);
+    res.targets.push({ name, value: v, target: `>= ${min}`, pass: v === null || capped(a) || capped(b) ? null : v >= min });
+  };
+  const ratio = (a: string, b: string): void => {
+    res.ratios[`${a}/${b} pps`] = pairedRatio(res.rounds!, a, b);
   };
   check('plaintext, 1 worker vs bare relay', 'quic-lb-plaintext', 'bare-relay', 0.9);
   check('four-pass, 1 worker vs bare relay', 'quic-lb-four-pass', 'bare-relay', 0.85);
-  check('plaintext, 2 workers vs 1 worker', 'quic-lb-plaintext-w2', 'quic-lb-plaintext', 1.4);
-  check('four-pass, 2 workers vs 1 worker', 'quic-lb-four-pass-w2', 'quic-lb-four-pass', 1.4);
+  const budgeted = res.results.some((r) => r.scenario === 'cpu-budget');
+  if (budgeted) {
+    const c = o.budget!.cpus;
+    check(`plaintext, 2 workers vs 1 worker, each worker <= ${c} CPU`, `quic-lb-plaintext-w2${BUDGET_SUFFIX}`, `quic-lb-plaintext${BUDGET_SUFFIX}`, 1.4);
+    check(`four-pass, 2 workers vs 1 worker, each worker <= ${c} CPU`, `quic-lb-four-pass-w2${BUDGET_SUFFIX}`, `quic-lb-four-pass${BUDGET_SUFFIX}`, 1.4);
+    ratio(`bare-relay-w2${BUDGET_SUFFIX}`, `bare-relay${BUDGET_SUFFIX}`);
+    // Without a budget the two workers share the two cores with the load tools: reported, not a target.
+    ratio('quic-lb-plaintext-w2', 'quic-lb-plaintext');
+    ratio('quic-lb-four-pass-w2', 'quic-lb-four-pass');
+  } else {
+    check('plaintext, 2 workers vs 1 worker', 'quic-lb-plaintext-w2', 'quic-lb-plaintext', 1.4);
+    check('four-pass, 2 workers vs 1 worker', 'quic-lb-four-pass-w2', 'quic-lb-four-pass', 1.4);
+  }
   // Same runtime, same process model: the honest yardstick for the worker scaling.
-  const ratio = (a: string, b: string): void => {
-    const x = pps(a);
-    const y = pps(b);
-    res.ratios[`${a}/${b} pps`] = x === undefined || y === undefined || y === 0 ? null : round(x / y, 3);
-  };
   ratio('bare-relay-w2', 'bare-relay');
   ratio('quic-lb-plaintext-w2', 'bare-relay-w2');
   ratio('quic-lb-four-pass-w2', 'bare-relay-w2');
   for (const id of ['quic-lb-plaintext', 'quic-lb-four-pass']) {
-    const a = res.results.find((r) => r.router === id)?.cpu_us_per_packet;
-    const b = res.results.find((r) => r.router === 'bare-relay')?.cpu_us_per_packet;
+    const a = res.results.find((r) => r.router === id && r.scenario === 'steady')?.cpu_us_per_packet;
+    const b = res.results.find((r) => r.router === 'bare-relay' && r.scenario === 'steady')?.cpu_us_per_packet;
     res.ratios[`${id}/bare-relay cpu_us_per_packet`] = a && b ? round(a / b, 3) : null;
   }
   res.duration_s = Math.round((Date.now() - t0) / 1000);
@@ -151,6 +270,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const native = nativeToolsFromArgs(args, log);
   log(native ? 'load tools: native udp-blast / udp-sink (bench/native, cc -O2)' : 'load tools: Node generator and sinks');
   const note = [args.get('note') ?? '', busyNote(busy)].filter(Boolean).join(' ');
+  const rounds = Number(args.get('rounds') ?? 3);
+  if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) throw new Error('bench:forwarder: --rounds must be an integer 1..20');
+  // Worker scaling under a CPU budget (default 0.4 of a core per worker; --worker-budget 0 leaves it out).
+  const budgetCpus = Number(args.get('worker-budget') ?? 0.4);
+  if (!(budgetCpus >= 0 && budgetCpus <= 1)) throw new Error('bench:forwarder: --worker-budget must be a share of one core in [0, 1] (0: no budget phase)');
+  const hierarchy = cpuHierarchy();
+  if (budgetCpus > 0 && 'error' in hierarchy) log(`worker scaling under a CPU budget left out: ${hierarchy.error}`);
   ensureBuilt(log);
   const res = await runForwarderBench({
     profile,
@@ -159,6 +285,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     preliminary: args.has('preliminary') || busy > 0.5,
     note,
     native,
+    rounds,
+    ...(budgetCpus > 0 && !('error' in hierarchy) ? { budget: { cpus: budgetCpus, routers: BUDGET_ROUTERS } } : {}),
     command: `npm run bench:forwarder${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
   });
   const files = writeReport(res, path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results')), 'forwarder');

@@ -122,14 +122,60 @@ export function renderMarkdown(res: BenchResults, charts: Record<string, string>
     for (const [s, note] of Object.entries((res.params.scenarios as Record<string, string>) ?? {})) parts.push(`- **${s}**: ${note}`);
     parts.push('', img('correctness', 'correct delivery per scenario'), '## Memory as flows grow', '', memoryTable(res), '', img('memory', 'memory'));
   }
+  if (res.kind === 'forwarder') {
+    const b = budgetTable(res);
+    const r = roundsTable(res);
+    if (b) parts.push('## Worker scaling under a CPU budget', '', b, '', `Method: ${(res.params.worker_budget as { method?: string } | undefined)?.method ?? ''}.`, '');
+    if (r) parts.push('## Rounds', '', 'Highest rate held in each round (CPU µs per packet there):', '', r, '');
+  }
   parts.push('## Targets', '', targetsTable(res), '', '## Ratios', '', ratiosTable(res), '');
   if (res.skipped.length) parts.push('## Skipped', '', ...res.skipped.map((s) => `- ${s.router}: ${s.reason}`), '');
   return parts.join('\n');
 }
 
+/** The forwarder's worker-scaling phase: each forwarding process under a CPU budget. */
+export function budgetTable(res: BenchResults): string {
+  const rows = res.results.filter((r) => r.scenario === 'cpu-budget');
+  if (!rows.length) return '';
+  const b = res.params.worker_budget as { cpus_per_worker: number } | undefined;
+  const one = (id: string): ResultRow | undefined => rows.find((r) => r.router === id.replace(/-w\d+$/, ''));
+  const out = [
+    `Worker scaling, each forwarding process confined to ${b?.cpus_per_worker ?? '?'} of a core (cgroup CPU quota):`,
+    '',
+    '| router | max pps (loss ≤ 0.1 %) | × 1 worker | CPU µs/pkt |',
+    '| --- | ---: | ---: | ---: |',
+  ];
+  for (const r of rows) {
+    const base = one(r.router);
+    out.push(`| ${labelOf(res, r.router)} | ${num(r.pps)} | ${base && base.pps && base !== r ? x(r.pps / base.pps) : '–'} | ${num(r.cpu_us_per_packet)} |`);
+  }
+  return out.join('\n');
+}
+
+/** Each round's highest rate per router (runs with several rounds). */
+export function roundsTable(res: BenchResults): string {
+  const entries = Object.entries(res.rounds ?? {});
+  const n = Math.max(0, ...entries.map(([, v]) => v.length));
+  if (n < 2) return '';
+  const out = [`| router | ${Array.from({ length: n }, (_, i) => `round ${i + 1}`).join(' | ')} | median |`, `| --- | ${Array.from({ length: n + 1 }, () => '---:').join(' | ')} |`];
+  for (const [key, v] of entries) {
+    const [id, phase] = key.split('@');
+    const sorted = v.map((q) => q.pps).sort((a, b) => a - b);
+    out.push(`| ${labelOf(res, id)}${phase ? ` (${phase})` : ''} | ${v.map((q) => `${num(q.pps)} (${num(q.cpu_us_per_packet)} µs)`).join(' | ')} | ${num(sorted[sorted.length >> 1])} |`);
+  }
+  return out.join('\n');
+}
+
 /** The forwarder table: rates, CPU, ratios to the bare relay and the issue-3 targets. */
 export function forwarderTable(res: BenchResults): string {
-  const out = [steadyTable(res), '', targetsTable(res)];
+  const rounds = Number(res.params.rounds ?? 1);
+  const out = [
+    ...(rounds > 1 ? [`Medians of ${rounds} rate searches per router; a ratio is the median of the per-round ratios.`, ''] : []),
+    steadyTable(res),
+    '',
+    ...(budgetTable(res) ? [budgetTable(res), ''] : []),
+    targetsTable(res),
+  ];
   return out.join('\n');
 }
 

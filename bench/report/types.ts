@@ -41,6 +41,14 @@ export interface RateStep {
   pass: boolean;
   /** The generator could not offer 90 % of the rate (the step says nothing about the router). */
   generator_bound?: boolean;
+  /** Which search of the router this step belongs to (runs with several rounds). */
+  round?: number;
+}
+
+/** One rate search's outcome: the highest rate held and the CPU per packet there. */
+export interface RoundResult {
+  pps: number;
+  cpu_us_per_packet: number | null;
 }
 
 export interface MemoryPoint {
@@ -79,6 +87,8 @@ export interface BenchResults {
   routers: RouterInfo[];
   results: ResultRow[];
   rate_search: Record<string, RateStep[]>;
+  /** Per router (and phase suffix, e.g. `@budget`), each round's result; `results` holds the medians. */
+  rounds?: Record<string, RoundResult[]>;
   memory: Record<string, MemoryPoint[]>;
   direct: { p50_us: number | null; p99_us: number | null; rtt_p50_us?: number | null; rtt_p99_us?: number | null };
   ratios: Record<string, number | null>;

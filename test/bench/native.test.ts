@@ -13,7 +13,7 @@ import { ensureBuilt } from '../../bench/harness/build.js';
 import { SCHEMES, SERVER_IDS } from '../../bench/harness/engine.js';
 import { PROFILES } from '../../bench/harness/profiles.js';
 import { bareRelay, quicLbRouter, type Env, type RouterHandle } from '../../bench/harness/routers.js';
-import { NATIVE_LOAD_TOOLS, runForwarderBench } from '../../bench/forwarder/run.js';
+import { NATIVE_LOAD_TOOLS, median, runForwarderBench } from '../../bench/forwarder/run.js';
 import {
   ANY_OWNER,
   LEARN_OWNER,
@@ -250,22 +250,41 @@ describe('native load tools', () => {
     }
   }, 30_000);
 
-  it('bench:forwarder in native mode: rate search and latency through the bare relay and quic-lb serve, every packet at its owner', async () => {
+  it('bench:forwarder in native mode: rounds of rate searches, the CPU-budget phase and latency, through the bare relay and quic-lb serve (1 and 2 workers), every packet at its owner', async () => {
     ensureBuilt(() => {});
     // One rate step each (3000 -> 6000 > rateMax 4000), short trials: checks the plumbing, not speed.
     const profile = { ...PROFILES.tiny, rateMax: 4000, trialMs: 300, latencyMs: 300 };
-    const res = await runForwarderBench({ profile, routers: [bareRelay(), quicLbRouter('plaintext')], log: () => {}, preliminary: true, note: 'test', command: 'vitest', native: tools });
+    const res = await runForwarderBench({
+      profile,
+      routers: [bareRelay(), quicLbRouter('plaintext'), quicLbRouter('plaintext', 2)],
+      log: () => {},
+      preliminary: true,
+      note: 'test',
+      command: 'vitest',
+      native: tools,
+      rounds: 2,
+      budget: { cpus: 0.5, routers: ['quic-lb-plaintext', 'quic-lb-plaintext-w2'] },
+    });
     expect(res.skipped).toEqual([]);
     expect(res.params.load_tools).toBe(NATIVE_LOAD_TOOLS);
     const cpu = res.params.load_tools_cpu_us_per_packet as { blast: number; sink: number };
     expect(cpu.blast).toBeGreaterThan(0);
-    expect(res.results.map((r) => r.router)).toEqual(['bare-relay', 'quic-lb-plaintext']);
+    expect(res.results.filter((r) => r.scenario === 'steady').map((r) => r.router)).toEqual(['bare-relay', 'quic-lb-plaintext', 'quic-lb-plaintext-w2']);
+    // Two rounds each; the budget phase only for the pair it names, under its own keys.
+    expect(Object.keys(res.rounds!).sort()).toEqual(['bare-relay', 'quic-lb-plaintext', 'quic-lb-plaintext-w2', 'quic-lb-plaintext-w2@budget', 'quic-lb-plaintext@budget']);
+    for (const v of Object.values(res.rounds!)) expect(v).toHaveLength(2);
+    expect(res.results.filter((r) => r.scenario === 'cpu-budget').map((r) => r.router)).toEqual(['quic-lb-plaintext', 'quic-lb-plaintext-w2']);
+    expect(res.params.worker_budget).toMatchObject({ cpus_per_worker: 0.5 });
+    expect(res.targets.map((t) => t.name)).toContain('plaintext, 2 workers vs 1 worker, each worker <= 0.5 CPU');
     for (const r of res.results) {
-      expect(res.rate_search[r.router].length).toBeGreaterThan(0);
+      expect(res.rate_search[r.scenario === 'cpu-budget' ? `${r.router}@budget` : r.router].map((s) => s.round)).toContain(2);
+      expect(r.pps).toBe(median(res.rounds![r.scenario === 'cpu-budget' ? `${r.router}@budget` : r.router].map((q) => q.pps)));
       expect(r.correct_ratio).toBe(1);
       expect(r.misdelivered).toBe(0);
-      expect(r.p50_us).not.toBeNull();
-      expect(r.rtt_p50_us).toBeNull();
+      if (r.scenario === 'steady') {
+        expect(r.p50_us).not.toBeNull();
+        expect(r.rtt_p50_us).toBeNull();
+      }
     }
     expect(res.direct.p50_us).not.toBeNull();
   }, 60_000);
