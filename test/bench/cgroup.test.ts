@@ -20,6 +20,7 @@ describe('CpuBudget', () => {
   it('caps a spinning process at its quota, and release() moves it out and removes the group', async () => {
     const spinner = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
     const pid = spinner.pid!;
+    let b: CpuBudget | undefined;
     try {
       const h = cpuHierarchy();
       const isRoot = process.getuid?.() === 0;
@@ -28,7 +29,7 @@ describe('CpuBudget', () => {
         expect(() => CpuBudget.apply(pid, 0.2, `quic-lb-test-${pid}`)).toThrow(/^cpu budget: /);
         return;
       }
-      const b = CpuBudget.apply(pid, 0.2, `quic-lb-test-${pid}`);
+      b = CpuBudget.apply(pid, 0.2, `quic-lb-test-${pid}`);
       expect(b.quotaCpus()).toBeCloseTo(0.2, 5);
       expect(b.members()).toEqual([pid]);
       await sleep(200);
@@ -47,6 +48,7 @@ describe('CpuBudget', () => {
       expect(cpuUs(pid) - c1).toBeGreaterThan(0);
     } finally {
       spinner.kill('SIGKILL');
+      b?.release(); // a failed assertion must not leave the group behind
     }
   }, 15_000);
 });
