@@ -3,11 +3,11 @@
 // workers) beside the bare node:dgram relay (1 process and 2 cluster workers), alternating in one
 // run, with the ratios issue 3 targets. Writes bench/results/forwarder.{json,md}.
 //
-// Every router is searched `--rounds` times (default 3); the report gives each round and the
+// Every router is searched `--rounds` times (default 5); the report gives each round and the
 // medians, and a ratio is the median of the per-round ratios (one round's search alternates the
 // routers step by step, so both sides of a ratio saw the same machine). Then the 1- and 2-worker
-// pairs are searched again with every forwarding process confined to `--worker-budget` of a core
-// (default 0.4; cgroup CFS quota, bench/lib/cgroup.ts): on a 2-core machine the load tools need
+// pairs are searched again (at most 3 rounds) with every forwarding process confined to
+// `--worker-budget` of a core (default 0.4; cgroup CFS quota, bench/lib/cgroup.ts): on a 2-core machine the load tools need
 // most of the second core, so only a budget shows whether a second worker doubles the capacity.
 //
 // Load: by default the native tools (bench/native: udp-blast with sendmmsg, udp-sink with
@@ -62,6 +62,10 @@ export interface BudgetPhase {
   cpus: number;
   /** Router ids (of the run's routers) searched again under the budget. */
   routers: string[];
+  /** Rounds of this phase (default: the run's). */
+  rounds?: number;
+  /** First rate of this phase's searches (default: the profile's). */
+  rateStart?: number;
 }
 
 export interface ForwarderBenchOptions {
@@ -123,12 +127,12 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
   const running: { spec: RouterSpec; handle: RouterHandle }[] = [];
   const budgets: CpuBudget[] = [];
   /** Runs `rounds` rate searches over `set`; results keyed by router id + `suffix`. */
-  const searchRounds = async (set: typeof running, phase: string, suffix: string): Promise<Map<string, TrialResult | undefined>> => {
+  const searchRounds = async (set: typeof running, phase: string, suffix: string, n: number, prof: Profile): Promise<Map<string, TrialResult | undefined>> => {
     const bestOfMedian = new Map<string, TrialResult | undefined>();
     const perRouter = new Map<string, { r: RoundResult; best: TrialResult | undefined }[]>();
-    for (let k = 1; k <= rounds; k++) {
-      o.log(`${phase}: rate search, round ${k} of ${rounds}`);
-      const search = await rateSearch(engine, set, p, o.log);
+    for (let k = 1; k <= n; k++) {
+      o.log(`${phase}: rate search, round ${k} of ${n}`);
+      const search = await rateSearch(engine, set, prof, o.log);
       for (const r of set) {
         const s = search.get(r.spec.id)!;
         const key = r.spec.id + suffix;
@@ -175,7 +179,7 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
     }
     const direct = await engine.trial(undefined, undefined, { rate: p.latencyRate, durationMs: p.latencyMs, echo: true }, engine.sinkTarget(0));
     res.direct = { p50_us: direct.p50_us, p99_us: direct.p99_us, rtt_p50_us: direct.rtt_p50_us, rtt_p99_us: direct.rtt_p99_us };
-    const best = await searchRounds(running, 'all cores', '');
+    const best = await searchRounds(running, 'all cores', '', rounds, p);
     for (const r of running) {
       const lat = await engine.trial(r.spec, r.handle, { rate: p.latencyRate, durationMs: p.latencyMs, echo: true });
       const out = row(r.spec.id, 'steady', best.get(r.spec.id), r.spec.id);
@@ -197,8 +201,9 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
         for (const r of set) {
           for (const pid of forwardingPids(r.spec, r.handle)) budgets.push(CpuBudget.apply(pid, o.budget.cpus, `quic-lb-bench-${process.pid}-${pid}`));
         }
-        res.params.worker_budget = { cpus_per_worker: o.budget.cpus, period_us: BUDGET_PERIOD_US, method: BUDGET_METHOD };
-        const bestB = await searchRounds(set, `each worker <= ${o.budget.cpus} CPU`, BUDGET_SUFFIX);
+        const n = Math.max(1, Math.floor(o.budget.rounds ?? rounds));
+        res.params.worker_budget = { cpus_per_worker: o.budget.cpus, period_us: BUDGET_PERIOD_US, rounds: n, method: BUDGET_METHOD };
+        const bestB = await searchRounds(set, `each worker <= ${o.budget.cpus} CPU`, BUDGET_SUFFIX, n, { ...p, rateStart: o.budget.rateStart ?? p.rateStart });
         for (const r of set) res.results.push(row(r.spec.id, 'cpu-budget', bestB.get(r.spec.id + BUDGET_SUFFIX), r.spec.id + BUDGET_SUFFIX));
       } catch (e) {
         res.skipped.push({ router: `worker scaling under a CPU budget (${o.budget.routers.join(', ')})`, reason: (e as Error).message });
@@ -263,14 +268,16 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const base = withOverrides(PROFILES[args.has('full') ? 'full' : 'quick'], args);
   // Throughput only: longer steps, finer rate steps than the routing profile; a failed step is
   // retried once; a ceiling far above what two workers reach (the native tools offer more than 150 k/s).
-  const profile: Profile = { ...base, trialMs: args.has('full') ? 3000 : 1200, rateStart: args.has('rate-start') ? base.rateStart : 20_000, rateMax: 400_000, rateFactor: args.has('full') ? 1.1 : 1.25, retryFailedStep: true, refineSteps: args.has('full') ? 4 : 3, latencyMs: 1000 };
+  // Starts at 60 k/s (one Node process forwards 110-160 k/s here; a first rate that fails makes
+  // the search go down by halves), bisects down to 2 % steps.
+  const profile: Profile = { ...base, trialMs: args.has('full') ? 3000 : 1200, rateStart: args.has('rate-start') ? base.rateStart : 60_000, rateMax: 400_000, rateFactor: args.has('full') ? 1.1 : 1.25, retryFailedStep: true, refineSteps: 5, refineStop: 1.02, latencyMs: 1000 };
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
   // Whether the machine is busy now (the load average still counts a benchmark that just ended).
   const busy = await busyCores();
   const native = nativeToolsFromArgs(args, log);
   log(native ? 'load tools: native udp-blast / udp-sink (bench/native, cc -O2)' : 'load tools: Node generator and sinks');
   const note = [args.get('note') ?? '', busyNote(busy)].filter(Boolean).join(' ');
-  const rounds = Number(args.get('rounds') ?? 3);
+  const rounds = Number(args.get('rounds') ?? 5);
   if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) throw new Error('bench:forwarder: --rounds must be an integer 1..20');
   // Worker scaling under a CPU budget (default 0.4 of a core per worker; --worker-budget 0 leaves it out).
   const budgetCpus = Number(args.get('worker-budget') ?? 0.4);
@@ -286,7 +293,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     note,
     native,
     rounds,
-    ...(budgetCpus > 0 && !('error' in hierarchy) ? { budget: { cpus: budgetCpus, routers: BUDGET_ROUTERS } } : {}),
+    // The budget phase: 3 rounds at most (its ratios are far from the targets), from 20 k/s (0.4 of a core forwards 40-60 k/s).
+    ...(budgetCpus > 0 && !('error' in hierarchy) ? { budget: { cpus: budgetCpus, routers: BUDGET_ROUTERS, rounds: Math.min(rounds, 3), rateStart: 20_000 } } : {}),
     command: `npm run bench:forwarder${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
   });
   const files = writeReport(res, path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results')), 'forwarder');

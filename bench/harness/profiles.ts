@@ -20,6 +20,8 @@ export interface Profile {
   retryFailedStep: boolean;
   /** Bisection steps between the last held and the first failed rate. */
   refineSteps: number;
+  /** Bisection stops once the first failed rate is within this factor of the best held one (default 1.06). */
+  refineStop?: number;
   /** Fixed offered rate for the latency measurement and the scenarios. */
   latencyRate: number;
   latencyMs: number;

@@ -143,7 +143,7 @@ export async function rateSearch(
         if (!pass) s.failedAt = Math.min(s.failedAt, s.rate);
         s.refinements++;
         const mid = Math.round(Math.sqrt(r.bestRate * s.failedAt));
-        if (s.refinements >= p.refineSteps || s.failedAt / r.bestRate < 1.06) s.done = true;
+        if (s.refinements >= p.refineSteps || s.failedAt / r.bestRate < (p.refineStop ?? 1.06)) s.done = true;
         else s.rate = mid;
       } else if (pass) {
         s.retried = false;
