@@ -137,17 +137,23 @@ export function renderMarkdown(res: BenchResults, charts: Record<string, string>
 export function budgetTable(res: BenchResults): string {
   const rows = res.results.filter((r) => r.scenario === 'cpu-budget');
   if (!rows.length) return '';
-  const b = res.params.worker_budget as { cpus_per_worker: number } | undefined;
+  const cpus = (res.params.worker_budget as { cpus_per_worker: number } | undefined)?.cpus_per_worker;
   const one = (id: string): ResultRow | undefined => rows.find((r) => r.router === id.replace(/-w\d+$/, ''));
+  const workers = (id: string): number => res.routers.find((r) => r.id === id)?.workers ?? 1;
+  // What the budget buys at the measured cost: workers x budget / CPU per packet.
+  const capacity = (r: ResultRow): number | null => (cpus && r.cpu_us_per_packet ? Math.round((workers(r.router) * cpus * 1e6) / r.cpu_us_per_packet) : null);
   const out = [
-    `Worker scaling, each forwarding process confined to ${b?.cpus_per_worker ?? '?'} of a core (cgroup CPU quota):`,
+    `Worker scaling, each forwarding process confined to ${cpus ?? '?'} of a core (cgroup CPU quota; on 2 cores the load tools need most of the second core, so without a budget two workers cannot show how they scale; docs/bench.md):`,
     '',
-    '| router | max pps (loss ≤ 0.1 %) | × 1 worker | CPU µs/pkt |',
-    '| --- | ---: | ---: | ---: |',
+    '| router | max pps (loss ≤ 0.1 %) | × 1 worker | CPU µs/pkt | budget ÷ CPU per packet | × 1 worker |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of rows) {
     const base = one(r.router);
-    out.push(`| ${labelOf(res, r.router)} | ${num(r.pps)} | ${base && base.pps && base !== r ? x(r.pps / base.pps) : '–'} | ${num(r.cpu_us_per_packet)} |`);
+    const cap = capacity(r);
+    const baseCap = base ? capacity(base) : null;
+    const other = base !== undefined && base !== r;
+    out.push(`| ${labelOf(res, r.router)} | ${num(r.pps)} | ${other && base.pps ? x(r.pps / base.pps) : '–'} | ${num(r.cpu_us_per_packet)} | ${num(cap)} | ${other && cap && baseCap ? x(cap / baseCap) : '–'} |`);
   }
   return out.join('\n');
 }
@@ -199,7 +205,7 @@ export function readmeSection(res: BenchResults | undefined, chartPath: string, 
     '```sh',
     'npm run bench            # quick profile, < 3 min: results in bench/results/latest.{json,md} + SVG charts',
     'npm run bench -- --full  # the whole matrix (more rates, 100k+ flows)',
-    'npm run bench:forwarder  # quic-lb serve vs the bare relay (1 and 2 workers)',
+    'npm run bench:forwarder  # quic-lb serve vs the bare relay, 5 rounds; 1 vs 2 workers under a CPU budget (~14 min)',
     '```',
     '',
     ...routing,

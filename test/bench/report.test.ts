@@ -8,6 +8,7 @@ import { barChart, escapeXml, lineChart } from '../../bench/report/svg.js';
 import { renderMarkdown } from '../../bench/report/markdown.js';
 import type { BenchResults, ResultRow } from '../../bench/report/types.js';
 import { charts, updateReadme, writeReport } from '../../bench/report/write.js';
+import { median, pairedRatio } from '../../bench/forwarder/run.js';
 
 function rowOf(router: string, scenario: string, pps: number, correct: number, extra: Partial<ResultRow> = {}): ResultRow {
   return {
@@ -119,5 +120,51 @@ describe('bench report', () => {
     expect(text.endsWith('<!-- /section:bench -->\ntail\n')).toBe(true);
     expect(Object.keys(charts(sample()))).toContain('memory');
     expect(renderMarkdown(sample(), {})).not.toContain('![');
+  });
+});
+
+describe('forwarder report: rounds, paired ratios and the CPU-budget phase', () => {
+  it('takes the median of per-round ratios, not the ratio of medians', () => {
+    const rounds = {
+      a: [{ pps: 100, cpu_us_per_packet: 7 }, { pps: 80, cpu_us_per_packet: 7 }, { pps: 120, cpu_us_per_packet: 7 }],
+      b: [{ pps: 100, cpu_us_per_packet: 6 }, { pps: 100, cpu_us_per_packet: 6 }, { pps: 100, cpu_us_per_packet: 6 }],
+      c: [{ pps: 0, cpu_us_per_packet: null }],
+    };
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(3);
+    expect(median([null, undefined, 5])).toBe(5);
+    expect(median([])).toBeNull();
+    // per round 1.0, 0.8, 1.2 -> 1.0
+    expect(pairedRatio(rounds, 'a', 'b')).toBe(1);
+    // A round where either side held nothing does not count; none left -> null.
+    expect(pairedRatio(rounds, 'c', 'b')).toBeNull();
+    expect(pairedRatio(rounds, 'a', 'missing')).toBeNull();
+  });
+
+  it('renders the budget table with what the budget buys, and every round', () => {
+    const res = baseResults({ kind: 'forwarder', profile: 'quick', preliminary: false, note: '', command: 'npm run bench:forwarder' });
+    res.routers = [
+      { id: 'quic-lb-plaintext', label: 'quic-lb serve (plaintext)', family: 'quic-lb', workers: 1 },
+      { id: 'quic-lb-plaintext-w2', label: 'quic-lb serve (plaintext, 2 workers)', family: 'quic-lb', workers: 2 },
+    ];
+    res.params = { rounds: 2, worker_budget: { cpus_per_worker: 0.4, method: 'cgroups' } };
+    res.results = [
+      rowOf('quic-lb-plaintext', 'steady', 140_000, 1),
+      rowOf('quic-lb-plaintext', 'cpu-budget', 40_000, 1, { cpu_us_per_packet: 8 }),
+      rowOf('quic-lb-plaintext-w2', 'cpu-budget', 100_000, 1, { cpu_us_per_packet: 8 }),
+    ];
+    res.rounds = {
+      'quic-lb-plaintext': [{ pps: 130_000, cpu_us_per_packet: 7 }, { pps: 140_000, cpu_us_per_packet: 6.9 }],
+      'quic-lb-plaintext@budget': [{ pps: 40_000, cpu_us_per_packet: 8 }, { pps: 41_000, cpu_us_per_packet: 8 }],
+    };
+    const md = renderMarkdown(res, {});
+    expect(md).toContain('## Worker scaling under a CPU budget');
+    // 0.4 CPU / 8 µs = 50,000 packets/s for one worker, twice that for two; held 2.5x.
+    expect(md).toContain('| quic-lb serve (plaintext) | 40,000 | – | 8 | 50,000 | – |');
+    expect(md).toContain('| quic-lb serve (plaintext, 2 workers) | 100,000 | 2.50× | 8 | 100,000 | 2.00× |');
+    expect(md).toContain('| quic-lb serve (plaintext) | 130,000 (7 µs) | 140,000 (6.9 µs) | 140,000 |');
+    expect(md).toContain('| quic-lb serve (plaintext) (budget) | 40,000 (8 µs) | 41,000 (8 µs) | 41,000 |');
+    // A routing report has neither section.
+    expect(renderMarkdown(sample(), {})).not.toContain('CPU budget');
   });
 });
