@@ -30,6 +30,7 @@ import type { Target } from '../load/generator.js';
 import { NativeEngine, nativeToolsFromArgs, type NativeTools } from '../native/native.js';
 import { busyCores, busyNote, processTree } from '../lib/procstat.js';
 import { BUDGET_PERIOD_US, CpuBudget, cpuHierarchy } from '../lib/cgroup.js';
+import { median, minNull } from '../lib/stats.js';
 
 export const FORWARDER_ROUTERS = (): RouterSpec[] => [
   bareRelay(),
@@ -54,14 +55,12 @@ export const NODE_LOAD_TOOLS = 'Node generator and sinks (worker threads of the 
 /** Key suffix of the budget phase in `rounds` and `rate_search`. */
 export const BUDGET_SUFFIX = '@budget';
 export const BUDGET_METHOD = 'each forwarding process (the cluster workers, or the single process) in its own cgroup with a CFS quota; the load tools and the primary unlimited';
-/** Routers searched again under the CPU budget: the 1- and 2-worker pairs. */
-export const BUDGET_ROUTERS = ['bare-relay', 'bare-relay-w2', 'quic-lb-plaintext', 'quic-lb-plaintext-w2', 'quic-lb-four-pass', 'quic-lb-four-pass-w2'];
 
 /** The worker-scaling phase: each forwarding process confined to `cpus` of a core (bench/lib/cgroup.ts). */
 export interface BudgetPhase {
   cpus: number;
-  /** Router ids (of the run's routers) searched again under the budget. */
-  routers: string[];
+  /** Router ids (of the run's routers) searched again under the budget; default all of them. */
+  routers?: string[];
   /** Rounds of this phase (default: the run's). */
   rounds?: number;
   /** First rate of this phase's searches (default: the profile's). */
@@ -79,12 +78,6 @@ export interface ForwarderBenchOptions {
   /** Rate searches per router (alternating, as every search is); the report takes medians. Default 1. */
   rounds?: number;
   budget?: BudgetPhase;
-}
-
-/** Median of the numbers (the upper one of an even count), or null for none. */
-export function median(values: readonly (number | null | undefined)[]): number | null {
-  const v = values.filter((x): x is number => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
-  return v.length ? v[v.length >> 1] : null;
 }
 
 /**
@@ -125,11 +118,9 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
     ? new NativeEngine(o.native, { conns: p.conns, packetSize: p.packetSize, seed: p.seed, tmp })
     : new Engine({ conns: p.conns, packetSize: p.packetSize, seed: p.seed, maxFlows: p.conns, needRedis: false });
   const running: { spec: RouterSpec; handle: RouterHandle }[] = [];
-  const budgets: CpuBudget[] = [];
-  /** Runs `rounds` rate searches over `set`; results keyed by router id + `suffix`. */
+  /** Runs `n` rate searches over `set`, each round's result in `res.rounds` under router id + `suffix`; returns per key the best trial of the median round. */
   const searchRounds = async (set: typeof running, phase: string, suffix: string, n: number, prof: Profile): Promise<Map<string, TrialResult | undefined>> => {
-    const bestOfMedian = new Map<string, TrialResult | undefined>();
-    const perRouter = new Map<string, { r: RoundResult; best: TrialResult | undefined }[]>();
+    const bests = new Map<string, (TrialResult | undefined)[]>();
     for (let k = 1; k <= n; k++) {
       o.log(`${phase}: rate search, round ${k} of ${n}`);
       const search = await rateSearch(engine, set, prof, o.log);
@@ -137,18 +128,17 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
         const s = search.get(r.spec.id)!;
         const key = r.spec.id + suffix;
         (res.rate_search[key] ??= []).push(...s.steps.map((st) => ({ ...st, round: k })));
-        const rr: RoundResult = { pps: s.best?.pps ?? 0, cpu_us_per_packet: s.best?.cpu_us_per_packet ?? null };
-        (res.rounds![key] ??= []).push(rr);
-        if (!perRouter.has(key)) perRouter.set(key, []);
-        perRouter.get(key)!.push({ r: rr, best: s.best });
+        (res.rounds![key] ??= []).push({ pps: s.best?.pps ?? 0, cpu_us_per_packet: s.best?.cpu_us_per_packet ?? null });
+        bests.set(key, [...(bests.get(key) ?? []), s.best]);
       }
     }
     // The round whose rate is the median stands for the router (its loss, RSS, misdeliveries).
-    for (const [key, list] of perRouter) {
-      const m = median(list.map((x) => x.r.pps));
-      bestOfMedian.set(key, list.find((x) => x.r.pps === m)?.best);
+    const out = new Map<string, TrialResult | undefined>();
+    for (const [key, list] of bests) {
+      const m = median(res.rounds![key].map((x) => x.pps));
+      out.set(key, list[res.rounds![key].findIndex((x) => x.pps === m)]);
     }
-    return bestOfMedian;
+    return out;
   };
   const row = (id: string, scenario: string, b: TrialResult | undefined, key: string): ResultRow => ({
     router: id,
@@ -187,7 +177,7 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
       out.p99_us = lat.p99_us;
       out.added_p50_us = lat.p50_us === null || direct.p50_us === null ? null : round(lat.p50_us - direct.p50_us, 1);
       out.added_p99_us = lat.p99_us === null || direct.p99_us === null ? null : round(lat.p99_us - direct.p99_us, 1);
-      out.correct_ratio = lat.correct_ratio === null || out.correct_ratio === null ? (lat.correct_ratio ?? out.correct_ratio) : Math.min(lat.correct_ratio, out.correct_ratio);
+      out.correct_ratio = minNull(lat.correct_ratio, out.correct_ratio);
       out.misdelivered += lat.misdelivered;
       if (!out.rss_mb) out.rss_mb = lat.rss_mb;
       out.rtt_p50_us = lat.rtt_p50_us;
@@ -196,7 +186,9 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
       res.results.push(out);
     }
     if (o.budget) {
-      const set = running.filter((r) => o.budget!.routers.includes(r.spec.id));
+      const only = o.budget.routers;
+      const set = only ? running.filter((r) => only.includes(r.spec.id)) : running;
+      const budgets: CpuBudget[] = [];
       try {
         for (const r of set) {
           for (const pid of forwardingPids(r.spec, r.handle)) budgets.push(CpuBudget.apply(pid, o.budget.cpus, `quic-lb-bench-${process.pid}-${pid}`));
@@ -206,9 +198,9 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
         const bestB = await searchRounds(set, `each worker <= ${o.budget.cpus} CPU`, BUDGET_SUFFIX, n, { ...p, rateStart: o.budget.rateStart ?? p.rateStart });
         for (const r of set) res.results.push(row(r.spec.id, 'cpu-budget', bestB.get(r.spec.id + BUDGET_SUFFIX), r.spec.id + BUDGET_SUFFIX));
       } catch (e) {
-        res.skipped.push({ router: `worker scaling under a CPU budget (${o.budget.routers.join(', ')})`, reason: (e as Error).message });
+        res.skipped.push({ router: `worker scaling under a CPU budget (${set.map((r) => r.spec.id).join(', ')})`, reason: (e as Error).message });
       } finally {
-        for (const b of budgets.splice(0)) b.release();
+        for (const b of budgets) b.release();
       }
     }
     if (engine instanceof NativeEngine) {
@@ -221,7 +213,6 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
       res.params.load_tools_cpu_us_per_packet = { blast: med(high.map((c) => c.blast)), sink: med(high.map((c) => c.sink)), from_pps: Math.round(top / 2) };
     }
   } finally {
-    for (const b of budgets) b.release();
     for (const r of running) await r.handle.stop().catch(() => {});
     await engine.close();
     rmSync(tmp, { recursive: true, force: true });
@@ -294,7 +285,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     native,
     rounds,
     // The budget phase: 3 rounds at most (its ratios are far from the targets), from 20 k/s (0.4 of a core forwards 40-60 k/s).
-    ...(budgetCpus > 0 && !('error' in hierarchy) ? { budget: { cpus: budgetCpus, routers: BUDGET_ROUTERS, rounds: Math.min(rounds, 3), rateStart: 20_000 } } : {}),
+    ...(budgetCpus > 0 && !('error' in hierarchy) ? { budget: { cpus: budgetCpus, rounds: Math.min(rounds, 3), rateStart: 20_000 } } : {}),
     command: `npm run bench:forwarder${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
   });
   const files = writeReport(res, path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results')), 'forwarder');

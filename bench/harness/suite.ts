@@ -9,6 +9,7 @@ import type { Profile, ScenarioId } from './profiles.js';
 import { repoRoot } from './build.js';
 import type { RouterHandle, RouterSpec } from './routers.js';
 import { NativeEngine, type NativeTools } from '../native/native.js';
+import { minNull } from '../lib/stats.js';
 
 export interface SuiteOptions {
   profile: Profile;
@@ -385,12 +386,6 @@ export function searchCapped(steps: RateStep[] | undefined): boolean {
   if (!failed.length) return true;
   const lowest = failed.reduce((a, b) => (b.rate < a.rate ? b : a));
   return lowest.generator_bound === true;
-}
-
-function minNull(a: number | null, b: number | null): number | null {
-  if (a === null) return b;
-  if (b === null) return a;
-  return Math.min(a, b);
 }
 
 /** Ratios between routers and the targets, from the rows. */

@@ -1,5 +1,6 @@
 // The Markdown report (bench/results/latest.md) and the README's bench section, from a results object.
 import type { BenchResults, ResultRow } from './types.js';
+import { median } from '../lib/stats.js';
 
 const pct = (v: number | null | undefined, digits = 2): string => (v === null || v === undefined ? '–' : `${(v * 100).toFixed(digits)} %`);
 const num = (v: number | null | undefined): string => (v === null || v === undefined ? '–' : v >= 1000 ? Math.round(v).toLocaleString('en-US') : String(v));
@@ -166,8 +167,7 @@ export function roundsTable(res: BenchResults): string {
   const out = [`| router | ${Array.from({ length: n }, (_, i) => `round ${i + 1}`).join(' | ')} | median |`, `| --- | ${Array.from({ length: n + 1 }, () => '---:').join(' | ')} |`];
   for (const [key, v] of entries) {
     const [id, phase] = key.split('@');
-    const sorted = v.map((q) => q.pps).sort((a, b) => a - b);
-    out.push(`| ${labelOf(res, id)}${phase ? ` (${phase})` : ''} | ${v.map((q) => `${num(q.pps)} (${num(q.cpu_us_per_packet)} µs)`).join(' | ')} | ${num(sorted[sorted.length >> 1])} |`);
+    out.push(`| ${labelOf(res, id)}${phase ? ` (${phase})` : ''} | ${v.map((q) => `${num(q.pps)} (${num(q.cpu_us_per_packet)} µs)`).join(' | ')} | ${num(median(v.map((q) => q.pps)))} |`);
   }
   return out.join('\n');
 }
@@ -175,11 +175,12 @@ export function roundsTable(res: BenchResults): string {
 /** The forwarder table: rates, CPU, ratios to the bare relay and the issue-3 targets. */
 export function forwarderTable(res: BenchResults): string {
   const rounds = Number(res.params.rounds ?? 1);
+  const budget = budgetTable(res);
   const out = [
     ...(rounds > 1 ? [`Medians of ${rounds} rate searches per router; a ratio is the median of the per-round ratios.`, ''] : []),
     steadyTable(res),
     '',
-    ...(budgetTable(res) ? [budgetTable(res), ''] : []),
+    ...(budget ? [budget, ''] : []),
     targetsTable(res),
   ];
   return out.join('\n');

@@ -13,7 +13,8 @@ import { ensureBuilt } from '../../bench/harness/build.js';
 import { SCHEMES, SERVER_IDS } from '../../bench/harness/engine.js';
 import { PROFILES } from '../../bench/harness/profiles.js';
 import { bareRelay, quicLbRouter, type Env, type RouterHandle } from '../../bench/harness/routers.js';
-import { NATIVE_LOAD_TOOLS, median, runForwarderBench } from '../../bench/forwarder/run.js';
+import { NATIVE_LOAD_TOOLS, runForwarderBench } from '../../bench/forwarder/run.js';
+import { median } from '../../bench/lib/stats.js';
 import {
   ANY_OWNER,
   LEARN_OWNER,

@@ -8,7 +8,8 @@ import { barChart, escapeXml, lineChart } from '../../bench/report/svg.js';
 import { renderMarkdown } from '../../bench/report/markdown.js';
 import type { BenchResults, ResultRow } from '../../bench/report/types.js';
 import { charts, updateReadme, writeReport } from '../../bench/report/write.js';
-import { median, pairedRatio } from '../../bench/forwarder/run.js';
+import { pairedRatio } from '../../bench/forwarder/run.js';
+import { median } from '../../bench/lib/stats.js';
 
 function rowOf(router: string, scenario: string, pps: number, correct: number, extra: Partial<ResultRow> = {}): ResultRow {
   return {
