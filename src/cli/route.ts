@@ -1,7 +1,7 @@
 // `quic-lb route`: "where would this packet go?" with the same decide() the forwarder runs.
 import type { CommandModule } from 'yargs';
 import { parseIPv4Into, parseIPv6Into } from '../quic/index.js';
-import { FourTuple, REASON_NAMES, buildRouterState, decide, fallbackSlot, formatEndpoint, loadConfigFile, parseEndpoint } from '../lb/index.js';
+import { type BackendState, FourTuple, REASON_NAMES, buildRouterState, decide, fallbackSlot, formatEndpoint, loadConfigFile, parseEndpoint } from '../lb/index.js';
 import { CliError } from './errors.js';
 
 interface RouteArgs {
@@ -12,6 +12,7 @@ interface RouteArgs {
   from: string;
   to?: string;
   down: string[];
+  draining: string[];
   json: boolean;
 }
 
@@ -31,7 +32,8 @@ export const routeCommand: CommandModule<object, RouteArgs> = {
       .option('datagram', { type: 'boolean', default: false, describe: 'the hex is a whole UDP payload, even if 20 octets or shorter' })
       .option('from', { type: 'string', default: '192.0.2.1:50000', describe: 'client address:port (feeds the fallback hash)' })
       .option('to', { type: 'string', describe: 'VIP address:port the datagram was sent to (default: the first listen address)' })
-      .option('down', { type: 'string', array: true, default: [], describe: 'backends to treat as failing health (default: all up)' })
+      .option('down', { type: 'string', array: true, default: [], describe: "backends in health state 'down' (default: all up)" })
+      .option('draining', { type: 'string', array: true, default: [], describe: "backends in health state 'draining' (no new flows; CID-routed packets still reach them)" })
       .option('json', { type: 'boolean', default: false, describe: 'print JSON' })
       .example('$0 route --config lb.yaml --cid 07c4605e4504cc4f', 'which backend owns this CID?') as never,
   handler: (argv) => {
@@ -47,9 +49,14 @@ export const routeCommand: CommandModule<object, RouteArgs> = {
     const to = argv.to === undefined ? config.listen.find((l) => l.family === from.family) : parseEndpoint(argv.to, true);
     if (!to) throw new CliError(argv.to === undefined ? `no IPv${from.family} VIP in the config; give --to` : `--to: expected ip:port, got '${argv.to}'`, 2);
     if (to.family !== from.family) throw new CliError('--from and --to must be of the same address family', 2);
-    const down = new Set(argv.down.flatMap((d) => d.split(',')).filter((d) => d !== ''));
-    for (const name of down) if (!config.backends.some((b) => b.name === name)) throw new CliError(`--down: no backend named '${name}'`, 2);
-    const state = buildRouterState(config, new Map(config.backends.map((b) => [b.name, !down.has(b.name)])));
+    const view = new Map<string, BackendState>(config.backends.map((b) => [b.name, 'up']));
+    for (const [flag, list, st] of [['--down', argv.down, 'down'], ['--draining', argv.draining, 'draining']] as const) {
+      for (const name of list.flatMap((d) => d.split(',')).filter((d) => d !== '')) {
+        if (!config.backends.some((b) => b.name === name)) throw new CliError(`${flag}: no backend named '${name}'`, 2);
+        view.set(name, st);
+      }
+    }
+    const state = buildRouterState(config, view);
     const t = new FourTuple();
     t.family = from.family;
     if (from.family === 4) {

@@ -12,13 +12,13 @@ import { Forwarder } from './forwarder.js';
 import type { Endpoint } from './ip.js';
 import { createLogger } from './logger.js';
 import type { DataPlane } from './plane.js';
-import type { HealthView } from './router.js';
+import type { BackendState, HealthView } from './router.js';
 
 /** IPC messages primary -> worker. */
 type ToWorker =
-  | { t: 'lb:init'; config: LbConfig; health: [string, boolean][] }
-  | { t: 'lb:config'; id: number; config: LbConfig; health: [string, boolean][] }
-  | { t: 'lb:health'; health: [string, boolean][] }
+  | { t: 'lb:init'; config: LbConfig; health: [string, BackendState][] }
+  | { t: 'lb:config'; id: number; config: LbConfig; health: [string, BackendState][] }
+  | { t: 'lb:health'; health: [string, BackendState][] }
   | { t: 'lb:snapshot'; id: number };
 /** IPC messages worker -> primary. */
 type FromWorker =

@@ -41,8 +41,10 @@ export interface HealthCheckSpec {
   timeoutMs: number;
   /** Consecutive successes that bring a down backend up. */
   rise: number;
-  /** Consecutive failures that take an up backend down. */
+  /** Consecutive failures that make an up (or draining) backend `unreachable`. */
   fall: number;
+  /** How long an `unreachable` backend keeps its CID-routed traffic before it is `down`. */
+  downGraceMs: number;
 }
 
 export interface BackendSpec {
@@ -77,6 +79,7 @@ export const DEFAULTS = Object.freeze({
   timeoutMs: 500,
   rise: 2,
   fall: 3,
+  downGraceMs: 30_000,
   initial: 'up' as const,
   tableSize: DEFAULT_MAGLEV_TABLE_SIZE,
   returnMode: 'via-lb' as ReturnMode,
@@ -91,8 +94,8 @@ export const KNOWN_FIELDS = Object.freeze({
   root: ['listen', 'quicLb', 'backends', 'fallback', 'health', 'returnPath', 'metrics', 'workers', 'socket', 'drainMs', 'log'],
   quicLb: ['configId', 'serverIdLength', 'nonceLength', 'key', 'keyFile', 'cipher'],
   backend: ['name', 'address', 'serverIds', 'weight', 'health'],
-  backendHealth: ['type', 'address', 'url', 'intervalMs', 'timeoutMs', 'rise', 'fall'],
-  health: ['type', 'intervalMs', 'timeoutMs', 'rise', 'fall', 'initial'],
+  backendHealth: ['type', 'address', 'url', 'intervalMs', 'timeoutMs', 'rise', 'fall', 'downGraceMs'],
+  health: ['type', 'intervalMs', 'timeoutMs', 'rise', 'fall', 'downGraceMs', 'initial'],
   fallback: ['key', 'keyFile', 'tableSize'],
   returnPath: ['mode', 'listen', 'hmacKey', 'hmacKeyFile', 'signForward', 'allow'],
   metrics: ['listen'],
@@ -195,6 +198,7 @@ function healthSpec(o: Obj, at: string, dflt: Omit<HealthCheckSpec, 'address' | 
     timeoutMs: int(o.timeoutMs, `${at}/timeoutMs`, 1, 3_600_000, dflt.timeoutMs),
     rise: int(o.rise, `${at}/rise`, 1, 100, dflt.rise),
     fall: int(o.fall, `${at}/fall`, 1, 100, dflt.fall),
+    downGraceMs: int(o.downGraceMs, `${at}/downGraceMs`, 0, 86_400_000, dflt.downGraceMs),
   };
   if (o.address !== undefined) spec.address = endpoint(o.address, `${at}/address`, false);
   else if ((type === 'udp' || type === 'tcp') && backendAddress) spec.address = backendAddress;
@@ -268,6 +272,7 @@ export function validateConfig(doc: unknown, baseDir = process.cwd()): LbConfig 
     timeoutMs: int(h.timeoutMs, '/health/timeoutMs', 1, 3_600_000, DEFAULTS.timeoutMs),
     rise: int(h.rise, '/health/rise', 1, 100, DEFAULTS.rise),
     fall: int(h.fall, '/health/fall', 1, 100, DEFAULTS.fall),
+    downGraceMs: int(h.downGraceMs, '/health/downGraceMs', 0, 86_400_000, DEFAULTS.downGraceMs),
   };
   if (healthDefaults.type === 'http') fail('ERR_CONFIG_ENUM', '/health/type', 'http needs a per-backend url; set type http on the backends');
   const initial = oneOf(h.initial, '/health/initial', ['up', 'down'] as const, DEFAULTS.initial);

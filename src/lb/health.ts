@@ -14,26 +14,73 @@ import {
 } from '../quic/index.js';
 import type { BackendSpec, HealthCheckSpec, LbConfig } from './config.js';
 import { formatEndpoint } from './ip.js';
+import { type BackendState, initialState } from './router.js';
 
 /** Per-backend health bookkeeping, exposed for metrics. */
 export interface BackendHealth {
-  up: boolean;
+  state: BackendState;
+  /** When `state` was entered (ms since the epoch). */
+  since: number;
   checksOk: number;
   checksFailed: number;
   transitions: number;
 }
 
+/** The outcome of one probe: the backend answered "up", answered "draining", or did not answer (in time). */
+export type ProbeResult = 'up' | 'draining' | 'failed';
+
+/** Consecutive probe outcomes of one backend. */
+export interface ProbeStreaks {
+  /** Answers of either kind in a row. */
+  answers: number;
+  /** "up" answers in a row. */
+  ups: number;
+  /** Failed probes in a row. */
+  failures: number;
+}
+
+/**
+ * The health state machine (see HealthChecker): the state after one probe `result`, for a
+ * backend in `state` since `since` (ms). Updates `streaks`; nothing else. Pure, for tests.
+ */
+export function nextState(
+  state: BackendState,
+  since: number,
+  streaks: ProbeStreaks,
+  spec: Pick<HealthCheckSpec, 'rise' | 'fall' | 'downGraceMs'>,
+  result: ProbeResult,
+  now: number,
+): BackendState {
+  if (result === 'failed') {
+    streaks.answers = 0;
+    streaks.ups = 0;
+    streaks.failures++;
+    if ((state === 'up' || state === 'draining') && streaks.failures >= spec.fall) return spec.downGraceMs === 0 ? 'down' : 'unreachable';
+    if (state === 'unreachable' && now - since >= spec.downGraceMs) return 'down';
+    return state;
+  }
+  streaks.failures = 0;
+  streaks.answers++;
+  if (result === 'draining') {
+    streaks.ups = 0;
+    if (state === 'up' || state === 'unreachable') return 'draining';
+    if (state === 'down' && streaks.answers >= spec.rise) return 'draining';
+    return state;
+  }
+  streaks.ups++;
+  return state !== 'up' && streaks.ups >= spec.rise ? 'up' : state;
+}
+
 interface Check {
   spec: HealthCheckSpec;
   state: BackendHealth;
-  successes: number;
-  failures: number;
+  streaks: ProbeStreaks;
   timer: NodeJS.Timeout | undefined;
   stopped: boolean;
 }
 
 interface Pending {
-  resolve: (ok: boolean) => void;
+  resolve: (result: ProbeResult) => void;
   address: string;
   port: number;
   timer: NodeJS.Timeout;
@@ -42,23 +89,34 @@ interface Pending {
 export interface HealthCheckerOptions {
   logger: Logger;
   /** Called after any backend changes state, with the full view. */
-  onChange: (view: Map<string, boolean>) => void;
+  onChange: (view: Map<string, BackendState>) => void;
+  /** The clock (ms), injectable for tests. Default Date.now. */
+  now?: () => number;
 }
 
 /**
- * Probes every backend on its own timer. A backend goes down after `fall` consecutive failures
- * and up after `rise` consecutive successes; it starts in `config.health.initial`, and a backend
- * with type 'none' is always up.
+ * Probes every backend on its own timer and keeps its `BackendState` (router.ts), so that no
+ * fault resets a live connection (docs/lb.md "Health and drain policy"):
+ * - a "draining" answer makes an `up` or `unreachable` backend `draining` at once (the backend
+ *   said so); `rise` consecutive "up" answers make any other state `up`; from `down`, `rise`
+ *   consecutive answers of either kind are needed before its CID-routed traffic returns;
+ * - `fall` consecutive failures make an `up` or `draining` backend `unreachable` (out of the
+ *   fallback table, CID-routed traffic still delivered); still failing `downGraceMs` after that,
+ *   it is `down` (CID-routed traffic takes the fallback);
+ * - a backend starts in `initialState()` (type 'none': always up).
  */
 export class HealthChecker {
   private readonly checks = new Map<string, Check>();
   private readonly pending = new Map<number, Pending>();
   private readonly tokenPrefix = randomBytes(4);
   private seq = 0;
+  private readonly now: () => number;
   private sockets: { 4?: dgram.Socket; 6?: dgram.Socket } = {};
   private closed = false;
 
-  constructor(private readonly opts: HealthCheckerOptions) {}
+  constructor(private readonly opts: HealthCheckerOptions) {
+    this.now = opts.now ?? Date.now;
+  }
 
   /** Applies a (new) config: starts, restarts or stops checks. Keeps the state of kept backends. */
   configure(config: LbConfig): void {
@@ -73,25 +131,23 @@ export class HealthChecker {
     for (const b of config.backends) {
       const old = this.checks.get(b.name);
       if (old && !old.stopped) continue;
-      const up = b.health.type === 'none' ? true : old ? old.state.up : config.health.initial === 'up';
       const check: Check = {
         spec: b.health,
-        state: old?.state ?? { up, checksOk: 0, checksFailed: 0, transitions: 0 },
-        successes: 0,
-        failures: 0,
+        state: old?.state ?? { state: initialState(config, b), since: this.now(), checksOk: 0, checksFailed: 0, transitions: 0 },
+        streaks: { answers: 0, ups: 0, failures: 0 },
         timer: undefined,
         stopped: false,
       };
-      if (b.health.type === 'none') check.state.up = true;
+      if (b.health.type === 'none') check.state.state = 'up';
       this.checks.set(b.name, check);
       if (b.health.type !== 'none') this.schedule(b.name, check, 0);
     }
   }
 
-  /** name -> up for every configured backend. */
-  view(): Map<string, boolean> {
-    const v = new Map<string, boolean>();
-    for (const [name, c] of this.checks) v.set(name, c.state.up);
+  /** name -> state for every configured backend. */
+  view(): Map<string, BackendState> {
+    const v = new Map<string, BackendState>();
+    for (const [name, c] of this.checks) v.set(name, c.state.state);
     return v;
   }
 
@@ -107,7 +163,7 @@ export class HealthChecker {
     for (const c of this.checks.values()) this.stop(c);
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
-      p.resolve(false);
+      p.resolve('failed');
     }
     this.pending.clear();
     this.sockets[4]?.close();
@@ -124,47 +180,39 @@ export class HealthChecker {
   private schedule(name: string, c: Check, delay: number): void {
     c.timer = setTimeout(() => {
       const started = Date.now();
-      void this.probe(c.spec).then((ok) => {
+      void this.probe(c.spec).then((result) => {
         if (c.stopped || this.closed) return;
-        this.record(name, c, ok);
+        this.record(name, c, result);
         this.schedule(name, c, Math.max(0, c.spec.intervalMs - (Date.now() - started)));
       });
     }, delay);
     c.timer.unref();
   }
 
-  private record(name: string, c: Check, ok: boolean): void {
-    if (ok) {
-      c.state.checksOk++;
-      c.failures = 0;
-      c.successes++;
-      if (!c.state.up && c.successes >= c.spec.rise) this.transition(name, c, true);
-    } else {
-      c.state.checksFailed++;
-      c.successes = 0;
-      c.failures++;
-      if (c.state.up && c.failures >= c.spec.fall) this.transition(name, c, false);
-    }
-  }
-
-  private transition(name: string, c: Check, up: boolean): void {
-    c.state.up = up;
+  private record(name: string, c: Check, result: ProbeResult): void {
+    if (result === 'failed') c.state.checksFailed++;
+    else c.state.checksOk++;
+    const to = nextState(c.state.state, c.state.since, c.streaks, c.spec, result, this.now());
+    if (to === c.state.state) return;
+    const from = c.state.state;
+    c.state.state = to;
+    c.state.since = this.now();
     c.state.transitions++;
-    this.opts.logger.warn({ backend: name, up, probe: c.spec.type }, up ? 'backend up' : 'backend down');
+    this.opts.logger.warn({ backend: name, from, to, probe: c.spec.type }, `backend ${to}`);
     this.opts.onChange(this.view());
   }
 
   /** One probe of `spec`. */
-  probe(spec: HealthCheckSpec): Promise<boolean> {
+  probe(spec: HealthCheckSpec): Promise<ProbeResult> {
     switch (spec.type) {
       case 'udp':
         return this.probeUdp(spec);
       case 'tcp':
-        return probeTcp(spec);
+        return probeTcp(spec).then(upOrFailed);
       case 'http':
-        return probeHttp(spec);
+        return probeHttp(spec).then(upOrFailed);
       default:
-        return Promise.resolve(true);
+        return Promise.resolve('up');
     }
   }
 
@@ -190,18 +238,18 @@ export class HealthChecker {
     if (!p || p.address !== rinfo.address || p.port !== rinfo.port) return;
     this.pending.delete(seq);
     clearTimeout(p.timer);
-    p.resolve(kind === HealthProbeKind.UP);
+    p.resolve(kind === HealthProbeKind.UP ? 'up' : 'draining');
   }
 
-  private probeUdp(spec: HealthCheckSpec): Promise<boolean> {
+  private probeUdp(spec: HealthCheckSpec): Promise<ProbeResult> {
     const target = spec.address;
-    if (!target || this.closed) return Promise.resolve(false);
+    if (!target || this.closed) return Promise.resolve('failed');
     const seq = (this.seq = (this.seq + 1) >>> 0);
     const token = Buffer.alloc(8);
     this.tokenPrefix.copy(token, 0);
     token.writeUInt32BE(seq, 4);
     const probe = encodeHealthProbe(HealthProbeKind.REQUEST, token);
-    return new Promise<boolean>((resolve) => {
+    return new Promise<ProbeResult>((resolve) => {
       // When the timeout fires, a reply may already be waiting in the socket: a busy or stalled
       // event loop runs expired timers before it polls for I/O. Give the poll phase one turn
       // (setImmediate runs after it) so a starved LB does not mark a healthy backend down.
@@ -209,7 +257,7 @@ export class HealthChecker {
         setImmediate(() => {
           if (this.pending.get(seq)?.resolve !== resolve) return;
           this.pending.delete(seq);
-          resolve(false);
+          resolve('failed');
         });
       }, spec.timeoutMs);
       timer.unref();
@@ -222,6 +270,8 @@ export class HealthChecker {
     });
   }
 }
+
+const upOrFailed = (ok: boolean): ProbeResult => (ok ? 'up' : 'failed');
 
 function probeTcp(spec: HealthCheckSpec): Promise<boolean> {
   const target = spec.address;

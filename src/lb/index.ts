@@ -39,6 +39,9 @@ export {
   type RouterState,
   type RouterBackend,
   type HealthView,
+  type BackendState,
+  BACKEND_STATES,
+  initialState,
   buildRouterState,
   withHealth,
   decide,
@@ -46,7 +49,7 @@ export {
   route,
   fallbackSlot,
 } from './router.js';
-export { HealthChecker, type BackendHealth } from './health.js';
+export { HealthChecker, nextState, type BackendHealth, type ProbeResult, type ProbeStreaks } from './health.js';
 export { Forwarder } from './forwarder.js';
 export { LoadBalancer, startLoadBalancer, type LoadBalancerOptions, type ReloadResult } from './load-balancer.js';
 export { createLogger } from './logger.js';

@@ -14,6 +14,7 @@ import type { Endpoint } from './ip.js';
 import { createLogger } from './logger.js';
 import { type ControlStats, createMetrics, startHttp } from './metrics.js';
 import { type DataPlane, LocalPlane } from './plane.js';
+import type { BackendState } from './router.js';
 
 /** Options of `startLoadBalancer`. */
 export interface LoadBalancerOptions {
@@ -219,8 +220,8 @@ export class LoadBalancer {
   healthy(): { ok: boolean; why: string } {
     if (this.control.draining) return { ok: false, why: 'draining' };
     if (this.plane.running() === 0) return { ok: false, why: 'no forwarding process' };
-    const up = [...this.health.view().values()].filter(Boolean).length;
-    if (up === 0) return { ok: false, why: 'no healthy backend' };
+    const up = [...this.health.view().values()].filter((s) => s === 'up').length;
+    if (up === 0) return { ok: false, why: 'no backend up for new flows' };
     return { ok: true, why: `ok: ${up}/${this.config.backends.length} backends up` };
   }
 
@@ -301,8 +302,8 @@ export class LoadBalancer {
     return { vips: this.plane.vipAddresses(), returnPort: this.plane.returnAddress(), metrics: this.httpAddress };
   }
 
-  /** Current health view (backend name -> up). */
-  healthView(): Map<string, boolean> {
+  /** Current health view (backend name -> state). */
+  healthView(): Map<string, BackendState> {
     return this.health.view();
   }
 

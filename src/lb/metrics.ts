@@ -6,6 +6,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { CounterSnapshot } from './counters.js';
 import type { BackendHealth } from './health.js';
 import type { Endpoint } from './ip.js';
+import { BACKEND_STATES } from './router.js';
 import { CID_RESULT_COUNT, CID_RESULT_NAMES, CODEPOINT_COUNT, REASON_NAMES, RETURN_REJECT_NAMES } from './reasons.js';
 
 /** Control-plane state the primary (or single process) keeps. */
@@ -108,8 +109,8 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
   counter('socket_errors_total', 'Socket errors reported by node:dgram (e.g. ICMP unreachable from a backend)', [], (c) => {
     if (snap) c.inc(snap.sendErrors);
   });
-  gauge('backend_up', 'Health of each backend (1 up, 0 down) as the fallback table sees it', ['backend'], (g) => {
-    for (const [backend, h] of source.health()) g.set({ backend }, h.up ? 1 : 0);
+  gauge('backend_state', 'Health state of each backend: 1 for its current state (docs/lb.md "Health and drain policy")', ['backend', 'state'], (g) => {
+    for (const [backend, h] of source.health()) for (const state of BACKEND_STATES) g.set({ backend, state }, h.state === state ? 1 : 0);
   });
   counter('health_checks_total', 'Health probes per backend and result', ['backend', 'result'], (c) => {
     for (const [backend, h] of source.health()) {
@@ -117,7 +118,7 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
       c.inc({ backend, result: 'failed' }, h.checksFailed);
     }
   });
-  counter('health_transitions_total', 'Up/down changes per backend', ['backend'], (c) => {
+  counter('health_transitions_total', 'Health state changes per backend', ['backend'], (c) => {
     for (const [backend, h] of source.health()) c.inc({ backend }, h.transitions);
   });
   counter('config_reloads_total', 'Config reloads (SIGHUP or file change) by outcome; a failed one keeps the old config', ['outcome'], (c) => {

@@ -102,6 +102,19 @@ function keyOf6(sid: Uint8Array, length: number): number {
   return k;
 }
 
+/**
+ * What the LB does with a backend, from its health (docs/lb.md "Health and drain policy"):
+ * - `up`: new flows (fallback table) and its CID-routed datagrams;
+ * - `draining`: it answered the probe "draining", or has weight 0 in spirit: no new flows, but
+ *   every datagram whose CID names it still goes to it (a drain never detours a live connection);
+ * - `unreachable`: it failed `fall` probes in a row: no new flows, CID-routed datagrams still go to
+ *   it for `downGraceMs` (probe loss is not death);
+ * - `down`: unreachable for longer than the grace: its CID-routed datagrams take the fallback
+ *   (reason `fallback_backend_down`), where a live backend can answer with a stateless reset.
+ */
+export const BACKEND_STATES = ['up', 'draining', 'unreachable', 'down'] as const;
+export type BackendState = (typeof BACKEND_STATES)[number];
+
 /** Everything `decide()` reads. Immutable once built; reloads and health changes build a new one. */
 export interface RouterState {
   readonly config: LbConfig;
@@ -109,9 +122,9 @@ export interface RouterState {
   /** Per codepoint 0..6, the server-ID table of that config (undefined if none). */
   readonly serverIds: readonly (ServerIdTable | undefined)[];
   readonly backends: readonly RouterBackend[];
-  /** 1 where the backend is healthy, per backend index. */
-  readonly alive: Uint8Array;
-  /** Maglev slots -> backend index (empty: no healthy backend with weight > 0). */
+  /** 1 where datagrams whose CID names the backend go to it (every state but `down`), per backend index. */
+  readonly routable: Uint8Array;
+  /** Maglev slots -> backend index over the `up` backends with weight > 0 (empty: none). */
   readonly table: Int32Array;
   readonly hasher: SipHash24;
   readonly counters: Counters;
@@ -122,8 +135,8 @@ export interface RouterState {
   readonly decision: Decision;
 }
 
-/** Health view: backend name -> up. Names missing from it take `config.health.initial`. */
-export type HealthView = ReadonlyMap<string, boolean>;
+/** Health view: backend name -> state. Names missing from it take `initialState()`. */
+export type HealthView = ReadonlyMap<string, BackendState>;
 
 /**
  * Builds the router state of a validated config and a health view. `counters` supplies the
@@ -141,14 +154,14 @@ export function buildRouterState(config: LbConfig, health: HealthView = new Map(
   config.backends.forEach((b, index) => {
     for (const { configId, serverId } of b.serverIds) serverIds[configId]?.add(Buffer.from(serverId, 'hex'), index);
   });
-  const alive = aliveOf(config, health);
+  const states = statesOf(config, health);
   return {
     config,
     decoder,
     serverIds,
     backends,
-    alive,
-    table: fallbackTable(backends, alive, config.fallback.tableSize),
+    routable: routableOf(states),
+    table: fallbackTable(backends, states, config.fallback.tableSize),
     hasher: new SipHash24(Buffer.from(config.fallback.key, 'hex')),
     counters,
     header: new PacketHeader(),
@@ -158,31 +171,36 @@ export function buildRouterState(config: LbConfig, health: HealthView = new Map(
   };
 }
 
-/** The same state with another health view (new alive set and fallback table; rest shared). */
+/** The same state with another health view (new routable set and fallback table; rest shared). */
 export function withHealth(state: RouterState, health: HealthView): RouterState {
-  const alive = aliveOf(state.config, health);
+  const states = statesOf(state.config, health);
   return {
     ...state,
-    alive,
-    table: fallbackTable(state.backends, alive, state.config.fallback.tableSize),
+    routable: routableOf(states),
+    table: fallbackTable(state.backends, states, state.config.fallback.tableSize),
     header: new PacketHeader(),
     decision: new Decision(),
   };
 }
 
-/** 1 per healthy backend index: the view's answer, else always-up for type 'none', else `health.initial`. */
-function aliveOf(config: LbConfig, health: HealthView): Uint8Array {
-  const alive = new Uint8Array(config.backends.length);
-  const initialUp = config.health.initial === 'up';
-  config.backends.forEach((b, i) => {
-    alive[i] = (health.get(b.name) ?? (b.health.type === 'none' || initialUp)) ? 1 : 0;
-  });
-  return alive;
+/** The state of a backend the view does not know yet: always up for type 'none', else `health.initial`. */
+export function initialState(config: LbConfig, backend: LbConfig['backends'][number]): BackendState {
+  return backend.health.type === 'none' || config.health.initial === 'up' ? 'up' : 'down';
 }
 
-function fallbackTable(backends: readonly RouterBackend[], alive: Uint8Array, size: number): Int32Array {
-  // Sorted by name (code unit order, locale-independent) so every LB builds the same table.
-  const healthy = backends.filter((b) => alive[b.index] === 1 && b.weight > 0).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+/** The state of every backend index: the view's answer, else `initialState()`. */
+function statesOf(config: LbConfig, health: HealthView): BackendState[] {
+  return config.backends.map((b) => health.get(b.name) ?? initialState(config, b));
+}
+
+function routableOf(states: readonly BackendState[]): Uint8Array {
+  return Uint8Array.from(states, (s) => (s === 'down' ? 0 : 1));
+}
+
+function fallbackTable(backends: readonly RouterBackend[], states: readonly BackendState[], size: number): Int32Array {
+  // Only `up` backends take new flows. Sorted by name (code unit order, locale-independent) so
+  // every LB builds the same table.
+  const healthy = backends.filter((b) => states[b.index] === 'up' && b.weight > 0).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const slots = buildMaglevTable(healthy, size);
   for (let i = 0; i < slots.length; i++) slots[i] = healthy[slots[i]].index;
   return slots;
@@ -207,8 +225,9 @@ export function fallbackSlot(tuple: FourTuple, state: RouterState): number {
  * 1. parse the RFC 8999 invariant header (WIRE's parseHeader); not even that -> DROPPED_MALFORMED;
  * 2. DCID: long header -> DCIL octets at offset 6; short header -> from offset 1, length implied
  *    by the config its first octet names (the rest of the datagram is `available`);
- * 3. codepoint 0b111 / no config / too short / unknown server ID / dead backend -> fallback,
- *    otherwise ROUTED to the server ID's backend;
+ * 3. codepoint 0b111 / no config / too short / unknown server ID / backend `down` -> fallback,
+ *    otherwise ROUTED to the server ID's backend (also when it is draining or unreachable: a
+ *    live connection is never detoured while its backend may still hold it);
  * 4. fallback: SipHash-2-4 of the 4-tuple into the Maglev table of healthy backends. The reason
  *    names the packet class first (client Initial/0-RTT, Version Negotiation, unknown version)
  *    and the CID problem otherwise; a dead backend is always FALLBACK_BACKEND_DOWN.
@@ -250,7 +269,7 @@ export function decide(datagram: Uint8Array, tuple: FourTuple, state: RouterStat
         if (b < 0) {
           reason = Reason.FALLBACK_UNKNOWN_SERVER_ID;
           out.cidResult = CidResult.UNKNOWN_SERVER_ID;
-        } else if (state.alive[b] === 0) {
+        } else if (state.routable[b] === 0) {
           reason = Reason.FALLBACK_BACKEND_DOWN;
           out.cidResult = CidResult.BACKEND_DOWN;
         } else {

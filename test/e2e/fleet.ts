@@ -162,7 +162,7 @@ export async function startFleet(spec: FleetSpec, backendArgs: (b: BackendDef) =
     await waitFor(
       async () => {
         const m = await scrape(spec);
-        return spec.backends.every((b) => m.get(`quic_lb_backend_up{backend="${b.name}"}`) === 1 && (m.get(`quic_lb_health_checks_total{backend="${b.name}",result="ok"}`) ?? 0) >= 1);
+        return spec.backends.every((b) => m.get(`quic_lb_backend_state{backend="${b.name}",state="up"}`) === 1 && (m.get(`quic_lb_health_checks_total{backend="${b.name}",result="ok"}`) ?? 0) >= 1);
       },
       10_000,
       'backends up at the LB',

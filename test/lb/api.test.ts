@@ -17,7 +17,7 @@ import {
   isHealthProbeRequest,
   parseHealthProbe,
 } from '../../src/quic/index.js';
-import { HealthChecker, type HealthCheckSpec, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
+import { type BackendState, HealthChecker, type HealthCheckSpec, type ProbeResult, nextState, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
 import { repoRoot, runCli } from '../helpers/cli.js';
 import { Client, Sink, until } from './net.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, configDoc, shortHeader } from './fixtures.js';
@@ -60,23 +60,23 @@ describe('health probe codec (src/quic/health-probe.ts)', () => {
 
 describe('HealthChecker', () => {
   // Generous timeouts: a busy machine must not turn a success into a failure.
-  const spec = (over: Partial<HealthCheckSpec>): HealthCheckSpec => ({ type: 'udp', intervalMs: 50, timeoutMs: 2000, rise: 2, fall: 3, ...over });
+  const spec = (over: Partial<HealthCheckSpec>): HealthCheckSpec => ({ type: 'udp', intervalMs: 50, timeoutMs: 2000, rise: 2, fall: 3, downGraceMs: 30_000, ...over });
 
-  it('udp: answered probes succeed; silence, a draining reply and a foreign responder fail', async () => {
+  it('udp: an "up" reply is up, a "draining" reply is draining, silence fails', async () => {
     const sink = await Sink.start('127.0.1.70');
     cleanup.push(() => sink.close());
     const hc = new HealthChecker({ logger: silent, onChange: () => undefined });
     cleanup.push(() => hc.close());
     const target = { address: '127.0.1.70', port: sink.port, family: 4 as const };
-    expect(await hc.probe(spec({ address: target }))).toBe(true);
+    expect(await hc.probe(spec({ address: target }))).toBe('up');
     sink.healthy = false;
-    expect(await hc.probe(spec({ address: target, timeoutMs: 300 }))).toBe(false);
+    expect(await hc.probe(spec({ address: target, timeoutMs: 300 }))).toBe('failed');
     // A responder that says "draining".
     const draining = dgram.createSocket('udp4');
     draining.on('message', (m, r) => draining.send(answerHealthProbe(m, true)!, r.port, r.address));
     await new Promise<void>((r) => draining.bind(0, '127.0.1.71', () => r()));
     cleanup.push(() => draining.close());
-    expect(await hc.probe(spec({ address: { address: '127.0.1.71', port: draining.address().port, family: 4 } }))).toBe(false);
+    expect(await hc.probe(spec({ address: { address: '127.0.1.71', port: draining.address().port, family: 4 } }))).toBe('draining');
   });
 
   it('a reply that arrived while the LB event loop was stalled past the timeout still counts', async () => {
@@ -103,7 +103,7 @@ describe('HealthChecker', () => {
     // The probe leaves, then this thread's loop is blocked until well past the probe's timeout;
     // the reply arrives during the stall. On resuming, the loop runs the expired timer before it
     // polls the socket that holds the reply.
-    const stalled = async (sent: () => Promise<unknown>): Promise<boolean> => {
+    const stalled = async (sent: () => Promise<unknown>): Promise<ProbeResult> => {
       const t0 = Date.now();
       const verdict = hc.probe(spec({ address: target, timeoutMs }));
       await sent();
@@ -112,11 +112,11 @@ describe('HealthChecker', () => {
       }
       return verdict;
     };
-    expect(await stalled(() => new Promise((r) => responder.once('message', r)))).toBe(true);
+    expect(await stalled(() => new Promise((r) => responder.once('message', r)))).toBe('up');
     // Silence is still a failure after a stall: the responder is gone.
     responder.postMessage('close');
     await new Promise((r) => responder.once('exit', r));
-    expect(await stalled(() => new Promise((r) => setTimeout(r, 20)))).toBe(false);
+    expect(await stalled(() => new Promise((r) => setTimeout(r, 20)))).toBe('failed');
   });
 
   it('tcp and http probes', async () => {
@@ -125,9 +125,9 @@ describe('HealthChecker', () => {
     const tcp = net.createServer((s) => s.end());
     await new Promise<void>((r) => tcp.listen(0, '127.0.1.72', () => r()));
     const port = (tcp.address() as net.AddressInfo).port;
-    expect(await hc.probe(spec({ type: 'tcp', address: { address: '127.0.1.72', port, family: 4 } }))).toBe(true);
+    expect(await hc.probe(spec({ type: 'tcp', address: { address: '127.0.1.72', port, family: 4 } }))).toBe('up');
     await new Promise<void>((r) => tcp.close(() => r()));
-    expect(await hc.probe(spec({ type: 'tcp', address: { address: '127.0.1.72', port, family: 4 } }))).toBe(false);
+    expect(await hc.probe(spec({ type: 'tcp', address: { address: '127.0.1.72', port, family: 4 } }))).toBe('failed');
     let status = 200;
     const web = http.createServer((_q, s) => {
       s.writeHead(status);
@@ -136,15 +136,53 @@ describe('HealthChecker', () => {
     await new Promise<void>((r) => web.listen(0, '127.0.1.72', () => r()));
     cleanup.push(() => new Promise((r) => web.close(r)));
     const url = `http://127.0.1.72:${(web.address() as net.AddressInfo).port}/health`;
-    expect(await hc.probe(spec({ type: 'http', url }))).toBe(true);
+    expect(await hc.probe(spec({ type: 'http', url }))).toBe('up');
     status = 503;
-    expect(await hc.probe(spec({ type: 'http', url }))).toBe(false);
+    expect(await hc.probe(spec({ type: 'http', url }))).toBe('failed');
   });
 
-  it('hysteresis: down after `fall` failures, up after `rise` successes, one change event each', async () => {
+  it('the state machine: drain and probe loss never take CID-routed traffic away before the grace', () => {
+    const rules = { rise: 2, fall: 3, downGraceMs: 1000 };
+    /** Feeds `results` (u = up, d = draining, f = failed; one per 100 ms) from `start`; returns the states seen. */
+    const run = (start: BackendState, results: string): BackendState[] => {
+      const streaks = { answers: 0, ups: 0, failures: 0 };
+      let state = start;
+      let since = 0;
+      const seen: BackendState[] = [];
+      [...results].forEach((r, i) => {
+        const now = (i + 1) * 100;
+        const result: ProbeResult = r === 'u' ? 'up' : r === 'd' ? 'draining' : 'failed';
+        const next = nextState(state, since, streaks, rules, result, now);
+        if (next !== state) since = now;
+        state = next;
+        seen.push(state);
+      });
+      return seen;
+    };
+    const letter: Record<BackendState, string> = { up: 'U', draining: 'D', unreachable: 'X', down: 'N' };
+    const short = (xs: BackendState[]): string => xs.map((x) => letter[x]).join('');
+    // up: one draining answer drains at once; back up after `rise` up answers.
+    expect(short(run('up', 'duuu'))).toBe('DDUU');
+    // up: `fall` failures -> unreachable at 300 ms; down at the first failure 1000 ms after that (1300 ms).
+    expect(short(run('up', 'fffffffffffffff'))).toBe('UU' + 'X'.repeat(10) + 'NNN');
+    // a lost probe or two never changes anything.
+    expect(short(run('up', 'uffuffuffu'))).toBe('UUUUUUUUUU');
+    // draining + probe loss: unreachable (still CID-routed), then a draining answer -> draining again.
+    expect(short(run('draining', 'fffd'))).toBe('DDXD');
+    // unreachable answering "up" needs `rise` answers; down needs `rise` answers of either kind.
+    expect(short(run('unreachable', 'uu'))).toBe('XU');
+    expect(run('down', 'd')).toEqual(['down']);
+    expect(run('down', 'dd')).toEqual(['down', 'draining']);
+    expect(run('down', 'uu')).toEqual(['down', 'up']);
+    // a zero grace is the old behaviour: down at `fall` failures.
+    const streaks = { answers: 0, ups: 0, failures: 2 };
+    expect(nextState('up', 0, streaks, { ...rules, downGraceMs: 0 }, 'failed', 100)).toBe('down');
+  });
+
+  it('hysteresis: unreachable after `fall` failures, up after `rise` successes, one change event each', async () => {
     const sink = await Sink.start('127.0.1.73');
     cleanup.push(() => sink.close());
-    const changes: boolean[] = [];
+    const changes: BackendState[] = [];
     const at: { ok: number; failed: number }[] = [];
     const hc: HealthChecker = new HealthChecker({
       logger: silent,
@@ -166,14 +204,14 @@ describe('HealthChecker', () => {
     expect(changes).toEqual([]);
     const failedBefore = hc.states().get('x')!.checksFailed;
     sink.healthy = false;
-    await until(() => changes.length === 1, 3000, 'down');
-    expect(changes).toEqual([false]);
+    await until(() => changes.length === 1, 3000, 'unreachable');
+    expect(changes).toEqual(['unreachable']);
     expect(at[0].failed - failedBefore).toBe(3); // exactly `fall` failures
     sink.healthy = true;
     await until(() => changes.length === 2, 3000, 'up');
-    expect(changes).toEqual([false, true]);
+    expect(changes).toEqual(['unreachable', 'up']);
     expect(at[1].ok - at[0].ok).toBe(2); // exactly `rise` successes
-    expect(hc.view().get('x')).toBe(true);
+    expect(hc.view().get('x')).toBe('up');
   });
 });
 

@@ -10,7 +10,12 @@ describe('decide() fuzz', () => {
     const config = testConfig();
     const counters = new Counters();
     const full = buildRouterState(config, new Map(), counters);
-    const states = [full, withHealth(full, new Map([['a', false], ['c', false]])), withHealth(full, new Map(config.backends.map((b) => [b.name, false])))];
+    const states = [
+      full,
+      withHealth(full, new Map([['a', 'down'], ['c', 'draining'], ['d', 'unreachable']] as const)),
+      withHealth(full, new Map(config.backends.map((b) => [b.name, 'down'] as const))),
+    ];
+    const newFlowBackends = states.map((st) => new Set(st.table));
     const seeds = fuzzSeeds();
     const buf = Buffer.alloc(1500);
     const views = Array.from({ length: 1501 }, (_, n) => buf.subarray(0, n));
@@ -52,12 +57,14 @@ describe('decide() fuzz', () => {
       t.client[0] = r >>> 24;
       t.client[3] = r;
       t.clientPort = (r >>> 5) & 0xffff;
-      const state = states[i % 97 === 0 ? 2 : i % 13 === 0 ? 1 : 0];
+      const which = i % 97 === 0 ? 2 : i % 13 === 0 ? 1 : 0;
+      const state = states[which];
       const d = route(views[len], t, state);
       if (d.reason < 0 || d.reason >= REASON_COUNT) throw new Error(`bad reason ${d.reason}`);
       if (isForwarded(d.reason)) {
         if (d.backend < 0 || d.backend >= nBackends) throw new Error(`bad backend ${d.backend} for reason ${d.reason}`);
-        if (state.alive[d.backend] !== 1) throw new Error('forwarded to a dead backend');
+        if (state.routable[d.backend] !== 1) throw new Error('forwarded to a down backend');
+        if (d.reason !== Reason.ROUTED && !newFlowBackends[which].has(d.backend)) throw new Error('a new flow on a backend that is not up');
         forwarded++;
       } else {
         if (d.backend !== -1) throw new Error('dropped with a backend');

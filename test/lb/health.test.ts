@@ -1,5 +1,6 @@
 // Health checks on real sockets: a backend that stops answering the UDP probe leaves the
-// fallback table (only its own flows move), its CID-routed packets fall back, and it comes back.
+// fallback table (only its own flows move), keeps its CID-routed packets for the grace period,
+// then they fall back; and it comes back.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -33,7 +34,7 @@ describe('health checks', () => {
         { name: 'b', address: b.endpoint, serverIds: { 0: SIDS.b[0] } },
         { name: 'c', address: c.endpoint, serverIds: { 0: SIDS.c[0] } },
       ],
-      health: { type: 'udp', intervalMs: 100, timeoutMs: 400, rise: 2, fall: 2 },
+      health: { type: 'udp', intervalMs: 100, timeoutMs: 400, rise: 2, fall: 2, downGraceMs: 1500 },
       fallback: { key: FALLBACK_KEY },
       returnPath: { mode: 'direct' },
       metrics: { listen: '127.0.1.3:0' },
@@ -67,28 +68,38 @@ describe('health checks', () => {
     expect(first.filter((n) => n === 'c').length).toBeGreaterThan(0);
 
     c.healthy = false;
-    await until(async () => (await lb.metrics()).get('quic_lb_backend_up{backend="c"}') === 0, 5000, 'c marked down');
+    await until(async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="unreachable"}') === 1, 5000, 'c unreachable');
+    let m = await lb.metrics();
+    expect(m.get('quic_lb_backend_state{backend="c",state="unreachable"}')).toBe(1);
+    expect(m.get('quic_lb_backend_state{backend="c",state="up"}')).toBe(0);
     const second = await round(2);
     first.forEach((owner, i) => {
       if (owner === 'c') expect(second[i]).not.toBe('c');
       else expect(second[i]).toBe(owner); // only c's flows moved
     });
-    // Policy: a CID naming the dead backend falls back to a live one (which can answer with a stateless reset).
+    // Probe loss is not death: within the grace a CID naming c still goes to c.
+    const cBefore = c.received.length;
+    clients[0].send(shortHeader(cid(0, SIDS.c[0])), lb.vip);
+    await until(() => c.received.length === cBefore + 1, 3000, 'routed to the unreachable backend');
+    m = await lb.metrics();
+    expect(m.get('quic_lb_received_packets_total{reason="fallback_backend_down"}') ?? 0).toBe(0);
+    // Past the grace c is down: a CID naming it falls back to a live one (which can answer with a stateless reset).
+    await until(async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="down"}') === 1, 5000, 'c down after the grace');
     const aBefore = a.received.length + b.received.length;
     clients[0].send(shortHeader(cid(0, SIDS.c[0])), lb.vip);
     await until(() => a.received.length + b.received.length === aBefore + 1, 3000, 'backend_down fallback');
-    let m = await lb.metrics();
+    m = await lb.metrics();
     expect(m.get('quic_lb_received_packets_total{reason="fallback_backend_down"}')).toBe(1);
     expect(m.get('quic_lb_cid_packets_total{config_id="0",result="backend_down"}')).toBe(1);
-    expect(m.get('quic_lb_health_transitions_total{backend="c"}')).toBe(1);
+    expect(m.get('quic_lb_health_transitions_total{backend="c"}')).toBe(2);
     expect(await lb.healthz()).toBe(200);
 
     c.healthy = true;
-    await until(async () => (await lb.metrics()).get('quic_lb_backend_up{backend="c"}') === 1, 5000, 'c back up');
+    await until(async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="up"}') === 1, 5000, 'c back up');
     const third = await round(3);
     expect(third).toEqual(first); // the same table as before: deterministic from the health view
     m = await lb.metrics();
-    expect(m.get('quic_lb_health_transitions_total{backend="c"}')).toBe(2);
+    expect(m.get('quic_lb_health_transitions_total{backend="c"}')).toBe(3);
     expect(m.get('quic_lb_health_checks_total{backend="c",result="failed"}')).toBeGreaterThanOrEqual(2);
 
     // Every backend down: /healthz fails so the route is withdrawn.

@@ -121,7 +121,7 @@ describe('decide(): the routing fixture table', () => {
     it(`${row.desc} -> ${REASON_NAMES[row.reason]}`, () => {
       const counters = new Counters();
       const up = allUp.filter((n) => !row.down?.includes(n));
-      const state = buildRouterState(config, new Map(names.map((n) => [n, up.includes(n)])), counters);
+      const state = buildRouterState(config, new Map(names.map((n) => [n, up.includes(n) ? 'up' : 'down'])), counters);
       const t = row.tuple ?? tuple();
       const d = route(row.datagram, t, state);
       expect(REASON_NAMES[d.reason]).toBe(REASON_NAMES[row.reason]);
@@ -189,11 +189,32 @@ describe('decide(): the routing fixture table', () => {
 
   it('withHealth() rebuilds only the fallback table; CID routing for live backends is unchanged', () => {
     const s = buildRouterState(config);
-    const s2 = withHealth(s, new Map([['b', false]]));
+    const s2 = withHealth(s, new Map([['b', 'down']]));
     expect(decide(shortHeader(cid(0, SIDS.a[0])), tuple(), s2).backend).toBe(idx('a'));
     expect(REASON_NAMES[decide(shortHeader(cid(0, SIDS.b[0])), tuple(), s2).reason]).toBe('fallback_backend_down');
     for (let i = 0; i < s2.table.length; i += 97) expect(s2.table[i]).not.toBe(idx('b'));
   });
+
+  // The drain policy: only `down` detours a connection; `draining` and `unreachable` keep their
+  // CID-routed datagrams and take no new flows.
+  for (const st of ['draining', 'unreachable'] as const) {
+    it(`${st}: its CID-routed datagrams still reach it (routed), the fallback table has no slot of it`, () => {
+      const counters = new Counters();
+      const s = buildRouterState(config, new Map([['b', st]]), counters);
+      const d = route(shortHeader(cid(0, SIDS.b[0])), tuple(), s);
+      expect(REASON_NAMES[d.reason]).toBe('routed');
+      expect(d.backend).toBe(idx('b'));
+      expect(s.table.length).toBeGreaterThan(0);
+      expect(s.table.includes(idx('b'))).toBe(false);
+      expect(counters.backend('b').packetsRouted).toBe(1);
+      // A client Initial never lands on it.
+      for (let port = 1; port < 400; port++) {
+        const t = tuple();
+        t.clientPort = port;
+        expect(decide(longHeader(QUIC_V1, V1.INITIAL, Buffer.alloc(8, 0x5a), undefined, 1200), t, s).backend).not.toBe(idx('b'));
+      }
+    });
+  }
 
   it('weight 0 keeps CID routing but takes the backend out of the fallback table', () => {
     const doc = configDoc();

@@ -122,7 +122,7 @@ describe('quic-lb serve (one process)', () => {
     expect(m.get('quic_lb_return_rejected_total{reason="source"}')).toBe(1);
     expect(m.get('quic_lb_return_rejected_total{reason="header"}')).toBe(1);
     expect(m.get('quic_lb_return_rejected_total{reason="vip"}')).toBe(1);
-    expect(m.get('quic_lb_backend_up{backend="a"}')).toBe(1);
+    expect(m.get('quic_lb_backend_state{backend="a",state="up"}')).toBe(1);
     expect(m.get('quic_lb_workers')).toBe(1);
     expect(a.probes).toBeGreaterThan(0);
     expect(await lb.healthz()).toBe(200);
