@@ -1,4 +1,4 @@
-// `npm run bench:forwarder [-- --full] [--rounds N] [--worker-budget CPUS] [--out DIR] [--native | --no-native]`:
+// `npm run bench:forwarder [-- --full] [--rounds N] [--worker-budget CPUS] [--ciphers] [--out DIR] [--native | --no-native]`:
 // forwarded packets/s and CPU per packet of `quic-lb serve` (plaintext and four-pass; 1 and 2
 // workers) beside the bare node:dgram relay (1 process and 2 cluster workers), alternating in one
 // run, with the ratios issue 3 targets. Writes bench/results/forwarder.{json,md}.
@@ -9,6 +9,9 @@
 // pairs are searched again (at most 3 rounds) with every forwarding process confined to
 // `--worker-budget` of a core (default 0.4; cgroup CFS quota, bench/lib/cgroup.ts): on a 2-core machine the load tools need
 // most of the second core, so only a budget shows whether a second worker doubles the capacity.
+// `--ciphers` instead searches single-pass and four-pass with each AES implementation (`table`,
+// `node`) beside the bare relay, one worker, no budget phase; it writes
+// bench/results/forwarder-ciphers.{json,md}.
 //
 // Load: by default the native tools (bench/native: udp-blast with sendmmsg, udp-sink with
 // recvmmsg, built with `cc -O2` at run time), which leave the CPUs to the router; `--no-native`
@@ -39,6 +42,18 @@ export const FORWARDER_ROUTERS = (): RouterSpec[] => [
   quicLbRouter('four-pass'),
   quicLbRouter('plaintext', 2),
   quicLbRouter('four-pass', 2),
+];
+
+/**
+ * `--ciphers`: the AES implementations side by side (issue 10: constant-time `node` against the
+ * T-table `table`), single-pass and four-pass, one worker each, with the bare relay as yardstick.
+ */
+export const CIPHER_ROUTERS = (): RouterSpec[] => [
+  bareRelay(),
+  quicLbRouter('single-pass', 1, 'table'),
+  quicLbRouter('single-pass', 1, 'node'),
+  quicLbRouter('four-pass', 1, 'table'),
+  quicLbRouter('four-pass', 1, 'node'),
 ];
 
 /** What the forwarder run needs of an engine (the Node Engine and the NativeEngine both have it). */
@@ -78,6 +93,8 @@ export interface ForwarderBenchOptions {
   /** Rate searches per router (alternating, as every search is); the report takes medians. Default 1. */
   rounds?: number;
   budget?: BudgetPhase;
+  /** 'workers' (default): the issue 3 targets; 'ciphers': the ratios of CIPHER_ROUTERS. */
+  compare?: 'workers' | 'ciphers';
 }
 
 /**
@@ -226,29 +243,42 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
   const ratio = (a: string, b: string): void => {
     res.ratios[`${a}/${b} pps`] = pairedRatio(res.rounds!, a, b);
   };
-  check('plaintext, 1 worker vs bare relay', 'quic-lb-plaintext', 'bare-relay', 0.9);
-  check('four-pass, 1 worker vs bare relay', 'quic-lb-four-pass', 'bare-relay', 0.85);
-  const budgeted = res.results.some((r) => r.scenario === 'cpu-budget');
-  if (budgeted) {
-    const c = o.budget!.cpus;
-    check(`plaintext, 2 workers vs 1 worker, each worker <= ${c} CPU`, `quic-lb-plaintext-w2${BUDGET_SUFFIX}`, `quic-lb-plaintext${BUDGET_SUFFIX}`, 1.4);
-    check(`four-pass, 2 workers vs 1 worker, each worker <= ${c} CPU`, `quic-lb-four-pass-w2${BUDGET_SUFFIX}`, `quic-lb-four-pass${BUDGET_SUFFIX}`, 1.4);
-    ratio(`bare-relay-w2${BUDGET_SUFFIX}`, `bare-relay${BUDGET_SUFFIX}`);
-    // Without a budget the two workers share the two cores with the load tools: reported, not a target.
-    ratio('quic-lb-plaintext-w2', 'quic-lb-plaintext');
-    ratio('quic-lb-four-pass-w2', 'quic-lb-four-pass');
+  const cpuRatio = (a: string, b: string): void => {
+    const cpu = (id: string): number | null | undefined => res.results.find((r) => r.router === id && r.scenario === 'steady')?.cpu_us_per_packet;
+    const x = cpu(a);
+    const y = cpu(b);
+    res.ratios[`${a}/${b} cpu_us_per_packet`] = x && y ? round(x / y, 3) : null;
+  };
+  if (o.compare === 'ciphers') {
+    for (const scheme of ['single-pass', 'four-pass']) {
+      ratio(`quic-lb-${scheme}-aes-node`, `quic-lb-${scheme}-aes-table`);
+      cpuRatio(`quic-lb-${scheme}-aes-node`, `quic-lb-${scheme}-aes-table`);
+      for (const c of ['table', 'node']) {
+        ratio(`quic-lb-${scheme}-aes-${c}`, 'bare-relay');
+        cpuRatio(`quic-lb-${scheme}-aes-${c}`, 'bare-relay');
+      }
+    }
   } else {
-    check('plaintext, 2 workers vs 1 worker', 'quic-lb-plaintext-w2', 'quic-lb-plaintext', 1.4);
-    check('four-pass, 2 workers vs 1 worker', 'quic-lb-four-pass-w2', 'quic-lb-four-pass', 1.4);
-  }
-  // Same runtime, same process model: the honest yardstick for the worker scaling.
-  ratio('bare-relay-w2', 'bare-relay');
-  ratio('quic-lb-plaintext-w2', 'bare-relay-w2');
-  ratio('quic-lb-four-pass-w2', 'bare-relay-w2');
-  for (const id of ['quic-lb-plaintext', 'quic-lb-four-pass']) {
-    const a = res.results.find((r) => r.router === id && r.scenario === 'steady')?.cpu_us_per_packet;
-    const b = res.results.find((r) => r.router === 'bare-relay' && r.scenario === 'steady')?.cpu_us_per_packet;
-    res.ratios[`${id}/bare-relay cpu_us_per_packet`] = a && b ? round(a / b, 3) : null;
+    check('plaintext, 1 worker vs bare relay', 'quic-lb-plaintext', 'bare-relay', 0.9);
+    check('four-pass, 1 worker vs bare relay', 'quic-lb-four-pass', 'bare-relay', 0.85);
+    const budgeted = res.results.some((r) => r.scenario === 'cpu-budget');
+    if (budgeted) {
+      const c = o.budget!.cpus;
+      check(`plaintext, 2 workers vs 1 worker, each worker <= ${c} CPU`, `quic-lb-plaintext-w2${BUDGET_SUFFIX}`, `quic-lb-plaintext${BUDGET_SUFFIX}`, 1.4);
+      check(`four-pass, 2 workers vs 1 worker, each worker <= ${c} CPU`, `quic-lb-four-pass-w2${BUDGET_SUFFIX}`, `quic-lb-four-pass${BUDGET_SUFFIX}`, 1.4);
+      ratio(`bare-relay-w2${BUDGET_SUFFIX}`, `bare-relay${BUDGET_SUFFIX}`);
+      // Without a budget the two workers share the two cores with the load tools: reported, not a target.
+      ratio('quic-lb-plaintext-w2', 'quic-lb-plaintext');
+      ratio('quic-lb-four-pass-w2', 'quic-lb-four-pass');
+    } else {
+      check('plaintext, 2 workers vs 1 worker', 'quic-lb-plaintext-w2', 'quic-lb-plaintext', 1.4);
+      check('four-pass, 2 workers vs 1 worker', 'quic-lb-four-pass-w2', 'quic-lb-four-pass', 1.4);
+    }
+    // Same runtime, same process model: the honest yardstick for the worker scaling.
+    ratio('bare-relay-w2', 'bare-relay');
+    ratio('quic-lb-plaintext-w2', 'bare-relay-w2');
+    ratio('quic-lb-four-pass-w2', 'bare-relay-w2');
+    for (const id of ['quic-lb-plaintext', 'quic-lb-four-pass']) cpuRatio(id, 'bare-relay');
   }
   res.duration_s = Math.round((Date.now() - t0) / 1000);
   return res;
@@ -271,14 +301,16 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const rounds = Number(args.get('rounds') ?? 5);
   if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) throw new Error('bench:forwarder: --rounds must be an integer 1..20');
   // Worker scaling under a CPU budget (default 0.4 of a core per worker; --worker-budget 0 leaves it out).
-  const budgetCpus = Number(args.get('worker-budget') ?? 0.4);
+  const ciphers = args.has('ciphers');
+  const budgetCpus = ciphers ? 0 : Number(args.get('worker-budget') ?? 0.4);
   if (!(budgetCpus >= 0 && budgetCpus <= 1)) throw new Error('bench:forwarder: --worker-budget must be a share of one core in [0, 1] (0: no budget phase)');
   const hierarchy = cpuHierarchy();
   if (budgetCpus > 0 && 'error' in hierarchy) log(`worker scaling under a CPU budget left out: ${hierarchy.error}`);
   ensureBuilt(log);
   const res = await runForwarderBench({
     profile,
-    routers: FORWARDER_ROUTERS(),
+    routers: ciphers ? CIPHER_ROUTERS() : FORWARDER_ROUTERS(),
+    compare: ciphers ? 'ciphers' : 'workers',
     log,
     preliminary: args.has('preliminary') || busy > 0.5,
     note,
@@ -288,9 +320,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     ...(budgetCpus > 0 && !('error' in hierarchy) ? { budget: { cpus: budgetCpus, rounds: Math.min(rounds, 3), rateStart: 20_000 } } : {}),
     command: `npm run bench:forwarder${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
   });
-  const files = writeReport(res, path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results')), 'forwarder');
+  const files = writeReport(res, path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results')), ciphers ? 'forwarder-ciphers' : 'forwarder');
   log(`wrote ${files.map((f) => path.relative(repoRoot, f)).join(', ')}`);
-  if (!args.has('no-readme') && !args.has('out') && updateReadmeFromResults(repoRoot)) log('updated the README bench section');
+  for (const [k, v] of Object.entries(res.ratios)) log(`ratio ${k}: ${v}`);
+  if (!ciphers && !args.has('no-readme') && !args.has('out') && updateReadmeFromResults(repoRoot)) log('updated the README bench section');
   for (const t of res.targets) log(`target: ${t.name}: ${t.value} (${t.target}) ${t.pass === null ? '' : t.pass ? 'met' : 'NOT met'}`);
   for (const s of res.skipped) log(`skipped ${s.router}: ${s.reason}`);
 }

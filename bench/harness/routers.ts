@@ -7,6 +7,7 @@ import type { CidScheme, Target } from '../load/generator.js';
 import { freeUdpPort, killTree, spawnReady, waitUdpBound, type Child } from '../lib/proc.js';
 import { repoRoot, routerJs } from './build.js';
 import type { RedisServer } from '../lib/redis-server.js';
+import type { CipherName as QuicLbCipher } from '../../src/quic-lb/index.js';
 import { NginxProxy } from '../routers/nginx.js';
 
 export const cliPath = path.join(repoRoot, 'dist', 'cli.js');
@@ -61,11 +62,11 @@ function hexId(id: number, length: number): string {
  * QUIC-LB config for the scheme, a backend per sink in the pool with its server ID, health
  * checks off (sinks do not answer probes), fallback hashing key, return path via the LB.
  */
-export function quicLbConfig(env: Env, algorithm: Algorithm, pool: number[], listen: Target, workers: number): object {
+export function quicLbConfig(env: Env, algorithm: Algorithm, pool: number[], listen: Target, workers: number, cipher?: QuicLbCipher): object {
   const s = env.schemes[algorithm];
   return {
     listen: [`${listen.host}:${listen.port}`],
-    quicLb: [{ configId: s.configId, serverIdLength: s.serverIdLength, nonceLength: s.nonceLength, ...(s.key ? { key: s.key } : {}) }],
+    quicLb: [{ configId: s.configId, serverIdLength: s.serverIdLength, nonceLength: s.nonceLength, ...(s.key ? { key: s.key } : {}), ...(s.key && cipher ? { cipher } : {}) }],
     backends: pool.map((i) => ({
       name: `sink${i}`,
       address: env.sinks[i],
@@ -110,17 +111,21 @@ class ProcessRouter implements RouterHandle {
   }
 }
 
-export function quicLbRouter(algorithm: Algorithm, workers = 1): RouterSpec {
+/**
+ * `quic-lb serve` with the CID scheme `algorithm`. `cipher` sets the config's AES implementation
+ * (`table` or `node`; default: the config's default) and becomes part of the id (`-aes-<cipher>`).
+ */
+export function quicLbRouter(algorithm: Algorithm, workers = 1, cipher?: QuicLbCipher): RouterSpec {
   return {
-    id: workers === 1 ? `quic-lb-${algorithm}` : `quic-lb-${algorithm}-w${workers}`,
-    label: `quic-lb serve (${algorithm}${workers === 1 ? '' : `, ${workers} workers`})`,
+    id: `quic-lb-${algorithm}${workers === 1 ? '' : `-w${workers}`}${cipher ? `-aes-${cipher}` : ''}`,
+    label: `quic-lb serve (${algorithm}${workers === 1 ? '' : `, ${workers} workers`}${cipher ? `, ${cipher} AES` : ''})`,
     family: 'quic-lb',
     scheme: algorithm,
     workers,
     async start(env, pool, host) {
       const target = { host, port: await freeUdpPort(host) };
       const file = path.join(env.tmp, `quic-lb-${algorithm}-w${workers}-${target.port}.yaml`);
-      const write = (p: number[]): void => writeFileSync(file, JSON.stringify(quicLbConfig(env, algorithm, p, target, workers), null, 2));
+      const write = (p: number[]): void => writeFileSync(file, JSON.stringify(quicLbConfig(env, algorithm, p, target, workers, cipher), null, 2));
       write(pool);
       const launch = async (): Promise<Child> => {
         // `serve` prints one JSON line with "ready": true once every socket is bound (docs/lb.md).

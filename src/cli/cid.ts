@@ -13,7 +13,7 @@ import {
   QuicLbError,
   selfEncodedLength,
   UNROUTABLE,
-  UNROUTABLE_CONFIG_ID,
+  UNKNOWN_CONFIG,
   type QuicLbConfig,
   type QuicLbConfigOptions,
 } from '../quic-lb/index.js';
@@ -206,12 +206,12 @@ const encode: CommandModule<object, ConfigArgs & { 'server-id': string; nonce?: 
 };
 
 /** Why a CID is unroutable (draft-21 §4.1). */
-function unroutableReason(decoder: QuicLbDecoder, cid: Uint8Array): string {
+/** Why `decode()` answered `result` (< 0) for `cid`. */
+function unroutableReason(decoder: QuicLbDecoder, cid: Uint8Array, result: number): string {
   const id = configIdOf(cid[0]);
-  if (id === UNROUTABLE_CONFIG_ID) return 'reserved codepoint 0b111';
-  const config = decoder.getConfig(id);
-  if (config === undefined) return `no config for codepoint ${id}`;
-  return `too short: ${cid.length} octets, config ${id} needs ${config.cidLength}`;
+  if (result === UNROUTABLE) return 'reserved codepoint 0b111';
+  if (result === UNKNOWN_CONFIG) return `no config for codepoint ${id}`;
+  return `too short: ${cid.length} octets, config ${id} needs ${decoder.getConfig(id)?.cidLength ?? '?'}`;
 }
 
 const decode: CommandModule<object, ConfigArgs & { cid: string }> = {
@@ -227,10 +227,10 @@ const decode: CommandModule<object, ConfigArgs & { cid: string }> = {
     const decoder = new QuicLbDecoder(configsFromArgs(a));
     const out = new Uint8Array(20);
     const id = decoder.decode(cid, 0, cid.length, out);
-    const config = id === UNROUTABLE ? undefined : decoder.getConfig(id);
+    const config = id < 0 ? undefined : decoder.getConfig(id);
     const result =
       config === undefined
-        ? { routable: false, reason: unroutableReason(decoder, cid), configId: configIdOf(cid[0]) }
+        ? { routable: false, reason: unroutableReason(decoder, cid, id), configId: configIdOf(cid[0]) }
         : {
             routable: true,
             configId: id,

@@ -1,7 +1,7 @@
 // The pure routing decision (DESIGN.md §4 step 2): datagram + 4-tuple + state -> backend index
 // and reason. No I/O, no allocation, no exceptions per packet. The forwarder, `quic-lb route`
 // and the tests all call this same `decide()`.
-import { QuicLbDecoder } from '../quic-lb/index.js';
+import { MAX_CONFIG_ID, MAX_SERVER_ID_LENGTH, QuicLbDecoder, UNKNOWN_CONFIG, UNROUTABLE, configIdOf } from '../quic-lb/index.js';
 import { HeaderForm, PacketHeader, PacketType, parseHeader } from '../quic/index.js';
 import { type LbConfig, createLibraryConfig } from './config.js';
 import { type BackendStats, Counters } from './counters.js';
@@ -9,12 +9,6 @@ import { buildMaglevTable } from './maglev.js';
 import { CID_RESULT_COUNT, CidResult, Reason } from './reasons.js';
 import { SipHash24 } from './siphash.js';
 
-/** draft-21 §3: the config rotation codepoint is the top 3 bits of the CID's first octet. */
-const CODEPOINT_SHIFT = 5;
-/** draft-21 §3.2: codepoint 0b111 marks an unroutable CID. */
-const UNROUTABLE_CODEPOINT = 7;
-/** Longest server ID a config can have (draft-21 §5.3: sid + nonce <= 19, nonce >= 4). */
-const MAX_SERVER_ID_LENGTH = 15;
 /** Server IDs up to 6 octets are exact integers (< 2^53) and need no byte comparison. */
 const EXACT_KEY_OCTETS = 6;
 
@@ -145,7 +139,7 @@ export type HealthView = ReadonlyMap<string, BackendState>;
  */
 export function buildRouterState(config: LbConfig, health: HealthView = new Map(), counters: Counters = new Counters()): RouterState {
   const decoder = new QuicLbDecoder();
-  const serverIds: (ServerIdTable | undefined)[] = new Array(UNROUTABLE_CODEPOINT).fill(undefined);
+  const serverIds: (ServerIdTable | undefined)[] = new Array(MAX_CONFIG_ID + 1).fill(undefined);
   for (const spec of config.quicLb) {
     decoder.setConfig(createLibraryConfig(spec));
     serverIds[spec.configId] = new ServerIdTable(spec.serverIdLength);
@@ -249,35 +243,31 @@ export function decide(datagram: Uint8Array, tuple: FourTuple, state: RouterStat
   if (available <= 0) {
     reason = Reason.FALLBACK_TOO_SHORT;
   } else {
-    const first = datagram[off];
-    const cp = first >>> CODEPOINT_SHIFT;
-    out.codepoint = cp;
-    if (cp === UNROUTABLE_CODEPOINT) {
+    out.codepoint = configIdOf(datagram[off]);
+    const id = state.decoder.decode(datagram, off, available, state.serverIdScratch);
+    if (id === UNROUTABLE) {
       reason = Reason.FALLBACK_UNROUTABLE_0B111;
       out.cidResult = CidResult.UNKNOWN_CONFIG;
-    } else if (state.decoder.cidLength(first) < 0) {
+    } else if (id === UNKNOWN_CONFIG) {
       reason = Reason.FALLBACK_UNKNOWN_CONFIG;
       out.cidResult = CidResult.UNKNOWN_CONFIG;
+    } else if (id < 0) {
+      reason = Reason.FALLBACK_TOO_SHORT;
+      out.cidResult = CidResult.TOO_SHORT;
     } else {
-      const id = state.decoder.decode(datagram, off, available, state.serverIdScratch);
-      if (id < 0) {
-        reason = Reason.FALLBACK_TOO_SHORT;
-        out.cidResult = CidResult.TOO_SHORT;
+      out.configId = id;
+      const b = (state.serverIds[id] as ServerIdTable).lookup(state.serverIdScratch);
+      if (b < 0) {
+        reason = Reason.FALLBACK_UNKNOWN_SERVER_ID;
+        out.cidResult = CidResult.UNKNOWN_SERVER_ID;
+      } else if (state.routable[b] === 0) {
+        reason = Reason.FALLBACK_BACKEND_DOWN;
+        out.cidResult = CidResult.BACKEND_DOWN;
       } else {
-        out.configId = id;
-        const b = (state.serverIds[id] as ServerIdTable).lookup(state.serverIdScratch);
-        if (b < 0) {
-          reason = Reason.FALLBACK_UNKNOWN_SERVER_ID;
-          out.cidResult = CidResult.UNKNOWN_SERVER_ID;
-        } else if (state.routable[b] === 0) {
-          reason = Reason.FALLBACK_BACKEND_DOWN;
-          out.cidResult = CidResult.BACKEND_DOWN;
-        } else {
-          out.backend = b;
-          out.reason = Reason.ROUTED;
-          out.cidResult = CidResult.ROUTED;
-          return out;
-        }
+        out.backend = b;
+        out.reason = Reason.ROUTED;
+        out.cidResult = CidResult.ROUTED;
+        return out;
       }
     }
   }

@@ -18,6 +18,10 @@ export const MIN_SERVER_ID_LENGTH = 1;
 export const MIN_NONCE_LENGTH = 4;
 /** serverIdLength + nonceLength <= 19, so the CID fits QUIC v1's 20 octets (draft-21 §5.3). */
 export const MAX_PLAINTEXT_LENGTH = 19;
+/** The longest server ID a config can have: the plaintext less the shortest nonce (draft-21 §5.3). */
+export const MAX_SERVER_ID_LENGTH = MAX_PLAINTEXT_LENGTH - MIN_NONCE_LENGTH;
+/** The longest nonce a config can have: the plaintext less the shortest server ID (draft-21 §5.3). */
+export const MAX_NONCE_LENGTH = MAX_PLAINTEXT_LENGTH - MIN_SERVER_ID_LENGTH;
 /** QUIC v1/v2 connection IDs are at most 20 octets (RFC 9000 §17.2). */
 export const MAX_CID_LENGTH = 20;
 /** The self-encoded length field is 5 bits: CIDs of at most 32 octets (draft-21 §3.3). */
@@ -47,8 +51,15 @@ export const PASS_4 = 4;
 /** Stateless reset tokens are 16 octets (RFC 9000 §10.3). */
 export const STATELESS_RESET_TOKEN_LENGTH = 16;
 
-/** Return value of the decoder for a CID it cannot route (draft-21 §4.1). */
+/**
+ * Results of `QuicLbDecoder.decode` for a CID it cannot route (draft-21 §4.1); every one is
+ * negative, a config ID never is. UNROUTABLE: the codepoint is 0b111 (§3.2).
+ */
 export const UNROUTABLE = -1;
+/** decode(): the CID's codepoint has no config on this decoder (§4.1: unknown config). */
+export const UNKNOWN_CONFIG = -2;
+/** decode(): fewer octets than the config's CID (1 + serverIdLength + nonceLength), or none at all. */
+export const TOO_SHORT = -3;
 
 /** Octets per 32-bit word and the shifts that place an octet in a big-endian word. */
 export const WORD_OCTETS = 4;

@@ -7,7 +7,10 @@ import {
   CONFIG_ROTATION_SHIFT,
   FIRST_OCTET_LENGTH,
   MAX_CONFIG_ID,
+  TOO_SHORT,
+  UNKNOWN_CONFIG,
   UNROUTABLE,
+  UNROUTABLE_CONFIG_ID,
 } from './constants.js';
 import { QuicLbError } from './errors.js';
 
@@ -16,8 +19,8 @@ const MAX_CONFIG_ID_MASK = CONFIG_ROTATION_CODEPOINTS - 1;
 
 /**
  * Reads server IDs out of connection IDs for a load balancer. The hot path, decode(), never
- * throws and never allocates; an unroutable CID (draft-21 §4.1: codepoint 0b111, a codepoint
- * with no config, too short) is reported by returning UNROUTABLE.
+ * throws and never allocates; a CID it cannot route (draft-21 §4.1) gives a negative result that
+ * says why: UNROUTABLE (codepoint 0b111), UNKNOWN_CONFIG (a codepoint with no config), TOO_SHORT.
  */
 export class QuicLbDecoder {
   /** Codec per codepoint; slot 7 (0b111) is always null. */
@@ -76,16 +79,20 @@ export class QuicLbDecoder {
    * Decodes the CID starting at buf[offset]. `available` is how many octets from offset may belong
    * to the CID (long header: DCID length; short header: rest of the datagram). Octets beyond the
    * config's cidLength are ignored (draft-21 §5.5). Returns the config ID (0..6) with the server ID
-   * written to out[0 .. serverIdLength), or UNROUTABLE (-1). Never throws, never allocates.
+   * written to out[0 .. serverIdLength), or a negative result (out untouched): UNROUTABLE (the
+   * codepoint is 0b111), UNKNOWN_CONFIG (no config on that codepoint) or TOO_SHORT (fewer than
+   * cidLength octets; also no octet at all and NaN, fractional or negative arguments). One call
+   * per CID answers both "which server" and "why not". Never throws, never allocates.
    */
   decode(buf: Uint8Array, offset: number, available: number, out: Uint8Array): number {
     const room = buf.length - offset;
     if (available > room) available = room;
-    // Written so that NaN, fractional or negative arguments are unroutable too.
-    if (!(available >= FIRST_OCTET_LENGTH) || (offset | 0) !== offset || offset < 0) return UNROUTABLE;
+    // Written so that NaN, fractional or negative arguments are TOO_SHORT too.
+    if (!(available >= FIRST_OCTET_LENGTH) || (offset | 0) !== offset || offset < 0) return TOO_SHORT;
     const id = buf[offset] >>> CONFIG_ROTATION_SHIFT;
     const codec = this.codecs[id];
-    if (codec === null || available < this.minLengths[id]) return UNROUTABLE;
+    if (codec === null) return id === UNROUTABLE_CONFIG_ID ? UNROUTABLE : UNKNOWN_CONFIG;
+    if (available < this.minLengths[id]) return TOO_SHORT;
     codec.decode(buf, offset + FIRST_OCTET_LENGTH, out);
     return id;
   }

@@ -8,6 +8,8 @@ import {
   encodeConnectionId,
   encodeConnectionIdInto,
   QuicLbDecoder,
+  TOO_SHORT,
+  UNKNOWN_CONFIG,
   UNROUTABLE,
   type QuicLbConfig,
 } from '../../src/quic-lb/index.js';
@@ -50,11 +52,11 @@ function checkPair(config: QuicLbConfig, runs: number): void {
         expect(decoder.decode(buf, offset, buf.length - offset, out)).toBe(config.configId);
         expect(toHex(out.subarray(0, config.serverIdLength))).toBe(toHex(sid));
         expect(out.subarray(config.serverIdLength).every((b) => b === 0)).toBe(true);
-        // Every truncated prefix is unroutable: by `available` and by the buffer's own end.
+        // Every truncated prefix is TOO_SHORT: by `available` and by the buffer's own end.
         for (let len = 0; len < config.cidLength; len++) {
           out.fill(0xee);
-          expect(decoder.decode(buf, offset, len, out)).toBe(UNROUTABLE);
-          expect(decoder.decode(cid.subarray(0, len), 0, config.cidLength, out)).toBe(UNROUTABLE);
+          expect(decoder.decode(buf, offset, len, out)).toBe(TOO_SHORT);
+          expect(decoder.decode(cid.subarray(0, len), 0, config.cidLength, out)).toBe(TOO_SHORT);
           expect(out.every((b) => b === 0xee)).toBe(true);
           expect(decodeServerId(config, cid.subarray(0, len))).toBeUndefined();
         }
@@ -123,7 +125,16 @@ describe('every legal (serverIdLength, nonceLength) pair', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 30 }), fc.integer({ min: -5, max: 40 }), fc.integer({ min: -5, max: 40 }), (buf, offset, available) => {
         const r = decoder.decode(buf, offset, available, out);
-        if (r === UNROUTABLE) return;
+        if (r < 0) {
+          // Why not, from the codepoint and the length alone.
+          const room = Math.min(available, buf.length - offset);
+          const cp = buf[offset] >>> 5;
+          if (!(room >= 1) || !Number.isInteger(offset) || offset < 0) expect(r).toBe(TOO_SHORT);
+          else if (cp === 7) expect(r).toBe(UNROUTABLE);
+          else if (configs[cp] === undefined) expect(r).toBe(UNKNOWN_CONFIG);
+          else expect(r).toBe(TOO_SHORT);
+          return;
+        }
         expect(r).toBe(buf[offset] >>> 5);
         expect(Math.min(available, buf.length - offset)).toBeGreaterThanOrEqual(configs[r].cidLength);
       }),
@@ -131,10 +142,10 @@ describe('every legal (serverIdLength, nonceLength) pair', () => {
     );
     const cid = Uint8Array.of(0, 1, 2, 3, 4, 5, 6, 7);
     for (const [offset, available] of [[NaN, 8], [0, NaN], [NaN, NaN], [0.5, 8], [Infinity, 8], [0, -Infinity]]) {
-      expect(decoder.decode(cid, offset, available, out)).toBe(UNROUTABLE);
+      expect(decoder.decode(cid, offset, available, out)).toBe(TOO_SHORT);
     }
     expect(decoder.decode(cid, 0, Infinity, out)).toBe(0);
     const long = new Uint8Array(40);
-    expect(decoder.decode(long, 1.5, 30, out)).toBe(UNROUTABLE);
+    expect(decoder.decode(long, 1.5, 30, out)).toBe(TOO_SHORT);
   });
 });

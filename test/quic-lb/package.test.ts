@@ -47,7 +47,8 @@ describe('dist/quic-lb has zero runtime dependencies', () => {
     for (const name of ['createConfig', 'encodeConnectionId', 'decodeServerId', 'QuicLbDecoder', 'QuicLbEncoder', 'createCidGenerator', 'statelessResetToken', 'serverIdWithProcessIndex', 'QuicLbError']) {
       expect(typeof lib[name], name).toBe('function');
     }
-    expect(lib.UNROUTABLE).toBe(-1);
+    // The decoder's "why not" results: distinct and negative (a config ID never is).
+    expect([lib.UNROUTABLE, lib.UNKNOWN_CONFIG, lib.TOO_SHORT]).toEqual([-1, -2, -3]);
   });
 });
 
