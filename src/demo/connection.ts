@@ -26,6 +26,13 @@ const ALL_LEVELS: readonly Level[] = [Level.INITIAL, Level.HANDSHAKE, Level.APPL
 
 /** Datagram size the server sends (RFC 9000 §14: every QUIC path carries 1200). */
 export const MAX_DATAGRAM_SIZE = 1200;
+/**
+ * Octets the server may send to an address it has not validated, per octet received from it.
+ * RFC 9000 §8.1 allows up to 3; this server uses 1, so a spoofed Initial is never amplified
+ * (its whole first flight fits in one 1200-octet datagram, and a lost flight is resent when the
+ * client's anti-deadlock probe, RFC 9002 §6.2.2.1, brings more budget).
+ */
+export const UNVALIDATED_SEND_FACTOR = 1;
 /** Fixed congestion window in packets: enough for loopback, bounded burst under loss. */
 const CWND_PACKETS = 48;
 /** RFC 9002 §6.1.1 packet threshold. */
@@ -327,11 +334,13 @@ export class Connection {
       this.close(TransportError.PROTOCOL_VIOLATION, 'reserved bits set');
       return;
     }
-    if (space.received.has(pn)) return; // duplicate
-    this.lastActivity = this.host.now();
-
+    // RFC 9000 §8.1: every datagram attributed to the connection counts toward the
+    // anti-amplification budget, duplicates too (a client's retransmitted Initial unblocks the
+    // server's retransmission).
     const pathState = this.addPath(path);
     pathState.bytesReceived += datagramSize;
+    if (space.received.has(pn)) return; // duplicate
+    this.lastActivity = this.host.now();
 
     if (level === Level.HANDSHAKE && !this.spaces[Level.INITIAL].discarded) {
       // RFC 9001 §4.9.1: the server discards Initial keys on its first Handshake packet;
@@ -948,7 +957,7 @@ export class Connection {
     if (!app.tx) return;
     // RFC 9000 §8.2.1: expand datagrams carrying PATH_CHALLENGE / PATH_RESPONSE to 1200 octets,
     // within the anti-amplification limit of an unvalidated path.
-    const limit = path.addressValidated ? MAX_DATAGRAM_SIZE : Math.min(MAX_DATAGRAM_SIZE, 3 * path.bytesReceived - path.bytesSent);
+    const limit = Math.min(MAX_DATAGRAM_SIZE, sendBudget(path));
     const overhead = 1 + this.dcid.length + PN_LEN + AEAD_TAG_LEN;
     if (limit < overhead + frames.length) return;
     const payload = Buffer.alloc(limit - overhead);
@@ -965,8 +974,7 @@ export class Connection {
     if (this.state === 'closing') return;
     for (let guard = 0; guard < 256; guard++) {
       const path = this.path;
-      let budget = MAX_DATAGRAM_SIZE;
-      if (!path.addressValidated) budget = Math.min(budget, 3 * path.bytesReceived - path.bytesSent);
+      let budget = Math.min(MAX_DATAGRAM_SIZE, sendBudget(path));
       // Smallest useful packet: a short header, a PATH_CHALLENGE or an ACK, the AEAD tag.
       if (budget < this.headerLength(Level.APPLICATION) + AEAD_TAG_LEN + 12) return;
       const startBudget = budget;
@@ -1233,5 +1241,7 @@ export class Connection {
 
 class FrameError extends Error {}
 
-
-
+/** Octets `path` may still carry: unlimited once its address is validated, else the anti-amplification budget (RFC 9000 §8.1). */
+function sendBudget(path: PathState): number {
+  return path.addressValidated ? Infinity : UNVALIDATED_SEND_FACTOR * path.bytesReceived - path.bytesSent;
+}

@@ -94,6 +94,22 @@ describe('demo server robustness', () => {
     server.close();
   });
 
+  it('a spoofed Initial is never amplified: nothing beyond the octets received, until the client sends more', async () => {
+    const { server, socket } = newServer();
+    deliver(socket, initial);
+    const sent = (): number => socket.sent.reduce((n, b) => n + b.length, 0);
+    expect(sent()).toBe(initial.length); // the whole first flight, in one datagram
+    // The server's PTO passes (several times) with no answer: RFC 9000 §8.1 would allow 3x; this server sends nothing more.
+    await new Promise((r) => setTimeout(r, 3500));
+    expect(sent()).toBe(initial.length);
+    // The client's anti-deadlock probe (its Initial again) brings budget: the flight is resent, still 1:1.
+    deliver(socket, initial);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(sent()).toBeGreaterThan(initial.length);
+    expect(sent()).toBeLessThanOrEqual(2 * initial.length);
+    server.close();
+  }, 15_000);
+
   it('every truncation, 2000 bit flips and 2000 random datagrams: nothing thrown, no internal error', () => {
     const { server, socket } = newServer();
     for (let n = 0; n < initial.length; n++) deliver(socket, initial.subarray(0, n));
