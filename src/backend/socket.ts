@@ -293,12 +293,21 @@ export class BackendSocket extends EventEmitter {
     if (rp?.mode === 'via-lb' && (rp.address === undefined) !== (rp.port === undefined)) {
       throw new BackendError('ERR_BACKEND_ADDRESS', 'returnPath.port', 'give both address and port of the return port, or neither');
     }
+    this.listenFamily = isIPv6(opts.listen.address) ? 6 : 4;
+    // Replies to the return port leave from the listen socket: an address it cannot send to
+    // would fail every reply, so refuse it here rather than count it per datagram.
+    if (rp?.mode === 'via-lb' && rp.address !== undefined && destinationProblem(rp.address, rp.port as number, this.listenFamily, this.destScratch) !== SEND_OK) {
+      throw new BackendError(
+        'ERR_BACKEND_ADDRESS',
+        'returnPath.address',
+        `expected an IP literal of the listen address's family (IPv4 as ::ffff:a.b.c.d on an IPv6 socket) and a port 1..65535, got ${String(rp.address)}:${String(rp.port)}`,
+      );
+    }
     this.maxTrackedPaths = positiveInteger(opts.maxTrackedPaths, DEFAULT_MAX_TRACKED_PATHS, 'maxTrackedPaths');
     this.probeReplyRate = positiveInteger(opts.probeReplyRate, DEFAULT_PROBE_REPLY_RATE, 'probeReplyRate');
     this.now = opts.now ?? Date.now;
     this.probeTokens = this.probeReplyRate;
     this.probeRefillAt = this.now();
-    this.listenFamily = isIPv6(opts.listen.address) ? 6 : 4;
     this.listenSocket = this.createSocket(opts.listen);
   }
 

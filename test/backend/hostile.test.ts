@@ -212,6 +212,20 @@ describe('BackendSocket: no reflection', () => {
       expect.objectContaining({ code: 'ERR_BACKEND_HMAC_KEY', field: 'hmacKeys[1]' }),
     );
     expect(() => new BackendSocket({ listen, allowLbAddresses: [LB], maxTrackedPaths: 0 })).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_RANGE' }));
+    // A return port the listen socket could never send to is refused up front.
+    const v6 = { address: '::', port: 0 };
+    for (const [l, address, port] of [
+      [v6, '10.0.0.1', 4440],
+      [listen, '::1', 4440],
+      [listen, '0.0.0.0', 4440],
+      [listen, '10.0.0.1', 0],
+    ] as const) {
+      expect(() => new BackendSocket({ listen: l, allowLbAddresses: [LB], returnPath: { mode: 'via-lb', address, port } }), `${address}:${port}`).toThrow(
+        expect.objectContaining({ code: 'ERR_BACKEND_ADDRESS', field: 'returnPath.address' }),
+      );
+    }
+    const mapped = new BackendSocket({ listen: v6, allowLbAddresses: [LB], returnPath: { mode: 'via-lb', address: '::ffff:10.0.0.1', port: 4440 } });
+    await mapped.close();
     const warnings: string[] = [];
     const insecure = new BackendSocket({ listen, insecureAnyLb: true });
     insecure.on('warning', (w: string) => warnings.push(w));

@@ -181,9 +181,11 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     const base = configYaml(spec('127.0.2.118', 25955), randomBytes(16).toString('hex'));
     const withKey = (key: string): string => base.replace('  mode: via-lb\n', `  mode: via-lb\n  hmacKey: '${key}'\n  signForward: true\n`);
     writeFileSync(file, withKey(k1));
-    const p = await startCli(['demo', 'backend', '--config', file, '--name', 'a', '--reset-key-file', keyFile]);
+    const p = await startCli(['demo', 'backend', '--config', file, '--name', 'a', '--reset-key-file', groupKeyFile]);
     procs.push(p);
     const backend = { address: '127.0.2.118', port: 25955 };
+    const modeWarnings = (): number => p.output().split(`warning: key file ${groupKeyFile} is accessible`).length - 1;
+    expect(modeWarnings()).toBe(1); // once at start
     const signed = (key: string, pkt: Buffer): Buffer =>
       Buffer.concat([
         encodeProxyHeader({ srcAddr: CLIENT.address, srcPort: CLIENT.port, dstAddr: VIP.address, dstPort: VIP.port, hmacKey: Buffer.from(key, 'hex'), direction: ProxyDirection.TO_BACKEND }, pkt),
@@ -204,6 +206,7 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     await waitFor(() => p.output().includes('config reloaded'), 3000, 'the reload');
     expect(p.output()).toContain('1 return-path keys');
     const r2 = await exchange(k2);
+    expect(modeWarnings()).toBe(2); // and once per reload
     expect(verifies(r2, k2)).toBe(true);
     expect(verifies(r2, k1)).toBe(false);
     // A broken file: the running key stays, the error names code and field.
