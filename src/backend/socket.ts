@@ -213,6 +213,30 @@ function keysOf(keys: readonly Uint8Array[] | undefined, field: string): Uint8Ar
   return [...keys];
 }
 
+/**
+ * Throws BackendError for a return path that could never work: an unknown mode
+ * (ERR_BACKEND_RETURN_MODE), a return port with only one of address / port, or one the listen
+ * socket (of `listenFamily`) cannot send to (ERR_BACKEND_ADDRESS): refused here rather than
+ * counted on every reply.
+ */
+function checkReturnPath(rp: BackendSocketOptions['returnPath'], listenFamily: 4 | 6): void {
+  const mode: unknown = rp?.mode ?? 'via-lb';
+  if (mode !== 'via-lb' && mode !== 'direct') {
+    throw new BackendError('ERR_BACKEND_RETURN_MODE', 'returnPath.mode', `unknown return mode ${String(mode)}`);
+  }
+  if (rp?.mode !== 'via-lb') return;
+  if ((rp.address === undefined) !== (rp.port === undefined)) {
+    throw new BackendError('ERR_BACKEND_ADDRESS', 'returnPath.port', 'give both address and port of the return port, or neither');
+  }
+  if (rp.address !== undefined && destinationProblem(rp.address, rp.port as number, listenFamily, new Uint8Array(16)) !== SEND_OK) {
+    throw new BackendError(
+      'ERR_BACKEND_ADDRESS',
+      'returnPath.address',
+      `expected an IP literal of the listen address's family (IPv4 as ::ffff:a.b.c.d on an IPv6 socket) and a port 1..65535, got ${String(rp.address)}:${String(rp.port)}`,
+    );
+  }
+}
+
 function positiveInteger(v: number | undefined, dflt: number, field: string): number {
   if (v === undefined) return dflt;
   if (!Number.isInteger(v) || v < 1) throw new BackendError('ERR_BACKEND_RANGE', field, `expected a positive integer, got ${String(v)}`);
@@ -285,24 +309,8 @@ export class BackendSocket extends EventEmitter {
         'nothing authenticates the load balancer: set allowLbAddresses (its source addresses), or hmacKeys with signForward, or insecureAnyLb: true (tests only)',
       );
     }
-    const mode: unknown = opts.returnPath?.mode ?? 'via-lb';
-    if (mode !== 'via-lb' && mode !== 'direct') {
-      throw new BackendError('ERR_BACKEND_RETURN_MODE', 'returnPath.mode', `unknown return mode ${String(mode)}`);
-    }
-    const rp = opts.returnPath;
-    if (rp?.mode === 'via-lb' && (rp.address === undefined) !== (rp.port === undefined)) {
-      throw new BackendError('ERR_BACKEND_ADDRESS', 'returnPath.port', 'give both address and port of the return port, or neither');
-    }
     this.listenFamily = isIPv6(opts.listen.address) ? 6 : 4;
-    // Replies to the return port leave from the listen socket: an address it cannot send to
-    // would fail every reply, so refuse it here rather than count it per datagram.
-    if (rp?.mode === 'via-lb' && rp.address !== undefined && destinationProblem(rp.address, rp.port as number, this.listenFamily, this.destScratch) !== SEND_OK) {
-      throw new BackendError(
-        'ERR_BACKEND_ADDRESS',
-        'returnPath.address',
-        `expected an IP literal of the listen address's family (IPv4 as ::ffff:a.b.c.d on an IPv6 socket) and a port 1..65535, got ${String(rp.address)}:${String(rp.port)}`,
-      );
-    }
+    checkReturnPath(opts.returnPath, this.listenFamily);
     this.maxTrackedPaths = positiveInteger(opts.maxTrackedPaths, DEFAULT_MAX_TRACKED_PATHS, 'maxTrackedPaths');
     this.probeReplyRate = positiveInteger(opts.probeReplyRate, DEFAULT_PROBE_REPLY_RATE, 'probeReplyRate');
     this.now = opts.now ?? Date.now;
