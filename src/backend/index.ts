@@ -1,6 +1,16 @@
 // quic-lb-ts/backend: what a backend QUIC server links to sit behind the quic-lb load balancer.
 // Re-exports only; see docs/backend.md.
-export { BackendSocket, type BackendPath, type BackendSocketOptions, type BackendSocketStats, type Endpoint } from './socket.js';
+export {
+  BackendSocket,
+  type BackendDropCounters,
+  type BackendPath,
+  type BackendSendErrorCounters,
+  type BackendSocketOptions,
+  type BackendSocketStats,
+  type Endpoint,
+} from './socket.js';
+export { AddressSet } from './address-set.js';
+export { keyFileModeWarning, KEY_FILE_FORBIDDEN_MODE } from './key-file.js';
 export { createBackendCids, type BackendCids } from './cids.js';
 export { buildPreferredAddress, type BuiltPreferredAddress, type PreferredAddressInput } from './preferred-address.js';
 export { BackendError, BACKEND_ERROR_CODES, type BackendErrorCode } from './errors.js';

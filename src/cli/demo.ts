@@ -2,12 +2,15 @@
 // config) and `quic-lb demo backend`: one demo backend process that reads the LB's config file
 // (docs/backend.md).
 import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { isIP, isIPv6 } from 'node:net';
 import type { CommandModule } from 'yargs';
-import { BackendSocket, createBackendCids, type Endpoint } from '../backend/index.js';
+import { BackendError, BackendSocket, createBackendCids, keyFileModeWarning, type Endpoint } from '../backend/index.js';
 import { DemoServer, loadIdentity } from '../demo/index.js';
 import { loadConfigFile, parseConfig, parseEndpoint, startLoadBalancer, type LbConfig } from '../lb/index.js';
+// Not re-exported by src/lb/index.ts yet: the key files a config names (for the mode check).
+import { configSources } from '../lb/config.js';
 import { createConfig, QuicLbEncoder, type EncoderConfigEntry } from '../quic-lb/index.js';
 import { CliError } from './errors.js';
 
@@ -39,8 +42,12 @@ export interface DemoBackendOptions {
    * source the LB's `returnPath.allow` knows), else 'lb'. Ignored in `direct` mode.
    */
   replyTo?: ReplyTo;
-  /** LB source addresses allowed to deliver encapsulated datagrams (BackendSocket `allowLbAddresses`). */
+  /** LB source addresses allowed to deliver encapsulated datagrams and probes (BackendSocket `allowLbAddresses`). */
   allowLb?: string[];
+  /** Accept encapsulated datagrams from any source without HMAC (BackendSocket `insecureAnyLb`; warns). */
+  insecureAnyLb?: boolean;
+  /** Warnings (insecureAnyLb at bind). */
+  onWarning?: (message: string) => void;
   certFile?: string;
   keyFile?: string;
   onEvent?: (e: Record<string, unknown>) => void;
@@ -58,8 +65,12 @@ export interface RunningBackend {
   replyTo: Endpoint | undefined;
   /** Health probes answer "draining" from now on (the LB stops picking this backend for new connections); existing connections go on. */
   drain(): void;
-  /** Applies a new LB config: adds its QUIC-LB configs and, if the active one changed, re-issues CIDs. */
-  applyConfig(config: LbConfig, configId?: number): { activeConfigId: number | undefined; reissued: number };
+  /**
+   * Applies a new LB config: swaps in its return-path HMAC keys (when it has any), adds its QUIC-LB
+   * configs and, if the active one changed, re-issues CIDs. Throws (CliError, BackendError) before
+   * changing anything when the config does not fit this backend.
+   */
+  applyConfig(config: LbConfig, configId?: number): { activeConfigId: number | undefined; reissued: number; hmacKeys: number };
   close(): Promise<void>;
 }
 
@@ -90,6 +101,22 @@ function entrySignature(e: EncoderConfigEntry): string {
   return `${c.serverIdLength}/${c.nonceLength}/${hex(c.key)}/${c.cipher ?? '-'}/${hex(e.serverId)}`;
 }
 
+/**
+ * The return-path HMAC keys of an LB config, current (signing) key first. The one place that
+ * reads them: today the config carries a single `returnPath.hmacKey`; with key lists
+ * (`returnPath.hmacKeys`) this becomes `config.returnPath.hmacKeys.map(hex)`.
+ */
+export function returnKeysOf(config: LbConfig): Uint8Array[] {
+  const key = config.returnPath.hmacKey;
+  return key === undefined ? [] : [Buffer.from(key, 'hex')];
+}
+
+/** What `quic-lb demo backend` says when nothing authenticates the LBs (BackendSocket ERR_BACKEND_LB_UNAUTHENTICATED). */
+export const LB_AUTH_HINT =
+  'nothing authenticates the load balancers, so anyone could make this backend send anywhere: add --allow-lb with the LBs\' source addresses ' +
+  '(e.g. --allow-lb 10.0.0.1,10.0.0.2), or set returnPath.hmacKey and returnPath.signForward: true in the config, ' +
+  'or --insecure-any-lb (tests only)';
+
 /** Starts one demo backend for backend `opts.name` of an LB config. */
 export async function startDemoBackend(config: LbConfig, opts: DemoBackendOptions): Promise<RunningBackend> {
   const entries = encoderEntries(config, opts.name);
@@ -105,19 +132,28 @@ export async function startDemoBackend(config: LbConfig, opts: DemoBackendOption
   const rp = config.returnPath;
   const replyTo = rp.mode === 'direct' ? undefined : returnPortFor(rp.listen, listen, opts.replyTo ?? 'auto');
   for (const [i, a] of (opts.allowLb ?? []).entries()) if (isIP(a) === 0) throw new CliError(`--allow-lb: expected IP literals, got '${a}' (item ${i + 1})`);
-  const socket = new BackendSocket({
-    listen,
-    unicast: preferred && (preferred.address !== listen.address || preferred.port !== listen.port) ? [preferred] : [],
-    returnPath:
-      rp.mode === 'direct' && config.listen[0]
-        ? { mode: 'direct', vip: config.listen[0] }
-        : replyTo
-          ? { mode: 'via-lb', address: replyTo.address, port: replyTo.port }
-          : { mode: 'via-lb' },
-    hmacKey: rp.hmacKey ? Buffer.from(rp.hmacKey, 'hex') : undefined,
-    signForward: rp.signForward,
-    allowLbAddresses: opts.allowLb && opts.allowLb.length > 0 ? opts.allowLb : undefined,
-  });
+  const keys = returnKeysOf(config);
+  let socket: BackendSocket;
+  try {
+    socket = new BackendSocket({
+      listen,
+      unicast: preferred && (preferred.address !== listen.address || preferred.port !== listen.port) ? [preferred] : [],
+      returnPath:
+        rp.mode === 'direct' && config.listen[0]
+          ? { mode: 'direct', vip: config.listen[0] }
+          : replyTo
+            ? { mode: 'via-lb', address: replyTo.address, port: replyTo.port }
+            : { mode: 'via-lb' },
+      hmacKeys: keys.length > 0 ? keys : undefined,
+      signForward: rp.signForward,
+      allowLbAddresses: opts.allowLb && opts.allowLb.length > 0 ? opts.allowLb : undefined,
+      insecureAnyLb: opts.insecureAnyLb,
+    });
+  } catch (err) {
+    if (err instanceof BackendError && err.code === 'ERR_BACKEND_LB_UNAUTHENTICATED') throw new CliError(LB_AUTH_HINT);
+    throw err;
+  }
+  if (opts.onWarning) socket.on('warning', opts.onWarning);
   await socket.bind();
   const sid = spec.serverIds.find((s) => s.configId === activeId)?.serverId;
   const server = new DemoServer({
@@ -159,6 +195,10 @@ export async function startDemoBackend(config: LbConfig, opts: DemoBackendOption
     },
     applyConfig(next: LbConfig, configId?: number) {
       const fresh = encoderEntries(next, opts.name);
+      // Keys first: setKeys validates before it swaps, so a failure leaves everything as it was.
+      const nextKeys = returnKeysOf(next);
+      if (nextKeys.length > 0) socket.setKeys(nextKeys);
+      const hmacKeys = nextKeys.length;
       const activeBefore = encoder.activeConfig?.configId;
       let activeRedefined = false;
       for (const e of fresh) {
@@ -176,11 +216,11 @@ export async function startDemoBackend(config: LbConfig, opts: DemoBackendOption
         signatures.set(id, signature);
       }
       const want = configId ?? fresh[fresh.length - 1]?.config.configId;
-      if (want === undefined) return { activeConfigId: encoder.activeConfig?.configId, reissued: 0 };
+      if (want === undefined) return { activeConfigId: encoder.activeConfig?.configId, reissued: 0, hmacKeys };
       if (encoder.activeConfig?.configId !== want) encoder.setActiveConfig(want);
-      if (want === activeBefore && !activeRedefined) return { activeConfigId: want, reissued: 0 };
+      if (want === activeBefore && !activeRedefined) return { activeConfigId: want, reissued: 0, hmacKeys };
       const reissued = server.reissueConnectionIds(`config ${want}`);
-      return { activeConfigId: want, reissued };
+      return { activeConfigId: want, reissued, hmacKeys };
     },
     async close() {
       server.close();
@@ -212,23 +252,55 @@ function returnPortFor(rpListen: Endpoint | undefined, listen: Endpoint, mode: R
   return undefined;
 }
 
-/** A hex key of at least 16 octets from `--reset-key` or the file of `--reset-key-file` (whitespace around it ignored). */
-export function resetKeyArg(inline: string | undefined, file: string | undefined): Uint8Array | undefined {
-  if (inline !== undefined && file !== undefined) throw new CliError('--reset-key-file: give either --reset-key or --reset-key-file, not both');
-  let text = inline;
-  const flag = file !== undefined ? '--reset-key-file' : '--reset-key';
-  if (file !== undefined) {
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      throw new CliError(`--reset-key-file: cannot read ${file}: ${(err as Error).message}`);
-    }
+/**
+ * The hex key of at least 16 octets in the file of `--reset-key-file` (whitespace around it
+ * ignored), or undefined without a file. Secrets come only from files: a key on the command
+ * line is visible to every local user (`ps`). Throws CliError naming the flag.
+ */
+export function resetKeyFromFile(file: string | undefined): Uint8Array | undefined {
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CliError(`--reset-key-file: cannot read ${file}: ${(err as Error).message}`);
   }
-  if (text === undefined) return undefined;
   const s = text.trim().toLowerCase();
-  if (!/^([0-9a-f]{2})+$/.test(s)) throw new CliError(`${flag}: expected an even number of hex digits`);
-  if (s.length < 32) throw new CliError(`${flag}: expected at least 16 octets, got ${s.length / 2}`);
+  if (!/^([0-9a-f]{2})+$/.test(s)) throw new CliError('--reset-key-file: expected an even number of hex digits');
+  if (s.length < 32) throw new CliError(`--reset-key-file: expected at least 16 octets, got ${s.length / 2}`);
   return Buffer.from(s, 'hex');
+}
+
+/** The refusal of the removed `--reset-key HEX`. */
+export const RESET_KEY_REMOVED =
+  '--reset-key: removed (a key on the command line is visible to every local user); write it to a file readable only by this user and pass --reset-key-file FILE';
+
+/** Mode warnings (keyFileModeWarning) for every key file the backend reads: the config's `*File` keys and the reset key file. */
+export function keyFileWarnings(configFile: string, resetKeyFile: string | undefined): string[] {
+  const files = [...configSources(configFile).keyFiles, ...(resetKeyFile === undefined ? [] : [resetKeyFile])];
+  return [...new Set(files)].map(keyFileModeWarning).filter((w): w is string => w !== undefined);
+}
+
+/** `CODE at /field: reason` for a typed error (ConfigError, BackendError), else its message. */
+export function errorLine(err: unknown): string {
+  const e = err as { code?: unknown; field?: unknown; reason?: unknown; message?: unknown };
+  if (typeof e?.code !== 'string' || typeof e.field !== 'string') return String(e?.message ?? err);
+  const field = e.field.startsWith('/') ? e.field : `/${e.field}`;
+  const reason = typeof e.reason === 'string' ? e.reason : String(e.message).replace(`${e.field}: `, '');
+  return `${e.code} at ${field}: ${reason}`;
+}
+
+/**
+ * The source address the kernel picks to reach `to` (what a backend there sees from an unbound
+ * socket of this host, e.g. the LB's upstream and probe sockets): a connected UDP socket's local
+ * address; nothing is sent.
+ */
+export function sourceAddressToward(to: Endpoint): Promise<string> {
+  const s = dgram.createSocket(isIPv6(to.address) ? 'udp6' : 'udp4');
+  return new Promise<string>((resolve, reject) => {
+    s.once('error', reject);
+    s.connect(to.port, to.address, () => resolve(s.address().address));
+  }).finally(() => s.close());
 }
 
 function endpointArg(text: string, flag: string): Endpoint {
@@ -311,6 +383,7 @@ interface BackendArgs {
   'reset-key-file'?: string;
   'reply-to'?: string;
   'allow-lb'?: string[];
+  'insecure-any-lb'?: boolean;
   cert?: string;
   key?: string;
 }
@@ -338,15 +411,21 @@ const backendCommand: CommandModule<object, BackendArgs> = {
       .option('config-id', { type: 'number', describe: 'QUIC-LB config to mint CIDs with (default: the last one in the file with a server ID for this backend)' })
       .option('event-log', { type: 'string', describe: 'append JSON-lines events to this file' })
       .option('static', { type: 'string', describe: 'serve files from this directory (besides /bytes/N)' })
-      .option('reset-key', { type: 'string', describe: 'stateless reset static key, hex, >= 16 octets (default: random)' })
-      .option('reset-key-file', { type: 'string', describe: 'read the stateless reset static key (hex) from this file, e.g. a mounted Secret' })
+      // Removed (a secret in argv): kept hidden only to refuse it with a pointer to --reset-key-file.
+      .option('reset-key', { type: 'string', hidden: true })
+      .option('reset-key-file', { type: 'string', describe: 'read the stateless reset static key (hex, >= 16 octets) from this file, e.g. a mounted Secret (default: random per process)' })
       .option('reply-to', {
         type: 'string',
         choices: REPLY_TO as unknown as string[],
         default: 'auto',
         describe: 'where replies to LB-delivered clients go: the config\'s returnPath.listen (return-port), the forwarding LB (lb), or auto: return-port when it is a specific address, else lb',
       })
-      .option('allow-lb', { type: 'string', array: true, describe: 'LB source addresses allowed to deliver encapsulated datagrams (repeat or comma-separate; default: any)' })
+      .option('allow-lb', {
+        type: 'string',
+        array: true,
+        describe: 'LB source addresses allowed to deliver encapsulated datagrams and health probes (repeat or comma-separate); needed unless the config has returnPath.signForward with a key',
+      })
+      .option('insecure-any-lb', { type: 'boolean', default: false, describe: 'accept encapsulated datagrams from any source without authentication (tests only; prints a warning)' })
       .option('cert', { type: 'string', describe: 'PEM certificate chain (default: a fresh self-signed ECDSA P-256 one)' })
       .option('key', { type: 'string', describe: 'PEM private key (ECDSA P-256) of --cert' })
       .example('$0 demo backend --config lb.yaml --name backend-1 --event-log b1.jsonl', 'serve as backend-1')
@@ -355,7 +434,14 @@ const backendCommand: CommandModule<object, BackendArgs> = {
           'SIGUSR2 drains: health probes answer "draining" (the LB sends no new connections here), existing connections go on. SIGTERM stops.',
       ) as never,
   handler: async (argv) => {
+    if (argv['reset-key'] !== undefined) throw new CliError(RESET_KEY_REMOVED);
+    const say = (line: string): boolean => process.stderr.write(`quic-lb demo backend: ${line}\n`);
+    const warnKeyFiles = (): void => {
+      for (const w of keyFileWarnings(argv.config, argv['reset-key-file'])) say(`warning: ${w}`);
+    };
     const config = loadConfigFile(argv.config);
+    const resetKey = resetKeyFromFile(argv['reset-key-file']);
+    warnKeyFiles();
     const running = await startDemoBackend(config, {
       name: argv.name,
       listen: argv.listen ? endpointArg(argv.listen, '--listen') : undefined,
@@ -363,19 +449,23 @@ const backendCommand: CommandModule<object, BackendArgs> = {
       configId: argv['config-id'],
       eventLog: argv['event-log'],
       staticDir: argv.static,
-      resetKey: resetKeyArg(argv['reset-key'], argv['reset-key-file']),
+      resetKey,
       replyTo: argv['reply-to'] as ReplyTo | undefined,
       allowLb: argv['allow-lb']?.flatMap((a) => a.split(',')).map((a) => a.trim()).filter((a) => a.length > 0),
+      insecureAnyLb: argv['insecure-any-lb'],
+      onWarning: (w) => say(`warning: ${w}`),
       certFile: argv.cert,
       keyFile: argv.key,
     });
+    // SIGHUP: the QUIC-LB configs and the return-path HMAC keys, all or nothing.
     process.on('SIGHUP', () => {
       try {
         const r = running.applyConfig(loadConfigFile(argv.config), argv['config-id']);
-        process.stderr.write(`quic-lb demo backend: config reloaded, active QUIC-LB config ${r.activeConfigId}, ${r.reissued} connections got new CIDs\n`);
+        say(`config reloaded, active QUIC-LB config ${r.activeConfigId}, ${r.reissued} connections got new CIDs, ${r.hmacKeys} return-path keys`);
       } catch (err) {
-        process.stderr.write(`quic-lb demo backend: reload failed, keeping the old config: ${(err as Error).message}\n`);
+        say(`reload failed, keeping the running config and keys: ${errorLine(err)}`);
       }
+      warnKeyFiles();
     });
     process.on('SIGUSR2', () => {
       running.drain();
@@ -413,6 +503,8 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
         backends.push(
           await startDemoBackend(config, {
             name: b.name,
+            // The LB forwards and probes from unbound sockets: the backend sees the source the kernel picks.
+            allowLb: [await sourceAddressToward(b.address)],
             eventLog: argv['event-log'],
             onEvent: argv.quiet
               ? undefined

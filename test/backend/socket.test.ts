@@ -48,10 +48,12 @@ function nextMessage(b: BackendSocket): Promise<Got> {
 }
 
 const quic = Buffer.concat([Buffer.of(0x41), randomBytes(60)]);
+/** The test LB's source address (allowLbAddresses). */
+const LB = '127.0.2.31';
 
 describe('BackendSocket', () => {
   it('presents LB-encapsulated datagrams with the client address and answers through the sending LB socket', async () => {
-    const b = await backend({ listen: { address: '127.0.2.30', port: 25200 } });
+    const b = await backend({ listen: { address: '127.0.2.30', port: 25200 }, allowLbAddresses: [LB] });
     const lb = await udp('127.0.2.31');
     const got = nextMessage(b);
     const hdr = encodeProxyHeader({ srcAddr: '192.0.2.7', srcPort: 40000, dstAddr: '127.0.2.31', dstPort: 4433 });
@@ -79,7 +81,7 @@ describe('BackendSocket', () => {
   });
 
   it('IPv6: encapsulated from an IPv6 LB, answered with an IPv6 header naming the VIP and the client', async () => {
-    const b = await backend({ listen: { address: '::1', port: 25210 } });
+    const b = await backend({ listen: { address: '::1', port: 25210 }, allowLbAddresses: ['::1'] });
     const lb = dgram.createSocket('udp6');
     await new Promise<void>((r) => lb.bind(0, '::1', () => r()));
     toClose.push({ close: () => new Promise<void>((r) => lb.close(() => r())) });
@@ -101,7 +103,7 @@ describe('BackendSocket', () => {
 
   it('sends replies to a configured return port instead, and uses the last path when send() gets none (trackPaths)', async () => {
     const ret = await udp('127.0.2.32');
-    const b = await backend({ listen: { address: '127.0.2.30', port: 25201 }, returnPath: { mode: 'via-lb', address: '127.0.2.32', port: ret.address().port }, trackPaths: true });
+    const b = await backend({ listen: { address: '127.0.2.30', port: 25201 }, returnPath: { mode: 'via-lb', address: '127.0.2.32', port: ret.address().port }, trackPaths: true, allowLbAddresses: [LB] });
     const lb = await udp('127.0.2.31');
     const got = nextMessage(b);
     lb.send(Buffer.concat([encodeProxyHeader({ srcAddr: '192.0.2.8', srcPort: 1234, dstAddr: '127.0.2.31', dstPort: 4433 }), quic]), 25201, '127.0.2.30');
@@ -115,7 +117,7 @@ describe('BackendSocket', () => {
   });
 
   it('delivers plain QUIC datagrams (after migration) on a direct path and answers from the same socket', async () => {
-    const b = await backend({ listen: { address: '127.0.2.30', port: 25202 }, unicast: [{ address: '127.0.2.33', port: 25203 }] });
+    const b = await backend({ listen: { address: '127.0.2.30', port: 25202 }, unicast: [{ address: '127.0.2.33', port: 25203 }], allowLbAddresses: [LB] });
     const client = await udp('127.0.2.34');
     const got = nextMessage(b);
     client.send(quic, 25203, '127.0.2.33');
@@ -135,7 +137,7 @@ describe('BackendSocket', () => {
   });
 
   it('answers the LB health probe "up", then "draining" after drain()', async () => {
-    const b = await backend({ listen: { address: '127.0.2.30', port: 25204 } });
+    const b = await backend({ listen: { address: '127.0.2.30', port: 25204 }, allowLbAddresses: [LB] });
     const lb = await udp('127.0.2.31');
     const token = randomBytes(8);
     let reply = next(lb);
@@ -170,7 +172,7 @@ describe('BackendSocket', () => {
     lb.send(Buffer.concat([signed, quic]), 25205, '127.0.2.30');
     const m = await got;
     expect(delivered.length).toBe(1);
-    expect(b.stats.dropped).toBe(3);
+    expect(b.stats.dropped).toEqual({ source: 1, header: 1, auth: 1, probe_rate: 0 });
     // Replies are signed: the LB's return port verifies them with the same key.
     b.send(Buffer.from('signed reply'), m.rinfo.address, m.rinfo.port, m.path);
     const r = await reply;
@@ -182,7 +184,7 @@ describe('BackendSocket', () => {
   });
 
   it('direct (DSR) mode answers LB-delivered clients from the VIP itself', async () => {
-    const b = await backend({ listen: { address: '127.0.2.30', port: 25206 }, returnPath: { mode: 'direct', vip: { address: '127.0.2.36', port: 25207 } } });
+    const b = await backend({ listen: { address: '127.0.2.30', port: 25206 }, returnPath: { mode: 'direct', vip: { address: '127.0.2.36', port: 25207 } }, allowLbAddresses: [LB] });
     const lb = await udp('127.0.2.31');
     const client = await udp('127.0.2.37');
     const got = nextMessage(b);
@@ -205,8 +207,8 @@ describe('BackendSocket', () => {
   });
 
   it('rejects bad options with typed errors', () => {
-    expect(() => new BackendSocket({ listen: { address: '127.0.2.30', port: 0 }, returnPath: { mode: 'bogus' } as never })).toThrow(BackendError);
-    expect(() => new BackendSocket({ listen: { address: '127.0.2.30', port: 0 }, returnPath: { mode: 'via-lb', address: '127.0.0.1' } })).toThrow(
+    expect(() => new BackendSocket({ listen: { address: '127.0.2.30', port: 0 }, returnPath: { mode: 'bogus' } as never, allowLbAddresses: [LB] })).toThrow(BackendError);
+    expect(() => new BackendSocket({ listen: { address: '127.0.2.30', port: 0 }, returnPath: { mode: 'via-lb', address: '127.0.0.1' }, allowLbAddresses: [LB] })).toThrow(
       expect.objectContaining({ code: 'ERR_BACKEND_ADDRESS', field: 'returnPath.port' }),
     );
   });

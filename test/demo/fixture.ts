@@ -34,7 +34,8 @@ export async function startDemoFixture(o: DemoFixtureOptions): Promise<DemoFixtu
   const serverId = o.serverId ?? Uint8Array.of(0x0a, 0x01);
   const encoder = new QuicLbEncoder({ configs: [{ config, serverId }] });
   const cids = createBackendCids(encoder, randomBytes(32));
-  const socket = new BackendSocket({ listen: o.listen, unicast: o.preferred ? [o.preferred] : [] });
+  // No LB in front of the fixture: clients talk to it directly.
+  const socket = new BackendSocket({ listen: o.listen, unicast: o.preferred ? [o.preferred] : [], insecureAnyLb: true });
   await socket.bind();
   const server = new DemoServer({
     socket,

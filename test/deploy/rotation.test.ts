@@ -96,7 +96,7 @@ describe('deploy/README.md rotation procedure (Kubernetes volumes, SIGHUP)', () 
     const events = path.join(work, 'backend.jsonl');
     const name = base.backends[0].name as string;
     const backend = await startCli([
-      'demo', 'backend', '--config', path.join(beVol, 'config.yaml'), '--name', name, '--no-preferred', '--reset-key', keys['reset.hex'].trim(), '--event-log', events,
+      'demo', 'backend', '--config', path.join(beVol, 'config.yaml'), '--name', name, '--no-preferred', '--reset-key-file', path.join(beVol, 'reset.hex'), '--event-log', events,
     ]);
     cleanup.push(() => stop(backend));
     expect(backend.ready).toMatchObject({ configId: 0 });

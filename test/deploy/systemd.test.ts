@@ -126,8 +126,9 @@ describe('deploy/systemd', () => {
     expect(one(lb, 'Service.ExecStart')).toBe(`${BIN} serve --config ${CONFIG}`);
     // The demo backend template: the instance name is a backend of the example config.
     const be = directives(readFileSync(path.join(unitDir, 'quic-lb-demo-backend@.service'), 'utf8'));
-    expect(one(be, 'Service.ExecStart')).toBe(`${BIN} demo backend --config ${CONFIG} --name %i --reset-key \${RESET_KEY}`);
-    expect(one(be, 'Service.EnvironmentFile')).toBe('/etc/quic-lb/keys/reset.env');
+    // Secrets from files only (never argv or the environment); the LBs' addresses from the env file.
+    expect(one(be, 'Service.ExecStart')).toBe(`${BIN} demo backend --config ${CONFIG} --name %i --reset-key-file /etc/quic-lb/keys/reset.hex --allow-lb \${ALLOW_LB}`);
+    expect(one(be, 'Service.EnvironmentFile')).toBe('/etc/quic-lb/demo-backend.env');
     // The VIP announcer polls the /healthz the example config serves.
     const vip = directives(readFileSync(path.join(unitDir, 'quic-lb-vip-health.service'), 'utf8'));
     expect(one(vip, 'Service.ExecStart').split(' ')[1]).toBe(`http://${example.metrics.listen}/healthz`);

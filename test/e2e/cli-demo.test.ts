@@ -54,11 +54,11 @@ describe('quic-lb demo backend: errors', () => {
 
   it('--no-preferred: the backend advertises no preferred_address', async () => {
     const log = path.join(dir, 'np.jsonl');
-    const p = await startCli(['demo', 'backend', '--config', file, '--name', 'a', '--no-preferred', '--event-log', log]);
+    const p = await startCli(['demo', 'backend', '--config', file, '--name', 'a', '--no-preferred', '--allow-lb', '127.0.0.1', '--event-log', log]);
     try {
       const started = readEvents(log).find((e) => e.event === 'backend-started');
       expect(started?.preferred).toBeNull();
-      const p2 = await startCli(['demo', 'backend', '--config', file, '--name', 'a', '--listen', '127.0.2.93:25906', '--preferred', '127.0.2.94:25907', '--event-log', log]);
+      const p2 = await startCli(['demo', 'backend', '--config', file, '--name', 'a', '--listen', '127.0.2.93:25906', '--preferred', '127.0.2.94:25907', '--allow-lb', '127.0.0.1', '--event-log', log]);
       await stop(p2);
       const second = readEvents(log).filter((e) => e.event === 'backend-started')[1];
       expect(second?.listen).toBe('127.0.2.93:25906');
@@ -79,7 +79,7 @@ describe('quic-lb demo backend: errors', () => {
     const k1 = '0f0e0d0c0b0a09080706050403020100';
     const fb = '11111111111111111111111111111111';
     const one = parseConfig(configYaml({ ...base, backends: [{ ...base.backends[0], serverIds: { 0: '0001' } }], quicLb: [{ configId: 0, serverIdLength: 2, nonceLength: 6, key: k0 }] }, fb));
-    const running = await startDemoBackend(one, { name: 'a' });
+    const running = await startDemoBackend(one, { name: 'a', allowLb: ['127.0.0.1'] });
     try {
       const decodes = (key: string, id: number, sidLen: number, sid: string): boolean => {
         const c = createConfig({ configId: id, serverIdLength: sidLen, nonceLength: 6, key: Buffer.from(key, 'hex') });
@@ -87,7 +87,7 @@ describe('quic-lb demo backend: errors', () => {
       };
       expect(decodes(k0, 0, 2, '0001')).toBe(true);
       // Same file: nothing changes.
-      expect(running.applyConfig(one)).toEqual({ activeConfigId: 0, reissued: 0 });
+      expect(running.applyConfig(one)).toEqual({ activeConfigId: 0, reissued: 0, hmacKeys: 0 });
       // Codepoint 0 redefined with a new key: replaced, CIDs follow the new key.
       const redefined = parseConfig(configYaml({ ...base, backends: [{ ...base.backends[0], serverIds: { 0: '0001' } }], quicLb: [{ configId: 0, serverIdLength: 2, nonceLength: 6, key: k0b }] }, fb));
       expect(running.applyConfig(redefined).activeConfigId).toBe(0);

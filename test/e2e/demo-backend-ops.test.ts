@@ -1,18 +1,20 @@
 // `quic-lb demo backend` operations flags, on real sockets with a real backend process:
-// --reset-key-file (stateless reset tokens from a mounted key file), --reply-to (LB-path replies
-// to the config's return port or back to the forwarding LB), --allow-lb (encapsulated datagrams
-// from other sources dropped), SIGUSR2 (drain: health probes answer "draining").
+// --reset-key-file (stateless reset tokens from a mounted key file; --reset-key is gone; a key
+// file others can read is warned about), --reply-to (LB-path replies to the config's return port
+// or back to the forwarding LB), --allow-lb (encapsulated datagrams and probes from other
+// sources dropped), signForward + SIGHUP (HMAC keys re-read), --insecure-any-lb, SIGUSR2 (drain:
+// health probes answer "draining").
 // Plain UDP sockets play the LB, its return port and the client. Addresses 127.0.2.110-119,
 // ports 25930-25959.
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { configYaml, readEvents, startCli, stop, waitFor, type FleetSpec, type Proc } from './fleet.js';
-import { encodeHealthProbe, encodeProxyHeader, formatProxyAddress, HealthProbeKind, parseHealthProbe, parseProxyHeader, ProxyHeader } from '../../src/quic/index.js';
+import { encodeHealthProbe, encodeProxyHeader, formatProxyAddress, HealthProbeKind, parseHealthProbe, parseProxyHeader, ProxyDirection, ProxyHeader } from '../../src/quic/index.js';
 import { createConfig, encodeConnectionId, statelessResetToken } from '../../src/quic-lb/index.js';
 
 const QUIC_LB_KEY = '00112233445566778899aabbccddeeff';
@@ -37,7 +39,11 @@ writeFileSync(
   configYaml(spec('127.0.2.114', 25945), randomBytes(16).toString('hex')).replace(`listen: '${VIP.address}:${VIP.port + 1}'`, `listen: '0.0.0.0:${VIP.port + 1}'`),
 );
 const keyFile = path.join(dir, 'reset.key');
-writeFileSync(keyFile, `${RESET_KEY}\n`);
+writeFileSync(keyFile, `${RESET_KEY}\n`, { mode: 0o600 });
+// The same key in a file its group can read: the backend warns about it.
+const groupKeyFile = path.join(dir, 'reset-group.key');
+writeFileSync(groupKeyFile, `${RESET_KEY}\n`);
+chmodSync(groupKeyFile, 0o640);
 
 interface Sock {
   s: dgram.Socket;
@@ -84,9 +90,10 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
 
   it('LB-path replies go to the return port (the anycast VIP in a fleet), with the VIP -> client header; tokens come from --reset-key-file; --allow-lb drops other senders; SIGUSR2 drains', async () => {
     const log = path.join(dir, 'a.jsonl');
-    const p = await startCli(['demo', 'backend', '--config', configFile, '--name', 'a', '--reset-key-file', keyFile, '--allow-lb', '127.0.2.112', '--event-log', log]);
+    const p = await startCli(['demo', 'backend', '--config', configFile, '--name', 'a', '--reset-key-file', groupKeyFile, '--allow-lb', '127.0.2.112', '--event-log', log]);
     procs.push(p);
     expect(p.ready.replyTo).toBe(`${VIP.address}:${VIP.port + 1}`);
+    expect(p.output()).toContain(`quic-lb demo backend: warning: key file ${groupKeyFile} is accessible to group or others (mode 0640): chmod 600 it`);
     const backend = { address: '127.0.2.111', port: 25935 };
 
     // Through the LB: the reset leaves for the return port, not for the LB that forwarded it.
@@ -116,18 +123,21 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     expect(returnPort.got.length).toBe(1);
     expect(lb2.got.length).toBe(0);
 
-    // Health probes (answered to whoever asks): up, then draining after SIGUSR2.
+    // Health probes: only the allowed LB is answered (no reflector); up, then draining after SIGUSR2.
     const probe = (): Uint8Array => encodeHealthProbe(HealthProbeKind.REQUEST, randomBytes(8));
-    lb2.got.length = 0;
+    lb1.got.length = 0;
     send(lb2, probe(), backend);
-    await waitFor(() => lb2.got.length === 1, 3000, 'a probe answer');
-    expect(parseHealthProbe(lb2.got[0])).toBe(HealthProbeKind.UP);
+    send(lb1, probe(), backend);
+    await waitFor(() => lb1.got.length === 1, 3000, 'a probe answer');
+    expect(parseHealthProbe(lb1.got[0])).toBe(HealthProbeKind.UP);
+    await pause(100);
+    expect(lb2.got.length).toBe(0);
     process.kill(p.pid, 'SIGUSR2');
     await waitFor(async () => {
-      lb2.got.length = 0;
-      send(lb2, probe(), backend);
+      lb1.got.length = 0;
+      send(lb1, probe(), backend);
       await pause(50);
-      return lb2.got.length === 1 && parseHealthProbe(lb2.got[0]) === HealthProbeKind.DRAINING;
+      return lb1.got.length === 1 && parseHealthProbe(lb1.got[0]) === HealthProbeKind.DRAINING;
     }, 5000, 'probes answered "draining"');
     expect(readEvents(log).some((e) => e.event === 'draining')).toBe(true);
     expect(p.output()).toContain('draining');
@@ -147,7 +157,7 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
       { args: ['--config', configFile, '--listen', '0.0.0.0:25947'], backend: { address: '127.0.2.117', port: 25947 } },
     ];
     for (const k of cases) {
-      const p = await startCli(['demo', 'backend', '--name', 'a', '--reset-key', RESET_KEY, ...k.args]);
+      const p = await startCli(['demo', 'backend', '--name', 'a', '--reset-key-file', keyFile, '--allow-lb', '127.0.2.112', ...k.args]);
       procs.push(p);
       expect(p.ready.replyTo).toBe('lb');
       lb1.got.length = 0;
@@ -157,10 +167,64 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
       const h = new ProxyHeader();
       const hl = parseProxyHeader(lb1.got[0], h);
       expect([formatProxyAddress(h, 'dst'), h.dstPort]).toEqual([CLIENT.address, CLIENT.port]);
-      expect(tokenOf(lb1.got[0].subarray(hl))).toBe(expectedToken(a.cid)); // --reset-key (inline) still works
+      expect(tokenOf(lb1.got[0].subarray(hl))).toBe(expectedToken(a.cid));
+      expect(p.output()).not.toContain('warning'); // an owner-only key file: no mode warning
       expect(returnPort.got.length).toBe(0);
       await stop(p);
     }
+  });
+
+  it('signForward: no --allow-lb needed; SIGHUP re-reads the HMAC key (replies signed with the new one); a bad reload keeps the running key and says CODE at /field', async () => {
+    const k1 = randomBytes(32).toString('hex');
+    const k2 = randomBytes(32).toString('hex');
+    const file = path.join(dir, 'lb-signed.yaml');
+    const base = configYaml(spec('127.0.2.118', 25955), randomBytes(16).toString('hex'));
+    const withKey = (key: string): string => base.replace('  mode: via-lb\n', `  mode: via-lb\n  hmacKey: '${key}'\n  signForward: true\n`);
+    writeFileSync(file, withKey(k1));
+    const p = await startCli(['demo', 'backend', '--config', file, '--name', 'a', '--reset-key-file', groupKeyFile]);
+    procs.push(p);
+    const backend = { address: '127.0.2.118', port: 25955 };
+    const modeWarnings = (): number => p.output().split(`warning: key file ${groupKeyFile} is accessible`).length - 1;
+    expect(modeWarnings()).toBe(1); // once at start
+    const signed = (key: string, pkt: Buffer): Buffer =>
+      Buffer.concat([
+        encodeProxyHeader({ srcAddr: CLIENT.address, srcPort: CLIENT.port, dstAddr: VIP.address, dstPort: VIP.port, hmacKey: Buffer.from(key, 'hex'), direction: ProxyDirection.TO_BACKEND }, pkt),
+        pkt,
+      ]);
+    /** Sends one datagram signed with `key` from lb2 (no address check here) and returns the reply at the return port, if any. */
+    const exchange = async (key: string): Promise<Buffer | undefined> => {
+      returnPort.got.length = 0;
+      send(lb2, signed(key, unknownCidPacket().pkt), backend);
+      await pause(300);
+      return returnPort.got[0];
+    };
+    const verifies = (reply: Buffer | undefined, key: string): boolean => reply !== undefined && parseProxyHeader(reply, new ProxyHeader(), Buffer.from(key, 'hex')) > 0;
+    expect(verifies(await exchange(k1), k1)).toBe(true);
+    expect(await exchange(randomBytes(32).toString('hex'))).toBeUndefined(); // a forged signature: dropped
+    writeFileSync(file, withKey(k2));
+    process.kill(p.pid, 'SIGHUP');
+    await waitFor(() => p.output().includes('config reloaded'), 3000, 'the reload');
+    expect(p.output()).toContain('1 return-path keys');
+    const r2 = await exchange(k2);
+    expect(modeWarnings()).toBe(2); // and once per reload
+    expect(verifies(r2, k2)).toBe(true);
+    expect(verifies(r2, k1)).toBe(false);
+    // A broken file: the running key stays, the error names code and field.
+    writeFileSync(file, withKey(k2).replace(`hmacKey: '${k2}'`, "hmacKey: 'zz'"));
+    process.kill(p.pid, 'SIGHUP');
+    await waitFor(() => p.output().includes('reload failed'), 3000, 'the failed reload');
+    expect(p.output()).toMatch(/quic-lb demo backend: reload failed, keeping the running config and keys: ERR_CONFIG_HEX at \/returnPath\/hmacKey: /);
+    expect(verifies(await exchange(k2), k2)).toBe(true);
+    expect(p.child.exitCode).toBeNull();
+    expect(readFileSync(file, 'utf8')).toContain("hmacKey: 'zz'");
+  });
+
+  it('--insecure-any-lb: starts with a warning and takes encapsulated datagrams from anyone', async () => {
+    const p = await startCli(['demo', 'backend', '--config', configFile, '--name', 'a', '--listen', '127.0.2.119:25956', '--reply-to', 'lb', '--insecure-any-lb']);
+    procs.push(p);
+    expect(p.output()).toMatch(/quic-lb demo backend: warning: insecureAnyLb: encapsulated datagrams are accepted from any source/);
+    send(lb2, encapsulate(unknownCidPacket().pkt), { address: '127.0.2.119', port: 25956 });
+    await waitFor(() => lb2.got.length === 1, 3000, 'a reply to the unauthenticated sender');
   });
 
   it('bad flags: one line naming the flag, exit code 2', () => {
@@ -169,11 +233,13 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     const bad = path.join(dir, 'bad.key');
     writeFileSync(bad, 'not hex at all\n');
     const cases: [string[], RegExp][] = [
-      [['--reset-key', RESET_KEY, '--reset-key-file', keyFile], /--reset-key-file: give either --reset-key or --reset-key-file, not both/],
+      // An inline secret is refused (visible in ps), pointing at the file flag.
+      [['--reset-key', RESET_KEY, '--allow-lb', '127.0.2.112'], /^quic-lb: --reset-key: removed \(a key on the command line is visible to every local user\); .* --reset-key-file FILE\n$/],
+      // Nothing authenticates the LB: the error says what to add.
+      [[], /^quic-lb: nothing authenticates the load balancers.*add --allow-lb .*returnPath\.hmacKey and returnPath\.signForward: true.*--insecure-any-lb \(tests only\)\n$/],
       [['--reset-key-file', path.join(dir, 'missing.key')], /--reset-key-file: cannot read/],
       [['--reset-key-file', short], /--reset-key-file: expected at least 16 octets, got 4/],
       [['--reset-key-file', bad], /--reset-key-file: expected an even number of hex digits/],
-      [['--reset-key', 'zz'], /--reset-key: expected an even number of hex digits/],
       [['--allow-lb', '127.0.2.112,lb.example'], /--allow-lb: expected IP literals, got 'lb.example'/],
       [['--config', wildcardFile, '--reply-to', 'return-port'], /--reply-to return-port: returnPath.listen '0\.0\.0\.0:25931' is not a specific address/],
     ];

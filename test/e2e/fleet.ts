@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { cliPath, repoRoot } from '../helpers/cli.js';
+import { sourceAddressToward } from '../../src/cli/demo.js';
 
 export interface QuicLbSpec {
   configId: number;
@@ -154,8 +155,12 @@ export async function startFleet(spec: FleetSpec, backendArgs: (b: BackendDef) =
   const backends = new Map<string, Proc>();
   let lb: Proc | undefined;
   try {
+    // --allow-lb: the address the LB's unbound forwarding and probe sockets reach each backend from.
     const started = await Promise.all(
-      spec.backends.map((b) => startCli(['demo', 'backend', '--config', configFile, '--name', b.name, '--event-log', eventLog(b.name), ...backendArgs(b)])),
+      spec.backends.map(async (b) => {
+        const lbSource = await sourceAddressToward({ address: b.address, port: b.port });
+        return startCli(['demo', 'backend', '--config', configFile, '--name', b.name, '--event-log', eventLog(b.name), '--allow-lb', lbSource, ...backendArgs(b)]);
+      }),
     );
     spec.backends.forEach((b, i) => backends.set(b.name, started[i]));
     lb = await startCli(['serve', '--config', configFile, '--no-watch']);

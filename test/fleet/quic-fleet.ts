@@ -175,8 +175,11 @@ export async function startQuicFleet(
       },
     };
     for (const lb of fleet.lbs) await qf.startLb(lb);
+    // --allow-lb: an LB's forwarded datagrams and probes reach the backends (through the router,
+    // no NAT) from its own link address 198.18.(10+K).2, not from the VIP on its loopback.
+    const allowLb = fleet.lbs.map((lb) => lb.address as string).join(',');
     for (const be of fleet.backends) {
-      backendProcs.set(be.name, await startReady(fleet, be, ['demo', 'backend', '--config', config, '--name', `be${be.index}`]));
+      backendProcs.set(be.name, await startReady(fleet, be, ['demo', 'backend', '--config', config, '--name', `be${be.index}`, '--allow-lb', allowLb]));
     }
     return qf;
   } catch (e) {
