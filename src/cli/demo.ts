@@ -114,7 +114,7 @@ export async function startDemoBackend(config: LbConfig, opts: DemoBackendOption
         : replyTo
           ? { mode: 'via-lb', address: replyTo.address, port: replyTo.port }
           : { mode: 'via-lb' },
-    hmacKey: rp.hmacKey ? Buffer.from(rp.hmacKey, 'hex') : undefined,
+    hmacKey: rp.hmacKeys.length > 0 ? Buffer.from(rp.hmacKeys[0], 'hex') : undefined,
     signForward: rp.signForward,
     allowLbAddresses: opts.allowLb && opts.allowLb.length > 0 ? opts.allowLb : undefined,
   });
