@@ -225,7 +225,9 @@ export class ClusterPlane implements DataPlane {
   }
 
   async counters(): Promise<CounterSnapshot> {
-    const entries = [...this.workers.values()];
+    // Only ready workers: one still starting may not listen to IPC yet (the request would be
+    // lost and the scrape wait IPC_TIMEOUT_MS); it has counted nothing.
+    const entries = [...this.workers.values()].filter((e) => e.ready);
     const replies = await Promise.all(entries.map((e) => this.request(e, (id) => ({ t: 'lb:snapshot', id }))));
     const total = addSnapshot(emptySnapshot(), this.retired);
     entries.forEach((e, i) => {
