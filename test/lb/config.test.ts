@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { CONFIG_ERROR_CODES, ConfigError, DEFAULTS, KNOWN_FIELDS, keyFileModeWarning, loadConfigFile, parseConfig, validateConfig } from '../../src/lb/index.js';
+import { CONFIG_ERROR_CODES, ConfigError, DEFAULTS, KNOWN_FIELDS, keyFileModeWarning, loadConfigFile, parseConfig, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
+import { pino } from 'pino';
 import { repoRoot, runCli } from '../helpers/cli.js';
 import { configDoc } from './fixtures.js';
 
@@ -164,6 +165,25 @@ describe('validateConfig', () => {
     expect(r.status).toBe(0);
     expect(r.stderr).toContain(`warning: key file ${open} has mode 0644`);
     expect(r.stderr).not.toContain(closed);
+  });
+
+  it('serve logs the key file warning at start and at every reload', async () => {
+    const open = path.join(dir, 'serve-open.hex');
+    writeFileSync(open, 'ee'.repeat(32));
+    chmodSync(open, 0o640);
+    const file = path.join(dir, 'serve-modes.yaml');
+    writeFileSync(file, stringify({ ...configDoc({ listen: ['127.0.9.9:0'], returnPath: { mode: 'direct', hmacKeyFiles: [open] } }) }));
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (l: string) => lines.push(l) });
+    const lb = await startLoadBalancer(file, { logger, watch: false });
+    try {
+      const warned = (): number => lines.filter((l) => l.includes(`key file ${open} has mode 0640`)).length;
+      expect(warned()).toBe(1);
+      expect((await lb.reload()).ok).toBe(true);
+      expect(warned()).toBe(2);
+    } finally {
+      await lb.close();
+    }
   });
 
   it('YAML syntax errors and duplicate keys are ERR_CONFIG_SYNTAX', () => {
