@@ -51,6 +51,8 @@ interface WorkerEntry {
   ready: boolean;
   /** When it reported ready (ms since the epoch), 0 before. */
   readyAt: number;
+  /** The config it was started with. */
+  initConfig: LbConfig | undefined;
 }
 
 function entriesOf(health: HealthView): HealthEntries {
@@ -113,7 +115,7 @@ export class ClusterPlane implements DataPlane {
 
   private fork(): Promise<void> {
     const worker = cluster.fork({ QUIC_LB_WORKER: '1' });
-    const entry: WorkerEntry = { worker, last: emptySnapshot(), ready: false, readyAt: 0 };
+    const entry: WorkerEntry = { worker, last: emptySnapshot(), ready: false, readyAt: 0, initConfig: undefined };
     this.workers.set(worker.id, entry);
     // IPC errors of a dying worker must not become unhandled 'error' events in the primary.
     worker.on('error', (err) => this.logger.warn({ worker: worker.id, err: err.message }, 'worker IPC error'));
@@ -121,10 +123,16 @@ export class ClusterPlane implements DataPlane {
       worker.on('message', (msg: FromWorker) => {
         if (msg.t === 'lb:hello') {
           // The worker listens now (messages sent before its listener exists are lost).
+          entry.initConfig = this.config;
           sendTo(worker, { t: 'lb:init', config: this.config, health: entriesOf(this.health) });
         } else if (msg.t === 'lb:ready') {
           entry.ready = true;
           entry.readyAt = Date.now();
+          // Started during a config change it was not part of: bring it (and, harmlessly, the
+          // others) to the config committed since.
+          if (entry.initConfig !== this.config && !this.closing) {
+            this.apply(this.config, this.health).catch((err: unknown) => this.logger.error({ err: (err as Error).message }, 'could not bring a new worker to the running config'));
+          }
           this.vips = msg.vips;
           this.ret = msg.ret;
           resolve();
