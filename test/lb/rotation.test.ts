@@ -5,6 +5,9 @@
 //   quic_lb_return_auth_total{key} shows which list position verified;
 // - 20 applyConfig() / Forwarder.apply() calls fired without awaiting, alternating two backend
 //   lists, while datagrams flow: no crash, the last call's config runs, traffic is delivered.
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type LoadBalancer, type LbConfig, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
@@ -134,5 +137,50 @@ describe('overlapping config changes', () => {
     expect(m.get('quic_lb_send_errors_total{reason="thrown"}')).toBe(0);
     expect(m.get('quic_lb_config_reloads_total{outcome="success"}')).toBe(20);
     expect(m.get('quic_lb_config_reloads_total{outcome="failure"}')).toBe(0);
+  });
+
+  it('20 reload() calls without awaiting, the file rewritten before each: the last content runs', async () => {
+    const [a, b, c] = await Promise.all(['127.0.9.43', '127.0.9.44', '127.0.9.45'].map((x) => Sink.start(x)));
+    cleanup.push(() => [a, b, c].forEach((s) => s.close()));
+    const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-reloads-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const file = path.join(dir, 'lb.yaml');
+    const write = (second: Sink, name: string): void => {
+      writeFileSync(
+        `${file}.tmp`,
+        JSON.stringify({
+          listen: ['127.0.9.4:0'],
+          quicLb: QUIC_LB_SPECS.slice(0, 1),
+          backends: [
+            { name: 'a', address: a.endpoint, serverIds: { 0: SIDS.a[0] }, health: { type: 'none' } },
+            { name, address: second.endpoint, serverIds: { 0: SIDS.b[0] }, health: { type: 'none' } },
+          ],
+          fallback: { key: FALLBACK_KEY },
+          returnPath: { mode: 'direct' },
+        }),
+      );
+      renameSync(`${file}.tmp`, file);
+    };
+    write(b, 'b');
+    const lb = await startLoadBalancer(file, { logger: silent, watch: false });
+    cleanup.push(() => lb.close());
+    const vip = lb.addresses().vips[0];
+    const client = await Client.start('127.0.9.57');
+    cleanup.push(() => client.close());
+    const reloads: Promise<{ ok: boolean }>[] = [];
+    for (let i = 0; i < 20; i++) {
+      if (i % 2 === 0) write(c, 'c');
+      else write(b, 'b');
+      reloads.push(lb.reload());
+      client.send(shortHeader(cid(0, SIDS.a[0], i + 1)), vip);
+      await sleep(i % 3);
+    }
+    expect((await Promise.all(reloads)).every((r) => r.ok)).toBe(true);
+    // The last write named b.
+    expect(lb.currentConfig().backends.map((x) => x.name)).toEqual(['a', 'b']);
+    const before = b.received.length;
+    client.send(shortHeader(cid(0, SIDS.b[0])), vip);
+    await until(() => b.received.length === before + 1, 3000, 'server ID B at b');
+    await until(() => a.received.length === 20, 3000, "a's datagrams delivered across the reloads");
   });
 });
