@@ -67,17 +67,22 @@ class Upstream {
     onError: (err: Error) => void,
   ) {
     this.socket = dgram.createSocket({ type: address.family === 4 ? 'udp4' : 'udp6' });
-    this.socket.on('error', onError);
     // A backend may also answer to the address its datagrams come from; a connected socket
     // only accepts datagrams from that backend (the kernel checks the source).
     this.socket.on('message', (msg, rinfo) => onReply(msg, rinfo, this));
     this.ready = new Promise((resolve, reject) => {
-      this.socket.once('error', reject);
+      // Until connected, an error fails `ready` (bind: EMFILE, EADDRINUSE; connect: ENETUNREACH)
+      // and is not a send error; it stays a listener so a second error cannot go unhandled.
+      const early = (err: Error): void => reject(err);
+      this.socket.on('error', early);
       // exclusive: in a cluster worker, a port-0 bind must not go through the primary's
       // shared handles (every worker needs its own connected socket per backend).
       this.socket.bind({ port: 0, address: address.family === 4 ? '0.0.0.0' : '::', exclusive: true }, () => {
-        this.socket.connect(address.port, address.address, () => {
-          this.socket.off('error', reject);
+        // node:dgram reports a failed connect to this callback, not as an 'error' event.
+        this.socket.connect(address.port, address.address, (err?: Error) => {
+          if (err) return reject(err);
+          this.socket.off('error', early);
+          this.socket.on('error', onError);
           setBufferSizes(this.socket, bufferSizes);
           resolve();
         });
