@@ -81,9 +81,13 @@ class Upstream {
         // node:dgram reports a failed connect to this callback, not as an 'error' event.
         this.socket.connect(address.port, address.address, (err?: Error) => {
           if (err) return reject(err);
+          try {
+            setBufferSizes(this.socket, bufferSizes); // throws ERR_SOCKET_BUFFER_SIZE
+          } catch (e) {
+            return reject(e as Error);
+          }
           this.socket.off('error', early);
           this.socket.on('error', onError);
-          setBufferSizes(this.socket, bufferSizes);
           resolve();
         });
       });
