@@ -10,7 +10,6 @@ export {
   type Endpoint,
 } from './socket.js';
 export { AddressSet } from './address-set.js';
-export { keyFileModeWarning, KEY_FILE_FORBIDDEN_MODE } from './key-file.js';
 export { createBackendCids, type BackendCids } from './cids.js';
 export { buildPreferredAddress, type BuiltPreferredAddress, type PreferredAddressInput } from './preferred-address.js';
 export { BackendError, BACKEND_ERROR_CODES, type BackendErrorCode } from './errors.js';

@@ -17,7 +17,9 @@ export const checkConfigCommand: CommandModule<object, CheckArgs> = {
       .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON' }) as never,
   handler: (argv) => {
     try {
-      const c = loadConfigFile(argv.file);
+      const warnings: string[] = [];
+      const c = loadConfigFile(argv.file, warnings);
+      for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
       if (argv.json) {
         process.stdout.write(`${JSON.stringify({ ok: true, config: redact(c) })}\n`);
         return;
@@ -28,7 +30,7 @@ export const checkConfigCommand: CommandModule<object, CheckArgs> = {
           `  VIPs: ${c.listen.map(formatEndpoint).join(', ')}\n` +
           `  QUIC-LB configs: ${algos.join(', ') || 'none (every packet uses the fallback)'}\n` +
           `  backends: ${c.backends.map((b) => `${b.name}=${formatEndpoint(b.address)} w${b.weight} ${b.health.type}`).join(', ')}\n` +
-          `  return path: ${c.returnPath.mode}${c.returnPath.listen ? ` on ${formatEndpoint(c.returnPath.listen)}` : ''}${c.returnPath.hmacKey ? ' (HMAC)' : ''}\n` +
+          `  return path: ${c.returnPath.mode}${c.returnPath.listen ? ` on ${formatEndpoint(c.returnPath.listen)}` : ''}${c.returnPath.hmacKeys.length > 0 ? ` (HMAC, ${c.returnPath.hmacKeys.length} key(s))` : ''}\n` +
           `  workers: ${c.workers}, metrics: ${c.metrics.listen ? formatEndpoint(c.metrics.listen) : 'off'}\n`,
       );
     } catch (err) {
@@ -49,6 +51,6 @@ function redact(c: ReturnType<typeof loadConfigFile>): unknown {
     ...c,
     quicLb: c.quicLb.map((q) => ({ ...q, key: q.key ? '(set)' : undefined })),
     fallback: { ...c.fallback, key: '(set)' },
-    returnPath: { ...c.returnPath, hmacKey: c.returnPath.hmacKey ? '(set)' : undefined },
+    returnPath: { ...c.returnPath, hmacKeys: c.returnPath.hmacKeys.map(() => '(set)') },
   };
 }

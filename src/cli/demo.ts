@@ -6,11 +6,10 @@ import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { isIP, isIPv6 } from 'node:net';
 import type { CommandModule } from 'yargs';
-import { BackendError, BackendSocket, createBackendCids, keyFileModeWarning, type Endpoint } from '../backend/index.js';
+import { BackendError, BackendSocket, createBackendCids, type Endpoint } from '../backend/index.js';
 import { DemoServer, loadIdentity } from '../demo/index.js';
-import { loadConfigFile, parseConfig, parseEndpoint, startLoadBalancer, type LbConfig } from '../lb/index.js';
+import { configSources, keyFileWarning, loadConfigFile, parseConfig, parseEndpoint, startLoadBalancer, type LbConfig } from '../lb/index.js';
 // Not re-exported by src/lb/index.ts yet: the key files a config names (for the mode check).
-import { configSources } from '../lb/config.js';
 import { createConfig, QuicLbEncoder, type EncoderConfigEntry } from '../quic-lb/index.js';
 import { CliError } from './errors.js';
 
@@ -101,14 +100,9 @@ function entrySignature(e: EncoderConfigEntry): string {
   return `${c.serverIdLength}/${c.nonceLength}/${hex(c.key)}/${c.cipher ?? '-'}/${hex(e.serverId)}`;
 }
 
-/**
- * The return-path HMAC keys of an LB config, current (signing) key first. The one place that
- * reads them: today the config carries a single `returnPath.hmacKey`; with key lists
- * (`returnPath.hmacKeys`) this becomes `config.returnPath.hmacKeys.map(hex)`.
- */
+/** The return-path HMAC keys of an LB config (`returnPath.hmacKeys`), current (signing) key first. */
 export function returnKeysOf(config: LbConfig): Uint8Array[] {
-  const key = config.returnPath.hmacKey;
-  return key === undefined ? [] : [Buffer.from(key, 'hex')];
+  return config.returnPath.hmacKeys.map((k) => Buffer.from(k, 'hex'));
 }
 
 /** What `quic-lb demo backend` says when nothing authenticates the LBs (BackendSocket ERR_BACKEND_LB_UNAUTHENTICATED). */
@@ -275,10 +269,10 @@ export function resetKeyFromFile(file: string | undefined): Uint8Array | undefin
 export const RESET_KEY_REMOVED =
   '--reset-key: removed (a key on the command line is visible to every local user); write it to a file readable only by this user and pass --reset-key-file FILE';
 
-/** Mode warnings (keyFileModeWarning) for every key file the backend reads: the config's `*File` keys and the reset key file. */
+/** Mode warnings (keyFileWarning) for every key file the backend reads: the config's `*File` keys and the reset key file. */
 export function keyFileWarnings(configFile: string, resetKeyFile: string | undefined): string[] {
   const files = [...configSources(configFile).keyFiles, ...(resetKeyFile === undefined ? [] : [resetKeyFile])];
-  return [...new Set(files)].map(keyFileModeWarning).filter((w): w is string => w !== undefined);
+  return [...new Set(files)].map(keyFileWarning).filter((w): w is string => w !== undefined);
 }
 
 /** `CODE at /field: reason` for a typed error (ConfigError, BackendError), else its message. */

@@ -1,13 +1,15 @@
 // The load balancer's config file: YAML in, a validated, JSON-serialisable `LbConfig` out (keys
 // from key files resolved to hex, defaults filled in), or a ConfigError naming the field.
 // Schema: schema/config.schema.json; every field and error code: docs/config.md.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, parseDocument } from 'yaml';
 import { createConfig, type QuicLbConfig } from '../quic-lb/index.js';
+import { parseIPv4Into, parseIPv6Into } from '../quic/index.js';
 import { ConfigError, type ConfigErrorCode } from './errors.js';
 import { type Endpoint, normaliseIp, parseEndpoint } from './ip.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, isPrime } from './maglev.js';
+import { MAX_HMAC_KEYS } from './reasons.js';
 import net from 'node:net';
 
 /** Probe types of the active health check (docs/lb.md "Health checks"). */
@@ -63,10 +65,16 @@ export interface LbConfig {
   backends: BackendSpec[];
   fallback: { key: string; tableSize: number };
   health: { initial: 'up' | 'down' };
-  returnPath: { mode: ReturnMode; listen?: Endpoint; hmacKey?: string; signForward: boolean; allow: string[] };
+  /**
+   * `hmacKeys`: return-path HMAC keys (hex), from `hmacKey`, `hmacKeyFile`, `hmacKeys` or
+   * `hmacKeyFiles`. The first signs forwarded headers (signForward); every one verifies returned
+   * headers (key rotation). Empty: no authentication.
+   */
+  returnPath: { mode: ReturnMode; listen?: Endpoint; hmacKeys: string[]; signForward: boolean; allow: string[] };
   metrics: { listen?: Endpoint };
   workers: number;
-  socket: { recvBufferSize: number; sendBufferSize: number };
+  /** Buffer sizes, and the bound of each upstream (backend) socket's send queue (docs/lb.md). */
+  socket: { recvBufferSize: number; sendBufferSize: number; maxQueuedDatagrams: number; maxQueuedOctets: number };
   drainMs: number;
   log: { level: LogLevel };
 }
@@ -85,6 +93,8 @@ export const DEFAULTS = Object.freeze({
   returnMode: 'via-lb' as ReturnMode,
   workers: 1,
   socketBufferSize: 8 * 1024 * 1024,
+  maxQueuedDatagrams: 1024,
+  maxQueuedOctets: 2 * 1024 * 1024,
   drainMs: 5000,
   logLevel: 'info' as LogLevel,
 });
@@ -97,9 +107,9 @@ export const KNOWN_FIELDS = Object.freeze({
   backendHealth: ['type', 'address', 'url', 'intervalMs', 'timeoutMs', 'rise', 'fall', 'downGraceMs'],
   health: ['type', 'intervalMs', 'timeoutMs', 'rise', 'fall', 'downGraceMs', 'initial'],
   fallback: ['key', 'keyFile', 'tableSize'],
-  returnPath: ['mode', 'listen', 'hmacKey', 'hmacKeyFile', 'signForward', 'allow'],
+  returnPath: ['mode', 'listen', 'hmacKey', 'hmacKeyFile', 'hmacKeys', 'hmacKeyFiles', 'signForward', 'allow'],
   metrics: ['listen'],
-  socket: ['recvBufferSize', 'sendBufferSize'],
+  socket: ['recvBufferSize', 'sendBufferSize', 'maxQueuedDatagrams', 'maxQueuedOctets'],
   log: ['level'],
 });
 
@@ -170,24 +180,88 @@ function hex(v: unknown, at: string, octets: number | [number, number]): string 
   return s;
 }
 
+/**
+ * The warning for a key file whose permission bits let its group or others read or write it
+ * (`(mode & 0o077) !== 0`), or undefined. A warning, not an error: the file still loads.
+ */
+export function keyFileModeWarning(file: string, mode: number): string | undefined {
+  if ((mode & 0o077) === 0) return undefined;
+  return `key file ${file} has mode ${(mode & 0o777).toString(8).padStart(4, '0')}: readable or writable by group or others (chmod 600 it)`;
+}
+
+/** `keyFileModeWarning` of the file as it is on disk; undefined when it cannot be stat'ed (reading it reports that). Never throws. */
+export function keyFileWarning(file: string): string | undefined {
+  try {
+    return keyFileModeWarning(file, statSync(file).mode);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where the loader reports what is legal but unsafe (key file modes); see `loadConfigFile`. */
+type Warnings = string[] | undefined;
+
+/** Reads a hex key file (relative to `baseDir`); its mode warning goes to `warnings`. */
+function keyFile(v: unknown, at: string, octets: number | [number, number], baseDir: string, warnings: Warnings): string {
+  const p = path.resolve(baseDir, str(v, at));
+  let text: string;
+  try {
+    text = readFileSync(p, 'utf8');
+    const w = keyFileModeWarning(p, statSync(p).mode);
+    if (w !== undefined) warnings?.push(w);
+  } catch (err) {
+    fail('ERR_CONFIG_READ', at, `cannot read key file ${p}: ${(err as Error).message}`, err);
+  }
+  return hex(text, at, octets);
+}
+
 /** A key given inline (`<name>`) or in a file (`<name>File`, hex text, relative to the config file). */
-function keyField(o: Obj, at: string, name: string, octets: number | [number, number], baseDir: string, required: boolean): string | undefined {
+function keyField(o: Obj, at: string, name: string, octets: number | [number, number], baseDir: string, required: boolean, warnings: Warnings): string | undefined {
   const inline = o[name];
   const file = o[`${name}File`];
   if (inline !== undefined && file !== undefined) fail('ERR_CONFIG_KEY_SOURCE', `${at}/${name}File`, `give either ${name} or ${name}File, not both`);
   if (inline !== undefined) return hex(inline, `${at}/${name}`, octets);
-  if (file !== undefined) {
-    const p = path.resolve(baseDir, str(file, `${at}/${name}File`));
-    let text: string;
-    try {
-      text = readFileSync(p, 'utf8');
-    } catch (err) {
-      fail('ERR_CONFIG_READ', `${at}/${name}File`, `cannot read key file ${p}: ${(err as Error).message}`, err);
-    }
-    return hex(text, `${at}/${name}File`, octets);
-  }
+  if (file !== undefined) return keyFile(file, `${at}/${name}File`, octets, baseDir, warnings);
   if (required) fail('ERR_CONFIG_REQUIRED', `${at}/${name}`, `required (or ${name}File)`);
   return undefined;
+}
+
+/**
+ * The return-path keys: exactly one of `hmacKey`, `hmacKeyFile` (one key) or `hmacKeys`,
+ * `hmacKeyFiles` (1..MAX_HMAC_KEYS keys, the first current), or none. Distinct keys only.
+ */
+function hmacKeys(rp: Obj, baseDir: string, warnings: Warnings): string[] {
+  const OCTETS: [number, number] = [16, 64];
+  const given = (['hmacKey', 'hmacKeyFile', 'hmacKeys', 'hmacKeyFiles'] as const).filter((k) => rp[k] !== undefined);
+  if (given.length > 1) fail('ERR_CONFIG_KEY_SOURCE', `/returnPath/${given[1]}`, `give one of hmacKey, hmacKeyFile, hmacKeys, hmacKeyFiles, not ${given.join(' and ')}`);
+  const single = keyField(rp, '/returnPath', 'hmacKey', OCTETS, baseDir, false, warnings);
+  if (single !== undefined) return [single];
+  const listName = given[0] === 'hmacKeys' || given[0] === 'hmacKeyFiles' ? given[0] : undefined;
+  if (listName === undefined) return [];
+  const at = `/returnPath/${listName}`;
+  const items = arr(rp[listName], at);
+  if (items.length === 0) fail('ERR_CONFIG_REQUIRED', at, 'at least one key (omit the field for no authentication)');
+  if (items.length > MAX_HMAC_KEYS) fail('ERR_CONFIG_RANGE', at, `at most ${MAX_HMAC_KEYS} keys (each one tried costs an HMAC per rejected datagram), got ${items.length}`);
+  const keys = items.map((v, i) => (listName === 'hmacKeys' ? hex(v, `${at}/${i}`, OCTETS) : keyFile(v, `${at}/${i}`, OCTETS, baseDir, warnings)));
+  keys.forEach((k, i) => {
+    if (keys.indexOf(k) !== i) fail('ERR_CONFIG_DUPLICATE', `${at}/${i}`, `the same key as ${at}/${keys.indexOf(k)}`);
+  });
+  return keys;
+}
+
+/**
+ * True for an address that names no single host when bound: 0.0.0.0/8 (RFC 1122 §3.2.1.3
+ * "this network"; the kernel binds 0.0.0.0 as INADDR_ANY), :: and ::ffff:0.0.0.0 (RFC 4291
+ * §2.5.2, §2.5.5.2). `bytes` holds 4 (family 4) or 16 (family 6) octets.
+ */
+export function isUnspecifiedAddress(bytes: Uint8Array, family: 4 | 6): boolean {
+  if (family === 4) return bytes[0] === 0;
+  for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return false;
+  if (bytes[10] === 0 && bytes[11] === 0) {
+    for (let i = 12; i < 16; i++) if (bytes[i] !== 0) return false;
+    return true;
+  }
+  return bytes[10] === 0xff && bytes[11] === 0xff && bytes[12] === 0;
 }
 
 function healthSpec(o: Obj, at: string, dflt: Omit<HealthCheckSpec, 'address' | 'url'>, backendAddress: Endpoint | undefined): HealthCheckSpec {
@@ -219,9 +293,10 @@ function healthSpec(o: Obj, at: string, dflt: Omit<HealthCheckSpec, 'address' | 
 /**
  * Validates a parsed config document (`doc`, e.g. the result of YAML parsing) and returns the
  * resolved `LbConfig`. Relative key file paths resolve against `baseDir`. Throws ConfigError
- * (see CONFIG_ERROR_CODES) naming the first bad field.
+ * (see CONFIG_ERROR_CODES) naming the first bad field. Legal but unsafe settings (a key file
+ * readable by group or others) are pushed to `warnings` when given.
  */
-export function validateConfig(doc: unknown, baseDir = process.cwd()): LbConfig {
+export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?: string[]): LbConfig {
   const root = obj(doc, '', KNOWN_FIELDS.root);
 
   // VIPs
@@ -230,8 +305,18 @@ export function validateConfig(doc: unknown, baseDir = process.cwd()): LbConfig 
   if (listenRaw.length === 0) fail('ERR_CONFIG_REQUIRED', '/listen', 'at least one VIP address');
   const listen: Endpoint[] = [];
   const seenListen = new Set<string>();
+  const scratch = new Uint8Array(16);
   listenRaw.forEach((v, i) => {
     const e = endpoint(v, `/listen/${i}`, true);
+    if (e.family === 4) parseIPv4Into(e.address, scratch, 0);
+    else parseIPv6Into(e.address, scratch, 0);
+    if (isUnspecifiedAddress(scratch, e.family)) {
+      fail(
+        'ERR_CONFIG_WILDCARD',
+        `/listen/${i}`,
+        `'${e.address}' is a wildcard: a reply must leave from the exact address the client sent to, and a socket bound to a wildcard sends from whatever address the kernel picks; list each VIP (e.g. '192.0.2.10:${e.port}')`,
+      );
+    }
     const k = `${e.address}|${e.port}`;
     if (e.port !== 0 && seenListen.has(k)) fail('ERR_CONFIG_DUPLICATE', `/listen/${i}`, 'listen address given twice');
     seenListen.add(k);
@@ -249,7 +334,7 @@ export function validateConfig(doc: unknown, baseDir = process.cwd()): LbConfig 
     if (serverIdLengthById.has(configId)) fail('ERR_CONFIG_DUPLICATE', `${at}/configId`, `config id ${configId} given twice`);
     const serverIdLength = int(o.serverIdLength, `${at}/serverIdLength`, 1, 15);
     const nonceLength = int(o.nonceLength, `${at}/nonceLength`, 4, 18);
-    const key = keyField(o, at, 'key', 16, baseDir, false);
+    const key = keyField(o, at, 'key', 16, baseDir, false, warnings);
     const cipher = oneOf(o.cipher, `${at}/cipher`, CIPHERS, 'table');
     const spec: QuicLbConfigSpec = { configId, serverIdLength, nonceLength, cipher };
     if (key !== undefined) spec.key = key;
@@ -326,21 +411,20 @@ export function validateConfig(doc: unknown, baseDir = process.cwd()): LbConfig 
   // Fallback
   if (root.fallback === undefined) fail('ERR_CONFIG_REQUIRED', '/fallback', 'required: fallback.key (16 octets hex) keys the 4-tuple hash');
   const fb = obj(root.fallback, '/fallback', KNOWN_FIELDS.fallback);
-  const fallbackKey = keyField(fb, '/fallback', 'key', 16, baseDir, true) as string;
+  const fallbackKey = keyField(fb, '/fallback', 'key', 16, baseDir, true, warnings) as string;
   const tableSize = int(fb.tableSize, '/fallback/tableSize', 2, MAX_MAGLEV_TABLE_SIZE, DEFAULTS.tableSize);
   if (!isPrime(tableSize)) fail('ERR_CONFIG_PRIME', '/fallback/tableSize', `${tableSize} is not a prime`);
 
   // Return path
   const rp = optObj(root.returnPath, '/returnPath', KNOWN_FIELDS.returnPath);
   const mode = oneOf(rp.mode, '/returnPath/mode', RETURN_MODES, DEFAULTS.returnMode);
-  const returnPath: LbConfig['returnPath'] = { mode, signForward: false, allow: [] };
+  const returnPath: LbConfig['returnPath'] = { mode, hmacKeys: [], signForward: false, allow: [] };
   if (rp.listen !== undefined) returnPath.listen = endpoint(rp.listen, '/returnPath/listen', true);
   else if (mode === 'via-lb') fail('ERR_CONFIG_REQUIRED', '/returnPath/listen', "required for mode 'via-lb' (use mode 'direct' for DSR)");
-  const hmacKey = keyField(rp, '/returnPath', 'hmacKey', [16, 64], baseDir, false);
-  if (hmacKey !== undefined) returnPath.hmacKey = hmacKey;
+  returnPath.hmacKeys = hmacKeys(rp, baseDir, warnings);
   if (rp.signForward !== undefined) {
     if (typeof rp.signForward !== 'boolean') fail('ERR_CONFIG_TYPE', '/returnPath/signForward', `expected a boolean, got ${typeName(rp.signForward)}`);
-    if (rp.signForward && hmacKey === undefined) fail('ERR_CONFIG_REQUIRED', '/returnPath/hmacKey', 'required when signForward is true');
+    if (rp.signForward && returnPath.hmacKeys.length === 0) fail('ERR_CONFIG_REQUIRED', '/returnPath/hmacKey', 'required when signForward is true (or hmacKeys)');
     returnPath.signForward = rp.signForward;
   }
   if (rp.allow !== undefined) {
@@ -363,6 +447,8 @@ export function validateConfig(doc: unknown, baseDir = process.cwd()): LbConfig 
   const socket = {
     recvBufferSize: int(so.recvBufferSize, '/socket/recvBufferSize', 0, 1 << 30, DEFAULTS.socketBufferSize),
     sendBufferSize: int(so.sendBufferSize, '/socket/sendBufferSize', 0, 1 << 30, DEFAULTS.socketBufferSize),
+    maxQueuedDatagrams: int(so.maxQueuedDatagrams, '/socket/maxQueuedDatagrams', 1, 1_000_000, DEFAULTS.maxQueuedDatagrams),
+    maxQueuedOctets: int(so.maxQueuedOctets, '/socket/maxQueuedOctets', 65_536, 1 << 30, DEFAULTS.maxQueuedOctets),
   };
   const drainMs = int(root.drainMs, '/drainMs', 0, 3_600_000, DEFAULTS.drainMs);
   const lg = optObj(root.log, '/log', KNOWN_FIELDS.log);
@@ -382,26 +468,29 @@ export function createLibraryConfig(spec: QuicLbConfigSpec): QuicLbConfig {
   });
 }
 
-/** Parses YAML text and validates it (see `validateConfig`). Throws ConfigError. */
-export function parseConfig(text: string, baseDir = process.cwd()): LbConfig {
+/** Parses YAML text and validates it (see `validateConfig`, also for `warnings`). Throws ConfigError. */
+export function parseConfig(text: string, baseDir = process.cwd(), warnings?: string[]): LbConfig {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
     const line = e.linePos?.[0];
     fail('ERR_CONFIG_SYNTAX', '', `YAML ${line ? `line ${line.line} column ${line.col}` : ''}: ${e.message.split('\n')[0]}`, e);
   }
-  return validateConfig(doc.toJS({ maxAliasCount: 100 }), baseDir);
+  return validateConfig(doc.toJS({ maxAliasCount: 100 }), baseDir, warnings);
 }
 
-/** Reads, parses and validates a config file. Throws ConfigError (ERR_CONFIG_READ if unreadable). */
-export function loadConfigFile(file: string): LbConfig {
+/**
+ * Reads, parses and validates a config file. Throws ConfigError (ERR_CONFIG_READ if
+ * unreadable). Warnings (key file modes) go to `warnings` when given: serve and check-config log them.
+ */
+export function loadConfigFile(file: string, warnings?: string[]): LbConfig {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     fail('ERR_CONFIG_READ', '', `cannot read ${file}: ${(err as Error).message}`, err);
   }
-  return parseConfig(text, path.dirname(path.resolve(file)));
+  return parseConfig(text, path.dirname(path.resolve(file)), warnings);
 }
 
 /** What a config file's effective content depends on: its text and the key files it names. */
@@ -414,7 +503,7 @@ export interface ConfigSources {
 
 /**
  * Reads `file` and lists the key files it references (`quicLb[].keyFile`, `fallback.keyFile`,
- * `returnPath.hmacKeyFile`, resolved like `loadConfigFile` does). Never throws: an unreadable
+ * `returnPath.hmacKeyFile`, `returnPath.hmacKeyFiles[]`, resolved like `loadConfigFile` does). Never throws: an unreadable
  * file gives `text: undefined`, invalid YAML gives no key files (the reload reports the error).
  */
 export function configSources(file: string): ConfigSources {
@@ -440,6 +529,8 @@ export function configSources(file: string): ConfigSources {
     if (Array.isArray(d.quicLb)) for (const q of d.quicLb) ref(q, 'keyFile');
     ref(d.fallback, 'keyFile');
     ref(d.returnPath, 'hmacKeyFile');
+    const files = d.returnPath !== null && typeof d.returnPath === 'object' ? (d.returnPath as Obj).hmacKeyFiles : undefined;
+    if (Array.isArray(files)) for (const f of files) if (typeof f === 'string') keyFiles.push(path.resolve(baseDir, f));
   }
   return { text, keyFiles };
 }

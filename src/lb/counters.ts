@@ -1,10 +1,11 @@
 // Plain numeric counters bumped on the packet path and read at scrape time (STYLE.md habit 10).
 // Workers ship `snapshot()`s to the primary, which sums them (see metrics.ts).
-import { CID_RESULT_COUNT, CODEPOINT_COUNT, REASON_COUNT, RETURN_REJECT_COUNT } from './reasons.js';
+import { CID_RESULT_COUNT, CODEPOINT_COUNT, MAX_HMAC_KEYS, REASON_COUNT, RETURN_REJECT_COUNT, SEND_ERROR_COUNT } from './reasons.js';
 
 /** Per-backend traffic, kept across reloads for a backend of the same name. */
 export class BackendStats {
-  /** Datagrams and octets (QUIC payload, without the PROXY header) sent to this backend. */
+  /** Datagrams and octets (QUIC payload, without the PROXY header) handed to this backend's
+   *  socket: a datagram dropped because its send queue was full is not among them. */
   packetsIn = 0;
   bytesIn = 0;
   /** Datagrams and octets this backend sent back to clients through the return port. */
@@ -12,6 +13,8 @@ export class BackendStats {
   bytesOut = 0;
   /** Datagrams routed to it by its server ID (the rest came by fallback). */
   packetsRouted = 0;
+  /** Datagrams for this backend dropped because its socket's send queue was full. */
+  packetsDropped = 0;
 }
 
 /** JSON form of `Counters`, for IPC between cluster workers and the primary. */
@@ -22,8 +25,9 @@ export interface CounterSnapshot {
   returnRejects: number[];
   returnPackets: number;
   returnBytes: number;
-  sendErrors: number;
-  backends: Record<string, [number, number, number, number, number]>;
+  sendErrors: number[];
+  returnAuth: number[];
+  backends: Record<string, [number, number, number, number, number, number]>;
 }
 
 /** Every counter of one forwarding process. */
@@ -38,8 +42,10 @@ export class Counters {
   /** Return-port datagrams accepted and sent to the client from the VIP. */
   returnPackets = 0;
   returnBytes = 0;
-  /** Socket send errors (reported asynchronously by node:dgram). */
-  sendErrors = 0;
+  /** Datagrams not sent, by `SendError` (checks before the send, and socket 'error' events). */
+  readonly sendErrors = new Float64Array(SEND_ERROR_COUNT);
+  /** Return-path datagrams authenticated, by the index of the key that verified (0 = current). */
+  readonly returnAuth = new Float64Array(MAX_HMAC_KEYS);
   private readonly backendStats = new Map<string, BackendStats>();
 
   /** The stats object of backend `name` (created on first use; stable across reloads). */
@@ -61,7 +67,7 @@ export class Counters {
 
   snapshot(): CounterSnapshot {
     const backends: CounterSnapshot['backends'] = {};
-    for (const [name, s] of this.backendStats) backends[name] = [s.packetsIn, s.bytesIn, s.packetsOut, s.bytesOut, s.packetsRouted];
+    for (const [name, s] of this.backendStats) backends[name] = [s.packetsIn, s.bytesIn, s.packetsOut, s.bytesOut, s.packetsRouted, s.packetsDropped];
     return {
       reasonPackets: Array.from(this.reasonPackets),
       reasonBytes: Array.from(this.reasonBytes),
@@ -69,7 +75,8 @@ export class Counters {
       returnRejects: Array.from(this.returnRejects),
       returnPackets: this.returnPackets,
       returnBytes: this.returnBytes,
-      sendErrors: this.sendErrors,
+      sendErrors: Array.from(this.sendErrors),
+      returnAuth: Array.from(this.returnAuth),
       backends,
     };
   }
@@ -91,7 +98,8 @@ export function addSnapshot(a: CounterSnapshot, b: CounterSnapshot): CounterSnap
   addArr(a.returnRejects, b.returnRejects);
   a.returnPackets += b.returnPackets;
   a.returnBytes += b.returnBytes;
-  a.sendErrors += b.sendErrors;
+  addArr(a.sendErrors, b.sendErrors);
+  addArr(a.returnAuth, b.returnAuth);
   for (const [name, v] of Object.entries(b.backends)) {
     const cur = a.backends[name];
     if (cur) for (let i = 0; i < cur.length; i++) cur[i] += v[i];

@@ -12,11 +12,12 @@ export const CONFIG_ERROR_CODES = [
   'ERR_CONFIG_ENUM', // a value outside its list of allowed values
   'ERR_CONFIG_ADDRESS', // not an IP literal with a port (`a.b.c.d:port`, `[v6]:port`), or not an IP literal
   'ERR_CONFIG_HEX', // not hex, or the wrong number of octets
-  'ERR_CONFIG_KEY_SOURCE', // both an inline key and a key file given
+  'ERR_CONFIG_KEY_SOURCE', // more than one source for one key (inline, file, list of either)
   'ERR_CONFIG_DUPLICATE', // a config id, backend name, server ID or listen address used twice
   'ERR_CONFIG_REFERENCE', // a backend names a QUIC-LB config id that is not configured
   'ERR_CONFIG_QUIC_LB', // the QUIC-LB library rejected a config (its code is in the message and `cause`)
   'ERR_CONFIG_PRIME', // fallback.tableSize is not a prime in range
+  'ERR_CONFIG_WILDCARD', // a VIP on an unspecified address (0.0.0.0, ::): replies must leave from the exact VIP
 ] as const;
 
 export type ConfigErrorCode = (typeof CONFIG_ERROR_CODES)[number];

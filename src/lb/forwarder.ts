@@ -19,15 +19,17 @@ import {
   signProxyHeader,
   type ProxyAuth,
 } from '../quic/index.js';
-import type { LbConfig } from './config.js';
+import { type LbConfig, isUnspecifiedAddress } from './config.js';
 import type { Counters } from './counters.js';
 import { type Endpoint, formatEndpoint } from './ip.js';
-import { ReturnReject } from './reasons.js';
+import { ReturnReject, SendError } from './reasons.js';
 import { FourTuple, type HealthView, type RouterState, buildRouterState, countDecision, decide, withHealth } from './router.js';
 
-/** How many sends between two looks at an upstream socket's send queue (see Upstream). */
-const QUEUE_CHECK_EVERY = 128;
-/** Header ring per (VIP, upstream); must be >= 2 x QUEUE_CHECK_EVERY. */
+/**
+ * Header ring per (VIP, upstream): a slot is rewritten HEADER_RING sends later, so the ring is
+ * used only while fewer than HEADER_RING datagrams can be in the socket's send queue (then the
+ * datagram that used the slot has left it: the queue is FIFO); otherwise headers are copied.
+ */
 const HEADER_RING = 256;
 
 /** A bound VIP socket and its reused 4-tuple. */
@@ -40,17 +42,20 @@ interface Vip {
 }
 
 /**
- * One connected socket per backend forwarding address. Headers come from a per-VIP ring
- * (WIRE's ProxyHeaderTemplate); node:dgram normally sends synchronously, but when the kernel
- * buffer is full it queues the request with a reference to our header. Every QUEUE_CHECK_EVERY
- * sends we look at the queue: while it is not empty, headers are copied instead of taken from
- * the ring, so a queued header is never overwritten.
+ * One connected socket per backend forwarding address. node:dgram hands a datagram to the
+ * kernel at once unless the socket's buffer is full (EAGAIN); then libuv queues the request,
+ * holding references to our buffers. That queue is bounded (`socket.maxQueuedDatagrams`,
+ * `socket.maxQueuedOctets`) without asking libuv per datagram: `queued`/`octets` are upper
+ * bounds of the queue (last measured values plus everything handed over since), and the queue is
+ * measured only when a bound would pass a limit or reach HEADER_RING. With an empty queue that
+ * is one measurement every HEADER_RING datagrams (test/lb/queue-check-bench.ts).
  */
 class Upstream {
   readonly socket: dgram.Socket;
   templates: ProxyHeaderTemplate[] = [];
-  sinceCheck = 0;
-  copyHeaders = false;
+  /** Upper bounds of the send queue: datagrams and octets (header + datagram). */
+  queued = 0;
+  octets = 0;
   /** Backend index in the current state (for return-path attribution). */
   backend = -1;
   ready: Promise<void>;
@@ -62,22 +67,42 @@ class Upstream {
     onError: (err: Error) => void,
   ) {
     this.socket = dgram.createSocket({ type: address.family === 4 ? 'udp4' : 'udp6' });
-    this.socket.on('error', onError);
     // A backend may also answer to the address its datagrams come from; a connected socket
     // only accepts datagrams from that backend (the kernel checks the source).
     this.socket.on('message', (msg, rinfo) => onReply(msg, rinfo, this));
     this.ready = new Promise((resolve, reject) => {
-      this.socket.once('error', reject);
+      // Until connected, an error fails `ready` (bind: EMFILE, EADDRINUSE; connect: ENETUNREACH)
+      // and is not a send error; it stays a listener so a second error cannot go unhandled.
+      const early = (err: Error): void => reject(err);
+      this.socket.on('error', early);
       // exclusive: in a cluster worker, a port-0 bind must not go through the primary's
       // shared handles (every worker needs its own connected socket per backend).
       this.socket.bind({ port: 0, address: address.family === 4 ? '0.0.0.0' : '::', exclusive: true }, () => {
-        this.socket.connect(address.port, address.address, () => {
-          this.socket.off('error', reject);
-          setBufferSizes(this.socket, bufferSizes);
+        // node:dgram reports a failed connect to this callback, not as an 'error' event.
+        this.socket.connect(address.port, address.address, (err?: Error) => {
+          if (err) return reject(err);
+          try {
+            setBufferSizes(this.socket, bufferSizes); // throws ERR_SOCKET_BUFFER_SIZE
+          } catch (e) {
+            return reject(e as Error);
+          }
+          this.socket.off('error', early);
+          this.socket.on('error', onError);
           resolve();
         });
       });
     });
+  }
+
+  /** Replaces the bounds by the queue's actual size. False when the socket cannot say (closed). */
+  measure(): boolean {
+    try {
+      this.queued = this.socket.getSendQueueCount();
+      this.octets = this.socket.getSendQueueSize();
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   close(): void {
@@ -110,8 +135,26 @@ interface Plan {
 }
 
 /**
+ * A config made ready by `Forwarder.prepare()` and not installed yet: its upstream sockets are
+ * bound and connected. Holds the forwarder's apply lock until `commit()` or `discard()`.
+ */
+export interface PreparedConfig {
+  readonly config: LbConfig;
+  /** @internal */
+  readonly upstreams: readonly Upstream[];
+  /** @internal forwarding address -> upstream (new and reused ones) */
+  readonly wanted: ReadonlyMap<string, Upstream>;
+  /** @internal */
+  readonly release: () => void;
+  /** @internal true once committed or discarded */
+  done: boolean;
+}
+
+/**
  * The forwarding process's sockets. `apply()` swaps in a new config and `setHealth()` a new
- * health view, atomically (one object reference), without touching the VIP sockets.
+ * health view, atomically (one object reference), without touching the VIP sockets. Config
+ * changes are applied one at a time (a lock held from `prepare()` to `commit()`/`discard()`),
+ * so a plan never points at an upstream socket another change closed.
  */
 export class Forwarder {
   private plan!: Plan;
@@ -123,6 +166,11 @@ export class Forwarder {
   private readonly upstreamByAddress = new Map<string, Upstream>();
   private auth: ProxyAuth | undefined;
   private signForward = false;
+  /** Send queue limits of every upstream (socket.maxQueuedDatagrams / maxQueuedOctets). */
+  private maxQueued: number;
+  private maxQueuedOctets: number;
+  /** Tail of the apply lock: resolves when the last holder released it. */
+  private lockTail: Promise<void> = Promise.resolve();
   // Return-path scratch
   private readonly rh = new ProxyHeader();
   private readonly srcScratch = new Uint8Array(16);
@@ -139,6 +187,8 @@ export class Forwarder {
   ) {
     this.config = config;
     this.health = health;
+    this.maxQueued = config.socket.maxQueuedDatagrams;
+    this.maxQueuedOctets = config.socket.maxQueuedOctets;
   }
 
   /** Binds the VIP sockets (and the return port) and compiles the first plan. */
@@ -146,7 +196,7 @@ export class Forwarder {
     const f = new Forwarder(opts.counters, opts.logger, opts.config, opts.health ?? new Map());
     const sizes = { recv: opts.config.socket.recvBufferSize, send: opts.config.socket.sendBufferSize };
     try {
-      await f.compile(opts.config);
+      f.commit(await f.prepare(opts.config));
       for (const ep of opts.config.listen) {
         const socket = dgram.createSocket({ type: ep.family === 4 ? 'udp4' : 'udp6', ipv6Only: ep.family === 6 });
         socket.on('error', (err) => f.onSocketError(err));
@@ -196,6 +246,11 @@ export class Forwarder {
     return this.vips.map((v) => ({ ...v.endpoint, port: v.port }));
   }
 
+  /** The config the packet path runs with (the last one committed). */
+  runningConfig(): LbConfig {
+    return this.config;
+  }
+
   /** The bound return port, if any. */
   returnAddress(): Endpoint | undefined {
     const l = this.config.returnPath.listen;
@@ -205,62 +260,119 @@ export class Forwarder {
   /**
    * Installs a new validated config (hot reload) and, if given, the health view that goes with
    * it: both take effect in the one swap (the running plan is not rebuilt with a view meant for
-   * the new backend list). VIP and return sockets are kept as they are.
+   * the new backend list). VIP and return sockets are kept as they are. Calls are applied one
+   * at a time, in call order. Rejects (running config kept) when an upstream socket cannot be
+   * bound or connected.
    */
   async apply(config: LbConfig, health?: HealthView): Promise<void> {
-    if (health) this.health = health;
-    await this.compile(config);
+    this.commit(await this.prepare(config), health);
+  }
+
+  /**
+   * Phase one of a config change: waits for the apply lock, then binds and connects the upstream
+   * sockets of backends not yet served. Nothing the packet path reads changes. The lock stays
+   * held until `commit()` or `discard()` of the result. Rejects (lock released, new sockets
+   * closed) when a socket cannot be bound or connected.
+   */
+  async prepare(config: LbConfig): Promise<PreparedConfig> {
+    const release = await this.lock();
+    try {
+      if (this.closed) throw new Error('forwarder closed');
+      const sizes = { recv: config.socket.recvBufferSize, send: config.socket.sendBufferSize };
+      const wanted = new Map<string, Upstream>();
+      const upstreams: Upstream[] = [];
+      for (const b of config.backends) {
+        const key = formatEndpoint(b.address);
+        let up = wanted.get(key) ?? this.upstreamByAddress.get(key);
+        if (!up) {
+          up = new Upstream(b.address, sizes, (m, r, u) => this.onReturn(m, r, u), (err) => this.onSocketError(err));
+        }
+        wanted.set(key, up);
+        upstreams.push(up);
+      }
+      try {
+        await Promise.all([...wanted.values()].map((u) => u.ready));
+      } catch (err) {
+        for (const [key, up] of wanted) if (this.upstreamByAddress.get(key) !== up) up.close();
+        throw err;
+      }
+      return { config, upstreams, wanted, release, done: false };
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  /**
+   * Phase two: installs a prepared config (and `health`, if given) in one swap, closes the
+   * upstreams it no longer uses and releases the apply lock. Synchronous; never throws. A
+   * second call, or a call after `discard()`, does nothing.
+   */
+  commit(p: PreparedConfig, health?: HealthView): void {
+    if (p.done) return;
+    p.done = true;
+    try {
+      if (this.closed) {
+        this.closeUnused(p);
+        return;
+      }
+      if (health) this.health = health;
+      const { config, upstreams, wanted } = p;
+      const keys = config.returnPath.hmacKeys.map((k) => Buffer.from(k, 'hex'));
+      this.auth = keys.length > 0 ? createProxyAuth(keys, { expect: ProxyDirection.TO_CLIENT }) : undefined;
+      this.signForward = this.auth !== undefined && config.returnPath.signForward;
+      for (const up of wanted.values()) up.templates = this.vips.map((v) => this.template(v));
+      upstreams.forEach((u, i) => {
+        u.backend = i; // backend addresses are unique (config validation)
+      });
+      // Allowed return sources.
+      const allow4 = new Set<number>();
+      const allow6: Uint8Array[] = [];
+      const scratch = new Uint8Array(16);
+      for (const a of config.returnPath.allow) {
+        if (parseIPv4Into(a, scratch, 0)) allow4.add(v4Key(scratch));
+        else if (parseIPv6Into(a, scratch, 0)) allow6.push(Uint8Array.from(scratch));
+      }
+      this.allow4 = allow4;
+      this.allow6 = allow6;
+      this.config = config;
+      // The swap: one assignment, between two datagrams.
+      this.plan = { state: buildRouterState(config, this.health, this.counters), upstreams };
+      for (const [key, up] of this.upstreamByAddress) if (!wanted.has(key)) up.close();
+      this.upstreamByAddress.clear();
+      for (const [k, u] of wanted) this.upstreamByAddress.set(k, u);
+    } finally {
+      p.release();
+    }
+  }
+
+  /** Drops a prepared config: closes the sockets it opened, releases the apply lock. Idempotent. */
+  discard(p: PreparedConfig): void {
+    if (p.done) return;
+    p.done = true;
+    this.closeUnused(p);
+    p.release();
+  }
+
+  private closeUnused(p: PreparedConfig): void {
+    for (const [key, up] of p.wanted) if (this.upstreamByAddress.get(key) !== up) up.close();
+  }
+
+  /** Waits for the apply lock; resolves with its release function. */
+  private lock(): Promise<() => void> {
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const prev = this.lockTail;
+    this.lockTail = prev.then(() => held);
+    return prev.then(() => release);
   }
 
   /** Installs a new health view: rebuilds the fallback table, nothing else. */
   setHealth(view: HealthView): void {
     this.health = view;
     this.plan = { state: withHealth(this.plan.state, view), upstreams: this.plan.upstreams };
-  }
-
-  private async compile(config: LbConfig): Promise<void> {
-    const sizes = { recv: config.socket.recvBufferSize, send: config.socket.sendBufferSize };
-    const wanted = new Map<string, Upstream>();
-    const upstreams: Upstream[] = [];
-    for (const b of config.backends) {
-      const key = formatEndpoint(b.address);
-      let up = wanted.get(key) ?? this.upstreamByAddress.get(key);
-      if (!up) {
-        up = new Upstream(b.address, sizes, (m, r, u) => this.onReturn(m, r, u), (err) => this.onSocketError(err));
-      }
-      wanted.set(key, up);
-      upstreams.push(up);
-    }
-    try {
-      await Promise.all([...wanted.values()].map((u) => u.ready));
-    } catch (err) {
-      for (const [key, up] of wanted) if (this.upstreamByAddress.get(key) !== up) up.close();
-      throw err;
-    }
-    this.auth = config.returnPath.hmacKey ? createProxyAuth(Buffer.from(config.returnPath.hmacKey, 'hex'), { expect: ProxyDirection.TO_CLIENT }) : undefined;
-    this.signForward = this.auth !== undefined && config.returnPath.signForward;
-    for (const up of wanted.values()) up.templates = this.vips.map((v) => this.template(v));
-    upstreams.forEach((u, i) => {
-      u.backend = i; // backend addresses are unique (config validation)
-    });
-    // Allowed return sources.
-    const allow4 = new Set<number>();
-    const allow6: Uint8Array[] = [];
-    const scratch = new Uint8Array(16);
-    for (const a of config.returnPath.allow) {
-      if (parseIPv4Into(a, scratch, 0)) allow4.add(v4Key(scratch));
-      else if (parseIPv6Into(a, scratch, 0)) allow6.push(Uint8Array.from(scratch));
-    }
-    this.allow4 = allow4;
-    this.allow6 = allow6;
-    this.config = config;
-    // Built after the awaits, so a health change that arrived meanwhile is included.
-    const state = buildRouterState(config, this.health, this.counters);
-    // The swap: one assignment, between two datagrams.
-    this.plan = { state, upstreams };
-    for (const [key, up] of this.upstreamByAddress) if (!wanted.has(key)) up.close();
-    this.upstreamByAddress.clear();
-    for (const [k, u] of wanted) this.upstreamByAddress.set(k, u);
   }
 
   private template(v: Vip): ProxyHeaderTemplate {
@@ -277,28 +389,54 @@ export class Forwarder {
     t.clientPort = rinfo.port;
     const plan = this.plan;
     const d = decide(msg, t, plan.state);
+    const b = d.backend;
+    if (b >= 0) {
+      const failed = this.forward(plan.upstreams[b], msg, rinfo, vipIndex);
+      if (failed >= 0) {
+        // Counted as decided, not as forwarded to the backend (its stats count what was sent).
+        d.backend = -1;
+        this.counters.sendErrors[failed]++;
+        plan.state.backends[b].stats.packetsDropped++;
+      }
+    }
     countDecision(plan.state, d, msg.length);
-    if (d.backend < 0) return;
-    const up = plan.upstreams[d.backend];
+  }
+
+  /**
+   * Hands [PROXY v2 header, datagram] to the upstream socket. Returns -1 when handed over, else
+   * the `SendError` why not (queue full, or what should not happen: an address node:dgram
+   * reported that does not parse, a send that throws). Never throws.
+   */
+  private forward(up: Upstream, msg: Buffer, rinfo: dgram.RemoteInfo, vipIndex: number): number {
     const tpl = up.templates[vipIndex];
-    if (++up.sinceCheck >= QUEUE_CHECK_EVERY) {
-      up.sinceCheck = 0;
-      up.copyHeaders = up.socket.getSendQueueCount() > 0;
+    const octets = tpl.length + msg.length;
+    if (up.queued >= HEADER_RING || up.queued + 1 > this.maxQueued || up.octets + octets > this.maxQueuedOctets) {
+      if (!up.measure()) return SendError.THROWN;
+      if (up.queued + 1 > this.maxQueued || up.octets + octets > this.maxQueuedOctets) return SendError.QUEUE_FULL;
     }
     let header: Buffer | undefined;
-    if (up.copyHeaders || this.signForward) {
+    if (up.queued >= HEADER_RING || this.signForward) {
       header = Buffer.allocUnsafe(tpl.length);
       if (tpl.write(header, 0, rinfo.address, rinfo.port) < 0) header = undefined;
       else if (this.signForward) signProxyHeader(header, msg, this.auth as ProxyAuth, ProxyDirection.TO_BACKEND);
     } else header = tpl.next(rinfo.address, rinfo.port);
-    if (header === undefined) return; // cannot happen for addresses node:dgram reports
-    up.socket.send([header, msg]);
+    if (header === undefined) return SendError.BAD_ADDRESS;
+    try {
+      up.socket.send([header, msg]);
+    } catch {
+      return SendError.THROWN;
+    }
+    up.queued++;
+    up.octets += octets;
+    return -1;
   }
 
   /**
    * Return path: a backend's [PROXY v2 header (src = VIP, dst = client), QUIC datagram] goes out
    * of the VIP socket named by the header to the client. Accepted only from an allowed backend
-   * address (or on that backend's connected socket) and, with a key, with a valid auth TLV.
+   * address (or on that backend's connected socket) and, with keys, with a valid auth TLV; sent
+   * only to a destination node:dgram and the network accept (`sendableDestination`): nothing a
+   * backend or a forged header names can make the send throw.
    */
   private onReturn(msg: Buffer, rinfo: dgram.RemoteInfo, via: Upstream | undefined): void {
     const c = this.counters;
@@ -312,9 +450,24 @@ export class Forwarder {
       c.returnRejects[hl === PROXY_ERR_AUTH || hl === PROXY_ERR_STALE ? ReturnReject.HMAC : ReturnReject.HEADER]++;
       return;
     }
+    if (h.keyIndex >= 0) c.returnAuth[h.keyIndex]++;
     const vip = this.vipFor(h);
     if (vip === undefined) {
       c.returnRejects[ReturnReject.VIP]++;
+      return;
+    }
+    if (h.dstPort === 0) {
+      c.sendErrors[SendError.BAD_PORT]++;
+      return;
+    }
+    if (!sendableDestination(h.dstAddr, vip.tuple.family)) {
+      c.sendErrors[SendError.BAD_ADDRESS]++;
+      return;
+    }
+    try {
+      vip.socket.send(msg.subarray(hl), h.dstPort, formatProxyAddress(h, 'dst'));
+    } catch {
+      c.sendErrors[SendError.THROWN]++;
       return;
     }
     const bytes = msg.length - hl;
@@ -328,7 +481,6 @@ export class Forwarder {
         s.bytesOut += bytes;
       }
     }
-    vip.socket.send(msg.subarray(hl), h.dstPort, formatProxyAddress(h, 'dst'));
   }
 
   private allowed(address: string): boolean {
@@ -364,15 +516,16 @@ export class Forwarder {
   }
 
   private onSocketError(err: Error): void {
-    this.counters.sendErrors++;
+    const c = this.counters.sendErrors;
+    c[SendError.SOCKET]++;
     const now = Date.now();
     if (now - this.lastErrorLog > 10_000) {
       this.lastErrorLog = now;
-      this.logger.warn({ err: err.message, sendErrors: this.counters.sendErrors }, 'socket errors (logged at most every 10 s)');
+      this.logger.warn({ err: err.message, socketErrors: c[SendError.SOCKET] }, 'socket errors (logged at most every 10 s)');
     }
   }
 
-  /** Closes every socket. */
+  /** Closes every socket. A prepared config not committed yet is closed by its commit/discard. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -391,6 +544,19 @@ export class Forwarder {
     for (const u of this.upstreamByAddress.values()) u.close();
     this.upstreamByAddress.clear();
   }
+}
+
+/**
+ * Whether a VIP socket of `family` may send to `addr` (4 or 16 octets). Refused: unspecified
+ * addresses (Linux delivers 0.0.0.0 to the host itself), multicast and the reserved/broadcast
+ * range 224.0.0.0/3 (RFC 5771, RFC 1112 §4, RFC 919), IPv6 multicast ff00::/8 (RFC 4291
+ * §2.7), and IPv4-mapped addresses (a v6 VIP socket is v6-only: RFC 3493 §5.3).
+ */
+export function sendableDestination(addr: Uint8Array, family: 4 | 6): boolean {
+  if (isUnspecifiedAddress(addr, family)) return false;
+  if (family === 4) return addr[0] < 224;
+  if (addr[0] === 0xff) return false;
+  return !(addr[10] === 0xff && addr[11] === 0xff && isZero(addr, 0, 10));
 }
 
 function bind(socket: dgram.Socket, port: number, address: string, onListening?: () => void): Promise<void> {

@@ -15,6 +15,9 @@ export {
   parseConfig,
   loadConfigFile,
   restartOnlyChanges,
+  keyFileModeWarning,
+  keyFileWarning,
+  configSources,
 } from './config.js';
 export { type Endpoint, parseEndpoint, formatEndpoint } from './ip.js';
 export {
@@ -28,6 +31,10 @@ export {
   RETURN_REJECT_COUNT,
   ReturnReject,
   RETURN_REJECT_NAMES,
+  SendError,
+  SEND_ERROR_COUNT,
+  SEND_ERROR_NAMES,
+  MAX_HMAC_KEYS,
   isForwarded,
 } from './reasons.js';
 export { Counters, BackendStats, type CounterSnapshot } from './counters.js';
@@ -50,6 +57,6 @@ export {
   fallbackSlot,
 } from './router.js';
 export { HealthChecker, nextState, type BackendHealth, type ProbeResult, type ProbeStreaks } from './health.js';
-export { Forwarder } from './forwarder.js';
+export { Forwarder, type PreparedConfig, sendableDestination } from './forwarder.js';
 export { LoadBalancer, startLoadBalancer, type LoadBalancerOptions, type ReloadResult } from './load-balancer.js';
 export { createLogger } from './logger.js';

@@ -57,6 +57,7 @@ export class LoadBalancer {
     restartRequired: false,
     draining: false,
     workers: 0,
+    workerRestarts: 0,
   };
   private httpServer: http.Server | undefined;
   private httpAddress: Endpoint | undefined;
@@ -66,6 +67,10 @@ export class LoadBalancer {
   /** Hash of the resolved content (config text + key files) the running config was read from. */
   private lastFileHash = '';
   private reloading: Promise<ReloadResult> | undefined;
+  /** A reload asked for while one runs (it may have read the file already): runs after it. */
+  private reloadAgain: Promise<ReloadResult> | undefined;
+  /** Tail of the queue of config applications: one at a time, in call order. */
+  private applyTail: Promise<unknown> = Promise.resolve();
   private readonly signalHandlers: [string, () => void][] = [];
   private closed = false;
 
@@ -112,7 +117,7 @@ export class LoadBalancer {
     const { registry, refresh } = createMetrics({
       counters: () => this.plane.counters(),
       health: () => this.health.states(),
-      control: () => ({ ...this.control, workers: this.plane.running() }),
+      control: () => ({ ...this.control, workers: this.plane.running(), workerRestarts: this.plane.restarts() }),
       backendNames: () => this.config.backends.map((b) => b.name),
       workerPackets: () => this.plane.workerPackets(),
       quicLbConfigs: () => this.quicLbInfo,
@@ -228,15 +233,21 @@ export class LoadBalancer {
   /**
    * Re-reads the config file and applies it atomically. An invalid file keeps the running config
    * (logged, counted in quic_lb_config_reloads_total{outcome="failure"}); fields that need a restart
-   * keep their running values. Concurrent calls share one reload.
+   * keep their running values. A call while a reload runs gets one more reload after it (shared
+   * by every call meanwhile), so the last content of the file is what ends up applied.
    */
   reload(): Promise<ReloadResult> {
     if (!this.reloading) {
       this.reloading = this.doReload().finally(() => {
         this.reloading = undefined;
       });
+      return this.reloading;
     }
-    return this.reloading;
+    this.reloadAgain ??= this.reloading.then(() => {
+      this.reloadAgain = undefined;
+      return this.reload();
+    });
+    return this.reloadAgain;
   }
 
   private async doReload(): Promise<ReloadResult> {
@@ -244,19 +255,32 @@ export class LoadBalancer {
     this.control.lastReloadTime = Date.now();
     if (!file) return this.reloadFailed(new Error('no config file to reload from'));
     let next: LbConfig;
+    const warnings: string[] = [];
     try {
       const { hash, dirs } = resolvedContent(file);
       if (hash !== undefined) this.lastFileHash = hash;
       if (this.watchers.size > 0) this.syncWatchers(dirs);
-      next = loadConfigFile(file);
+      next = loadConfigFile(file, warnings);
     } catch (err) {
       return this.reloadFailed(err as Error);
     }
+    for (const w of warnings) this.logger.warn(w);
     return this.applyConfig(next);
   }
 
-  /** Applies a validated config (what reload does after parsing). */
-  async applyConfig(next: LbConfig): Promise<ReloadResult> {
+  /**
+   * Applies a validated config (what reload does after parsing): to every forwarding process or
+   * to none (a failure keeps the running config everywhere and is counted). Calls are applied
+   * one at a time, in call order: the last call's config is the one left running.
+   */
+  applyConfig(next: LbConfig): Promise<ReloadResult> {
+    const run = this.applyTail.then(() => this.applyNow(next));
+    this.applyTail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyNow(next: LbConfig): Promise<ReloadResult> {
+    if (this.closed) return this.reloadFailed(new Error('load balancer closed'));
     const restartRequired = restartOnlyChanges(this.config, next);
     const merged: LbConfig = {
       ...next,
@@ -270,6 +294,8 @@ export class LoadBalancer {
       this.health.configure(merged);
       await this.plane.apply(merged, this.health.view());
     } catch (err) {
+      // Probes follow the config that runs.
+      this.health.configure(this.config);
       return this.reloadFailed(err as Error);
     }
     this.config = merged;
@@ -379,8 +405,11 @@ function resolvedContent(file: string): { hash: string | undefined; dirs: string
  */
 export async function startLoadBalancer(config: LbConfig | string, opts: LoadBalancerOptions = {}): Promise<LoadBalancer> {
   if (typeof config === 'string') {
-    const cfg = loadConfigFile(config);
-    return LoadBalancer.start(cfg, { ...opts, configFile: opts.configFile ?? config });
+    const warnings: string[] = [];
+    const cfg = loadConfigFile(config, warnings);
+    const lb = await LoadBalancer.start(cfg, { ...opts, configFile: opts.configFile ?? config });
+    for (const w of warnings) lb.logger.warn(w);
+    return lb;
   }
   return LoadBalancer.start(config, opts);
 }

@@ -7,7 +7,7 @@ import type { CounterSnapshot } from './counters.js';
 import type { BackendHealth } from './health.js';
 import type { Endpoint } from './ip.js';
 import { BACKEND_STATES } from './router.js';
-import { CID_RESULT_COUNT, CID_RESULT_NAMES, CODEPOINT_COUNT, REASON_NAMES, RETURN_REJECT_NAMES } from './reasons.js';
+import { CID_RESULT_COUNT, CID_RESULT_NAMES, CODEPOINT_COUNT, REASON_NAMES, RETURN_REJECT_NAMES, SEND_ERROR_NAMES } from './reasons.js';
 
 /** Control-plane state the primary (or single process) keeps. */
 export interface ControlStats {
@@ -20,6 +20,8 @@ export interface ControlStats {
   restartRequired: boolean;
   draining: boolean;
   workers: number;
+  /** Cluster workers started again after one exited (0 in a single process). */
+  workerRestarts: number;
 }
 
 /** Where the metrics come from at scrape time. */
@@ -106,9 +108,27 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
   counter('return_rejected_total', 'Return-path datagrams refused: source (not an allowed backend), header, hmac (missing/bad/stale auth TLV), vip (unknown VIP)', ['reason'], (c) => {
     if (snap) RETURN_REJECT_NAMES.forEach((reason, i) => c.inc({ reason }, snap!.returnRejects[i]));
   });
-  counter('socket_errors_total', 'Socket errors reported by node:dgram (e.g. ICMP unreachable from a backend)', [], (c) => {
-    if (snap) c.inc(snap.sendErrors);
+  counter(
+    'send_errors_total',
+    'Datagrams not sent, by reason: bad_port (destination port 0), bad_address (unspecified, multicast, broadcast or IPv4-mapped destination), queue_full (a backend socket\'s send queue at its bound), socket (socket error events, e.g. ICMP unreachable from a backend), thrown (a send that threw anyway)',
+    ['reason'],
+    (c) => {
+      if (snap) SEND_ERROR_NAMES.forEach((reason, i) => c.inc({ reason }, snap!.sendErrors[i]));
+    },
+  );
+  counter('backend_dropped_packets_total', 'Datagrams for a backend dropped because its socket\'s send queue was full (socket.maxQueuedDatagrams / maxQueuedOctets); not in backend_packets_total', ['backend'], (c) => {
+    if (!snap) return;
+    const names = new Set([...source.backendNames(), ...Object.keys(snap.backends)]);
+    for (const backend of names) c.inc({ backend }, snap.backends[backend]?.[5] ?? 0);
   });
+  counter(
+    'return_auth_total',
+    'Return-path datagrams authenticated, by the returnPath.hmacKeys index of the key that verified (0 = current); an old key unused for long can be removed',
+    ['key'],
+    (c) => {
+      if (snap) snap.returnAuth.forEach((v, i) => c.inc({ key: String(i) }, v));
+    },
+  );
   gauge('backend_state', 'Health state of each backend: 1 for its current state (docs/lb.md "Health and drain policy")', ['backend', 'state'], (g) => {
     for (const [backend, h] of source.health()) for (const state of BACKEND_STATES) g.set({ backend, state }, h.state === state ? 1 : 0);
   });
@@ -145,6 +165,7 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
     for (const [worker, n] of source.workerPackets()) c.inc({ worker }, n);
   });
   gauge('workers', 'Forwarding processes running', [], (g) => g.set(source.control().workers));
+  counter('worker_restarts_total', 'Cluster workers started again after one exited (restarts back off exponentially, 1 s to 60 s)', [], (c) => c.inc(source.control().workerRestarts));
 
   return {
     registry,

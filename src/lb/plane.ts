@@ -9,13 +9,19 @@ import type { HealthView } from './router.js';
 
 /** What the control plane needs from the forwarding side. */
 export interface DataPlane {
-  /** Installs a new config (and the health view to use with it). */
+  /**
+   * Installs a new config (and the health view to use with it) in every forwarding process, or
+   * in none: rejects, with every process still on the running config, when one cannot. Calls
+   * are applied one at a time.
+   */
   apply(config: LbConfig, health: HealthView): Promise<void>;
   setHealth(health: HealthView): void;
   /** Counters of every forwarding process, summed. */
   counters(): Promise<CounterSnapshot>;
   /** Number of forwarding processes running. */
   running(): number;
+  /** Forwarding processes started again after one exited. */
+  restarts(): number;
   /** Datagrams received per forwarding process (worker id -> count), as of the last `counters()`. */
   workerPackets(): Map<string, number>;
   vipAddresses(): Endpoint[];
@@ -50,6 +56,10 @@ export class LocalPlane implements DataPlane {
 
   running(): number {
     return 1;
+  }
+
+  restarts(): number {
+    return 0;
   }
 
   workerPackets(): Map<string, number> {

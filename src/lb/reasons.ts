@@ -82,3 +82,27 @@ export const ReturnReject = {
 } as const;
 export const RETURN_REJECT_COUNT = 4;
 export const RETURN_REJECT_NAMES: readonly string[] = Object.freeze(['source', 'header', 'hmac', 'vip']);
+
+/**
+ * Why a datagram the LB meant to send was not handed to the kernel (or came back as an error):
+ * `quic_lb_send_errors_total{reason}`. Every check runs before `socket.send` so that nothing
+ * node:dgram refuses can throw out of a 'message' handler.
+ */
+export const SendError = {
+  /** Destination port 0 (node:dgram throws ERR_SOCKET_BAD_PORT; RFC 768: no reply possible). */
+  BAD_PORT: 0,
+  /** Destination the VIP socket must not send to: unspecified (0.0.0.0/8, ::), multicast,
+   *  limited broadcast, or an IPv4-mapped address on a v6-only VIP socket. */
+  BAD_ADDRESS: 1,
+  /** The upstream socket's send queue is at `socket.maxQueuedDatagrams`/`maxQueuedOctets`. */
+  QUEUE_FULL: 2,
+  /** An 'error' event of a socket (e.g. ICMP port unreachable reported on a connected socket). */
+  SOCKET: 3,
+  /** `socket.send` threw anyway (e.g. a socket closed under the packet path): caught, counted. */
+  THROWN: 4,
+} as const;
+export const SEND_ERROR_COUNT = 5;
+export const SEND_ERROR_NAMES: readonly string[] = Object.freeze(['bad_port', 'bad_address', 'queue_full', 'socket', 'thrown']);
+
+/** Most return-path HMAC keys accepted at once (`returnPath.hmacKeys`): each one tried costs an HMAC. */
+export const MAX_HMAC_KEYS = 4;

@@ -32,6 +32,11 @@
  * replay cache (that would be per-flow state). The direction octet stops a packet of one
  * direction being replayed into the other. Sender and receiver clocks must agree within the
  * window (NTP). Cost: one node:crypto HMAC per packet when enabled.
+ *
+ * Key rotation: a receiver may hold a short list of keys (the first one signs, every one
+ * verifies), so senders can switch keys one at a time: [old] -> [old, new] -> [new, old] -> [new].
+ * The key that verified the last header is tried first, so a steady sender costs one HMAC per
+ * header whatever its position in the list; a header no key verifies costs one HMAC per key.
  */
 import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import { QuicWireError } from './errors.js';
@@ -105,35 +110,53 @@ const OFF_FAMILY = 13;
 const OFF_LENGTH = 14;
 const OFF_ADDR = 16;
 
-/** A precomputed HMAC key plus the receiver's acceptance policy. Build once with {@link createProxyAuth}. */
+/** Precomputed HMAC keys plus the receiver's acceptance policy. Build once with {@link createProxyAuth}. */
 export interface ProxyAuth {
+  /** The signing key: `keys[0]`. */
   readonly key: KeyObject;
+  /** Every key accepted when verifying, the signing key first. */
+  readonly keys: readonly KeyObject[];
   readonly windowMs: number;
   /** If set, `parseProxyHeader` rejects authenticated headers of the other direction. */
   readonly expect: ProxyDirection | undefined;
   readonly now: () => number;
   /** @internal scratch for the received MAC */
   readonly scratch: Uint8Array;
+  /** @internal [0]: index of the key that verified the last header (tried first next time) */
+  readonly lastKey: Uint8Array;
 }
 
+/** Most keys one ProxyAuth holds (a rejected header costs one HMAC per key). */
+export const PROXY_AUTH_MAX_KEYS = 8;
+
 /**
- * Builds the authentication context. `key` >= 16 octets (32 recommended), shared by the LBs and
- * backends. `expect`: the direction this receiver accepts (LB return port: TO_CLIENT; backend:
- * TO_BACKEND). `now` is injectable for tests. Throws ERR_PROXY_HMAC_KEY.
+ * Builds the authentication context. `key`: one key, or a list of 1..PROXY_AUTH_MAX_KEYS keys
+ * whose first signs and all verify (rotation); each >= 16 octets (32 recommended), shared by
+ * the LBs and backends. `expect`: the direction this receiver accepts (LB return port:
+ * TO_CLIENT; backend: TO_BACKEND). `now` is injectable for tests. Throws ERR_PROXY_HMAC_KEY.
  */
 export function createProxyAuth(
-  key: Uint8Array,
+  key: Uint8Array | readonly Uint8Array[],
   options: { windowMs?: number; expect?: ProxyDirection; now?: () => number } = {},
 ): ProxyAuth {
-  if (!(key instanceof Uint8Array) || key.length < PROXY_AUTH_MIN_KEY_LENGTH) {
-    throw new QuicWireError('ERR_PROXY_HMAC_KEY', `HMAC key must be at least ${PROXY_AUTH_MIN_KEY_LENGTH} octets`, 'hmacKey');
+  const list: readonly Uint8Array[] = key instanceof Uint8Array ? [key] : key;
+  if (!Array.isArray(list) || list.length === 0 || list.length > PROXY_AUTH_MAX_KEYS) {
+    throw new QuicWireError('ERR_PROXY_HMAC_KEY', `expected 1..${PROXY_AUTH_MAX_KEYS} HMAC keys`, 'hmacKey');
   }
+  for (const k of list) {
+    if (!(k instanceof Uint8Array) || k.length < PROXY_AUTH_MIN_KEY_LENGTH) {
+      throw new QuicWireError('ERR_PROXY_HMAC_KEY', `HMAC key must be at least ${PROXY_AUTH_MIN_KEY_LENGTH} octets`, 'hmacKey');
+    }
+  }
+  const keys = Object.freeze(list.map((k) => createSecretKey(Buffer.from(k))));
   return Object.freeze({
-    key: createSecretKey(Buffer.from(key)),
+    key: keys[0],
+    keys,
     windowMs: options.windowMs ?? PROXY_AUTH_DEFAULT_WINDOW_MS,
     expect: options.expect,
     now: options.now ?? Date.now,
     scratch: new Uint8Array(PROXY_AUTH_MAC_LENGTH),
+    lastKey: new Uint8Array(1),
   });
 }
 
@@ -161,6 +184,8 @@ export class ProxyHeader {
   direction = -1;
   /** Timestamp from the auth TLV (ms), -1 when not authenticated. */
   timestampMs = -1;
+  /** Index in `ProxyAuth.keys` of the key whose MAC matched (0 = the signing key), else -1. */
+  keyIndex = -1;
 }
 
 /** String form of the header's 'src' or 'dst' address ('' for family 0). Allocates a string. */
@@ -171,8 +196,8 @@ export function formatProxyAddress(h: ProxyHeader, which: 'src' | 'dst'): string
   return '';
 }
 
-function macOf(auth: ProxyAuth, buf: Uint8Array, macOffset: number, end: number, payload?: Uint8Array): Buffer {
-  const h = createHmac('sha256', auth.key);
+function macOf(key: KeyObject, buf: Uint8Array, macOffset: number, end: number, payload?: Uint8Array): Buffer {
+  const h = createHmac('sha256', key);
   h.update(buf.subarray(0, macOffset));
   h.update(ZERO_MAC);
   h.update(buf.subarray(macOffset + PROXY_AUTH_MAC_LENGTH, end));
@@ -185,8 +210,9 @@ const ZERO_MAC = new Uint8Array(PROXY_AUTH_MAC_LENGTH);
  * Parses a PROXY v2 header at the start of `buf` (the whole received datagram) into `out`.
  * Returns the header length (the QUIC datagram is `buf.subarray(result)`), or a negative
  * PROXY_ERR_* code. With `auth` (a ProxyAuth or a raw key), a valid auth TLV is required and
- * its MAC is checked over the header and the rest of `buf`. Never throws; allocates nothing
- * without auth (with auth: one HMAC).
+ * its MAC is checked over the header and the rest of `buf` with each of the auth's keys (the
+ * last one that matched first); `out.keyIndex` names the key that matched. Never throws;
+ * allocates nothing without auth (with auth: one HMAC per key tried).
  */
 export function parseProxyHeader(buf: Uint8Array, out: ProxyHeader, auth?: ProxyAuth | Uint8Array): number {
   const n = buf.length;
@@ -228,6 +254,7 @@ export function parseProxyHeader(buf: Uint8Array, out: ProxyHeader, auth?: Proxy
   out.authenticated = false;
   out.direction = -1;
   out.timestampMs = -1;
+  out.keyIndex = -1;
   if (cmd === ProxyCommand.PROXY) {
     out.family = family;
     const a = OFF_ADDR;
@@ -272,10 +299,8 @@ export function parseProxyHeader(buf: Uint8Array, out: ProxyHeader, auth?: Proxy
   if (direction > ProxyDirection.TO_CLIENT) return PROXY_ERR_AUTH;
   if (ctx.expect !== undefined && direction !== ctx.expect) return PROXY_ERR_AUTH;
   const macOffset = authValue + 9;
-  const mac = macOf(ctx, buf, macOffset, n);
-  let diff = 0;
-  for (let i = 0; i < PROXY_AUTH_MAC_LENGTH; i++) diff |= mac[i] ^ buf[macOffset + i];
-  if (diff !== 0) return PROXY_ERR_AUTH;
+  const keyIndex = matchingKey(ctx, buf, macOffset, n);
+  if (keyIndex < 0) return PROXY_ERR_AUTH;
   const hi = (buf[authValue + 1] << 24) | (buf[authValue + 2] << 16) | (buf[authValue + 3] << 8) | buf[authValue + 4];
   const lo = (buf[authValue + 5] << 24) | (buf[authValue + 6] << 16) | (buf[authValue + 7] << 8) | buf[authValue + 8];
   const ts = (hi >>> 0) * 4294967296 + (lo >>> 0);
@@ -284,7 +309,26 @@ export function parseProxyHeader(buf: Uint8Array, out: ProxyHeader, auth?: Proxy
   out.authenticated = true;
   out.direction = direction;
   out.timestampMs = ts;
+  out.keyIndex = keyIndex;
   return total;
+}
+
+/** Index of the key whose MAC equals the one at `buf[macOffset]`, or -1; the last match first. */
+function matchingKey(auth: ProxyAuth, buf: Uint8Array, macOffset: number, end: number): number {
+  const keys = auth.keys;
+  const first = auth.lastKey[0] < keys.length ? auth.lastKey[0] : 0;
+  for (let k = 0; k < keys.length; k++) {
+    // Order: first, then 0, 1, ... skipping first.
+    const i = k === 0 ? first : k <= first ? k - 1 : k;
+    const mac = macOf(keys[i], buf, macOffset, end);
+    let diff = 0;
+    for (let j = 0; j < PROXY_AUTH_MAC_LENGTH; j++) diff |= mac[j] ^ buf[macOffset + j];
+    if (diff === 0) {
+      auth.lastKey[0] = i;
+      return i;
+    }
+  }
+  return -1;
 }
 
 /** Header length for a family, with or without the auth TLV. */
@@ -369,7 +413,7 @@ export function signProxyHeader(
   header[v + 7] = (lo >>> 8) & 0xff;
   header[v + 8] = lo & 0xff;
   const macOffset = v + 9;
-  const mac = macOf(auth, header, macOffset, header.length, payload);
+  const mac = macOf(auth.key, header, macOffset, header.length, payload);
   for (let i = 0; i < PROXY_AUTH_MAC_LENGTH; i++) header[macOffset + i] = mac[i];
   return true;
 }

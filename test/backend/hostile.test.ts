@@ -1,14 +1,11 @@
 // The backend kit facing an attacker (issue 10 "Hostile internet"): no send can throw out of a
 // handler (bad ports and addresses from forged headers or odd sources are refused and counted),
 // no reflection (headers and probes only from the allowed LBs, HMAC with key rotation), bounded
-// per-source state, and the key-file permission rule. Addresses 127.0.2.40-49, ports 25300-25399.
+// per-source state. Addresses 127.0.2.40-49, ports 25300-25399.
 import dgram from 'node:dgram';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AddressSet, BackendError, BackendSocket, keyFileModeWarning, type BackendPath } from '../../src/backend/index.js';
+import { AddressSet, BackendError, BackendSocket, type BackendPath } from '../../src/backend/index.js';
 import { encodeHealthProbe, encodeProxyHeader, HealthProbeKind, parseHealthProbe, parseProxyHeader, ProxyDirection, ProxyHeader } from '../../src/quic/index.js';
 
 const toClose: Array<{ close(): unknown }> = [];
@@ -336,22 +333,5 @@ describe('BackendSocket: bounded state and key rotation', () => {
     expect(() => b.setKeys([randomBytes(15)])).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_HMAC_KEY', field: 'hmacKeys[0]' }));
     await send(newKey, [10]);
     expect(got.at(-1)?.rinfo.port).toBe(10);
-  });
-});
-
-describe('keyFileModeWarning', () => {
-  it('warns for a group- or world-accessible key file, naming the file and its mode; owner-only files pass', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-keymode-'));
-    const f = path.join(dir, 'reset.hex');
-    writeFileSync(f, '00'.repeat(32));
-    chmodSync(f, 0o640);
-    expect(keyFileModeWarning(f)).toBe(`key file ${f} is accessible to group or others (mode 0640): chmod 600 it`);
-    chmodSync(f, 0o604);
-    expect(keyFileModeWarning(f)).toMatch(/\(mode 0604\)/);
-    chmodSync(f, 0o600);
-    expect(keyFileModeWarning(f)).toBeUndefined();
-    chmodSync(f, 0o400);
-    expect(keyFileModeWarning(f)).toBeUndefined();
-    expect(keyFileModeWarning(path.join(dir, 'missing'))).toBeUndefined();
   });
 });

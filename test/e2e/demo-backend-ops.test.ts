@@ -93,7 +93,7 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     const p = await startCli(['demo', 'backend', '--config', configFile, '--name', 'a', '--reset-key-file', groupKeyFile, '--allow-lb', '127.0.2.112', '--event-log', log]);
     procs.push(p);
     expect(p.ready.replyTo).toBe(`${VIP.address}:${VIP.port + 1}`);
-    expect(p.output()).toContain(`quic-lb demo backend: warning: key file ${groupKeyFile} is accessible to group or others (mode 0640): chmod 600 it`);
+    expect(p.output()).toContain(`quic-lb demo backend: warning: key file ${groupKeyFile} has mode 0640: readable or writable by group or others (chmod 600 it)`);
     const backend = { address: '127.0.2.111', port: 25935 };
 
     // Through the LB: the reset leaves for the return port, not for the LB that forwarded it.

@@ -1,11 +1,12 @@
 // Config validation: every error code with the field it names, defaults, key files, the
 // JSON schema kept in step with the validator, and `quic-lb check-config`.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { CONFIG_ERROR_CODES, ConfigError, DEFAULTS, KNOWN_FIELDS, loadConfigFile, parseConfig, validateConfig } from '../../src/lb/index.js';
+import { CONFIG_ERROR_CODES, ConfigError, DEFAULTS, KNOWN_FIELDS, keyFileModeWarning, keyFileWarning, loadConfigFile, parseConfig, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
+import { pino } from 'pino';
 import { repoRoot, runCli } from '../helpers/cli.js';
 import { configDoc } from './fixtures.js';
 
@@ -73,6 +74,21 @@ const cases: { desc: string; doc: unknown; code: string; field: string }[] = [
   { desc: 'hmac key too short', doc: mutate((d) => (d.returnPath.hmacKey = '00'.repeat(8))), code: 'ERR_CONFIG_HEX', field: '/returnPath/hmacKey' },
   { desc: 'signForward without a key', doc: mutate((d) => (d.returnPath.signForward = true)), code: 'ERR_CONFIG_REQUIRED', field: '/returnPath/hmacKey' },
   { desc: 'allow entry not an IP', doc: mutate((d) => (d.returnPath.allow = ['backend-a'])), code: 'ERR_CONFIG_ADDRESS', field: '/returnPath/allow/0' },
+  { desc: 'wildcard VIP 0.0.0.0', doc: mutate((d) => (d.listen = ['127.0.1.1:443', '0.0.0.0:443'])), code: 'ERR_CONFIG_WILDCARD', field: '/listen/1' },
+  { desc: 'wildcard VIP ::', doc: mutate((d) => (d.listen = ['[::]:443'])), code: 'ERR_CONFIG_WILDCARD', field: '/listen/0' },
+  { desc: 'wildcard VIP written [0:0::0]', doc: mutate((d) => (d.listen = ['[0:0::0]:443'])), code: 'ERR_CONFIG_WILDCARD', field: '/listen/0' },
+  { desc: 'wildcard VIP ::ffff:0.0.0.0', doc: mutate((d) => (d.listen = ['[::ffff:0.0.0.0]:443'])), code: 'ERR_CONFIG_WILDCARD', field: '/listen/0' },
+  { desc: 'VIP in 0.0.0.0/8', doc: mutate((d) => (d.listen = ['0.1.2.3:443'])), code: 'ERR_CONFIG_WILDCARD', field: '/listen/0' },
+  { desc: 'hmacKey and hmacKeys', doc: mutate((d) => Object.assign(d.returnPath, { hmacKey: '11'.repeat(32), hmacKeys: ['22'.repeat(32)] })), code: 'ERR_CONFIG_KEY_SOURCE', field: '/returnPath/hmacKeys' },
+  { desc: 'hmacKeys and hmacKeyFiles', doc: mutate((d) => Object.assign(d.returnPath, { hmacKeys: ['22'.repeat(32)], hmacKeyFiles: ['k.hex'] })), code: 'ERR_CONFIG_KEY_SOURCE', field: '/returnPath/hmacKeyFiles' },
+  { desc: 'hmacKeys empty', doc: mutate((d) => (d.returnPath.hmacKeys = [])), code: 'ERR_CONFIG_REQUIRED', field: '/returnPath/hmacKeys' },
+  { desc: 'hmacKeys not a list', doc: mutate((d) => (d.returnPath.hmacKeys = '22'.repeat(32))), code: 'ERR_CONFIG_TYPE', field: '/returnPath/hmacKeys' },
+  { desc: 'five hmacKeys', doc: mutate((d) => (d.returnPath.hmacKeys = [1, 2, 3, 4, 5].map((i) => String(i * 11).repeat(32)))), code: 'ERR_CONFIG_RANGE', field: '/returnPath/hmacKeys' },
+  { desc: 'second hmacKey too short', doc: mutate((d) => (d.returnPath.hmacKeys = ['11'.repeat(32), '22'.repeat(8)])), code: 'ERR_CONFIG_HEX', field: '/returnPath/hmacKeys/1' },
+  { desc: 'the same key twice', doc: mutate((d) => (d.returnPath.hmacKeys = ['11'.repeat(32), '11'.repeat(32)])), code: 'ERR_CONFIG_DUPLICATE', field: '/returnPath/hmacKeys/1' },
+  { desc: 'missing hmacKeyFiles entry', doc: mutate((d) => (d.returnPath.hmacKeyFiles = ['nope.hex'])), code: 'ERR_CONFIG_READ', field: '/returnPath/hmacKeyFiles/0' },
+  { desc: 'maxQueuedDatagrams 0', doc: mutate((d) => (d.socket = { maxQueuedDatagrams: 0 })), code: 'ERR_CONFIG_RANGE', field: '/socket/maxQueuedDatagrams' },
+  { desc: 'maxQueuedOctets below one datagram', doc: mutate((d) => (d.socket = { maxQueuedOctets: 1500 })), code: 'ERR_CONFIG_RANGE', field: '/socket/maxQueuedOctets' },
   { desc: 'workers out of range', doc: mutate((d) => (d.workers = 65)), code: 'ERR_CONFIG_RANGE', field: '/workers' },
   { desc: 'log level typo', doc: mutate((d) => (d.log = { level: 'verbose' })), code: 'ERR_CONFIG_ENUM', field: '/log/level' },
 ];
@@ -97,7 +113,8 @@ describe('validateConfig', () => {
     expect(c.workers).toBe(DEFAULTS.workers);
     expect(c.drainMs).toBe(DEFAULTS.drainMs);
     expect(c.fallback.tableSize).toBe(65537);
-    expect(c.socket).toEqual({ recvBufferSize: 8388608, sendBufferSize: 8388608 });
+    expect(c.socket).toEqual({ recvBufferSize: 8388608, sendBufferSize: 8388608, maxQueuedDatagrams: 1024, maxQueuedOctets: 2 * 1024 * 1024 });
+    expect(c.returnPath.hmacKeys).toEqual([]);
     expect(c.returnPath.mode).toBe('via-lb');
     expect(c.returnPath.allow).toEqual(['127.0.1.10', '127.0.1.11', '127.0.1.12', '127.0.1.13']);
     expect(c.backends[0].weight).toBe(1);
@@ -112,6 +129,69 @@ describe('validateConfig', () => {
     const c = loadConfigFile(file);
     expect(c.fallback.key).toBe('ff'.repeat(16));
     expect(c.listen[0]).toEqual({ address: '::1', port: 20001, family: 6 });
+  });
+
+  it('hmacKey, hmacKeyFile, hmacKeys and hmacKeyFiles all give returnPath.hmacKeys, the current key first', () => {
+    const [k1, k2] = ['a1'.repeat(32), 'b2'.repeat(16)];
+    writeFileSync(path.join(dir, 'k1.hex'), `${k1}\n`, { mode: 0o600 });
+    writeFileSync(path.join(dir, 'k2.hex'), k2.toUpperCase(), { mode: 0o600 });
+    const rp = (returnPath: object): string[] => validateConfig(configDoc({ returnPath: { mode: 'direct', ...returnPath } }), dir).returnPath.hmacKeys;
+    expect(rp({ hmacKey: k1 })).toEqual([k1]);
+    expect(rp({ hmacKeyFile: 'k1.hex' })).toEqual([k1]);
+    expect(rp({ hmacKeys: [k2, k1] })).toEqual([k2, k1]);
+    expect(rp({ hmacKeyFiles: ['k1.hex', 'k2.hex'] })).toEqual([k1, k2]);
+    expect(validateConfig(configDoc({ returnPath: { mode: 'direct', hmacKeys: [k2, k1], signForward: true } }), dir).returnPath.signForward).toBe(true);
+  });
+
+  it('warns (does not fail) when a key file is readable or writable by group or others, naming file and mode', () => {
+    expect(keyFileModeWarning('/k', 0o100600)).toBeUndefined();
+    expect(keyFileModeWarning('/k', 0o100400)).toBeUndefined();
+    expect(keyFileModeWarning('/k', 0o100640)).toBe('key file /k has mode 0640: readable or writable by group or others (chmod 600 it)');
+    expect(keyFileModeWarning('/k', 0o100604)).toContain('mode 0604');
+    expect(keyFileModeWarning('/k', 0o100620)).toContain('mode 0620');
+    // keyFileWarning: the same rule on the file as it is on disk (a missing file is reported by reading it).
+    const f = path.join(dir, 'reset.hex');
+    writeFileSync(f, '00'.repeat(32));
+    chmodSync(f, 0o640);
+    expect(keyFileWarning(f)).toBe(`key file ${f} has mode 0640: readable or writable by group or others (chmod 600 it)`);
+    chmodSync(f, 0o400);
+    expect(keyFileWarning(f)).toBeUndefined();
+    expect(keyFileWarning(path.join(dir, 'missing'))).toBeUndefined();
+    const open = path.join(dir, 'open.hex');
+    const closed = path.join(dir, 'closed.hex');
+    writeFileSync(open, 'cc'.repeat(32));
+    chmodSync(open, 0o644);
+    writeFileSync(closed, 'dd'.repeat(16));
+    chmodSync(closed, 0o600);
+    const file = path.join(dir, 'modes.yaml');
+    writeFileSync(file, stringify(configDoc({ fallback: { keyFile: 'closed.hex' }, returnPath: { mode: 'direct', hmacKeyFiles: ['closed.hex', 'open.hex'] } })));
+    const warnings: string[] = [];
+    const c = loadConfigFile(file, warnings);
+    expect(c.returnPath.hmacKeys).toEqual(['dd'.repeat(16), 'cc'.repeat(32)]);
+    expect(warnings).toEqual([`key file ${open} has mode 0644: readable or writable by group or others (chmod 600 it)`]);
+    const r = runCli(['check-config', file]);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain(`warning: key file ${open} has mode 0644`);
+    expect(r.stderr).not.toContain(closed);
+  });
+
+  it('serve logs the key file warning at start and at every reload', async () => {
+    const open = path.join(dir, 'serve-open.hex');
+    writeFileSync(open, 'ee'.repeat(32));
+    chmodSync(open, 0o640);
+    const file = path.join(dir, 'serve-modes.yaml');
+    writeFileSync(file, stringify({ ...configDoc({ listen: ['127.0.9.9:0'], returnPath: { mode: 'direct', hmacKeyFiles: [open] } }) }));
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (l: string) => lines.push(l) });
+    const lb = await startLoadBalancer(file, { logger, watch: false });
+    try {
+      const warned = (): number => lines.filter((l) => l.includes(`key file ${open} has mode 0640`)).length;
+      expect(warned()).toBe(1);
+      expect((await lb.reload()).ok).toBe(true);
+      expect(warned()).toBe(2);
+    } finally {
+      await lb.close();
+    }
   });
 
   it('YAML syntax errors and duplicate keys are ERR_CONFIG_SYNTAX', () => {

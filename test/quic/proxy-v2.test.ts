@@ -245,6 +245,52 @@ describe('PROXY v2 HMAC authentication TLV (0xEA)', () => {
   });
 });
 
+describe('PROXY v2 authentication with a key list (rotation)', () => {
+  const T0 = 1_700_000_000_000;
+  const now = (): number => T0;
+  const [k1, k2, k3] = [Buffer.alloc(32, 1), Buffer.alloc(32, 2), Buffer.alloc(32, 3)];
+  const payload = hex('c0ffee');
+  const opts = { srcAddr: '192.0.2.1', srcPort: 443, dstAddr: '198.51.100.7', dstPort: 5000 };
+  const signed = (key: Uint8Array): Buffer =>
+    Buffer.concat([encodeProxyHeader({ ...opts, hmacKey: createProxyAuth(key, { now }), direction: ProxyDirection.TO_CLIENT }, payload), payload]);
+  it('accepts a header signed with any listed key and names its index; refuses a key not listed', () => {
+    const auth = createProxyAuth([k2, k1], { expect: ProxyDirection.TO_CLIENT, now });
+    const out = new ProxyHeader();
+    expect(parseProxyHeader(signed(k1), out, auth)).toBeGreaterThan(0);
+    expect(out).toMatchObject({ authenticated: true, keyIndex: 1 });
+    expect(parseProxyHeader(signed(k2), out, auth)).toBeGreaterThan(0);
+    expect(out.keyIndex).toBe(0);
+    // The key that matched last is tried first; the answer never depends on that order.
+    for (const k of [k1, k1, k2, k1, k2, k2, k1]) {
+      expect(parseProxyHeader(signed(k), out, auth)).toBeGreaterThan(0);
+      expect(out.keyIndex).toBe(k === k2 ? 0 : 1);
+    }
+    expect(parseProxyHeader(signed(k3), out, auth)).toBe(PROXY_ERR_AUTH);
+    expect(out).toMatchObject({ authenticated: false, keyIndex: -1 });
+    // Unauthenticated parse: keyIndex -1.
+    expect(parseProxyHeader(signed(k1), out)).toBeGreaterThan(0);
+    expect(out.keyIndex).toBe(-1);
+  });
+  it('signs with the first key only', () => {
+    const auth = createProxyAuth([k2, k1], { now });
+    const dg = Buffer.concat([encodeProxyHeader({ ...opts, hmacKey: auth, direction: ProxyDirection.TO_CLIENT }, payload), payload]);
+    expect(parseProxyHeader(dg, new ProxyHeader(), createProxyAuth(k2, { now }))).toBeGreaterThan(0);
+    expect(parseProxyHeader(dg, new ProxyHeader(), createProxyAuth(k1, { now }))).toBe(PROXY_ERR_AUTH);
+  });
+  it('a one-key list behaves as the key itself; a tampered datagram fails every key', () => {
+    const out = new ProxyHeader();
+    const dg = signed(k1);
+    expect(parseProxyHeader(dg, out, createProxyAuth([k1], { now }))).toBe(parseProxyHeader(dg, new ProxyHeader(), createProxyAuth(k1, { now })));
+    dg[dg.length - 1] ^= 1;
+    expect(parseProxyHeader(dg, out, createProxyAuth([k3, k2, k1], { now }))).toBe(PROXY_ERR_AUTH);
+  });
+  it('refuses an empty list, more than 8 keys and a short key (ERR_PROXY_HMAC_KEY)', () => {
+    expect(codeOf(() => createProxyAuth([]))).toBe('ERR_PROXY_HMAC_KEY');
+    expect(codeOf(() => createProxyAuth(Array.from({ length: 9 }, () => k1)))).toBe('ERR_PROXY_HMAC_KEY');
+    expect(codeOf(() => createProxyAuth([k1, Buffer.alloc(15)]))).toBe('ERR_PROXY_HMAC_KEY');
+  });
+});
+
 describe('hot-path writers', () => {
   it('writeProxyHeader writes the same octets as encodeProxyHeader, at an offset, without touching neighbours', () => {
     const src = new Uint8Array([192, 0, 2, 1]);
