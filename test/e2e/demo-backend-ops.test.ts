@@ -184,7 +184,7 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     const p = await startCli(['demo', 'backend', '--config', file, '--name', 'a', '--reset-key-file', groupKeyFile]);
     procs.push(p);
     const backend = { address: '127.0.2.118', port: 25955 };
-    const modeWarnings = (): number => p.output().split(`warning: key file ${groupKeyFile} is accessible`).length - 1;
+    const modeWarnings = (): number => p.output().split(`warning: key file ${groupKeyFile} has mode 0640`).length - 1;
     expect(modeWarnings()).toBe(1); // once at start
     const signed = (key: string, pkt: Buffer): Buffer =>
       Buffer.concat([
