@@ -233,6 +233,8 @@ export interface BlastSpec {
   amplificationLimit?: number;
   /** PROXY forgeries: nothing at all may reach VICTIM_PREFIX (the receiver must not obey a forged header). */
   victimsGetNothing?: boolean;
+  /** Nothing at all may go back to anyone (e.g. health probes from sources that are not the LB). */
+  nothingBack?: boolean;
   /** Time for the answers to arrive after the last datagram (handshake retransmissions). */
   settleMs?: number;
   /** The backend attacked (target 'backend'); default the first. */
@@ -288,6 +290,7 @@ export async function blast(h: Hostile, spec: BlastSpec): Promise<BlastOutcome> 
   const limit = spec.amplificationLimit ?? 1;
   if (factor > limit) violations.push(`amplification ${factor.toFixed(3)} > ${limit}: ${count.ip_octets} octets toward unvalidated addresses for ${send.ip_octets} received (by sender ${JSON.stringify(count.by_sender)})`);
   if (spec.victimsGetNothing && count.by_prefix[1] > 0) violations.push(`${count.by_prefix[1]} octets reached forged victims (by sender ${JSON.stringify(count.by_sender)})`);
+  if (spec.nothingBack && count.ip_octets > 0) violations.push(`${count.ip_octets} octets answered to sources that must get nothing (by sender ${JSON.stringify(count.by_sender)})`);
   if (count.socket_drops > 0) violations.push(`the octet counter lost ${count.socket_drops} packets: accounting not trustworthy`);
   if (spec.target !== 'backend' && dead.length === 0) {
     // Every datagram that reached the LB is counted: by a decision reason (VIP), as accepted or

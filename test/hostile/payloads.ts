@@ -13,6 +13,8 @@ import { encodeHealthProbe, HealthProbeKind } from '../../src/quic/health-probe.
 import { encodeProxyHeader, ProxyDirection } from '../../src/quic/proxy-v2.js';
 import { readVarint, varintLength, varintSizeAt, writeVarint } from '../../src/quic/varint.js';
 
+/** UDP payload that fits a 1500-octet MTU over IPv4 (20 + 8 octets of headers). */
+export const MAX_UDP_PAYLOAD = 1472;
 /** QUIC v1 (RFC 9000 §15). */
 const QUIC_V1 = 0x00000001;
 /** A reserved version that forces Version Negotiation (RFC 9000 §15: 0x?a?a?a?a). */
@@ -149,7 +151,7 @@ export type ProxyForgery = 'forged' | 'truncated' | 'oversized' | 'replayed';
  * the return port, TO_CLIENT: dst = victim), carrying `payload`:
  * - forged: a well-formed header, unsigned (or signed with a key the receiver does not have);
  * - truncated: the header cut short at every length from 1 to its end;
- * - oversized: the length field claims more than the datagram has, or a 64 kB TLV block;
+ * - oversized: the length field or a TLV claims more than the datagram has, or a TLV block fills the MTU;
  * - replayed: `signedWith` signs it once (as the real sender would), the same datagram repeats.
  */
 export function proxyForgeries(
@@ -181,19 +183,28 @@ export function proxyForgeries(
       return Array.from({ length: Math.min(n, full.length - 1) }, (_, i) => full.subarray(0, 1 + ((i * 7) % (full.length - 1))));
     }
     case 'oversized':
+      // (IP_HDRINCL datagrams are never fragmented: every one stays within a 1500-octet MTU)
       return Array.from({ length: n }, (_, i) => {
         const h = header(victim(i));
-        if (i % 2 === 0) {
+        if (i % 3 === 0) {
           h.writeUInt16BE(0xffff, 14); // claims 64 kB of addresses + TLVs
           return Buffer.concat([h, o.payload]);
         }
-        // a real 60 000-octet TLV block (a custom TLV type) after the addresses
-        const tlv = Buffer.alloc(3 + 60_000);
+        if (i % 3 === 1) {
+          // a TLV that claims 60 000 octets, with a few behind it
+          const tlv = Buffer.from([0xe5, 0xea, 0x60, 1, 2, 3]);
+          const b = Buffer.concat([h, tlv]);
+          b.writeUInt16BE(b.length - 16, 14);
+          return Buffer.concat([b, o.payload]);
+        }
+        // a real TLV block (custom type) as large as the MTU leaves room for
+        const room = Math.max(3, MAX_UDP_PAYLOAD - h.length - o.payload.length);
+        const tlv = Buffer.alloc(room);
         tlv[0] = 0xe5;
-        tlv.writeUInt16BE(60_000, 1);
-        const big = Buffer.concat([h, tlv]);
-        big.writeUInt16BE(big.length - 16, 14);
-        return Buffer.concat([big, o.payload]);
+        tlv.writeUInt16BE(room - 3, 1);
+        const b = Buffer.concat([h, tlv]);
+        b.writeUInt16BE(b.length - 16, 14);
+        return Buffer.concat([b, o.payload]);
       });
     case 'replayed': {
       if (o.signedWith === undefined) throw new Error('replayed: needs the key the real sender signs with');
