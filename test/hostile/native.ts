@@ -109,9 +109,9 @@ export class OctetCounter {
     });
   }
 
-  /** Starts the counter on `ns`'s link, for destinations inside `prefixes`. */
-  static async start(fleet: Fleet, ns: Ns, bin: string, prefixes: readonly string[]): Promise<OctetCounter> {
-    const child = fleet.spawn(ns, [bin, 'count', '--if', ns.ifname, ...prefixes.flatMap((p) => ['--prefix', p])]);
+  /** Starts the counter on `ns`'s link, for destinations inside `prefixes` (and UDP port `port`). */
+  static async start(fleet: Fleet, ns: Ns, bin: string, prefixes: readonly string[], port?: number): Promise<OctetCounter> {
+    const child = fleet.spawn(ns, [bin, 'count', '--if', ns.ifname, ...prefixes.flatMap((p) => ['--prefix', p]), ...(port === undefined ? [] : ['--port', String(port)])]);
     const c = new OctetCounter(child);
     const ready = await c.next(5000);
     if (ready !== 'READY') throw new Error(`raw-udp count did not start: ${ready}`);

@@ -2,7 +2,7 @@
  *
  *   raw-udp send  --file PAYLOADS --dst IP:PORT [--src IP | --src-prefix NET/LEN --sources N]
  *                 [--sport N|random] --count N --rate PPS [--seed S]
- *   raw-udp count --if IFNAME --prefix NET/LEN [--prefix NET/LEN ...]
+ *   raw-udp count --if IFNAME --prefix NET/LEN [--prefix NET/LEN ...] [--port N]
  *
  * send: writes whole IP packets itself (IPv4: AF_INET SOCK_RAW + IP_HDRINCL; IPv6: AF_INET6
  * SOCK_RAW IPPROTO_RAW, which implies the header is included, with the UDP checksum computed over
@@ -14,7 +14,8 @@
  *
  * count: an AF_PACKET socket on IFNAME sees every IPv4/IPv6 packet arriving there before the
  * kernel routes it; it sums the packets whose destination is inside one of the prefixes (the
- * spoofed sources and forged victims, which the topology routes to this interface): packets, IP
+ * spoofed sources and forged victims, which the topology routes to this interface; --port: only
+ * UDP datagrams to that destination port): packets, IP
  * octets, UDP payload octets, ICMP packets, IP octets per prefix and per sending address (first
  * 32 addresses seen). stdin commands: "report" prints one JSON line, "reset" zeroes and prints {"ok":true}.
  * Kernel-level drops of this socket are reported as "socket_drops" (the accounting is only
@@ -42,7 +43,7 @@ static void die(const char *what) {
 }
 static void usage(void) {
   fprintf(stderr, "usage: raw-udp send --file F --dst IP:PORT [--src IP | --src-prefix NET/LEN --sources N] [--sport N|random] --count N --rate PPS [--seed S]\n"
-                  "       raw-udp count --if IFNAME --prefix NET/LEN [...]\n");
+                  "       raw-udp count --if IFNAME --prefix NET/LEN [...] [--port N]\n");
   exit(2);
 }
 
@@ -306,10 +307,12 @@ static void report(int fd) {
 
 static int cmd_count(int argc, char **argv) {
   const char *ifname = NULL;
+  long port = -1;
   addr_t net[MAX_PREFIXES];
   int plen[MAX_PREFIXES];
   for (int i = 2; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--if")) ifname = argv[i + 1];
+    else if (!strcmp(argv[i], "--port")) port = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--prefix") && nprefix < MAX_PREFIXES) {
       if (parse_prefix(argv[i + 1], &net[nprefix], &plen[nprefix])) usage();
       nprefix++;
@@ -352,6 +355,7 @@ static int cmd_count(int argc, char **argv) {
         } else {
           continue;
         }
+        if (port >= 0 && (proto != IPPROTO_UDP || n < hl + 8 || (long)(buf[hl + 2] << 8 | buf[hl + 3]) != port)) continue;
         for (int p = 0; p < nprefix; p++) {
           if (net[p].family != dst.family || !in_prefix(dst.a, &net[p], plen[p])) continue;
           st.packets++;
