@@ -140,6 +140,11 @@ export function lbRssMb(h: Hostile): number {
   return Math.round(kb / 102.4) / 10;
 }
 
+/** `quic-lb demo backend` for `be`. --allow-lb names the LB's address: the fixed kit requires it (or HMAC + signForward). */
+function backendArgv(dir: string, config: string, be: Ns, lbNs: Ns): string[] {
+  return ['demo', 'backend', '--config', config, '--name', `be${be.index}`, '--allow-lb', lbNs.address as string, '--reset-key-file', path.join(dir, 'reset.hex')];
+}
+
 /** Builds the topology and starts everything; tears the fleet down itself when setup fails. */
 export async function startHostile(o: LbOptions & { backendCount?: number } = {}): Promise<Hostile> {
   const bin = buildRawUdp();
@@ -162,11 +167,12 @@ export async function startHostile(o: LbOptions & { backendCount?: number } = {}
       return: await OctetCounter.start(fleet, lbNs, bin, [`${fleet.vip}/32`], RETURN_PORT),
     };
     const lb = await startReady(fleet, lbNs, ['serve', '--config', config]);
+    // One stateless-reset key for every backend, as a deployment has it (any backend can reset
+    // any connection, RFC 9000 §10.3.2): a datagram misrouted to another backend is answered
+    // with a reset the client accepts, so a wrong routing decision shows as a failed download.
+    writeFileSync(path.join(dir, 'reset.hex'), `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
     const backends = new Map<string, ChildProcess>();
-    for (const be of fleet.backends) {
-      // --allow-lb names the LB's address: the kit's contract requires it (or HMAC + signForward).
-      backends.set(`be${be.index}`, await startReady(fleet, be, ['demo', 'backend', '--config', config, '--name', `be${be.index}`, '--allow-lb', lbNs.address as string]));
-    }
+    for (const be of fleet.backends) backends.set(`be${be.index}`, await startReady(fleet, be, backendArgv(dir, config, be, lbNs)));
     const h: Hostile = { fleet, dir, config, bin, counter, arrivals, lb, lbNs, backends, watched: new Map(), workerExitsSeen: 0, options: o };
     await waitFor('LB workers started', async () => (await scrape(fleet, lbNs)).get('quic_lb_workers') === (o.workers ?? 1), 20_000).catch(() => undefined);
     watchProcesses(h);
@@ -247,6 +253,8 @@ export interface BlastSpec {
   settleMs?: number;
   /** The backend attacked (target 'backend'); default the first. */
   backend?: Ns;
+  /** Record the case in the summary (default true; a live case records itself with the blast's figures). */
+  record?: boolean;
 }
 
 /** Where a target is. */
@@ -327,7 +335,7 @@ export async function blast(h: Hostile, spec: BlastSpec): Promise<BlastOutcome> 
     counters: delta,
     violations,
   };
-  recordCase(result);
+  if (spec.record !== false) recordCase(result);
   return { result, send, count, delta };
 }
 
@@ -357,7 +365,7 @@ export async function revive(h: Hostile): Promise<void> {
   for (const be of fleet.backends) {
     const name = `be${be.index}`;
     if (!pidAlive(h.backends.get(name)?.pid as number)) {
-      h.backends.set(name, await startReady(fleet, be, ['demo', 'backend', '--config', h.config, '--name', name, '--allow-lb', h.lbNs.address as string]));
+      h.backends.set(name, await startReady(fleet, be, backendArgv(h.dir, h.config, be, h.lbNs)));
     }
   }
   // a revived LB logs afresh; forget "worker exited" lines of the old one by watching anew
