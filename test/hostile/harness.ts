@@ -233,6 +233,10 @@ export function metricDelta(a: Map<string, number>, b: Map<string, number>, pref
 
 export type Target = 'vip' | 'return' | 'backend';
 
+/** IPv4 + UDP header octets (no IP options). */
+const UDP4_HEADERS = 28;
+const delta1 = (a: Map<string, number>, b: Map<string, number>, name: string): number => metricSum(b, name) - metricSum(a, name);
+
 export interface BlastSpec {
   name: string;
   target: Target;
@@ -255,6 +259,12 @@ export interface BlastSpec {
   backend?: Ns;
   /** Record the case in the summary (default true; a live case records itself with the blast's figures). */
   record?: boolean;
+  /**
+   * Nothing else runs during the case (default true): every datagram the LB sends from the VIP
+   * goes to the spoofed prefixes, so what it counts as sent can be checked against what left.
+   * False when live downloads run alongside.
+   */
+  exclusive?: boolean;
 }
 
 /** Where a target is. */
@@ -286,7 +296,7 @@ export async function blast(h: Hostile, spec: BlastSpec): Promise<BlastOutcome> 
   const k0 = await udpStats(fleet, h.lbNs);
   await h.counter.reset();
   const arrivals = spec.target === 'backend' ? undefined : h.arrivals[spec.target === 'vip' ? 'vip' : 'return'];
-  await arrivals?.reset();
+  if (spec.target !== 'backend') await Promise.all([h.arrivals.vip.reset(), h.arrivals.return.reset()]);
   const send = await rawSend(fleet, fleet.client, h.bin, {
     file,
     dst: targetAddress(h, spec.target, spec.backend),
@@ -297,7 +307,8 @@ export async function blast(h: Hostile, spec: BlastSpec): Promise<BlastOutcome> 
   });
   await sleep(spec.settleMs ?? 1500);
   const count = await h.counter.report();
-  const arrived = (await arrivals?.report())?.packets ?? 0;
+  const arrivedReturn = spec.target === 'backend' ? 0 : (await h.arrivals.return.report()).packets;
+  const arrived = spec.target === 'return' ? arrivedReturn : ((await arrivals?.report())?.packets ?? 0);
   const m1 = await scrape(fleet, h.lbNs);
   const k1 = await udpStats(fleet, h.lbNs);
   const delta = metricDelta(m0, m1, 'quic_lb_');
@@ -321,6 +332,18 @@ export async function blast(h: Hostile, spec: BlastSpec): Promise<BlastOutcome> 
         : metricSum(m1, CONTRACT.returnRejected) - metricSum(m0, CONTRACT.returnRejected) + metricSum(m1, 'quic_lb_return_packets_total') - metricSum(m0, 'quic_lb_return_packets_total');
     const kernelDrops = (k1.RcvbufErrors ?? 0) - (k0.RcvbufErrors ?? 0) + (k1.InErrors ?? 0) - (k0.InErrors ?? 0);
     if (counted + kernelDrops < arrived) violations.push(`only ${counted} of ${arrived} datagrams that reached the LB counted (+${kernelDrops} kernel drops; ${send.sent} sent)`);
+    // Everything that reached the return port (the backends' answers, the attacker's headers) is
+    // counted as returned, refused, or a send error.
+    const returnCounted = delta1(m0, m1, 'quic_lb_return_packets_total') + delta1(m0, m1, CONTRACT.returnRejected) + delta1(m0, m1, CONTRACT.sendErrors);
+    if (spec.target === 'vip' && returnCounted + kernelDrops < arrivedReturn) violations.push(`only ${returnCounted} of ${arrivedReturn} datagrams that reached the return port counted (+${kernelDrops} kernel drops)`);
+    if (spec.exclusive !== false) {
+      // Nothing counted as sent that never left: the LB's return octets (QUIC payloads) all reached the spoofed prefixes.
+      const vip = fleet.vip;
+      const left = (count.by_sender[vip] ?? 0) - UDP4_HEADERS * (count.by_sender_packets[vip] ?? 0);
+      const claimed = delta1(m0, m1, 'quic_lb_return_bytes_total');
+      // (slack: 1 % plus one datagram for what a veth backlog may drop on the way under a flood)
+      if (claimed > left * 1.01 + 1500) violations.push(`the LB counts ${claimed} octets returned from the VIP, only ${left} left toward the clients`);
+    }
   }
   const result: CaseResult = {
     case: spec.name,

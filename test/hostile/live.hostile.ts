@@ -28,7 +28,7 @@ const CLIENT_LINK = ['rate', '16mbit', 'burst', '64kb', 'latency', '100ms'];
 /** The light background flood of every live case: spoofed short headers at the VIP. */
 function backgroundFlood(name: string): Parameters<typeof blast>[1] {
   const payloads = Array.from({ length: 64 }, (_, i) => shortHeader(i % 2 ? randomBytes(8) : mintedCid(0, QUIC_LB_KEYS[0], Uint8Array.of(0, 1)), 100));
-  return { name: `${name}: background flood`, target: 'vip', payloads, sport: 'random', sources: 256, count: 3000, rate: 1000, record: false };
+  return { name: `${name}: background flood`, target: 'vip', payloads, sport: 'random', sources: 256, count: 3000, rate: 1000, record: false, exclusive: false };
 }
 
 /**
@@ -194,7 +194,7 @@ describe('hostile live: overlapping reloads', () => {
     };
     const checkConfig1 = async (expectLoaded: boolean, label: string): Promise<string[]> => {
       await sleep(2500); // settle: every apply has finished
-      const o = await blast(h, { name: `${name}: config 1 ${label}`, target: 'vip', payloads: config1, sport: 'random', sources: 512, count: 400, rate: 1000, record: false });
+      const o = await blast(h, { name: `${name}: config 1 ${label}`, target: 'vip', payloads: config1, sport: 'random', sources: 512, count: 400, rate: 1000, record: false, exclusive: false });
       const routed = o.delta['quic_lb_cid_packets_total{config_id="1",result="routed"}'] ?? 0;
       const unknown = o.delta['quic_lb_received_packets_total{reason="fallback_unknown_config"}'] ?? 0;
       const v = [...o.result.violations];

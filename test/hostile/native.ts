@@ -87,8 +87,9 @@ export interface CountReport {
   socket_drops: number;
   /** IP octets per destination prefix, in the order given to start(). */
   by_prefix: number[];
-  /** IP octets per sending address. */
+  /** IP octets and packets per sending address. */
   by_sender: Record<string, number>;
+  by_sender_packets: Record<string, number>;
 }
 
 /** A running `raw-udp count` (started through the fleet, so teardown kills it by PID). */

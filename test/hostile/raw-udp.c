@@ -16,8 +16,8 @@
  * kernel routes it; it sums the packets whose destination is inside one of the prefixes (the
  * spoofed sources and forged victims, which the topology routes to this interface; --port: only
  * UDP datagrams to that destination port): packets, IP
- * octets, UDP payload octets, ICMP packets, IP octets per prefix and per sending address (first
- * 32 addresses seen). stdin commands: "report" prints one JSON line, "reset" zeroes and prints {"ok":true}.
+ * octets, UDP payload octets, ICMP packets, IP octets per prefix, IP octets and packets per sending address
+ * (first 32 addresses seen). stdin commands: "report" prints one JSON line, "reset" zeroes and prints {"ok":true}.
  * Kernel-level drops of this socket are reported as "socket_drops" (the accounting is only
  * trustworthy when that is 0).
  */
@@ -276,15 +276,18 @@ static struct {
   unsigned long long packets, ip_octets, payload_octets, icmp;
   int senders;
   addr_t sender[MAX_SENDERS];
-  unsigned long long sender_octets[MAX_SENDERS];
+  unsigned long long sender_octets[MAX_SENDERS], sender_packets[MAX_SENDERS];
   unsigned long long prefix_octets[MAX_PREFIXES];
 } st;
 static int nprefix;
 
 static void count_sender(const addr_t *a, unsigned long long n) {
-  for (int i = 0; i < st.senders; i++)
-    if (!memcmp(&st.sender[i], a, sizeof *a)) return (void)(st.sender_octets[i] += n);
-  if (st.senders < MAX_SENDERS) st.sender[st.senders] = *a, st.sender_octets[st.senders++] = n;
+  int i = 0;
+  while (i < st.senders && memcmp(&st.sender[i], a, sizeof *a)) i++;
+  if (i == MAX_SENDERS) return;
+  if (i == st.senders) st.sender[st.senders++] = *a;
+  st.sender_octets[i] += n;
+  st.sender_packets[i]++;
 }
 
 static void report(int fd) {
@@ -300,6 +303,12 @@ static void report(int fd) {
     char s[INET6_ADDRSTRLEN];
     inet_ntop(st.sender[i].family, st.sender[i].a, s, sizeof s);
     printf("%s\"%s\":%llu", i ? "," : "", s, st.sender_octets[i]);
+  }
+  printf("},\"by_sender_packets\":{");
+  for (int i = 0; i < st.senders; i++) {
+    char s[INET6_ADDRSTRLEN];
+    inet_ntop(st.sender[i].family, st.sender[i].a, s, sizeof s);
+    printf("%s\"%s\":%llu", i ? "," : "", s, st.sender_packets[i]);
   }
   printf("}}\n");
   fflush(stdout);
