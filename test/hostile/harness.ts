@@ -205,10 +205,12 @@ export function watchProcesses(h: Hostile): void {
 
 const workerExits = (h: Hostile): number => [...(outputOf.get(h.lb)?.() ?? '').matchAll(/worker exited/g)].length;
 
-/** Names of watched processes that died, plus one entry per "worker exited" the LB logged. */
+/** Names of watched processes that died, plus one entry per other "worker exited" the LB logged (a replacement worker that died too). */
 export function deadProcesses(h: Hostile): string[] {
   const dead = [...h.watched].filter(([, pid]) => !pidAlive(pid)).map(([n]) => n);
-  for (let i = h.workerExitsSeen; i < workerExits(h); i++) dead.push('lb-worker-restarted');
+  // a watched worker that died is also one "worker exited" line: count each crash once
+  const deadWorkers = dead.filter((n) => n.startsWith('lb-worker-')).length;
+  for (let i = h.workerExitsSeen + deadWorkers; i < workerExits(h); i++) dead.push('lb-worker-restarted');
   return dead;
 }
 
