@@ -60,6 +60,8 @@ export interface LbOptions {
   weights?: Record<string, number>;
   /** The `health:` mapping (flow style); default probes every 500 ms, 1 s timeout, down after 3 misses. */
   health?: string;
+  /** Backends listen on the dual-stack wildcard `[::]:4434` (the LB's IPv4 datagrams then arrive as ::ffff:a.b.c.d). */
+  dualStackBackends?: boolean;
 }
 
 /** Fixed per-run keys, so every config file of a run agrees with the backends' CIDs. */
@@ -141,8 +143,9 @@ export function lbRssMb(h: Hostile): number {
 }
 
 /** `quic-lb demo backend` for `be`. --allow-lb names the LB's address: the fixed kit requires it (or HMAC + signForward). */
-function backendArgv(dir: string, config: string, be: Ns, lbNs: Ns): string[] {
-  return ['demo', 'backend', '--config', config, '--name', `be${be.index}`, '--allow-lb', lbNs.address as string, '--reset-key-file', path.join(dir, 'reset.hex')];
+function backendArgv(dir: string, config: string, be: Ns, lbNs: Ns, o: LbOptions): string[] {
+  const listen = o.dualStackBackends ? ['--listen', `[::]:${BACKEND_PORT}`, '--no-preferred'] : [];
+  return ['demo', 'backend', '--config', config, '--name', `be${be.index}`, '--allow-lb', lbNs.address as string, '--reset-key-file', path.join(dir, 'reset.hex'), ...listen];
 }
 
 /** Builds the topology and starts everything; tears the fleet down itself when setup fails. */
@@ -172,7 +175,7 @@ export async function startHostile(o: LbOptions & { backendCount?: number } = {}
     // with a reset the client accepts, so a wrong routing decision shows as a failed download.
     writeFileSync(path.join(dir, 'reset.hex'), `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
     const backends = new Map<string, ChildProcess>();
-    for (const be of fleet.backends) backends.set(`be${be.index}`, await startReady(fleet, be, backendArgv(dir, config, be, lbNs)));
+    for (const be of fleet.backends) backends.set(`be${be.index}`, await startReady(fleet, be, backendArgv(dir, config, be, lbNs, o)));
     const h: Hostile = { fleet, dir, config, bin, counter, arrivals, lb, lbNs, backends, watched: new Map(), workerExitsSeen: 0, options: o };
     await waitFor('LB workers started', async () => (await scrape(fleet, lbNs)).get('quic_lb_workers') === (o.workers ?? 1), 20_000).catch(() => undefined);
     watchProcesses(h);
@@ -390,7 +393,7 @@ export async function revive(h: Hostile): Promise<void> {
   for (const be of fleet.backends) {
     const name = `be${be.index}`;
     if (!pidAlive(h.backends.get(name)?.pid as number)) {
-      h.backends.set(name, await startReady(fleet, be, backendArgv(h.dir, h.config, be, h.lbNs)));
+      h.backends.set(name, await startReady(fleet, be, backendArgv(h.dir, h.config, be, h.lbNs, h.options)));
     }
   }
   // a revived LB logs afresh; forget "worker exited" lines of the old one by watching anew

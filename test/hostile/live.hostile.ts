@@ -217,3 +217,14 @@ describe('hostile live: overlapping reloads', () => {
     expect(r.violations).toEqual([]);
   }, 120_000);
 });
+
+describe('hostile live: dual-stack backends', () => {
+  const fx = useHostile({ workers: 1, dualStackBackends: true });
+  it(`backends on [::]:4434 with --allow-lb naming the LB's IPv4 address: ${DOWNLOADS} VIP-path downloads complete`, async () => {
+    const name = 'dual-stack backends with --allow-lb (IPv4 LB)';
+    const h = fx.get(name);
+    // nothing happens to the fleet: the LB's datagrams must simply be accepted (they arrive as ::ffff:198.18.11.2)
+    const r = await live(h, name, 'dual-stack backends', async () => []);
+    expect(r.violations).toEqual([]);
+  }, 120_000);
+});
