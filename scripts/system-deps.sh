@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks drive for real (a third-party QUIC
-# client, Redis, nginx's UDP proxy, BIRD, iproute2), when they are missing.
+# client, Redis, nginx's UDP proxy, BIRD, iproute2, a C compiler for the raw-socket tools of
+# test/hostile and bench/native), when they are missing.
 # As root it installs them with apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ declare -A need=(
   [openssl]=openssl
   [curl]=curl
   [systemd-analyze]=systemd
+  [cc]=gcc
 )
 missing=()
 for bin in "${!need[@]}"; do
@@ -26,6 +28,8 @@ fi
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
+# The C tools include libc headers (gcc only recommends them).
+[ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
 # libnginx-mod-stream always goes with nginx.
 for p in "${missing[@]}"; do [ "$p" = nginx ] && missing+=(libnginx-mod-stream) && break; done
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
