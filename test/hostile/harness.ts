@@ -40,8 +40,6 @@ export const CONTRACT = {
   hmacKeys: 'hmacKeys',
 } as const;
 
-/** RFC 9000 §8.1: before validating a client address a server sends at most 3x what it received. */
-export const QUIC_AMPLIFICATION_LIMIT = 3;
 /** Stated bound of the LB's RSS growth under the slow-backend flood. */
 export const RSS_GROWTH_LIMIT_MB = 64;
 
@@ -179,7 +177,7 @@ export async function startHostile(o: LbOptions & { backendCount?: number } = {}
     watchProcesses(h);
     await waitFor('every backend up at the LB', async () => {
       const m = await scrape(fleet, lbNs);
-      return fleet.backends.every((b) => m.get(`quic_lb_backend_up{backend="be${b.index}"}`) === 1);
+      return fleet.backends.every((b) => m.get(`quic_lb_backend_state{backend="be${b.index}",state="up"}`) === 1);
     });
     return h;
   } catch (e) {
@@ -250,7 +248,7 @@ export interface BlastSpec {
   sources?: number;
   count: number;
   rate: number;
-  /** Largest acceptable amplification factor (1, or 3 for handshakes: RFC 9000 §8.1). */
+  /** Largest acceptable amplification factor (default 1: never more octets than received, handshakes included). */
   amplificationLimit?: number;
   /** PROXY forgeries: nothing at all may reach VICTIM_PREFIX (the receiver must not obey a forged header). */
   victimsGetNothing?: boolean;
@@ -399,6 +397,6 @@ export async function revive(h: Hostile): Promise<void> {
   watchProcesses(h);
   await waitFor('every backend up at the LB after revive', async () => {
     const m = await scrape(fleet, h.lbNs);
-    return fleet.backends.every((b) => m.get(`quic_lb_backend_up{backend="be${b.index}"}`) === 1);
+    return fleet.backends.every((b) => m.get(`quic_lb_backend_state{backend="be${b.index}",state="up"}`) === 1);
   }, 15_000).catch(() => undefined);
 }

@@ -6,8 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { canUseNetns } from '../fleet/netns.js';
 import { ProxyDirection } from '../../src/quic/proxy-v2.js';
-import {
-  QUIC_AMPLIFICATION_LIMIT, QUIC_LB_KEYS, VICTIM, blast, recordSetupFailure, revive, startHostile, type Hostile, type LbOptions,
+import { QUIC_LB_KEYS, VICTIM, blast, recordSetupFailure, revive, startHostile, type Hostile, type LbOptions,
 } from './harness.js';
 import { captureInitial, longHeader, mintedCid, proxyForgeries, resealInitial, shortHeader, unknownVersion } from './payloads.js';
 
@@ -73,8 +72,8 @@ for (const v of VARIANTS) {
 
       it(`source port ${port}: long headers and real Initials to the VIP (${v.name})`, async () => {
         const name = `port ${port} long headers -> VIP (${v.name})`;
-        // real Initials start handshakes: RFC 9000 §8.1 allows the server 3x before validation
-        const { result } = await blast(ready(name), { name, target: 'vip', payloads: longHeaders(30), sport: port, sources: 16, count: COUNT / 2, rate: RATE, amplificationLimit: QUIC_AMPLIFICATION_LIMIT, settleMs: 3000 });
+        // real Initials start handshakes: the demo backend sends at most 1x before validation (RFC 9000 §8.1 allows 3x)
+        const { result } = await blast(ready(name), { name, target: 'vip', payloads: longHeaders(30), sport: port, sources: 16, count: COUNT / 2, rate: RATE, settleMs: 3000 });
         expect(result.violations).toEqual([]);
       });
 
