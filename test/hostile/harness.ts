@@ -330,7 +330,12 @@ export async function blast(h: Hostile, spec: BlastSpec): Promise<BlastOutcome> 
     const counted =
       spec.target === 'vip'
         ? metricSum(m1, 'quic_lb_received_packets_total') - metricSum(m0, 'quic_lb_received_packets_total')
-        : metricSum(m1, CONTRACT.returnRejected) - metricSum(m0, CONTRACT.returnRejected) + metricSum(m1, 'quic_lb_return_packets_total') - metricSum(m0, 'quic_lb_return_packets_total');
+        : metricSum(m1, CONTRACT.returnRejected) -
+          metricSum(m0, CONTRACT.returnRejected) +
+          metricSum(m1, 'quic_lb_return_packets_total') -
+          metricSum(m0, 'quic_lb_return_packets_total') +
+          // a header naming a destination the LB cannot send to (port 0, ...) is a send error
+          delta1(m0, m1, CONTRACT.sendErrors);
     // (InErrors includes RcvbufErrors and checksum errors)
     const kernelDrops = (k1.InErrors ?? 0) - (k0.InErrors ?? 0);
     if (counted + kernelDrops < arrived) violations.push(`only ${counted} of ${arrived} datagrams that reached the LB counted (+${kernelDrops} kernel drops; ${send.sent} sent)`);
@@ -399,4 +404,21 @@ export async function revive(h: Hostile): Promise<void> {
     const m = await scrape(fleet, h.lbNs);
     return fleet.backends.every((b) => m.get(`quic_lb_backend_state{backend="be${b.index}",state="up"}`) === 1);
   }, 15_000).catch(() => undefined);
+}
+
+/**
+ * Stops every backend (SIGTERM, by PID) and starts it again, then waits until the LB sees them
+ * up. For cases that start handshakes on purpose (a replayed genuine header): those connections
+ * keep retransmitting for seconds, within their 1x budget, and would be counted against the next
+ * case's accounting window.
+ */
+export async function restartBackends(h: Hostile): Promise<void> {
+  for (const [, c] of h.backends) {
+    if (!pidAlive(c.pid as number)) continue;
+    const exited = new Promise((r) => c.once('exit', r));
+    process.kill(c.pid as number, 'SIGTERM');
+    await Promise.race([exited, sleep(5000)]);
+    if (pidAlive(c.pid as number)) process.kill(c.pid as number, 'SIGKILL');
+  }
+  await revive(h);
 }
