@@ -1,4 +1,4 @@
-// `npm run bench:forwarder [-- --full] [--rounds N] [--worker-budget CPUS] [--ciphers] [--out DIR] [--native | --no-native]`:
+// `npm run bench:forwarder [-- --full] [--rounds N] [--worker-budget CPUS] [--ciphers | --baseline DIR] [--out DIR] [--native | --no-native]`:
 // forwarded packets/s and CPU per packet of `quic-lb serve` (plaintext and four-pass; 1 and 2
 // workers) beside the bare node:dgram relay (1 process and 2 cluster workers), alternating in one
 // run, with the ratios issue 3 targets. Writes bench/results/forwarder.{json,md}.
@@ -9,7 +9,8 @@
 // pairs are searched again (at most 3 rounds) with every forwarding process confined to
 // `--worker-budget` of a core (default 0.4; cgroup CFS quota, bench/lib/cgroup.ts): on a 2-core machine the load tools need
 // most of the second core, so only a budget shows whether a second worker doubles the capacity.
-// `--ciphers` instead searches single-pass and four-pass with each AES implementation (`table`,
+// `--baseline DIR` searches this build against DIR's build (plaintext and four-pass, one worker;
+// writes bench/results/forwarder-baseline.{json,md}). `--ciphers` instead searches single-pass and four-pass with each AES implementation (`table`,
 // `node`) beside the bare relay, one worker, no budget phase; it writes
 // bench/results/forwarder-ciphers.{json,md}.
 //
@@ -17,18 +18,18 @@
 // recvmmsg, built with `cc -O2` at run time), which leave the CPUs to the router; `--no-native`
 // or a machine without a C compiler uses the Node generator and sinks (which also measure round
 // trips through the return path).
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ensureBuilt, repoRoot } from '../harness/build.js';
 import { Engine, type TrialOptions, type TrialResult } from '../harness/engine.js';
 import { PROFILES, withOverrides, type Profile } from '../harness/profiles.js';
-import { bareRelay, quicLbRouter, type RouterHandle, type RouterSpec } from '../harness/routers.js';
+import { bareRelay, quicLbRouter, type Build, type RouterHandle, type RouterSpec } from '../harness/routers.js';
 import { baseResults, rateSearch, searchCapped } from '../harness/suite.js';
 import { round } from '../harness/engine.js';
 import { parseArgs } from '../routers/args.js';
 import { updateReadmeFromResults, writeReport } from '../report/write.js';
-import type { BenchResults, ResultRow, RoundResult } from '../report/types.js';
+import type { BenchResults, RateStep, ResultRow, RoundResult } from '../report/types.js';
 import type { Target } from '../load/generator.js';
 import { NativeEngine, nativeToolsFromArgs, type NativeTools } from '../native/native.js';
 import { busyCores, busyNote, processTree } from '../lib/procstat.js';
@@ -54,6 +55,19 @@ export const CIPHER_ROUTERS = (): RouterSpec[] => [
   quicLbRouter('single-pass', 1, 'node'),
   quicLbRouter('four-pass', 1, 'table'),
   quicLbRouter('four-pass', 1, 'node'),
+];
+
+/**
+ * `--baseline DIR`: this build against another checkout's build (DIR/dist/cli.js, e.g. a
+ * `git worktree` of the commit before a change, built with `npm run build`), plaintext and
+ * four-pass, one worker each, with the bare relay as yardstick.
+ */
+export const BASELINE_ROUTERS = (baseline: Build): RouterSpec[] => [
+  bareRelay(),
+  quicLbRouter('plaintext'),
+  quicLbRouter('plaintext', 1, undefined, baseline),
+  quicLbRouter('four-pass'),
+  quicLbRouter('four-pass', 1, undefined, baseline),
 ];
 
 /** What the forwarder run needs of an engine (the Node Engine and the NativeEngine both have it). */
@@ -93,8 +107,8 @@ export interface ForwarderBenchOptions {
   /** Rate searches per router (alternating, as every search is); the report takes medians. Default 1. */
   rounds?: number;
   budget?: BudgetPhase;
-  /** 'workers' (default): the issue 3 targets; 'ciphers': the ratios of CIPHER_ROUTERS. */
-  compare?: 'workers' | 'ciphers';
+  /** 'workers' (default): the issue 3 targets; 'ciphers': the ratios of CIPHER_ROUTERS; 'baseline': of BASELINE_ROUTERS. */
+  compare?: 'workers' | 'ciphers' | 'baseline';
 }
 
 /**
@@ -107,6 +121,24 @@ export function pairedRatio(rounds: Record<string, RoundResult[]>, a: string, b:
   const y = rounds[b] ?? [];
   const per: number[] = [];
   for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i].pps > 0 && y[i].pps > 0) per.push(x[i].pps / y[i].pps);
+  return round(median(per), 3);
+}
+
+/**
+ * CPU per packet of `a` over `b` at the same offered rate: the median, over every step both
+ * searches tried at one rate in one round with both held (loss within the threshold), of
+ * a's CPU per packet over b's. Unlike the CPU at each router's own highest rate, both sides of
+ * every pair carried the same load (CPU per packet falls as the rate rises). Null without pairs.
+ */
+export function sameRateCpuRatio(steps: Record<string, RateStep[]>, a: string, b: string): number | null {
+  const key = (s: RateStep): string => `${s.round ?? 1}|${s.rate}`;
+  const held = new Map<string, number>();
+  for (const s of steps[b] ?? []) if (s.pass && s.cpu_us_per_packet) held.set(key(s), s.cpu_us_per_packet);
+  const per: number[] = [];
+  for (const s of steps[a] ?? []) {
+    const other = held.get(key(s));
+    if (s.pass && s.cpu_us_per_packet && other) per.push(s.cpu_us_per_packet / other);
+  }
   return round(median(per), 3);
 }
 
@@ -248,8 +280,15 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
     const x = cpu(a);
     const y = cpu(b);
     res.ratios[`${a}/${b} cpu_us_per_packet`] = x && y ? round(x / y, 3) : null;
+    res.ratios[`${a}/${b} cpu_us_per_packet at the same rate`] = sameRateCpuRatio(res.rate_search, a, b);
   };
-  if (o.compare === 'ciphers') {
+  if (o.compare === 'baseline') {
+    for (const scheme of ['plaintext', 'four-pass']) {
+      ratio(`quic-lb-${scheme}`, `quic-lb-${scheme}@baseline`);
+      cpuRatio(`quic-lb-${scheme}`, `quic-lb-${scheme}@baseline`);
+      for (const id of [`quic-lb-${scheme}`, `quic-lb-${scheme}@baseline`]) ratio(id, 'bare-relay');
+    }
+  } else if (o.compare === 'ciphers') {
     for (const scheme of ['single-pass', 'four-pass']) {
       ratio(`quic-lb-${scheme}-aes-node`, `quic-lb-${scheme}-aes-table`);
       cpuRatio(`quic-lb-${scheme}-aes-node`, `quic-lb-${scheme}-aes-table`);
@@ -302,15 +341,19 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) throw new Error('bench:forwarder: --rounds must be an integer 1..20');
   // Worker scaling under a CPU budget (default 0.4 of a core per worker; --worker-budget 0 leaves it out).
   const ciphers = args.has('ciphers');
-  const budgetCpus = ciphers ? 0 : Number(args.get('worker-budget') ?? 0.4);
+  const baselineDir = args.get('baseline');
+  const baseline: Build | undefined = baselineDir ? { cli: path.resolve(baselineDir, 'dist', 'cli.js'), name: 'baseline' } : undefined;
+  if (baseline && !existsSync(baseline.cli)) throw new Error(`bench:forwarder: --baseline: no ${baseline.cli} (run npm run build in that checkout)`);
+  const compare = baseline ? 'baseline' : ciphers ? 'ciphers' : 'workers';
+  const budgetCpus = compare !== 'workers' ? 0 : Number(args.get('worker-budget') ?? 0.4);
   if (!(budgetCpus >= 0 && budgetCpus <= 1)) throw new Error('bench:forwarder: --worker-budget must be a share of one core in [0, 1] (0: no budget phase)');
   const hierarchy = cpuHierarchy();
   if (budgetCpus > 0 && 'error' in hierarchy) log(`worker scaling under a CPU budget left out: ${hierarchy.error}`);
   ensureBuilt(log);
   const res = await runForwarderBench({
     profile,
-    routers: ciphers ? CIPHER_ROUTERS() : FORWARDER_ROUTERS(),
-    compare: ciphers ? 'ciphers' : 'workers',
+    routers: baseline ? BASELINE_ROUTERS(baseline) : ciphers ? CIPHER_ROUTERS() : FORWARDER_ROUTERS(),
+    compare,
     log,
     preliminary: args.has('preliminary') || busy > 0.5,
     note,
@@ -320,10 +363,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     ...(budgetCpus > 0 && !('error' in hierarchy) ? { budget: { cpus: budgetCpus, rounds: Math.min(rounds, 3), rateStart: 20_000 } } : {}),
     command: `npm run bench:forwarder${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
   });
-  const files = writeReport(res, path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results')), ciphers ? 'forwarder-ciphers' : 'forwarder');
+  const files = writeReport(res, path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results')), compare === 'workers' ? 'forwarder' : `forwarder-${compare === 'ciphers' ? 'ciphers' : 'baseline'}`);
   log(`wrote ${files.map((f) => path.relative(repoRoot, f)).join(', ')}`);
   for (const [k, v] of Object.entries(res.ratios)) log(`ratio ${k}: ${v}`);
-  if (!ciphers && !args.has('no-readme') && !args.has('out') && updateReadmeFromResults(repoRoot)) log('updated the README bench section');
+  if (compare === 'workers' && !args.has('no-readme') && !args.has('out') && updateReadmeFromResults(repoRoot)) log('updated the README bench section');
   for (const t of res.targets) log(`target: ${t.name}: ${t.value} (${t.target}) ${t.pass === null ? '' : t.pass ? 'met' : 'NOT met'}`);
   for (const s of res.skipped) log(`skipped ${s.router}: ${s.reason}`);
 }

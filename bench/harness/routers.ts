@@ -111,14 +111,24 @@ class ProcessRouter implements RouterHandle {
   }
 }
 
+/** Another build of `quic-lb serve` to run beside this one (bench:forwarder --baseline). */
+export interface Build {
+  /** Its `dist/cli.js`. */
+  cli: string;
+  /** Short name for ids and labels, e.g. `baseline`. */
+  name: string;
+}
+
 /**
  * `quic-lb serve` with the CID scheme `algorithm`. `cipher` sets the config's AES implementation
- * (`table` or `node`; default: the config's default) and becomes part of the id (`-aes-<cipher>`).
+ * (`table` or `node`; default: the config's default) and becomes part of the id (`-aes-<cipher>`);
+ * `build` runs another build's CLI (id suffix `@<name>`).
  */
-export function quicLbRouter(algorithm: Algorithm, workers = 1, cipher?: QuicLbCipher): RouterSpec {
+export function quicLbRouter(algorithm: Algorithm, workers = 1, cipher?: QuicLbCipher, build?: Build): RouterSpec {
+  const cli = build?.cli ?? cliPath;
   return {
-    id: `quic-lb-${algorithm}${workers === 1 ? '' : `-w${workers}`}${cipher ? `-aes-${cipher}` : ''}`,
-    label: `quic-lb serve (${algorithm}${workers === 1 ? '' : `, ${workers} workers`}${cipher ? `, ${cipher} AES` : ''})`,
+    id: `quic-lb-${algorithm}${workers === 1 ? '' : `-w${workers}`}${cipher ? `-aes-${cipher}` : ''}${build ? `@${build.name}` : ''}`,
+    label: `quic-lb serve (${algorithm}${workers === 1 ? '' : `, ${workers} workers`}${cipher ? `, ${cipher} AES` : ''}${build ? `, ${build.name}` : ''})`,
     family: 'quic-lb',
     scheme: algorithm,
     workers,
@@ -129,7 +139,7 @@ export function quicLbRouter(algorithm: Algorithm, workers = 1, cipher?: QuicLbC
       write(pool);
       const launch = async (): Promise<Child> => {
         // `serve` prints one JSON line with "ready": true once every socket is bound (docs/lb.md).
-        const child = await spawnReady(process.execPath, [cliPath, 'serve', '--config', file, '--no-watch'], { ready: /"ready":\s*true/, timeoutMs: 15000 });
+        const child = await spawnReady(process.execPath, [cli, 'serve', '--config', file, '--no-watch'], { ready: /"ready":\s*true/, timeoutMs: 15000 });
         await waitUdpBound(host, target.port, child);
         return child;
       };

@@ -96,6 +96,11 @@ export const DEFAULTS = Object.freeze({
   maxQueuedDatagrams: 1024,
   maxQueuedOctets: 2 * 1024 * 1024,
   drainMs: 5000,
+  /**
+   * The LB decrypts CIDs an attacker chooses: constant-time node:crypto AES by default (docs/lb.md
+   * "The cipher"); `table` is faster on four-pass configs and not constant-time.
+   */
+  cipher: 'node' as QuicLbCipher,
   logLevel: 'info' as LogLevel,
 });
 
@@ -335,7 +340,7 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
     const serverIdLength = int(o.serverIdLength, `${at}/serverIdLength`, 1, 15);
     const nonceLength = int(o.nonceLength, `${at}/nonceLength`, 4, 18);
     const key = keyField(o, at, 'key', 16, baseDir, false, warnings);
-    const cipher = oneOf(o.cipher, `${at}/cipher`, CIPHERS, 'table');
+    const cipher = oneOf(o.cipher, `${at}/cipher`, CIPHERS, DEFAULTS.cipher);
     const spec: QuicLbConfigSpec = { configId, serverIdLength, nonceLength, cipher };
     if (key !== undefined) spec.key = key;
     try {

@@ -6,9 +6,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { summarise, baseResults, searchCapped } from '../../bench/harness/suite.js';
 import { barChart, escapeXml, lineChart } from '../../bench/report/svg.js';
 import { renderMarkdown } from '../../bench/report/markdown.js';
-import type { BenchResults, ResultRow } from '../../bench/report/types.js';
+import type { BenchResults, RateStep, ResultRow } from '../../bench/report/types.js';
 import { charts, updateReadme, writeReport } from '../../bench/report/write.js';
-import { pairedRatio } from '../../bench/forwarder/run.js';
+import { pairedRatio, sameRateCpuRatio } from '../../bench/forwarder/run.js';
 import { median } from '../../bench/lib/stats.js';
 
 function rowOf(router: string, scenario: string, pps: number, correct: number, extra: Partial<ResultRow> = {}): ResultRow {
@@ -140,6 +140,18 @@ describe('forwarder report: rounds, paired ratios and the CPU-budget phase', () 
     // A round where either side held nothing does not count; none left -> null.
     expect(pairedRatio(rounds, 'c', 'b')).toBeNull();
     expect(pairedRatio(rounds, 'a', 'missing')).toBeNull();
+  });
+
+  it('compares CPU per packet at the same offered rate, round by round, only where both held', () => {
+    const step = (round: number, rate: number, cpu: number, pass = true): RateStep => ({ rate, offered_pps: rate, pps: rate, loss: 0, cpu_us_per_packet: cpu, pass, round });
+    const steps = {
+      // a is 10 % dearer at 60k in both rounds, 20 % at 80k in round 1; its 100k step failed.
+      a: [step(1, 60_000, 11), step(1, 80_000, 12), step(1, 100_000, 9, false), step(2, 60_000, 11)],
+      // b held 100k (cheaper per packet at a higher rate: not comparable), and 60k/80k as a's.
+      b: [step(1, 60_000, 10), step(1, 80_000, 10), step(1, 100_000, 8), step(2, 60_000, 10), step(2, 80_000, 5)],
+    };
+    expect(sameRateCpuRatio(steps, 'a', 'b')).toBe(1.1); // median of 1.1, 1.2, 1.1
+    expect(sameRateCpuRatio(steps, 'a', 'missing')).toBeNull();
   });
 
   it('renders the budget table with what the budget buys, and every round', () => {

@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import { CONFIG_ERROR_CODES, ConfigError, DEFAULTS, KNOWN_FIELDS, keyFileModeWarning, keyFileWarning, loadConfigFile, parseConfig, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
 import { pino } from 'pino';
 import { repoRoot, runCli } from '../helpers/cli.js';
-import { configDoc } from './fixtures.js';
+import { QUIC_LB_SPECS, configDoc } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -118,7 +118,11 @@ describe('validateConfig', () => {
     expect(c.returnPath.mode).toBe('via-lb');
     expect(c.returnPath.allow).toEqual(['127.0.1.10', '127.0.1.11', '127.0.1.12', '127.0.1.13']);
     expect(c.backends[0].weight).toBe(1);
-    expect(c.quicLb[1].cipher).toBe('table');
+    // The LB decrypts attacker-chosen CIDs: constant-time AES unless the config says otherwise.
+    expect(c.quicLb[1].cipher).toBe('node');
+    expect(c.backends[0].health.downGraceMs).toBe(DEFAULTS.downGraceMs);
+    const table = QUIC_LB_SPECS.map((q, i) => (i === 1 ? { ...q, cipher: 'table' } : q));
+    expect(validateConfig(configDoc({ quicLb: table })).quicLb[1].cipher).toBe('table');
   });
 
   it('resolves key files relative to the config file and accepts IPv6', () => {
