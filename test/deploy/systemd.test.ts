@@ -1,9 +1,10 @@
-// deploy/systemd: the package installed as deploy/README.md installs it (npm pack, then the layout
-// `npm install -g` makes, in a temporary prefix standing for /usr/local), `systemd-analyze verify` on every unit against
-// that installation (syntax, directives, executables), the security exposure score of
-// quic-lb.service, and the operational contract: reload = SIGHUP, stop timeout longer than the
-// drain, the capability only where the VIP port needs it, and the command lines the units run
-// accepted by the installed CLI. Needs dist/ (npm run build).
+// deploy/systemd: the package installed as deploy/README.md installs it (npm pack, then the
+// layout `npm install -g` makes, in a temporary prefix standing for /usr/local; no registry or
+// npm cache needed), `systemd-analyze verify` on every unit against that installation (syntax,
+// directives, executables), the security exposure score of quic-lb.service, and the operational
+// contract: reload = SIGHUP, stop timeout longer than the drain, the capability only where the
+// VIP port needs it, and the command lines the units run accepted by the installed CLI. Needs
+// dist/ (npm run build).
 import { spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
