@@ -199,8 +199,6 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
     redis_cpu_us_per_packet: null,
     p50_us: null,
     p99_us: null,
-    added_p50_us: null,
-    added_p99_us: null,
     correct_ratio: b?.correct_ratio ?? null,
     misdelivered: b?.misdelivered ?? 0,
     rss_mb: b?.rss_mb ?? 0,
@@ -224,8 +222,6 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
       const out = row(r.spec.id, 'steady', best.get(r.spec.id), r.spec.id);
       out.p50_us = lat.p50_us;
       out.p99_us = lat.p99_us;
-      out.added_p50_us = lat.p50_us === null || direct.p50_us === null ? null : round(lat.p50_us - direct.p50_us, 1);
-      out.added_p99_us = lat.p99_us === null || direct.p99_us === null ? null : round(lat.p99_us - direct.p99_us, 1);
       out.correct_ratio = minNull(lat.correct_ratio, out.correct_ratio);
       out.misdelivered += lat.misdelivered;
       if (!out.rss_mb) out.rss_mb = lat.rss_mb;

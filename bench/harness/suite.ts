@@ -78,8 +78,8 @@ export function baseResults(o: { kind: 'routing' | 'forwarder'; profile: string;
   };
 }
 
-function row(router: string, scenario: string, t: TrialResult, direct: BenchResults['direct'], note?: string): ResultRow {
-  const sub = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : round(a - b, 1));
+/** A result row: the trial's own figures (latency percentiles are never offset by another trial's). */
+function row(router: string, scenario: string, t: TrialResult, note?: string): ResultRow {
   return {
     router,
     scenario,
@@ -90,8 +90,6 @@ function row(router: string, scenario: string, t: TrialResult, direct: BenchResu
     redis_cpu_us_per_packet: t.redis_cpu_us_per_packet,
     p50_us: t.p50_us,
     p99_us: t.p99_us,
-    added_p50_us: sub(t.p50_us, direct.p50_us),
-    added_p99_us: sub(t.p99_us, direct.p99_us),
     correct_ratio: t.correct_ratio,
     misdelivered: t.misdelivered,
     orphaned: t.orphaned,
@@ -295,9 +293,9 @@ export async function runRoutingSuite(o: SuiteOptions): Promise<BenchResults> {
           const merged: TrialResult = best
             ? { ...t, pps: best.pps, offered_pps: best.offered_pps, loss: best.loss, cpu_us_per_packet: best.cpu_us_per_packet, redis_cpu_us_per_packet: best.redis_cpu_us_per_packet, rss_mb: best.rss_mb, correct_ratio: minNull(best.correct_ratio, t.correct_ratio), misdelivered: best.misdelivered + t.misdelivered }
             : { ...t, pps: 0 };
-          res.results.push(row(r.spec.id, scenario, merged, res.direct, best ? undefined : 'no rate held loss under the threshold'));
+          res.results.push(row(r.spec.id, scenario, merged, best ? undefined : 'no rate held loss under the threshold'));
         } else {
-          res.results.push(row(r.spec.id, scenario, t, res.direct));
+          res.results.push(row(r.spec.id, scenario, t));
         }
         const last = res.results[res.results.length - 1];
         o.log(`  ${r.spec.id.padEnd(24)} ${String(last.pps).padStart(7)} pps  loss ${(last.loss * 100).toFixed(2)} %  correct ${last.correct_ratio === null ? '-' : (last.correct_ratio * 100).toFixed(2)} %  p50 ${last.p50_us ?? '-'} µs  p99 ${last.p99_us ?? '-'} µs`);

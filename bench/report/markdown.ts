@@ -30,16 +30,29 @@ export function header(res: BenchResults): string {
   return lines.join('\n');
 }
 
-/** The steady-state table: one row per router. */
+/** The label of the steady table's row for the latency trial without a router. */
+export const DIRECT_LABEL = 'direct path, no router';
+
+/**
+ * The steady-state table: one row per router, and first the direct path (generator -> sink, no
+ * router) when the run measured it. Latency is each row's own percentiles, side by side: a
+ * router's cost is read against the direct and bare-relay rows, never computed by subtracting
+ * their percentiles (p99(A) - p99(B) is no packet's added latency and goes negative whenever
+ * B's tail happened to be the noisier one).
+ */
 export function steadyTable(res: BenchResults): string {
   const bare = steadyRows(res).find((r) => r.router === 'bare-relay');
   const out = [
-    '| router | max pps (loss ≤ 0.1 %) | × bare relay | CPU µs/pkt | Redis CPU µs/pkt | one-way p50 / p99 µs | added p50 / p99 µs | round trip p50 / p99 µs | correct | RSS MB |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| router | max pps (loss ≤ 0.1 %) | × bare relay | CPU µs/pkt | Redis CPU µs/pkt | one-way p50 / p99 µs | round trip p50 / p99 µs | correct | RSS MB |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
+  const d = res.direct;
+  if (d.p50_us !== null || d.p99_us !== null) {
+    out.push(`| ${DIRECT_LABEL} | – | – | – | – | ${num(d.p50_us)} / ${num(d.p99_us)} | ${num(d.rtt_p50_us)} / ${num(d.rtt_p99_us)} | – | – |`);
+  }
   for (const r of steadyRows(res)) {
     out.push(
-      `| ${labelOf(res, r.router)} | ${num(r.pps)} | ${bare && bare.pps ? x(r.pps / bare.pps) : '–'} | ${num(r.cpu_us_per_packet)} | ${num(r.redis_cpu_us_per_packet)} | ${num(r.p50_us)} / ${num(r.p99_us)} | ${num(r.added_p50_us)} / ${num(r.added_p99_us)} | ${num(r.rtt_p50_us)} / ${num(r.rtt_p99_us)} | ${pct(r.correct_ratio)} | ${num(r.rss_mb)} |`,
+      `| ${labelOf(res, r.router)} | ${num(r.pps)} | ${bare && bare.pps ? x(r.pps / bare.pps) : '–'} | ${num(r.cpu_us_per_packet)} | ${num(r.redis_cpu_us_per_packet)} | ${num(r.p50_us)} / ${num(r.p99_us)} | ${num(r.rtt_p50_us)} / ${num(r.rtt_p99_us)} | ${pct(r.correct_ratio)} | ${num(r.rss_mb)} |`,
     );
   }
   return out.join('\n');
@@ -102,8 +115,9 @@ export function renderMarkdown(res: BenchResults, charts: Record<string, string>
     '',
     header(res),
     '',
-    'Method: [docs/bench.md](../../docs/bench.md). Latency at a fixed rate: one-way generator → backend (same host, CLOCK_MONOTONIC); "added" subtracts the direct path without a router' +
-      ` (p50 ${num(res.direct.p50_us)} µs, p99 ${num(res.direct.p99_us)} µs)` +
+    'Method: [docs/bench.md](../../docs/bench.md). Latency at a fixed rate: one-way generator → backend (same host, CLOCK_MONOTONIC), each router\'s own' +
+      ` percentiles next to the same trial without a router (the "${DIRECT_LABEL}" row: p50 ${num(res.direct.p50_us)} µs, p99 ${num(res.direct.p99_us)} µs) and the bare relay's;` +
+      ' percentiles of different trials are not subtracted (a difference of two p99s is no packet\'s latency and can be negative)' +
       (res.direct.rtt_p50_us === null || res.direct.rtt_p50_us === undefined
         ? '; no round trip in this mode.'
         : `; round trip: backends echo every packet back through the router's return path (direct path: p50 ${num(res.direct.rtt_p50_us)} µs, p99 ${num(res.direct.rtt_p99_us)} µs).`) +

@@ -11,12 +11,13 @@ export interface ResultRow {
   cpu_us_per_packet: number | null;
   /** redis-server CPU per forwarded packet (Redis routers only). */
   redis_cpu_us_per_packet: number | null;
-  /** One-way latency generator -> backend (µs). */
+  /**
+   * One-way latency generator -> backend (µs), this router's own percentiles. Reported next to
+   * the direct path's (BenchResults.direct) and the bare relay's, never subtracted from them:
+   * the difference of two distributions' percentiles is no packet's latency and can be negative.
+   */
   p50_us: number | null;
   p99_us: number | null;
-  /** Latency added over the direct path (same rate, no router). */
-  added_p50_us: number | null;
-  added_p99_us: number | null;
   /** Share of delivered packets that reached the backend owning their connection. */
   correct_ratio: number | null;
   misdelivered: number;
@@ -90,6 +91,7 @@ export interface BenchResults {
   /** Per router (and phase suffix, e.g. `@budget`), each round's result; `results` holds the medians. */
   rounds?: Record<string, RoundResult[]>;
   memory: Record<string, MemoryPoint[]>;
+  /** The same latency trial without a router (generator -> sink): the floor every router's row is read against. */
   direct: { p50_us: number | null; p99_us: number | null; rtt_p50_us?: number | null; rtt_p99_us?: number | null };
   ratios: Record<string, number | null>;
   targets: TargetCheck[];

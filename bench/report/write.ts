@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { barChart, groupedBarChart, lineChart, type Bar } from './svg.js';
-import { labelOf, readmeSection, renderMarkdown } from './markdown.js';
+import { DIRECT_LABEL, labelOf, readmeSection, renderMarkdown } from './markdown.js';
 import type { BenchResults } from './types.js';
 
 /** Chart name -> SVG text. */
@@ -25,12 +25,18 @@ export function charts(res: BenchResults): Record<string, string> {
           : []),
       ],
     });
+    // Each router's own percentiles, the direct path (no router) first as the floor to read them against.
+    const direct = res.direct.p50_us !== null || res.direct.p99_us !== null;
+    const latencyBars = (q: 'p50_us' | 'p99_us'): Bar[] => [
+      ...(direct ? [{ label: DIRECT_LABEL, value: res.direct[q] }] : []),
+      ...steady.map((r) => ({ label: labelOf(res, r.router), value: r[q] })),
+    ];
     out.latency = groupedBarChart({
       title: 'One-way latency through the router (fixed rate)',
       unit: 'µs',
       groups: [
-        { label: 'p50', bars: steady.map((r) => ({ label: labelOf(res, r.router), value: r.p50_us })) },
-        { label: 'p99', bars: steady.map((r) => ({ label: labelOf(res, r.router), value: r.p99_us })) },
+        { label: 'p50', bars: latencyBars('p50_us') },
+        { label: 'p99', bars: latencyBars('p99_us') },
       ],
     });
   }

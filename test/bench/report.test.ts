@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { summarise, baseResults, searchCapped } from '../../bench/harness/suite.js';
 import { barChart, escapeXml, lineChart } from '../../bench/report/svg.js';
-import { renderMarkdown } from '../../bench/report/markdown.js';
+import { DIRECT_LABEL, renderMarkdown, steadyTable } from '../../bench/report/markdown.js';
 import type { BenchResults, RateStep, ResultRow } from '../../bench/report/types.js';
 import { charts, updateReadme, writeReport } from '../../bench/report/write.js';
 import { pairedRatio, sameRateCpuRatio } from '../../bench/forwarder/run.js';
@@ -14,7 +14,7 @@ import { median } from '../../bench/lib/stats.js';
 function rowOf(router: string, scenario: string, pps: number, correct: number, extra: Partial<ResultRow> = {}): ResultRow {
   return {
     router, scenario, pps, offered_pps: pps, loss: 0, cpu_us_per_packet: 20, redis_cpu_us_per_packet: null,
-    p50_us: 60, p99_us: 300, added_p50_us: 10, added_p99_us: 100, correct_ratio: correct, misdelivered: 0, rss_mb: 60, redis_mem_mb: null,
+    p50_us: 60, p99_us: 300, correct_ratio: correct, misdelivered: 0, rss_mb: 60, redis_mem_mb: null,
     rtt_p50_us: 150, rtt_p99_us: 700, echo_ratio: 1, ...extra,
   };
 }
@@ -81,7 +81,7 @@ describe('bench report', () => {
     expect(JSON.parse(readFileSync(path.join(dir, 't.json'), 'utf8'))).toEqual(JSON.parse(JSON.stringify(res)));
     const md = readFileSync(path.join(dir, 't.md'), 'utf8');
     expect(md).toContain('**Preliminary**');
-    expect(md).toContain('| quic-lb serve (plaintext) | 40,000 | 0.80× | 20 | – | 60 / 300 | 10 / 100 | 150 / 700 | 100.00 % | 60 |');
+    expect(md).toContain('| quic-lb serve (plaintext) | 40,000 | 0.80× | 20 | – | 60 / 300 | 150 / 700 | 100.00 % | 60 |');
     expect(md).toContain('| Redis-mapped, lookup per packet | 100.00 % (loss 0.0 %) | 96.25 % (loss 0.0 %) |');
     expect(md).toContain('![forwarded packets per second](t-throughput.svg)');
     expect(md).toContain('Redis 12 MB (100,000 keys)');
@@ -95,6 +95,34 @@ describe('bench report', () => {
     const thr = readFileSync(path.join(dir, 't-throughput.svg'), 'utf8');
     expect(thr).toContain('>40,000<');
     expect(thr).toContain('>quic-lb serve (plaintext)<');
+  });
+
+  it('shows each router\'s own latency percentiles next to the direct path, never a difference that can go negative', () => {
+    const res = sample();
+    // The case that came out as "added p99 -934 µs": the direct trial's tail was the noisier one.
+    res.direct = { p50_us: 62, p99_us: 1215, rtt_p50_us: 119, rtt_p99_us: 897 };
+    res.results.push(rowOf('nginx', 'steady', 60_000, 1, { p50_us: 105, p99_us: 281, rtt_p50_us: 190, rtt_p99_us: 483 }));
+    const table = steadyTable(res).split('\n');
+    expect(table[0]).toBe('| router | max pps (loss ≤ 0.1 %) | × bare relay | CPU µs/pkt | Redis CPU µs/pkt | one-way p50 / p99 µs | round trip p50 / p99 µs | correct | RSS MB |');
+    expect(table[2]).toBe(`| ${DIRECT_LABEL} | – | – | – | – | 62 / 1,215 | 119 / 897 | – | – |`);
+    expect(table).toContain('| nginx | 60,000 | 1.20× | 20 | – | 105 / 281 | 190 / 483 | 100.00 % | 60 |');
+    // Every latency cell of every row is that row's own percentile: none is negative.
+    for (const line of table.slice(2)) {
+      const cells = line.split('|').map((c) => c.trim());
+      for (const cell of [cells[6], cells[7]]) {
+        for (const v of cell.split(' / ')) expect(v === '–' || Number(v.replaceAll(',', '')) >= 0, `${line}: ${cell}`).toBe(true);
+      }
+    }
+    expect(table.length).toBe(2 + 1 + 4); // header, the direct path, four routers
+    const md = renderMarkdown(res, {});
+    expect(md).not.toMatch(/added/i);
+    expect(md).toContain(`the "${DIRECT_LABEL}" row: p50 62 µs, p99 1,215 µs`);
+    // The latency chart has the direct path as a bar in each group (p50, p99).
+    const svg = charts(res).latency;
+    expect(svg.split(`>${DIRECT_LABEL}<`).length - 1).toBe(2);
+    expect(svg).toContain(`<title>${DIRECT_LABEL}: 1,215 µs</title>`);
+    // A run without the direct trial has no such row.
+    expect(steadyTable(sample())).not.toContain(DIRECT_LABEL);
   });
 
   it('scales bars to the largest value and escapes labels', () => {

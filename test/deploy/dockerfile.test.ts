@@ -190,11 +190,15 @@ describe('deploy/Dockerfile', () => {
     entry = runtime.which(runtime.entrypoint[0]);
   }, 300_000);
 
-  it('two stages on node:20-slim: build with npm ci + npm run build, runtime with npm ci --omit=dev and dist/ only', () => {
+  it('two stages on node:24-slim: build with npm ci + npm run build, runtime with npm ci --omit=dev and dist/ only', () => {
     expect(stages.map((s) => [s.name, s.from])).toEqual([
-      ['build', 'node:20-slim'],
-      ['runtime', 'node:20-slim'],
+      ['build', 'node:24-slim'],
+      ['runtime', 'node:24-slim'],
     ]);
+    // The image's Node major is one package.json's engines names (each range a caret range of a tested major).
+    const engines = (JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { engines: { node: string } }).engines.node;
+    const majors = engines.split('||').map((r) => Number(/^\^(\d+)\.\d+\.\d+$/.exec(r.trim())?.[1]));
+    expect(majors).toContain(Number(/^node:(\d+)-slim$/.exec(stages[1].from)?.[1]));
     const runs = (s: Stage): string => s.steps.filter((x) => x.op === 'RUN').map((x) => x.args).join(' && ');
     expect(runs(stages[0])).toMatch(/npm ci\b/);
     expect(runs(stages[0])).toMatch(/npm run build\b/);

@@ -1,6 +1,8 @@
-// Every vector of ../shared/spec/vectors: draft-21 Appendix B (and its corrected copies), the
-// §5.4.2.4 worked example with intermediates, google/quiche's vectors, and the obsolete
-// draft-15..17 four-pass vectors that a draft-18+ implementation must NOT reproduce.
+// Every vector of test/vectors (kept in the repository, each naming its source): draft-21
+// Appendix B (and its corrected copies), the §5.4.2.4 worked example with intermediates,
+// google/quiche's vectors, and the obsolete draft-15..17 four-pass vectors that a draft-18+
+// implementation must NOT reproduce.
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   createConfig,
@@ -14,7 +16,8 @@ import {
 } from '../../src/quic-lb/index.js';
 import { FourPassCodec } from '../../src/quic-lb/codec.js';
 import { createBlockCipher } from '../../src/quic-lb/cipher.js';
-import { hex, loadVectors, toHex, type Vector } from './vectors.js';
+import { repoRoot } from '../helpers/cli.js';
+import { hex, loadVectors, pinnedDigests, toHex, vectorFileDigest, vectorsDir, type Vector, type VectorFile } from './vectors.js';
 
 const draft = loadVectors('draft-21.json');
 const quiche = loadVectors('quiche.json');
@@ -30,6 +33,23 @@ function configFor(v: Vector, cipher: 'table' | 'node', selfEncodeLength = true)
     cipher,
   });
 }
+
+describe('the vector files (test/vectors)', () => {
+  it('live inside the checkout', () => {
+    const rel = path.relative(repoRoot, vectorsDir);
+    expect(rel).toBe(path.join('test', 'vectors'));
+  });
+
+  it('are byte for byte the pinned copies (SHA-256 in test/vectors/README.md) and every vector names its source', () => {
+    const files: VectorFile[] = ['draft-21.json', 'quiche.json'];
+    const pins = pinnedDigests();
+    expect([...pins.keys()].sort()).toEqual(files);
+    for (const file of files) {
+      expect(vectorFileDigest(file), `${file} was edited`).toBe(pins.get(file));
+      for (const v of loadVectors(file)) expect(v.source, v.cid).toMatch(/draft-ietf-quic-load-balancers-\d|google\/quiche @ [0-9a-f]{12}/);
+    }
+  });
+});
 
 const algorithmName = { plaintext: 'plaintext', single_pass: 'single-pass', four_pass: 'four-pass' } as const;
 const label = (v: Vector): string => `${v.algorithm} cr=${v.cr_bits} ${v.sid_len}+${v.nonce_len} ${v.cid}`;
@@ -54,7 +74,7 @@ function checkPositive(v: Vector, cipher: 'table' | 'node'): void {
   expect(toHex(out.subarray(0, v.sid_len!))).toBe(v.server_id);
 }
 
-describe('draft-21 Appendix B and worked example (vectors/draft-21.json)', () => {
+describe('draft-21 Appendix B and worked example (test/vectors/draft-21.json)', () => {
   const positives = draft.filter((v) => v.self_consistent === true && v.algorithm !== 'four_pass_legacy_d15_d17');
   it('has the vectors the digest lists', () => {
     expect(positives.length).toBe(7);
@@ -105,7 +125,7 @@ describe('draft-21 Appendix B and worked example (vectors/draft-21.json)', () =>
   }
 });
 
-describe('google/quiche vectors (vectors/quiche.json)', () => {
+describe('google/quiche vectors (test/vectors/quiche.json)', () => {
   const positives = quiche.filter((v) => v.expect === 'server_id' && v.algorithm !== 'four_pass_legacy_d15_d17');
   it('has every positive quiche vector', () => {
     expect(positives.length).toBe(18);

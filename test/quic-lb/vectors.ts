@@ -1,5 +1,6 @@
-// Loads the shared test vectors (../shared/spec/vectors beside the repository; CI checks shared/
-// out next to the clone). The JSON files are data pinned to their sources; never edited here.
+// Loads the QUIC-LB test vectors kept in the repository (test/vectors/, see its README.md: each
+// vector names its source, each file is pinned by SHA-256). The JSON files are data; never edited.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../helpers/cli.js';
@@ -21,10 +22,28 @@ export interface Vector {
   note?: string;
 }
 
-export const vectorsDir = path.resolve(repoRoot, '..', 'shared', 'spec', 'vectors');
+export type VectorFile = 'draft-21.json' | 'quiche.json';
 
-export function loadVectors(file: 'draft-21.json' | 'quiche.json'): Vector[] {
+/** Inside the checkout: nothing at test time reads outside the repository. */
+export const vectorsDir = path.join(repoRoot, 'test', 'vectors');
+
+export function loadVectors(file: VectorFile): Vector[] {
   return JSON.parse(readFileSync(path.join(vectorsDir, file), 'utf8')) as Vector[];
+}
+
+/** SHA-256 (hex) of a vector file's bytes as stored. */
+export function vectorFileDigest(file: VectorFile): string {
+  return createHash('sha256').update(readFileSync(path.join(vectorsDir, file))).digest('hex');
+}
+
+/** The SHA-256 each vector file is pinned to: the `sha256` column of test/vectors/README.md. */
+export function pinnedDigests(): Map<string, string> {
+  const pins = new Map<string, string>();
+  for (const line of readFileSync(path.join(vectorsDir, 'README.md'), 'utf8').split('\n')) {
+    const m = /^\| `([\w.-]+\.json)` \|.*\| `([0-9a-f]{64})` \|$/.exec(line);
+    if (m) pins.set(m[1], m[2]);
+  }
+  return pins;
 }
 
 /** Strict hex: even length, hex digits only (a vector with a lost digit must not parse). */
