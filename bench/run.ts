@@ -42,7 +42,7 @@ const note = [args.get('note') ?? '', busyNote(busy)].filter(Boolean).join(' ');
 
 if (args.has('report-only')) {
   // Re-render the reports, charts and README section from the JSON files already in `outDir`.
-  for (const base of ['latest', 'forwarder']) {
+  for (const base of ['latest', 'forwarder', 'forwarder-ciphers', 'forwarder-baseline']) {
     const file = path.join(outDir, `${base}.json`);
     if (existsSync(file)) writeReport(JSON.parse(readFileSync(file, 'utf8')) as BenchResults, outDir, base);
   }
