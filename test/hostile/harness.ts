@@ -11,7 +11,7 @@
 // attacker sent.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createFleet, namespacePids, pidAlive, waitFor, type Fleet, type Ns } from '../fleet/netns.js';
@@ -123,12 +123,20 @@ export async function udpStats(fleet: Fleet, ns: Ns): Promise<Record<string, num
   return out;
 }
 
+/**
+ * Whether `pid` runs Node, by its executable (not /proc/PID/comm: Node 24 names its main thread
+ * `MainThread`, and comm is that name). Throws when the process is gone.
+ */
+function isNodeProcess(pid: number): boolean {
+  return path.basename(readlinkSync(`/proc/${pid}/exe`)) === 'node';
+}
+
 /** Resident set size of every node process in the LB namespace (main + workers), MB. */
 export function lbRssMb(h: Hostile): number {
   let kb = 0;
   for (const pid of namespacePids(h.lbNs.name)) {
     try {
-      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'node') continue;
+      if (!isNodeProcess(pid)) continue;
       const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
       if (m) kb += Number(m[1]);
     } catch {
@@ -193,7 +201,7 @@ export function watchProcesses(h: Hostile): void {
   for (const pid of namespacePids(h.lbNs.name)) {
     if (pid === h.lb.pid) continue;
     try {
-      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'node') h.watched.set(`lb-worker-${pid}`, pid);
+      if (isNodeProcess(pid)) h.watched.set(`lb-worker-${pid}`, pid);
     } catch {
       /* gone */
     }
