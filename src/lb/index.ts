@@ -14,6 +14,7 @@ export {
   validateConfig,
   parseConfig,
   loadConfigFile,
+  loadQuicLbSpecs,
   restartOnlyChanges,
   keyFileModeWarning,
   keyFileWarning,
