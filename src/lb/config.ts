@@ -117,6 +117,13 @@ export const DEFAULTS = Object.freeze({
   logLevel: 'info' as LogLevel,
 });
 
+/**
+ * Return-path HMAC-SHA256 keys (docs/lb.md): at least 16 octets, at most 64, one SHA-256 block
+ * (RFC 2104 §2: a longer key is hashed first, so a longer one adds nothing).
+ */
+export const MIN_HMAC_KEY_LENGTH = 16;
+export const MAX_HMAC_KEY_LENGTH = 64;
+
 /** The config ids a config may use, as the keys of `backends[].serverIds` (draft-21 §3.1). */
 const CONFIG_ID_KEYS = Array.from({ length: MAX_CONFIG_ID - MIN_CONFIG_ID + 1 }, (_, i) => String(MIN_CONFIG_ID + i));
 
@@ -257,7 +264,7 @@ function keyField(o: Obj, at: string, name: string, octets: Octets, baseDir: str
  * `hmacKeyFiles` (1..MAX_HMAC_KEYS keys, the first current), or none. Distinct keys only.
  */
 function hmacKeys(rp: Obj, baseDir: string, warnings: Warnings): string[] {
-  const OCTETS: [number, number] = [16, 64];
+  const OCTETS: [number, number] = [MIN_HMAC_KEY_LENGTH, MAX_HMAC_KEY_LENGTH];
   const given = (['hmacKey', 'hmacKeyFile', 'hmacKeys', 'hmacKeyFiles'] as const).filter((k) => rp[k] !== undefined);
   if (given.length > 1) fail('ERR_CONFIG_KEY_SOURCE', `/returnPath/${given[1]}`, `give one of hmacKey, hmacKeyFile, hmacKeys, hmacKeyFiles, not ${given.join(' and ')}`);
   const single = keyField(rp, '/returnPath', 'hmacKey', OCTETS, baseDir, false, warnings);

@@ -15,6 +15,8 @@ export {
   parseConfig,
   loadConfigFile,
   loadQuicLbSpecs,
+  MIN_HMAC_KEY_LENGTH,
+  MAX_HMAC_KEY_LENGTH,
   restartOnlyChanges,
   keyFileModeWarning,
   keyFileWarning,
