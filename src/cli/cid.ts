@@ -5,8 +5,16 @@ import { randomBytes } from 'node:crypto';
 import type { Argv, CommandModule } from 'yargs';
 import { ConfigError, loadQuicLbSpecs } from '../lb/index.js';
 import {
+  AES_KEY_LENGTH,
   configFromSpec,
   configIdOf,
+  MAX_CONFIG_ID,
+  MAX_NONCE_LENGTH,
+  MAX_PLAINTEXT_LENGTH,
+  MAX_SERVER_ID_LENGTH,
+  MIN_CONFIG_ID,
+  MIN_NONCE_LENGTH,
+  MIN_SERVER_ID_LENGTH,
   encodeConnectionId,
   QuicLbDecoder,
   QuicLbError,
@@ -71,10 +79,13 @@ function configFlags<T>(y: Argv<T>): Argv<T & ConfigArgs> {
       describe:
         "YAML/JSON file: the LB config (its quicLb list, read as `serve` reads it) or one mapping {configId, serverIdLength, nonceLength, key?, keyFile?, cipher?}",
     })
-    .option('config-id', { type: 'number', describe: 'config rotation codepoint 0..6' })
-    .option('server-id-length', { type: 'number', describe: 'server ID octets (>= 1)' })
-    .option('nonce-length', { type: 'number', describe: 'nonce octets (>= 4; server ID + nonce <= 19)' })
-    .option('key', { type: 'string', describe: '16-octet AES-128 key in hex (omit for plaintext)' })
+    .option('config-id', { type: 'number', describe: `config rotation codepoint ${MIN_CONFIG_ID}..${MAX_CONFIG_ID}` })
+    .option('server-id-length', { type: 'number', describe: `server ID octets, ${MIN_SERVER_ID_LENGTH}..${MAX_SERVER_ID_LENGTH}` })
+    .option('nonce-length', {
+      type: 'number',
+      describe: `nonce octets, ${MIN_NONCE_LENGTH}..${MAX_NONCE_LENGTH}; server ID + nonce <= ${MAX_PLAINTEXT_LENGTH}`,
+    })
+    .option('key', { type: 'string', describe: `${AES_KEY_LENGTH}-octet AES-128 key in hex (omit for plaintext)` })
     .option('self-encode-length', {
       type: 'boolean',
       default: true,
@@ -207,7 +218,7 @@ const decode: CommandModule<object, ConfigArgs & { cid: string }> = {
     const cid = parseHex(String(a.cid), 'cid');
     if (cid.length > 255) throw new CliError(`cid: ${cid.length} octets; a connection ID is at most 255 (RFC 8999)`);
     const decoder = new QuicLbDecoder(configsFromArgs(a));
-    const out = new Uint8Array(20);
+    const out = new Uint8Array(MAX_SERVER_ID_LENGTH);
     const id = decoder.decode(cid, 0, cid.length, out);
     const config = id < 0 ? undefined : decoder.getConfig(id);
     const result =
