@@ -1,13 +1,20 @@
 // `quic-lb cid encode` / `quic-lb cid decode`: one QUIC-LB connection ID by hand, with the
-// library's own createConfig / encodeConnectionId / QuicLbDecoder (docs/library.md).
+// library's own configFromSpec / encodeConnectionId / QuicLbDecoder (docs/library.md); a
+// --config file is read by the LB's own loader, so it means here what it means to `serve`.
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import type { Argv, CommandModule } from 'yargs';
+import { ConfigError, loadQuicLbSpecs } from '../lb/index.js';
 import {
+  AES_KEY_LENGTH,
+  configFromSpec,
   configIdOf,
-  createConfig,
+  MAX_CONFIG_ID,
+  MAX_NONCE_LENGTH,
+  MAX_PLAINTEXT_LENGTH,
+  MAX_SERVER_ID_LENGTH,
+  MIN_CONFIG_ID,
+  MIN_NONCE_LENGTH,
+  MIN_SERVER_ID_LENGTH,
   encodeConnectionId,
   QuicLbDecoder,
   QuicLbError,
@@ -15,7 +22,6 @@ import {
   UNROUTABLE,
   UNKNOWN_CONFIG,
   type QuicLbConfig,
-  type QuicLbConfigOptions,
 } from '../quic-lb/index.js';
 import { CliError } from './errors.js';
 
@@ -35,7 +41,7 @@ export function toHex(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 }
 
-/** Flag name for each createConfig field, so library errors point at the flag the user typed. */
+/** Flag name for each configFromSpec field, so library errors point at the flag the user typed. */
 const FLAG_OF: Record<string, string> = {
   configId: '--config-id',
   serverIdLength: '--server-id-length',
@@ -71,12 +77,15 @@ function configFlags<T>(y: Argv<T>): Argv<T & ConfigArgs> {
     .option('config', {
       type: 'string',
       describe:
-        'YAML/JSON file: the LB config (its quicLb list) or one mapping {configId, serverIdLength, nonceLength, key?, keyFile?, selfEncodeLength?}',
+        "YAML/JSON file: the LB config (its quicLb list, read as `serve` reads it) or one mapping {configId, serverIdLength, nonceLength, key?, keyFile?, cipher?}",
     })
-    .option('config-id', { type: 'number', describe: 'config rotation codepoint 0..6' })
-    .option('server-id-length', { type: 'number', describe: 'server ID octets (>= 1)' })
-    .option('nonce-length', { type: 'number', describe: 'nonce octets (>= 4; server ID + nonce <= 19)' })
-    .option('key', { type: 'string', describe: '16-octet AES-128 key in hex (omit for plaintext)' })
+    .option('config-id', { type: 'number', describe: `config rotation codepoint ${MIN_CONFIG_ID}..${MAX_CONFIG_ID}` })
+    .option('server-id-length', { type: 'number', describe: `server ID octets, ${MIN_SERVER_ID_LENGTH}..${MAX_SERVER_ID_LENGTH}` })
+    .option('nonce-length', {
+      type: 'number',
+      describe: `nonce octets, ${MIN_NONCE_LENGTH}..${MAX_NONCE_LENGTH}; server ID + nonce <= ${MAX_PLAINTEXT_LENGTH}`,
+    })
+    .option('key', { type: 'string', describe: `${AES_KEY_LENGTH}-octet AES-128 key in hex (omit for plaintext)` })
     .option('self-encode-length', {
       type: 'boolean',
       default: true,
@@ -86,47 +95,31 @@ function configFlags<T>(y: Argv<T>): Argv<T & ConfigArgs> {
     .option('json', { type: 'boolean', default: false, describe: 'print JSON' }) as unknown as Argv<T & ConfigArgs>;
 }
 
-type Raw = Record<string, unknown>;
+/** Where a ConfigError points, as the old messages named it: `/quicLb/0/key` -> `quicLb[0] key`. */
+function configField(field: string): string {
+  return field.replace(/^\/quicLb\/(\d+)/, 'quicLb[$1]').replace(/^\//, '').replaceAll('/', ' ');
+}
 
-function fileConfigs(file: string): QuicLbConfig[] {
-  let doc: unknown;
+/**
+ * The configs of an LB config file, through the LB's loader (`loadQuicLbSpecs`): the same
+ * checks as `serve` and `check-config`. `selfEncodeLength` is the flag's (a server-side choice
+ * the LB file does not hold). Throws CliError `--config: FILE FIELD: REASON`.
+ */
+function fileConfigs(file: string, selfEncodeLength: boolean): QuicLbConfig[] {
+  let specs;
   try {
-    doc = parseYaml(readFileSync(file, 'utf8'));
+    specs = loadQuicLbSpecs(file);
   } catch (err) {
-    throw new CliError(`--config: cannot read ${file}: ${(err as Error).message}`);
+    if (!(err instanceof ConfigError)) throw err;
+    if (err.field === '') throw new CliError(`--config: ${err.reason}`);
+    throw new CliError(`--config: ${file} ${configField(err.field)}: ${err.reason}`);
   }
-  if (typeof doc !== 'object' || doc === null) throw new CliError(`--config: ${file} is not a mapping`);
-  const root = doc as Raw;
-  const list: unknown[] = Array.isArray(root.quicLb) ? root.quicLb : [root];
-  if (list.length === 0) throw new CliError(`--config: ${file} has no QUIC-LB configs (quicLb is empty)`);
-  return list.map((entry, i) => {
-    const where = Array.isArray(root.quicLb) ? `${file} quicLb[${i}]` : file;
-    if (typeof entry !== 'object' || entry === null) throw new CliError(`--config: ${where} is not a mapping`);
-    const e = entry as Raw;
-    let key: Uint8Array | undefined;
-    if (e.key !== undefined && e.keyFile !== undefined) throw new CliError(`--config: ${where}: give key or keyFile, not both`);
-    if (e.key !== undefined) key = parseHex(e.key, `--config: ${where} key`);
-    if (e.keyFile !== undefined) {
-      const p = path.resolve(path.dirname(file), String(e.keyFile));
-      let text: string;
-      try {
-        text = readFileSync(p, 'utf8');
-      } catch (err) {
-        throw new CliError(`--config: ${where} keyFile: cannot read ${p}: ${(err as Error).message}`);
-      }
-      key = parseHex(text, `--config: ${where} keyFile ${p}`);
-    }
+  if (specs.length === 0) throw new CliError(`--config: ${file} has no QUIC-LB configs (quicLb is empty)`);
+  return specs.map((spec, i) => {
     try {
-      return createConfig({
-        configId: e.configId as number,
-        serverIdLength: e.serverIdLength as number,
-        nonceLength: e.nonceLength as number,
-        key,
-        selfEncodeLength: (e.selfEncodeLength as boolean | undefined) ?? true,
-        cipher: e.cipher as QuicLbConfigOptions['cipher'],
-      });
+      return configFromSpec({ ...spec, selfEncodeLength });
     } catch (err) {
-      libraryError(err, `--config: ${where}`);
+      libraryError(err, `--config: ${file} quicLb[${i}]`);
     }
   });
 }
@@ -137,7 +130,7 @@ function flagConfig(a: ConfigArgs): QuicLbConfig {
   }
   const key = a.key === undefined ? undefined : parseHex(a.key, '--key');
   try {
-    return createConfig({
+    return configFromSpec({
       configId: a['config-id']!,
       serverIdLength: a['server-id-length']!,
       nonceLength: a['nonce-length']!,
@@ -153,7 +146,7 @@ function flagConfig(a: ConfigArgs): QuicLbConfig {
 /** The configs named by --config or by the flags. */
 export function configsFromArgs(a: ConfigArgs): QuicLbConfig[] {
   if (a.config !== undefined) {
-    const list = fileConfigs(a.config);
+    const list = fileConfigs(a.config, a['self-encode-length'] ?? true);
     if (a['config-id'] === undefined) return list;
     const one = list.filter((c) => c.configId === a['config-id']);
     if (one.length === 0) throw new CliError(`--config-id ${a['config-id']}: no such config in ${a.config}`);
@@ -225,7 +218,7 @@ const decode: CommandModule<object, ConfigArgs & { cid: string }> = {
     const cid = parseHex(String(a.cid), 'cid');
     if (cid.length > 255) throw new CliError(`cid: ${cid.length} octets; a connection ID is at most 255 (RFC 8999)`);
     const decoder = new QuicLbDecoder(configsFromArgs(a));
-    const out = new Uint8Array(20);
+    const out = new Uint8Array(MAX_SERVER_ID_LENGTH);
     const id = decoder.decode(cid, 0, cid.length, out);
     const config = id < 0 ? undefined : decoder.getConfig(id);
     const result =

@@ -2,11 +2,12 @@
 // octets, the default), or a longer secret for stateless reset / fallback hashing / HMAC.
 import { randomBytes } from 'node:crypto';
 import type { CommandModule } from 'yargs';
+import { MAX_HMAC_KEY_LENGTH } from '../lb/index.js';
 import { AES_KEY_LENGTH } from '../quic-lb/index.js';
 import { CliError } from './errors.js';
 
-/** Largest key the command makes: 64 octets (an HMAC-SHA256 block). */
-const MAX_KEY_OCTETS = 64;
+/** Largest key the command makes: the longest secret the LB config takes (a return-path HMAC key). */
+const MAX_KEY_OCTETS = MAX_HMAC_KEY_LENGTH;
 
 interface KeygenArgs {
   octets: number;

@@ -4,7 +4,17 @@
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, parseDocument } from 'yaml';
-import { createConfig, type QuicLbConfig } from '../quic-lb/index.js';
+import {
+  configFromSpec,
+  MAX_CONFIG_ID,
+  MAX_NONCE_LENGTH,
+  MAX_SERVER_ID_LENGTH,
+  MIN_CONFIG_ID,
+  MIN_NONCE_LENGTH,
+  MIN_SERVER_ID_LENGTH,
+  QuicLbError,
+  type QuicLbConfig,
+} from '../quic-lb/index.js';
 import { parseIPv4Into, parseIPv6Into } from '../quic/index.js';
 import { ConfigError, type ConfigErrorCode } from './errors.js';
 import { type Endpoint, normaliseIp, parseEndpoint } from './ip.js';
@@ -22,7 +32,10 @@ export type QuicLbCipher = (typeof CIPHERS)[number];
 export const RETURN_MODES = ['via-lb', 'direct'] as const;
 export type ReturnMode = (typeof RETURN_MODES)[number];
 
-/** One QUIC-LB config (draft-21 §1.2 of the digest); the algorithm follows from key and lengths. */
+/**
+ * One QUIC-LB config (draft-21 §5.3); the algorithm follows from key and lengths. A valid
+ * `QuicLbSpec` of the library: `configFromSpec(spec)` makes the library config.
+ */
 export interface QuicLbConfigSpec {
   configId: number;
   serverIdLength: number;
@@ -104,6 +117,16 @@ export const DEFAULTS = Object.freeze({
   logLevel: 'info' as LogLevel,
 });
 
+/**
+ * Return-path HMAC-SHA256 keys (docs/lb.md): at least 16 octets, at most 64, one SHA-256 block
+ * (RFC 2104 §2: a longer key is hashed first, so a longer one adds nothing).
+ */
+export const MIN_HMAC_KEY_LENGTH = 16;
+export const MAX_HMAC_KEY_LENGTH = 64;
+
+/** The config ids a config may use, as the keys of `backends[].serverIds` (draft-21 §3.1). */
+const CONFIG_ID_KEYS = Array.from({ length: MAX_CONFIG_ID - MIN_CONFIG_ID + 1 }, (_, i) => String(MIN_CONFIG_ID + i));
+
 /** The fields each object of the file may have (kept equal to the JSON schema by a test). */
 export const KNOWN_FIELDS = Object.freeze({
   root: ['listen', 'quicLb', 'backends', 'fallback', 'health', 'returnPath', 'metrics', 'workers', 'socket', 'drainMs', 'log'],
@@ -176,9 +199,14 @@ function endpoint(v: unknown, at: string, allowZero: boolean): Endpoint {
   return e;
 }
 
-function hex(v: unknown, at: string, octets: number | [number, number]): string {
-  const s = str(v, at).trim().toLowerCase();
+/** Octets a hex field may have: exactly n, lo..hi, or 'any' (at least one; the library checks the rest). */
+type Octets = number | [number, number] | 'any';
+
+function hex(v: unknown, at: string, octets: Octets): string {
+  if (typeof v !== 'string') fail('ERR_CONFIG_TYPE', at, `expected a hex string, got ${typeName(v)} (in YAML, quote hex values: '0011...')`);
+  const s = v.trim().toLowerCase();
   if (!/^([0-9a-f]{2})+$/.test(s)) fail('ERR_CONFIG_HEX', at, 'expected an even number of hex digits');
+  if (octets === 'any') return s;
   const n = s.length / 2;
   const [lo, hi] = typeof octets === 'number' ? [octets, octets] : octets;
   if (n < lo || n > hi) fail('ERR_CONFIG_HEX', at, lo === hi ? `expected ${lo} octets, got ${n}` : `expected ${lo}..${hi} octets, got ${n}`);
@@ -207,7 +235,7 @@ export function keyFileWarning(file: string): string | undefined {
 type Warnings = string[] | undefined;
 
 /** Reads a hex key file (relative to `baseDir`); its mode warning goes to `warnings`. */
-function keyFile(v: unknown, at: string, octets: number | [number, number], baseDir: string, warnings: Warnings): string {
+function keyFile(v: unknown, at: string, octets: Octets, baseDir: string, warnings: Warnings): string {
   const p = path.resolve(baseDir, str(v, at));
   let text: string;
   try {
@@ -221,7 +249,7 @@ function keyFile(v: unknown, at: string, octets: number | [number, number], base
 }
 
 /** A key given inline (`<name>`) or in a file (`<name>File`, hex text, relative to the config file). */
-function keyField(o: Obj, at: string, name: string, octets: number | [number, number], baseDir: string, required: boolean, warnings: Warnings): string | undefined {
+function keyField(o: Obj, at: string, name: string, octets: Octets, baseDir: string, required: boolean, warnings: Warnings): string | undefined {
   const inline = o[name];
   const file = o[`${name}File`];
   if (inline !== undefined && file !== undefined) fail('ERR_CONFIG_KEY_SOURCE', `${at}/${name}File`, `give either ${name} or ${name}File, not both`);
@@ -236,7 +264,7 @@ function keyField(o: Obj, at: string, name: string, octets: number | [number, nu
  * `hmacKeyFiles` (1..MAX_HMAC_KEYS keys, the first current), or none. Distinct keys only.
  */
 function hmacKeys(rp: Obj, baseDir: string, warnings: Warnings): string[] {
-  const OCTETS: [number, number] = [16, 64];
+  const OCTETS: [number, number] = [MIN_HMAC_KEY_LENGTH, MAX_HMAC_KEY_LENGTH];
   const given = (['hmacKey', 'hmacKeyFile', 'hmacKeys', 'hmacKeyFiles'] as const).filter((k) => rp[k] !== undefined);
   if (given.length > 1) fail('ERR_CONFIG_KEY_SOURCE', `/returnPath/${given[1]}`, `give one of hmacKey, hmacKeyFile, hmacKeys, hmacKeyFiles, not ${given.join(' and ')}`);
   const single = keyField(rp, '/returnPath', 'hmacKey', OCTETS, baseDir, false, warnings);
@@ -296,6 +324,44 @@ function healthSpec(o: Obj, at: string, dflt: Omit<HealthCheckSpec, 'address' | 
 }
 
 /**
+ * One `quicLb[]` entry at `at` (draft-21 §5.3): ranges from the library's limits, then the
+ * library's own check (`configFromSpec`). `seen` holds the config ids of the entries before it.
+ * Throws ConfigError: ERR_CONFIG_RANGE and the like for a field alone, ERR_CONFIG_DUPLICATE for a
+ * config id given twice, ERR_CONFIG_HEX for a key that is not 16 octets (the library's ERR_KEY),
+ * ERR_CONFIG_QUIC_LB for any other refusal of the library (its code starts the reason).
+ */
+function quicLbSpec(v: unknown, at: string, seen: ReadonlySet<number>, baseDir: string, warnings: Warnings): QuicLbConfigSpec {
+  const o = obj(v, at, KNOWN_FIELDS.quicLb);
+  const configId = int(o.configId, `${at}/configId`, MIN_CONFIG_ID, MAX_CONFIG_ID);
+  if (seen.has(configId)) fail('ERR_CONFIG_DUPLICATE', `${at}/configId`, `config id ${configId} given twice`);
+  const serverIdLength = int(o.serverIdLength, `${at}/serverIdLength`, MIN_SERVER_ID_LENGTH, MAX_SERVER_ID_LENGTH);
+  const nonceLength = int(o.nonceLength, `${at}/nonceLength`, MIN_NONCE_LENGTH, MAX_NONCE_LENGTH);
+  const key = keyField(o, at, 'key', 'any', baseDir, false, warnings);
+  const cipher = oneOf(o.cipher, `${at}/cipher`, CIPHERS, DEFAULTS.cipher);
+  const spec: QuicLbConfigSpec = { configId, serverIdLength, nonceLength, cipher };
+  if (key !== undefined) spec.key = key;
+  try {
+    configFromSpec(spec);
+  } catch (err) {
+    if (!(err instanceof QuicLbError)) throw err;
+    const reason = `${err.code}: ${err.message}`;
+    if (err.code === 'ERR_KEY') fail('ERR_CONFIG_HEX', `${at}/${o.keyFile === undefined ? 'key' : 'keyFile'}`, reason, err);
+    fail('ERR_CONFIG_QUIC_LB', KNOWN_FIELDS.quicLb.includes(err.field) ? `${at}/${err.field}` : at, reason, err);
+  }
+  return spec;
+}
+
+/** The `quicLb` list at `at` (see quicLbSpec). */
+function quicLbSpecs(list: unknown[], at: string, baseDir: string, warnings: Warnings): QuicLbConfigSpec[] {
+  const seen = new Set<number>();
+  return list.map((v, i) => {
+    const spec = quicLbSpec(v, `${at}/${i}`, seen, baseDir, warnings);
+    seen.add(spec.configId);
+    return spec;
+  });
+}
+
+/**
  * Validates a parsed config document (`doc`, e.g. the result of YAML parsing) and returns the
  * resolved `LbConfig`. Relative key file paths resolve against `baseDir`. Throws ConfigError
  * (see CONFIG_ERROR_CODES) naming the first bad field. Legal but unsafe settings (a key file
@@ -329,30 +395,8 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
   });
 
   // QUIC-LB configs
-  const quicLb: QuicLbConfigSpec[] = [];
-  const serverIdLengthById = new Map<number, number>();
-  const quicLbRaw = root.quicLb === undefined ? [] : arr(root.quicLb, '/quicLb');
-  quicLbRaw.forEach((v, i) => {
-    const at = `/quicLb/${i}`;
-    const o = obj(v, at, KNOWN_FIELDS.quicLb);
-    const configId = int(o.configId, `${at}/configId`, 0, 6);
-    if (serverIdLengthById.has(configId)) fail('ERR_CONFIG_DUPLICATE', `${at}/configId`, `config id ${configId} given twice`);
-    const serverIdLength = int(o.serverIdLength, `${at}/serverIdLength`, 1, 15);
-    const nonceLength = int(o.nonceLength, `${at}/nonceLength`, 4, 18);
-    const key = keyField(o, at, 'key', 16, baseDir, false, warnings);
-    const cipher = oneOf(o.cipher, `${at}/cipher`, CIPHERS, DEFAULTS.cipher);
-    const spec: QuicLbConfigSpec = { configId, serverIdLength, nonceLength, cipher };
-    if (key !== undefined) spec.key = key;
-    try {
-      createLibraryConfig(spec);
-    } catch (err) {
-      const e = err as { code?: string; field?: string; message?: string };
-      const field = e.field && KNOWN_FIELDS.quicLb.includes(e.field) ? `${at}/${e.field}` : at;
-      fail('ERR_CONFIG_QUIC_LB', field, `${e.code ?? 'error'}: ${e.message ?? String(err)}`, err);
-    }
-    serverIdLengthById.set(configId, serverIdLength);
-    quicLb.push(spec);
-  });
+  const quicLb = quicLbSpecs(root.quicLb === undefined ? [] : arr(root.quicLb, '/quicLb'), '/quicLb', baseDir, warnings);
+  const serverIdLengthById = new Map(quicLb.map((q) => [q.configId, q.serverIdLength]));
 
   // Health defaults
   const h = optObj(root.health, '/health', KNOWN_FIELDS.health);
@@ -390,7 +434,7 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
     addresses.set(addrKey, name);
     const serverIds: BackendSpec['serverIds'] = [];
     if (o.serverIds !== undefined) {
-      const sids = obj(o.serverIds, `${at}/serverIds`, ['0', '1', '2', '3', '4', '5', '6']);
+      const sids = obj(o.serverIds, `${at}/serverIds`, CONFIG_ID_KEYS);
       for (const [idText, list] of Object.entries(sids)) {
         const configId = Number(idText);
         const sidAt = `${at}/serverIds/${idText}`;
@@ -462,26 +506,37 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
   return { listen, quicLb, backends, fallback: { key: fallbackKey, tableSize }, health: { initial }, returnPath, metrics, workers, socket, drainMs, log };
 }
 
-/** The library config of a validated spec. Throws QuicLbError (never for a validated spec). */
+/**
+ * @deprecated The library's `configFromSpec` (a `QuicLbConfigSpec` is a `QuicLbSpec`); kept until
+ * its last callers switch. Throws QuicLbError (never for a validated spec).
+ */
 export function createLibraryConfig(spec: QuicLbConfigSpec): QuicLbConfig {
-  return createConfig({
-    configId: spec.configId,
-    serverIdLength: spec.serverIdLength,
-    nonceLength: spec.nonceLength,
-    key: spec.key === undefined ? undefined : Buffer.from(spec.key, 'hex'),
-    cipher: spec.cipher,
-  });
+  return configFromSpec(spec);
 }
 
-/** Parses YAML text and validates it (see `validateConfig`, also for `warnings`). Throws ConfigError. */
-export function parseConfig(text: string, baseDir = process.cwd(), warnings?: string[]): LbConfig {
+/** The document of YAML text. Throws ConfigError ERR_CONFIG_SYNTAX. */
+function parseYamlText(text: string): unknown {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
     const line = e.linePos?.[0];
     fail('ERR_CONFIG_SYNTAX', '', `YAML ${line ? `line ${line.line} column ${line.col}` : ''}: ${e.message.split('\n')[0]}`, e);
   }
-  return validateConfig(doc.toJS({ maxAliasCount: 100 }), baseDir, warnings);
+  return doc.toJS({ maxAliasCount: 100 });
+}
+
+/** A file's text. Throws ConfigError ERR_CONFIG_READ. */
+function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    fail('ERR_CONFIG_READ', '', `cannot read ${file}: ${(err as Error).message}`, err);
+  }
+}
+
+/** Parses YAML text and validates it (see `validateConfig`, also for `warnings`). Throws ConfigError. */
+export function parseConfig(text: string, baseDir = process.cwd(), warnings?: string[]): LbConfig {
+  return validateConfig(parseYamlText(text), baseDir, warnings);
 }
 
 /**
@@ -489,13 +544,24 @@ export function parseConfig(text: string, baseDir = process.cwd(), warnings?: st
  * unreadable). Warnings (key file modes) go to `warnings` when given: serve and check-config log them.
  */
 export function loadConfigFile(file: string, warnings?: string[]): LbConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    fail('ERR_CONFIG_READ', '', `cannot read ${file}: ${(err as Error).message}`, err);
+  return parseConfig(readText(file), path.dirname(path.resolve(file)), warnings);
+}
+
+/**
+ * The QUIC-LB configs of a config file, validated exactly as `loadConfigFile` validates its
+ * `quicLb` list; the other sections are neither required nor checked, so a file with only
+ * `quicLb` will do. A mapping without a `quicLb` field is read as one `quicLb` entry (errors then
+ * name `/configId`, not `/quicLb/0/configId`). For tools that need the configs, not a runnable LB
+ * (`quic-lb cid --config`). Throws ConfigError like `loadConfigFile`.
+ */
+export function loadQuicLbSpecs(file: string, warnings?: string[]): QuicLbConfigSpec[] {
+  const doc = parseYamlText(readText(file));
+  const baseDir = path.dirname(path.resolve(file));
+  if (doc !== null && typeof doc === 'object' && !Array.isArray(doc) && !('quicLb' in doc)) {
+    return [quicLbSpec(doc, '', new Set(), baseDir, warnings)];
   }
-  return parseConfig(text, path.dirname(path.resolve(file)), warnings);
+  const root = obj(doc, '', KNOWN_FIELDS.root);
+  return quicLbSpecs(arr(root.quicLb, '/quicLb'), '/quicLb', baseDir, warnings);
 }
 
 /** What a config file's effective content depends on: its text and the key files it names. */

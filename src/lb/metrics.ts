@@ -7,7 +7,8 @@ import type { CounterSnapshot } from './counters.js';
 import type { BackendHealth } from './health.js';
 import type { Endpoint } from './ip.js';
 import { BACKEND_STATES } from './router.js';
-import { CID_RESULT_COUNT, CID_RESULT_NAMES, CODEPOINT_COUNT, REASON_NAMES, RETURN_REJECT_NAMES, SEND_ERROR_NAMES } from './reasons.js';
+import { CONFIG_ROTATION_CODEPOINTS, MAX_CONFIG_ID, UNROUTABLE_CONFIG_ID } from '../quic-lb/index.js';
+import { CID_RESULT_COUNT, CID_RESULT_NAMES, REASON_NAMES, RETURN_REJECT_NAMES, SEND_ERROR_NAMES } from './reasons.js';
 
 /** Control-plane state the primary (or single process) keeps. */
 export interface ControlStats {
@@ -69,14 +70,15 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
   });
   counter(
     'cid_packets_total',
-    'Datagrams by DCID config codepoint (0..6, 7 = 0b111 unroutable) and what the CID gave: routed, unknown_server_id, too_short, backend_down, unknown_config (decode failures); client-chosen Initial DCIDs are not counted',
+    `Datagrams by DCID config codepoint (0..${MAX_CONFIG_ID}, ${UNROUTABLE_CONFIG_ID} = 0b111 unroutable) and what the CID gave: routed, unknown_server_id, too_short, backend_down, unknown_config (decode failures); client-chosen Initial DCIDs are not counted`,
     ['config_id', 'result'],
     (c) => {
       if (!snap) return;
-      for (let cp = 0; cp < CODEPOINT_COUNT; cp++) {
+      // Every config codepoint shows a routed series, even at 0; the unroutable one only when counted.
+      for (let cp = 0; cp < CONFIG_ROTATION_CODEPOINTS; cp++) {
         for (let r = 0; r < CID_RESULT_COUNT; r++) {
           const v = snap.cid[cp * CID_RESULT_COUNT + r];
-          if (v > 0 || (cp < 7 && r === 0)) c.inc({ config_id: String(cp), result: CID_RESULT_NAMES[r] }, v);
+          if (v > 0 || (cp !== UNROUTABLE_CONFIG_ID && r === 0)) c.inc({ config_id: String(cp), result: CID_RESULT_NAMES[r] }, v);
         }
       }
     },

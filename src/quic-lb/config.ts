@@ -7,7 +7,10 @@ import {
   CONFIG_ROTATION_SHIFT,
   FIRST_OCTET_LENGTH,
   MAX_CONFIG_ID,
+  MAX_NONCE_LENGTH,
   MAX_PLAINTEXT_LENGTH,
+  MAX_SERVER_ID_LENGTH,
+  MIN_CONFIG_ID,
   MIN_NONCE_LENGTH,
   MIN_SERVER_ID_LENGTH,
   SINGLE_PASS_PLAINTEXT_LENGTH,
@@ -77,25 +80,25 @@ export function createConfig(options: QuicLbConfigOptions): QuicLbConfig {
   }
   const { configId, serverIdLength, nonceLength, key } = options;
   const selfEncodeLength = options.selfEncodeLength ?? true;
-  if (!checkInteger(configId, 0, MAX_CONFIG_ID)) {
+  if (!checkInteger(configId, MIN_CONFIG_ID, MAX_CONFIG_ID)) {
     throw new QuicLbError(
       'ERR_CONFIG_ID',
       'configId',
-      `configId must be an integer 0..${MAX_CONFIG_ID} (0b111 is reserved for unroutable CIDs), got ${String(configId)}`,
+      `configId must be an integer ${MIN_CONFIG_ID}..${MAX_CONFIG_ID} (0b111 is reserved for unroutable CIDs), got ${String(configId)}`,
     );
   }
-  if (!checkInteger(serverIdLength, MIN_SERVER_ID_LENGTH, MAX_PLAINTEXT_LENGTH - MIN_NONCE_LENGTH)) {
+  if (!checkInteger(serverIdLength, MIN_SERVER_ID_LENGTH, MAX_SERVER_ID_LENGTH)) {
     throw new QuicLbError(
       'ERR_SERVER_ID_LENGTH',
       'serverIdLength',
-      `serverIdLength must be an integer ${MIN_SERVER_ID_LENGTH}..${MAX_PLAINTEXT_LENGTH - MIN_NONCE_LENGTH}, got ${String(serverIdLength)}`,
+      `serverIdLength must be an integer ${MIN_SERVER_ID_LENGTH}..${MAX_SERVER_ID_LENGTH}, got ${String(serverIdLength)}`,
     );
   }
-  if (!checkInteger(nonceLength, MIN_NONCE_LENGTH, MAX_PLAINTEXT_LENGTH - MIN_SERVER_ID_LENGTH)) {
+  if (!checkInteger(nonceLength, MIN_NONCE_LENGTH, MAX_NONCE_LENGTH)) {
     throw new QuicLbError(
       'ERR_NONCE_LENGTH',
       'nonceLength',
-      `nonceLength must be an integer ${MIN_NONCE_LENGTH}..${MAX_PLAINTEXT_LENGTH - MIN_SERVER_ID_LENGTH}, got ${String(nonceLength)}`,
+      `nonceLength must be an integer ${MIN_NONCE_LENGTH}..${MAX_NONCE_LENGTH}, got ${String(nonceLength)}`,
     );
   }
   const plaintextLength = serverIdLength + nonceLength;
@@ -155,6 +158,37 @@ export function createConfig(options: QuicLbConfigOptions): QuicLbConfig {
   };
   Object.defineProperty(config, CODEC, { value: codec, enumerable: false });
   return Object.freeze(config);
+}
+
+/**
+ * A config as plain data, the way config files and command lines give it: createConfig()'s
+ * fields with the key as hex text (exactly 2 * AES_KEY_LENGTH hex digits, no prefix, no
+ * whitespace) or as octets.
+ */
+export interface QuicLbSpec extends Omit<QuicLbConfigOptions, 'key'> {
+  key?: string | Uint8Array;
+}
+
+const KEY_HEX = new RegExp(`^[0-9a-fA-F]{${2 * AES_KEY_LENGTH}}$`);
+
+/**
+ * createConfig() of a plain spec: the one way to turn a spec (config file entry, CLI flags,
+ * test fixture) into a validated config. A hex key is decoded first.
+ * @throws QuicLbError with createConfig()'s codes; ERR_KEY (field 'key') also for a key string
+ *   that is not 32 hex digits.
+ */
+export function configFromSpec(spec: QuicLbSpec): QuicLbConfig {
+  if (spec === null || typeof spec !== 'object') {
+    throw new QuicLbError('ERR_CONFIG', 'options', 'config spec must be an object');
+  }
+  const { key } = spec;
+  if (typeof key !== 'string') return createConfig(spec as QuicLbConfigOptions);
+  if (!KEY_HEX.test(key)) {
+    throw new QuicLbError('ERR_KEY', 'key', `key must be exactly ${AES_KEY_LENGTH} octets (AES-128): ${2 * AES_KEY_LENGTH} hex digits`);
+  }
+  const octets = new Uint8Array(AES_KEY_LENGTH);
+  for (let i = 0; i < AES_KEY_LENGTH; i++) octets[i] = parseInt(key.slice(2 * i, 2 * i + 2), 16);
+  return createConfig({ ...spec, key: octets });
 }
 
 /** The codec of a config made by createConfig(). @throws QuicLbError ERR_CONFIG otherwise. */

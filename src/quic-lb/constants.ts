@@ -7,9 +7,11 @@ export const CONFIG_ROTATION_SHIFT = 5;
 export const LENGTH_BITS_MASK = 0x1f;
 /** Codepoint 0b111 is reserved: it marks a CID unroutable and no config may use it (draft-21 §3.2). */
 export const UNROUTABLE_CONFIG_ID = 0b111;
+/** Lowest codepoint a config may use (draft-21 §3.1). */
+export const MIN_CONFIG_ID = 0;
 /** Highest codepoint a config may use (draft-21 §3.1: up to 7 configs, 0..6). */
 export const MAX_CONFIG_ID = 6;
-/** Number of CR codepoints, including the reserved 0b111 (table size for codepoint lookups). */
+/** Number of CR codepoints, 0..7, including the reserved 0b111 (table size for codepoint lookups, draft-21 §3). */
 export const CONFIG_ROTATION_CODEPOINTS = 8;
 
 /** Server ID is at least one octet (draft-21 §5.3). */

@@ -6,6 +6,8 @@ export {
   UNKNOWN_CONFIG,
   TOO_SHORT,
   UNROUTABLE_CONFIG_ID,
+  CONFIG_ROTATION_CODEPOINTS,
+  MIN_CONFIG_ID,
   MAX_CONFIG_ID,
   MIN_SERVER_ID_LENGTH,
   MIN_NONCE_LENGTH,
@@ -18,7 +20,14 @@ export {
   STATELESS_RESET_TOKEN_LENGTH,
 } from './constants.js';
 export { QuicLbError, type QuicLbErrorCode } from './errors.js';
-export { createConfig, type QuicLbConfig, type QuicLbConfigOptions, type QuicLbAlgorithm } from './config.js';
+export {
+  createConfig,
+  configFromSpec,
+  type QuicLbConfig,
+  type QuicLbConfigOptions,
+  type QuicLbSpec,
+  type QuicLbAlgorithm,
+} from './config.js';
 export {
   encodeConnectionId,
   encodeConnectionIdInto,

@@ -5,7 +5,28 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { CONFIG_ERROR_CODES, ConfigError, DEFAULTS, KNOWN_FIELDS, keyFileModeWarning, keyFileWarning, loadConfigFile, parseConfig, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
+import {
+  CONFIG_ERROR_CODES,
+  ConfigError,
+  DEFAULTS,
+  KNOWN_FIELDS,
+  keyFileModeWarning,
+  keyFileWarning,
+  loadConfigFile,
+  loadQuicLbSpecs,
+  parseConfig,
+  startLoadBalancer,
+  validateConfig,
+} from '../../src/lb/index.js';
+import {
+  AES_KEY_LENGTH,
+  MAX_CONFIG_ID,
+  MAX_NONCE_LENGTH,
+  MAX_SERVER_ID_LENGTH,
+  MIN_CONFIG_ID,
+  MIN_NONCE_LENGTH,
+  MIN_SERVER_ID_LENGTH,
+} from '../../src/quic-lb/index.js';
 import { pino } from 'pino';
 import { repoRoot, runCli } from '../helpers/cli.js';
 import { QUIC_LB_SPECS, configDoc } from './fixtures.js';
@@ -207,6 +228,100 @@ describe('validateConfig', () => {
         expect((err as ConfigError).code).toBe('ERR_CONFIG_SYNTAX');
       }
     }
+  });
+});
+
+describe('quicLb ranges are the library limits (draft-21 §3.1, §5.3)', () => {
+  const codeAt = (patch: Record<string, unknown>): string | undefined => {
+    try {
+      const doc = mutate((d) => {
+        d.quicLb = [{ configId: 0, serverIdLength: 1, nonceLength: 4, ...patch }];
+        for (const b of d.backends) delete b.serverIds;
+      });
+      validateConfig(doc, dir);
+      return undefined;
+    } catch (err) {
+      return `${(err as ConfigError).code} ${(err as ConfigError).field}`;
+    }
+  };
+  it('accepts each bound and refuses one past it', () => {
+    expect(codeAt({ configId: MIN_CONFIG_ID })).toBeUndefined();
+    expect(codeAt({ configId: MIN_CONFIG_ID - 1 })).toBe('ERR_CONFIG_RANGE /quicLb/0/configId');
+    expect(codeAt({ configId: MAX_CONFIG_ID + 1 })).toBe('ERR_CONFIG_RANGE /quicLb/0/configId');
+    expect(codeAt({ serverIdLength: MAX_SERVER_ID_LENGTH, nonceLength: MIN_NONCE_LENGTH })).toBeUndefined();
+    expect(codeAt({ serverIdLength: MIN_SERVER_ID_LENGTH - 1 })).toBe('ERR_CONFIG_RANGE /quicLb/0/serverIdLength');
+    expect(codeAt({ serverIdLength: MAX_SERVER_ID_LENGTH + 1 })).toBe('ERR_CONFIG_RANGE /quicLb/0/serverIdLength');
+    expect(codeAt({ serverIdLength: MIN_SERVER_ID_LENGTH, nonceLength: MAX_NONCE_LENGTH })).toBeUndefined();
+    expect(codeAt({ nonceLength: MAX_NONCE_LENGTH + 1 })).toBe('ERR_CONFIG_RANGE /quicLb/0/nonceLength');
+    expect(codeAt({ key: 'ab'.repeat(AES_KEY_LENGTH) })).toBeUndefined();
+    expect(codeAt({ key: 'ab'.repeat(AES_KEY_LENGTH + 1) })).toBe('ERR_CONFIG_HEX /quicLb/0/key');
+    expect(codeAt({ key: 11 })).toBe('ERR_CONFIG_TYPE /quicLb/0/key');
+  });
+  it('a backend may list server IDs under every config id and no other', () => {
+    const withSid = (id: number) => () =>
+      validateConfig(
+        mutate((d) => {
+          d.quicLb = [{ configId: id, serverIdLength: 2, nonceLength: 6 }];
+          d.backends[0].serverIds = { [String(id)]: ['0102'] };
+          for (const b of d.backends.slice(1)) delete b.serverIds;
+        }),
+        dir,
+      );
+    for (let id = MIN_CONFIG_ID; id <= MAX_CONFIG_ID; id++) expect(withSid(id)().backends[0].serverIds).toEqual([{ configId: id, serverId: '0102' }]);
+    expect(withSid(MAX_CONFIG_ID + 1)).toThrow(ConfigError);
+  });
+  it('the schema states the same ranges', () => {
+    const schema = JSON.parse(readFileSync(path.join(repoRoot, 'schema', 'config.schema.json'), 'utf8'));
+    const q = schema.properties.quicLb.items.properties;
+    expect([q.configId.minimum, q.configId.maximum]).toEqual([MIN_CONFIG_ID, MAX_CONFIG_ID]);
+    expect([q.serverIdLength.minimum, q.serverIdLength.maximum]).toEqual([MIN_SERVER_ID_LENGTH, MAX_SERVER_ID_LENGTH]);
+    expect([q.nonceLength.minimum, q.nonceLength.maximum]).toEqual([MIN_NONCE_LENGTH, MAX_NONCE_LENGTH]);
+  });
+});
+
+describe('loadQuicLbSpecs (the quicLb list alone, for quic-lb cid --config)', () => {
+  const KEY = '8f95f09245765f80256934e50c66207f';
+  const fileOf = (name: string, text: string): string => {
+    const file = path.join(dir, name);
+    writeFileSync(file, text);
+    return file;
+  };
+  const errorAt = (file: string): string => {
+    try {
+      loadQuicLbSpecs(file);
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return `${(err as ConfigError).code} ${(err as ConfigError).field}`;
+    }
+    throw new Error('expected a ConfigError');
+  };
+  it('gives the specs validateConfig gives, without needing the other sections; keyFile relative to the file', () => {
+    writeFileSync(path.join(dir, 'q1.hex'), `${KEY.toUpperCase()}\n`, { mode: 0o600 });
+    const file = fileOf('q.yaml', `quicLb:\n  - { configId: 0, serverIdLength: 3, nonceLength: 4, key: ${KEY} }\n  - { configId: 1, serverIdLength: 10, nonceLength: 5, keyFile: q1.hex, cipher: table }\n`);
+    expect(loadQuicLbSpecs(file)).toEqual([
+      { configId: 0, serverIdLength: 3, nonceLength: 4, key: KEY, cipher: DEFAULTS.cipher },
+      { configId: 1, serverIdLength: 10, nonceLength: 5, key: KEY, cipher: 'table' },
+    ]);
+    const full = path.join(dir, 'full.yaml');
+    writeFileSync(full, stringify(configDoc()));
+    expect(loadQuicLbSpecs(full)).toEqual(loadConfigFile(full).quicLb);
+  });
+  it('reads a mapping without quicLb as one entry', () => {
+    expect(loadQuicLbSpecs(fileOf('one.yaml', 'configId: 2\nserverIdLength: 3\nnonceLength: 4\n'))).toEqual([
+      { configId: 2, serverIdLength: 3, nonceLength: 4, cipher: DEFAULTS.cipher },
+    ]);
+    expect(errorAt(fileOf('one-bad.yaml', 'configId: 7\nserverIdLength: 3\nnonceLength: 4\n'))).toBe('ERR_CONFIG_RANGE /configId');
+  });
+  it('refuses what loadConfigFile refuses in quicLb, with the same code and field', () => {
+    expect(errorAt(path.join(dir, 'absent.yaml'))).toBe('ERR_CONFIG_READ ');
+    expect(errorAt(fileOf('syntax.yaml', 'quicLb: [\n'))).toBe('ERR_CONFIG_SYNTAX ');
+    expect(errorAt(fileOf('list.yaml', '- 1\n'))).toBe('ERR_CONFIG_TYPE ');
+    expect(errorAt(fileOf('short-key.yaml', "quicLb:\n  - { configId: 0, serverIdLength: 3, nonceLength: 4, key: '0011' }\n"))).toBe('ERR_CONFIG_HEX /quicLb/0/key');
+    writeFileSync(path.join(dir, 'short.hex'), '0011\n', { mode: 0o600 });
+    expect(errorAt(fileOf('short-file.yaml', 'quicLb:\n  - { configId: 0, serverIdLength: 3, nonceLength: 4, keyFile: short.hex }\n'))).toBe('ERR_CONFIG_HEX /quicLb/0/keyFile');
+    expect(errorAt(fileOf('sum.yaml', 'quicLb:\n  - { configId: 0, serverIdLength: 10, nonceLength: 10 }\n'))).toBe('ERR_CONFIG_QUIC_LB /quicLb/0/nonceLength');
+    expect(errorAt(fileOf('dup.yaml', 'quicLb:\n  - { configId: 0, serverIdLength: 3, nonceLength: 4 }\n  - { configId: 0, serverIdLength: 3, nonceLength: 4 }\n'))).toBe('ERR_CONFIG_DUPLICATE /quicLb/1/configId');
+    expect(errorAt(fileOf('typo.yaml', 'quicLb: []\nbakends: []\n'))).toBe('ERR_CONFIG_UNKNOWN_FIELD /bakends');
   });
 });
 

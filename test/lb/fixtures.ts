@@ -1,5 +1,5 @@
 // Shared fixtures of the LB tests: a config with every algorithm, and packet builders.
-import { createConfig, encodeConnectionId, type QuicLbConfig } from '../../src/quic-lb/index.js';
+import { configFromSpec, encodeConnectionId, type QuicLbConfig } from '../../src/quic-lb/index.js';
 import { QUIC_V1, QUIC_V2 } from '../../src/quic/index.js';
 import { type LbConfig, validateConfig } from '../../src/lb/index.js';
 
@@ -51,8 +51,7 @@ const libConfigs = new Map<number, QuicLbConfig>();
 export function libConfig(id: number): QuicLbConfig {
   let c = libConfigs.get(id);
   if (!c) {
-    const s = QUIC_LB_SPECS[id];
-    c = createConfig({ configId: s.configId, serverIdLength: s.serverIdLength, nonceLength: s.nonceLength, key: s.key ? Buffer.from(s.key, 'hex') : undefined });
+    c = configFromSpec(QUIC_LB_SPECS[id]);
     libConfigs.set(id, c);
   }
   return c;

@@ -103,6 +103,11 @@ describe('quic-lb cid decode', () => {
     expect(ok(['cid', 'encode', '--config', file, '--config-id', '1', '--server-id', 'ed793a51d49b8f5fab65', '--nonce', 'ee080dbf48'])).toBe(
       '2fcc381bc74cb4fbad2823a3d1f8fed2\n',
     );
+    // The file holds the LB's view; the server-side length bits come from the flag.
+    expect(ok(['cid', 'encode', '--config', file, '--config-id', '2', '--server-id', '010203', '--nonce', '04050607'])).toBe('4701020304050607\n');
+    expect(ok(['cid', 'encode', '--config', file, '--config-id', '2', '--no-self-encode-length', '--server-id', '010203', '--nonce', '04050607'])).toBe(
+      '4001020304050607\n',
+    );
     bad(['cid', 'encode', '--config', file, '--server-id', 'ed793a'], /several configs; choose one/);
     bad(['cid', 'encode', '--config', file, '--config-id', '5', '--server-id', 'ed793a'], /--config-id 5: no such config/);
     const broken = path.join(dir, 'broken.yaml');
@@ -110,6 +115,9 @@ describe('quic-lb cid decode', () => {
     bad(['cid', 'decode', '--config', broken, '0720b1d07b359d3c'], /quicLb\[0\] key: ERR_KEY/);
     writeFileSync(broken, 'quicLb:\n  - { configId: 0, serverIdLength: 3, nonceLength: 4, key: 0011 }\n');
     bad(['cid', 'decode', '--config', broken, '0720b1d07b359d3c'], /quicLb\[0\] key: expected a hex string, got number \(in YAML, quote/);
+    // Read as the LB reads it: what `serve` would refuse, cid refuses too.
+    writeFileSync(broken, 'quicLb:\n  - { configId: 0, serverIdLength: 3, nonceLength: 4, sidLength: 3 }\n');
+    bad(['cid', 'decode', '--config', broken, '0720b1d07b359d3c'], /quicLb\[0\] sidLength: unknown field/);
   });
 });
 

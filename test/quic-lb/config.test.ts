@@ -2,6 +2,8 @@
 // configs are frozen with the algorithm chosen once (draft-21 §5.3, §5.4).
 import { describe, expect, it } from 'vitest';
 import {
+  AES_KEY_LENGTH,
+  configFromSpec,
   createConfig,
   decodeServerId,
   encodeConnectionId,
@@ -98,6 +100,35 @@ describe('createConfig validation', () => {
   it('selfEncodeLength false writes configId << 5 only (the encoder randomises the low bits)', () => {
     const c = createConfig({ configId: 5, serverIdLength: 3, nonceLength: 4, selfEncodeLength: false });
     expect(encodeConnectionId(c, hex('010203'), hex('04050607'))[0]).toBe(5 << 5);
+  });
+});
+
+describe('configFromSpec', () => {
+  const base = { configId: 0, serverIdLength: 3, nonceLength: 4 };
+  it('takes the key as hex text or as octets and makes the same config as createConfig (draft-21 B.2)', () => {
+    const fromHex = configFromSpec({ ...base, key: '8f95f09245765f80256934e50c66207f' });
+    const fromUpper = configFromSpec({ ...base, key: '8F95F09245765F80256934E50C66207F', cipher: 'node' });
+    const fromBytes = configFromSpec({ ...base, key: KEY });
+    for (const c of [fromHex, fromUpper, fromBytes]) {
+      expect(c.algorithm).toBe('four-pass');
+      expect(toHex(c.key!)).toBe(toHex(KEY));
+      expect(toHex(encodeConnectionId(c, hex('ed793a'), hex('ee080dbf')))).toBe('0720b1d07b359d3c');
+    }
+    expect(fromUpper.cipher).toBe('node');
+    expect(configFromSpec(base).algorithm).toBe('plaintext');
+    expect(configFromSpec({ ...base, selfEncodeLength: false }).selfEncodeLength).toBe(false);
+  });
+
+  it('a key string that is not exactly 32 hex digits is ERR_KEY on field key; other fields keep their codes', () => {
+    const bad = ['', '00'.repeat(AES_KEY_LENGTH - 1), '00'.repeat(AES_KEY_LENGTH + 1), 'zz'.repeat(AES_KEY_LENGTH), '0x' + '00'.repeat(AES_KEY_LENGTH - 1), ` ${'00'.repeat(AES_KEY_LENGTH)}`];
+    for (const key of bad) expect(codeOf(() => configFromSpec({ ...base, key })), key).toEqual({ code: 'ERR_KEY', field: 'key' });
+    expect(codeOf(() => configFromSpec({ ...base, key: new Uint8Array(15) }))).toEqual({ code: 'ERR_KEY', field: 'key' });
+    expect(codeOf(() => configFromSpec({ ...base, configId: 7 }))).toEqual({ code: 'ERR_CONFIG_ID', field: 'configId' });
+    expect(codeOf(() => configFromSpec({ ...base, serverIdLength: 10, nonceLength: 10, key: '00'.repeat(16) }))).toEqual({
+      code: 'ERR_PLAINTEXT_LENGTH',
+      field: 'nonceLength',
+    });
+    expect(codeOf(() => configFromSpec(null as never))).toEqual({ code: 'ERR_CONFIG', field: 'options' });
   });
 });
 
