@@ -13,7 +13,6 @@ import {
   MIN_NONCE_LENGTH,
   MIN_SERVER_ID_LENGTH,
   QuicLbError,
-  type QuicLbConfig,
 } from '../quic-lb/index.js';
 import { parseIPv4Into, parseIPv6Into } from '../quic/index.js';
 import { ConfigError, type ConfigErrorCode } from './errors.js';
@@ -504,14 +503,6 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
   const log = { level: oneOf(lg.level, '/log/level', LOG_LEVELS, DEFAULTS.logLevel) };
 
   return { listen, quicLb, backends, fallback: { key: fallbackKey, tableSize }, health: { initial }, returnPath, metrics, workers, socket, drainMs, log };
-}
-
-/**
- * @deprecated The library's `configFromSpec` (a `QuicLbConfigSpec` is a `QuicLbSpec`); kept until
- * its last callers switch. Throws QuicLbError (never for a validated spec).
- */
-export function createLibraryConfig(spec: QuicLbConfigSpec): QuicLbConfig {
-  return configFromSpec(spec);
 }
 
 /** The document of YAML text. Throws ConfigError ERR_CONFIG_SYNTAX. */

@@ -7,7 +7,8 @@ import path from 'node:path';
 import type http from 'node:http';
 import type { Logger } from 'pino';
 import { ClusterPlane } from './cluster.js';
-import { type LbConfig, configSources, createLibraryConfig, loadConfigFile, restartOnlyChanges } from './config.js';
+import { configFromSpec } from '../quic-lb/index.js';
+import { type LbConfig, configSources, loadConfigFile, restartOnlyChanges } from './config.js';
 import type { ConfigError } from './errors.js';
 import { HealthChecker } from './health.js';
 import type { Endpoint } from './ip.js';
@@ -364,7 +365,7 @@ export class LoadBalancer {
 }
 
 function quicLbInfoOf(config: LbConfig): { configId: number; algorithm: string }[] {
-  return config.quicLb.map((spec) => ({ configId: spec.configId, algorithm: createLibraryConfig(spec).algorithm }));
+  return config.quicLb.map((spec) => ({ configId: spec.configId, algorithm: configFromSpec(spec).algorithm }));
 }
 
 /**

@@ -1,6 +1,7 @@
 // Decision reasons of the router. Numeric on the packet path (array indexes into plain counters),
 // named for metrics, logs and `quic-lb route`. The order is part of no wire format; add new
 // reasons at the end.
+import { CONFIG_ROTATION_CODEPOINTS } from '../quic-lb/index.js';
 
 /** Why `decide()` chose what it chose. */
 export const Reason = {
@@ -66,8 +67,8 @@ export const CidResult = {
 } as const;
 export const CID_RESULT_COUNT = 5;
 export const CID_RESULT_NAMES: readonly string[] = Object.freeze(['routed', 'unknown_server_id', 'too_short', 'backend_down', 'unknown_config']);
-/** Codepoints 0..7; 7 is the 0b111 unroutable codepoint. */
-export const CODEPOINT_COUNT = 8;
+/** Codepoints 0..7 (draft-21 §3); 7 is the 0b111 unroutable codepoint. */
+export const CODEPOINT_COUNT = CONFIG_ROTATION_CODEPOINTS;
 
 /** Why the return port refused a datagram. */
 export const ReturnReject = {

@@ -1,9 +1,9 @@
 // The pure routing decision (DESIGN.md §4 step 2): datagram + 4-tuple + state -> backend index
 // and reason. No I/O, no allocation, no exceptions per packet. The forwarder, `quic-lb route`
 // and the tests all call this same `decide()`.
-import { MAX_CONFIG_ID, MAX_SERVER_ID_LENGTH, QuicLbDecoder, UNKNOWN_CONFIG, UNROUTABLE, configIdOf } from '../quic-lb/index.js';
+import { MAX_CONFIG_ID, MAX_SERVER_ID_LENGTH, QuicLbDecoder, UNKNOWN_CONFIG, UNROUTABLE, configFromSpec, configIdOf } from '../quic-lb/index.js';
 import { HeaderForm, PacketHeader, PacketType, parseHeader } from '../quic/index.js';
-import { type LbConfig, createLibraryConfig } from './config.js';
+import type { LbConfig } from './config.js';
 import { type BackendStats, Counters } from './counters.js';
 import { buildMaglevTable } from './maglev.js';
 import { CID_RESULT_COUNT, CidResult, Reason } from './reasons.js';
@@ -141,7 +141,7 @@ export function buildRouterState(config: LbConfig, health: HealthView = new Map(
   const decoder = new QuicLbDecoder();
   const serverIds: (ServerIdTable | undefined)[] = new Array(MAX_CONFIG_ID + 1).fill(undefined);
   for (const spec of config.quicLb) {
-    decoder.setConfig(createLibraryConfig(spec));
+    decoder.setConfig(configFromSpec(spec));
     serverIds[spec.configId] = new ServerIdTable(spec.serverIdLength);
   }
   const backends: RouterBackend[] = config.backends.map((b, index) => ({ name: b.name, index, weight: b.weight, stats: counters.backend(b.name) }));
