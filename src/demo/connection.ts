@@ -12,7 +12,7 @@ import {
   type TransportParameters,
 } from '../quic/index.js';
 import { initialKeys, PacketKeys, AEAD_TAG_LEN } from './crypto.js';
-import { F, frameRetireConnectionId, frameWithVarint, HANDSHAKE_FRAMES, TransportError } from './frames.js';
+import { cryptoError, F, frameRetireConnectionId, frameWithVarint, HANDSHAKE_FRAMES, TransportError } from './frames.js';
 import { KEY_PHASE_BIT, openPacket, PN_LEN, sealPacket } from './packet.js';
 import { RangeSet, Reassembler, Writer, vlen } from './buffers.js';
 import { splitHandshakeMessages, TlsAlert, TlsServerHandshake, type ClientHelloInfo } from './tls.js';
@@ -440,7 +440,8 @@ export class Connection {
             const data = bytes(vi());
             const got = this.spaces[level].crypto.push(off, data);
             if (got === undefined) {
-              this.close(TransportError.CRYPTO_ERROR + 0x0a, 'crypto buffer exceeded');
+              // RFC 9000 §7.5: more out-of-order CRYPTO data than the server buffers.
+              this.close(TransportError.CRYPTO_BUFFER_EXCEEDED, 'crypto buffer exceeded');
               return false;
             }
             if (got.length > 0 && !this.onCryptoData(level, got)) return false;
@@ -529,7 +530,7 @@ export class Connection {
         const r = this.tls.onClientHello(msg, (ch) => this.serverTransportParameters(ch));
         if (!r.ok) {
           if (this.transportParameterError) this.close(TransportError.TRANSPORT_PARAMETER_ERROR, this.transportParameterError, Level.INITIAL);
-          else this.close(TransportError.CRYPTO_ERROR + r.alert, r.reason, Level.INITIAL);
+          else this.close(cryptoError(r.alert), r.reason, Level.INITIAL);
           return false;
         }
         this.clientHello = r.value.clientHello;
@@ -544,7 +545,7 @@ export class Connection {
       } else if (level === Level.HANDSHAKE) {
         const r = this.tls.onClientFinished(msg);
         if (!r.ok) {
-          this.close(TransportError.CRYPTO_ERROR + r.alert, r.reason, Level.HANDSHAKE);
+          this.close(cryptoError(r.alert), r.reason, Level.HANDSHAKE);
           return false;
         }
         this.onHandshakeComplete();
