@@ -3,7 +3,7 @@
 export { DemoServer, type DemoServerOptions, type DemoServerStats, type DemoSocket, type CidSource, type RemoteInfo } from './server.js';
 export { generateSelfSigned, loadIdentity, type ServerIdentity } from './cert.js';
 export { generateBody, MAX_GENERATED_BODY } from './h3.js';
-export type { PathVia, NetPath } from './connection.js';
+export type { PathVia, NetPath } from './paths.js';
 export {
   REPLY_TO,
   sourceAddressToward,
