@@ -20,7 +20,7 @@ import { FrameReader, processFrames, type FrameTarget, type PacketInfo } from '.
 import { LossRecovery } from './recovery.js';
 import { Sender } from './send.js';
 import { Level, Space, type SentFrame } from './spaces.js';
-import { Streams } from './streams.js';
+import { isUni, Streams } from './streams.js';
 import { ServerHandshake, serverTransportParameters, type PreferredAddressOption } from './handshake.js';
 import type { ServerIdentity } from './cert.js';
 
@@ -368,7 +368,7 @@ export class Connection {
   /** Queues `data` on a server send stream (a response, or the HTTP/3 control stream). */
   sendStream(id: number, data: Buffer, fin: boolean): void {
     this.streams.write(id, data, fin);
-    if (fin && (id & 0x02) === 0) this.bytesServed += data.length;
+    if (fin && !isUni(id)) this.bytesServed += data.length; // responses
     this.flush();
   }
 

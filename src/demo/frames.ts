@@ -30,6 +30,9 @@ export const F = {
   HANDSHAKE_DONE: 0x1e,
 } as const;
 
+/** STREAM frame type bits (RFC 9000 §19.8): types 0x08..0x0f are STREAM | OFF | LEN | FIN. */
+export const STREAM_BITS = { OFF: 0x04, LEN: 0x02, FIN: 0x01 } as const;
+
 /** RFC 9000 §12.4 table 3: frames allowed in Initial and Handshake packets. */
 export const HANDSHAKE_FRAMES = new Set<number>([F.PADDING, F.PING, F.ACK, F.ACK_ECN, F.CRYPTO, F.CONNECTION_CLOSE]);
 

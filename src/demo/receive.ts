@@ -2,18 +2,14 @@
 // read by a short dispatch over one small handler per frame type. Handlers parse; what a frame
 // does to the connection is the `FrameTarget`'s business.
 import { readVarint, varintSizeAt } from '../quic/index.js';
-import { F, HANDSHAKE_FRAMES, TransportError } from './frames.js';
+import { F, HANDSHAKE_FRAMES, STREAM_BITS, TransportError } from './frames.js';
 import { PATH_DATA_LENGTH, type PathState } from './paths.js';
 import { Level, LEVEL_NAMES } from './spaces.js';
 
 /** RFC 9000 §19.15: a NEW_CONNECTION_ID carries a 1..20-octet CID and a 16-octet reset token. */
 const MAX_CID_LENGTH = 20;
 const RESET_TOKEN_LENGTH = 16;
-/** STREAM frame type bits (RFC 9000 §19.8). */
-const STREAM_OFF = 0x04;
-const STREAM_LEN = 0x02;
-const STREAM_FIN = 0x01;
-const STREAM_LAST = F.STREAM + 0x07;
+const STREAM_LAST = F.STREAM | STREAM_BITS.OFF | STREAM_BITS.LEN | STREAM_BITS.FIN;
 
 /** What the connection does with the frames of a packet. */
 export interface FrameTarget {
@@ -193,10 +189,10 @@ const connectionClose: FrameHandler = (t, r, type) => {
 /** STREAM 0x08..0x0f (RFC 9000 §19.8): without LEN the data runs to the end of the packet. */
 const stream: FrameHandler = (t, r, type) => {
   const id = r.varint();
-  const off = type & STREAM_OFF ? r.varint() : 0;
-  const len = type & STREAM_LEN ? r.varint() : r.remaining;
+  const off = type & STREAM_BITS.OFF ? r.varint() : 0;
+  const len = type & STREAM_BITS.LEN ? r.varint() : r.remaining;
   const data = r.bytes(len);
-  return t.onStream(id, off, data, (type & STREAM_FIN) !== 0) ? Next.CONTINUE : Next.DROP;
+  return t.onStream(id, off, data, (type & STREAM_BITS.FIN) !== 0) ? Next.CONTINUE : Next.DROP;
 };
 
 /** The handler of each frame type the server knows (RFC 9000 §19, table 3). */

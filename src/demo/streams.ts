@@ -1,7 +1,7 @@
 // Streams of the demo connection (RFC 9000 §2-§4): server send streams (responses, the HTTP/3
 // control stream) with the client's flow-control credit, client streams reassembled up to the
 // credit the server advertises, and request delivery to the host.
-import { F, frameWithVarint, TransportError } from './frames.js';
+import { F, frameWithVarint, STREAM_BITS, TransportError } from './frames.js';
 import { RangeSet, Reassembler, vlen, type Writer } from './buffers.js';
 import type { SentFrame } from './spaces.js';
 
@@ -16,14 +16,11 @@ export const INITIAL_MAX_STREAMS_UNI = 3;
 /** RFC 9000 §2.1: bit 0x02 of a stream ID marks a unidirectional stream, 0x01 a server-initiated one. */
 const UNI = 0x02;
 const SERVER_INITIATED = 0x01;
-/** STREAM frame type bits (RFC 9000 §19.8). */
-const STREAM_OFF = 0x04;
-const STREAM_LEN = 0x02;
-const STREAM_FIN = 0x01;
 /** Room a STREAM frame needs before it is worth writing one. */
 export const MIN_STREAM_FRAME_ROOM = 24;
 
-const isUni = (id: number): boolean => (id & UNI) !== 0;
+/** RFC 9000 §2.1: a unidirectional stream (the HTTP/3 control and QPACK streams; requests are bidirectional). */
+export const isUni = (id: number): boolean => (id & UNI) !== 0;
 
 /** Data the server sends on one stream. */
 export class SendStream {
@@ -197,7 +194,7 @@ export class Streams {
       }
     }
     if (len < 0) return false;
-    w.u8(F.STREAM | STREAM_OFF | STREAM_LEN | (fin ? STREAM_FIN : 0)).varint(s.id).varint(off).varint(len).bytes(s.data.subarray(off, off + len));
+    w.u8(F.STREAM | STREAM_BITS.OFF | STREAM_BITS.LEN | (fin ? STREAM_BITS.FIN : 0)).varint(s.id).varint(off).varint(len).bytes(s.data.subarray(off, off + len));
     frames.push({ k: 'stream', s, offset: off, len, fin });
     return true;
   }
