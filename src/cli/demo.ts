@@ -1,16 +1,22 @@
 // `quic-lb demo`: the quick start (the LB and two demo backends in one process, with an embedded
 // config) and `quic-lb demo backend`: one demo backend process that reads the LB's config file
 // (docs/backend.md).
-import { randomBytes } from 'node:crypto';
-import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
-import { isIP, isIPv6 } from 'node:net';
 import type { CommandModule } from 'yargs';
-import { BackendError, BackendSocket, createBackendCids, type Endpoint } from '../backend/index.js';
-import { DemoServer, loadIdentity } from '../demo/index.js';
-import { configSources, keyFileWarning, loadConfigFile, parseConfig, parseEndpoint, startLoadBalancer, type LbConfig } from '../lb/index.js';
-// Not re-exported by src/lb/index.ts yet: the key files a config names (for the mode check).
-import { createConfig, QuicLbEncoder, type EncoderConfigEntry } from '../quic-lb/index.js';
+import { BackendError, type Endpoint } from '../backend/index.js';
+import {
+  clientCommand,
+  DemoBackendError,
+  describeEvent,
+  quickStartConfig,
+  REPLY_TO,
+  sourceAddressToward,
+  startDemoBackend,
+  type DemoBackendOption,
+  type ReplyTo,
+  type RunningBackend,
+} from '../demo/index.js';
+import { configSources, keyFileWarning, loadConfigFile, parseConfig, parseEndpoint, startLoadBalancer } from '../lb/index.js';
 import { CliError } from './errors.js';
 
 /** Defaults of the quick start (README "backend" section, docs/backend.md). */
@@ -20,230 +26,35 @@ export const DEMO_DEFAULTS = Object.freeze({
   metrics: '127.0.0.1:9433',
 });
 
-export interface DemoBackendOptions {
-  /** Backend name in the LB config. */
-  name: string;
-  /** Override the address to listen on (default: the backend's `address` in the config). */
-  listen?: Endpoint;
-  /** preferred_address to advertise (default: the listen address); null: none. */
-  preferred?: Endpoint | null;
-  /** QUIC-LB config id to mint with (default: the last config in the file this backend has a server ID for). */
-  configId?: number;
-  eventLog?: string;
-  staticDir?: string;
-  resetKey?: Uint8Array;
-  /**
-   * Where replies to clients that came through an LB go (docs/backend.md "Return traffic"):
-   * 'return-port' = the LB config's `returnPath.listen` (on the anycast VIP in a fleet: the
-   * router picks a live LB), 'lb' = the LB socket that forwarded the client's datagram,
-   * 'auto' (default) = 'return-port' when `returnPath.listen` names a specific address of the
-   * listen address's family and a fixed port and the backend listens on a specific address (the
-   * source the LB's `returnPath.allow` knows), else 'lb'. Ignored in `direct` mode.
-   */
-  replyTo?: ReplyTo;
-  /** LB source addresses allowed to deliver encapsulated datagrams and probes (BackendSocket `allowLbAddresses`). */
-  allowLb?: string[];
-  /** Accept encapsulated datagrams from any source without HMAC (BackendSocket `insecureAnyLb`; warns). */
-  insecureAnyLb?: boolean;
-  /** Warnings (insecureAnyLb at bind). */
-  onWarning?: (message: string) => void;
-  certFile?: string;
-  keyFile?: string;
-  onEvent?: (e: Record<string, unknown>) => void;
-}
-
-export const REPLY_TO = ['auto', 'return-port', 'lb'] as const;
-export type ReplyTo = (typeof REPLY_TO)[number];
-
-export interface RunningBackend {
-  server: DemoServer;
-  socket: BackendSocket;
-  encoder: QuicLbEncoder;
-  addresses: Endpoint[];
-  /** Where LB-path replies go: the return port, or undefined = back to the forwarding LB (or from the VIP in direct mode). */
-  replyTo: Endpoint | undefined;
-  /** Health probes answer "draining" from now on (the LB stops picking this backend for new connections); existing connections go on. */
-  drain(): void;
-  /**
-   * Applies a new LB config: swaps in its return-path HMAC keys (when it has any), adds its QUIC-LB
-   * configs and, if the active one changed, re-issues CIDs. Throws (CliError, BackendError) before
-   * changing anything when the config does not fit this backend.
-   */
-  applyConfig(config: LbConfig, configId?: number): { activeConfigId: number | undefined; reissued: number; hmacKeys: number };
-  close(): Promise<void>;
-}
-
-/** The encoder entries of backend `name`: every QUIC-LB config it has a server ID for, file order. */
-function encoderEntries(config: LbConfig, name: string): EncoderConfigEntry[] {
-  const b = config.backends.find((x) => x.name === name);
-  if (!b) throw new CliError(`--name: no backend '${name}' in the config (have: ${config.backends.map((x) => x.name).join(', ')})`);
-  const entries: EncoderConfigEntry[] = [];
-  for (const spec of config.quicLb) {
-    const sid = b.serverIds.find((s) => s.configId === spec.configId);
-    if (!sid) continue;
-    const qc = createConfig({
-      configId: spec.configId,
-      serverIdLength: spec.serverIdLength,
-      nonceLength: spec.nonceLength,
-      key: spec.key === undefined ? undefined : Buffer.from(spec.key, 'hex'),
-      cipher: spec.cipher,
-    });
-    entries.push({ config: qc, serverId: Buffer.from(sid.serverId, 'hex') });
-  }
-  return entries;
-}
-
-/** What makes a config entry different for the encoder: lengths, key, cipher, server ID. */
-function entrySignature(e: EncoderConfigEntry): string {
-  const c = e.config;
-  const hex = (b: Uint8Array | undefined): string => (b ? Buffer.from(b).toString('hex') : '-');
-  return `${c.serverIdLength}/${c.nonceLength}/${hex(c.key)}/${c.cipher ?? '-'}/${hex(e.serverId)}`;
-}
-
-/** The return-path HMAC keys of an LB config (`returnPath.hmacKeys`), current (signing) key first. */
-export function returnKeysOf(config: LbConfig): Uint8Array[] {
-  return config.returnPath.hmacKeys.map((k) => Buffer.from(k, 'hex'));
-}
-
 /** What `quic-lb demo backend` says when nothing authenticates the LBs (BackendSocket ERR_BACKEND_LB_UNAUTHENTICATED). */
 export const LB_AUTH_HINT =
   'nothing authenticates the load balancers, so anyone could make this backend send anywhere: add --allow-lb with the LBs\' source addresses ' +
   '(e.g. --allow-lb 10.0.0.1,10.0.0.2), or set returnPath.hmacKey and returnPath.signForward: true in the config, ' +
   'or --insecure-any-lb (tests only)';
 
-/** Starts one demo backend for backend `opts.name` of an LB config. */
-export async function startDemoBackend(config: LbConfig, opts: DemoBackendOptions): Promise<RunningBackend> {
-  const entries = encoderEntries(config, opts.name);
-  const spec = config.backends.find((x) => x.name === opts.name)!;
-  if (entries.length === 0) throw new CliError(`backend '${opts.name}' has no serverIds for any /quicLb config: it could only mint unroutable CIDs`);
-  const activeId = opts.configId ?? entries[entries.length - 1].config.configId;
-  if (!entries.some((e) => e.config.configId === activeId)) throw new CliError(`--config-id: backend '${opts.name}' has no server ID for config ${activeId}`);
-  const encoder = new QuicLbEncoder({ configs: entries, activeConfigId: activeId });
-  const signatures = new Map(entries.map((e) => [e.config.configId, entrySignature(e)]));
-  const cids = createBackendCids(encoder, opts.resetKey ?? randomBytes(32));
-  const listen = opts.listen ?? { address: spec.address.address, port: spec.address.port };
-  const preferred = opts.preferred === undefined ? listen : opts.preferred;
-  const rp = config.returnPath;
-  const replyTo = rp.mode === 'direct' ? undefined : returnPortFor(rp.listen, listen, opts.replyTo ?? 'auto');
-  for (const [i, a] of (opts.allowLb ?? []).entries()) if (isIP(a) === 0) throw new CliError(`--allow-lb: expected IP literals, got '${a}' (item ${i + 1})`);
-  const keys = returnKeysOf(config);
-  let socket: BackendSocket;
-  try {
-    socket = new BackendSocket({
-      listen,
-      unicast: preferred && (preferred.address !== listen.address || preferred.port !== listen.port) ? [preferred] : [],
-      returnPath:
-        rp.mode === 'direct' && config.listen[0]
-          ? { mode: 'direct', vip: config.listen[0] }
-          : replyTo
-            ? { mode: 'via-lb', address: replyTo.address, port: replyTo.port }
-            : { mode: 'via-lb' },
-      hmacKeys: keys.length > 0 ? keys : undefined,
-      signForward: rp.signForward,
-      allowLbAddresses: opts.allowLb && opts.allowLb.length > 0 ? opts.allowLb : undefined,
-      insecureAnyLb: opts.insecureAnyLb,
-    });
-  } catch (err) {
-    if (err instanceof BackendError && err.code === 'ERR_BACKEND_LB_UNAUTHENTICATED') throw new CliError(LB_AUTH_HINT);
-    throw err;
-  }
-  if (opts.onWarning) socket.on('warning', opts.onWarning);
-  await socket.bind();
-  const sid = spec.serverIds.find((s) => s.configId === activeId)?.serverId;
-  const server = new DemoServer({
-    socket,
-    cids,
-    resetToken: cids.resetToken,
-    cidLength: cids.cidLength,
-    serverId: sid,
-    name: opts.name,
-    // draft-21 §9.2: a plaintext config gets one CID per connection, so no preferred_address
-    // (its CID would be a second one) and no NEW_CONNECTION_ID.
-    preferredAddress: preferred && cids.allowsAdditionalCids ? (isIPv6(preferred.address) ? { ipv6: preferred } : { ipv4: preferred }) : undefined,
-    issueNewConnectionIds: cids.allowsAdditionalCids,
-    disableActiveMigration: !cids.allowsAdditionalCids,
-    identity: opts.certFile && opts.keyFile ? loadIdentity(opts.certFile, opts.keyFile) : undefined,
-    eventLog: opts.eventLog,
-    staticDir: opts.staticDir,
-  });
-  if (opts.onEvent) server.on('event', opts.onEvent);
-  server.event('backend-started', {
-    listen: `${listen.address}:${listen.port}`,
-    preferred: preferred && cids.allowsAdditionalCids ? `${preferred.address}:${preferred.port}` : null,
-    configId: activeId,
-    cidLength: cids.length,
-    replyTo: replyTo ? `${replyTo.address}:${replyTo.port}` : rp.mode === 'direct' ? 'vip' : 'lb',
-  });
-  let draining = false;
-  return {
-    server,
-    socket,
-    encoder,
-    addresses: socket.addresses(),
-    replyTo,
-    drain() {
-      if (draining) return;
-      draining = true;
-      socket.drain();
-      server.event('draining', { connections: server.stats.connectionsActive });
-    },
-    applyConfig(next: LbConfig, configId?: number) {
-      const fresh = encoderEntries(next, opts.name);
-      // Keys first: setKeys validates before it swaps, so a failure leaves everything as it was.
-      const nextKeys = returnKeysOf(next);
-      if (nextKeys.length > 0) socket.setKeys(nextKeys);
-      const hmacKeys = nextKeys.length;
-      const activeBefore = encoder.activeConfig?.configId;
-      let activeRedefined = false;
-      for (const e of fresh) {
-        const id = e.config.configId;
-        const signature = entrySignature(e);
-        const prev = signatures.get(id);
-        if (prev === signature) continue;
-        // A codepoint redefined in place (new key, lengths or server ID): replace it. Better
-        // practice is a new codepoint (draft-21 §3.1), but never keep minting with a stale key.
-        if (prev !== undefined) {
-          encoder.removeConfig(id);
-          if (id === activeBefore) activeRedefined = true;
-        }
-        encoder.addConfig(e);
-        signatures.set(id, signature);
-      }
-      const want = configId ?? fresh[fresh.length - 1]?.config.configId;
-      if (want === undefined) return { activeConfigId: encoder.activeConfig?.configId, reissued: 0, hmacKeys };
-      if (encoder.activeConfig?.configId !== want) encoder.setActiveConfig(want);
-      if (want === activeBefore && !activeRedefined) return { activeConfigId: want, reissued: 0, hmacKeys };
-      const reissued = server.reissueConnectionIds(`config ${want}`);
-      return { activeConfigId: want, reissued, hmacKeys };
-    },
-    async close() {
-      server.close();
-      await socket.close();
-    },
-  };
-}
-
-const isUnspecified = (address: string): boolean => address === '0.0.0.0' || /^[0:]+$/.test(address);
+/** The flag of each demo backend option a DemoBackendError can name. */
+const OPTION_FLAGS: Record<DemoBackendOption, string> = { name: '--name', configId: '--config-id', allowLb: '--allow-lb', replyTo: '--reply-to' };
 
 /**
- * The return port replies go to, or undefined for "back to the forwarding LB". 'auto' picks the
- * return port when it is reachable as configured: a specific address (not 0.0.0.0 / ::) of the
- * listen socket's family and a fixed port; and only when the backend listens on a specific
- * address, because the return port accepts only the sources in `returnPath.allow` (by default
- * the backends' configured addresses) while the forwarding LB's own socket takes replies from
- * whatever address the backend's kernel picks.
+ * `err` as the CLI reports it: a DemoBackendError becomes `--flag[ value]: reason`, the
+ * unauthenticated-LB refusal becomes LB_AUTH_HINT; anything else is returned as is.
  */
-function returnPortFor(rpListen: Endpoint | undefined, listen: Endpoint, mode: ReplyTo): Endpoint | undefined {
-  if (!REPLY_TO.includes(mode)) throw new CliError(`--reply-to: expected one of ${REPLY_TO.join(', ')}, got '${String(mode)}'`);
-  if (mode === 'lb' || (mode === 'auto' && isUnspecified(listen.address))) return undefined;
-  const usable = rpListen !== undefined && !isUnspecified(rpListen.address) && rpListen.port !== 0 && isIPv6(rpListen.address) === isIPv6(listen.address);
-  if (usable) return { address: rpListen.address, port: rpListen.port };
-  if (mode === 'return-port') {
-    throw new CliError(
-      `--reply-to return-port: returnPath.listen ${rpListen ? `'${rpListen.address}:${rpListen.port}'` : '(none)'} is not a specific address and port of the listen address's family`,
-    );
+function cliErrorOf(err: unknown): unknown {
+  if (err instanceof DemoBackendError) {
+    if (err.option === undefined) return new CliError(err.message);
+    return new CliError(`${OPTION_FLAGS[err.option]}${err.value === undefined ? '' : ` ${err.value}`}: ${err.message}`);
   }
-  return undefined;
+  if (err instanceof BackendError && err.code === 'ERR_BACKEND_LB_UNAUTHENTICATED') return new CliError(LB_AUTH_HINT);
+  return err;
+}
+
+/** startDemoBackend with its errors as the CLI reports them. */
+async function startBackend(...args: Parameters<typeof startDemoBackend>): Promise<RunningBackend> {
+  try {
+    return await startDemoBackend(...args);
+  } catch (err) {
+    throw cliErrorOf(err);
+  }
 }
 
 /**
@@ -284,76 +95,10 @@ export function errorLine(err: unknown): string {
   return `${e.code} at ${field}: ${reason}`;
 }
 
-/**
- * The source address the kernel picks to reach `to` (what a backend there sees from an unbound
- * socket of this host, e.g. the LB's upstream and probe sockets): a connected UDP socket's local
- * address; nothing is sent.
- */
-export function sourceAddressToward(to: Endpoint): Promise<string> {
-  const s = dgram.createSocket(isIPv6(to.address) ? 'udp6' : 'udp4');
-  return new Promise<string>((resolve, reject) => {
-    s.once('error', reject);
-    s.connect(to.port, to.address, () => resolve(s.address().address));
-  }).finally(() => s.close());
-}
-
 function endpointArg(text: string, flag: string): Endpoint {
   const e = parseEndpoint(text, false);
   if (!e) throw new CliError(`${flag}: expected address:port, got '${text}'`);
   return { address: e.address, port: e.port };
-}
-
-/** The quick start's LB config (YAML), with fresh random keys. */
-export function quickStartConfig(vip: string, backends: string[], metrics: string): string {
-  const key = randomBytes(16).toString('hex');
-  const fallback = randomBytes(16).toString('hex');
-  const lines = [
-    'listen:',
-    `  - '${vip}'`,
-    'quicLb:',
-    `  - { configId: 0, serverIdLength: 2, nonceLength: 6, key: '${key}' }`,
-    'backends:',
-    ...backends.map((b, i) => `  - { name: backend-${i + 1}, address: '${b}', serverIds: { '0': '${(i + 1).toString(16).padStart(4, '0')}' } }`),
-    'health:',
-    '  intervalMs: 500',
-    `fallback: { key: '${fallback}' }`,
-    'returnPath:',
-    '  mode: via-lb',
-    `  listen: '${vip.replace(/:(\d+)$/, (_m, p: string) => `:${Number(p) + 2}`)}'`,
-    'metrics:',
-    `  listen: '${metrics}'`,
-    'log: { level: warn }',
-  ];
-  return `${lines.join('\n')}\n`;
-}
-
-/** The command line the quick start prints. */
-export function clientCommand(vip: Endpoint, path = '/bytes/200000'): string {
-  return `gtlsclient --exit-on-all-streams-close --no-quic-dump --no-http-dump --delay-stream=300ms ${vip.address} ${vip.port} https://${vip.address}:${vip.port}${path}`;
-}
-
-function describeEvent(e: Record<string, unknown>): string | undefined {
-  const who = String(e.name ?? '');
-  switch (e.event) {
-    case 'connection-accepted':
-      return `${who}: connection ${e.conn} from ${e.client} via ${e.via}`;
-    case 'handshake-complete':
-      return `${who}: connection ${e.conn} handshake done in ${Math.round(Number(e.ms))} ms`;
-    case 'migrated':
-      return `${who}: connection ${e.conn} moved to ${e.via} (client ${e.to}, CID seq ${e.cidSeq})`;
-    case 'path-validated':
-      return `${who}: connection ${e.conn} path ${e.via} validated`;
-    case 'request':
-      return `${who}: connection ${e.conn} GET ${e.path}`;
-    case 'stream-sent':
-      return `${who}: connection ${e.conn} sent ${e.bytes} octets on ${e.via}`;
-    case 'closed':
-      return `${who}: connection ${e.conn} closed (${e.by})`;
-    case 'cids-reissued':
-      return `${who}: re-issued CIDs of ${e.connections} connections (${e.reason})`;
-    default:
-      return undefined;
-  }
 }
 
 interface DemoArgs {
@@ -436,7 +181,7 @@ const backendCommand: CommandModule<object, BackendArgs> = {
     const config = loadConfigFile(argv.config);
     const resetKey = resetKeyFromFile(argv['reset-key-file']);
     warnKeyFiles();
-    const running = await startDemoBackend(config, {
+    const running = await startBackend(config, {
       name: argv.name,
       listen: argv.listen ? endpointArg(argv.listen, '--listen') : undefined,
       preferred: argv.preferred === false ? null : argv.preferred ? endpointArg(argv.preferred, '--preferred') : undefined,
@@ -457,7 +202,7 @@ const backendCommand: CommandModule<object, BackendArgs> = {
         const r = running.applyConfig(loadConfigFile(argv.config), argv['config-id']);
         say(`config reloaded, active QUIC-LB config ${r.activeConfigId}, ${r.reissued} connections got new CIDs, ${r.hmacKeys} return-path keys`);
       } catch (err) {
-        say(`reload failed, keeping the running config and keys: ${errorLine(err)}`);
+        say(`reload failed, keeping the running config and keys: ${errorLine(cliErrorOf(err))}`);
       }
       warnKeyFiles();
     });
@@ -495,7 +240,7 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
     try {
       for (const b of config.backends) {
         backends.push(
-          await startDemoBackend(config, {
+          await startBackend(config, {
             name: b.name,
             // The LB forwards and probes from unbound sockets: the backend sees the source the kernel picks.
             allowLb: [await sourceAddressToward(b.address)],

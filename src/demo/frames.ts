@@ -30,22 +30,43 @@ export const F = {
   HANDSHAKE_DONE: 0x1e,
 } as const;
 
+/** STREAM frame type bits (RFC 9000 §19.8): types 0x08..0x0f are STREAM | OFF | LEN | FIN. */
+export const STREAM_BITS = { OFF: 0x04, LEN: 0x02, FIN: 0x01 } as const;
+
 /** RFC 9000 §12.4 table 3: frames allowed in Initial and Handshake packets. */
 export const HANDSHAKE_FRAMES = new Set<number>([F.PADDING, F.PING, F.ACK, F.ACK_ECN, F.CRYPTO, F.CONNECTION_CLOSE]);
 
-/** RFC 9000 §20.1 transport error codes used here. */
+/**
+ * Every QUIC transport error code (RFC 9000 §20.1, table 7), the one place the demo names them.
+ * CONNECTION_CLOSE (type 0x1c) carries one of these; a TLS alert becomes a code of the
+ * CRYPTO_ERROR range ({@link cryptoError}).
+ */
 export const TransportError = {
-  NO_ERROR: 0x0,
-  INTERNAL_ERROR: 0x1,
-  FLOW_CONTROL_ERROR: 0x3,
-  STREAM_LIMIT_ERROR: 0x4,
-  STREAM_STATE_ERROR: 0x5,
-  FRAME_ENCODING_ERROR: 0x7,
-  TRANSPORT_PARAMETER_ERROR: 0x8,
-  CONNECTION_ID_LIMIT_ERROR: 0x9,
-  PROTOCOL_VIOLATION: 0xa,
-  CRYPTO_ERROR: 0x100,
+  NO_ERROR: 0x00,
+  INTERNAL_ERROR: 0x01,
+  CONNECTION_REFUSED: 0x02,
+  FLOW_CONTROL_ERROR: 0x03,
+  STREAM_LIMIT_ERROR: 0x04,
+  STREAM_STATE_ERROR: 0x05,
+  FINAL_SIZE_ERROR: 0x06,
+  FRAME_ENCODING_ERROR: 0x07,
+  TRANSPORT_PARAMETER_ERROR: 0x08,
+  CONNECTION_ID_LIMIT_ERROR: 0x09,
+  PROTOCOL_VIOLATION: 0x0a,
+  INVALID_TOKEN: 0x0b,
+  APPLICATION_ERROR: 0x0c,
+  CRYPTO_BUFFER_EXCEEDED: 0x0d,
+  KEY_UPDATE_ERROR: 0x0e,
+  AEAD_LIMIT_REACHED: 0x0f,
+  NO_VIABLE_PATH: 0x10,
+  /** First code of the CRYPTO_ERROR range 0x0100-0x01ff (use {@link cryptoError}). */
+  CRYPTO_ERROR: 0x0100,
 } as const;
+
+/** RFC 9001 §4.8: the transport error code for TLS alert `alert` (RFC 8446 §6): 0x0100 + alert. */
+export function cryptoError(alert: number): number {
+  return TransportError.CRYPTO_ERROR + alert;
+}
 
 /** A frame that is its type and one varint: MAX_DATA, MAX_STREAMS, RETIRE_CONNECTION_ID, ... */
 export function frameWithVarint(type: number, value: number): Buffer {

@@ -3,4 +3,15 @@
 export { DemoServer, type DemoServerOptions, type DemoServerStats, type DemoSocket, type CidSource, type RemoteInfo } from './server.js';
 export { generateSelfSigned, loadIdentity, type ServerIdentity } from './cert.js';
 export { generateBody, MAX_GENERATED_BODY } from './h3.js';
-export type { PathVia, NetPath } from './connection.js';
+export type { PathVia, NetPath } from './paths.js';
+export {
+  REPLY_TO,
+  sourceAddressToward,
+  startDemoBackend,
+  type DemoBackendConfig,
+  type DemoBackendOptions,
+  type ReplyTo,
+  type RunningBackend,
+} from './backend.js';
+export { DEMO_BACKEND_ERROR_CODES, DemoBackendError, type DemoBackendErrorCode, type DemoBackendOption } from './errors.js';
+export { clientCommand, describeEvent, quickStartConfig } from './quick-start.js';

@@ -17,7 +17,9 @@ import {
   readVarint,
   varintSizeAt,
 } from '../quic/index.js';
-import { Connection, Level, type ConnectionHost, type NetPath, type PathVia } from './connection.js';
+import { Connection, type ConnectionHost } from './connection.js';
+import type { NetPath, PathVia } from './paths.js';
+import { Level } from './spaces.js';
 import { generateSelfSigned, type ServerIdentity } from './cert.js';
 import { CONTROL_STREAM_PREFIX, encodeResponse, generateBody, H3_MESSAGE_ERROR, H3_NO_ERROR, MAX_GENERATED_BODY, parseRequest, type H3Response } from './h3.js';
 

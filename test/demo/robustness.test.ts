@@ -8,7 +8,8 @@ import { EventEmitter } from 'node:events';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readVarint, varintSizeAt } from '../../src/quic/index.js';
 import { DemoServer, generateSelfSigned, type PathVia } from '../../src/demo/index.js';
-import { initialKeys } from '../../src/demo/crypto.js';
+import { AEAD_TAG_LEN, initialKeys } from '../../src/demo/crypto.js';
+import { openPacket, PN_LEN, sealPacket } from '../../src/demo/packet.js';
 import { TlsServerHandshake } from '../../src/demo/tls.js';
 import { createConfig, QuicLbEncoder } from '../../src/quic-lb/index.js';
 import { createBackendCids } from '../../src/backend/index.js';
@@ -84,6 +85,28 @@ function clientHelloOf(datagram: Buffer): Buffer {
   return payload.subarray(p, p + clen);
 }
 
+/**
+ * A client Initial (RFC 9000 §17.2.2) carrying `frames`, padded to a 1200-octet datagram and
+ * protected with the Initial keys of `dcid` (RFC 9001 §5.2).
+ */
+function clientInitial(dcid: Buffer, scid: Buffer, frames: Buffer): Buffer {
+  const header = Buffer.concat([Buffer.of(0xc0 | (PN_LEN - 1), 0, 0, 0, 1, dcid.length), dcid, Buffer.of(scid.length), scid, Buffer.of(0 /* token length */), Buffer.alloc(2 + PN_LEN)]);
+  const payload = Buffer.alloc(1200 - header.length - AEAD_TAG_LEN);
+  frames.copy(payload);
+  header.writeUInt16BE(0x4000 | (PN_LEN + payload.length + AEAD_TAG_LEN), header.length - 2 - PN_LEN);
+  return sealPacket(initialKeys(dcid).rx, header, header.length - PN_LEN, 0, payload);
+}
+
+/** The frames of the server's Initial that opens `datagram`, with the server Initial keys of `dcid`. */
+function serverInitialPayload(datagram: Buffer, dcid: Buffer): Buffer | undefined {
+  let o = 6 + datagram[5]; // first octet, version, DCID length, DCID
+  o += 1 + datagram[o]; // SCID length, SCID
+  o += varintSizeAt(datagram, o) + readVarint(datagram, o); // token
+  const length = readVarint(datagram, o);
+  o += varintSizeAt(datagram, o);
+  return openPacket(initialKeys(dcid).tx, datagram.subarray(0, o + length), o, -1)?.payload;
+}
+
 describe('demo server robustness', () => {
   it('accepts the captured Initial (sanity: the fixture is a real client Initial)', () => {
     const { server, socket } = newServer();
@@ -144,6 +167,28 @@ describe('demo server robustness', () => {
       tryOne(m);
     }
     expect(alerts).toBeGreaterThan(0);
+  });
+
+  it('closes with CRYPTO_BUFFER_EXCEEDED (0x0d, RFC 9000 §20.1) when CRYPTO data lies beyond the buffer', () => {
+    const { server, socket } = newServer();
+    const errors: Array<Record<string, unknown>> = [];
+    server.on('event', (e: Record<string, unknown>) => {
+      if (e.event === 'error') errors.push(e);
+    });
+    const dcid = randomBytes(8);
+    // CRYPTO (0x06) of one octet at offset 65536 (a 4-octet varint): the server buffers 64 KiB of
+    // CRYPTO data per packet-number space (RFC 9000 §7.5).
+    const frame = Buffer.of(0x06, 0x80, 0x01, 0x00, 0x00, 0x01, 0x16);
+    deliver(socket, clientInitial(dcid, randomBytes(8), frame));
+    expect(server.stats.connectionsAccepted).toBe(1);
+    expect(socket.sent.length).toBe(1);
+    const payload = serverInitialPayload(socket.sent[0], dcid);
+    expect(payload).toBeDefined();
+    // CONNECTION_CLOSE (0x1c): Error Code, Frame Type, Reason Phrase.
+    expect(payload![0]).toBe(0x1c);
+    expect(readVarint(payload!, 1)).toBe(0x0d);
+    expect(errors.map((e) => e.code)).toEqual([0x0d]);
+    server.close();
   });
 
   it('answers an unknown version with Version Negotiation listing QUIC v1 (RFC 9000 §17.2.1), only for 1200-octet datagrams', () => {

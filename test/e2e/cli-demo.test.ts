@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { configYaml, readEvents, startCli, stop } from './fleet.js';
-import { startDemoBackend } from '../../src/cli/demo.js';
+import { startDemoBackend } from '../../src/demo/index.js';
 import { parseConfig } from '../../src/lb/index.js';
 import { createConfig, decodeServerId } from '../../src/quic-lb/index.js';
 

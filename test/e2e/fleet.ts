@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { cliPath, repoRoot } from '../helpers/cli.js';
-import { sourceAddressToward } from '../../src/cli/demo.js';
+import { sourceAddressToward } from '../../src/demo/index.js';
 
 export interface QuicLbSpec {
   configId: number;

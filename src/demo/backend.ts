@@ -1,0 +1,263 @@
+// One demo backend from an LB config: a QUIC-LB encoder holding every config the backend has a
+// server ID for, a BackendSocket with the config's return path, and a DemoServer on it; plus
+// the config reload (SIGHUP) and drain (SIGUSR2) the `quic-lb demo backend` command wires up
+// (docs/backend.md).
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { isIP, isIPv6 } from 'node:net';
+import { BackendSocket, createBackendCids, type Endpoint } from '../backend/index.js';
+import { createConfig, QuicLbEncoder, type CipherName, type EncoderConfigEntry } from '../quic-lb/index.js';
+import { loadIdentity } from './cert.js';
+import { DemoBackendError } from './errors.js';
+import { DemoServer } from './server.js';
+
+/**
+ * The part of an LB config (`LbConfig` of quic-lb-ts/lb, docs/config.md) a demo backend reads;
+ * an `LbConfig` is one. src/demo does not import src/lb: the LB and its backends share the file,
+ * not the code.
+ */
+export interface DemoBackendConfig {
+  /** The LB's listen addresses; the first is the VIP replies come from in `direct` mode. */
+  readonly listen: readonly Endpoint[];
+  readonly quicLb: ReadonlyArray<{ configId: number; serverIdLength: number; nonceLength: number; key?: string; cipher?: CipherName }>;
+  readonly backends: ReadonlyArray<{ name: string; address: Endpoint; serverIds: ReadonlyArray<{ configId: number; serverId: string }> }>;
+  readonly returnPath: { mode: 'via-lb' | 'direct'; listen?: Endpoint; hmacKeys: readonly string[]; signForward: boolean };
+}
+
+export const REPLY_TO = ['auto', 'return-port', 'lb'] as const;
+export type ReplyTo = (typeof REPLY_TO)[number];
+
+export interface DemoBackendOptions {
+  /** Backend name in the LB config. */
+  name: string;
+  /** Override the address to listen on (default: the backend's `address` in the config). */
+  listen?: Endpoint;
+  /** preferred_address to advertise (default: the listen address); null: none. */
+  preferred?: Endpoint | null;
+  /** QUIC-LB config id to mint with (default: the last config in the file this backend has a server ID for). */
+  configId?: number;
+  eventLog?: string;
+  staticDir?: string;
+  resetKey?: Uint8Array;
+  /**
+   * Where replies to clients that came through an LB go (docs/backend.md "Return traffic"):
+   * 'return-port' = the LB config's `returnPath.listen` (on the anycast VIP in a fleet: the
+   * router picks a live LB), 'lb' = the LB socket that forwarded the client's datagram,
+   * 'auto' (default) = 'return-port' when `returnPath.listen` names a specific address of the
+   * listen address's family and a fixed port and the backend listens on a specific address (the
+   * source the LB's `returnPath.allow` knows), else 'lb'. Ignored in `direct` mode.
+   */
+  replyTo?: ReplyTo;
+  /** LB source addresses allowed to deliver encapsulated datagrams and probes (BackendSocket `allowLbAddresses`). */
+  allowLb?: string[];
+  /** Accept encapsulated datagrams from any source without HMAC (BackendSocket `insecureAnyLb`; warns). */
+  insecureAnyLb?: boolean;
+  /** Warnings (insecureAnyLb at bind). */
+  onWarning?: (message: string) => void;
+  certFile?: string;
+  keyFile?: string;
+  onEvent?: (e: Record<string, unknown>) => void;
+}
+
+export interface RunningBackend {
+  server: DemoServer;
+  socket: BackendSocket;
+  encoder: QuicLbEncoder;
+  addresses: Endpoint[];
+  /** Where LB-path replies go: the return port, or undefined = back to the forwarding LB (or from the VIP in direct mode). */
+  replyTo: Endpoint | undefined;
+  /** Health probes answer "draining" from now on (the LB stops picking this backend for new connections); existing connections go on. */
+  drain(): void;
+  /**
+   * Applies a new LB config: swaps in its return-path HMAC keys (when it has any), adds its QUIC-LB
+   * configs and, if the active one changed, re-issues CIDs. Throws (DemoBackendError,
+   * BackendError) before changing anything when the config does not fit this backend.
+   */
+  applyConfig(config: DemoBackendConfig, configId?: number): { activeConfigId: number | undefined; reissued: number; hmacKeys: number };
+  close(): Promise<void>;
+}
+
+/** The encoder entries of backend `name`: every QUIC-LB config it has a server ID for, file order. Throws ERR_DEMO_UNKNOWN_BACKEND. */
+function encoderEntries(config: DemoBackendConfig, name: string): EncoderConfigEntry[] {
+  const b = config.backends.find((x) => x.name === name);
+  if (!b) throw new DemoBackendError('ERR_DEMO_UNKNOWN_BACKEND', `no backend '${name}' in the config (have: ${config.backends.map((x) => x.name).join(', ')})`, 'name');
+  const entries: EncoderConfigEntry[] = [];
+  for (const spec of config.quicLb) {
+    const sid = b.serverIds.find((s) => s.configId === spec.configId);
+    if (!sid) continue;
+    const qc = createConfig({
+      configId: spec.configId,
+      serverIdLength: spec.serverIdLength,
+      nonceLength: spec.nonceLength,
+      key: spec.key === undefined ? undefined : Buffer.from(spec.key, 'hex'),
+      cipher: spec.cipher,
+    });
+    entries.push({ config: qc, serverId: Buffer.from(sid.serverId, 'hex') });
+  }
+  return entries;
+}
+
+/** What makes a config entry different for the encoder: lengths, key, cipher, server ID. */
+function entrySignature(e: EncoderConfigEntry): string {
+  const c = e.config;
+  const hex = (b: Uint8Array | undefined): string => (b ? Buffer.from(b).toString('hex') : '-');
+  return `${c.serverIdLength}/${c.nonceLength}/${hex(c.key)}/${c.cipher ?? '-'}/${hex(e.serverId)}`;
+}
+
+/** The return-path HMAC keys of an LB config (`returnPath.hmacKeys`), current (signing) key first. */
+function returnKeysOf(config: DemoBackendConfig): Uint8Array[] {
+  return config.returnPath.hmacKeys.map((k) => Buffer.from(k, 'hex'));
+}
+
+/**
+ * Starts one demo backend for backend `opts.name` of an LB config. Throws DemoBackendError
+ * (options that do not fit the config), BackendError (socket options, e.g.
+ * ERR_BACKEND_LB_UNAUTHENTICATED when nothing authenticates the LBs) or a bind error.
+ */
+export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBackendOptions): Promise<RunningBackend> {
+  const entries = encoderEntries(config, opts.name);
+  const spec = config.backends.find((x) => x.name === opts.name)!;
+  if (entries.length === 0) throw new DemoBackendError('ERR_DEMO_NO_SERVER_IDS', `backend '${opts.name}' has no serverIds for any /quicLb config: it could only mint unroutable CIDs`);
+  const activeId = opts.configId ?? entries[entries.length - 1].config.configId;
+  if (!entries.some((e) => e.config.configId === activeId)) {
+    throw new DemoBackendError('ERR_DEMO_NO_SERVER_ID_FOR_CONFIG', `backend '${opts.name}' has no server ID for config ${activeId}`, 'configId');
+  }
+  const encoder = new QuicLbEncoder({ configs: entries, activeConfigId: activeId });
+  const signatures = new Map(entries.map((e) => [e.config.configId, entrySignature(e)]));
+  const cids = createBackendCids(encoder, opts.resetKey ?? randomBytes(32));
+  const listen = opts.listen ?? { address: spec.address.address, port: spec.address.port };
+  const preferred = opts.preferred === undefined ? listen : opts.preferred;
+  const rp = config.returnPath;
+  const replyTo = rp.mode === 'direct' ? undefined : returnPortFor(rp.listen, listen, opts.replyTo ?? 'auto');
+  for (const [i, a] of (opts.allowLb ?? []).entries()) {
+    if (isIP(a) === 0) throw new DemoBackendError('ERR_DEMO_ALLOW_LB_ADDRESS', `expected IP literals, got '${a}' (item ${i + 1})`, 'allowLb');
+  }
+  const keys = returnKeysOf(config);
+  const socket = new BackendSocket({
+    listen,
+    unicast: preferred && (preferred.address !== listen.address || preferred.port !== listen.port) ? [preferred] : [],
+    returnPath:
+      rp.mode === 'direct' && config.listen[0]
+        ? { mode: 'direct', vip: config.listen[0] }
+        : replyTo
+          ? { mode: 'via-lb', address: replyTo.address, port: replyTo.port }
+          : { mode: 'via-lb' },
+    hmacKeys: keys.length > 0 ? keys : undefined,
+    signForward: rp.signForward,
+    allowLbAddresses: opts.allowLb && opts.allowLb.length > 0 ? opts.allowLb : undefined,
+    insecureAnyLb: opts.insecureAnyLb,
+  });
+  if (opts.onWarning) socket.on('warning', opts.onWarning);
+  await socket.bind();
+  const sid = spec.serverIds.find((s) => s.configId === activeId)?.serverId;
+  const server = new DemoServer({
+    socket,
+    cids,
+    resetToken: cids.resetToken,
+    cidLength: cids.cidLength,
+    serverId: sid,
+    name: opts.name,
+    // draft-21 §9.2: a plaintext config gets one CID per connection, so no preferred_address
+    // (its CID would be a second one) and no NEW_CONNECTION_ID.
+    preferredAddress: preferred && cids.allowsAdditionalCids ? (isIPv6(preferred.address) ? { ipv6: preferred } : { ipv4: preferred }) : undefined,
+    issueNewConnectionIds: cids.allowsAdditionalCids,
+    disableActiveMigration: !cids.allowsAdditionalCids,
+    identity: opts.certFile && opts.keyFile ? loadIdentity(opts.certFile, opts.keyFile) : undefined,
+    eventLog: opts.eventLog,
+    staticDir: opts.staticDir,
+  });
+  if (opts.onEvent) server.on('event', opts.onEvent);
+  server.event('backend-started', {
+    listen: `${listen.address}:${listen.port}`,
+    preferred: preferred && cids.allowsAdditionalCids ? `${preferred.address}:${preferred.port}` : null,
+    configId: activeId,
+    cidLength: cids.length,
+    replyTo: replyTo ? `${replyTo.address}:${replyTo.port}` : rp.mode === 'direct' ? 'vip' : 'lb',
+  });
+  let draining = false;
+  return {
+    server,
+    socket,
+    encoder,
+    addresses: socket.addresses(),
+    replyTo,
+    drain() {
+      if (draining) return;
+      draining = true;
+      socket.drain();
+      server.event('draining', { connections: server.stats.connectionsActive });
+    },
+    applyConfig(next: DemoBackendConfig, configId?: number) {
+      const fresh = encoderEntries(next, opts.name);
+      // Keys first: setKeys validates before it swaps, so a failure leaves everything as it was.
+      const nextKeys = returnKeysOf(next);
+      if (nextKeys.length > 0) socket.setKeys(nextKeys);
+      const hmacKeys = nextKeys.length;
+      const activeBefore = encoder.activeConfig?.configId;
+      let activeRedefined = false;
+      for (const e of fresh) {
+        const id = e.config.configId;
+        const signature = entrySignature(e);
+        const prev = signatures.get(id);
+        if (prev === signature) continue;
+        // A codepoint redefined in place (new key, lengths or server ID): replace it. Better
+        // practice is a new codepoint (draft-21 §3.1), but never keep minting with a stale key.
+        if (prev !== undefined) {
+          encoder.removeConfig(id);
+          if (id === activeBefore) activeRedefined = true;
+        }
+        encoder.addConfig(e);
+        signatures.set(id, signature);
+      }
+      const want = configId ?? fresh[fresh.length - 1]?.config.configId;
+      if (want === undefined) return { activeConfigId: encoder.activeConfig?.configId, reissued: 0, hmacKeys };
+      if (encoder.activeConfig?.configId !== want) encoder.setActiveConfig(want);
+      if (want === activeBefore && !activeRedefined) return { activeConfigId: want, reissued: 0, hmacKeys };
+      const reissued = server.reissueConnectionIds(`config ${want}`);
+      return { activeConfigId: want, reissued, hmacKeys };
+    },
+    async close() {
+      server.close();
+      await socket.close();
+    },
+  };
+}
+
+const isUnspecified = (address: string): boolean => address === '0.0.0.0' || /^[0:]+$/.test(address);
+
+/**
+ * The return port replies go to, or undefined for "back to the forwarding LB". 'auto' picks the
+ * return port when it is reachable as configured: a specific address (not 0.0.0.0 / ::) of the
+ * listen socket's family and a fixed port; and only when the backend listens on a specific
+ * address, because the return port accepts only the sources in `returnPath.allow` (by default
+ * the backends' configured addresses) while the forwarding LB's own socket takes replies from
+ * whatever address the backend's kernel picks. Throws ERR_DEMO_REPLY_TO, ERR_DEMO_RETURN_PORT_UNUSABLE.
+ */
+function returnPortFor(rpListen: Endpoint | undefined, listen: Endpoint, mode: ReplyTo): Endpoint | undefined {
+  if (!REPLY_TO.includes(mode)) throw new DemoBackendError('ERR_DEMO_REPLY_TO', `expected one of ${REPLY_TO.join(', ')}, got '${String(mode)}'`, 'replyTo');
+  if (mode === 'lb' || (mode === 'auto' && isUnspecified(listen.address))) return undefined;
+  const usable = rpListen !== undefined && !isUnspecified(rpListen.address) && rpListen.port !== 0 && isIPv6(rpListen.address) === isIPv6(listen.address);
+  if (usable) return { address: rpListen.address, port: rpListen.port };
+  if (mode === 'return-port') {
+    throw new DemoBackendError(
+      'ERR_DEMO_RETURN_PORT_UNUSABLE',
+      `returnPath.listen ${rpListen ? `'${rpListen.address}:${rpListen.port}'` : '(none)'} is not a specific address and port of the listen address's family`,
+      'replyTo',
+      mode,
+    );
+  }
+  return undefined;
+}
+
+/**
+ * The source address the kernel picks to reach `to` (what a backend there sees from an unbound
+ * socket of this host, e.g. the LB's upstream and probe sockets): a connected UDP socket's local
+ * address; nothing is sent.
+ */
+export function sourceAddressToward(to: Endpoint): Promise<string> {
+  const s = dgram.createSocket(isIPv6(to.address) ? 'udp6' : 'udp4');
+  return new Promise<string>((resolve, reject) => {
+    s.once('error', reject);
+    s.connect(to.port, to.address, () => resolve(s.address().address));
+  }).finally(() => s.close());
+}
