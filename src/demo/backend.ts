@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIP, isIPv6 } from 'node:net';
 import { BackendSocket, createBackendCids, type Endpoint } from '../backend/index.js';
-import { createConfig, QuicLbEncoder, type CipherName, type EncoderConfigEntry } from '../quic-lb/index.js';
+import { configFromSpec, QuicLbEncoder, type CipherName, type EncoderConfigEntry } from '../quic-lb/index.js';
 import { loadIdentity } from './cert.js';
 import { DemoBackendError } from './errors.js';
 import { DemoServer } from './server.js';
@@ -85,14 +85,7 @@ function encoderEntries(config: DemoBackendConfig, name: string): EncoderConfigE
   for (const spec of config.quicLb) {
     const sid = b.serverIds.find((s) => s.configId === spec.configId);
     if (!sid) continue;
-    const qc = createConfig({
-      configId: spec.configId,
-      serverIdLength: spec.serverIdLength,
-      nonceLength: spec.nonceLength,
-      key: spec.key === undefined ? undefined : Buffer.from(spec.key, 'hex'),
-      cipher: spec.cipher,
-    });
-    entries.push({ config: qc, serverId: Buffer.from(sid.serverId, 'hex') });
+    entries.push({ config: configFromSpec(spec), serverId: Buffer.from(sid.serverId, 'hex') });
   }
   return entries;
 }
