@@ -1,6 +1,5 @@
-// Several forwarding processes on one VIP port. Node 20's dgram has no reusePort; node:cluster
-// shares one socket handle between workers, and the kernel hands each datagram to whichever
-// worker is waiting (PERF.md). The primary keeps the control plane (config, health checks,
+// Several forwarding processes on one VIP port. node:cluster shares one socket handle between
+// workers, and the kernel hands each datagram to whichever worker is waiting (docs/design.md §2). The primary keeps the control plane (config, health checks,
 // metrics); workers only forward. Everything a worker needs arrives over IPC, so all workers
 // route with the same config and the same health view. A config change is two-phase: every
 // worker prepares it (binds its upstream sockets) and reports; only when all succeeded does the

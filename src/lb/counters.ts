@@ -1,4 +1,4 @@
-// Plain numeric counters bumped on the packet path and read at scrape time (STYLE.md habit 10).
+// Plain numeric counters bumped on the packet path and read at scrape time (docs/design.md §4).
 // Workers ship `snapshot()`s to the primary, which sums them (see metrics.ts).
 import { CID_RESULT_COUNT, CODEPOINT_COUNT, MAX_HMAC_KEYS, REASON_COUNT, RETURN_REJECT_COUNT, SEND_ERROR_COUNT } from './reasons.js';
 

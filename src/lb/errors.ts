@@ -1,4 +1,4 @@
-// Typed errors of the load balancer's configuration (STYLE.md habit 3: bad config throws a typed
+// Typed errors of the load balancer's configuration (docs/design.md §3: bad config throws a typed
 // error with a stable code naming the field; bad packets never throw).
 
 /** The closed list of config error codes (documented in docs/config.md). */

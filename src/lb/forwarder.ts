@@ -1,7 +1,7 @@
 // The data plane: VIP sockets in, one connected UDP socket per backend out, and the return path.
-// Thin by design (DESIGN.md §4): per datagram it fills the reused 4-tuple, calls decide(), bumps
+// Thin by design (docs/design.md §2): per datagram it fills the reused 4-tuple, calls decide(), bumps
 // plain counters and sends [PROXY v2 header, untouched datagram]. No per-packet logging, string
-// keys, exceptions or callbacks on send (PERF.md).
+// keys, exceptions or callbacks on send.
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
 import {

@@ -1,4 +1,4 @@
-// Endpoints of the config file (IP literal + port). Per-packet address parsing is WIRE's
+// Endpoints of the config file (IP literal + port). Per-packet address parsing is src/quic's
 // allocation-free parseIPv4Into/parseIPv6Into (src/quic/ip.ts).
 import net from 'node:net';
 

@@ -1,4 +1,4 @@
-// prom-client metrics read at scrape time from plain counters (STYLE.md habit 10), and the HTTP
+// prom-client metrics read at scrape time from plain counters (docs/design.md §4), and the HTTP
 // endpoint serving /metrics and /healthz. Labels: reason, backend, config id, result, outcome:
 // all bounded by the config, never a CID or an address.
 import http from 'node:http';

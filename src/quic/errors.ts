@@ -1,7 +1,7 @@
 /**
  * Typed errors of the QUIC wire helpers.
  *
- * Two error channels, never mixed (STYLE.md habit 3):
+ * Two error channels, never mixed (docs/design.md §3):
  * - API misuse and malformed *structures a caller asked us to decode* (transport parameters,
  *   preferred_address) throw {@link QuicWireError} with a stable `code` and the `field` it names;
  * - per-packet parsers (`parseHeader`, `readVarint`, `parseProxyHeader`) never throw: they return

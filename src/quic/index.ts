@@ -1,5 +1,5 @@
 // quic-lb-ts/quic: the QUIC wire format shared by the load balancer, the backend kit and the
-// demo server. Re-exports only (STYLE.md habit 12).
+// demo server. Re-exports only (docs/design.md §1).
 export * from './errors.js';
 export * from './varint.js';
 export * from './version.js';

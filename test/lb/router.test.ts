@@ -1,5 +1,5 @@
 // The routing table of decide(): one row per reason, with the backend and the counters each
-// datagram must produce (katran-style fixtures, STYLE.md habit 9).
+// datagram must produce (docs/design.md §5).
 import { describe, expect, it } from 'vitest';
 import {
   CID_RESULT_COUNT,

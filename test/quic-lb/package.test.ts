@@ -1,5 +1,5 @@
 // The library as published: dist/quic-lb imports only node: builtins and its own files (zero
-// runtime dependencies, DESIGN.md §3), and the README's library example runs and prints what it says.
+// runtime dependencies, docs/design.md §1), and the README's library example runs and prints what it says.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
