@@ -14,11 +14,32 @@ export default tseslint.config(
       'no-bitwise': 'off',
     },
   },
-  {
-    // The library is pure: it may import node builtins and its own files only.
-    files: ['src/quic-lb/**/*.ts'],
-    rules: {
-      'no-restricted-imports': ['error', { patterns: ['../*', '!./*'] }],
-    },
-  },
+  // Folder boundaries (docs/design.md §1): imports point one way, and another folder is reached
+  // only through its index.ts.
+  ...boundary(['src/quic-lb/**/*.ts', 'src/quic/**/*.ts'], []),
+  ...boundary(['src/lb/**/*.ts', 'src/backend/**/*.ts'], ['quic', 'quic-lb']),
+  ...boundary(['src/demo/**/*.ts'], ['backend', 'quic', 'quic-lb']),
+  ...boundary(['src/cli/**/*.ts', 'src/cli.ts'], ['backend', 'demo', 'lb', 'quic', 'quic-lb', 'cli']),
 );
+
+/** `files` may import `../<folder>/index.js` of the folders in `allowed`, nothing else outside their own folder. */
+function boundary(files, allowed) {
+  return [
+    {
+      files,
+      rules: {
+        'no-restricted-imports': [
+          'error',
+          {
+            patterns: [
+              {
+                group: ['../*/*', '../*.js', ...allowed.map((f) => `!../${f}/index.js`), ...(allowed.includes('cli') ? ['!../cli/*'] : [])],
+                message: `this folder may import only ${allowed.length ? allowed.map((f) => `../${f}/index.js`).join(', ') : 'node builtins and its own files'} (docs/design.md §1)`,
+              },
+            ],
+          },
+        ],
+      },
+    },
+  ];
+}
