@@ -9,7 +9,6 @@ export {
   type BackendSocketStats,
   type Endpoint,
 } from './socket.js';
-export { AddressSet } from './address-set.js';
 export { createBackendCids, type BackendCids } from './cids.js';
 export { buildPreferredAddress, type BuiltPreferredAddress, type PreferredAddressInput } from './preferred-address.js';
 export { BackendError, BACKEND_ERROR_CODES, type BackendErrorCode } from './errors.js';

@@ -14,6 +14,8 @@ import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { isIPv6 } from 'node:net';
 import {
+  AddressSet,
+  type QuicWireError,
   answerHealthProbe,
   createProxyAuth,
   formatProxyAddress,
@@ -32,7 +34,6 @@ import {
   writeProxyHeader,
   type ProxyAuth,
 } from '../quic/index.js';
-import { AddressSet } from './address-set.js';
 import { BackendError } from './errors.js';
 
 /** An IP literal and a UDP port. */
@@ -301,7 +302,7 @@ export class BackendSocket extends EventEmitter {
     if (opts.signForward && keys === undefined) throw new BackendError('ERR_BACKEND_HMAC_KEY', 'hmacKeys', 'signForward needs hmacKeys');
     if (keys !== undefined) this.setKeys(keys, opts.hmacKeys !== undefined ? 'hmacKeys' : 'hmacKey');
     const allow = opts.allowLbAddresses;
-    if (allow !== undefined && allow.length > 0) this.lbSources = new AddressSet(allow, 'allowLbAddresses');
+    if (allow !== undefined && allow.length > 0) this.lbSources = addressSet(allow, 'allowLbAddresses');
     if (this.lbSources === undefined && !opts.signForward && opts.insecureAnyLb !== true) {
       throw new BackendError(
         'ERR_BACKEND_LB_UNAUTHENTICATED',
@@ -576,5 +577,15 @@ export class BackendSocket extends EventEmitter {
     const closeOne = (s: dgram.Socket): Promise<void> => new Promise((resolve) => s.close(() => resolve()));
     const all = [this.listenSocket, ...this.directPaths.map((p) => p.socket), ...(this.vipSocket ? [this.vipSocket] : [])];
     await Promise.all([...new Set(all)].map((s) => closeOne(s).catch(() => undefined)));
+  }
+}
+
+/** `new AddressSet(addresses)`, its error as the backend kit's ERR_BACKEND_ADDRESS. */
+function addressSet(addresses: readonly string[], field: string): AddressSet {
+  try {
+    return new AddressSet(addresses, field);
+  } catch (err) {
+    const e = err as QuicWireError;
+    throw new BackendError('ERR_BACKEND_ADDRESS', e.field ?? field, e.message);
   }
 }

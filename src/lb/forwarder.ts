@@ -5,6 +5,7 @@
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
 import {
+  AddressSet,
   PROXY_ERR_AUTH,
   PROXY_ERR_STALE,
   ProxyCommand,
@@ -173,9 +174,8 @@ export class Forwarder {
   private lockTail: Promise<void> = Promise.resolve();
   // Return-path scratch
   private readonly rh = new ProxyHeader();
-  private readonly srcScratch = new Uint8Array(16);
-  private allow4 = new Set<number>();
-  private allow6: Uint8Array[] = [];
+  /** Backend addresses the return port accepts from (`returnPath.allow`). */
+  private allowed = new AddressSet([], 'returnPath.allow');
   private lastErrorLog = 0;
   private closed = false;
 
@@ -325,16 +325,8 @@ export class Forwarder {
       upstreams.forEach((u, i) => {
         u.backend = i; // backend addresses are unique (config validation)
       });
-      // Allowed return sources.
-      const allow4 = new Set<number>();
-      const allow6: Uint8Array[] = [];
-      const scratch = new Uint8Array(16);
-      for (const a of config.returnPath.allow) {
-        if (parseIPv4Into(a, scratch, 0)) allow4.add(v4Key(scratch));
-        else if (parseIPv6Into(a, scratch, 0)) allow6.push(Uint8Array.from(scratch));
-      }
-      this.allow4 = allow4;
-      this.allow6 = allow6;
+      // Allowed return sources (validated IP literals: the config refused anything else).
+      this.allowed = new AddressSet(config.returnPath.allow, 'returnPath.allow');
       this.config = config;
       // The swap: one assignment, between two datagrams.
       this.plan = { state: buildRouterState(config, this.health, this.counters), upstreams };
@@ -440,7 +432,7 @@ export class Forwarder {
    */
   private onReturn(msg: Buffer, rinfo: dgram.RemoteInfo, via: Upstream | undefined): void {
     const c = this.counters;
-    if (via === undefined && !this.allowed(rinfo.address)) {
+    if (via === undefined && !this.allowed.has(rinfo.address)) {
       c.returnRejects[ReturnReject.SOURCE]++;
       return;
     }
@@ -481,17 +473,6 @@ export class Forwarder {
         s.bytesOut += bytes;
       }
     }
-  }
-
-  private allowed(address: string): boolean {
-    const s = this.srcScratch;
-    if (parseIPv4Into(address, s, 0)) return this.allow4.has(v4Key(s));
-    if (!parseIPv6Into(address, s, 0)) return false;
-    if (s[0] === 0 && s[1] === 0 && s[10] === 0xff && s[11] === 0xff && isZero(s, 2, 10)) {
-      return this.allow4.has(((s[12] << 24) | (s[13] << 16) | (s[14] << 8) | s[15]) >>> 0);
-    }
-    for (const a of this.allow6) if (sameBytes(a, s, 16)) return true;
-    return false;
   }
 
   private vipFor(h: ProxyHeader): Vip | undefined {
@@ -569,10 +550,6 @@ function bind(socket: dgram.Socket, port: number, address: string, onListening?:
       resolve();
     });
   });
-}
-
-function v4Key(b: Uint8Array): number {
-  return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array, n: number): boolean {

@@ -36,6 +36,8 @@ export const QUIC_WIRE_ERROR_CODES = [
   'ERR_PROXY_PORT', // port not an integer in 0..65535
   'ERR_PROXY_HMAC_KEY', // HMAC key shorter than 16 octets
   'ERR_PROXY_PAYLOAD', // an HMAC key was given without the payload it must cover
+  // address sets (AddressSet)
+  'ERR_ADDRESS_LITERAL', // a member is not an IPv4 or IPv6 literal
 ] as const;
 
 export type QuicWireErrorCode = (typeof QUIC_WIRE_ERROR_CODES)[number];

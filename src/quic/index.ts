@@ -5,6 +5,7 @@ export * from './varint.js';
 export * from './version.js';
 export * from './header.js';
 export * from './ip.js';
+export * from './address-set.js';
 export * from './preferred-address.js';
 export * from './transport-parameters.js';
 export * from './proxy-v2.js';

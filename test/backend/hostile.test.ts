@@ -5,8 +5,8 @@
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AddressSet, BackendError, BackendSocket, type BackendPath } from '../../src/backend/index.js';
-import { encodeHealthProbe, encodeProxyHeader, HealthProbeKind, parseHealthProbe, parseProxyHeader, ProxyDirection, ProxyHeader } from '../../src/quic/index.js';
+import { BackendError, BackendSocket, type BackendPath } from '../../src/backend/index.js';
+import { AddressSet, encodeHealthProbe, encodeProxyHeader, HealthProbeKind, parseHealthProbe, parseProxyHeader, ProxyDirection, ProxyHeader } from '../../src/quic/index.js';
 
 const toClose: Array<{ close(): unknown }> = [];
 afterEach(async () => {
@@ -193,6 +193,10 @@ describe('BackendSocket: no reflection', () => {
     ]);
     expect(['10.0.0.3', '::1', '2001:db8::2', '', 'lb.example', '10.0.0.1.5', '::ffff:10.0.0.3'].map((a) => s.has(a))).toEqual([false, false, false, false, false, false, false]);
     expect(() => new AddressSet(['10.0.0.1', 'lb.example'], 'allowLbAddresses')).toThrow(
+      expect.objectContaining({ code: 'ERR_ADDRESS_LITERAL', field: 'allowLbAddresses[1]' }),
+    );
+    // The backend kit reports it as its own error, naming its option.
+    expect(() => new BackendSocket({ listen: { address: '127.0.0.1', port: 0 }, allowLbAddresses: ['10.0.0.1', 'lb.example'] })).toThrow(
       expect.objectContaining({ code: 'ERR_BACKEND_ADDRESS', field: 'allowLbAddresses[1]' }),
     );
   });

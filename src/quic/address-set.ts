@@ -1,7 +1,8 @@
 // A fixed set of IP addresses matched against `rinfo.address` strings without allocation: the
-// load balancers allowed to deliver encapsulated datagrams and health probes to a backend.
-import { parseIPv4Into, parseIPv6Into } from '../quic/index.js';
-import { BackendError } from './errors.js';
+// load balancers allowed to deliver encapsulated datagrams and health probes to a backend, the
+// backends allowed to send to an LB's return port.
+import { QuicWireError } from './errors.js';
+import { parseIPv4Into, parseIPv6Into } from './ip.js';
 
 /** Octets 0..11 of an IPv4-mapped IPv6 address, ::ffff:0:0/96 (RFC 4291 §2.5.5.2). */
 const V4_MAPPED_PREFIX = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff);
@@ -26,7 +27,7 @@ export class AddressSet {
   /** Number of distinct members. */
   readonly size: number;
 
-  /** Throws BackendError ERR_BACKEND_ADDRESS (field `${field}[i]`) for an entry that is not an IP literal. */
+  /** Throws QuicWireError ERR_ADDRESS_LITERAL (field `${field}[i]`) for an entry that is not an IP literal. */
   constructor(addresses: readonly string[], field: string) {
     const v4: number[][] = [];
     const v6: number[][] = [];
@@ -36,7 +37,7 @@ export class AddressSet {
       else if (typeof a === 'string' && parseIPv6Into(a, b, 0)) {
         if (isV4Mapped(b)) v4.push([...b.subarray(12, 16)]);
         else v6.push([...b]);
-      } else throw new BackendError('ERR_BACKEND_ADDRESS', `${field}[${i}]`, `expected an IP literal, got '${String(a)}'`);
+      } else throw new QuicWireError('ERR_ADDRESS_LITERAL', `expected an IP literal, got '${String(a)}'`, `${field}[${i}]`);
     });
     const uniq = (xs: number[][]): number[][] => [...new Map(xs.map((x) => [x.join('.'), x])).values()];
     const u4 = uniq(v4);
