@@ -233,7 +233,10 @@ describe('rotation (draft-21 §3.1)', () => {
     expect(enc.removeConfig(5)).toBe(true);
     expect(events[2].reason).toBe('removed');
     expect(events[2].previous).toBe(c);
-    expect(enc.activeConfig).toBeDefined();
+    // The next usable config after the removed one, wrapping around: a (codepoint 0), not b.
+    expect(events[2].current).toBe(a);
+    expect(enc.activeConfig).toBe(a);
+    expect(gen.generate()[0] >>> 5).toBe(0);
     expect(enc.removeConfig(5)).toBe(false);
     expect(codeOf(() => enc.setActiveConfig(6))).toBe('ERR_UNKNOWN_CONFIG');
     expect(codeOf(() => enc.addConfig({ config: a, serverId: hex('010203') }))).toBe('ERR_CONFIG_ID_IN_USE');
