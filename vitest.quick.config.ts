@@ -29,6 +29,8 @@ export default defineConfig({
       include: ['src/**/*.ts'],
       reporter: ['text-summary', 'html', 'json-summary'],
       reportsDirectory: 'coverage',
+      // A report also when a test fails (a port taken by another run, say): coverage is still read.
+      reportOnFailure: true,
     },
   },
 });
