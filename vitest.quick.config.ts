@@ -15,7 +15,7 @@ export default defineConfig({
       'test/backend/**/*.test.ts',
       'test/demo/protocol.test.ts',
       'test/lb/{fuzz,maglev,router,rotation}.test.ts',
-      'test/bench/{generator,packets,profiles,procstat,report,sinks}.test.ts',
+      'test/bench/{generator,packets,profiles,procstat,report,sinks,trial-record}.test.ts',
     ],
     // Both run the built CLI (dist/) as a child process.
     exclude: ['test/quic-lb/cli.test.ts', 'test/quic-lb/package.test.ts'],
