@@ -28,8 +28,7 @@ import {
   type NativeTools,
   type SinkReport,
 } from '../../bench/native/native.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { sleep } from '../helpers/wait.js';
 
 describe('native load tools', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-native-test-'));

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { repoRoot } from '../helpers/cli.js';
 import { deployDir, exampleEtc } from './proc.js';
-import { until } from '../lb/net.js';
+import { waitFor } from '../helpers/wait.js';
 
 interface Instruction {
   op: string;
@@ -258,9 +258,9 @@ describe('deploy/Dockerfile', () => {
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     try {
-      await until(() => out.includes('\n') || child.exitCode !== null, 20_000, 'the ready line');
+      await waitFor('the ready line', () => out.includes('\n') || child.exitCode !== null, 20_000);
       expect(JSON.parse(out.split('\n')[0]), err).toMatchObject({ ready: true, workers: 2 });
-      await until(async () => (await fetch('http://127.0.4.30:35204/healthz')).status === 200, 10_000, '/healthz 200');
+      await waitFor('/healthz 200', async () => (await fetch('http://127.0.4.30:35204/healthz')).status === 200, 10_000);
     } finally {
       if (child.exitCode === null) process.kill(child.pid!, 'SIGTERM');
     }

@@ -6,7 +6,8 @@ import { writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createConfig, decodeServerId } from '../../src/quic-lb/index.js';
 import { downloadedSha256, expectedSha256, explainDownload, has, runClient, serverCidsSeen } from './gtlsclient.js';
-import { configYaml, readEvents, scrape, startFleet, total, waitFor, type Fleet, type FleetSpec, type QuicLbSpec } from './fleet.js';
+import { configYaml, readEvents, scrape, startFleet, total, type Fleet, type FleetSpec, type QuicLbSpec } from './fleet.js';
+import { waitFor } from '../helpers/wait.js';
 
 const fleets: Fleet[] = [];
 afterAll(async () => {
@@ -80,13 +81,13 @@ describe('config rotation in the middle of a download', () => {
     const fallbackKey = randomBytes(16).toString('hex');
     writeFileSync(fleet.configFile, configYaml(next, fallbackKey));
     process.kill(fleet.lb.pid, 'SIGHUP');
-    await waitFor(async () => total(await scrape(spec), 'quic_lb_config_reloads_total', 'outcome="success"') >= 1, 5000, 'LB reload');
+    await waitFor('LB reload', async () => total(await scrape(spec), 'quic_lb_config_reloads_total', 'outcome="success"') >= 1, 5000);
 
     // Step 2: a download on the LB path; when the request arrives, the backends get the new config.
     const requestSeen = waitFor(
+      'request',
       () => spec.backends.some((b) => readEvents(fleet.eventLog(b.name)).some((e) => e.event === 'request')),
       10_000,
-      'request',
     ).then(() => {
       for (const p of fleet.backends.values()) process.kill(p.pid, 'SIGHUP');
     });
