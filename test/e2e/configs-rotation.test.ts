@@ -50,7 +50,9 @@ describe('QUIC-LB algorithms end to end', () => {
         expect(seen.newConnectionIds).toEqual([]);
         expect(run.output).toContain('cry remote transport_parameters disable_active_migration=1');
       } else {
-        expect(seen.preferred).toBeDefined();
+        // A CID of this config's length, other than the handshake's (its server ID is checked above).
+        expect(seen.preferred).toMatch(new RegExp(`^[0-9a-f]{${2 * config.cidLength}}$`));
+        expect(seen.preferred).not.toBe(seen.scid);
         expect(has(run.output, `selected server preferred_address is [127.0.2.${51 + c.n}]:${base + 5}`)).toBe(true);
       }
     });

@@ -37,7 +37,8 @@ describe('quic-lb demo (npm start)', () => {
     const started = await startQuickStart(['--vip', '127.0.2.60:25600', '--backends', '127.0.2.61:25601,127.0.2.62:25601', '--metrics', '127.0.2.60:25602']);
     demo = started.proc;
     const command = started.text.split('\n').find((l) => l.trim().startsWith('gtlsclient '));
-    expect(command).toBeDefined();
+    // The client aimed at the VIP given with --vip (address, port and the https URL).
+    expect(command?.trim()).toMatch(/^gtlsclient .* 127\.0\.2\.60 25600 https:\/\/127\.0\.2\.60:25600\/\S*$/);
     expect(started.text).toContain('http://127.0.2.60:25602/metrics');
     const out = await runPrinted(command as string);
     expect(out).toContain('QUIC handshake has been confirmed');
