@@ -15,6 +15,8 @@ export interface Proc {
   ready: Record<string, unknown>;
   /** stdout and stderr so far, interleaved as they arrived. */
   output: () => string;
+  /** stdout alone so far. */
+  stdout: () => string;
   /** stderr alone so far. */
   stderr: () => string;
 }
@@ -24,7 +26,10 @@ export interface StartOptions {
   timeoutMs?: number;
   /** Readiness from the output so far instead of the JSON ready line. */
   readyWhen?: (output: string) => boolean;
+  /** Default: the repository root. */
   cwd?: string;
+  /** Default: this process's environment. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** The first complete line of `out` that is a JSON object with `ready: true`. */
@@ -50,8 +55,9 @@ function readyLine(out: string): Record<string, unknown> | undefined {
 export function startProcess(command: string, args: string[], o: StartOptions = {}): Promise<Proc> {
   const timeoutMs = o.timeoutMs ?? 15_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: o.cwd ?? repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { cwd: o.cwd ?? repoRoot, env: o.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
+    let stdout = '';
     let err = '';
     let done = false;
     const finish = (f: () => void): void => {
@@ -71,10 +77,12 @@ export function startProcess(command: string, args: string[], o: StartOptions = 
     const check = (): void => {
       if (done) return;
       const ready = o.readyWhen ? (o.readyWhen(out) ? {} : undefined) : readyLine(out);
-      if (ready) finish(() => resolve({ child, pid: child.pid as number, ready, output: () => out, stderr: () => err }));
+      if (ready) finish(() => resolve({ child, pid: child.pid as number, ready, output: () => out, stdout: () => stdout, stderr: () => err }));
     };
     child.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
+      const s = b.toString();
+      out += s;
+      stdout += s;
       check();
     });
     child.stderr!.on('data', (b: Buffer) => {
