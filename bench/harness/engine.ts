@@ -52,12 +52,21 @@ export interface TrialOptions {
   echo?: boolean;
 }
 
+/**
+ * One trial's record, the same for both engines (Node: this file; native: bench/native/native.ts),
+ * always built by {@link trialRecord}.
+ */
 export interface TrialResult {
+  /** Datagrams per second the generator tried to send (`attempted` / elapsed). */
   offered_pps: number;
+  /** Datagrams the generator tried to send in the timed run, accepted by the kernel or not. */
+  attempted: number;
+  /** Of those, the ones the kernel accepted (`attempted` - `send_errors`). */
   sent: number;
   received: number;
   /** Packets per second delivered to backends. */
   pps: number;
+  /** 1 - received / attempted (0 when nothing was attempted); see {@link trialRecord}. */
   loss: number;
   cpu_us_per_packet: number | null;
   redis_cpu_us_per_packet: number | null;
@@ -67,18 +76,73 @@ export interface TrialResult {
   correct_ratio: number | null;
   misdelivered: number;
   /** Packets of connections whose owner left the pool (`retireSink`) delivered elsewhere: not misdeliveries. */
-  orphaned?: number;
+  orphaned: number;
   /** Connections with an owner after the handshake. */
   connections: number;
   rss_mb: number;
   redis_mem_mb: number | null;
   corrupt: number;
+  /** Sends the kernel refused (counted in `attempted`, not in `sent`). */
   send_errors: number;
   /** Round trip generator -> router -> backend -> return path -> generator (echo trials only). */
   rtt_p50_us: number | null;
   rtt_p99_us: number | null;
   /** Echoes that came back / packets the sinks reflected (echo trials only). */
   echo_ratio: number | null;
+}
+
+/** What one trial measured, in the units the tools report, before {@link trialRecord} derives the rates. */
+export interface TrialMeasurement {
+  /** The load generator's timed run (Node worker: `sent` calls; udp-blast: `attempted`). */
+  load: { attempted: number; sendErrors: number; elapsedMs: number };
+  connections: number;
+  sinks: { received: number; wrong: number; orphaned: number; corrupt: number; p50Us: number | null; p99Us: number | null };
+  /** The router's CPU time over the run, µs (NaN when a process was restarted); null: no router (direct path). */
+  routerCpuUs: number | null;
+  /** The router's resident memory after the run; null: no router. */
+  routerRssBytes: number | null;
+  /** Redis CPU time over the run, µs (NaN after a Redis restart); null: not a Redis-mapped router. */
+  redisCpuUs: number | null;
+  redisMemMb: number | null;
+  /** Echo trials only: round-trip percentiles and echoes back / packets reflected (null: none reflected). */
+  echo?: { p50Us: number | null; p99Us: number | null; ratio: number | null };
+}
+
+/**
+ * The trial record of both engines. Loss and the offered rate count every datagram the generator
+ * tried to send (`attempted`), also those the kernel refused (`send_errors`): the rate search asks
+ * whether the path carried the paced load, and a send refused because the host is saturated
+ * (router and generator share it) is load that was not carried. Counting only accepted sends
+ * would let a step pass with part of its load never offered.
+ */
+export function trialRecord(m: TrialMeasurement): TrialResult {
+  const { attempted, sendErrors, elapsedMs } = m.load;
+  const { received, orphaned } = m.sinks;
+  const perPacket = (us: number | null): number | null => (us !== null && received > 0 ? round(us / received, 2) : null);
+  return {
+    offered_pps: Math.round((attempted / elapsedMs) * 1000),
+    attempted,
+    sent: attempted - sendErrors,
+    received,
+    pps: Math.round((received / elapsedMs) * 1000),
+    loss: attempted > 0 ? Math.max(0, 1 - received / attempted) : 0,
+    cpu_us_per_packet: perPacket(m.routerCpuUs),
+    redis_cpu_us_per_packet: perPacket(m.redisCpuUs),
+    p50_us: round(m.sinks.p50Us, 1),
+    p99_us: round(m.sinks.p99Us, 1),
+    // Orphaned packets (their backend left the pool) have no right destination: left out.
+    correct_ratio: received - orphaned > 0 ? round((received - orphaned - m.sinks.wrong) / (received - orphaned), 5) : null,
+    misdelivered: m.sinks.wrong,
+    orphaned,
+    connections: m.connections,
+    rss_mb: m.routerRssBytes !== null ? round(m.routerRssBytes / 1048576, 1)! : 0,
+    redis_mem_mb: round(m.redisMemMb, 2),
+    corrupt: m.sinks.corrupt,
+    send_errors: sendErrors,
+    rtt_p50_us: m.echo ? round(m.echo.p50Us, 1) : null,
+    rtt_p99_us: m.echo ? round(m.echo.p99Us, 1) : null,
+    echo_ratio: m.echo ? round(m.echo.ratio, 4) : null,
+  };
 }
 
 export class Engine {
@@ -212,31 +276,18 @@ export class Engine {
     const redisCpu1 = this.redis && this.redis.pid === redisPid0 ? treeCpuUs(redisPid0) : NaN;
     const st = await this.sinks.call<SinkStats>('stats');
     const echo = o.echo ? await this.gen.call<{ echoes: number; rttHist: number[] }>('echoStats') : undefined;
-    const received = st.received.reduce((a, b) => a + b, 0);
-    const usesRedis = spec?.family === 'redis';
-    return {
-      offered_pps: Math.round((run.sent / run.elapsedMs) * 1000),
-      sent: run.sent,
-      received,
-      pps: Math.round((received / run.elapsedMs) * 1000),
-      loss: run.sent > 0 ? Math.max(0, 1 - received / run.sent) : 0,
-      cpu_us_per_packet: handle && received > 0 ? round((cpu1 - cpu0) / received, 2) : null,
-      redis_cpu_us_per_packet: usesRedis && received > 0 && this.redis ? round((redisCpu1 - redisCpu0) / received, 2) : null,
-      p50_us: round(percentile(st.hist, 50), 1),
-      p99_us: round(percentile(st.hist, 99), 1),
-      // Orphaned packets (their backend left the pool) have no right destination: left out.
-      correct_ratio: received - st.orphaned > 0 ? round((received - st.orphaned - st.wrong) / (received - st.orphaned), 5) : null,
-      misdelivered: st.wrong,
-      orphaned: st.orphaned,
+    const usesRedis = spec?.family === 'redis' && this.redis !== undefined;
+    return trialRecord({
+      // The generator counts a datagram as sent when it calls send(); refusals arrive as errors.
+      load: { attempted: run.sent, sendErrors: run.sendErrors, elapsedMs: run.elapsedMs },
       connections,
-      rss_mb: handle ? round(sumRss(pidsAfter) / 1048576, 1)! : 0,
-      redis_mem_mb: usesRedis ? round(await this.redisMemoryMb(), 2) : null,
-      corrupt: st.corrupt,
-      send_errors: run.sendErrors,
-      rtt_p50_us: echo ? round(percentile(echo.rttHist, 50), 1) : null,
-      rtt_p99_us: echo ? round(percentile(echo.rttHist, 99), 1) : null,
-      echo_ratio: echo && st.echoed > 0 ? round(echo.echoes / st.echoed, 4) : null,
-    };
+      sinks: { received: st.received.reduce((a, b) => a + b, 0), wrong: st.wrong, orphaned: st.orphaned, corrupt: st.corrupt, p50Us: percentile(st.hist, 50), p99Us: percentile(st.hist, 99) },
+      routerCpuUs: handle ? cpu1 - cpu0 : null,
+      routerRssBytes: handle ? sumRss(pidsAfter) : null,
+      redisCpuUs: usesRedis ? redisCpu1 - redisCpu0 : null,
+      redisMemMb: usesRedis ? await this.redisMemoryMb() : null,
+      echo: echo && { p50Us: percentile(echo.rttHist, 50), p99Us: percentile(echo.rttHist, 99), ratio: st.echoed > 0 ? echo.echoes / st.echoed : null },
+    });
   }
 
   /**

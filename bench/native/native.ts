@@ -15,7 +15,7 @@ import { spawnReady, type Child } from '../lib/proc.js';
 import { treeCpuUs, treeRssBytes } from '../lib/procstat.js';
 import type { RedisServer } from '../lib/redis-server.js';
 import { repoRoot } from '../harness/build.js';
-import { INITIAL_POOL, SCHEMES, SERVER_IDS, SOURCE_ADDRESSES, round, type TrialOptions, type TrialResult } from '../harness/engine.js';
+import { INITIAL_POOL, SCHEMES, SERVER_IDS, SOURCE_ADDRESSES, trialRecord, type TrialOptions, type TrialResult } from '../harness/engine.js';
 import type { Algorithm, Env, RouterHandle, RouterSpec } from '../harness/routers.js';
 
 /** Length of the native trailer (bench/native/common.h): magic, trial, flow, seq, length, send time. */
@@ -359,31 +359,17 @@ export class NativeEngine {
     const redisCpu1 = redis && redis.pid === redisPid ? treeCpuUs(redisPid) : NaN;
     const st = await this.sinks.report();
     const received = st.received;
-    if (received > 0) this.loadCpu.push({ pps: (run.sent / run.elapsed_ms) * 1000, blast: run.cpu_us / received, sink: (treeCpuUs(this.sinks.pid) - sinkCpu0) / received });
-    const result = {
-      offered_pps: Math.round((run.sent / run.elapsed_ms) * 1000),
-      sent: run.sent,
-      received,
-      pps: Math.round((received / run.elapsed_ms) * 1000),
-      loss: run.attempted > 0 ? Math.max(0, 1 - received / run.attempted) : 0,
-      cpu_us_per_packet: handle && received > 0 ? round((cpu1 - cpu0) / received, 2) : null,
-      redis_cpu_us_per_packet: redis && received > 0 && Number.isFinite(redisCpu1) ? round((redisCpu1 - redisCpu0) / received, 2) : null,
-      p50_us: st.p50_us,
-      p99_us: st.p99_us,
-      correct_ratio: received > 0 ? round((received - st.wrong) / received, 5) : null,
-      misdelivered: st.wrong,
+    if (received > 0) this.loadCpu.push({ pps: (run.attempted / run.elapsed_ms) * 1000, blast: run.cpu_us / received, sink: (treeCpuUs(this.sinks.pid) - sinkCpu0) / received });
+    return trialRecord({
+      load: { attempted: run.attempted, sendErrors: run.send_errors, elapsedMs: run.elapsed_ms },
       connections: this.opts.conns,
-      rss_mb: handle ? round(pids.reduce((a, p) => a + treeRssBytes(p), 0) / 1048576, 1)! : 0,
-      redis_mem_mb: null,
-      corrupt: st.corrupt,
-      send_errors: run.send_errors,
-      rtt_p50_us: null,
-      rtt_p99_us: null,
-      echo_ratio: null,
-      // No pool changes in native mode.
-      orphaned: 0,
-    };
-    return result;
+      // No pool changes in native mode: nothing orphaned.
+      sinks: { received, wrong: st.wrong, orphaned: 0, corrupt: st.corrupt, p50Us: st.p50_us, p99Us: st.p99_us },
+      routerCpuUs: handle ? cpu1 - cpu0 : null,
+      routerRssBytes: handle ? pids.reduce((a, p) => a + treeRssBytes(p), 0) : null,
+      redisCpuUs: redis ? redisCpu1 - redisCpu0 : null,
+      redisMemMb: null,
+    });
   }
 
   async close(): Promise<void> {

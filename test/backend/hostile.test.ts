@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BackendError, BackendSocket, type BackendPath } from '../../src/backend/index.js';
 import { AddressSet, encodeHealthProbe, encodeProxyHeader, HealthProbeKind, parseHealthProbe, parseProxyHeader, ProxyDirection, ProxyHeader } from '../../src/quic/index.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 const toClose: Array<{ close(): unknown }> = [];
 afterEach(async () => {
@@ -41,15 +42,6 @@ function collect(b: BackendSocket): Got[] {
   return out;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-async function until(check: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await sleep(5);
-  }
-}
-
 /** The backend's listen socket, to hand its handler a datagram the kernel cannot fake for us (source port 0, 100k sources). */
 const listenSocketOf = (b: BackendSocket): dgram.Socket => (b as unknown as { listenSocket: dgram.Socket }).listenSocket;
 const inject = (b: BackendSocket, msg: Buffer, address: string, port: number): void => {
@@ -68,7 +60,7 @@ describe('BackendSocket: no send throws out of a handler', () => {
     b.on('message', (_m: Buffer, rinfo: Got['rinfo'], p: BackendPath) => b.send(Buffer.from('reply'), rinfo.address, rinfo.port, p));
     lb.send(Buffer.concat([header('192.0.2.7', 0), quic]), 25300, BE);
     lb.send(Buffer.concat([header('0.0.0.0', 443), quic]), 25300, BE);
-    await until(() => got.length === 2);
+    await waitFor('got.length === 2', () => got.length === 2, 2000);
     expect(got.map((g) => g.rinfo)).toEqual([
       { address: '192.0.2.7', port: 0 },
       { address: '0.0.0.0', port: 443 },
@@ -88,7 +80,7 @@ describe('BackendSocket: no send throws out of a handler', () => {
     expect(b.stats.sentViaLb).toBe(0);
     // The highest port is a fine destination: the reply reaches the LB.
     b.send(Buffer.from('ok'), '192.0.2.7', 65535, v4path);
-    await until(() => lb.got.length === 1);
+    await waitFor('lb.got.length === 1', () => lb.got.length === 1, 2000);
     const h = new ProxyHeader();
     expect(parseProxyHeader(lb.got[0], h)).toBeGreaterThan(0);
     expect(h.dstPort).toBe(65535);
@@ -116,13 +108,13 @@ describe('BackendSocket: no send throws out of a handler', () => {
     const client = await udp('127.0.2.44');
     const got = collect(b);
     lb.send(Buffer.concat([header('127.0.2.44', client.address().port, { dstAddr: '127.0.2.43', dstPort: 25303 }), quic]), 25302, BE);
-    await until(() => got.length === 1);
+    await waitFor('got.length === 1', () => got.length === 1, 2000);
     const p = got[0].path;
     b.send(Buffer.from('x'), '127.0.2.44', 0, p);
     b.send(Buffer.from('x'), '::1', client.address().port, p);
     b.send(Buffer.from('x'), '0.0.0.0', client.address().port, p);
     b.send(Buffer.from('fine'), '127.0.2.44', client.address().port, p);
-    await until(() => client.got.length === 1);
+    await waitFor('client.got.length === 1', () => client.got.length === 1, 2000);
     expect(client.got[0].toString()).toBe('fine');
     expect(b.stats.sendErrors).toEqual({ bad_port: 1, bad_address: 2, socket: 0 });
     expect(b.stats.sentDirect).toBe(1);
@@ -136,11 +128,11 @@ describe('BackendSocket: no send throws out of a handler', () => {
     const client = await udp('127.0.2.45');
     const got = collect(b);
     client.send(quic, 25304, BE);
-    await until(() => got.length === 1);
+    await waitFor('got.length === 1', () => got.length === 1, 2000);
     expect(got[0].rinfo.address).toBe('::ffff:127.0.2.45');
     b.send(Buffer.from('x'), '127.0.2.45', client.address().port, got[0].path);
     b.send(Buffer.from('y'), got[0].rinfo.address, got[0].rinfo.port, got[0].path);
-    await until(() => client.got.length === 1);
+    await waitFor('client.got.length === 1', () => client.got.length === 1, 2000);
     expect(client.got[0].toString()).toBe('y');
     expect(b.stats.sendErrors.bad_address).toBe(1);
   });
@@ -161,7 +153,7 @@ describe('BackendSocket: no reflection', () => {
     expect(b.stats.dropped.source).toBe(2);
     expect(b.stats.healthProbesAnswered).toBe(0);
     lb.send(probe, 25310, BE);
-    await until(() => lb.got.length === 1);
+    await waitFor('lb.got.length === 1', () => lb.got.length === 1, 2000);
     expect(lb.got[0].length).toBeLessThanOrEqual(probe.length);
     expect(parseHealthProbe(lb.got[0])).toBe(HealthProbeKind.UP);
     expect(b.stats.healthProbesAnswered).toBe(1);
@@ -174,14 +166,14 @@ describe('BackendSocket: no reflection', () => {
     const got = collect(b);
     lb.send(Buffer.concat([header('192.0.2.9', 5000), quic]), 25311, BE);
     other.send(Buffer.concat([header('192.0.2.9', 5000), quic]), 25311, BE);
-    await until(() => got.length === 1);
+    await waitFor('got.length === 1', () => got.length === 1, 2000);
     await sleep(50);
     expect(got.length).toBe(1);
     expect(got[0].rinfo).toEqual({ address: '192.0.2.9', port: 5000 });
     expect(b.stats.dropped.source).toBe(1);
     b.send(Buffer.from('back'), '192.0.2.9', 5000, got[0].path);
     lb.send(encodeHealthProbe(HealthProbeKind.REQUEST, randomBytes(8)), 25311, BE);
-    await until(() => lb.got.length === 2);
+    await waitFor('lb.got.length === 2', () => lb.got.length === 2, 2000);
     expect(lb.got.map((m) => (parseHealthProbe(m) === HealthProbeKind.UP ? 'probe' : 'reply')).sort()).toEqual(['probe', 'reply']);
   });
 
@@ -251,7 +243,7 @@ describe('BackendSocket: no reflection', () => {
     now += 500; // half a second: five more
     for (let i = 0; i < 50; i++) inject(b, probe, OTHER, victim.address().port);
     expect(b.stats.healthProbesAnswered).toBe(15);
-    await until(() => victim.got.length === 15);
+    await waitFor('victim.got.length === 15', () => victim.got.length === 15, 2000);
     expect(victim.got.every((m) => m.length === probe.length)).toBe(true);
     // Unsigned headers from anyone are still refused.
     inject(b, Buffer.concat([header('192.0.2.9', 5000), quic]), OTHER, victim.address().port);
@@ -285,11 +277,11 @@ describe('BackendSocket: bounded state and key rotation', () => {
     const lb = await udp(LB);
     const got = collect(b);
     for (const port of [1001, 1002, 1003]) lb.send(Buffer.concat([header('192.0.2.9', port), quic]), 25321, BE);
-    await until(() => got.length === 3);
+    await waitFor('got.length === 3', () => got.length === 3, 2000);
     expect(b.trackedPaths).toBe(2);
     expect(b.stats.trackedPathsEvicted).toBe(1);
     b.send(Buffer.from('tracked'), '192.0.2.9', 1003); // via the LB path: a header to the LB
-    await until(() => lb.got.length === 1);
+    await waitFor('lb.got.length === 1', () => lb.got.length === 1, 2000);
     expect(parseProxyHeader(lb.got[0], new ProxyHeader())).toBeGreaterThan(0);
     b.send(Buffer.from('evicted'), '192.0.2.9', 1001); // no path left: the listen socket, straight to 192.0.2.9
     expect(b.stats.sentDirect).toBe(1);
@@ -323,7 +315,7 @@ describe('BackendSocket: bounded state and key rotation', () => {
     await send(oldKey, [7]);
     expect(got.map((g) => g.rinfo.port)).toEqual([1, 2, 4, 5, 6, 7]);
     b.send(Buffer.from('r'), '192.0.2.9', 7, got[5].path);
-    await until(() => lb.got.length === 1);
+    await waitFor('lb.got.length === 1', () => lb.got.length === 1, 2000);
     expect(parseProxyHeader(lb.got[0], new ProxyHeader(), newKey)).toBeGreaterThan(0);
     expect(parseProxyHeader(lb.got[0], new ProxyHeader(), oldKey)).toBeLessThan(0);
     // Step 3: the old key is gone.

@@ -7,8 +7,7 @@ import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CpuBudget, cpuHierarchy } from '../../bench/lib/cgroup.js';
 import { cpuUs } from '../../bench/lib/procstat.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { sleep } from '../helpers/wait.js';
 
 describe('CpuBudget', () => {
   it('rejects a budget that is not a share of CPUs and a group name with path characters', () => {

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConfig, decodeServerId } from '../../src/quic-lb/index.js';
 import { Generator, type CidScheme } from '../../bench/load/generator.js';
 import { KIND_INITIAL, KIND_SHORT, readTrailer, type Trailer } from '../../bench/lib/trailer.js';
+import { sleep } from '../helpers/wait.js';
 
 const scheme: CidScheme = { configId: 0, serverIdLength: 2, nonceLength: 6, serverIds: [0x0a0b, 0x0c0d] };
 
@@ -29,7 +30,7 @@ describe('Generator', () => {
   };
   const target = (s: Socket, host: string) => ({ host, port: s.address().port });
   const settle = async (n: number): Promise<void> => {
-    for (let i = 0; i < 100 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 100 && seen.length < n; i++) await sleep(10);
   };
 
   beforeAll(async () => {

@@ -4,12 +4,13 @@ import { cpus } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { busyCores } from '../../bench/lib/procstat.js';
+import { sleep } from '../helpers/wait.js';
 
 describe('busyCores', () => {
   it('sees a thread that spins for the whole sample as (at least most of) a busy core', async () => {
     const spinner = new Worker('const end = Date.now() + 1500; while (Date.now() < end) {}', { eval: true });
     try {
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       const busy = await busyCores(800);
       expect(busy).toBeGreaterThan(0.7);
       expect(busy).toBeLessThanOrEqual(cpus().length);

@@ -7,8 +7,7 @@ import { buildShort } from '../../bench/lib/packets.js';
 import { Prng } from '../../bench/lib/prng.js';
 import { nowUs, stampTrailer } from '../../bench/lib/trailer.js';
 import { NO_OWNER, SinkSet } from '../../bench/sink/sinks.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { sleep } from '../helpers/wait.js';
 
 describe('SinkSet', () => {
   const owner = new Int8Array(8).fill(NO_OWNER);

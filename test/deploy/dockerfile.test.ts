@@ -4,15 +4,16 @@
 // check-config on the shipped example config, and `serve` forwarding until /healthz is 200. A
 // missing COPY, a file the build needs outside the context, a runtime import of a dev dependency
 // or a non-executable entrypoint fails here as it would fail `docker build` / `docker run`.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { accessSync, constants, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { repoRoot } from '../helpers/cli.js';
-import { deployDir, exampleEtc } from './proc.js';
-import { until } from '../lb/net.js';
+import { GRACEFUL_STOP_MS, deployDir, exampleEtc } from './proc.js';
+import { startProcess, stop } from '../helpers/process.js';
+import { waitFor } from '../helpers/wait.js';
 
 interface Instruction {
   op: string;
@@ -251,19 +252,15 @@ describe('deploy/Dockerfile', () => {
         drainMs: 200,
       }),
     );
-    const child = spawn(entry, [runtime.cmd[0], runtime.cmd[1], lbFile], { cwd: runtime.at('.'), env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const lb = await startProcess(entry, [runtime.cmd[0], runtime.cmd[1], lbFile], { cwd: runtime.at('.'), env: env(), timeoutMs: 20_000 });
+    let exited: Promise<number | null> | undefined;
     try {
-      await until(() => out.includes('\n') || child.exitCode !== null, 20_000, 'the ready line');
-      expect(JSON.parse(out.split('\n')[0]), err).toMatchObject({ ready: true, workers: 2 });
-      await until(async () => (await fetch('http://127.0.4.30:35204/healthz')).status === 200, 10_000, '/healthz 200');
+      // The ready line is the first thing on stdout.
+      expect(JSON.parse(lb.stdout().split('\n')[0]), lb.stderr()).toMatchObject({ ready: true, workers: 2 });
+      await waitFor('/healthz 200', async () => (await fetch('http://127.0.4.30:35204/healthz')).status === 200, 10_000);
     } finally {
-      if (child.exitCode === null) process.kill(child.pid!, 'SIGTERM');
+      exited = stop(lb, 'SIGTERM', GRACEFUL_STOP_MS);
     }
-    expect(await exited, err).toBe(0);
+    expect(await exited, lb.stderr()).toBe(0);
   });
 });

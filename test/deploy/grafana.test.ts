@@ -10,9 +10,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { answerHealthProbe } from '../../src/quic/index.js';
 import { createConfig, encodeConnectionId } from '../../src/quic-lb/index.js';
-import { startCli, stop } from '../e2e/fleet.js';
-import { stopWithCode, deployDir } from './proc.js';
-import { until } from '../lb/net.js';
+import { startCli, stop } from '../helpers/process.js';
+import { GRACEFUL_STOP_MS, deployDir } from './proc.js';
+import { waitFor } from '../helpers/wait.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'quic-lb-grafana-'));
 const cleanup: (() => unknown)[] = [];
@@ -116,7 +116,7 @@ describe('deploy/grafana/quic-lb.json', () => {
     cleanup.push(() => stop(lb));
     expect(lb.ready).toMatchObject({ ready: true, workers: 2 });
     const base = 'http://127.0.4.1:35004';
-    await until(async () => (await fetch(`${base}/healthz`)).status === 200, 10_000, '/healthz 200');
+    await waitFor('/healthz 200', async () => (await fetch(`${base}/healthz`)).status === 200, 10_000);
 
     // Traffic: routed short headers, a malformed datagram, a spoofed return-path datagram; a reload.
     const client = dgram.createSocket('udp4');
@@ -126,16 +126,16 @@ describe('deploy/grafana/quic-lb.json', () => {
     for (let i = 0; i < 10; i++) client.send(Buffer.concat([Buffer.of(0x40), cid, Buffer.alloc(40, i)]), 35001, '127.0.4.1');
     client.send(Buffer.alloc(0), 35001, '127.0.4.1');
     client.send(Buffer.alloc(40, 1), 35003, '127.0.4.1');
-    await until(() => forwarded === 10, 10_000, 'ten datagrams at the backend');
+    await waitFor('ten datagrams at the backend', () => forwarded === 10, 10_000);
     process.kill(lb.pid, 'SIGHUP');
     let text = '';
-    await until(
+    await waitFor(
+      'the reload and the return-path refusal on /metrics',
       async () => {
         text = await (await fetch(`${base}/metrics`)).text();
         return /quic_lb_config_reloads_total\{outcome="success"\} 1/.test(text) && /quic_lb_return_rejected_total\{reason="source"\} 1/.test(text);
       },
       10_000,
-      'the reload and the return-path refusal on /metrics',
     );
     expect(text).toMatch(/quic_lb_received_packets_total\{reason="routed"\} 10/);
     expect(text).toMatch(/quic_lb_received_packets_total\{reason="dropped_malformed"\} 1/);
@@ -158,6 +158,6 @@ describe('deploy/grafana/quic-lb.json', () => {
     // The dashboard covers every metric the LB exposes.
     const all = [...exposed.keys()].filter((m) => m.startsWith('quic_lb_'));
     expect(all.filter((m) => !seen.has(m))).toEqual([]);
-    expect(await stopWithCode(lb)).toBe(0);
+    expect(await stop(lb, 'SIGTERM', GRACEFUL_STOP_MS)).toBe(0);
   });
 });

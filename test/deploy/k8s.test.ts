@@ -15,9 +15,10 @@ import { parse } from 'yaml';
 import { runCli } from '../helpers/cli.js';
 import { unknownFields } from './k8s-fields.js';
 import { renderKustomization, type K8sObject } from './kustomize.js';
-import { readEvents, startCli } from '../e2e/fleet.js';
-import { stopWithCode, deployDir } from './proc.js';
-import { until } from '../lb/net.js';
+import { readEvents } from '../e2e/fleet.js';
+import { startCli, stop } from '../helpers/process.js';
+import { GRACEFUL_STOP_MS, deployDir } from './proc.js';
+import { waitFor } from '../helpers/wait.js';
 
 type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -213,7 +214,7 @@ describe('deploy/k8s/base', () => {
       const backend = await startCli([...args, '--event-log', log]);
       try {
         expect(backend.ready).toMatchObject({ ready: true, name: podName, configId: 0 });
-        await until(() => readEvents(log).some((e) => e.event === 'backend-started'), 5000, 'backend-started');
+        await waitFor('backend-started', () => readEvents(log).some((e) => e.event === 'backend-started'), 5000);
         const started = readEvents(log).find((e) => e.event === 'backend-started')!;
         const serverId = started.server as string;
         // --no-preferred: no preferred_address, clients stay on the VIP path.
@@ -232,7 +233,7 @@ describe('deploy/k8s/base', () => {
         expect(`${svc.spec.clusterIP}:${svc.spec.ports[0].port}`).toBe(decision.address);
         expect(svc.spec.ports[0]).toMatchObject({ protocol: 'UDP', targetPort: listenPort });
       } finally {
-        expect(await stopWithCode(backend)).toBe(0);
+        expect(await stop(backend, 'SIGTERM', GRACEFUL_STOP_MS)).toBe(0);
       }
     }
   });
@@ -333,10 +334,10 @@ describe('deploy/k8s/overlays/anycast-bird', () => {
       return /^vip\s+Static\s+\S+\s+(\w+)/m.exec(r.stdout)?.[1] ?? 'no answer';
     };
     try {
-      await until(() => vipState() === 'up', 10_000, 'the VIP announced (protocol vip up)');
+      await waitFor('the VIP announced (protocol vip up)', () => vipState() === 'up', 10_000);
       status = 503;
-      await until(() => vipState() === 'down', 10_000, 'the VIP withdrawn (protocol vip down)');
-      await until(() => log.includes('vip-health: unhealthy, withdrawing'), 5000, 'the withdrawal logged');
+      await waitFor('the VIP withdrawn (protocol vip down)', () => vipState() === 'down', 10_000);
+      await waitFor('the withdrawal logged', () => log.includes('vip-health: unhealthy, withdrawing'), 5000);
     } finally {
       if (child.exitCode === null) process.kill(child.pid!, 'SIGTERM');
       server.close();

@@ -11,9 +11,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { downloadedSha256, expectedSha256, explainDownload, has, runClient, serverCidsSeen } from '../e2e/gtlsclient.js';
 import { runCli } from '../helpers/cli.js';
-import { readEvents, startCli, stop } from '../e2e/fleet.js';
-import { stopWithCode, deployDir } from './proc.js';
-import { until } from '../lb/net.js';
+import { readEvents } from '../e2e/fleet.js';
+import { startCli, stop } from '../helpers/process.js';
+import { GRACEFUL_STOP_MS, deployDir } from './proc.js';
+import { waitFor } from '../helpers/wait.js';
 
 type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -100,11 +101,11 @@ describe('deploy/README.md rotation procedure (Kubernetes volumes, SIGHUP)', () 
     ]);
     cleanup.push(() => stop(backend));
     expect(backend.ready).toMatchObject({ configId: 0 });
-    await until(async () => (await fetch('http://127.0.4.60:35404/healthz')).status === 200, 10_000, 'LB healthy');
+    await waitFor('LB healthy', async () => (await fetch('http://127.0.4.60:35404/healthz')).status === 200, 10_000);
 
     // A client that stays on the VIP and sends its request only after the rotation below.
     const across = runClient({ host: vip.address, port: vip.port, paths: ['/bytes/200000'], extraArgs: ['--no-preferred-addr', '--delay-stream=7000ms'], timeoutMs: 40_000 });
-    await until(() => readEvents(events).some((e) => e.event === 'handshake-complete'), 10_000, 'the first handshake');
+    await waitFor('the first handshake', () => readEvents(events).some((e) => e.event === 'handshake-complete'), 10_000);
     expect(await counter(metrics, series(0))).toBeGreaterThan(0);
 
     // Steps 1-2: the new key and config reach the LB's volume; the README's reload command.
@@ -115,13 +116,13 @@ describe('deploy/README.md rotation procedure (Kubernetes volumes, SIGHUP)', () 
     };
     kubeletWrite(lbVol, { 'config.yaml': stringify(next), ...keys0, 'quic-lb-1.hex': key1 });
     execFileSync('sh', ['-c', lbReload.replace('/etc/quic-lb/config.yaml', path.join(lbVol, 'config.yaml')).replace('kill -HUP 1', `kill -HUP ${lb.pid}`)]);
-    await until(async () => (await counter(metrics, 'quic_lb_config_reloads_total{outcome="success"}')) === 1, 5000, 'the LB reload');
+    await waitFor('the LB reload', async () => (await counter(metrics, 'quic_lb_config_reloads_total{outcome="success"}')) === 1, 5000);
     expect(await counter(metrics, 'quic_lb_config_last_reload_success')).toBe(1);
 
     // Step 3: then the backends; the live connection gets config-1 CIDs (Retire Prior To).
     kubeletWrite(beVol, { 'config.yaml': stringify(next), ...keys0, 'quic-lb-1.hex': key1 });
     execFileSync('sh', ['-c', backendReload.replace('kill -HUP 1', `kill -HUP ${backend.pid}`)]);
-    await until(() => /active QUIC-LB config 1, \d+ connections got new CIDs/.test(backend.output()), 5000, 'the backend reload');
+    await waitFor('the backend reload', () => /active QUIC-LB config 1, \d+ connections got new CIDs/.test(backend.output()), 5000);
     // The reload reached the connection while it was still open (its request is still delayed).
     expect(backend.output()).toMatch(/active QUIC-LB config 1, 1 connections got new CIDs/);
     const run = await across;
@@ -146,7 +147,7 @@ describe('deploy/README.md rotation procedure (Kubernetes volumes, SIGHUP)', () 
     delete keys1['quic-lb-0.hex'];
     kubeletWrite(lbVol, { 'config.yaml': stringify(final), ...keys1 });
     execFileSync('sh', ['-c', lbReload.replace('/etc/quic-lb/config.yaml', path.join(lbVol, 'config.yaml')).replace('kill -HUP 1', `kill -HUP ${lb.pid}`)]);
-    await until(async () => (await counter(metrics, 'quic_lb_config_reloads_total{outcome="success"}')) === 2, 5000, 'the second LB reload');
+    await waitFor('the second LB reload', async () => (await counter(metrics, 'quic_lb_config_reloads_total{outcome="success"}')) === 2, 5000);
     kubeletWrite(beVol, { 'config.yaml': stringify(final), ...keys1 });
     execFileSync('sh', ['-c', backendReload.replace('kill -HUP 1', `kill -HUP ${backend.pid}`)]);
     const after = await runClient({ host: vip.address, port: vip.port, paths: ['/bytes/50000'], extraArgs: ['--no-preferred-addr'] });
@@ -159,7 +160,7 @@ describe('deploy/README.md rotation procedure (Kubernetes volumes, SIGHUP)', () 
     for (const reason of ['fallback_unknown_config', 'fallback_unknown_server_id', 'fallback_unroutable_0b111', 'dropped_no_backend']) {
       expect(await counter(metrics, `quic_lb_received_packets_total{reason="${reason}"}`), reason).toBe(0);
     }
-    expect(await stopWithCode(lb)).toBe(0);
-    expect(await stopWithCode(backend)).toBe(0);
+    expect(await stop(lb, 'SIGTERM', GRACEFUL_STOP_MS)).toBe(0);
+    expect(await stop(backend, 'SIGTERM', GRACEFUL_STOP_MS)).toBe(0);
   });
 });

@@ -6,7 +6,8 @@ import { writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createConfig, decodeServerId } from '../../src/quic-lb/index.js';
 import { downloadedSha256, expectedSha256, explainDownload, has, runClient, serverCidsSeen } from './gtlsclient.js';
-import { configYaml, readEvents, scrape, startFleet, total, waitFor, type Fleet, type FleetSpec, type QuicLbSpec } from './fleet.js';
+import { configYaml, readEvents, scrape, startFleet, total, type Fleet, type FleetSpec, type QuicLbSpec } from './fleet.js';
+import { waitFor } from '../helpers/wait.js';
 
 const fleets: Fleet[] = [];
 afterAll(async () => {
@@ -49,7 +50,9 @@ describe('QUIC-LB algorithms end to end', () => {
         expect(seen.newConnectionIds).toEqual([]);
         expect(run.output).toContain('cry remote transport_parameters disable_active_migration=1');
       } else {
-        expect(seen.preferred).toBeDefined();
+        // A CID of this config's length, other than the handshake's (its server ID is checked above).
+        expect(seen.preferred).toMatch(new RegExp(`^[0-9a-f]{${2 * config.cidLength}}$`));
+        expect(seen.preferred).not.toBe(seen.scid);
         expect(has(run.output, `selected server preferred_address is [127.0.2.${51 + c.n}]:${base + 5}`)).toBe(true);
       }
     });
@@ -80,13 +83,13 @@ describe('config rotation in the middle of a download', () => {
     const fallbackKey = randomBytes(16).toString('hex');
     writeFileSync(fleet.configFile, configYaml(next, fallbackKey));
     process.kill(fleet.lb.pid, 'SIGHUP');
-    await waitFor(async () => total(await scrape(spec), 'quic_lb_config_reloads_total', 'outcome="success"') >= 1, 5000, 'LB reload');
+    await waitFor('LB reload', async () => total(await scrape(spec), 'quic_lb_config_reloads_total', 'outcome="success"') >= 1, 5000);
 
     // Step 2: a download on the LB path; when the request arrives, the backends get the new config.
     const requestSeen = waitFor(
+      'request',
       () => spec.backends.some((b) => readEvents(fleet.eventLog(b.name)).some((e) => e.event === 'request')),
       10_000,
-      'request',
     ).then(() => {
       for (const p of fleet.backends.values()) process.kill(p.pid, 'SIGHUP');
     });

@@ -13,7 +13,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
-import { configYaml, readEvents, startCli, stop, waitFor, type FleetSpec, type Proc } from './fleet.js';
+import { configYaml, readEvents, type FleetSpec } from './fleet.js';
+import { startCli, stop, type Proc } from '../helpers/process.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 import { encodeHealthProbe, encodeProxyHeader, formatProxyAddress, HealthProbeKind, parseHealthProbe, parseProxyHeader, ProxyDirection, ProxyHeader } from '../../src/quic/index.js';
 import { createConfig, encodeConnectionId, statelessResetToken } from '../../src/quic-lb/index.js';
 
@@ -57,7 +59,6 @@ async function udp(address: string, port = 0): Promise<Sock> {
   return { s, got };
 }
 const send = (from: Sock, msg: Uint8Array, to: { address: string; port: number }): void => from.s.send(msg, to.port, to.address);
-const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A short-header datagram for a well-formed CID of backend 0001 that no connection owns: the backend answers with a stateless reset. */
 function unknownCidPacket(): { cid: Uint8Array; pkt: Buffer } {
@@ -99,7 +100,7 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     // Through the LB: the reset leaves for the return port, not for the LB that forwarded it.
     const a = unknownCidPacket();
     send(lb1, encapsulate(a.pkt), backend);
-    await waitFor(() => returnPort.got.length === 1, 3000, 'a reply at the return port');
+    await waitFor('a reply at the return port', () => returnPort.got.length === 1, 3000);
     const h = new ProxyHeader();
     const hl = parseProxyHeader(returnPort.got[0], h);
     expect(hl).toBeGreaterThan(0);
@@ -114,12 +115,12 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     // Direct (a client on the backend's own address): answered to the sender, same key.
     const b = unknownCidPacket();
     send(lb1, b.pkt, backend);
-    await waitFor(() => lb1.got.length === 1, 3000, 'a direct reply');
+    await waitFor('a direct reply', () => lb1.got.length === 1, 3000);
     expect(tokenOf(lb1.got[0])).toBe(expectedToken(b.cid));
 
     // A sender outside --allow-lb: dropped (nothing anywhere), while the allowed LB still gets through.
     send(lb2, encapsulate(unknownCidPacket().pkt), backend);
-    await pause(300);
+    await sleep(300);
     expect(returnPort.got.length).toBe(1);
     expect(lb2.got.length).toBe(0);
 
@@ -128,23 +129,23 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     lb1.got.length = 0;
     send(lb2, probe(), backend);
     send(lb1, probe(), backend);
-    await waitFor(() => lb1.got.length === 1, 3000, 'a probe answer');
+    await waitFor('a probe answer', () => lb1.got.length === 1, 3000);
     expect(parseHealthProbe(lb1.got[0])).toBe(HealthProbeKind.UP);
-    await pause(100);
+    await sleep(100);
     expect(lb2.got.length).toBe(0);
     process.kill(p.pid, 'SIGUSR2');
-    await waitFor(async () => {
+    await waitFor('probes answered "draining"', async () => {
       lb1.got.length = 0;
       send(lb1, probe(), backend);
-      await pause(50);
+      await sleep(50);
       return lb1.got.length === 1 && parseHealthProbe(lb1.got[0]) === HealthProbeKind.DRAINING;
-    }, 5000, 'probes answered "draining"');
+    }, 5000);
     expect(readEvents(log).some((e) => e.event === 'draining')).toBe(true);
     expect(p.output()).toContain('draining');
     // Still serving while draining: LB-path datagrams are answered as before.
     const c = unknownCidPacket();
     send(lb1, encapsulate(c.pkt), backend);
-    await waitFor(() => returnPort.got.length === 2, 3000, 'a reply while draining');
+    await waitFor('a reply while draining', () => returnPort.got.length === 2, 3000);
     expect(tokenOf(returnPort.got[1])).toBe(expectedToken(c.cid));
     expect(p.child.exitCode).toBeNull();
   });
@@ -163,7 +164,7 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
       lb1.got.length = 0;
       const a = unknownCidPacket();
       send(lb1, encapsulate(a.pkt), k.backend);
-      await waitFor(() => lb1.got.length === 1, 3000, `a reply at the forwarding LB (${k.args.join(' ')})`);
+      await waitFor(`a reply at the forwarding LB (${k.args.join(' ')})`, () => lb1.got.length === 1, 3000);
       const h = new ProxyHeader();
       const hl = parseProxyHeader(lb1.got[0], h);
       expect([formatProxyAddress(h, 'dst'), h.dstPort]).toEqual([CLIENT.address, CLIENT.port]);
@@ -195,7 +196,7 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     const exchange = async (key: string): Promise<Buffer | undefined> => {
       returnPort.got.length = 0;
       send(lb2, signed(key, unknownCidPacket().pkt), backend);
-      await pause(300);
+      await sleep(300);
       return returnPort.got[0];
     };
     const verifies = (reply: Buffer | undefined, key: string): boolean => reply !== undefined && parseProxyHeader(reply, new ProxyHeader(), Buffer.from(key, 'hex')) > 0;
@@ -203,7 +204,7 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     expect(await exchange(randomBytes(32).toString('hex'))).toBeUndefined(); // a forged signature: dropped
     writeFileSync(file, withKey(k2));
     process.kill(p.pid, 'SIGHUP');
-    await waitFor(() => p.output().includes('config reloaded'), 3000, 'the reload');
+    await waitFor('the reload', () => p.output().includes('config reloaded'), 3000);
     expect(p.output()).toContain('1 return-path keys');
     const r2 = await exchange(k2);
     expect(modeWarnings()).toBe(2); // and once per reload
@@ -212,7 +213,7 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     // A broken file: the running key stays, the error names code and field.
     writeFileSync(file, withKey(k2).replace(`hmacKey: '${k2}'`, "hmacKey: 'zz'"));
     process.kill(p.pid, 'SIGHUP');
-    await waitFor(() => p.output().includes('reload failed'), 3000, 'the failed reload');
+    await waitFor('the failed reload', () => p.output().includes('reload failed'), 3000);
     expect(p.output()).toMatch(/quic-lb demo backend: reload failed, keeping the running config and keys: ERR_CONFIG_HEX at \/returnPath\/hmacKey: /);
     expect(verifies(await exchange(k2), k2)).toBe(true);
     expect(p.child.exitCode).toBeNull();
@@ -224,7 +225,7 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     procs.push(p);
     expect(p.output()).toMatch(/quic-lb demo backend: warning: insecureAnyLb: encapsulated datagrams are accepted from any source/);
     send(lb2, encapsulate(unknownCidPacket().pkt), { address: '127.0.2.119', port: 25956 });
-    await waitFor(() => lb2.got.length === 1, 3000, 'a reply to the unauthenticated sender');
+    await waitFor('a reply to the unauthenticated sender', () => lb2.got.length === 1, 3000);
   });
 
   it('bad flags: one line naming the flag, exit code 2', () => {

@@ -1,12 +1,12 @@
 // A fleet of real processes for end-to-end tests: `quic-lb serve` (the LB) and
 // `quic-lb demo backend` processes from the built CLI (dist/cli.js), one shared config file.
-// Every process is stopped by PID; every wait has a deadline.
-import { spawn, type ChildProcess } from 'node:child_process';
+// Processes start and stop through test/helpers/process.ts (by PID); every wait has a deadline.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { cliPath, repoRoot } from '../helpers/cli.js';
+import { startCli, stop, type Proc } from '../helpers/process.js';
+import { waitFor } from '../helpers/wait.js';
 import { sourceAddressToward } from '../../src/demo/index.js';
 
 export interface QuicLbSpec {
@@ -62,79 +62,6 @@ export function configYaml(spec: FleetSpec, fallbackKey: string): string {
   return `${lines.join('\n')}\n`;
 }
 
-export interface Proc {
-  child: ChildProcess;
-  pid: number;
-  ready: Record<string, unknown>;
-  output: () => string;
-}
-
-/** Starts `node dist/cli.js ...args` and waits for its JSON `ready` line on stdout. */
-export function startCli(args: string[], timeoutMs = 15_000): Promise<Proc> {
-  if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: build first (npm run build)`);
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let done = false;
-    const timer = setTimeout(() => {
-      if (done) return;
-      done = true;
-      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-      reject(new Error(`no ready line from ${args.join(' ')} within ${timeoutMs} ms:\n${out}`));
-    }, timeoutMs);
-    const onData = (b: Buffer): void => {
-      out += b.toString();
-      if (done) return;
-      for (const line of out.split('\n')) {
-        if (!line.startsWith('{')) continue;
-        try {
-          const j = JSON.parse(line) as Record<string, unknown>;
-          if (j.ready === true) {
-            done = true;
-            clearTimeout(timer);
-            resolve({ child, pid: child.pid as number, ready: j, output: () => out });
-            return;
-          }
-        } catch {
-          // not a complete JSON line yet
-        }
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.on('exit', (code) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      reject(new Error(`${args.join(' ')} exited with ${code}:\n${out}`));
-    });
-  });
-}
-
-/** Stops a process by PID (SIGTERM, then SIGKILL after 3 s) and waits for it to exit. */
-export function stop(p: Proc | undefined): Promise<void> {
-  if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const kill = setTimeout(() => {
-      try {
-        process.kill(p.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }, 3000);
-    p.child.once('exit', () => {
-      clearTimeout(kill);
-      resolve();
-    });
-    try {
-      process.kill(p.pid, 'SIGTERM');
-    } catch {
-      clearTimeout(kill);
-      resolve();
-    }
-  });
-}
-
 export interface Fleet {
   dir: string;
   configFile: string;
@@ -165,12 +92,12 @@ export async function startFleet(spec: FleetSpec, backendArgs: (b: BackendDef) =
     spec.backends.forEach((b, i) => backends.set(b.name, started[i]));
     lb = await startCli(['serve', '--config', configFile, '--no-watch']);
     await waitFor(
+      'backends up at the LB',
       async () => {
         const m = await scrape(spec);
         return spec.backends.every((b) => m.get(`quic_lb_backend_state{backend="${b.name}",state="up"}`) === 1 && (m.get(`quic_lb_health_checks_total{backend="${b.name}",result="ok"}`) ?? 0) >= 1);
       },
       10_000,
-      'backends up at the LB',
     );
   } catch (err) {
     await Promise.all([...backends.values()].map((p) => stop(p)));
@@ -221,14 +148,4 @@ export function total(metrics: Map<string, number>, name: string, filter = ''): 
   let t = 0;
   for (const [k, v] of metrics) if ((k === name || k.startsWith(`${name}{`)) && k.includes(filter)) t += v;
   return t;
-}
-
-/** Waits until `check()` is true (polling), or throws after `timeoutMs`. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }

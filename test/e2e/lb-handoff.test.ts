@@ -53,21 +53,24 @@ describe('LB handoff with gtlsclient', () => {
     expect(downloadedSha256(run, '200000'), explainDownload(run, '200000', 200000)).toBe(expectedSha256(200000));
 
     const seen = serverCidsSeen(out);
-    expect(seen.scid).toBeDefined();
+    // A CID of the config's length (first octet + server ID + nonce), hex.
+    const cidHex = new RegExp(`^[0-9a-f]{${2 * config.cidLength}}$`);
+    expect(seen.scid).toMatch(cidHex);
     const sid = sidOf(seen.scid as string);
+    // Its server ID names the backend whose event log has the connection.
     const backend = backendBySid.get(sid);
-    expect(backend).toBeDefined();
+    const served = servingBackend(seen.scid as string);
+    expect(backend?.name).toBe(served.name);
     const b = backend!;
     expect(has(out, `selected server preferred_address is [${b.address}]:${b.port}`)).toBe(true);
     expect(out).toContain(`remote:[${b.address}]:${b.port}} succeeded`);
 
     // 2: SCID, preferred_address CID and every NEW_CONNECTION_ID CID decode to that backend.
     const all = [seen.scid, seen.preferred, ...seen.newConnectionIds] as string[];
-    expect(seen.preferred).toBeDefined();
+    expect(seen.preferred).toMatch(cidHex);
+    expect(seen.preferred).not.toBe(seen.scid);
     expect(seen.newConnectionIds.length).toBeGreaterThanOrEqual(1);
     for (const cid of all) expect(sidOf(cid)).toBe(sid);
-    const served = servingBackend(seen.scid as string);
-    expect(served.name).toBe(b.name);
     const issued = served.events.filter((e) => e.event === 'cid-issued').map((e) => e.cid);
     for (const cid of all) expect(issued).toContain(cid);
 

@@ -3,8 +3,10 @@
 // check withdraws the route (deploy/bird/vip-health.sh) and a dead BIRD is dropped at hold-time
 // expiry. Root only (CI); non-root developers skip the namespace part.
 import { describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BIRD_DIR, birdc, checkBirdConfig, lbBirdConfig, renderTemplate, routerBirdConfig, startBird } from './bird.js';
@@ -59,8 +61,47 @@ describe.runIf(HAS_BIRD)('deploy/bird templates', () => {
     expect(() => renderTemplate('a', { X: 1 })).toThrow(FleetError);
     expect(renderTemplate('a {{X}} {{X}}', { X: 1 })).toBe('a 1 1');
   });
-  it('vip-health.sh is executable', () => {
-    execFileSync('sh', ['-n', path.join(BIRD_DIR, 'vip-health.sh')]);
+});
+
+// vip-health.sh against a real /healthz on loopback and a stand-in `birdc` (first on PATH) that
+// records its arguments: the script runs as systemd starts it (executed directly, which needs
+// its executable bit and shebang), and needs neither BIRD nor a namespace.
+describe.runIf(has('curl'))('deploy/bird/vip-health.sh', () => {
+  it('announces after RISE answers of 200, withdraws after FALL failures of /healthz (503), exits 0 on SIGTERM', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'qlbt-vip-health-'));
+    const calls = path.join(dir, 'birdc.calls');
+    writeFileSync(path.join(dir, 'birdc'), `#!/bin/sh\necho "$*" >> '${calls}'\n`, { mode: 0o755 });
+    let status = 200;
+    const server = createServer((req, res) => {
+      res.statusCode = req.url === '/healthz' ? status : 404;
+      res.end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/healthz`;
+    const script = spawn(path.join(BIRD_DIR, 'vip-health.sh'), [url, '/run/test/bird.ctl', '0.05', '2', '2'], {
+      env: { ...process.env, PATH: `${dir}:${process.env.PATH}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    script.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    script.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((r) => script.once('exit', (code) => r(code)));
+    const birdcCalls = (): string[] => (existsSync(calls) ? readFileSync(calls, 'utf8').split('\n').filter((l) => l !== '') : []);
+    try {
+      await waitFor('the announcement', async () => birdcCalls().length === 1, 10_000);
+      expect(birdcCalls()).toEqual(['-s /run/test/bird.ctl enable vip']);
+      status = 503;
+      await waitFor('the withdrawal', async () => birdcCalls().length === 2, 10_000);
+      expect(birdcCalls()).toEqual(['-s /run/test/bird.ctl enable vip', '-s /run/test/bird.ctl disable vip']);
+    } finally {
+      if (script.exitCode === null && script.pid !== undefined) process.kill(script.pid, 'SIGTERM');
+      server.close();
+    }
+    expect(await exited, out).toBe(0);
+    expect(out).toBe('vip-health: healthy, announcing (vip enabled)\nvip-health: unhealthy, withdrawing (vip disabled)\n');
+    // No further birdc call: each state change is announced once.
+    expect(birdcCalls()).toHaveLength(2);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 

@@ -18,6 +18,7 @@ import { createFleet, namespacePids, pidAlive, waitFor, type Fleet, type Ns } fr
 import { BACKEND_PORT, CLI, REPO, RETURN_PORT, VIP_PORT, client, isDemoBody, outputOf, scrape, startReady } from '../fleet/quic-fleet.js';
 import { OctetCounter, buildRawUdp, rawSend, writePayloads, type CountReport, type SendResult } from './native.js';
 import { recordCase, type CaseResult } from './summary.js';
+import { sleep } from '../helpers/wait.js';
 
 export { BACKEND_PORT, RETURN_PORT, VIP_PORT };
 
@@ -42,8 +43,6 @@ export const CONTRACT = {
 
 /** Stated bound of the LB's RSS growth under the slow-backend flood. */
 export const RSS_GROWTH_LIMIT_MB = 64;
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export interface LbOptions {
   workers?: number;

@@ -10,10 +10,11 @@ import { writeFileSync } from 'node:fs';
 import { canUseNetns, waitFor, type Ns } from '../fleet/netns.js';
 import { ProxyDirection } from '../../src/quic/proxy-v2.js';
 import {
-  CONTRACT, QUIC_LB_KEYS, VICTIM, VIP_PORT, blast, deadProcesses, downloads, lbConfig, lbRssMb, metricSum, recordSetupFailure, scrape, signal, sleep, startHostile, type Hostile, type LbOptions,
+  CONTRACT, QUIC_LB_KEYS, VICTIM, VIP_PORT, blast, deadProcesses, downloads, lbConfig, lbRssMb, metricSum, recordSetupFailure, scrape, signal, startHostile, type Hostile, type LbOptions,
 } from './harness.js';
 import { mintedCid, proxyForgeries, shortHeader } from './payloads.js';
 import { recordCase, type CaseResult } from './summary.js';
+import { sleep } from '../helpers/wait.js';
 
 const ROOT = canUseNetns();
 /** Concurrent downloads per case and their size (the demo's /bytes/N). */

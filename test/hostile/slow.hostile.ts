@@ -12,11 +12,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canUseNetns } from '../fleet/netns.js';
 import {
-  CONTRACT, QUIC_LB_KEYS, RSS_GROWTH_LIMIT_MB, blast, lbRssMb, metricSum, recordSetupFailure, scrape, sleep, startHostile, udpStats, type Hostile,
+  CONTRACT, QUIC_LB_KEYS, RSS_GROWTH_LIMIT_MB, blast, lbRssMb, metricSum, recordSetupFailure, scrape, startHostile, udpStats, type Hostile,
 } from './harness.js';
 import { OctetCounter } from './native.js';
 import { mintedCid, shortHeader } from './payloads.js';
 import { recordCase } from './summary.js';
+import { sleep } from '../helpers/wait.js';
 
 const ROOT = canUseNetns();
 const FLOOD_COUNT = 60_000;

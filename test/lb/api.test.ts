@@ -19,7 +19,8 @@ import {
 } from '../../src/quic/index.js';
 import { type BackendState, HealthChecker, type HealthCheckSpec, type ProbeResult, nextState, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
 import { repoRoot, runCli } from '../helpers/cli.js';
-import { Client, Sink, until } from './net.js';
+import { Client, Sink } from './net.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, configDoc, shortHeader } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-api-'));
@@ -116,7 +117,7 @@ describe('HealthChecker', () => {
     // Silence is still a failure after a stall: the responder is gone.
     responder.postMessage('close');
     await new Promise((r) => responder.once('exit', r));
-    expect(await stalled(() => new Promise((r) => setTimeout(r, 20)))).toBe('failed');
+    expect(await stalled(() => sleep(20))).toBe('failed');
   });
 
   it('tcp and http probes', async () => {
@@ -200,15 +201,15 @@ describe('HealthChecker', () => {
       }),
     );
     hc.configure(config);
-    await until(() => hc.states().get('x')!.checksOk >= 3, 3000, 'probes ok');
+    await waitFor('probes ok', () => hc.states().get('x')!.checksOk >= 3, 3000);
     expect(changes).toEqual([]);
     const failedBefore = hc.states().get('x')!.checksFailed;
     sink.healthy = false;
-    await until(() => changes.length === 1, 3000, 'unreachable');
+    await waitFor('unreachable', () => changes.length === 1, 3000);
     expect(changes).toEqual(['unreachable']);
     expect(at[0].failed - failedBefore).toBe(3); // exactly `fall` failures
     sink.healthy = true;
-    await until(() => changes.length === 2, 3000, 'up');
+    await waitFor('up', () => changes.length === 2, 3000);
     expect(changes).toEqual(['unreachable', 'up']);
     expect(at[1].ok - at[0].ok).toBe(2); // exactly `rise` successes
     expect(hc.view().get('x')).toBe('up');
@@ -231,7 +232,7 @@ describe('startLoadBalancer() in-process', () => {
     const client = await Client.start('127.0.1.75');
     cleanup.push(() => client.close());
     client.send(shortHeader(cid(0, SIDS.a[0])), vips[0]);
-    await until(() => sink.received.length === 1, 3000, 'forwarded');
+    await waitFor('forwarded', () => sink.received.length === 1, 3000);
     expect(sink.received[0].client).toBe('127.0.1.75');
     expect(await lb.metricsText()).toContain('quic_lb_received_packets_total{reason="routed"} 1');
     const r = await lb.reload(); // no file: a counted failure, config unchanged
@@ -274,7 +275,7 @@ describe('reload of restart-only fields', () => {
     const client = await Client.start('127.0.1.78');
     cleanup.push(() => client.close());
     client.send(shortHeader(cid(0, '0777')), vip);
-    await until(() => sink.received.length === 1, 3000, 'new server ID routed after the reload');
+    await waitFor('new server ID routed after the reload', () => sink.received.length === 1, 3000);
   });
 });
 
@@ -303,7 +304,7 @@ describe('IPv6 VIP', () => {
     cleanup.push(() => client.close());
     client.send(shortHeader(cid(0, SIDS.a[0])), vip.port, '::1');
     client.send(shortHeader(Buffer.from('e7000102030405060708', 'hex')), vip.port, '::1');
-    await until(() => sink.received.length === 2, 3000, 'v6 datagrams forwarded');
+    await waitFor('v6 datagrams forwarded', () => sink.received.length === 2, 3000);
     for (const r of sink.received) {
       expect(r.client).toBe('::1');
       expect(r.clientPort).toBe(client.address().port);
@@ -312,7 +313,7 @@ describe('IPv6 VIP', () => {
     }
     const ret = lb.addresses().returnPort!;
     sink.reply(ret, { address: '::1', port: vip.port }, { address: '::1', port: client.address().port }, Buffer.from('v6-reply'));
-    await until(() => got.length === 1, 3000, 'v6 reply from the VIP');
+    await waitFor('v6 reply from the VIP', () => got.length === 1, 3000);
     expect(got[0].toString()).toBe('v6-reply');
   });
 });

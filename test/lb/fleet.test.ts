@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FourTuple, REASON_NAMES, buildRouterState, decide, isForwarded, loadConfigFile } from '../../src/lb/index.js';
-import { Client, ServeProcess, Sink, sleep, sum, until, writeYaml } from './net.js';
+import { Client, ServeProcess, Sink, sum, writeYaml } from './net.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 import { QUIC_V1, QUIC_V2, SIDS, V1, V2, backendDocs, cid, configDoc, longHeader, shortHeader } from './fixtures.js';
 import { runCli } from '../helpers/cli.js';
 
@@ -64,12 +65,12 @@ describe('fleet behaviour', () => {
       cleanup.push(() => lb.stop('SIGKILL'));
       dgs.forEach((dg, i) => clients[i % clients.length].send(dg, lb.vip));
       let forwarded = 0;
-      await until(async () => {
+      await waitFor('trace counted', async () => {
         const m = await lb.metrics();
         forwarded = sum(m, 'quic_lb_received_packets_total') - (m.get('quic_lb_received_packets_total{reason="dropped_malformed"}') ?? 0);
         return sum(m, 'quic_lb_received_packets_total') === dgs.length;
-      }, 5000, 'trace counted');
-      await until(() => sinks.reduce((n, s) => n + s.received.length, 0) === forwarded, 5000, 'trace delivered');
+      }, 5000);
+      await waitFor('trace delivered', () => sinks.reduce((n, s) => n + s.received.length, 0) === forwarded, 5000);
       expect(await lb.stop()).toBe(0);
       const where = new Map<string, string>();
       sinks.forEach((s, k) => {
@@ -134,7 +135,7 @@ describe('fleet behaviour', () => {
       }
       await sleep(5);
     }
-    await until(() => sinks[0].received.length === N, 10_000, 'all datagrams through the workers');
+    await waitFor('all datagrams through the workers', () => sinks[0].received.length === N, 10_000);
     const m = await lb.metrics();
     expect(m.get('quic_lb_workers')).toBe(2);
     expect(m.get('quic_lb_received_packets_total{reason="routed"}')).toBe(N);
@@ -148,10 +149,10 @@ describe('fleet behaviour', () => {
     (doc.backends as { serverIds: Record<string, string[]> }[])[1].serverIds['0'].push('0005');
     writeYaml(file, doc);
     lb.proc.kill('SIGHUP');
-    await until(async () => (await lb.metrics()).get('quic_lb_config_reloads_total{outcome="success"}') === 1, 5000, 'reload');
+    await waitFor('reload', async () => (await lb.metrics()).get('quic_lb_config_reloads_total{outcome="success"}') === 1, 5000);
     const before = sinks[1].received.length;
     for (let i = 0; i < 400; i++) clients[i % clients.length].send(shortHeader(cid(0, '0005', i)), lb.vip);
-    await until(() => sinks[1].received.length === before + 400, 5000, 'new server ID routed by every worker');
+    await waitFor('new server ID routed by every worker', () => sinks[1].received.length === before + 400, 5000);
     const m2 = await lb.metrics();
     expect(m2.get('quic_lb_received_packets_total{reason="routed"}')).toBe(N + 400);
 
@@ -160,13 +161,13 @@ describe('fleet behaviour', () => {
     const before2 = children();
     expect(before2.length).toBe(2);
     process.kill(before2[0], 'SIGKILL');
-    await until(() => children().length === 2 && !children().includes(before2[0]), 10_000, 'worker replaced');
-    await until(async () => (await lb.metrics()).get('quic_lb_workers') === 2, 10_000, 'replacement forwarding');
+    await waitFor('worker replaced', () => children().length === 2 && !children().includes(before2[0]), 10_000);
+    await waitFor('replacement forwarding', async () => (await lb.metrics()).get('quic_lb_workers') === 2, 10_000);
     const m3 = await lb.metrics();
     expect(m3.get('quic_lb_received_packets_total{reason="routed"}')).toBeGreaterThanOrEqual(N + 400);
     const b2 = sinks[1].received.length;
     for (let i = 0; i < 200; i++) clients[i % clients.length].send(shortHeader(cid(0, '0005', 1000 + i)), lb.vip);
-    await until(() => sinks[1].received.length === b2 + 200, 5000, 'forwarding after the worker restart');
+    await waitFor('forwarding after the worker restart', () => sinks[1].received.length === b2 + 200, 5000);
     expect(await lb.stop()).toBe(0);
   });
 });

@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Client, ServeProcess, Sink, sleep, sum, until, writeYaml } from './net.js';
+import { Client, ServeProcess, Sink, sum, writeYaml } from './net.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 import { backendDocs, configDoc, fuzzSeeds, rng } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-fuzz-'));
@@ -48,19 +49,19 @@ describe('live forwarder fuzz', () => {
       await sleep(4);
     }
     let counted = 0;
-    await until(
+    await waitFor(
+      'every datagram counted',
       async () => {
         counted = sum(await lb.metrics(), 'quic_lb_received_packets_total');
         return counted === N;
       },
       20_000,
-      'every datagram counted',
     ).catch(() => expect(counted).toBe(N));
     const m = await lb.metrics();
     const dropped = (m.get('quic_lb_received_packets_total{reason="dropped_malformed"}') ?? 0) + (m.get('quic_lb_received_packets_total{reason="dropped_no_backend"}') ?? 0);
     const forwarded = N - dropped;
     expect(sum(m, 'quic_lb_backend_packets_total') - sum(m, 'quic_lb_return_packets_total')).toBe(forwarded);
-    await until(() => sinks.reduce((n, s) => n + s.count, 0) === forwarded, 10_000, 'every forwarded datagram delivered');
+    await waitFor('every forwarded datagram delivered', () => sinks.reduce((n, s) => n + s.count, 0) === forwarded, 10_000);
     expect(m.get('quic_lb_received_packets_total{reason="routed"}')).toBeGreaterThan(N / 10);
     expect(await lb.healthz()).toBe(200);
     expect(await lb.stop()).toBe(0);

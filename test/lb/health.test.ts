@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Client, ServeProcess, Sink, sleep, until, writeYaml } from './net.js';
+import { Client, ServeProcess, Sink, writeYaml } from './net.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-health-'));
@@ -56,7 +57,7 @@ describe('health checks', () => {
         dg.writeUInt16BE(i, dg.length - 2);
         cl.send(dg, lb.vip);
       });
-      await until(() => sinks.reduce((n, s, k) => n + s.received.length - marks[k], 0) === clients.length, 5000, `round ${tag}`);
+      await waitFor(`round ${tag}`, () => sinks.reduce((n, s, k) => n + s.received.length - marks[k], 0) === clients.length, 5000);
       const owner: string[] = [];
       sinks.forEach((s, k) => {
         for (const r of s.received.slice(marks[k])) owner[r.payload.readUInt16BE(r.payload.length - 2)] = names.get(s)!;
@@ -68,7 +69,7 @@ describe('health checks', () => {
     expect(first.filter((n) => n === 'c').length).toBeGreaterThan(0);
 
     c.healthy = false;
-    await until(async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="unreachable"}') === 1, 5000, 'c unreachable');
+    await waitFor('c unreachable', async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="unreachable"}') === 1, 5000);
     let m = await lb.metrics();
     expect(m.get('quic_lb_backend_state{backend="c",state="unreachable"}')).toBe(1);
     expect(m.get('quic_lb_backend_state{backend="c",state="up"}')).toBe(0);
@@ -80,14 +81,14 @@ describe('health checks', () => {
     // Probe loss is not death: within the grace a CID naming c still goes to c.
     const cBefore = c.received.length;
     clients[0].send(shortHeader(cid(0, SIDS.c[0])), lb.vip);
-    await until(() => c.received.length === cBefore + 1, 3000, 'routed to the unreachable backend');
+    await waitFor('routed to the unreachable backend', () => c.received.length === cBefore + 1, 3000);
     m = await lb.metrics();
     expect(m.get('quic_lb_received_packets_total{reason="fallback_backend_down"}') ?? 0).toBe(0);
     // Past the grace c is down: a CID naming it falls back to a live one (which can answer with a stateless reset).
-    await until(async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="down"}') === 1, 5000, 'c down after the grace');
+    await waitFor('c down after the grace', async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="down"}') === 1, 5000);
     const aBefore = a.received.length + b.received.length;
     clients[0].send(shortHeader(cid(0, SIDS.c[0])), lb.vip);
-    await until(() => a.received.length + b.received.length === aBefore + 1, 3000, 'backend_down fallback');
+    await waitFor('backend_down fallback', () => a.received.length + b.received.length === aBefore + 1, 3000);
     m = await lb.metrics();
     expect(m.get('quic_lb_received_packets_total{reason="fallback_backend_down"}')).toBe(1);
     expect(m.get('quic_lb_cid_packets_total{config_id="0",result="backend_down"}')).toBe(1);
@@ -95,7 +96,7 @@ describe('health checks', () => {
     expect(await lb.healthz()).toBe(200);
 
     c.healthy = true;
-    await until(async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="up"}') === 1, 5000, 'c back up');
+    await waitFor('c back up', async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="up"}') === 1, 5000);
     const third = await round(3);
     expect(third).toEqual(first); // the same table as before: deterministic from the health view
     m = await lb.metrics();
@@ -104,7 +105,7 @@ describe('health checks', () => {
 
     // Every backend down: /healthz fails so the route is withdrawn.
     for (const s of sinks) s.healthy = false;
-    await until(async () => (await lb.healthz()) === 503, 5000, 'healthz 503 with no backend up');
+    await waitFor('healthz 503 with no backend up', async () => (await lb.healthz()) === 503, 5000);
     await sleep(10);
     expect(await lb.stop()).toBe(0);
   });

@@ -10,7 +10,8 @@ import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { encodeProxyHeader } from '../../src/quic/index.js';
 import { type LoadBalancer, sendableDestination, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
-import { Client, ServeProcess, Sink, sleep, until, writeYaml } from './net.js';
+import { Client, ServeProcess, Sink, writeYaml } from './net.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-hostile-'));
@@ -96,7 +97,7 @@ describe('return-path destinations node:dgram refuses (one process)', () => {
     // Each twice: on the return port and on the backend's own connected socket (the other path
     // into onReturn). The forwarded datagram tells the sink where that socket is.
     client.send(shortHeader(cid(0, SIDS.a[0])), vip4);
-    await until(() => sink.received.length === 1, 3000, 'first datagram forwarded');
+    await waitFor('first datagram forwarded', () => sink.received.length === 1, 3000);
     const upstream = sink.received[0].from;
     for (const [dg] of hostile) {
       sink.socket.send(dg, ret.port, ret.address);
@@ -105,20 +106,20 @@ describe('return-path destinations node:dgram refuses (one process)', () => {
     // A v6 header naming the v4 VIP (a v6 client on a v4 VIP): no such VIP.
     sink.socket.send(returnDatagram({ address: '::ffff:127.0.9.1', port: vip4.port }, { address: '::1', port: 443 }, payload), ret.port, ret.address);
     const want = (reason: string): number => 2 * hostile.filter(([, r]) => r === reason).length;
-    await until(
+    await waitFor(
+      'hostile replies counted',
       async () => {
         const m = await metricsOf(lb);
         return m.get('quic_lb_send_errors_total{reason="bad_port"}') === want('bad_port') && m.get('quic_lb_send_errors_total{reason="bad_address"}') === want('bad_address');
       },
       3000,
-      'hostile replies counted',
     );
 
     // Still forwarding, and still returning to a real client.
     client.send(shortHeader(cid(0, SIDS.a[0])), vip4);
-    await until(() => sink.received.length === 2, 3000, 'datagram forwarded after the hostile replies');
+    await waitFor('datagram forwarded after the hostile replies', () => sink.received.length === 2, 3000);
     sink.reply(ret, vip4, toClient, Buffer.from('still-here'));
-    await until(() => client.received.length === 1, 3000, 'a valid reply still reaches the client');
+    await waitFor('a valid reply still reaches the client', () => client.received.length === 1, 3000);
     expect(client.received[0].payload.toString()).toBe('still-here');
     expect(client.received[0].from.port).toBe(vip4.port);
     const m = await metricsOf(lb);
@@ -157,7 +158,7 @@ describe('return-path destinations node:dgram refuses (two cluster workers)', ()
       clients[i % 4].send(shortHeader(cid(0, SIDS.a[0], i + 1)), lb.vip);
       if (i % 10 === 0) await sleep(5);
     }
-    await until(() => sink.received.length === N, 5000, 'datagrams forwarded');
+    await waitFor('datagrams forwarded', () => sink.received.length === N, 5000);
     for (const r of sink.received) froms.add(`${r.from.address}:${r.from.port}`);
     // One upstream socket per worker that received datagrams (the kernel picks the worker).
     expect(froms.size).toBeGreaterThanOrEqual(1);
@@ -169,16 +170,16 @@ describe('return-path destinations node:dgram refuses (two cluster workers)', ()
       }
     }
     for (let i = 0; i < 50; i++) sink.socket.send(returnDatagram(lb.vip, { address: '127.0.9.51', port: 0 }, Buffer.from('p0')), ret.port, ret.address);
-    await until(
+    await waitFor(
+      'hostile replies counted by the workers',
       async () => {
         const m = await lb.metrics();
         return m.get('quic_lb_send_errors_total{reason="bad_port"}') === 50 * froms.size + 50 && m.get('quic_lb_send_errors_total{reason="bad_address"}') === 50 * froms.size;
       },
       5000,
-      'hostile replies counted by the workers',
     );
     for (let i = 0; i < N; i++) clients[i % 4].send(shortHeader(cid(0, SIDS.a[0], i + 1)), lb.vip);
-    await until(() => sink.received.length === 2 * N, 5000, 'datagrams forwarded after');
+    await waitFor('datagrams forwarded after', () => sink.received.length === 2 * N, 5000);
     const m = await lb.metrics();
     expect(m.get('quic_lb_worker_restarts_total')).toBe(0);
     expect(m.get('quic_lb_workers')).toBe(2);

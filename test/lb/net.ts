@@ -1,11 +1,11 @@
 // Real-socket helpers of the LB integration tests: sink backends that decapsulate PROXY v2 and
 // answer health probes, `quic-lb serve` child processes, a /metrics scraper.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { ProxyDirection, ProxyHeader, answerHealthProbe, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/quic/index.js';
-import { cliPath, repoRoot } from '../helpers/cli.js';
+import { startCli, stop, type Proc } from '../helpers/process.js';
 
 export interface Received {
   client: string;
@@ -112,45 +112,26 @@ export interface ReadyInfo {
   workers: number;
 }
 
-/** A `quic-lb serve` child process. */
+/** A `quic-lb serve` child process (started and stopped through test/helpers/process.ts). */
 export class ServeProcess {
-  stderr = '';
   private constructor(
-    readonly proc: ChildProcess,
+    private readonly p: Proc,
     readonly info: ReadyInfo,
   ) {}
 
   /** Spawns `node dist/cli.js serve --config file` and waits for its ready line. */
-  static start(file: string, timeoutMs = 20_000): Promise<ServeProcess> {
-    const proc = spawn(process.execPath, [cliPath, 'serve', '--config', file], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        proc.kill('SIGKILL');
-        reject(new Error(`serve did not start: ${err}`));
-      }, timeoutMs);
-      proc.stderr!.on('data', (d: Buffer) => {
-        err += d.toString();
-      });
-      proc.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const nl = out.indexOf('\n');
-        if (nl >= 0) {
-          clearTimeout(timer);
-          const sp = new ServeProcess(proc, JSON.parse(out.slice(0, nl)) as ReadyInfo);
-          proc.stderr!.on('data', (d: Buffer) => {
-            sp.stderr += d.toString();
-          });
-          sp.stderr = err;
-          resolve(sp);
-        }
-      });
-      proc.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`serve exited with ${code}: ${err}`));
-      });
-    });
+  static async start(file: string, timeoutMs = 20_000): Promise<ServeProcess> {
+    const p = await startCli(['serve', '--config', file], { timeoutMs });
+    return new ServeProcess(p, p.ready as unknown as ReadyInfo);
+  }
+
+  get proc(): ChildProcess {
+    return this.p.child;
+  }
+
+  /** Everything the process wrote to stderr so far. */
+  get stderr(): string {
+    return this.p.stderr();
   }
 
   get vip(): { address: string; port: number } {
@@ -159,15 +140,7 @@ export class ServeProcess {
 
   /** Sends `signal` (by PID) and waits for the exit; SIGKILL after `timeoutMs`. */
   stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<number | null> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return Promise.resolve(this.proc.exitCode);
-    return new Promise((resolve) => {
-      const t = setTimeout(() => this.proc.kill('SIGKILL'), timeoutMs);
-      this.proc.once('exit', (code) => {
-        clearTimeout(t);
-        resolve(code);
-      });
-      this.proc.kill(signal);
-    });
+    return stop(this.p, signal, timeoutMs);
   }
 
   async metrics(): Promise<Map<string, number>> {
@@ -205,16 +178,4 @@ export function sum(m: Map<string, number>, name: string): number {
 
 export function writeYaml(file: string, doc: unknown): void {
   writeFileSync(file, stringify(doc));
-}
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `fn` until it returns true (or throws after `timeoutMs`). */
-export async function until(fn: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await fn()) return;
-    await sleep(25);
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }

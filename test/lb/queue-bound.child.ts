@@ -7,6 +7,7 @@ import dgram from 'node:dgram';
 import { pino } from 'pino';
 import { startLoadBalancer, validateConfig } from '../../src/lb/index.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
+import { sleep } from '../helpers/wait.js';
 
 const maxQueuedDatagrams = Number(process.env.MAX_QUEUED_DATAGRAMS);
 const maxQueuedOctets = Number(process.env.MAX_QUEUED_OCTETS);
@@ -58,9 +59,9 @@ for (let b = 0; b < BURSTS; b++) {
   for (let i = 0; i < PER_BURST; i++) client.send(toSlow, vip.port, vip.address);
   client.send(toFast, vip.port, vip.address);
   fastSent++;
-  await new Promise((r) => setTimeout(r, 2));
+  await sleep(2);
 }
-await new Promise((r) => setTimeout(r, 300));
+await sleep(300);
 
 const metrics = new Map<string, number>();
 for (const line of (await lb.metricsText()).split('\n')) {

@@ -8,7 +8,8 @@ import { mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Client, ServeProcess, Sink, sleep, until, writeYaml } from './net.js';
+import { Client, ServeProcess, Sink, writeYaml } from './net.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-reload-cluster-'));
@@ -89,7 +90,7 @@ describe('pool change under traffic, two workers', () => {
     }
     const keptSent = Math.floor(TOTAL / 3) * 2; // owners a and c: 2 of every 3 packets
     const keptAt = (): number => a.received.length + c.received.length;
-    await until(() => keptAt() >= keptSent, 10_000, `${keptSent} packets of a's and c's connections delivered`);
+    await waitFor(`${keptSent} packets of a's and c's connections delivered`, () => keptAt() >= keptSent, 10_000);
     await sleep(300);
 
     let wrong = 0;

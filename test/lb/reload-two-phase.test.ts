@@ -9,7 +9,8 @@ import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Client, ServeProcess, Sink, sleep, until, writeYaml } from './net.js';
+import { Client, ServeProcess, Sink, writeYaml } from './net.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-two-phase-'));
@@ -97,7 +98,7 @@ describe('two-phase reload with two workers', () => {
     });
     write(c);
     lb.proc.kill('SIGHUP');
-    await until(async () => (await lb.metrics()).get('quic_lb_config_reloads_total{outcome="failure"}') === 1, 10_000, 'the reload counted as failed');
+    await waitFor('the reload counted as failed', async () => (await lb.metrics()).get('quic_lb_config_reloads_total{outcome="failure"}') === 1, 10_000);
     expect((await lb.metrics()).get('quic_lb_config_reloads_total{outcome="success"}')).toBe(0);
     expect(lb.stderr).toContain('config reload failed; keeping the running config');
     expect(lb.stderr).toContain('1 of 2 could not prepare it');
@@ -105,7 +106,7 @@ describe('two-phase reload with two workers', () => {
 
     const before = await perWorker();
     await sendB(400);
-    await until(() => b.received.length === 400, 5000, 'B still at b');
+    await waitFor('B still at b', () => b.received.length === 400, 5000);
     await sleep(100);
     expect(c.received.length).toBe(0);
     const after = await perWorker();
@@ -118,9 +119,9 @@ describe('two-phase reload with two workers', () => {
     // The limit back: the same file now applies everywhere.
     setNofile(victim, soft, hard);
     lb.proc.kill('SIGHUP');
-    await until(async () => (await lb.metrics()).get('quic_lb_config_reloads_total{outcome="success"}') === 1, 10_000, 'the reload succeeded');
+    await waitFor('the reload succeeded', async () => (await lb.metrics()).get('quic_lb_config_reloads_total{outcome="success"}') === 1, 10_000);
     await sendB(200);
-    await until(() => c.received.length === 200, 5000, 'B at c after the successful reload');
+    await waitFor('B at c after the successful reload', () => c.received.length === 200, 5000);
     expect(b.received.length).toBe(400);
     const m = await lb.metrics();
     expect(m.get('quic_lb_worker_restarts_total')).toBe(0);

@@ -4,7 +4,8 @@ import { mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Client, ServeProcess, Sink, sleep, until, writeYaml } from './net.js';
+import { Client, ServeProcess, Sink, writeYaml } from './net.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-reload-'));
@@ -75,7 +76,7 @@ describe('hot reload', () => {
       }
       await sleep(10);
     }
-    await until(() => a.received.length + b.received.length + c.received.length === N, 10_000, `all ${N} datagrams delivered`);
+    await waitFor(`all ${N} datagrams delivered`, () => a.received.length + b.received.length + c.received.length === N, 10_000);
     await sleep(400);
     // Exactly N, each exactly once.
     const tags = new Set<number>();
@@ -96,14 +97,14 @@ describe('hot reload', () => {
     // The running config is still v2: config 2's CID for c routes to c.
     const before = c.received.length;
     clients[0].send(shortHeader(cid(2, SIDS.c[2])), lb.vip);
-    await until(() => c.received.length === before + 1, 2000, 'config 2 still routed after the failed reload');
+    await waitFor('config 2 still routed after the failed reload', () => c.received.length === before + 1, 2000);
 
     // A valid file again: success, and removing c from the config takes it out.
     install(file, v1);
-    await until(async () => (await lb.metrics()).get('quic_lb_config_last_reload_success') === 1, 5000, 'successful reload');
+    await waitFor('successful reload', async () => (await lb.metrics()).get('quic_lb_config_last_reload_success') === 1, 5000);
     const cBefore = c.received.length;
     clients[0].send(shortHeader(cid(0, SIDS.c[0])), lb.vip);
-    await until(async () => (await lb.metrics()).get('quic_lb_received_packets_total{reason="fallback_unknown_server_id"}') === 1, 3000, 'c unknown after reload');
+    await waitFor('c unknown after reload', async () => (await lb.metrics()).get('quic_lb_received_packets_total{reason="fallback_unknown_server_id"}') === 1, 3000);
     expect(c.received.length).toBe(cBefore);
     expect(await lb.stop()).toBe(0);
   });

@@ -12,7 +12,8 @@ import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type LoadBalancer, type LbConfig, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
 import type { LocalPlane } from '../../src/lb/plane.js';
-import { Client, Sink, sleep, until } from './net.js';
+import { Client, Sink } from './net.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
 
 const cleanup: (() => unknown)[] = [];
@@ -78,7 +79,7 @@ describe('return key rotation under traffic', () => {
     await step([NEW]);
     stop = true;
     await traffic;
-    await until(() => client.received.length === sent, 5000, `${sent} replies delivered`);
+    await waitFor(`${sent} replies delivered`, () => client.received.length === sent, 5000);
     const m = await metricsOf(lb);
     expect(m.get('quic_lb_return_rejected_total{reason="hmac"}')).toBe(0);
     expect(m.get('quic_lb_return_packets_total')).toBe(sent);
@@ -89,7 +90,7 @@ describe('return key rotation under traffic', () => {
     expect((m.get('quic_lb_return_auth_total{key="0"}') ?? 0) + (m.get('quic_lb_return_auth_total{key="1"}') ?? 0)).toBe(sent);
     // After [new] the old key is refused.
     sink.reply(ret, vip, to, Buffer.from('late-old'), Buffer.from(OLD, 'hex'));
-    await until(async () => (await metricsOf(lb)).get('quic_lb_return_rejected_total{reason="hmac"}') === 1, 3000, 'old key refused');
+    await waitFor('old key refused', async () => (await metricsOf(lb)).get('quic_lb_return_rejected_total{reason="hmac"}') === 1, 3000);
   });
 });
 
@@ -129,10 +130,10 @@ describe('overlapping config changes', () => {
     stop = true;
     await traffic;
     expect(forwarder.runningConfig()).toBe(B);
-    await until(() => a.received.length === sentA, 5000, `${sentA} datagrams of a's connection delivered`);
+    await waitFor(`${sentA} datagrams of a's connection delivered`, () => a.received.length === sentA, 5000);
     const before = c.received.length;
     client.send(shortHeader(cid(0, SIDS.c[0])), vip);
-    await until(() => c.received.length === before + 1, 3000, 'c (only in B) reachable');
+    await waitFor('c (only in B) reachable', () => c.received.length === before + 1, 3000);
     const m = await metricsOf(lb);
     expect(m.get('quic_lb_send_errors_total{reason="thrown"}')).toBe(0);
     expect(m.get('quic_lb_config_reloads_total{outcome="success"}')).toBe(20);
@@ -180,7 +181,7 @@ describe('overlapping config changes', () => {
     expect(lb.currentConfig().backends.map((x) => x.name)).toEqual(['a', 'b']);
     const before = b.received.length;
     client.send(shortHeader(cid(0, SIDS.b[0])), vip);
-    await until(() => b.received.length === before + 1, 3000, 'server ID B at b');
-    await until(() => a.received.length === 20, 3000, "a's datagrams delivered across the reloads");
+    await waitFor('server ID B at b', () => b.received.length === before + 1, 3000);
+    await waitFor("a's datagrams delivered across the reloads", () => a.received.length === 20, 3000);
   });
 });

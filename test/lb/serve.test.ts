@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Client, ServeProcess, Sink, sleep, until, writeYaml } from './net.js';
+import { Client, ServeProcess, Sink, writeYaml } from './net.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, QUIC_V1, SIDS, V1, cid, longHeader, shortHeader } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-serve-'));
@@ -71,7 +72,7 @@ describe('quic-lb serve (one process)', () => {
       initials.push(dg);
       client.send(dg, vip);
     }
-    await until(() => sinks.reduce((n, s) => n + s.received.length, 0) === 40, 10_000, 'all 40 datagrams at the sinks');
+    await waitFor('all 40 datagrams at the sinks', () => sinks.reduce((n, s) => n + s.received.length, 0) === 40, 10_000);
     for (const s of sinks) {
       const got = s.received.filter((r) => !initials.some((i) => i.equals(r.payload)));
       expect(got.map((r) => r.payload.toString('hex'))).toEqual(expected.get(s)!.map((d) => d.toString('hex')));
@@ -101,7 +102,7 @@ describe('quic-lb serve (one process)', () => {
     stranger.reply(ret, vip, me, Buffer.from('spoof-stranger'), HMAC);
     a.socket.send(Buffer.from('not a proxy header at all'), ret.port, ret.address);
     a.reply(ret, { address: vip.address, port: vip.port === 65535 ? 1 : vip.port + 1 }, me, Buffer.from('spoof-other-vip'), HMAC);
-    await until(() => client.received.length >= 2, 5000, 'two replies at the client');
+    await waitFor('two replies at the client', () => client.received.length >= 2, 5000);
     await sleep(300);
     expect(client.received.map((r) => r.payload.toString()).sort()).toEqual(['reply-via-return-port', 'reply-via-upstream-socket']);
     for (const r of client.received) {
@@ -130,10 +131,10 @@ describe('quic-lb serve (one process)', () => {
     // SIGTERM: /healthz fails at once, forwarding continues during drainMs, then a clean exit.
     const exited = new Promise<number | null>((r) => lb.proc.once('exit', (code) => r(code)));
     lb.proc.kill('SIGTERM');
-    await until(async () => (await lb.healthz()) === 503, 1000, 'healthz 503 after SIGTERM');
+    await waitFor('healthz 503 after SIGTERM', async () => (await lb.healthz()) === 503, 1000);
     const before = a.received.length;
     client.send(tagged(shortHeader(cid(0, SIDS.a[0])), 999), vip);
-    await until(() => a.received.length === before + 1, 1000, 'forwarding during the drain');
+    await waitFor('forwarding during the drain', () => a.received.length === before + 1, 1000);
     expect(await exited).toBe(0);
   });
 });

@@ -6,6 +6,7 @@ import dgram from 'node:dgram';
 import { pino } from 'pino';
 import { startLoadBalancer, validateConfig } from '../../src/lb/index.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
+import { sleep } from '../helpers/wait.js';
 
 const sink = dgram.createSocket('udp4');
 let got = 0;
@@ -32,7 +33,7 @@ await new Promise<void>((r) => client.bind(0, '127.0.0.1', () => r()));
 for (let i = 0; i < 10; i++) client.send(shortHeader(cid(0, SIDS.a[0], i + 1)), vip.port, vip.address);
 // Server ID B is unknown to the running config: those take the fallback to a.
 for (let i = 0; i < 10; i++) client.send(shortHeader(cid(0, SIDS.b[0], i + 1)), vip.port, vip.address);
-await new Promise((r) => setTimeout(r, 300));
+await sleep(300);
 process.stdout.write(
   `${JSON.stringify({
     startError,

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { createConfig, encodeConnectionId } from '../../src/quic-lb/index.js';
-import { Client, ServeProcess, Sink, sleep, until } from './net.js';
+import { Client, ServeProcess, Sink } from './net.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-watch-'));
@@ -84,7 +85,7 @@ describe('config watch (Kubernetes ConfigMap/Secret swaps, renames)', () => {
     const deliver = async (dg: Buffer): Promise<Sink> => {
       const before = [a.count, b.count];
       client.send(dg, lb.vip);
-      await until(() => a.count + b.count > before[0] + before[1], 3000, 'delivery');
+      await waitFor('delivery', () => a.count + b.count > before[0] + before[1], 3000);
       return a.count > before[0] ? a : b;
     };
     const sid0001 = shortHeader(cid(0, '0001'));
@@ -105,7 +106,7 @@ describe('config watch (Kubernetes ConfigMap/Secret swaps, renames)', () => {
 
     // The ConfigMap swap: server ID 0001 moves to b, and config 2 (four-pass) appears.
     cm.publish({ 'config.yaml': doc(SIDS.b[0], SIDS.a[0], [QUIC_LB_SPECS[2]]) });
-    await until(async () => (await reloads()) === 1, 5000, 'reload after the ..data swap of the ConfigMap');
+    await waitFor('reload after the ..data swap of the ConfigMap', async () => (await reloads()) === 1, 5000);
     expect(await deliver(sid0001)).toBe(b);
     m = await lb.metrics();
     expect(m.get('quic_lb_config_info{config_id="2",algorithm="four-pass"}')).toBe(1);
@@ -118,7 +119,7 @@ describe('config watch (Kubernetes ConfigMap/Secret swaps, renames)', () => {
     m = await lb.metrics();
     expect(m.get('quic_lb_cid_packets_total{config_id="1",result="routed"}') ?? 0).toBe(0);
     secret.publish({ 'quic-lb.key': `${KEY2}\n` });
-    await until(async () => (await reloads()) === 2, 5000, 'reload after the ..data swap of the Secret');
+    await waitFor('reload after the ..data swap of the Secret', async () => (await reloads()) === 2, 5000);
     expect(await deliver(newKeyCid)).toBe(a);
     m = await lb.metrics();
     expect(m.get('quic_lb_cid_packets_total{config_id="1",result="routed"}')).toBe(1);
@@ -127,14 +128,14 @@ describe('config watch (Kubernetes ConfigMap/Secret swaps, renames)', () => {
     const tmp = path.join(cm.root, '.config.yaml.swp');
     writeFileSync(tmp, v1);
     renameSync(tmp, path.join(cm.root, 'config.yaml'));
-    await until(async () => (await reloads()) === 3, 5000, 'reload after mv over the config file');
+    await waitFor('reload after mv over the config file', async () => (await reloads()) === 3, 5000);
     expect(await deliver(sid0001)).toBe(a);
     m = await lb.metrics();
     expect(m.has('quic_lb_config_info{config_id="2",algorithm="four-pass"}')).toBe(false);
     // ... and the watch survived it.
     writeFileSync(tmp, doc(SIDS.b[0], SIDS.a[0]));
     renameSync(tmp, path.join(cm.root, 'config.yaml'));
-    await until(async () => (await reloads()) === 4, 5000, 'reload after a second mv');
+    await waitFor('reload after a second mv', async () => (await reloads()) === 4, 5000);
     expect((await lb.metrics()).get('quic_lb_config_reloads_total{outcome="failure"}')).toBe(0);
     expect(await lb.stop()).toBe(0);
   });

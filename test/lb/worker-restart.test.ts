@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Client, ServeProcess, Sink, until, writeYaml } from './net.js';
+import { Client, ServeProcess, Sink, writeYaml } from './net.js';
+import { waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-restart-'));
@@ -48,10 +49,10 @@ describe('worker restarts', () => {
       return Date.now();
     };
     let t0 = killOne();
-    await until(async () => (await restarts()) === 1 && (await workers()) === 2, 5000, 'first restart');
+    await waitFor('first restart', async () => (await restarts()) === 1 && (await workers()) === 2, 5000);
     const first = Date.now() - t0;
     t0 = killOne();
-    await until(async () => (await restarts()) === 2 && (await workers()) === 2, 8000, 'second restart');
+    await waitFor('second restart', async () => (await restarts()) === 2 && (await workers()) === 2, 8000);
     const second = Date.now() - t0;
     expect(first).toBeGreaterThanOrEqual(950);
     expect(second).toBeGreaterThanOrEqual(1950);
@@ -59,7 +60,7 @@ describe('worker restarts', () => {
     const client = await Client.start('127.0.9.71');
     cleanup.push(() => client.close());
     for (let i = 0; i < 20; i++) client.send(shortHeader(cid(0, SIDS.a[0], i + 1)), lb.vip);
-    await until(() => sink.received.length === 20, 3000, 'forwarding after the restarts');
+    await waitFor('forwarding after the restarts', () => sink.received.length === 20, 3000);
     expect(await lb.stop()).toBe(0);
   });
 });
