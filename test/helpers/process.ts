@@ -5,7 +5,7 @@
 // `startProcess` resolves with that object. A process with another banner passes `readyWhen`.
 // Every process is stopped by its PID with `stop`, SIGKILL after a deadline.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { cliPath, repoRoot } from './cli.js';
 
 export interface Proc {
@@ -128,4 +128,9 @@ export function stop(p: Proc | undefined, signal: NodeJS.Signals = 'SIGTERM', ki
       resolve(p.child.exitCode);
     }
   });
+}
+
+/** PIDs of the direct children of `pid` (e.g. the cluster workers of a `serve` process), from /proc. */
+export function childPids(pid: number): number[] {
+  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
 }

@@ -14,7 +14,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createFleet, namespacePids, pidAlive, waitFor, type Fleet, type Ns } from '../fleet/netns.js';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
+import { canUseNetns, createFleet, namespacePids, pidAlive, waitFor, type Fleet, type Ns } from '../fleet/netns.js';
 import { BACKEND_PORT, CLI, REPO, RETURN_PORT, VIP_PORT, client, isDemoBody, outputOf, scrape, startReady } from '../fleet/quic-fleet.js';
 import { OctetCounter, buildRawUdp, rawSend, writePayloads, type CountReport, type SendResult } from './native.js';
 import { recordCase, type CaseResult } from './summary.js';
@@ -428,4 +429,43 @@ export async function restartBackends(h: Hostile): Promise<void> {
     if (pidAlive(c.pid as number)) process.kill(c.pid as number, 'SIGKILL');
   }
   await revive(h);
+}
+
+/** Root with network namespaces: every hostile suite needs it, and fails (never skips) without it. */
+export const ROOT = canUseNetns();
+
+/**
+ * Registers a suite's fleet: `start()` runs once before its tests (root checked first), the fleet
+ * is torn down after them, and with `reviveEach` a crashed LB or backend is restarted before every
+ * test (a crash stays recorded against the case that caused it). `ready(name)` returns the fleet,
+ * or records the case as failed and throws the setup error.
+ */
+export function useHostile(start: () => Promise<Hostile>, o: { reviveEach?: boolean } = {}): { ready: (name: string) => Hostile } {
+  let h: Hostile | undefined;
+  let setupError: unknown;
+  beforeAll(async () => {
+    try {
+      if (!ROOT) throw new Error('test:hostile needs root (network namespaces, raw sockets); CI runs it as root');
+      h = await start();
+    } catch (e) {
+      setupError = e;
+    }
+  }, 90_000);
+  afterAll(async () => {
+    await h?.fleet.teardown();
+  });
+  if (o.reviveEach) {
+    beforeEach(async () => {
+      if (h) await revive(h);
+    }, 60_000);
+  }
+  return {
+    ready(name: string): Hostile {
+      if (!h) {
+        recordSetupFailure(name, setupError);
+        throw setupError;
+      }
+      return h;
+    },
+  };
 }

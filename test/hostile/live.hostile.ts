@@ -4,19 +4,18 @@
 // HMAC key rotates ([old] -> [old,new] -> [new,old] -> [new], SIGHUP to the LB and the backends
 // at each step), and reloads overlap (SIGHUPs with alternating config files, two workers).
 // Every download must complete intact; each case also asserts what `blast` asserts.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { canUseNetns, waitFor, type Ns } from '../fleet/netns.js';
+import { waitFor, type Ns } from '../fleet/netns.js';
 import { ProxyDirection } from '../../src/quic/proxy-v2.js';
 import {
-  CONTRACT, QUIC_LB_KEYS, VICTIM, VIP_PORT, blast, deadProcesses, downloads, lbConfig, lbRssMb, metricSum, recordSetupFailure, scrape, signal, startHostile, type Hostile, type LbOptions,
+  CONTRACT, QUIC_LB_KEYS, VICTIM, VIP_PORT, blast, deadProcesses, downloads, lbConfig, lbRssMb, metricSum, scrape, signal, startHostile, useHostile, type Hostile, type LbOptions,
 } from './harness.js';
 import { mintedCid, proxyForgeries, shortHeader } from './payloads.js';
 import { recordCase, type CaseResult } from './summary.js';
 import { sleep } from '../helpers/wait.js';
 
-const ROOT = canUseNetns();
 /** Concurrent downloads per case and their size (the demo's /bytes/N). */
 const DOWNLOADS = 4;
 const SIZE = 4_000_000;
@@ -73,38 +72,20 @@ async function busiestBackend(h: Hostile): Promise<{ be: Ns; octets: number }> {
 /** A case that acts on a backend carrying less than this proves nothing. */
 const CARRIED_MIN = 200_000;
 
-/** One fleet per scenario: started before its test, torn down after it. */
-function useHostile(o: LbOptions): { get: (name: string) => Hostile } {
-  let h: Hostile | undefined;
-  let setupError: unknown;
-  beforeAll(async () => {
-    try {
-      if (!ROOT) throw new Error('test:hostile needs root (network namespaces, raw sockets); CI runs it as root');
-      h = await startHostile(o);
-      await h.fleet.execOk(h.fleet.router, ['tc', 'qdisc', 'add', 'dev', h.fleet.client.routerIfname, 'root', 'tbf', ...CLIENT_LINK]);
-    } catch (e) {
-      setupError = e;
-    }
-  }, 90_000);
-  afterAll(async () => {
-    await h?.fleet.teardown();
+/** One fleet per scenario: started before its test, torn down after it; the client link shaped (CLIENT_LINK). */
+function useLiveFleet(o: LbOptions): { ready: (name: string) => Hostile } {
+  return useHostile(async () => {
+    const h = await startHostile(o);
+    await h.fleet.execOk(h.fleet.router, ['tc', 'qdisc', 'add', 'dev', h.fleet.client.routerIfname, 'root', 'tbf', ...CLIENT_LINK]);
+    return h;
   });
-  return {
-    get(name) {
-      if (!h) {
-        recordSetupFailure(name, setupError);
-        throw setupError;
-      }
-      return h;
-    },
-  };
 }
 
 describe('hostile live: drain', () => {
-  const fx = useHostile({ workers: 1 });
+  const fx = useLiveFleet({ workers: 1 });
   it(`a backend drained (SIGUSR2) during ${DOWNLOADS} VIP-path downloads: every download completes`, async () => {
     const name = 'drain during VIP-path downloads';
-    const h = fx.get(name);
+    const h = fx.ready(name);
     const r = await live(h, name, 'drain', async () => {
       const { be, octets } = await busiestBackend(h);
       signal(h.backends.get(`be${be.index}`)!, 'SIGUSR2');
@@ -116,10 +97,10 @@ describe('hostile live: drain', () => {
 });
 
 describe('hostile live: probe loss', () => {
-  const fx = useHostile({ workers: 1 });
+  const fx = useLiveFleet({ workers: 1 });
   it(`the busiest backend's probe answers lost for 5 s during ${DOWNLOADS} VIP-path downloads: every download completes`, async () => {
     const name = 'probe loss during VIP-path downloads';
-    const h = fx.get(name);
+    const h = fx.ready(name);
     const r = await live(h, name, 'probe loss', async () => {
       const { fleet } = h;
       const { be, octets } = await busiestBackend(h);
@@ -146,10 +127,10 @@ describe('hostile live: probe loss', () => {
 describe('hostile live: HMAC key rotation', () => {
   const OLD = randomBytes(32).toString('hex');
   const NEW = randomBytes(32).toString('hex');
-  const fx = useHostile({ workers: 1, hmacKeys: [OLD] });
+  const fx = useLiveFleet({ workers: 1, hmacKeys: [OLD] });
   it(`[old] -> [old,new] -> [new,old] -> [new] during ${DOWNLOADS} VIP-path downloads: no reply rejected, every download completes`, async () => {
     const name = 'HMAC rotation during VIP-path downloads';
-    const h = fx.get(name);
+    const h = fx.ready(name);
     const { fleet } = h;
     const m0 = await scrape(fleet, h.lbNs);
     const r = await live(h, name, 'key rotation', async () => {
@@ -177,10 +158,10 @@ describe('hostile live: HMAC key rotation', () => {
 });
 
 describe('hostile live: overlapping reloads', () => {
-  const fx = useHostile({ workers: 2 });
+  const fx = useLiveFleet({ workers: 2 });
   it(`SIGHUPs with alternating config files in quick succession, 2 workers, during ${DOWNLOADS} downloads: consistent, nothing lost`, async () => {
     const name = 'overlapping reloads during VIP-path downloads (2 workers)';
-    const h = fx.get(name);
+    const h = fx.ready(name);
     const { fleet } = h;
     const A = lbConfig(fleet, { ...h.options, configIds: [0] });
     const B = lbConfig(fleet, { ...h.options, configIds: [0, 1] });
@@ -220,10 +201,10 @@ describe('hostile live: overlapping reloads', () => {
 });
 
 describe('hostile live: dual-stack backends', () => {
-  const fx = useHostile({ workers: 1, dualStackBackends: true });
+  const fx = useLiveFleet({ workers: 1, dualStackBackends: true });
   it(`backends on [::]:4434 with --allow-lb naming the LB's IPv4 address: ${DOWNLOADS} VIP-path downloads complete`, async () => {
     const name = 'dual-stack backends with --allow-lb (IPv4 LB)';
-    const h = fx.get(name);
+    const h = fx.ready(name);
     // nothing happens to the fleet: the LB's datagrams must simply be accepted (they arrive as ::ffff:198.18.11.2)
     const r = await live(h, name, 'dual-stack backends', async () => []);
     expect(r.violations).toEqual([]);

@@ -2,15 +2,12 @@
 // datagrams from UDP source ports 0, 1 and 65535, short and long headers, HMAC off and on, one
 // and two workers; thousands of source addresses. Each case asserts (harness.ts `blast`): every
 // process up, no amplification toward the spoofed sources, every datagram counted.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { canUseNetns } from '../fleet/netns.js';
 import { ProxyDirection } from '../../src/quic/proxy-v2.js';
-import { QUIC_LB_KEYS, VICTIM, blast, recordSetupFailure, revive, startHostile, type Hostile, type LbOptions,
-} from './harness.js';
+import { QUIC_LB_KEYS, ROOT, VICTIM, blast, startHostile, useHostile, type LbOptions } from './harness.js';
 import { captureInitial, longHeader, mintedCid, proxyForgeries, resealInitial, shortHeader, unknownVersion } from './payloads.js';
 
-const ROOT = canUseNetns();
 const PORTS = [0, 1, 65535] as const;
 /** Per case: datagrams and rate (bounded: the whole file stays well under a minute per variant). */
 const COUNT = 200;
@@ -40,28 +37,7 @@ const VARIANTS: { name: string; lb: LbOptions }[] = [
 
 for (const v of VARIANTS) {
   describe(`hostile ports (${v.name})`, () => {
-    let h: Hostile | undefined;
-    let setupError: unknown;
-    beforeAll(async () => {
-      try {
-        h = await startHostile(v.lb);
-      } catch (e) {
-        setupError = e;
-      }
-    }, 90_000);
-    afterAll(async () => {
-      await h?.fleet.teardown();
-    });
-    beforeEach(async () => {
-      if (h) await revive(h);
-    }, 60_000);
-    const ready = (name: string): Hostile => {
-      if (!h) {
-        recordSetupFailure(name, setupError);
-        throw setupError;
-      }
-      return h;
-    };
+    const { ready } = useHostile(() => startHostile(v.lb), { reviveEach: true });
 
     for (const port of PORTS) {
       it(`source port ${port}: short headers to the VIP (${v.name})`, async () => {

@@ -7,14 +7,12 @@
 // the return port then sends the victim less than it received (1:1 minus the header), a backend
 // answers a replayed Initial with at most the octets received (the demo backend's 1x limit
 // before address validation; RFC 9000 §8.1 would allow 3x).
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { canUseNetns } from '../fleet/netns.js';
 import { ProxyDirection } from '../../src/quic/proxy-v2.js';
-import { VICTIM, VIP_PORT, blast, recordSetupFailure, restartBackends, revive, startHostile, type Hostile } from './harness.js';
+import { VICTIM, VIP_PORT, blast, restartBackends, startHostile, useHostile } from './harness.js';
 import { captureInitial, probeRequest, proxyForgeries, resealInitial, shortHeader, type ProxyForgery } from './payloads.js';
 
-const ROOT = canUseNetns();
 const HMAC_KEY = randomBytes(32);
 const KINDS: ProxyForgery[] = ['forged', 'truncated', 'oversized', 'replayed'];
 /** Initial flood: bounded count and rate. */
@@ -22,31 +20,14 @@ const FLOOD_COUNT = 20_000;
 const FLOOD_RATE = 2500;
 
 describe('hostile PROXY headers and Initial flood', () => {
-  let h: Hostile | undefined;
-  let setupError: unknown;
   let initial: Buffer;
-  beforeAll(async () => {
-    try {
-      if (!ROOT) throw new Error('test:hostile needs root (network namespaces, raw sockets); CI runs it as root');
+  const { ready } = useHostile(
+    async () => {
       initial = await captureInitial();
-      h = await startHostile({ workers: 1, hmacKeys: [HMAC_KEY.toString('hex')], signForward: true });
-    } catch (e) {
-      setupError = e;
-    }
-  }, 90_000);
-  afterAll(async () => {
-    await h?.fleet.teardown();
-  });
-  beforeEach(async () => {
-    if (h) await revive(h);
-  }, 60_000);
-  const ready = (name: string): Hostile => {
-    if (!h) {
-      recordSetupFailure(name, setupError);
-      throw setupError;
-    }
-    return h;
-  };
+      return startHostile({ workers: 1, hmacKeys: [HMAC_KEY.toString('hex')], signForward: true });
+    },
+    { reviveEach: true },
+  );
 
   for (const kind of KINDS) {
     it(`${kind} PROXY headers at a backend's public address, from the LB's (spoofed) address`, async () => {

@@ -9,17 +9,15 @@
 // swallows) and the sending socket never fills, so the LB's own queue would never be exercised.
 // A 32 MB queue holds more than the socket's send buffer (SO_SNDBUF 8 MiB, capped at twice
 // net.core.wmem_max), so the socket fills and the application has to queue or drop.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canUseNetns } from '../fleet/netns.js';
+import { describe, expect, it } from 'vitest';
 import {
-  CONTRACT, QUIC_LB_KEYS, RSS_GROWTH_LIMIT_MB, blast, lbRssMb, metricSum, recordSetupFailure, scrape, startHostile, udpStats, type Hostile,
+  CONTRACT, QUIC_LB_KEYS, RSS_GROWTH_LIMIT_MB, blast, lbRssMb, metricSum, scrape, startHostile, udpStats, useHostile,
 } from './harness.js';
 import { OctetCounter } from './native.js';
 import { mintedCid, shortHeader } from './payloads.js';
 import { recordCase } from './summary.js';
 import { sleep } from '../helpers/wait.js';
 
-const ROOT = canUseNetns();
 const FLOOD_COUNT = 60_000;
 const FLOOD_RATE = 10_000;
 const DATAGRAM = 1200;
@@ -28,31 +26,16 @@ const TBF_LIMIT = '32mb';
 const SLACK = 64;
 
 describe('hostile slow backend link', () => {
-  let h: Hostile | undefined;
-  let setupError: unknown;
-  beforeAll(async () => {
-    try {
-      if (!ROOT) throw new Error('test:hostile needs root (network namespaces, raw sockets); CI runs it as root');
-      // probes wait behind the slow queue too: keep the backends up for the whole flood, so the
-      // datagrams stay on their way to a backend instead of being refused as dropped_no_backend
-      h = await startHostile({ workers: 1, health: '{ intervalMs: 1000, timeoutMs: 1000, fall: 100, rise: 1 }' });
-    } catch (e) {
-      setupError = e;
-    }
-  }, 90_000);
-  afterAll(async () => {
-    await h?.fleet.teardown();
-  });
+  // probes wait behind the slow queue too: keep the backends up for the whole flood, so the
+  // datagrams stay on their way to a backend instead of being refused as dropped_no_backend
+  const { ready } = useHostile(() => startHostile({ workers: 1, health: '{ intervalMs: 1000, timeoutMs: 1000, fall: 100, rise: 1 }' }));
 
   it(`${FLOOD_COUNT} datagrams of ${DATAGRAM} octets at ${FLOOD_RATE}/s through a 1 Mbit/s link: RSS bounded, drops counted`, async () => {
     const name = 'slow backend link (tbf 1 Mbit/s) under a flood';
-    if (!h) {
-      recordSetupFailure(name, setupError);
-      throw setupError;
-    }
+    const h = ready(name);
     const { fleet, lbNs } = h;
     // arrivals at each backend (datagrams addressed to it), to compare with what the LB counts as forwarded
-    const arrivals = await Promise.all(fleet.backends.map((b) => OctetCounter.start(fleet, b, h!.bin, [`${b.address}/32`])));
+    const arrivals = await Promise.all(fleet.backends.map((b) => OctetCounter.start(fleet, b, h.bin, [`${b.address}/32`])));
     const payloads = Array.from({ length: 256 }, () => shortHeader(mintedCid(0, QUIC_LB_KEYS[0], Uint8Array.of(0, 1)), DATAGRAM));
     const baseline = lbRssMb(h);
     const m0 = await scrape(fleet, lbNs);
@@ -63,7 +46,7 @@ describe('hostile slow backend link', () => {
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        peak = Math.max(peak, lbRssMb(h!));
+        peak = Math.max(peak, lbRssMb(h));
         await sleep(200);
       }
     })();

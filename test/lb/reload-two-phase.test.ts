@@ -5,12 +5,13 @@
 // reload fails, no worker switches (every datagram of B still reaches b, none c, from both
 // workers), the failure is logged and counted. With the limit back, the same reload succeeds.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, ServeProcess, Sink, writeYaml } from './net.js';
 import { sleep, waitFor } from '../helpers/wait.js';
+import { childPids } from '../helpers/process.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-two-phase-'));
@@ -19,11 +20,6 @@ afterAll(async () => {
   for (const f of cleanup.reverse()) await f();
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** PIDs of the direct children of `pid` (the cluster workers of a serve process). */
-function children(pid: number): number[] {
-  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-}
 
 /** The lowest descriptor number `pid` has free: a soft limit there makes the next open fail. */
 function lowestFreeFd(pid: number): number {
@@ -69,7 +65,7 @@ describe('two-phase reload with two workers', () => {
     const lb = await ServeProcess.start(file);
     cleanup.push(() => lb.stop('SIGKILL'));
     expect(lb.info.workers).toBe(2);
-    const workers = children(lb.proc.pid!);
+    const workers = childPids(lb.proc.pid!);
     expect(workers).toHaveLength(2);
     const clients = await Promise.all([64, 65, 66, 67].map((i) => Client.start(`127.0.9.${i}`)));
     cleanup.push(() => clients.forEach((x) => x.close()));

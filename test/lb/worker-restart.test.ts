@@ -1,13 +1,13 @@
 // Cluster workers that exit are replaced with an exponential backoff (1 s, then 2 s for a second
 // exit in a row, ... up to 60 s), counted in quic_lb_worker_restarts_total: a datagram that
 // kills workers cannot make them spin. Workers are killed by PID (SIGKILL).
-import { readFileSync } from 'node:fs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, ServeProcess, Sink, writeYaml } from './net.js';
 import { waitFor } from '../helpers/wait.js';
+import { childPids } from '../helpers/process.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-restart-'));
@@ -16,10 +16,6 @@ afterAll(async () => {
   for (const f of cleanup.reverse()) await f();
   rmSync(dir, { recursive: true, force: true });
 });
-
-function children(pid: number): number[] {
-  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-}
 
 describe('worker restarts', () => {
   it('back off: 1 s after the first exit, 2 s after a second one in a row; counted', async () => {
@@ -44,7 +40,7 @@ describe('worker restarts', () => {
     expect(await restarts()).toBe(0);
 
     const killOne = (): number => {
-      const pid = children(lb.proc.pid!)[0];
+      const pid = childPids(lb.proc.pid!)[0];
       process.kill(pid, 'SIGKILL');
       return Date.now();
     };
