@@ -8,6 +8,7 @@ import path from 'node:path';
 import { startCli, stop, type Proc } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
 import { sourceAddressToward } from '../../src/demo/index.js';
+import { parseMetrics } from '../helpers/metrics.js';
 
 export interface QuicLbSpec {
   configId: number;
@@ -133,14 +134,7 @@ export function readEvents(file: string): Event[] {
 /** Scrapes the LB's /metrics into `name{labels}` -> value. */
 export async function scrape(spec: FleetSpec): Promise<Map<string, number>> {
   const res = await fetch(`http://${spec.vip.address}:${spec.metricsPort}/metrics`);
-  const text = await res.text();
-  const m = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#') || line.trim() === '') continue;
-    const i = line.lastIndexOf(' ');
-    m.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return m;
+  return parseMetrics(await res.text());
 }
 
 /** Sum of every series of `name` (optionally only those whose labels contain `filter`). */

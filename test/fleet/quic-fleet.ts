@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { canUseNetns, commandExists, createFleet, waitFor, type Fleet, type Ns } from './netns.js';
+import { parseMetrics } from '../helpers/metrics.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** The CLI under test (QUIC_LB_CLI overrides, e.g. to try another build). */
@@ -191,12 +192,7 @@ export async function startQuicFleet(
 /** Every sample of the LB's /metrics (scraped inside its namespace) as `name{labels}` -> value. */
 export async function scrape(fleet: Fleet, lb: Ns): Promise<Map<string, number>> {
   const r = await fleet.exec(lb, ['curl', '-s', '--max-time', '2', 'http://127.0.0.1:9433/metrics']);
-  const out = new Map<string, number>();
-  for (const line of r.stdout.split('\n')) {
-    const m = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (m) out.set(m[1], Number(m[2]));
-  }
-  return out;
+  return parseMetrics(r.stdout);
 }
 
 /** Successful config reloads of `lb` so far (`quic_lb_config_reloads_total{outcome="success"}`). */

@@ -13,6 +13,7 @@ import { type LoadBalancer, sendableDestination, startLoadBalancer, validateConf
 import { Client, ServeProcess, Sink, writeYaml } from './net.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
+import { parseMetrics } from '../helpers/metrics.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-hostile-'));
 const cleanup: (() => unknown)[] = [];
@@ -21,17 +22,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 const silent = pino({ level: 'silent' });
-
-/** Prometheus text -> Map('name{labels}' -> value). */
-function parseMetrics(text: string): Map<string, number> {
-  const m = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const sp = line.lastIndexOf(' ');
-    m.set(line.slice(0, sp), Number(line.slice(sp + 1)));
-  }
-  return m;
-}
 
 async function metricsOf(lb: LoadBalancer): Promise<Map<string, number>> {
   return parseMetrics(await lb.metricsText());

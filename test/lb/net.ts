@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { ProxyDirection, ProxyHeader, answerHealthProbe, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/quic/index.js';
 import { startCli, stop, type Proc } from '../helpers/process.js';
+import { parseMetrics } from '../helpers/metrics.js';
 
 export interface Received {
   client: string;
@@ -156,18 +157,11 @@ export class ServeProcess {
   }
 }
 
-/** Prometheus text -> Map('name{labels}' -> value). */
+/** GET `url` (a /metrics endpoint) -> Map('name{labels}' -> value). */
 export async function scrape(url: string): Promise<Map<string, number>> {
-  const r = await fetch(url);
-  const text = await r.text();
-  const m = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const sp = line.lastIndexOf(' ');
-    m.set(line.slice(0, sp), Number(line.slice(sp + 1)));
-  }
-  return m;
+  return parseMetrics(await (await fetch(url)).text());
 }
+
 
 /** Sum of every series of metric `name`. */
 export function sum(m: Map<string, number>, name: string): number {

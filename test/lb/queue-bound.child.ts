@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { startLoadBalancer, validateConfig } from '../../src/lb/index.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
 import { sleep } from '../helpers/wait.js';
+import { parseMetrics } from '../helpers/metrics.js';
 
 const maxQueuedDatagrams = Number(process.env.MAX_QUEUED_DATAGRAMS);
 const maxQueuedOctets = Number(process.env.MAX_QUEUED_OCTETS);
@@ -63,12 +64,7 @@ for (let b = 0; b < BURSTS; b++) {
 }
 await sleep(300);
 
-const metrics = new Map<string, number>();
-for (const line of (await lb.metricsText()).split('\n')) {
-  if (line === '' || line.startsWith('#')) continue;
-  const sp = line.lastIndexOf(' ');
-  metrics.set(line.slice(0, sp), Number(line.slice(sp + 1)));
-}
+const metrics = parseMetrics(await lb.metricsText());
 const get = (k: string): number => metrics.get(k) ?? -1;
 let received = 0;
 for (const [k, v] of metrics) if (k.startsWith('quic_lb_received_packets_total{')) received += v;

@@ -15,6 +15,7 @@ import type { LocalPlane } from '../../src/lb/plane.js';
 import { Client, Sink } from './net.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
+import { parseMetrics } from '../helpers/metrics.js';
 
 const cleanup: (() => unknown)[] = [];
 afterAll(async () => {
@@ -23,13 +24,7 @@ afterAll(async () => {
 const silent = pino({ level: 'silent' });
 
 async function metricsOf(lb: LoadBalancer): Promise<Map<string, number>> {
-  const m = new Map<string, number>();
-  for (const line of (await lb.metricsText()).split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const sp = line.lastIndexOf(' ');
-    m.set(line.slice(0, sp), Number(line.slice(sp + 1)));
-  }
-  return m;
+  return parseMetrics(await lb.metricsText());
 }
 
 describe('return key rotation under traffic', () => {
