@@ -14,6 +14,19 @@ export default tseslint.config(
       'no-bitwise': 'off',
     },
   },
+  {
+    // Type-aware rules on the sources: a promise nobody awaits or catches can reject unseen (a
+    // socket handler must never throw, nor leave a rejection behind); a switch over a union must
+    // name every member, so a new reason, state or probe type is handled everywhere.
+    files: ['src/**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/await-thenable': 'error',
+      '@typescript-eslint/switch-exhaustiveness-check': 'error',
+    },
+  },
   // Folder boundaries (docs/design.md §1): imports point one way, and another folder is reached
   // only through its index.ts.
   ...boundary(['src/quic-lb/**/*.ts', 'src/quic/**/*.ts'], []),

@@ -211,7 +211,7 @@ export class HealthChecker {
         return probeTcp(spec).then(upOrFailed);
       case 'http':
         return probeHttp(spec).then(upOrFailed);
-      default:
+      case 'none':
         return Promise.resolve('up');
     }
   }
