@@ -51,7 +51,9 @@ describe('hot reload', () => {
     install(file, v1);
     const lb = await ServeProcess.start(file);
     cleanup.push(() => lb.stop('SIGKILL'));
-    const clients = await Promise.all([50, 51, 52, 53].map((i) => Client.start(`127.0.1.${i}`)));
+    // 32 client flows: the unroutable datagrams take the fallback, and each flow lands on c (half
+    // of the table after the reload) with probability 1/2; with 4 flows, 1 run in 16 sent c nothing.
+    const clients = await Promise.all(Array.from({ length: 32 }, (_, i) => Client.start(`127.0.1.${200 + i}`)));
     cleanup.push(() => clients.forEach((x) => x.close()));
 
     const N = 3000;
@@ -64,7 +66,7 @@ describe('hot reload', () => {
       for (let i = 0; i < 20 && sent < N; i++, sent++) {
         const dg = Buffer.from(datagrams[sent % 3]);
         dg.writeUInt32BE(sent, dg.length - 4);
-        clients[sent % 4].send(dg, lb.vip);
+        clients[sent % clients.length].send(dg, lb.vip);
       }
       const t = Date.now() - start;
       if (t >= 300 && events.length === 0) events.push(Promise.resolve(install(file, v2)));
