@@ -29,10 +29,10 @@ export default tseslint.config(
   },
   // Folder boundaries (docs/design.md §1): imports point one way, and another folder is reached
   // only through its index.ts.
-  ...boundary(['src/quic-lb/**/*.ts', 'src/quic/**/*.ts'], []),
-  ...boundary(['src/lb/**/*.ts', 'src/backend/**/*.ts'], ['quic', 'quic-lb']),
-  ...boundary(['src/demo/**/*.ts'], ['backend', 'quic', 'quic-lb']),
-  ...boundary(['src/cli/**/*.ts', 'src/cli.ts'], ['backend', 'demo', 'lb', 'quic', 'quic-lb', 'cli']),
+  ...boundary(['src/cid/**/*.ts', 'src/wire/**/*.ts'], []),
+  ...boundary(['src/lb/**/*.ts', 'src/backend/**/*.ts'], ['wire', 'cid']),
+  ...boundary(['src/demo/**/*.ts'], ['backend', 'wire', 'cid']),
+  ...boundary(['src/cli/**/*.ts', 'src/cli.ts'], ['backend', 'demo', 'lb', 'wire', 'cid', 'cli']),
 );
 
 /** `files` may import `../<folder>/index.js` of the folders in `allowed`, nothing else outside their own folder. */

@@ -10,15 +10,15 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: [
-      'test/quic/**/*.test.ts',
-      'test/quic-lb/**/*.test.ts',
+      'test/wire/**/*.test.ts',
+      'test/cid/**/*.test.ts',
       'test/backend/**/*.test.ts',
       'test/demo/protocol.test.ts',
       'test/lb/{fuzz,maglev,router,rotation}.test.ts',
       'test/bench/{generator,packets,profiles,procstat,report,sinks,trial-record}.test.ts',
     ],
     // Both run the built CLI (dist/) as a child process.
-    exclude: ['test/quic-lb/cli.test.ts', 'test/quic-lb/package.test.ts'],
+    exclude: ['test/cid/cli.test.ts', 'test/cid/package.test.ts'],
     globalSetup: ['test/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,

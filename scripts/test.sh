@@ -21,8 +21,8 @@ else
   # The fleet tests (network namespaces, real QUIC downloads through two LBs, health checks with
   # sub-second timeouts) run one file at a time after the rest, so the CPU-heavy tests of the
   # first pass do not starve them on a 2-core machine.
-  run report --exclude 'test/fleet/**'
-  run fleet test/fleet --no-file-parallelism
+  run report --exclude 'test/netns/**'
+  run fleet test/netns --no-file-parallelism
   # The hostile-internet cases (network namespaces, raw sockets, spoofed sources) need root; CI
   # runs as root. Their files end in .hostile.ts, so the runs above never include them.
   if [ "$(id -u)" -eq 0 ]; then

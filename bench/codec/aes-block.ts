@@ -1,7 +1,7 @@
 // One AES-128 block: node:crypto with a reused cipher (AES-NI, constant time) against the pure
 // TypeScript T-table implementation, in the same run.
 import { add } from 'benny';
-import { createBlockCipher } from '../../src/quic-lb/index.js';
+import { createBlockCipher } from '../../src/cid/index.js';
 import { prng, randomBytes } from './inputs.js';
 
 export let sink = 0;

@@ -3,8 +3,8 @@
 // PerformanceObserver. A deliberately allocating call (decodeServerId) runs the same way as a
 // control, so the measurement is shown to detect allocation.
 import { PerformanceObserver } from 'node:perf_hooks';
-import { decodeServerId, QuicLbDecoder } from '../../src/quic-lb/index.js';
-import type { CipherName } from '../../src/quic-lb/index.js';
+import { decodeServerId, QuicLbDecoder } from '../../src/cid/index.js';
+import type { CipherName } from '../../src/cid/index.js';
 import { buildInputs, INPUT_MASK, SHAPES, type Shape } from './inputs.js';
 
 export const ALLOC_ITERATIONS = 1_000_000;

@@ -1,8 +1,8 @@
 // LB hot path: QuicLbDecoder.decode() on a short-header datagram (CID at offset 1), per algorithm
 // and cipher, plus the allocating convenience decodeServerId().
 import { add } from 'benny';
-import { decodeServerId, QuicLbDecoder } from '../../src/quic-lb/index.js';
-import type { CipherName } from '../../src/quic-lb/index.js';
+import { decodeServerId, QuicLbDecoder } from '../../src/cid/index.js';
+import type { CipherName } from '../../src/cid/index.js';
 import { buildInputs, INPUT_MASK, SHAPES, type Shape } from './inputs.js';
 
 export let sink = 0;

@@ -1,7 +1,7 @@
 // Server side: encodeConnectionIdInto() (no allocation) and encodeConnectionId() per algorithm, and the encoder's
 // generateInto() / generate() (counter nonce, random pool for plaintext).
 import { add } from 'benny';
-import { encodeConnectionId, encodeConnectionIdInto, QuicLbEncoder } from '../../src/quic-lb/index.js';
+import { encodeConnectionId, encodeConnectionIdInto, QuicLbEncoder } from '../../src/cid/index.js';
 import { buildInputs, INPUT_MASK, SHAPES, type Shape } from './inputs.js';
 
 export let sink = 0;

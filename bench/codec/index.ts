@@ -124,7 +124,7 @@ async function main(): Promise<void> {
     loadavgBefore: loadBefore,
     loadavgAfter: os.loadavg(),
     commit: git('rev-parse HEAD'),
-    dirty: git('status --porcelain -- src/quic-lb bench/codec') !== '',
+    dirty: git('status --porcelain -- src/cid bench/codec') !== '',
     method:
       'benny (benchmark.js) per case, every case in each round; inputs: 1024 CIDs from a fixed-seed PRNG built before timing; medianNs = median over rounds of the per-round median of benchmark.js sample means; LB decode = QuicLbDecoder.decode on a 64-octet datagram, CID at offset 1',
     cases: all,

@@ -1,6 +1,6 @@
 // Benchmark inputs, built before any timing from a fixed-seed PRNG: the same CIDs every run.
-import { createConfig, encodeConnectionId, type QuicLbConfig } from '../../src/quic-lb/index.js';
-import type { CipherName } from '../../src/quic-lb/index.js';
+import { createConfig, encodeConnectionId, type QuicLbConfig } from '../../src/cid/index.js';
+import type { CipherName } from '../../src/cid/index.js';
 
 /** mulberry32: a tiny seeded 32-bit PRNG (not for cryptography; inputs only). */
 export function prng(seed: number): () => number {

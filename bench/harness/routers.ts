@@ -7,7 +7,7 @@ import type { CidScheme, Target } from '../load/generator.js';
 import { freeUdpPort, killTree, spawnReady, waitUdpBound, type Child } from '../lib/proc.js';
 import { repoRoot, routerJs } from './build.js';
 import type { RedisServer } from '../lib/redis-server.js';
-import type { CipherName as QuicLbCipher } from '../../src/quic-lb/index.js';
+import type { CipherName as QuicLbCipher } from '../../src/cid/index.js';
 import { NginxProxy } from '../routers/nginx.js';
 
 export const cliPath = path.join(repoRoot, 'dist', 'cli.js');

@@ -4,7 +4,7 @@
 // owns the connection (the sink that received its Initial). Everything is built from a seeded
 // PRNG before timing; the timed loop only stamps sequence number and send time into the trailer.
 import { createSocket, type Socket } from 'node:dgram';
-import { createConfig, encodeConnectionId, type QuicLbConfig } from '../../src/quic-lb/index.js';
+import { createConfig, encodeConnectionId, type QuicLbConfig } from '../../src/cid/index.js';
 import { Prng } from '../lib/prng.js';
 import { buildInitial, buildShort } from '../lib/packets.js';
 import { HISTOGRAM_BUCKETS, bucketOf } from '../lib/histogram.js';

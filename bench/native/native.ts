@@ -8,7 +8,7 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createConfig, encodeConnectionId } from '../../src/quic-lb/index.js';
+import { createConfig, encodeConnectionId } from '../../src/cid/index.js';
 import type { CidScheme, Target } from '../load/generator.js';
 import { Prng } from '../lib/prng.js';
 import { spawnReady, type Child } from '../lib/proc.js';

@@ -12,7 +12,7 @@
 import { createSocket, type Socket, type RemoteInfo } from 'node:dgram';
 import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
-import { ProxyHeader, ProxyHeaderTemplate, formatProxyAddress, parseProxyHeader } from '../../src/quic/index.js';
+import { ProxyHeader, ProxyHeaderTemplate, formatProxyAddress, parseProxyHeader } from '../../src/wire/index.js';
 import { endpoint, parseArgs } from './args.js';
 
 const args = parseArgs(process.argv.slice(2));

@@ -7,7 +7,7 @@
 // owner and several threads can read it.
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { HISTOGRAM_BUCKETS, bucketOf } from '../lib/histogram.js';
-import { ProxyHeader, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/quic/index.js';
+import { ProxyHeader, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/wire/index.js';
 import { KIND_CHURN, nowUs, readTrailer, type Trailer } from '../lib/trailer.js';
 
 export const NO_OWNER = -1;

@@ -9,7 +9,7 @@ import {
   statelessResetToken,
   UNROUTABLE_CONFIG_ID,
   type QuicLbEncoder,
-} from '../quic-lb/index.js';
+} from '../cid/index.js';
 import { BackendError } from './errors.js';
 
 /** What a QUIC stack plugs in to mint every CID with QUIC-LB. */

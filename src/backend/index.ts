@@ -7,8 +7,8 @@ export {
   type BackendSendErrorCounters,
   type BackendSocketOptions,
   type BackendSocketStats,
-  type Endpoint,
 } from './socket.js';
+export type { Endpoint } from '../wire/index.js';
 export { createBackendCids, type BackendCids } from './cids.js';
-export { buildPreferredAddress, type BuiltPreferredAddress, type PreferredAddressInput } from './preferred-address.js';
+export { buildPreferredAddress, type BuiltPreferredAddress, type PreferredAddressInput } from './handoff.js';
 export { BackendError, BACKEND_ERROR_CODES, type BackendErrorCode } from './errors.js';

@@ -32,15 +32,10 @@ import {
   PROXY_V2_SIGNATURE,
   signProxyHeader,
   writeProxyHeader,
+  type Endpoint,
   type ProxyAuth,
-} from '../quic/index.js';
+} from '../wire/index.js';
 import { BackendError } from './errors.js';
-
-/** An IP literal and a UDP port. */
-export interface Endpoint {
-  address: string;
-  port: number;
-}
 
 /**
  * The local side of a path, as handed to `on('message')` listeners and taken back by `send`.

@@ -1,6 +1,7 @@
 // `quic-lb check-config FILE`: validate a config with the same code `serve` uses.
 import type { CommandModule } from 'yargs';
-import { ConfigError, formatEndpoint, loadConfigFile } from '../lb/index.js';
+import { ConfigError, loadConfigFile } from '../lb/index.js';
+import { formatEndpoint } from '../wire/index.js';
 import { CliError } from './errors.js';
 
 interface CheckArgs {

@@ -22,7 +22,7 @@ import {
   UNROUTABLE,
   UNKNOWN_CONFIG,
   type QuicLbConfig,
-} from '../quic-lb/index.js';
+} from '../cid/index.js';
 import { CliError } from './errors.js';
 
 /** Parses strict hex (optional 0x prefix, even number of digits, nothing else) or throws a CliError naming `what`. */

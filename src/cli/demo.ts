@@ -16,7 +16,8 @@ import {
   type ReplyTo,
   type RunningBackend,
 } from '../demo/index.js';
-import { configSources, keyFileWarning, loadConfigFile, parseConfig, parseEndpoint, startLoadBalancer } from '../lb/index.js';
+import { configSources, keyFileWarning, loadConfigFile, parseConfig, startLoadBalancer } from '../lb/index.js';
+import { parseEndpoint } from '../wire/index.js';
 import { CliError } from './errors.js';
 
 /** Defaults of the quick start (README "backend" section, docs/backend.md). */

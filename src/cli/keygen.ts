@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import type { CommandModule } from 'yargs';
 import { MAX_HMAC_KEY_LENGTH } from '../lb/index.js';
-import { AES_KEY_LENGTH } from '../quic-lb/index.js';
+import { AES_KEY_LENGTH } from '../cid/index.js';
 import { CliError } from './errors.js';
 
 /** Largest key the command makes: the longest secret the LB config takes (a return-path HMAC key). */

@@ -1,7 +1,7 @@
 // `quic-lb route`: "where would this packet go?" with the same decide() the forwarder runs.
 import type { CommandModule } from 'yargs';
-import { parseIPv4Into, parseIPv6Into } from '../quic/index.js';
-import { type BackendState, FourTuple, REASON_NAMES, buildRouterState, decide, fallbackSlot, formatEndpoint, loadConfigFile, parseEndpoint } from '../lb/index.js';
+import { parseIPv4Into, parseIPv6Into, formatEndpoint, parseEndpoint } from '../wire/index.js';
+import { type BackendState, FourTuple, REASON_NAMES, buildRouterState, decide, fallbackSlot, loadConfigFile } from '../lb/index.js';
 import { CliError } from './errors.js';
 
 interface RouteArgs {

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIP, isIPv6 } from 'node:net';
 import { BackendSocket, createBackendCids, type Endpoint } from '../backend/index.js';
-import { configFromSpec, QuicLbEncoder, type CipherName, type EncoderConfigEntry } from '../quic-lb/index.js';
+import { configFromSpec, QuicLbEncoder, type CipherName, type EncoderConfigEntry } from '../cid/index.js';
 import { loadIdentity } from './cert.js';
 import { DemoBackendError } from './errors.js';
 import { DemoServer } from './server.js';
@@ -146,8 +146,6 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
   const server = new DemoServer({
     socket,
     cids,
-    resetToken: cids.resetToken,
-    cidLength: cids.cidLength,
     serverId: sid,
     name: opts.name,
     // draft-21 §9.2: a plaintext config gets one CID per connection, so no preferred_address

@@ -1,6 +1,6 @@
 // Small data structures of the demo QUIC stack: a byte writer, a set of integer ranges
 // (packet numbers, acknowledged stream bytes) and an in-order reassembler (CRYPTO and STREAM).
-import { varintLength, writeVarint } from '../quic/index.js';
+import { varintLength, writeVarint } from '../wire/index.js';
 
 /** Appends to a fixed-capacity buffer; `room` tells how much still fits. */
 export class Writer {

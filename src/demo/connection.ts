@@ -10,7 +10,7 @@
 // - `paths.ts`    paths, validation, migration, the anti-amplification budget (`Paths`);
 // - `cids.ts`     CIDs both ways: issue, retire, NEW_CONNECTION_ID (`ConnectionIds`);
 // - `streams.ts`  stream data both ways and flow control (`Streams`).
-import type { TransportParameters } from '../quic/index.js';
+import type { TransportParameters } from '../wire/index.js';
 import { initialKeys } from './crypto.js';
 import { F, TransportError } from './frames.js';
 import { Writer } from './buffers.js';

@@ -1,6 +1,6 @@
 // Minimal HTTP/3 (RFC 9114) for the demo server: a control stream with an empty SETTINGS
 // frame, and GET requests answered with HEADERS (QPACK static table) + DATA.
-import { readVarint, varintSizeAt, writeVarint } from '../quic/index.js';
+import { readVarint, varintSizeAt, writeVarint } from '../wire/index.js';
 import { decodeFieldSection } from './qpack.js';
 
 // RFC 9114 §7.2 frame types, §6.2 stream types.

@@ -1,7 +1,7 @@
 // The server side of the TLS handshake inside QUIC (RFC 9001 §4): handshake messages out of
 // the CRYPTO streams, fed to the TLS 1.3 state machine (tls.ts), the keys it yields installed
 // in the packet-number spaces, and the transport parameters exchanged (RFC 9000 §7.4).
-import { decodeTransportParameters, encodeTransportParameters, type TransportParameters } from '../quic/index.js';
+import { decodeTransportParameters, encodeTransportParameters, type TransportParameters } from '../wire/index.js';
 import { MAX_ISSUED_CIDS, type IssuedCid } from './cids.js';
 import { PacketKeys } from './crypto.js';
 import { cryptoError, TransportError } from './frames.js';

@@ -1,7 +1,7 @@
 // The receive side of the demo connection: the frames of one decrypted packet (RFC 9000 §19),
 // read by a short dispatch over one small handler per frame type. Handlers parse; what a frame
 // does to the connection is the `FrameTarget`'s business.
-import { readVarint, varintSizeAt } from '../quic/index.js';
+import { readVarint, varintSizeAt } from '../wire/index.js';
 import { F, HANDSHAKE_FRAMES, STREAM_BITS, TransportError } from './frames.js';
 import { PATH_DATA_LENGTH, type PathState } from './paths.js';
 import { Level, LEVEL_NAMES } from './spaces.js';

@@ -8,6 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
+  type Endpoint,
   MIN_CLIENT_INITIAL_DCID_LENGTH,
   MIN_INITIAL_DATAGRAM_SIZE,
   parseHeader,
@@ -16,7 +17,8 @@ import {
   QUIC_V1,
   readVarint,
   varintSizeAt,
-} from '../quic/index.js';
+} from '../wire/index.js';
+import type { BackendCids } from '../backend/index.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import type { NetPath, PathVia } from './paths.js';
 import { Level } from './spaces.js';
@@ -45,27 +47,19 @@ export interface DemoSocket {
   send(msg: Uint8Array, address: string, port: number, path?: PathVia): void;
 }
 
-/** A source of connection IDs, e.g. `createCidGenerator(encoder)` from quic-lb-ts. */
-export interface CidSource {
-  generate(): Uint8Array;
-}
-
 export interface DemoServerOptions {
   socket: DemoSocket;
-  /** Mints every CID the server issues. */
-  cids: CidSource;
-  /** Stateless reset token for a CID (RFC 9000 §10.3.2), e.g. quic-lb-ts `statelessResetToken`. */
-  resetToken(cid: Uint8Array): Uint8Array;
   /**
-   * Length of a CID this server issued, from its first octet (QUIC-LB self-encoded length or
-   * the config's length), or -1 if unknown: used to find the DCID of short headers.
+   * Mints every CID the server issues, gives their stateless reset tokens (RFC 9000 §10.3.2),
+   * and the length of a CID this server issued from its first octet (-1 if unknown; short
+   * headers carry no length): `createBackendCids()` from quic-lb-ts/backend.
    */
-  cidLength(firstOctet: number): number;
+  cids: Pick<BackendCids, 'generate' | 'resetToken' | 'cidLength'>;
   /** For logs: this backend's server ID (hex) and name. */
   serverId?: string;
   name?: string;
   /** Addresses advertised in preferred_address (the backend's own unicast addresses). */
-  preferredAddress?: { ipv4?: { address: string; port: number }; ipv6?: { address: string; port: number } };
+  preferredAddress?: { ipv4?: Endpoint; ipv6?: Endpoint };
   identity?: ServerIdentity;
   /** JSON-lines event log file. */
   eventLog?: string;
@@ -243,7 +237,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
   }
 
   private cidLength(firstOctet: number): number {
-    return this.opts.cidLength(firstOctet);
+    return this.opts.cids.cidLength(firstOctet);
   }
 
   private newConnection(originalDcid: Buffer, clientScid: Buffer, path: NetPath): Connection {
@@ -294,7 +288,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     if (++this.resetsInWindow > RESETS_PER_SECOND) return;
     const out = randomBytes(size);
     out[0] = 0x40 | (out[0] & 0x3f); // looks like a short header: 0b01xxxxxx
-    out.set(this.opts.resetToken(buf.subarray(1, 1 + len)), size - 16);
+    out.set(this.opts.cids.resetToken(buf.subarray(1, 1 + len)), size - 16);
     this.stats.statelessResets++;
     this.opts.socket.send(out, path.address, path.port, path.via);
     this.event('stateless-reset', { cid: buf.toString('hex', 1, 1 + len), client: `${path.address}:${path.port}`, via: path.via.name });
@@ -322,7 +316,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
       if (this.byCid.has(key)) continue; // never hand out a CID that is live
       this.byCid.set(key, conn);
       this.issuedLengths.add(cid.length);
-      return { cid, token: Buffer.from(this.opts.resetToken(cid)) };
+      return { cid, token: Buffer.from(this.opts.cids.resetToken(cid)) };
     }
   }
 

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { LbConfig } from './config.js';
 import { type CounterSnapshot, Counters, addSnapshot, emptySnapshot } from './counters.js';
 import { Forwarder, type PreparedConfig } from './forwarder.js';
-import type { Endpoint } from './ip.js';
+import type { ParsedEndpoint } from '../wire/index.js';
 import { createLogger } from './logger.js';
 import type { DataPlane } from './plane.js';
 import type { HealthView } from './router.js';
@@ -29,7 +29,7 @@ type ToWorker =
 /** IPC messages worker -> primary. */
 type FromWorker =
   | { t: 'lb:hello' }
-  | { t: 'lb:ready'; vips: Endpoint[]; ret: Endpoint | undefined }
+  | { t: 'lb:ready'; vips: ParsedEndpoint[]; ret: ParsedEndpoint | undefined }
   | { t: 'lb:failed'; error: string }
   | { t: 'lb:prepared'; id: number; error?: string }
   | { t: 'lb:committed'; id: number; error?: string }
@@ -79,8 +79,8 @@ export class ClusterPlane implements DataPlane {
   private readonly waiters = new Map<number, { worker: number; done: (msg: FromWorker | undefined) => void }>();
   private config: LbConfig;
   private health: HealthView;
-  private vips: Endpoint[] = [];
-  private ret: Endpoint | undefined;
+  private vips: ParsedEndpoint[] = [];
+  private ret: ParsedEndpoint | undefined;
   private closing = false;
   /** Two-phase config changes started (names each one). */
   private txn = 0;
@@ -257,11 +257,11 @@ export class ClusterPlane implements DataPlane {
     return n;
   }
 
-  vipAddresses(): Endpoint[] {
+  vipAddresses(): ParsedEndpoint[] {
     return this.vips;
   }
 
-  returnAddress(): Endpoint | undefined {
+  returnAddress(): ParsedEndpoint | undefined {
     return this.ret;
   }
 

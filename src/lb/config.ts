@@ -13,10 +13,10 @@ import {
   MIN_NONCE_LENGTH,
   MIN_SERVER_ID_LENGTH,
   QuicLbError,
-} from '../quic-lb/index.js';
-import { parseIPv4Into, parseIPv6Into } from '../quic/index.js';
+} from '../cid/index.js';
+import { parseIPv4Into, parseIPv6Into } from '../wire/index.js';
 import { ConfigError, type ConfigErrorCode } from './errors.js';
-import { type Endpoint, normaliseIp, parseEndpoint } from './ip.js';
+import { type ParsedEndpoint, normaliseIp, parseEndpoint } from '../wire/index.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, isPrime } from './maglev.js';
 import { MAX_HMAC_KEYS } from './reasons.js';
 import net from 'node:net';
@@ -48,7 +48,7 @@ export interface QuicLbConfigSpec {
 export interface HealthCheckSpec {
   type: HealthType;
   /** Probe target (udp/tcp); defaults to the backend's forwarding address. */
-  address?: Endpoint;
+  address?: ParsedEndpoint;
   /** http only: the URL fetched with GET; 2xx = success. */
   url?: string;
   intervalMs: number;
@@ -63,7 +63,7 @@ export interface HealthCheckSpec {
 
 export interface BackendSpec {
   name: string;
-  address: Endpoint;
+  address: ParsedEndpoint;
   /** Server IDs (hex) per QUIC-LB config id. */
   serverIds: { configId: number; serverId: string }[];
   weight: number;
@@ -72,7 +72,7 @@ export interface BackendSpec {
 
 /** A validated config: plain data (JSON-serialisable, sent to cluster workers as is). */
 export interface LbConfig {
-  listen: Endpoint[];
+  listen: ParsedEndpoint[];
   quicLb: QuicLbConfigSpec[];
   backends: BackendSpec[];
   fallback: { key: string; tableSize: number };
@@ -82,8 +82,8 @@ export interface LbConfig {
    * `hmacKeyFiles`. The first signs forwarded headers (signForward); every one verifies returned
    * headers (key rotation). Empty: no authentication.
    */
-  returnPath: { mode: ReturnMode; listen?: Endpoint; hmacKeys: string[]; signForward: boolean; allow: string[] };
-  metrics: { listen?: Endpoint };
+  returnPath: { mode: ReturnMode; listen?: ParsedEndpoint; hmacKeys: string[]; signForward: boolean; allow: string[] };
+  metrics: { listen?: ParsedEndpoint };
   workers: number;
   /** Buffer sizes, and the bound of each upstream (backend) socket's send queue (docs/lb.md). */
   socket: { recvBufferSize: number; sendBufferSize: number; maxQueuedDatagrams: number; maxQueuedOctets: number };
@@ -191,7 +191,7 @@ function oneOf<T extends string>(v: unknown, at: string, allowed: readonly T[], 
   return s as T;
 }
 
-function endpoint(v: unknown, at: string, allowZero: boolean): Endpoint {
+function endpoint(v: unknown, at: string, allowZero: boolean): ParsedEndpoint {
   const s = str(v, at);
   const e = parseEndpoint(s, allowZero);
   if (!e) fail('ERR_CONFIG_ADDRESS', at, `expected an IP literal and port ('a.b.c.d:port' or '[v6]:port'${allowZero ? '' : ', port 1..65535'}), got '${s}'`);
@@ -296,7 +296,7 @@ export function isUnspecifiedAddress(bytes: Uint8Array, family: 4 | 6): boolean 
   return bytes[10] === 0xff && bytes[11] === 0xff && bytes[12] === 0;
 }
 
-function healthSpec(o: Obj, at: string, dflt: Omit<HealthCheckSpec, 'address' | 'url'>, backendAddress: Endpoint | undefined): HealthCheckSpec {
+function healthSpec(o: Obj, at: string, dflt: Omit<HealthCheckSpec, 'address' | 'url'>, backendAddress: ParsedEndpoint | undefined): HealthCheckSpec {
   const type = oneOf(o.type, `${at}/type`, HEALTH_TYPES, dflt.type);
   const spec: HealthCheckSpec = {
     type,
@@ -373,7 +373,7 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
   if (root.listen === undefined) fail('ERR_CONFIG_REQUIRED', '/listen', 'required: at least one VIP address');
   const listenRaw = arr(root.listen, '/listen');
   if (listenRaw.length === 0) fail('ERR_CONFIG_REQUIRED', '/listen', 'at least one VIP address');
-  const listen: Endpoint[] = [];
+  const listen: ParsedEndpoint[] = [];
   const seenListen = new Set<string>();
   const scratch = new Uint8Array(16);
   listenRaw.forEach((v, i) => {

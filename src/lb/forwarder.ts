@@ -19,10 +19,10 @@ import {
   parseProxyHeader,
   signProxyHeader,
   type ProxyAuth,
-} from '../quic/index.js';
+} from '../wire/index.js';
 import { type LbConfig, isUnspecifiedAddress } from './config.js';
 import type { Counters } from './counters.js';
-import { type Endpoint, formatEndpoint } from './ip.js';
+import { type ParsedEndpoint, formatEndpoint } from '../wire/index.js';
 import { ReturnReject, SendError } from './reasons.js';
 import { FourTuple, type HealthView, type RouterState, buildRouterState, countDecision, decide, withHealth } from './router.js';
 
@@ -35,7 +35,7 @@ const HEADER_RING = 256;
 
 /** A bound VIP socket and its reused 4-tuple. */
 interface Vip {
-  readonly endpoint: Endpoint;
+  readonly endpoint: ParsedEndpoint;
   readonly socket: dgram.Socket;
   readonly tuple: FourTuple;
   /** Actual bound port (differs from endpoint.port when that is 0). */
@@ -62,7 +62,7 @@ class Upstream {
   ready: Promise<void>;
 
   constructor(
-    readonly address: Endpoint,
+    readonly address: ParsedEndpoint,
     bufferSizes: { recv: number; send: number },
     onReply: (msg: Buffer, rinfo: dgram.RemoteInfo, up: Upstream) => void,
     onError: (err: Error) => void,
@@ -242,7 +242,7 @@ export class Forwarder {
   }
 
   /** The bound VIP endpoints (ports resolved when 0 was configured). */
-  vipAddresses(): Endpoint[] {
+  vipAddresses(): ParsedEndpoint[] {
     return this.vips.map((v) => ({ ...v.endpoint, port: v.port }));
   }
 
@@ -252,7 +252,7 @@ export class Forwarder {
   }
 
   /** The bound return port, if any. */
-  returnAddress(): Endpoint | undefined {
+  returnAddress(): ParsedEndpoint | undefined {
     const l = this.config.returnPath.listen;
     return this.returnSocket && l ? { ...l, port: this.returnPort } : undefined;
   }

@@ -11,9 +11,9 @@ import {
   HealthProbeKind,
   encodeHealthProbe,
   parseHealthProbe,
-} from '../quic/index.js';
+} from '../wire/index.js';
 import type { BackendSpec, HealthCheckSpec, LbConfig } from './config.js';
-import { formatEndpoint } from './ip.js';
+import { formatEndpoint } from '../wire/index.js';
 import { type BackendState, initialState } from './router.js';
 
 /** Per-backend health bookkeeping, exposed for metrics. */

@@ -22,7 +22,6 @@ export {
   keyFileWarning,
   configSources,
 } from './config.js';
-export { type Endpoint, parseEndpoint, formatEndpoint } from './ip.js';
 export {
   Reason,
   REASON_COUNT,

@@ -7,11 +7,11 @@ import path from 'node:path';
 import type http from 'node:http';
 import type { Logger } from 'pino';
 import { ClusterPlane } from './cluster.js';
-import { configFromSpec } from '../quic-lb/index.js';
+import { configFromSpec } from '../cid/index.js';
 import { type LbConfig, configSources, loadConfigFile, restartOnlyChanges } from './config.js';
 import type { ConfigError } from './errors.js';
 import { HealthChecker } from './health.js';
-import type { Endpoint } from './ip.js';
+import type { ParsedEndpoint } from '../wire/index.js';
 import { createLogger } from './logger.js';
 import { type ControlStats, createMetrics, startHttp } from './metrics.js';
 import { type DataPlane, LocalPlane } from './plane.js';
@@ -61,7 +61,7 @@ export class LoadBalancer {
     workerRestarts: 0,
   };
   private httpServer: http.Server | undefined;
-  private httpAddress: Endpoint | undefined;
+  private httpAddress: ParsedEndpoint | undefined;
   /** Directory -> watcher (the config file's and every key file's directories). */
   private readonly watchers = new Map<string, FSWatcher>();
   private debounce: NodeJS.Timeout | undefined;
@@ -325,7 +325,7 @@ export class LoadBalancer {
   }
 
   /** Bound addresses: VIPs, return port, metrics/health endpoint. */
-  addresses(): { vips: Endpoint[]; returnPort: Endpoint | undefined; metrics: Endpoint | undefined } {
+  addresses(): { vips: ParsedEndpoint[]; returnPort: ParsedEndpoint | undefined; metrics: ParsedEndpoint | undefined } {
     return { vips: this.plane.vipAddresses(), returnPort: this.plane.returnAddress(), metrics: this.httpAddress };
   }
 

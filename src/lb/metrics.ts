@@ -5,9 +5,9 @@ import http from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { CounterSnapshot } from './counters.js';
 import type { BackendHealth } from './health.js';
-import type { Endpoint } from './ip.js';
+import type { ParsedEndpoint } from '../wire/index.js';
 import { BACKEND_STATES } from './router.js';
-import { CONFIG_ROTATION_CODEPOINTS, MAX_CONFIG_ID, UNROUTABLE_CONFIG_ID } from '../quic-lb/index.js';
+import { CONFIG_ROTATION_CODEPOINTS, MAX_CONFIG_ID, UNROUTABLE_CONFIG_ID } from '../cid/index.js';
 import { CID_RESULT_COUNT, CID_RESULT_NAMES, REASON_NAMES, RETURN_REJECT_NAMES, SEND_ERROR_NAMES } from './reasons.js';
 
 /** Control-plane state the primary (or single process) keeps. */
@@ -179,9 +179,9 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
 
 /** The operations HTTP endpoint: GET /metrics (Prometheus text), GET /healthz (200 ok / 503). */
 export async function startHttp(
-  listen: Endpoint,
+  listen: ParsedEndpoint,
   handlers: { metrics: () => Promise<string>; contentType: string; healthy: () => { ok: boolean; why: string } },
-): Promise<{ server: http.Server; address: Endpoint }> {
+): Promise<{ server: http.Server; address: ParsedEndpoint }> {
   const server = http.createServer((req, res) => {
     const url = req.url ?? '/';
     if (req.method === 'GET' && url === '/metrics') {

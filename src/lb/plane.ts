@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { LbConfig } from './config.js';
 import { type CounterSnapshot, Counters } from './counters.js';
 import { Forwarder } from './forwarder.js';
-import type { Endpoint } from './ip.js';
+import type { ParsedEndpoint } from '../wire/index.js';
 import type { HealthView } from './router.js';
 
 /** What the control plane needs from the forwarding side. */
@@ -24,8 +24,8 @@ export interface DataPlane {
   restarts(): number;
   /** Datagrams received per forwarding process (worker id -> count), as of the last `counters()`. */
   workerPackets(): Map<string, number>;
-  vipAddresses(): Endpoint[];
-  returnAddress(): Endpoint | undefined;
+  vipAddresses(): ParsedEndpoint[];
+  returnAddress(): ParsedEndpoint | undefined;
   close(): Promise<void>;
 }
 
@@ -66,11 +66,11 @@ export class LocalPlane implements DataPlane {
     return new Map([['0', this.localCounters.totalPackets()]]);
   }
 
-  vipAddresses(): Endpoint[] {
+  vipAddresses(): ParsedEndpoint[] {
     return this.forwarder.vipAddresses();
   }
 
-  returnAddress(): Endpoint | undefined {
+  returnAddress(): ParsedEndpoint | undefined {
     return this.forwarder.returnAddress();
   }
 

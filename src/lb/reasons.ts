@@ -1,7 +1,7 @@
 // Decision reasons of the router. Numeric on the packet path (array indexes into plain counters),
 // named for metrics, logs and `quic-lb route`. The order is part of no wire format; add new
 // reasons at the end.
-import { CONFIG_ROTATION_CODEPOINTS } from '../quic-lb/index.js';
+import { CONFIG_ROTATION_CODEPOINTS } from '../cid/index.js';
 
 /** Why `decide()` chose what it chose. */
 export const Reason = {

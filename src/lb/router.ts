@@ -1,8 +1,8 @@
 // The pure routing decision (docs/lb.md "A datagram's way", step 2): datagram + 4-tuple + state -> backend index
 // and reason. No I/O, no allocation, no exceptions per packet. The forwarder, `quic-lb route`
 // and the tests all call this same `decide()`.
-import { MAX_CONFIG_ID, MAX_SERVER_ID_LENGTH, QuicLbDecoder, UNKNOWN_CONFIG, UNROUTABLE, configFromSpec, configIdOf } from '../quic-lb/index.js';
-import { HeaderForm, PacketHeader, PacketType, parseHeader } from '../quic/index.js';
+import { MAX_CONFIG_ID, MAX_SERVER_ID_LENGTH, QuicLbDecoder, UNKNOWN_CONFIG, UNROUTABLE, configFromSpec, configIdOf } from '../cid/index.js';
+import { HeaderForm, PacketHeader, PacketType, parseHeader } from '../wire/index.js';
 import type { LbConfig } from './config.js';
 import { type BackendStats, Counters } from './counters.js';
 import { buildMaglevTable } from './maglev.js';
@@ -216,7 +216,7 @@ export function fallbackSlot(tuple: FourTuple, state: RouterState): number {
 
 /**
  * Decides where `datagram` goes (draft-21 §4.2 steps 1 and 5; this LB keeps no flow tables):
- * 1. parse the RFC 8999 invariant header (src/quic parseHeader); not even that -> DROPPED_MALFORMED;
+ * 1. parse the RFC 8999 invariant header (src/wire parseHeader); not even that -> DROPPED_MALFORMED;
  * 2. DCID: long header -> DCIL octets at offset 6; short header -> from offset 1, length implied
  *    by the config its first octet names (the rest of the datagram is `available`);
  * 3. codepoint 0b111 / no config / too short / unknown server ID / backend `down` -> fallback,

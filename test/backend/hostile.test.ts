@@ -6,7 +6,7 @@ import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BackendError, BackendSocket, type BackendPath } from '../../src/backend/index.js';
-import { AddressSet, encodeHealthProbe, encodeProxyHeader, HealthProbeKind, parseHealthProbe, parseProxyHeader, ProxyDirection, ProxyHeader } from '../../src/quic/index.js';
+import { AddressSet, encodeHealthProbe, encodeProxyHeader, HealthProbeKind, parseHealthProbe, parseProxyHeader, ProxyDirection, ProxyHeader } from '../../src/wire/index.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const toClose: Array<{ close(): unknown }> = [];

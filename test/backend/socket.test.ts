@@ -16,8 +16,8 @@ import {
   ProxyDirection,
   ProxyHeader,
   QuicWireError,
-} from '../../src/quic/index.js';
-import { createConfig, decodeServerId, QuicLbEncoder, statelessResetToken } from '../../src/quic-lb/index.js';
+} from '../../src/wire/index.js';
+import { createConfig, decodeServerId, QuicLbEncoder, statelessResetToken } from '../../src/cid/index.js';
 
 const toClose: Array<{ close(): unknown }> = [];
 afterEach(async () => {

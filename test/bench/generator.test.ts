@@ -2,7 +2,7 @@
 // minted for the owner, and path events that keep (switch) or change (rebind) the 4-tuple.
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createConfig, decodeServerId } from '../../src/quic-lb/index.js';
+import { createConfig, decodeServerId } from '../../src/cid/index.js';
 import { Generator, type CidScheme } from '../../bench/load/generator.js';
 import { KIND_INITIAL, KIND_SHORT, readTrailer, type Trailer } from '../../bench/lib/trailer.js';
 import { sleep } from '../helpers/wait.js';

@@ -1,8 +1,8 @@
 // The generator's datagrams: v1 Initial layout, short headers carrying a CID that decodes to the
 // owner's server ID, the trailer, and deterministic selection.
 import { describe, expect, it } from 'vitest';
-import { createConfig, decodeServerId, encodeConnectionId } from '../../src/quic-lb/index.js';
-import { parseHeader, PacketHeader } from '../../src/quic/index.js';
+import { createConfig, decodeServerId, encodeConnectionId } from '../../src/cid/index.js';
+import { parseHeader, PacketHeader } from '../../src/wire/index.js';
 import { buildInitial, buildShort } from '../../bench/lib/packets.js';
 import { Prng } from '../../bench/lib/prng.js';
 import { KIND_INITIAL, KIND_SHORT, readTrailer, stampTrailer, type Trailer } from '../../bench/lib/trailer.js';

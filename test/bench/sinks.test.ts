@@ -2,7 +2,7 @@
 // foreign datagrams — over real UDP sockets on loopback.
 import { createSocket, type Socket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ProxyHeader, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/quic/index.js';
+import { ProxyHeader, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/wire/index.js';
 import { buildShort } from '../../bench/lib/packets.js';
 import { Prng } from '../../bench/lib/prng.js';
 import { nowUs, stampTrailer } from '../../bench/lib/trailer.js';

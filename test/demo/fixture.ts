@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { BackendSocket, createBackendCids, type BackendCids, type Endpoint } from '../../src/backend/index.js';
 import { DemoServer } from '../../src/demo/index.js';
-import { createConfig, QuicLbEncoder, type QuicLbConfig } from '../../src/quic-lb/index.js';
+import { createConfig, QuicLbEncoder, type QuicLbConfig } from '../../src/cid/index.js';
 
 export interface DemoFixture {
   server: DemoServer;
@@ -40,8 +40,6 @@ export async function startDemoFixture(o: DemoFixtureOptions): Promise<DemoFixtu
   const server = new DemoServer({
     socket,
     cids,
-    resetToken: cids.resetToken,
-    cidLength: cids.cidLength,
     serverId: Buffer.from(serverId).toString('hex'),
     name: 'fixture',
     preferredAddress: o.preferred ? (o.preferredFamily === 6 ? { ipv6: o.preferred } : { ipv4: o.preferred }) : undefined,

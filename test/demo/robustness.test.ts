@@ -6,12 +6,12 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readVarint, varintSizeAt } from '../../src/quic/index.js';
+import { readVarint, varintSizeAt } from '../../src/wire/index.js';
 import { DemoServer, generateSelfSigned, type PathVia } from '../../src/demo/index.js';
 import { AEAD_TAG_LEN, initialKeys } from '../../src/demo/crypto.js';
 import { openPacket, PN_LEN, sealPacket } from '../../src/demo/packet.js';
 import { TlsServerHandshake } from '../../src/demo/tls.js';
-import { createConfig, QuicLbEncoder } from '../../src/quic-lb/index.js';
+import { createConfig, QuicLbEncoder } from '../../src/cid/index.js';
 import { createBackendCids } from '../../src/backend/index.js';
 
 /** A socket double that records what the server sends (the server under test is real). */
@@ -45,10 +45,12 @@ function newServer(): { server: DemoServer; socket: RecordingSocket } {
       minted++;
       return cids.generate();
     },
+    resetToken: cids.resetToken,
+    cidLength: cids.cidLength,
   };
   minted = 0;
   const socket = new RecordingSocket();
-  const server = new DemoServer({ socket, cids: counting, resetToken: cids.resetToken, cidLength: cids.cidLength, identity: identity, issueNewConnectionIds: false });
+  const server = new DemoServer({ socket, cids: counting, identity: identity, issueNewConnectionIds: false });
   return { server, socket };
 }
 const identity = generateSelfSigned();

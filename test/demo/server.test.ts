@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createConfig, decodeServerId } from '../../src/quic-lb/index.js';
+import { createConfig, decodeServerId } from '../../src/cid/index.js';
 import { downloadedSha256, expectedSha256, explainDownload, has, runClient, serverCidsSeen } from '../e2e/gtlsclient.js';
 import { eventsOf, startDemoFixture, type DemoFixture } from './fixture.js';
 

@@ -15,7 +15,7 @@ import { parse } from 'yaml';
 import { runCli } from '../helpers/cli.js';
 import { unknownFields } from './k8s-fields.js';
 import { renderKustomization, type K8sObject } from './kustomize.js';
-import { readEvents } from '../e2e/fleet.js';
+import { readEvents } from '../e2e/stack.js';
 import { startCli, stop } from '../helpers/process.js';
 import { GRACEFUL_STOP_MS, deployDir } from './proc.js';
 import { waitFor } from '../helpers/wait.js';

@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { downloadedSha256, expectedSha256, explainDownload, has, runClient, serverCidsSeen } from '../e2e/gtlsclient.js';
 import { runCli } from '../helpers/cli.js';
-import { readEvents } from '../e2e/fleet.js';
+import { readEvents } from '../e2e/stack.js';
 import { startCli, stop } from '../helpers/process.js';
 import { GRACEFUL_STOP_MS, deployDir } from './proc.js';
 import { waitFor } from '../helpers/wait.js';

@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
-import { configYaml, readEvents } from './fleet.js';
+import { configYaml, readEvents } from './stack.js';
 import { startCli, stop } from '../helpers/process.js';
 import { startDemoBackend } from '../../src/demo/index.js';
 import { parseConfig } from '../../src/lb/index.js';
-import { createConfig, decodeServerId } from '../../src/quic-lb/index.js';
+import { createConfig, decodeServerId } from '../../src/cid/index.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-cli-demo-'));
 const file = path.join(dir, 'lb.yaml');

@@ -4,14 +4,14 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createConfig, decodeServerId } from '../../src/quic-lb/index.js';
+import { createConfig, decodeServerId } from '../../src/cid/index.js';
 import { downloadedSha256, expectedSha256, explainDownload, has, runClient, serverCidsSeen } from './gtlsclient.js';
-import { configYaml, readEvents, scrape, startFleet, total, type Fleet, type FleetSpec, type QuicLbSpec } from './fleet.js';
+import { configYaml, readEvents, scrape, startStack, total, type Stack, type StackSpec, type QuicLbSpec } from './stack.js';
 import { waitFor } from '../helpers/wait.js';
 
-const fleets: Fleet[] = [];
+const stacks: Stack[] = [];
 afterAll(async () => {
-  await Promise.all(fleets.map((f) => f.stop()));
+  await Promise.all(stacks.map((f) => f.stop()));
 });
 
 const hexKey = (): string => randomBytes(16).toString('hex');
@@ -25,14 +25,14 @@ describe('QUIC-LB algorithms end to end', () => {
   for (const c of cases) {
     it(`${c.name}: handshake via the LB, CIDs decode to the backend, download intact`, async () => {
       const base = 25500 + c.n * 10;
-      const spec: FleetSpec = {
+      const spec: StackSpec = {
         vip: { address: '127.0.2.50', port: base },
         metricsPort: base + 2,
         quicLb: [c.q],
         backends: [{ name: 'only', address: `127.0.2.${51 + c.n}`, port: base + 5, serverIds: { [c.q.configId]: c.sid } }],
       };
-      const fleet = await startFleet(spec);
-      fleets.push(fleet);
+      const stack = await startStack(spec);
+      stacks.push(stack);
       const config = createConfig({ configId: c.q.configId, serverIdLength: c.q.serverIdLength, nonceLength: c.q.nonceLength, key: c.q.key ? Buffer.from(c.q.key, 'hex') : undefined });
       expect(config.algorithm).toBe(c.name.split(' ')[0]);
       const run = await runClient({ host: spec.vip.address, port: spec.vip.port, paths: ['/bytes/50000'], extraArgs: ['--delay-stream=300ms'] });
@@ -63,7 +63,7 @@ describe('config rotation in the middle of a download', () => {
   it('the backend re-issues CIDs under the new config (Retire Prior To), the LB routes them, the download completes', async () => {
     const k0 = hexKey();
     const k1 = hexKey();
-    const spec: FleetSpec = {
+    const spec: StackSpec = {
       vip: { address: '127.0.2.56', port: 25550 },
       metricsPort: 25552,
       quicLb: [{ configId: 0, serverIdLength: 2, nonceLength: 6, key: k0 }],
@@ -72,26 +72,26 @@ describe('config rotation in the middle of a download', () => {
         { name: 'r2', address: '127.0.2.58', port: 25555, serverIds: { 0: '0102' } },
       ],
     };
-    const fleet = await startFleet(spec);
-    fleets.push(fleet);
+    const stack = await startStack(spec);
+    stacks.push(stack);
     // Step 1 (draft-21 §3.1): the LBs learn the new config first.
-    const next: FleetSpec = {
+    const next: StackSpec = {
       ...spec,
       quicLb: [...spec.quicLb, { configId: 1, serverIdLength: 3, nonceLength: 6, key: k1 }],
       backends: spec.backends.map((b, i) => ({ ...b, serverIds: { ...b.serverIds, 1: `02020${i + 1}` } })),
     };
     const fallbackKey = randomBytes(16).toString('hex');
-    writeFileSync(fleet.configFile, configYaml(next, fallbackKey));
-    process.kill(fleet.lb.pid, 'SIGHUP');
+    writeFileSync(stack.configFile, configYaml(next, fallbackKey));
+    process.kill(stack.lb.pid, 'SIGHUP');
     await waitFor('LB reload', async () => total(await scrape(spec), 'quic_lb_config_reloads_total', 'outcome="success"') >= 1, 5000);
 
     // Step 2: a download on the LB path; when the request arrives, the backends get the new config.
     const requestSeen = waitFor(
       'request',
-      () => spec.backends.some((b) => readEvents(fleet.eventLog(b.name)).some((e) => e.event === 'request')),
+      () => spec.backends.some((b) => readEvents(stack.eventLog(b.name)).some((e) => e.event === 'request')),
       10_000,
     ).then(() => {
-      for (const p of fleet.backends.values()) process.kill(p.pid, 'SIGHUP');
+      for (const p of stack.backends.values()) process.kill(p.pid, 'SIGHUP');
     });
     const size = 6_000_000;
     const clientRun = runClient({ host: spec.vip.address, port: spec.vip.port, paths: [`/bytes/${size}`], extraArgs: ['--no-preferred-addr'], timeoutMs: 40_000 });
@@ -99,8 +99,8 @@ describe('config rotation in the middle of a download', () => {
     const run = await clientRun;
     expect(downloadedSha256(run, String(size)), explainDownload(run, String(size), size)).toBe(expectedSha256(size));
 
-    const served = spec.backends.find((b) => readEvents(fleet.eventLog(b.name)).some((e) => e.event === 'request'))!;
-    const events = readEvents(fleet.eventLog(served.name));
+    const served = spec.backends.find((b) => readEvents(stack.eventLog(b.name)).some((e) => e.event === 'request'))!;
+    const events = readEvents(stack.eventLog(served.name));
     const order = events.map((e) => e.event);
     // The rotation happened while the response was still being sent.
     expect(order.indexOf('cids-reissued')).toBeGreaterThan(order.indexOf('request'));

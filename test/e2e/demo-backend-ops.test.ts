@@ -13,17 +13,17 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
-import { configYaml, readEvents, type FleetSpec } from './fleet.js';
+import { configYaml, readEvents, type StackSpec } from './stack.js';
 import { startCli, stop, type Proc } from '../helpers/process.js';
 import { sleep, waitFor } from '../helpers/wait.js';
-import { encodeHealthProbe, encodeProxyHeader, formatProxyAddress, HealthProbeKind, parseHealthProbe, parseProxyHeader, ProxyDirection, ProxyHeader } from '../../src/quic/index.js';
-import { createConfig, encodeConnectionId, statelessResetToken } from '../../src/quic-lb/index.js';
+import { encodeHealthProbe, encodeProxyHeader, formatProxyAddress, HealthProbeKind, parseHealthProbe, parseProxyHeader, ProxyDirection, ProxyHeader } from '../../src/wire/index.js';
+import { createConfig, encodeConnectionId, statelessResetToken } from '../../src/cid/index.js';
 
 const QUIC_LB_KEY = '00112233445566778899aabbccddeeff';
 const RESET_KEY = 'a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90';
 const VIP = { address: '127.0.2.110', port: 25930 }; // return port: 25931 (configYaml: VIP port + 1)
 const CLIENT = { address: '198.51.100.7', port: 5555 };
-const spec = (backendAddress: string, port: number): FleetSpec => ({
+const spec = (backendAddress: string, port: number): StackSpec => ({
   vip: VIP,
   metricsPort: 25932,
   quicLb: [{ configId: 0, serverIdLength: 2, nonceLength: 6, key: QUIC_LB_KEY }],
@@ -34,7 +34,7 @@ const qlb = createConfig({ configId: 0, serverIdLength: 2, nonceLength: 6, key: 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-demo-ops-'));
 const configFile = path.join(dir, 'lb.yaml');
 writeFileSync(configFile, configYaml(spec('127.0.2.111', 25935), randomBytes(16).toString('hex')));
-// The same fleet with the return port on the wildcard address: only the forwarding LB is a known destination.
+// The same stack with the return port on the wildcard address: only the forwarding LB is a known destination.
 const wildcardFile = path.join(dir, 'lb-wildcard.yaml');
 writeFileSync(
   wildcardFile,
@@ -89,7 +89,7 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     for (const s of [lb1, lb2, returnPort]) s.s.close();
   });
 
-  it('LB-path replies go to the return port (the anycast VIP in a fleet), with the VIP -> client header; tokens come from --reset-key-file; --allow-lb drops other senders; SIGUSR2 drains', async () => {
+  it('LB-path replies go to the return port (the anycast VIP in a stack), with the VIP -> client header; tokens come from --reset-key-file; --allow-lb drops other senders; SIGUSR2 drains', async () => {
     const log = path.join(dir, 'a.jsonl');
     const p = await startCli(['demo', 'backend', '--config', configFile, '--name', 'a', '--reset-key-file', groupKeyFile, '--allow-lb', '127.0.2.112', '--event-log', log]);
     procs.push(p);

@@ -3,13 +3,13 @@
 // and the LB's /metrics (never the client's exit code). Addresses 127.0.2.40-49, ports 25300-25399.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createConfig, decodeServerId, encodeConnectionId, type QuicLbConfig } from '../../src/quic-lb/index.js';
+import { createConfig, decodeServerId, encodeConnectionId, type QuicLbConfig } from '../../src/cid/index.js';
 import { downloadedSha256, expectedSha256, explainDownload, has, runClient, serverCidsSeen } from './gtlsclient.js';
-import { readEvents, scrape, startFleet, total, type Fleet, type FleetSpec } from './fleet.js';
+import { readEvents, scrape, startStack, total, type Stack, type StackSpec } from './stack.js';
 
 const VIP = { address: '127.0.2.40', port: 25300 };
 const key = randomBytes(16).toString('hex');
-const spec: FleetSpec = {
+const spec: StackSpec = {
   vip: VIP,
   metricsPort: 25302,
   quicLb: [{ configId: 0, serverIdLength: 2, nonceLength: 6, key }],
@@ -22,18 +22,18 @@ const config: QuicLbConfig = createConfig({ configId: 0, serverIdLength: 2, nonc
 const sidOf = (cidHex: string): string => Buffer.from(decodeServerId(config, Buffer.from(cidHex, 'hex')) ?? []).toString('hex');
 const backendBySid = new Map(spec.backends.map((b) => [b.serverIds[0], b]));
 
-let fleet: Fleet;
+let stack: Stack;
 beforeAll(async () => {
-  fleet = await startFleet(spec);
+  stack = await startStack(spec);
 });
 afterAll(async () => {
-  await fleet?.stop();
+  await stack?.stop();
 });
 
 /** The backend whose event log has the connection whose SCID is `scid`. */
 function servingBackend(scid: string): { name: string; events: ReturnType<typeof readEvents> } {
   for (const b of spec.backends) {
-    const events = readEvents(fleet.eventLog(b.name));
+    const events = readEvents(stack.eventLog(b.name));
     const accepted = events.find((e) => e.event === 'connection-accepted' && e.scid === scid);
     if (accepted) return { name: b.name, events: events.filter((e) => e.conn === accepted.conn) };
   }
@@ -134,9 +134,9 @@ describe('LB handoff with gtlsclient', () => {
     const run = await runClient({ host: VIP.address, port: VIP.port, paths: ['/bytes/10000'], extraArgs: [`--dcid=${dcid}`, '--delay-stream=300ms'] });
     expect(has(run.output, 'QUIC handshake has been confirmed')).toBe(true);
     expect(downloadedSha256(run, '10000'), explainDownload(run, '10000', 10000)).toBe(expectedSha256(10000));
-    const accepted = readEvents(fleet.eventLog('b2')).filter((e) => e.event === 'connection-accepted' && e.odcid === dcid);
+    const accepted = readEvents(stack.eventLog('b2')).filter((e) => e.event === 'connection-accepted' && e.odcid === dcid);
     expect(accepted.length).toBe(1);
-    expect(readEvents(fleet.eventLog('b1')).some((e) => e.event === 'connection-accepted' && e.odcid === dcid)).toBe(false);
+    expect(readEvents(stack.eventLog('b1')).some((e) => e.event === 'connection-accepted' && e.odcid === dcid)).toBe(false);
   });
 
   it('8: 5 % simulated loss each way: the download completes intact', async () => {
@@ -146,10 +146,10 @@ describe('LB handoff with gtlsclient', () => {
   });
 
   it('9: twenty clients at once are spread over both backends and all downloads arrive intact', async () => {
-    const acceptedBefore = spec.backends.map((b) => readEvents(fleet.eventLog(b.name)).filter((e) => e.event === 'connection-accepted').length);
+    const acceptedBefore = spec.backends.map((b) => readEvents(stack.eventLog(b.name)).filter((e) => e.event === 'connection-accepted').length);
     const runs = await Promise.all(Array.from({ length: 20 }, () => runClient({ host: VIP.address, port: VIP.port, paths: ['/bytes/30000'], timeoutMs: 40_000 })));
     for (const run of runs) expect(downloadedSha256(run, '30000'), explainDownload(run, '30000', 30000)).toBe(expectedSha256(30000));
-    const acceptedAfter = spec.backends.map((b) => readEvents(fleet.eventLog(b.name)).filter((e) => e.event === 'connection-accepted').length);
+    const acceptedAfter = spec.backends.map((b) => readEvents(stack.eventLog(b.name)).filter((e) => e.event === 'connection-accepted').length);
     const perBackend = acceptedAfter.map((n, i) => n - acceptedBefore[i]);
     expect(perBackend.reduce((a, b) => a + b, 0)).toBe(20);
     for (const n of perBackend) expect(n).toBeGreaterThanOrEqual(1);

@@ -1,6 +1,6 @@
 // The hostile-internet harness (issue 10): one LB namespace running `quic-lb serve`, backend
 // namespaces running `quic-lb demo backend`, the attacker (raw-udp send) and the octet counter
-// (raw-udp count) in the client namespace. Built on test/fleet/netns.ts and quic-fleet.ts.
+// (raw-udp count) in the client namespace. Built on test/netns/netns.ts and quic-fleet.ts.
 //
 // Accounting of octets toward unvalidated addresses: the attacker's spoofed sources live in
 // ATTACKER_PREFIX and the victims its forged PROXY headers name in VICTIM_PREFIX. The router
@@ -15,8 +15,8 @@ import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
-import { canUseNetns, createFleet, namespacePids, pidAlive, waitFor, type Fleet, type Ns } from '../fleet/netns.js';
-import { BACKEND_PORT, CLI, REPO, RETURN_PORT, VIP_PORT, client, isDemoBody, outputOf, scrape, startReady } from '../fleet/quic-fleet.js';
+import { canUseNetns, createFleet, namespacePids, pidAlive, waitFor, type Fleet, type Ns } from '../netns/netns.js';
+import { BACKEND_PORT, CLI, REPO, RETURN_PORT, VIP_PORT, client, isDemoBody, outputOf, scrape, startReady } from '../netns/quic-fleet.js';
 import { OctetCounter, buildRawUdp, rawSend, writePayloads, type CountReport, type SendResult } from './native.js';
 import { recordCase, type CaseResult } from './summary.js';
 import { sleep } from '../helpers/wait.js';

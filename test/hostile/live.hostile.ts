@@ -7,8 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { waitFor, type Ns } from '../fleet/netns.js';
-import { ProxyDirection } from '../../src/quic/proxy-v2.js';
+import { waitFor, type Ns } from '../netns/netns.js';
+import { ProxyDirection } from '../../src/wire/proxy-v2.js';
 import {
   CONTRACT, QUIC_LB_KEYS, VICTIM, VIP_PORT, blast, deadProcesses, downloads, lbConfig, lbRssMb, metricSum, scrape, signal, startHostile, useHostile, type Hostile, type LbOptions,
 } from './harness.js';

@@ -8,10 +8,10 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { initialKeys } from '../../src/demo/crypto.js';
 import { openPacket, sealPacket, PN_LEN } from '../../src/demo/packet.js';
-import { createConfig, encodeConnectionId } from '../../src/quic-lb/index.js';
-import { encodeHealthProbe, HealthProbeKind } from '../../src/quic/health-probe.js';
-import { encodeProxyHeader, ProxyDirection } from '../../src/quic/proxy-v2.js';
-import { readVarint, varintLength, varintSizeAt, writeVarint } from '../../src/quic/varint.js';
+import { createConfig, encodeConnectionId } from '../../src/cid/index.js';
+import { encodeHealthProbe, HealthProbeKind } from '../../src/wire/health-probe.js';
+import { encodeProxyHeader, ProxyDirection } from '../../src/wire/proxy-v2.js';
+import { readVarint, varintLength, varintSizeAt, writeVarint } from '../../src/wire/varint.js';
 
 /** UDP payload that fits a 1500-octet MTU over IPv4 (20 + 8 octets of headers). */
 export const MAX_UDP_PAYLOAD = 1472;
@@ -49,7 +49,7 @@ export function longHeader(version = QUIC_V1, size = MIN_INITIAL_DATAGRAM): Buff
 /** A long header with an unknown (greased) version: the server answers Version Negotiation. */
 export const unknownVersion = (size = MIN_INITIAL_DATAGRAM): Buffer => longHeader(GREASE_VERSION, size);
 
-/** A health probe request with a random token (src/quic/health-probe.ts). */
+/** A health probe request with a random token (src/wire/health-probe.ts). */
 export function probeRequest(): Buffer {
   return Buffer.from(encodeHealthProbe(HealthProbeKind.REQUEST, randomBytes(8)));
 }

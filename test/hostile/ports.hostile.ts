@@ -4,7 +4,7 @@
 // process up, no amplification toward the spoofed sources, every datagram counted.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { ProxyDirection } from '../../src/quic/proxy-v2.js';
+import { ProxyDirection } from '../../src/wire/proxy-v2.js';
 import { QUIC_LB_KEYS, ROOT, VICTIM, blast, startHostile, useHostile, type LbOptions } from './harness.js';
 import { captureInitial, longHeader, mintedCid, proxyForgeries, resealInitial, shortHeader, unknownVersion } from './payloads.js';
 

@@ -3,13 +3,13 @@
 // sources (issue 10, finding 2). The LB signs what it forwards (returnPath.hmacKey +
 // signForward) and the backends name the LB (--allow-lb), as the fixed backend kit requires.
 // A header naming a victim must never make anyone send to the victim, except a replay of a
-// genuinely signed header within its window, which src/quic/proxy-v2.ts documents as accepted:
+// genuinely signed header within its window, which src/wire/proxy-v2.ts documents as accepted:
 // the return port then sends the victim less than it received (1:1 minus the header), a backend
 // answers a replayed Initial with at most the octets received (the demo backend's 1x limit
 // before address validation; RFC 9000 §8.1 would allow 3x).
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { ProxyDirection } from '../../src/quic/proxy-v2.js';
+import { ProxyDirection } from '../../src/wire/proxy-v2.js';
 import { VICTIM, VIP_PORT, blast, restartBackends, startHostile, useHostile } from './harness.js';
 import { captureInitial, probeRequest, proxyForgeries, resealInitial, shortHeader, type ProxyForgery } from './payloads.js';
 

@@ -4,7 +4,7 @@
 // IPv6. Inside a namespace of its own; the listener is a node process stopped by its PID.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { createFleet, canUseNetns, waitFor, type Fleet } from '../fleet/netns.js';
+import { createFleet, canUseNetns, waitFor, type Fleet } from '../netns/netns.js';
 import { buildRawUdp, rawSend, writePayloads } from './native.js';
 
 const ROOT = canUseNetns();

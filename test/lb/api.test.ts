@@ -16,7 +16,7 @@ import {
   encodeHealthProbe,
   isHealthProbeRequest,
   parseHealthProbe,
-} from '../../src/quic/index.js';
+} from '../../src/wire/index.js';
 import { type BackendState, HealthChecker, type HealthCheckSpec, type ProbeResult, nextState, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
 import { repoRoot, runCli } from '../helpers/cli.js';
 import { Client, Sink } from './net.js';
@@ -31,7 +31,7 @@ afterAll(async () => {
 });
 const silent = pino({ level: 'silent' });
 
-describe('health probe codec (src/quic/health-probe.ts)', () => {
+describe('health probe codec (src/wire/health-probe.ts)', () => {
   const token = Buffer.from('0102030405060708', 'hex');
   it('encodes the documented 28 octets', () => {
     const p = Buffer.from(encodeHealthProbe(HealthProbeKind.REQUEST, token));

@@ -26,7 +26,7 @@ import {
   MIN_CONFIG_ID,
   MIN_NONCE_LENGTH,
   MIN_SERVER_ID_LENGTH,
-} from '../../src/quic-lb/index.js';
+} from '../../src/cid/index.js';
 import { pino } from 'pino';
 import { repoRoot, runCli } from '../helpers/cli.js';
 import { QUIC_LB_SPECS, configDoc } from './fixtures.js';

@@ -1,6 +1,6 @@
 // Shared fixtures of the LB tests: a config with every algorithm, and packet builders.
-import { configFromSpec, encodeConnectionId, type QuicLbConfig } from '../../src/quic-lb/index.js';
-import { QUIC_V1, QUIC_V2 } from '../../src/quic/index.js';
+import { configFromSpec, encodeConnectionId, type QuicLbConfig } from '../../src/cid/index.js';
+import { QUIC_V1, QUIC_V2 } from '../../src/wire/index.js';
 import { type LbConfig, validateConfig } from '../../src/lb/index.js';
 
 export const KEY = '8f95f09245765f80256934e50c66207f';

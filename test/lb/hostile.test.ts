@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { encodeProxyHeader } from '../../src/quic/index.js';
+import { encodeProxyHeader } from '../../src/wire/index.js';
 import { type LoadBalancer, sendableDestination, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
 import { Client, ServeProcess, Sink, writeYaml } from './net.js';
 import { sleep, waitFor } from '../helpers/wait.js';

@@ -4,7 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
-import { ProxyDirection, ProxyHeader, answerHealthProbe, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/quic/index.js';
+import { ProxyDirection, ProxyHeader, answerHealthProbe, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/wire/index.js';
 import { startCli, stop, type Proc } from '../helpers/process.js';
 import { parseMetrics } from '../helpers/metrics.js';
 

@@ -1,5 +1,5 @@
 // Return-path key rotation and serialised config changes, in one process on loopback (the key
-// list codec itself: test/quic/proxy-v2.test.ts):
+// list codec itself: test/wire/proxy-v2.test.ts):
 // - [old] -> [old, new] -> [new, old] -> [new] while a backend replies under traffic, switching
 //   from the old key to the new one in the middle: no reply refused (return_rejected{hmac} 0),
 //   quic_lb_return_auth_total{key} shows which list position verified;

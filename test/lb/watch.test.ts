@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { createConfig, encodeConnectionId } from '../../src/quic-lb/index.js';
+import { createConfig, encodeConnectionId } from '../../src/cid/index.js';
 import { Client, ServeProcess, Sink } from './net.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';

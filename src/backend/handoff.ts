@@ -2,10 +2,9 @@
 // unicast address(es), a CID minted by the QUIC-LB encoder (sequence number 1; routable at the
 // LB too, since a client may use it on any path: digest §6.3) and that CID's reset token.
 import { isIPv4, isIPv6 } from 'node:net';
-import { encodePreferredAddress, type PreferredAddress } from '../quic/index.js';
+import { encodePreferredAddress, type Endpoint, type PreferredAddress } from '../wire/index.js';
 import { BackendError } from './errors.js';
 import type { BackendCids } from './cids.js';
-import type { Endpoint } from './socket.js';
 
 export interface PreferredAddressInput {
   /** The backend's unicast IPv4 address and port (what clients move to). */

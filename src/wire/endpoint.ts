@@ -1,19 +1,23 @@
-// Endpoints of the config file (IP literal + port). Per-packet address parsing is src/quic's
-// allocation-free parseIPv4Into/parseIPv6Into (src/quic/ip.ts).
+// Endpoints: an IP literal and a UDP port, as config files, the LB and the backend kit name them.
+// Per-packet address parsing is the allocation-free parseIPv4Into/parseIPv6Into (ip.ts).
 import net from 'node:net';
 
-/** A listen or forwarding endpoint: an IP literal (never a host name) and a port. */
+/** An IP literal (never a host name) and a UDP port. */
 export interface Endpoint {
   readonly address: string;
   readonly port: number;
+}
+
+/** An Endpoint read from text by parseEndpoint: the literal in canonical form and its family. */
+export interface ParsedEndpoint extends Endpoint {
   readonly family: 4 | 6;
 }
 
 /**
- * Parses `a.b.c.d:port` or `[v6]:port` into an Endpoint, or returns undefined. Port 0 is
+ * Parses `a.b.c.d:port` or `[v6]:port` into a ParsedEndpoint, or returns undefined. Port 0 is
  * accepted only when `allowZero` (listen sockets that let the kernel choose).
  */
-export function parseEndpoint(text: string, allowZero = false): Endpoint | undefined {
+export function parseEndpoint(text: string, allowZero = false): ParsedEndpoint | undefined {
   let host: string;
   let portText: string;
   if (text.startsWith('[')) {
@@ -42,6 +46,6 @@ export function normaliseIp(host: string, family: 4 | 6): string {
 }
 
 /** `a.b.c.d:port` / `[v6]:port`. */
-export function formatEndpoint(e: { address: string; port: number; family: 4 | 6 }): string {
-  return e.family === 6 ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+export function formatEndpoint(e: Endpoint): string {
+  return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
 }

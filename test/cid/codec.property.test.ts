@@ -12,7 +12,7 @@ import {
   UNKNOWN_CONFIG,
   UNROUTABLE,
   type QuicLbConfig,
-} from '../../src/quic-lb/index.js';
+} from '../../src/cid/index.js';
 import { toHex } from './vectors.js';
 
 const pairs: [number, number][] = [];

@@ -1,4 +1,4 @@
-// A fleet of real processes for end-to-end tests: `quic-lb serve` (the LB) and
+// A stack of real processes on loopback for end-to-end tests: `quic-lb serve` (the LB) and
 // `quic-lb demo backend` processes from the built CLI (dist/cli.js), one shared config file.
 // Processes start and stop through test/helpers/process.ts (by PID); every wait has a deadline.
 import { randomBytes } from 'node:crypto';
@@ -26,14 +26,14 @@ export interface BackendDef {
   serverIds: Record<number, string>;
 }
 
-export interface FleetSpec {
+export interface StackSpec {
   vip: { address: string; port: number };
   metricsPort: number;
   quicLb: QuicLbSpec[];
   backends: BackendDef[];
 }
 
-export function configYaml(spec: FleetSpec, fallbackKey: string): string {
+export function configYaml(spec: StackSpec, fallbackKey: string): string {
   const lines = [
     'listen:',
     `  - '${spec.vip.address}:${spec.vip.port}'`,
@@ -63,10 +63,10 @@ export function configYaml(spec: FleetSpec, fallbackKey: string): string {
   return `${lines.join('\n')}\n`;
 }
 
-export interface Fleet {
+export interface Stack {
   dir: string;
   configFile: string;
-  spec: FleetSpec;
+  spec: StackSpec;
   lb: Proc;
   backends: Map<string, Proc>;
   eventLog(name: string): string;
@@ -74,7 +74,7 @@ export interface Fleet {
 }
 
 /** Writes the config, starts the LB, then one demo backend per backend entry. */
-export async function startFleet(spec: FleetSpec, backendArgs: (b: BackendDef) => string[] = () => []): Promise<Fleet> {
+export async function startStack(spec: StackSpec, backendArgs: (b: BackendDef) => string[] = () => []): Promise<Stack> {
   const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-e2e-'));
   const configFile = path.join(dir, 'lb.yaml');
   writeFileSync(configFile, configYaml(spec, randomBytes(16).toString('hex')));
@@ -132,7 +132,7 @@ export function readEvents(file: string): Event[] {
 }
 
 /** Scrapes the LB's /metrics into `name{labels}` -> value. */
-export async function scrape(spec: FleetSpec): Promise<Map<string, number>> {
+export async function scrape(spec: StackSpec): Promise<Map<string, number>> {
   const res = await fetch(`http://${spec.vip.address}:${spec.metricsPort}/metrics`);
   return parseMetrics(await res.text());
 }

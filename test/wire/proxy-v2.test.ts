@@ -26,7 +26,7 @@ import {
   proxyHeaderLength,
   signProxyHeader,
   writeProxyHeader,
-} from '../../src/quic/index.js';
+} from '../../src/wire/index.js';
 import { codeOf, hex } from './helpers.js';
 
 const SIG = '0d0a0d0a000d0a515549540a';

@@ -13,7 +13,7 @@ import {
   longPacketTypeBits,
   packetTypeOf,
   parseHeader,
-} from '../../src/quic/index.js';
+} from '../../src/wire/index.js';
 import { hex } from './helpers.js';
 
 

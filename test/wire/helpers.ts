@@ -1,6 +1,6 @@
 // Shared test helpers for test/quic.
 import { expect } from 'vitest';
-import { QuicWireError } from '../../src/quic/index.js';
+import { QuicWireError } from '../../src/wire/index.js';
 
 /** Hex (whitespace ignored) to a Buffer. */
 export const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');

@@ -155,7 +155,7 @@ export function useQuicFleet(options?: Parameters<typeof startQuicFleet>[0]): Qu
 export async function startQuicFleet(
   options: { routing?: 'static' | 'none'; drainMs?: number; configs?: FleetQuicLbConfig[] } = {},
 ): Promise<QuicFleet> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build\` first (npm test and npm run test:fleet do)`);
+  if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build\` first (npm test and npm run test:netns do)`);
   const fleet = await createFleet({ lbCount: 2, backendCount: 3, routing: options.routing ?? 'static' });
   try {
     const dir = mkdtempSync(path.join(tmpdir(), `${fleet.id}-`));

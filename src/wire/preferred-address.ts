@@ -12,6 +12,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { QuicWireError } from './errors.js';
 import { formatIPv4, formatIPv6, parseIPv4Into, parseIPv6Into } from './ip.js';
 import { MAX_CID_LENGTH } from './header.js';
+import type { Endpoint } from './endpoint.js';
 
 /** RFC 9000 §18.2: octets before the CID (4 + 2 + 16 + 2 + 1). */
 export const PREFERRED_ADDRESS_FIXED_PREFIX = 25;
@@ -26,16 +27,10 @@ const V6_ADDR = 6;
 const V6_PORT = 22;
 const CID_LEN = 24;
 
-/** An address and UDP port. `address` is an IP literal ('127.0.0.2', '::1'). */
-export interface SocketAddress {
-  address: string;
-  port: number;
-}
-
 /** Decoded / to-be-encoded preferred_address. At least one family when encoding. */
 export interface PreferredAddress {
-  ipv4?: SocketAddress;
-  ipv6?: SocketAddress;
+  ipv4?: Endpoint;
+  ipv6?: Endpoint;
   /** 1..20 octets; sequence number 1 (RFC 9000 §5.1.1). */
   connectionId: Uint8Array;
   /** 16 octets. */

@@ -14,7 +14,7 @@ import {
   UNROUTABLE,
   type RandomSource,
   type RotationEvent,
-} from '../../src/quic-lb/index.js';
+} from '../../src/cid/index.js';
 import { hex, toHex } from './vectors.js';
 
 const KEY_A = hex('8f95f09245765f80256934e50c66207f');

@@ -11,7 +11,7 @@ import {
   isHealthProbeRequest,
   parseHealthProbe,
   parseProxyHeader,
-} from '../../src/quic/index.js';
+} from '../../src/wire/index.js';
 
 const TOKEN = Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
 

@@ -11,7 +11,7 @@ import { sleep, waitFor } from '../helpers/wait.js';
 import { QUIC_V1, QUIC_V2, SIDS, V1, V2, backendDocs, cid, configDoc, longHeader, shortHeader } from './fixtures.js';
 import { runCli } from '../helpers/cli.js';
 
-const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-fleet-'));
+const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-stateless-'));
 const cleanup: (() => unknown)[] = [];
 afterAll(async () => {
   for (const f of cleanup.reverse()) await f();
@@ -48,13 +48,13 @@ function baseConfig(sinks: Sink[], vip: string, extra: Record<string, unknown> =
   });
 }
 
-describe('fleet behaviour', () => {
+describe('stateless: several LBs, one answer', () => {
   it('two LB processes with one config route a mixed trace identically (and like decide())', async () => {
     const sinks = await Promise.all(['127.0.1.40', '127.0.1.41', '127.0.1.42', '127.0.1.43'].map((x) => Sink.start(x)));
     cleanup.push(() => sinks.forEach((s) => s.close()));
     const clients = await Promise.all(Array.from({ length: 8 }, (_, i) => Client.start(`127.0.1.${160 + i}`)));
     cleanup.push(() => clients.forEach((x) => x.close()));
-    const file = path.join(dir, 'fleet.yaml');
+    const file = path.join(dir, 'stateless.yaml');
     // Same VIP for both: an anycast address is the same on every LB, and it is part of the 4-tuple.
     writeYaml(file, baseConfig(sinks, '127.0.1.4:20401'));
     const dgs = trace();

@@ -13,7 +13,7 @@ import {
   writeVarint,
   type PreferredAddress,
   type TransportParameters,
-} from '../../src/quic/index.js';
+} from '../../src/wire/index.js';
 import { codeOf, fieldOf, hex } from './helpers.js';
 
 /** One parameter: id, length, value (all as given). */

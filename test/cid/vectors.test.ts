@@ -13,9 +13,9 @@ import {
   UNKNOWN_CONFIG,
   UNROUTABLE,
   type QuicLbConfig,
-} from '../../src/quic-lb/index.js';
-import { FourPassCodec } from '../../src/quic-lb/codec.js';
-import { createBlockCipher } from '../../src/quic-lb/cipher.js';
+} from '../../src/cid/index.js';
+import { FourPassCodec } from '../../src/cid/codec.js';
+import { createBlockCipher } from '../../src/cid/cipher.js';
 import { repoRoot } from '../helpers/cli.js';
 import { hex, loadVectors, pinnedDigests, toHex, vectorFileDigest, vectorsDir, type Vector, type VectorFile } from './vectors.js';
 

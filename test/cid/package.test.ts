@@ -1,12 +1,12 @@
-// The library as published: dist/quic-lb imports only node: builtins and its own files (zero
-// runtime dependencies, docs/design.md §1), and the README's library example runs and prints what it says.
+// The library as published: dist/cid and dist/wire import only node: builtins and their own
+// files (zero runtime dependencies, docs/design.md §1), and the README's library example runs and prints what it says.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../helpers/cli.js';
 
-const distDir = path.join(repoRoot, 'dist', 'quic-lb');
+const distDir = path.join(repoRoot, 'dist', 'cid');
 
 function specifiers(source: string): string[] {
   const found: string[] = [];
@@ -20,29 +20,32 @@ function specifiers(source: string): string[] {
   return found;
 }
 
-describe('dist/quic-lb has zero runtime dependencies', () => {
-  it('every emitted file imports only node: builtins or files inside dist/quic-lb', () => {
-    const files = readdirSync(distDir).filter((f) => f.endsWith('.js'));
-    expect(files).toContain('index.js');
-    expect(files.length).toBeGreaterThanOrEqual(10);
-    let checked = 0;
-    for (const file of files) {
-      const full = path.join(distDir, file);
-      for (const spec of specifiers(readFileSync(full, 'utf8'))) {
-        checked++;
-        if (spec.startsWith('node:')) continue;
-        expect(spec.startsWith('./'), `${file} imports ${spec}`).toBe(true);
-        const target = path.resolve(path.dirname(full), spec);
-        expect(target.startsWith(distDir + path.sep), `${file} imports ${spec} outside dist/quic-lb`).toBe(true);
-        expect(readdirSync(distDir)).toContain(path.basename(target));
+describe('dist/cid and dist/wire have zero runtime dependencies', () => {
+  for (const folder of ['cid', 'wire']) {
+    it(`every file in dist/${folder} imports only node: builtins or files beside it`, () => {
+      const dir = path.join(repoRoot, 'dist', folder);
+      const files = readdirSync(dir).filter((f) => f.endsWith('.js'));
+      expect(files).toContain('index.js');
+      expect(files.length).toBeGreaterThanOrEqual(10);
+      let checked = 0;
+      for (const file of files) {
+        const full = path.join(dir, file);
+        for (const spec of specifiers(readFileSync(full, 'utf8'))) {
+          checked++;
+          if (spec.startsWith('node:')) continue;
+          expect(spec.startsWith('./'), `${file} imports ${spec}`).toBe(true);
+          const target = path.resolve(path.dirname(full), spec);
+          expect(target.startsWith(dir + path.sep), `${file} imports ${spec} outside dist/${folder}`).toBe(true);
+          expect(files).toContain(path.basename(target));
+        }
       }
-    }
-    expect(checked).toBeGreaterThan(20);
-  });
+      expect(checked).toBeGreaterThan(20);
+    });
+  }
 
   it('the package root export is the library', async () => {
     const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8'));
-    expect(pkg.exports['.'].default).toBe('./dist/quic-lb/index.js');
+    expect(pkg.exports['.'].default).toBe('./dist/cid/index.js');
     const lib = await import(path.join(distDir, 'index.js'));
     for (const name of ['createConfig', 'encodeConnectionId', 'decodeServerId', 'QuicLbDecoder', 'QuicLbEncoder', 'createCidGenerator', 'statelessResetToken', 'serverIdWithProcessIndex', 'QuicLbError']) {
       expect(typeof lib[name], name).toBe('function');

@@ -2,8 +2,8 @@
 // random keys and blocks, and the two BlockCipher implementations against each other.
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { aesDecryptWords, aesEncryptWords, expandDecryptKey, expandEncryptKey, sboxValue } from '../../src/quic-lb/aes.js';
-import { NodeCipher, TableCipher, createBlockCipher } from '../../src/quic-lb/cipher.js';
+import { aesDecryptWords, aesEncryptWords, expandDecryptKey, expandEncryptKey, sboxValue } from '../../src/cid/aes.js';
+import { NodeCipher, TableCipher, createBlockCipher } from '../../src/cid/cipher.js';
 import { hex, toHex } from './vectors.js';
 
 function ecb(key: Uint8Array, block: Uint8Array, decrypt = false): string {

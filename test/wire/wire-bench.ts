@@ -1,5 +1,5 @@
 // Allocation and per-operation cost of the wire hot paths (not a test: run by hand).
-//   node --expose-gc --import tsx test/quic/wire-bench.ts
+//   node --expose-gc --import tsx test/wire/wire-bench.ts
 // For each case: ns/op (median of 5 rounds of 1e6 ops) and heap growth over one round with no GC
 // in between (an allocation-free function grows the heap by ~0 bytes per op).
 import { PerformanceObserver } from 'node:perf_hooks';
@@ -15,7 +15,7 @@ import {
   readVarintInto,
   signProxyHeader,
   ProxyDirection,
-} from '../../src/quic/index.js';
+} from '../../src/wire/index.js';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (gc === undefined) throw new Error('run with node --expose-gc');

@@ -11,7 +11,7 @@ import {
   QuicLbError,
   statelessResetToken,
   type QuicLbConfigOptions,
-} from '../../src/quic-lb/index.js';
+} from '../../src/cid/index.js';
 import { hex, toHex } from './vectors.js';
 
 const KEY = hex('8f95f09245765f80256934e50c66207f');

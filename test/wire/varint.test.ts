@@ -11,7 +11,7 @@ import {
   varintSizeAt,
   writeVarint,
   writeVarintBigInt,
-} from '../../src/quic/index.js';
+} from '../../src/wire/index.js';
 import { codeOf, hex } from './helpers.js';
 
 

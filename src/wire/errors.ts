@@ -8,7 +8,7 @@
  *   `false` or a negative sentinel.
  */
 
-/** The closed list of error codes thrown by `quic-lb-ts/quic`. */
+/** The closed list of error codes thrown by `quic-lb-ts/wire`. */
 export const QUIC_WIRE_ERROR_CODES = [
   // varints (RFC 9000 §16)
   'ERR_VARINT_RANGE', // value negative, not an integer, or above 2^62-1
