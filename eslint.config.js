@@ -46,7 +46,12 @@ function boundary(files, allowed) {
           {
             patterns: [
               {
-                group: ['../*/*', '../*.js', ...allowed.map((f) => `!../${f}/index.js`), ...(allowed.includes('cli') ? ['!../cli/*'] : [])],
+                group: [
+                  '../*/*',
+                  '../*.js',
+                  ...allowed.map((f) => `!../${f}/index.js`),
+                  ...(allowed.includes('cli') ? ['!../cli/*'] : []),
+                ],
                 message: `this folder may import only ${allowed.length ? allowed.map((f) => `../${f}/index.js`).join(', ') : 'node builtins and its own files'} (docs/design.md §1)`,
               },
             ],

@@ -68,5 +68,6 @@ log(`wrote ${files.map((f) => path.relative(repoRoot, f)).join(', ')}`);
 if (!args.has('no-readme') && !args.has('out')) {
   if (updateReadmeFromResults(repoRoot)) log('updated the README bench section');
 }
-for (const t of res.targets) log(`target: ${t.name}: ${t.value} (${t.target}) ${t.pass === null ? '' : t.pass ? 'met' : 'NOT met'}`);
+for (const t of res.targets)
+  log(`target: ${t.name}: ${t.value} (${t.target}) ${t.pass === null ? '' : t.pass ? 'met' : 'NOT met'}`);
 log(`done in ${res.duration_s} s`);

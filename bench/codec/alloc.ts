@@ -40,7 +40,13 @@ async function measure(name: string, op: (i: number) => void): Promise<AllocResu
   await new Promise((r) => setTimeout(r, 50)); // let GC entries arrive
   obs.disconnect();
   const heapDeltaBytes = after - before;
-  return { name, iterations: ALLOC_ITERATIONS, heapDeltaBytes, bytesPerOp: heapDeltaBytes / ALLOC_ITERATIONS, gcEvents };
+  return {
+    name,
+    iterations: ALLOC_ITERATIONS,
+    heapDeltaBytes,
+    bytesPerOp: heapDeltaBytes / ALLOC_ITERATIONS,
+    gcEvents,
+  };
 }
 
 function decoderOp(shape: Shape, cipher: CipherName = 'table'): (i: number) => void {
@@ -65,7 +71,12 @@ export async function allocationRun(): Promise<AllocResult[]> {
       sink ^= decodeServerId(plain.config, plain.cids[i & INPUT_MASK])![0];
     }),
   );
-  results.push(await measure('decoder.decode four-pass 3+4 [node] (node:crypto allocates its output)', decoderOp(SHAPES.fourPass3, 'node')));
+  results.push(
+    await measure(
+      'decoder.decode four-pass 3+4 [node] (node:crypto allocates its output)',
+      decoderOp(SHAPES.fourPass3, 'node'),
+    ),
+  );
   if (sink === 0.5) console.log(sink);
   return results;
 }

@@ -60,7 +60,13 @@ async function main(): Promise<void> {
       ['decode (LB side)', decodeCases],
       ['encode (server side)', encodeCases],
     ] as const) {
-      const summary = await suite(`${name} (round ${round + 1}/${rounds})`, ...make(), configure({ cases }), cycle(), complete());
+      const summary = await suite(
+        `${name} (round ${round + 1}/${rounds})`,
+        ...make(),
+        configure({ cases }),
+        cycle(),
+        complete(),
+      );
       for (const r of rows(summary)) perRound.set(r.name, [...(perRound.get(r.name) ?? []), r]);
     }
   }
@@ -91,7 +97,12 @@ async function main(): Promise<void> {
     ['decodeServerId single-pass 8+8 (allocates result)', 500],
     ['decodeServerId four-pass 3+4 (3 passes) (allocates result)', 1500],
     ['decodeServerId four-pass 10+5 (4 passes) (allocates result)', 1500],
-  ].map(([name, limitNs]) => ({ name, limitNs, medianNs: median(name as string), met: median(name as string) <= (limitNs as number) }));
+  ].map(([name, limitNs]) => ({
+    name,
+    limitNs,
+    medianNs: median(name as string),
+    met: median(name as string) <= (limitNs as number),
+  }));
   // Like for like: the allocation-free pair (encodeConnectionIdInto / QuicLbDecoder.decode) and
   // the allocating low-level API pair (encodeConnectionId / decodeServerId) the target names.
   const encodeVsDecode = [
@@ -101,9 +112,20 @@ async function main(): Promise<void> {
     ['encode four-pass 10+5 (4 passes)', 'decode four-pass 10+5 (4 passes) [table]'],
     ['encodeConnectionId plaintext 3+4 (allocates result)', 'decodeServerId plaintext 3+4 (allocates result)'],
     ['encodeConnectionId single-pass 8+8 (allocates result)', 'decodeServerId single-pass 8+8 (allocates result)'],
-    ['encodeConnectionId four-pass 3+4 (3 passes) (allocates result)', 'decodeServerId four-pass 3+4 (3 passes) (allocates result)'],
-    ['encodeConnectionId four-pass 10+5 (4 passes) (allocates result)', 'decodeServerId four-pass 10+5 (4 passes) (allocates result)'],
-  ].map(([e, d]) => ({ encode: e, decode: d, ratio: Number((median(e) / median(d)).toFixed(2)), met: median(e) / median(d) <= 1.5 }));
+    [
+      'encodeConnectionId four-pass 3+4 (3 passes) (allocates result)',
+      'decodeServerId four-pass 3+4 (3 passes) (allocates result)',
+    ],
+    [
+      'encodeConnectionId four-pass 10+5 (4 passes) (allocates result)',
+      'decodeServerId four-pass 10+5 (4 passes) (allocates result)',
+    ],
+  ].map(([e, d]) => ({
+    encode: e,
+    decode: d,
+    ratio: Number((median(e) / median(d)).toFixed(2)),
+    met: median(e) / median(d) <= 1.5,
+  }));
   const cipherRatios = [
     ['aes-128 one block encrypt [node]', 'aes-128 one block encrypt [table]'],
     ['aes-128 one block decrypt [node]', 'aes-128 one block decrypt [table]'],
@@ -149,7 +171,9 @@ async function main(): Promise<void> {
   for (const r of cipherRatios) console.log(`  ${r.nodeOverTable}x  ${r.node}`);
   console.log(`\nallocation over ${allocation[0].iterations} calls (heap delta, GC events):`);
   for (const a of allocation) console.log(`  ${String(a.heapDeltaBytes).padStart(10)} B  ${a.gcEvents} GC  ${a.name}`);
-  console.log(`\nsaved bench/results/codec-${stamp}.json (node ${result.node}, ${result.cpu}, load ${loadBefore.map((x) => x.toFixed(2)).join(' ')})`);
+  console.log(
+    `\nsaved bench/results/codec-${stamp}.json (node ${result.node}, ${result.cpu}, load ${loadBefore.map((x) => x.toFixed(2)).join(' ')})`,
+  );
 }
 
 main().catch((e: unknown) => {

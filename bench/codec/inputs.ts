@@ -53,7 +53,13 @@ export interface Inputs {
 export function buildInputs(shape: Shape, cipher: CipherName = 'table', configId = 1): Inputs {
   const next = prng(SEED ^ (shape.serverIdLength << 8) ^ shape.nonceLength);
   const key = shape.encrypted ? randomBytes(next, 16) : undefined;
-  const config = createConfig({ configId, serverIdLength: shape.serverIdLength, nonceLength: shape.nonceLength, key, cipher });
+  const config = createConfig({
+    configId,
+    serverIdLength: shape.serverIdLength,
+    nonceLength: shape.nonceLength,
+    key,
+    cipher,
+  });
   const serverIds: Uint8Array[] = [];
   const nonces: Uint8Array[] = [];
   const datagrams: Uint8Array[] = [];

@@ -76,14 +76,21 @@ interface TrialEngine {
   close(): Promise<void>;
   start(spec: RouterSpec, index: number): Promise<RouterHandle>;
   sinkTarget(i: number): Target;
-  trial(spec: RouterSpec | undefined, handle: RouterHandle | undefined, o: TrialOptions, target?: Target): Promise<TrialResult>;
+  trial(
+    spec: RouterSpec | undefined,
+    handle: RouterHandle | undefined,
+    o: TrialOptions,
+    target?: Target,
+  ): Promise<TrialResult>;
 }
 
-export const NATIVE_LOAD_TOOLS = 'native (bench/native: udp-blast, paced sendmmsg batches of 32 from one socket per connection; udp-sink, recvmmsg; one-way latency, no round trip)';
+export const NATIVE_LOAD_TOOLS =
+  'native (bench/native: udp-blast, paced sendmmsg batches of 32 from one socket per connection; udp-sink, recvmmsg; one-way latency, no round trip)';
 export const NODE_LOAD_TOOLS = 'Node generator and sinks (worker threads of the harness)';
 /** Key suffix of the budget phase in `rounds` and `rate_search`. */
 export const BUDGET_SUFFIX = '@budget';
-export const BUDGET_METHOD = 'each forwarding process (the cluster workers, or the single process) in its own cgroup with a CFS quota; the load tools and the primary unlimited';
+export const BUDGET_METHOD =
+  'each forwarding process (the cluster workers, or the single process) in its own cgroup with a CFS quota; the load tools and the primary unlimited';
 
 /** The worker-scaling phase: each forwarding process confined to `cpus` of a core (bench/lib/cgroup.ts). */
 export interface BudgetPhase {
@@ -120,7 +127,8 @@ export function pairedRatio(rounds: Record<string, RoundResult[]>, a: string, b:
   const x = rounds[a] ?? [];
   const y = rounds[b] ?? [];
   const per: number[] = [];
-  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i].pps > 0 && y[i].pps > 0) per.push(x[i].pps / y[i].pps);
+  for (let i = 0; i < Math.min(x.length, y.length); i++)
+    if (x[i].pps > 0 && y[i].pps > 0) per.push(x[i].pps / y[i].pps);
   return round(median(per), 3);
 }
 
@@ -151,7 +159,10 @@ export function forwardingPids(spec: RouterSpec, handle: RouterHandle): number[]
     const below = processTree(pid).filter((p) => p !== pid);
     return below.length ? below : [pid];
   });
-  if (pids.length !== spec.workers) throw new Error(`${spec.id}: expected ${spec.workers} forwarding process(es), found ${pids.length} (${pids.join(', ')})`);
+  if (pids.length !== spec.workers)
+    throw new Error(
+      `${spec.id}: expected ${spec.workers} forwarding process(es), found ${pids.length} (${pids.join(', ')})`,
+    );
   return pids;
 }
 
@@ -159,8 +170,22 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
   const t0 = Date.now();
   const p = o.profile;
   const rounds = Math.max(1, Math.floor(o.rounds ?? 1));
-  const res = baseResults({ kind: 'forwarder', profile: p.name, preliminary: o.preliminary, note: o.note, command: o.command });
-  res.params = { connections: p.conns, packet_size: p.packetSize, trial_ms: p.trialMs, loss_threshold: p.lossThreshold, rate_factor: p.rateFactor, rounds, load_tools: o.native ? NATIVE_LOAD_TOOLS : NODE_LOAD_TOOLS };
+  const res = baseResults({
+    kind: 'forwarder',
+    profile: p.name,
+    preliminary: o.preliminary,
+    note: o.note,
+    command: o.command,
+  });
+  res.params = {
+    connections: p.conns,
+    packet_size: p.packetSize,
+    trial_ms: p.trialMs,
+    loss_threshold: p.lossThreshold,
+    rate_factor: p.rateFactor,
+    rounds,
+    load_tools: o.native ? NATIVE_LOAD_TOOLS : NODE_LOAD_TOOLS,
+  };
   res.rounds = {};
   const tmp = mkdtempSync(path.join(tmpdir(), 'quic-lb-bench-native-'));
   const engine: TrialEngine = o.native
@@ -168,7 +193,13 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
     : new Engine({ conns: p.conns, packetSize: p.packetSize, seed: p.seed, maxFlows: p.conns, needRedis: false });
   const running: { spec: RouterSpec; handle: RouterHandle }[] = [];
   /** Runs `n` rate searches over `set`, each round's result in `res.rounds` under router id + `suffix`; returns per key the best trial of the median round. */
-  const searchRounds = async (set: typeof running, phase: string, suffix: string, n: number, prof: Profile): Promise<Map<string, TrialResult | undefined>> => {
+  const searchRounds = async (
+    set: typeof running,
+    phase: string,
+    suffix: string,
+    n: number,
+    prof: Profile,
+  ): Promise<Map<string, TrialResult | undefined>> => {
     const bests = new Map<string, (TrialResult | undefined)[]>();
     for (let k = 1; k <= n; k++) {
       o.log(`${phase}: rate search, round ${k} of ${n}`);
@@ -214,8 +245,18 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
         res.skipped.push({ router: spec.id, reason: (e as Error).message.split('\n').slice(0, 3).join(' ') });
       }
     }
-    const direct = await engine.trial(undefined, undefined, { rate: p.latencyRate, durationMs: p.latencyMs, echo: true }, engine.sinkTarget(0));
-    res.direct = { p50_us: direct.p50_us, p99_us: direct.p99_us, rtt_p50_us: direct.rtt_p50_us, rtt_p99_us: direct.rtt_p99_us };
+    const direct = await engine.trial(
+      undefined,
+      undefined,
+      { rate: p.latencyRate, durationMs: p.latencyMs, echo: true },
+      engine.sinkTarget(0),
+    );
+    res.direct = {
+      p50_us: direct.p50_us,
+      p99_us: direct.p99_us,
+      rtt_p50_us: direct.rtt_p50_us,
+      rtt_p99_us: direct.rtt_p99_us,
+    };
     const best = await searchRounds(running, 'all cores', '', rounds, p);
     for (const r of running) {
       const lat = await engine.trial(r.spec, r.handle, { rate: p.latencyRate, durationMs: p.latencyMs, echo: true });
@@ -236,14 +277,29 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
       const budgets: CpuBudget[] = [];
       try {
         for (const r of set) {
-          for (const pid of forwardingPids(r.spec, r.handle)) budgets.push(CpuBudget.apply(pid, o.budget.cpus, `quic-lb-bench-${process.pid}-${pid}`));
+          for (const pid of forwardingPids(r.spec, r.handle))
+            budgets.push(CpuBudget.apply(pid, o.budget.cpus, `quic-lb-bench-${process.pid}-${pid}`));
         }
         const n = Math.max(1, Math.floor(o.budget.rounds ?? rounds));
-        res.params.worker_budget = { cpus_per_worker: o.budget.cpus, period_us: BUDGET_PERIOD_US, rounds: n, method: BUDGET_METHOD };
-        const bestB = await searchRounds(set, `each worker <= ${o.budget.cpus} CPU`, BUDGET_SUFFIX, n, { ...p, rateStart: o.budget.rateStart ?? p.rateStart });
-        for (const r of set) res.results.push(row(r.spec.id, 'cpu-budget', bestB.get(r.spec.id + BUDGET_SUFFIX), r.spec.id + BUDGET_SUFFIX));
+        res.params.worker_budget = {
+          cpus_per_worker: o.budget.cpus,
+          period_us: BUDGET_PERIOD_US,
+          rounds: n,
+          method: BUDGET_METHOD,
+        };
+        const bestB = await searchRounds(set, `each worker <= ${o.budget.cpus} CPU`, BUDGET_SUFFIX, n, {
+          ...p,
+          rateStart: o.budget.rateStart ?? p.rateStart,
+        });
+        for (const r of set)
+          res.results.push(
+            row(r.spec.id, 'cpu-budget', bestB.get(r.spec.id + BUDGET_SUFFIX), r.spec.id + BUDGET_SUFFIX),
+          );
       } catch (e) {
-        res.skipped.push({ router: `worker scaling under a CPU budget (${set.map((r) => r.spec.id).join(', ')})`, reason: (e as Error).message });
+        res.skipped.push({
+          router: `worker scaling under a CPU budget (${set.map((r) => r.spec.id).join(', ')})`,
+          reason: (e as Error).message,
+        });
       } finally {
         for (const b of budgets) b.release();
       }
@@ -255,7 +311,11 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
       const top = Math.max(0, ...engine.loadCpu.map((c) => c.pps));
       const high = engine.loadCpu.filter((c) => c.pps >= top / 2);
       const med = (v: number[]): number | null => round(median(v), 2);
-      res.params.load_tools_cpu_us_per_packet = { blast: med(high.map((c) => c.blast)), sink: med(high.map((c) => c.sink)), from_pps: Math.round(top / 2) };
+      res.params.load_tools_cpu_us_per_packet = {
+        blast: med(high.map((c) => c.blast)),
+        sink: med(high.map((c) => c.sink)),
+        from_pps: Math.round(top / 2),
+      };
     }
   } finally {
     for (const r of running) await r.handle.stop().catch(() => {});
@@ -266,13 +326,19 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
   const check = (name: string, a: string, b: string, min: number): void => {
     const v = pairedRatio(res.rounds!, a, b);
     res.ratios[`${a}/${b} pps`] = v;
-    res.targets.push({ name, value: v, target: `>= ${min}`, pass: v === null || capped(a) || capped(b) ? null : v >= min });
+    res.targets.push({
+      name,
+      value: v,
+      target: `>= ${min}`,
+      pass: v === null || capped(a) || capped(b) ? null : v >= min,
+    });
   };
   const ratio = (a: string, b: string): void => {
     res.ratios[`${a}/${b} pps`] = pairedRatio(res.rounds!, a, b);
   };
   const cpuRatio = (a: string, b: string): void => {
-    const cpu = (id: string): number | null | undefined => res.results.find((r) => r.router === id && r.scenario === 'steady')?.cpu_us_per_packet;
+    const cpu = (id: string): number | null | undefined =>
+      res.results.find((r) => r.router === id && r.scenario === 'steady')?.cpu_us_per_packet;
     const x = cpu(a);
     const y = cpu(b);
     res.ratios[`${a}/${b} cpu_us_per_packet`] = x && y ? round(x / y, 3) : null;
@@ -299,8 +365,18 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
     const budgeted = res.results.some((r) => r.scenario === 'cpu-budget');
     if (budgeted) {
       const c = o.budget!.cpus;
-      check(`plaintext, 2 workers vs 1 worker, each worker <= ${c} CPU`, `quic-lb-plaintext-w2${BUDGET_SUFFIX}`, `quic-lb-plaintext${BUDGET_SUFFIX}`, 1.4);
-      check(`four-pass, 2 workers vs 1 worker, each worker <= ${c} CPU`, `quic-lb-four-pass-w2${BUDGET_SUFFIX}`, `quic-lb-four-pass${BUDGET_SUFFIX}`, 1.4);
+      check(
+        `plaintext, 2 workers vs 1 worker, each worker <= ${c} CPU`,
+        `quic-lb-plaintext-w2${BUDGET_SUFFIX}`,
+        `quic-lb-plaintext${BUDGET_SUFFIX}`,
+        1.4,
+      );
+      check(
+        `four-pass, 2 workers vs 1 worker, each worker <= ${c} CPU`,
+        `quic-lb-four-pass-w2${BUDGET_SUFFIX}`,
+        `quic-lb-four-pass${BUDGET_SUFFIX}`,
+        1.4,
+      );
       ratio(`bare-relay-w2${BUDGET_SUFFIX}`, `bare-relay${BUDGET_SUFFIX}`);
       // Without a budget the two workers share the two cores with the load tools: reported, not a target.
       ratio('quic-lb-plaintext-w2', 'quic-lb-plaintext');
@@ -326,23 +402,40 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   // retried once; a ceiling far above what two workers reach (the native tools offer more than 150 k/s).
   // Starts at 60 k/s (one Node process forwards 110-160 k/s here; a first rate that fails makes
   // the search go down by halves), bisects down to 2 % steps.
-  const profile: Profile = { ...base, trialMs: args.has('full') ? 3000 : 1200, rateStart: args.has('rate-start') ? base.rateStart : 60_000, rateMax: 400_000, rateFactor: args.has('full') ? 1.1 : 1.25, retryFailedStep: true, refineSteps: 5, refineStop: 1.02, latencyMs: 1000 };
+  const profile: Profile = {
+    ...base,
+    trialMs: args.has('full') ? 3000 : 1200,
+    rateStart: args.has('rate-start') ? base.rateStart : 60_000,
+    rateMax: 400_000,
+    rateFactor: args.has('full') ? 1.1 : 1.25,
+    retryFailedStep: true,
+    refineSteps: 5,
+    refineStop: 1.02,
+    latencyMs: 1000,
+  };
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
   // Whether the machine is busy now (the load average still counts a benchmark that just ended).
   const busy = await busyCores();
   const native = nativeToolsFromArgs(args, log);
-  log(native ? 'load tools: native udp-blast / udp-sink (bench/native, cc -O2)' : 'load tools: Node generator and sinks');
+  log(
+    native ? 'load tools: native udp-blast / udp-sink (bench/native, cc -O2)' : 'load tools: Node generator and sinks',
+  );
   const note = [args.get('note') ?? '', busyNote(busy)].filter(Boolean).join(' ');
   const rounds = Number(args.get('rounds') ?? 5);
-  if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) throw new Error('bench:forwarder: --rounds must be an integer 1..20');
+  if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20))
+    throw new Error('bench:forwarder: --rounds must be an integer 1..20');
   // Worker scaling under a CPU budget (default 0.4 of a core per worker; --worker-budget 0 leaves it out).
   const ciphers = args.has('ciphers');
   const baselineDir = args.get('baseline');
-  const baseline: Build | undefined = baselineDir ? { cli: path.resolve(baselineDir, 'dist', 'cli.js'), name: 'baseline' } : undefined;
-  if (baseline && !existsSync(baseline.cli)) throw new Error(`bench:forwarder: --baseline: no ${baseline.cli} (run npm run build in that checkout)`);
+  const baseline: Build | undefined = baselineDir
+    ? { cli: path.resolve(baselineDir, 'dist', 'cli.js'), name: 'baseline' }
+    : undefined;
+  if (baseline && !existsSync(baseline.cli))
+    throw new Error(`bench:forwarder: --baseline: no ${baseline.cli} (run npm run build in that checkout)`);
   const compare = baseline ? 'baseline' : ciphers ? 'ciphers' : 'workers';
   const budgetCpus = compare !== 'workers' ? 0 : Number(args.get('worker-budget') ?? 0.4);
-  if (!(budgetCpus >= 0 && budgetCpus <= 1)) throw new Error('bench:forwarder: --worker-budget must be a share of one core in [0, 1] (0: no budget phase)');
+  if (!(budgetCpus >= 0 && budgetCpus <= 1))
+    throw new Error('bench:forwarder: --worker-budget must be a share of one core in [0, 1] (0: no budget phase)');
   const hierarchy = cpuHierarchy();
   if (budgetCpus > 0 && 'error' in hierarchy) log(`worker scaling under a CPU budget left out: ${hierarchy.error}`);
   ensureBuilt(log);
@@ -356,13 +449,21 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     native,
     rounds,
     // The budget phase: 3 rounds at most (its ratios are far from the targets), from 20 k/s (0.4 of a core forwards 40-60 k/s).
-    ...(budgetCpus > 0 && !('error' in hierarchy) ? { budget: { cpus: budgetCpus, rounds: Math.min(rounds, 3), rateStart: 20_000 } } : {}),
+    ...(budgetCpus > 0 && !('error' in hierarchy)
+      ? { budget: { cpus: budgetCpus, rounds: Math.min(rounds, 3), rateStart: 20_000 } }
+      : {}),
     command: `npm run bench:forwarder${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
   });
-  const files = writeReport(res, path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results')), compare === 'workers' ? 'forwarder' : `forwarder-${compare === 'ciphers' ? 'ciphers' : 'baseline'}`);
+  const files = writeReport(
+    res,
+    path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results')),
+    compare === 'workers' ? 'forwarder' : `forwarder-${compare === 'ciphers' ? 'ciphers' : 'baseline'}`,
+  );
   log(`wrote ${files.map((f) => path.relative(repoRoot, f)).join(', ')}`);
   for (const [k, v] of Object.entries(res.ratios)) log(`ratio ${k}: ${v}`);
-  if (compare === 'workers' && !args.has('no-readme') && !args.has('out') && updateReadmeFromResults(repoRoot)) log('updated the README bench section');
-  for (const t of res.targets) log(`target: ${t.name}: ${t.value} (${t.target}) ${t.pass === null ? '' : t.pass ? 'met' : 'NOT met'}`);
+  if (compare === 'workers' && !args.has('no-readme') && !args.has('out') && updateReadmeFromResults(repoRoot))
+    log('updated the README bench section');
+  for (const t of res.targets)
+    log(`target: ${t.name}: ${t.value} (${t.target}) ${t.pass === null ? '' : t.pass ? 'met' : 'NOT met'}`);
   for (const s of res.skipped) log(`skipped ${s.router}: ${s.reason}`);
 }

@@ -17,9 +17,15 @@ function newestMtime(dir: string): number {
 }
 
 function tsc(project: string): void {
-  const r = spawnSync(process.execPath, [path.join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', project], { cwd: repoRoot, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [path.join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', project], {
+    cwd: repoRoot,
+    encoding: 'utf8',
+  });
   // tsc emits even with type errors elsewhere in the tree; only a missing output is fatal.
-  if (r.status !== 0) process.stderr.write(`bench: tsc -p ${project} reported errors (output emitted anyway):\n${r.stdout.slice(0, 2000)}\n`);
+  if (r.status !== 0)
+    process.stderr.write(
+      `bench: tsc -p ${project} reported errors (output emitted anyway):\n${r.stdout.slice(0, 2000)}\n`,
+    );
 }
 
 export function ensureBuilt(log: (s: string) => void): void {

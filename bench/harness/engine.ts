@@ -24,9 +24,21 @@ export const SCHEMES: Record<Algorithm, CidScheme> = {
   // draft-21 §5.2 plaintext: 2-octet server ID + 6-octet nonce (8-octet CID + first octet).
   plaintext: { configId: 0, serverIdLength: 2, nonceLength: 6, serverIds: [] },
   // §5.4.1 single-pass: server ID + nonce = 16 octets.
-  'single-pass': { configId: 1, serverIdLength: 2, nonceLength: 14, key: '4d7573745365637265744b6579303031', serverIds: [] },
+  'single-pass': {
+    configId: 1,
+    serverIdLength: 2,
+    nonceLength: 14,
+    key: '4d7573745365637265744b6579303031',
+    serverIds: [],
+  },
   // §5.4.2 four-pass: any other length.
-  'four-pass': { configId: 2, serverIdLength: 2, nonceLength: 6, key: '8f95f09245765f80256934e50c66207f', serverIds: [] },
+  'four-pass': {
+    configId: 2,
+    serverIdLength: 2,
+    nonceLength: 6,
+    key: '8f95f09245765f80256934e50c66207f',
+    serverIds: [],
+  },
 };
 export const SERVER_IDS = [0x0101, 0x0202, 0x0303, 0x0404, 0x0505];
 
@@ -96,7 +108,14 @@ export interface TrialMeasurement {
   /** The load generator's timed run (Node worker: `sent` calls; udp-blast: `attempted`). */
   load: { attempted: number; sendErrors: number; elapsedMs: number };
   connections: number;
-  sinks: { received: number; wrong: number; orphaned: number; corrupt: number; p50Us: number | null; p99Us: number | null };
+  sinks: {
+    received: number;
+    wrong: number;
+    orphaned: number;
+    corrupt: number;
+    p50Us: number | null;
+    p99Us: number | null;
+  };
   /** The router's CPU time over the run, µs (NaN when a process was restarted); null: no router (direct path). */
   routerCpuUs: number | null;
   /** The router's resident memory after the run; null: no router. */
@@ -118,7 +137,8 @@ export interface TrialMeasurement {
 export function trialRecord(m: TrialMeasurement): TrialResult {
   const { attempted, sendErrors, elapsedMs } = m.load;
   const { received, orphaned } = m.sinks;
-  const perPacket = (us: number | null): number | null => (us !== null && received > 0 ? round(us / received, 2) : null);
+  const perPacket = (us: number | null): number | null =>
+    us !== null && received > 0 ? round(us / received, 2) : null;
   return {
     offered_pps: Math.round((attempted / elapsedMs) * 1000),
     attempted,
@@ -131,7 +151,8 @@ export function trialRecord(m: TrialMeasurement): TrialResult {
     p50_us: round(m.sinks.p50Us, 1),
     p99_us: round(m.sinks.p99Us, 1),
     // Orphaned packets (their backend left the pool) have no right destination: left out.
-    correct_ratio: received - orphaned > 0 ? round((received - orphaned - m.sinks.wrong) / (received - orphaned), 5) : null,
+    correct_ratio:
+      received - orphaned > 0 ? round((received - orphaned - m.sinks.wrong) / (received - orphaned), 5) : null,
     misdelivered: m.sinks.wrong,
     orphaned,
     connections: m.connections,
@@ -164,7 +185,10 @@ export class Engine {
   async setup(): Promise<void> {
     const schemes = structuredClone(SCHEMES);
     for (const s of Object.values(schemes)) s.serverIds = SERVER_IDS;
-    this.sinks = WorkerRpc.start(new URL('../sink/worker.ts', import.meta.url), { addresses: SINK_ADDRESSES, ownerBuffer: this.ownerBuffer });
+    this.sinks = WorkerRpc.start(new URL('../sink/worker.ts', import.meta.url), {
+      addresses: SINK_ADDRESSES,
+      ownerBuffer: this.ownerBuffer,
+    });
     const ports = await this.sinks.call<number[]>('start');
     this.gen = WorkerRpc.start(new URL('../load/worker.ts', import.meta.url), {
       ownerBuffer: this.ownerBuffer,
@@ -180,7 +204,12 @@ export class Engine {
     await this.gen.call('init');
     if (this.opts.needRedis) {
       this.redis = await RedisServer.start();
-      this.redisClient = new Redis({ port: this.redis.port, host: '127.0.0.1', retryStrategy: () => 50, maxRetriesPerRequest: 1 });
+      this.redisClient = new Redis({
+        port: this.redis.port,
+        host: '127.0.0.1',
+        retryStrategy: () => 50,
+        maxRetriesPerRequest: 1,
+      });
       this.redisClient.on('error', () => {});
     }
     this.env = {
@@ -240,7 +269,12 @@ export class Engine {
    * One measured trial of `router` (CPU/RSS from `handle`'s process trees; `spec` picks the CID
    * scheme). `target` defaults to the router; a sink's address measures the direct path.
    */
-  async trial(spec: RouterSpec | undefined, handle: RouterHandle | undefined, o: TrialOptions, target?: Target): Promise<TrialResult> {
+  async trial(
+    spec: RouterSpec | undefined,
+    handle: RouterHandle | undefined,
+    o: TrialOptions,
+    target?: Target,
+  ): Promise<TrialResult> {
     const to = target ?? handle!.target;
     // Handshake: owners are whoever receives each connection's Initial.
     this.owner.fill(-1);
@@ -265,7 +299,13 @@ export class Engine {
       return { t, done: () => done };
     });
     const targets = [to, ...(o.second ? [o.second.target] : [])];
-    const run = await this.gen.call<RunResult>('run', { trial: runTrial, rate: o.rate, durationMs: o.durationMs, targets, events: o.events ?? [] });
+    const run = await this.gen.call<RunResult>('run', {
+      trial: runTrial,
+      rate: o.rate,
+      durationMs: o.durationMs,
+      targets,
+      events: o.events ?? [],
+    });
     for (const t of timers) clearTimeout(t.t);
     await Promise.all(timers.map((t) => t.done()));
     await sleep(o.settleMs ?? 200);
@@ -281,12 +321,23 @@ export class Engine {
       // The generator counts a datagram as sent when it calls send(); refusals arrive as errors.
       load: { attempted: run.sent, sendErrors: run.sendErrors, elapsedMs: run.elapsedMs },
       connections,
-      sinks: { received: st.received.reduce((a, b) => a + b, 0), wrong: st.wrong, orphaned: st.orphaned, corrupt: st.corrupt, p50Us: percentile(st.hist, 50), p99Us: percentile(st.hist, 99) },
+      sinks: {
+        received: st.received.reduce((a, b) => a + b, 0),
+        wrong: st.wrong,
+        orphaned: st.orphaned,
+        corrupt: st.corrupt,
+        p50Us: percentile(st.hist, 50),
+        p99Us: percentile(st.hist, 99),
+      },
       routerCpuUs: handle ? cpu1 - cpu0 : null,
       routerRssBytes: handle ? sumRss(pidsAfter) : null,
       redisCpuUs: usesRedis ? redisCpu1 - redisCpu0 : null,
       redisMemMb: usesRedis ? await this.redisMemoryMb() : null,
-      echo: echo && { p50Us: percentile(echo.rttHist, 50), p99Us: percentile(echo.rttHist, 99), ratio: st.echoed > 0 ? echo.echoes / st.echoed : null },
+      echo: echo && {
+        p50Us: percentile(echo.rttHist, 50),
+        p99Us: percentile(echo.rttHist, 99),
+        ratio: st.echoed > 0 ? echo.echoes / st.echoed : null,
+      },
     });
   }
 

@@ -1,7 +1,8 @@
 // Run profiles: `quick` (npm run bench, under 3 minutes), `full` (npm run bench -- --full) and
 // `tiny` (the harness's own end-to-end test: a few seconds).
 
-export type ScenarioId = 'steady' | 'nat-rebinding' | 'migration' | 'lb-restart' | 'redis-restart' | 'pool-change' | 'ecmp';
+export type ScenarioId =
+  'steady' | 'nat-rebinding' | 'migration' | 'lb-restart' | 'redis-restart' | 'pool-change' | 'ecmp';
 
 export interface Profile {
   name: 'quick' | 'full' | 'tiny';
@@ -38,7 +39,15 @@ export interface Profile {
   churnRate: number;
 }
 
-const SCENARIO_ROUTERS_ALL = ['quic-lb-plaintext', 'quic-lb-single-pass', 'quic-lb-four-pass', 'redis-per-packet', 'redis-cache', 'nginx', 'bare-relay'];
+const SCENARIO_ROUTERS_ALL = [
+  'quic-lb-plaintext',
+  'quic-lb-single-pass',
+  'quic-lb-four-pass',
+  'redis-per-packet',
+  'redis-cache',
+  'nginx',
+  'bare-relay',
+];
 
 /**
  * Applies command-line overrides: --conns, --size (bytes per packet), --rate-start, --trial-ms,
@@ -60,7 +69,8 @@ export function withOverrides(p: Profile, args: Map<string, string>): Profile {
   for (const [k, v] of Object.entries(out)) {
     if (typeof v === 'number' && !(v >= 0)) throw new Error(`bench: --${k} must be a non-negative number`);
   }
-  if (out.conns < 1 || out.conns > 100_000) throw new Error('bench: --conns must be 1..100000 (one socket each; see ulimit -n)');
+  if (out.conns < 1 || out.conns > 100_000)
+    throw new Error('bench: --conns must be 1..100000 (one socket each; see ulimit -n)');
   if (out.packetSize < 64 || out.packetSize > 1472) throw new Error('bench: --size must be 64..1472 bytes');
   if (out.rebindShare > 0.5) throw new Error('bench: --rebind-share must be at most 0.5');
   return out;

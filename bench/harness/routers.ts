@@ -62,11 +62,26 @@ function hexId(id: number, length: number): string {
  * QUIC-LB config for the scheme, a backend per sink in the pool with its server ID, health
  * checks off (sinks do not answer probes), fallback hashing key, return path via the LB.
  */
-export function quicLbConfig(env: Env, algorithm: Algorithm, pool: number[], listen: Target, workers: number, cipher?: QuicLbCipher): object {
+export function quicLbConfig(
+  env: Env,
+  algorithm: Algorithm,
+  pool: number[],
+  listen: Target,
+  workers: number,
+  cipher?: QuicLbCipher,
+): object {
   const s = env.schemes[algorithm];
   return {
     listen: [`${listen.host}:${listen.port}`],
-    quicLb: [{ configId: s.configId, serverIdLength: s.serverIdLength, nonceLength: s.nonceLength, ...(s.key ? { key: s.key } : {}), ...(s.key && cipher ? { cipher } : {}) }],
+    quicLb: [
+      {
+        configId: s.configId,
+        serverIdLength: s.serverIdLength,
+        nonceLength: s.nonceLength,
+        ...(s.key ? { key: s.key } : {}),
+        ...(s.key && cipher ? { cipher } : {}),
+      },
+    ],
     backends: pool.map((i) => ({
       name: `sink${i}`,
       address: env.sinks[i],
@@ -135,11 +150,15 @@ export function quicLbRouter(algorithm: Algorithm, workers = 1, cipher?: QuicLbC
     async start(env, pool, host) {
       const target = { host, port: await freeUdpPort(host) };
       const file = path.join(env.tmp, `quic-lb-${algorithm}-w${workers}-${target.port}.yaml`);
-      const write = (p: number[]): void => writeFileSync(file, JSON.stringify(quicLbConfig(env, algorithm, p, target, workers, cipher), null, 2));
+      const write = (p: number[]): void =>
+        writeFileSync(file, JSON.stringify(quicLbConfig(env, algorithm, p, target, workers, cipher), null, 2));
       write(pool);
       const launch = async (): Promise<Child> => {
         // `serve` prints one JSON line with "ready": true once every socket is bound (docs/lb.md).
-        const child = await spawnReady(process.execPath, [cli, 'serve', '--config', file, '--no-watch'], { ready: /"ready":\s*true/, timeoutMs: 15000 });
+        const child = await spawnReady(process.execPath, [cli, 'serve', '--config', file, '--no-watch'], {
+          ready: /"ready":\s*true/,
+          timeoutMs: 15000,
+        });
         await waitUdpBound(host, target.port, child);
         return child;
       };
@@ -172,8 +191,20 @@ export function redisRouter(mode: 'per-packet' | 'cache'): RouterSpec {
           process.execPath,
           [
             routerJs('redis-router'),
-            '--listen', `${host}:${target.port}`, '--redis', String(redisPort), '--db', mode === 'cache' ? '1' : '0', '--backends', backends(current),
-            '--mode', mode, '--cache-size', String(Math.max(100_000, env.maxFlows)), '--ttl', '600',
+            '--listen',
+            `${host}:${target.port}`,
+            '--redis',
+            String(redisPort),
+            '--db',
+            mode === 'cache' ? '1' : '0',
+            '--backends',
+            backends(current),
+            '--mode',
+            mode,
+            '--cache-size',
+            String(Math.max(100_000, env.maxFlows)),
+            '--ttl',
+            '600',
           ],
           { ready: /READY \d+/, timeoutMs: 20000, cwd: repoRoot },
         );
@@ -198,7 +229,15 @@ export function bareRelay(workers = 1): RouterSpec {
       const launch = (): Promise<Child> =>
         spawnReady(
           process.execPath,
-          [routerJs('bare-relay'), '--listen', `${host}:${target.port}`, '--backend', env.sinks[pool[0]], '--workers', String(workers)],
+          [
+            routerJs('bare-relay'),
+            '--listen',
+            `${host}:${target.port}`,
+            '--backend',
+            env.sinks[pool[0]],
+            '--workers',
+            String(workers),
+          ],
           { ready: /READY \d+/, timeoutMs: 20000, cwd: repoRoot },
         );
       // One backend by construction: a pool change does not apply.
@@ -216,7 +255,11 @@ export function nginxRouter(): RouterSpec {
     workers: 1,
     async start(env, pool, host) {
       const target = { host, port: await freeUdpPort(host) };
-      const n = await NginxProxy.start({ listen: target, backends: pool.map((i) => env.sinks[i]), maxSessions: env.maxFlows + 4096 });
+      const n = await NginxProxy.start({
+        listen: target,
+        backends: pool.map((i) => env.sinks[i]),
+        maxSessions: env.maxFlows + 4096,
+      });
       return {
         target,
         pids: () => [n.pid],

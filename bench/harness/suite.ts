@@ -36,7 +36,8 @@ export const CHANGED_POOL = [0, 1, 2, 4];
 const SCENARIO_NOTES: Record<ScenarioId, string> = {
   steady: 'highest rate with loss <= threshold; latency at the fixed latency rate',
   'nat-rebinding': 'a share of the connections (default 10 %) change source port at mid-run',
-  migration: 'a share of the connections (default 10 %) move to a new source port with a new CID (same backend) at mid-run',
+  migration:
+    'a share of the connections (default 10 %) move to a new source port with a new CID (same backend) at mid-run',
   'lb-restart': 'router process tree SIGKILLed and restarted at 1/3 of the run; loss includes the downtime',
   'redis-restart': 'redis-server killed and restarted empty at 1/3 of the run',
   'pool-change': 'backend sink3 removed (its connections end) and sink4 added at mid-run',
@@ -53,7 +54,13 @@ export function commitId(): string {
   }
 }
 
-export function baseResults(o: { kind: 'routing' | 'forwarder'; profile: string; preliminary: boolean; note: string; command: string }): BenchResults {
+export function baseResults(o: {
+  kind: 'routing' | 'forwarder';
+  profile: string;
+  preliminary: boolean;
+  note: string;
+  command: string;
+}): BenchResults {
   return {
     schema: 1,
     kind: o.kind,
@@ -111,7 +118,12 @@ function row(router: string, scenario: string, t: TrialResult, note?: string): R
  */
 /** What the rate search needs of an engine (the Node Engine and the NativeEngine both have it). */
 export interface TrialEngine {
-  trial(spec: RouterSpec | undefined, handle: RouterHandle | undefined, o: TrialOptions, target?: Target): Promise<TrialResult>;
+  trial(
+    spec: RouterSpec | undefined,
+    handle: RouterHandle | undefined,
+    o: TrialOptions,
+    target?: Target,
+  ): Promise<TrialResult>;
 }
 
 export async function rateSearch(
@@ -121,7 +133,14 @@ export async function rateSearch(
   log: (s: string) => void,
 ): Promise<Map<string, { steps: RateStep[]; best: TrialResult | undefined; bestRate: number }>> {
   const out = new Map<string, { steps: RateStep[]; best: TrialResult | undefined; bestRate: number }>();
-  const state = cands.map((c) => ({ ...c, rate: p.rateStart, done: false, retried: false, failedAt: 0, refinements: 0 }));
+  const state = cands.map((c) => ({
+    ...c,
+    rate: p.rateStart,
+    done: false,
+    retried: false,
+    failedAt: 0,
+    refinements: 0,
+  }));
   for (const c of cands) out.set(c.spec.id, { steps: [], best: undefined, bestRate: 0 });
   while (state.some((s) => !s.done)) {
     for (const s of state) {
@@ -131,8 +150,18 @@ export async function rateSearch(
       const kept = t.offered_pps >= 0.9 * s.rate;
       const pass = kept && t.loss <= p.lossThreshold;
       const r = out.get(s.spec.id)!;
-      r.steps.push({ rate: s.rate, offered_pps: t.offered_pps, pps: t.pps, loss: round(t.loss, 5)!, cpu_us_per_packet: t.cpu_us_per_packet, pass, generator_bound: !kept });
-      log(`  ${s.spec.id.padEnd(24)} offered ${String(t.offered_pps).padStart(7)} pps  forwarded ${String(t.pps).padStart(7)}  loss ${(t.loss * 100).toFixed(3)} %  cpu ${t.cpu_us_per_packet ?? '-'} µs/pkt${pass ? '' : kept ? '  (loss above threshold)' : '  (generator could not offer this rate)'}`);
+      r.steps.push({
+        rate: s.rate,
+        offered_pps: t.offered_pps,
+        pps: t.pps,
+        loss: round(t.loss, 5)!,
+        cpu_us_per_packet: t.cpu_us_per_packet,
+        pass,
+        generator_bound: !kept,
+      });
+      log(
+        `  ${s.spec.id.padEnd(24)} offered ${String(t.offered_pps).padStart(7)} pps  forwarded ${String(t.pps).padStart(7)}  loss ${(t.loss * 100).toFixed(3)} %  cpu ${t.cpu_us_per_packet ?? '-'} µs/pkt${pass ? '' : kept ? '  (loss above threshold)' : '  (generator could not offer this rate)'}`,
+      );
       if (pass && (!r.best || t.pps > r.best.pps)) {
         r.best = t;
         r.bestRate = s.rate;
@@ -168,11 +197,19 @@ export async function rateSearch(
 
 function applies(spec: RouterSpec, scenario: ScenarioId): string | undefined {
   if (scenario === 'redis-restart' && spec.family !== 'redis') return 'no Redis';
-  if (spec.family === 'bare' && ['nat-rebinding', 'migration', 'pool-change', 'ecmp'].includes(scenario)) return 'one backend only';
+  if (spec.family === 'bare' && ['nat-rebinding', 'migration', 'pool-change', 'ecmp'].includes(scenario))
+    return 'one backend only';
   return undefined;
 }
 
-export async function runScenario(engine: Engine, spec: RouterSpec, index: number, handle: RouterHandle, scenario: ScenarioId, p: Profile): Promise<TrialResult> {
+export async function runScenario(
+  engine: Engine,
+  spec: RouterSpec,
+  index: number,
+  handle: RouterHandle,
+  scenario: ScenarioId,
+  p: Profile,
+): Promise<TrialResult> {
   const T = p.scenarioMs;
   const o: TrialOptions = { rate: p.scenarioRate, durationMs: T };
   let second: RouterHandle | undefined;
@@ -231,7 +268,13 @@ export async function runScenario(engine: Engine, spec: RouterSpec, index: numbe
 export async function runRoutingSuite(o: SuiteOptions): Promise<BenchResults> {
   const t0 = Date.now();
   const p = o.profile;
-  const res = baseResults({ kind: 'routing', profile: p.name, preliminary: o.preliminary, note: o.note, command: o.command });
+  const res = baseResults({
+    kind: 'routing',
+    profile: p.name,
+    preliminary: o.preliminary,
+    note: o.note,
+    command: o.command,
+  });
   res.params = {
     connections: p.conns,
     packet_size: p.packetSize,
@@ -246,7 +289,13 @@ export async function runRoutingSuite(o: SuiteOptions): Promise<BenchResults> {
     scenarios: Object.fromEntries(p.scenarios.map((s) => [s, SCENARIO_NOTES[s]])),
   };
   const maxFlows = Math.max(0, ...p.memorySteps) + p.conns;
-  const engine = new Engine({ conns: p.conns, packetSize: p.packetSize, seed: p.seed, maxFlows, needRedis: o.routers.some((r) => r.family === 'redis') });
+  const engine = new Engine({
+    conns: p.conns,
+    packetSize: p.packetSize,
+    seed: p.seed,
+    maxFlows,
+    needRedis: o.routers.some((r) => r.family === 'redis'),
+  });
   const running: { spec: RouterSpec; handle: RouterHandle; index: number }[] = [];
   try {
     await engine.setup();
@@ -262,15 +311,25 @@ export async function runRoutingSuite(o: SuiteOptions): Promise<BenchResults> {
     }
 
     o.log(`direct path (no router) at ${p.latencyRate} pps`);
-    const direct = await engine.trial(undefined, undefined, { rate: p.latencyRate, durationMs: p.latencyMs, echo: true }, engine.sinkTarget(0));
-    res.direct = { p50_us: direct.p50_us, p99_us: direct.p99_us, rtt_p50_us: direct.rtt_p50_us, rtt_p99_us: direct.rtt_p99_us };
+    const direct = await engine.trial(
+      undefined,
+      undefined,
+      { rate: p.latencyRate, durationMs: p.latencyMs, echo: true },
+      engine.sinkTarget(0),
+    );
+    res.direct = {
+      p50_us: direct.p50_us,
+      p99_us: direct.p99_us,
+      rtt_p50_us: direct.rtt_p50_us,
+      rtt_p99_us: direct.rtt_p99_us,
+    };
 
     let search: Awaited<ReturnType<typeof rateSearch>>;
     if (o.native) {
       search = await nativeRateSearch(o.native, engine, running, p, o.log);
       res.params.rate_search_load = 'native';
       res.params.load_tools =
-        'rate search on the native tools (bench/native: udp-blast, paced sendmmsg, one socket per connection; udp-sink, recvmmsg, a flow\'s first backend is its owner unless its CID names one); ' +
+        "rate search on the native tools (bench/native: udp-blast, paced sendmmsg, one socket per connection; udp-sink, recvmmsg, a flow's first backend is its owner unless its CID names one); " +
         'latency, round trip, scenarios and memory on the Node generator and sinks (handshake Initials, echo, rebinding and path events)';
     } else {
       o.log('rate search (candidates alternate at each step)');
@@ -291,22 +350,43 @@ export async function runRoutingSuite(o: SuiteOptions): Promise<BenchResults> {
           res.rate_search[r.spec.id] = s.steps;
           const best = s.best;
           const merged: TrialResult = best
-            ? { ...t, pps: best.pps, offered_pps: best.offered_pps, loss: best.loss, cpu_us_per_packet: best.cpu_us_per_packet, redis_cpu_us_per_packet: best.redis_cpu_us_per_packet, rss_mb: best.rss_mb, correct_ratio: minNull(best.correct_ratio, t.correct_ratio), misdelivered: best.misdelivered + t.misdelivered }
+            ? {
+                ...t,
+                pps: best.pps,
+                offered_pps: best.offered_pps,
+                loss: best.loss,
+                cpu_us_per_packet: best.cpu_us_per_packet,
+                redis_cpu_us_per_packet: best.redis_cpu_us_per_packet,
+                rss_mb: best.rss_mb,
+                correct_ratio: minNull(best.correct_ratio, t.correct_ratio),
+                misdelivered: best.misdelivered + t.misdelivered,
+              }
             : { ...t, pps: 0 };
-          res.results.push(row(r.spec.id, scenario, merged, best ? undefined : 'no rate held loss under the threshold'));
+          res.results.push(
+            row(r.spec.id, scenario, merged, best ? undefined : 'no rate held loss under the threshold'),
+          );
         } else {
           res.results.push(row(r.spec.id, scenario, t));
         }
         const last = res.results[res.results.length - 1];
-        o.log(`  ${r.spec.id.padEnd(24)} ${String(last.pps).padStart(7)} pps  loss ${(last.loss * 100).toFixed(2)} %  correct ${last.correct_ratio === null ? '-' : (last.correct_ratio * 100).toFixed(2)} %  p50 ${last.p50_us ?? '-'} µs  p99 ${last.p99_us ?? '-'} µs`);
+        o.log(
+          `  ${r.spec.id.padEnd(24)} ${String(last.pps).padStart(7)} pps  loss ${(last.loss * 100).toFixed(2)} %  correct ${last.correct_ratio === null ? '-' : (last.correct_ratio * 100).toFixed(2)} %  p50 ${last.p50_us ?? '-'} µs  p99 ${last.p99_us ?? '-'} µs`,
+        );
       }
     }
 
     o.log('memory as flows grow');
     for (const r of running) {
       if (!p.memoryRouters.includes(r.spec.id)) continue;
-      res.memory[r.spec.id] = await memoryCurve(engine, r.handle, p, r.spec.family === 'redis' ? (r.spec.redisDb ?? 0) : undefined);
-      o.log(`  ${r.spec.id.padEnd(24)} ${res.memory[r.spec.id].map((m) => `${m.connections}: ${m.rss_mb} MB${m.redis_mem_mb !== null ? ` (+redis ${m.redis_mem_mb} MB)` : ''}`).join('  ')}`);
+      res.memory[r.spec.id] = await memoryCurve(
+        engine,
+        r.handle,
+        p,
+        r.spec.family === 'redis' ? (r.spec.redisDb ?? 0) : undefined,
+      );
+      o.log(
+        `  ${r.spec.id.padEnd(24)} ${res.memory[r.spec.id].map((m) => `${m.connections}: ${m.rss_mb} MB${m.redis_mem_mb !== null ? ` (+redis ${m.redis_mem_mb} MB)` : ''}`).join('  ')}`,
+      );
     }
   } finally {
     for (const r of running) await r.handle.stop().catch(() => {});
@@ -351,7 +431,12 @@ async function nativeRateSearch(
   }
 }
 
-async function memoryCurve(engine: Engine, handle: RouterHandle, p: Profile, redisDb: number | undefined): Promise<MemoryPoint[]> {
+async function memoryCurve(
+  engine: Engine,
+  handle: RouterHandle,
+  p: Profile,
+  redisDb: number | undefined,
+): Promise<MemoryPoint[]> {
   const redis = redisDb !== undefined;
   const { treeRssBytes } = await import('../lib/procstat.js');
   const points: MemoryPoint[] = [];
@@ -388,7 +473,8 @@ export function searchCapped(steps: RateStep[] | undefined): boolean {
 
 /** Ratios between routers and the issue's targets, from the rows. */
 export function summarise(res: BenchResults): void {
-  const get = (router: string, scenario: string): ResultRow | undefined => res.results.find((r) => r.router === router && r.scenario === scenario);
+  const get = (router: string, scenario: string): ResultRow | undefined =>
+    res.results.find((r) => r.router === router && r.scenario === scenario);
   const ratio = (a: number | null | undefined, b: number | null | undefined): number | null =>
     a === null || a === undefined || b === null || b === undefined || b === 0 ? null : round(a / b, 3);
   const targets: TargetCheck[] = [];
@@ -408,21 +494,53 @@ export function summarise(res: BenchResults): void {
     const verdict = (v: number | null, other: string, ok: (v: number) => boolean): boolean | null =>
       v === null || capped(`quic-lb-${alg}`) || capped(other) ? null : ok(v);
     const rp = res.ratios[`quic-lb-${alg}/redis-per-packet pps`];
-    if (rp !== undefined) targets.push({ name: `quic-lb ${alg} pps vs Redis per packet`, value: rp, target: '>= 1.8', pass: verdict(rp, 'redis-per-packet', (v) => v >= 1.8) });
+    if (rp !== undefined)
+      targets.push({
+        name: `quic-lb ${alg} pps vs Redis per packet`,
+        value: rp,
+        target: '>= 1.8',
+        pass: verdict(rp, 'redis-per-packet', (v) => v >= 1.8),
+      });
     const rc = res.ratios[`quic-lb-${alg}/redis-cache pps`];
-    if (rc !== undefined) targets.push({ name: `quic-lb ${alg} pps vs Redis + local cache`, value: rc, target: '>= 1.0', pass: verdict(rc, 'redis-cache', (v) => v >= 1.0) });
+    if (rc !== undefined)
+      targets.push({
+        name: `quic-lb ${alg} pps vs Redis + local cache`,
+        value: rc,
+        target: '>= 1.0',
+        pass: verdict(rc, 'redis-cache', (v) => v >= 1.0),
+      });
     const p99 = res.ratios[`quic-lb-${alg}/redis-per-packet p99`];
-    if (p99 !== undefined) targets.push({ name: `quic-lb ${alg} p99 vs Redis per packet`, value: p99, target: '< 1.0', pass: p99 === null ? null : p99 < 1.0 });
+    if (p99 !== undefined)
+      targets.push({
+        name: `quic-lb ${alg} p99 vs Redis per packet`,
+        value: p99,
+        target: '< 1.0',
+        pass: p99 === null ? null : p99 < 1.0,
+      });
   }
   for (const r of res.results) {
-    if (!r.router.startsWith('quic-lb') || !['nat-rebinding', 'migration', 'lb-restart', 'ecmp', 'pool-change'].includes(r.scenario)) continue;
-    targets.push({ name: `${r.router} correct delivery, ${r.scenario}`, value: r.correct_ratio, target: '= 1', pass: r.correct_ratio === null ? null : r.correct_ratio === 1 });
+    if (
+      !r.router.startsWith('quic-lb') ||
+      !['nat-rebinding', 'migration', 'lb-restart', 'ecmp', 'pool-change'].includes(r.scenario)
+    )
+      continue;
+    targets.push({
+      name: `${r.router} correct delivery, ${r.scenario}`,
+      value: r.correct_ratio,
+      target: '= 1',
+      pass: r.correct_ratio === null ? null : r.correct_ratio === 1,
+    });
   }
   for (const [router, pts] of Object.entries(res.memory)) {
     if (!router.startsWith('quic-lb') || pts.length < 2) continue;
     const growth = ratio(pts[pts.length - 1].rss_mb, pts[0].rss_mb);
     res.ratios[`${router} rss ${pts[pts.length - 1].connections}/${pts[0].connections} flows`] = growth;
-    targets.push({ name: `${router} RSS ${pts[0].connections} -> ${pts[pts.length - 1].connections} flows`, value: growth, target: '<= 1.15', pass: growth === null ? null : growth <= 1.15 });
+    targets.push({
+      name: `${router} RSS ${pts[0].connections} -> ${pts[pts.length - 1].connections} flows`,
+      value: growth,
+      target: '<= 1.15',
+      pass: growth === null ? null : growth <= 1.15,
+    });
   }
   res.targets = targets;
 }

@@ -32,7 +32,9 @@ export function cpuHierarchy(): Hierarchy | { error: string } {
     const controllers = readText(path.join(root, 'cgroup.controllers'));
     if (controllers?.split(/\s+/).includes('cpu')) return { version: 2, root };
   }
-  return { error: `no cgroup cpu controller (neither ${V1_ROOT}/cpu.cfs_quota_us nor "cpu" in ${V2_ROOTS.map((r) => `${r}/cgroup.controllers`).join(' or ')})` };
+  return {
+    error: `no cgroup cpu controller (neither ${V1_ROOT}/cpu.cfs_quota_us nor "cpu" in ${V2_ROOTS.map((r) => `${r}/cgroup.controllers`).join(' or ')})`,
+  };
 }
 
 /** A process confined to `cpus` of a core. `release()` moves it back out and removes the group. */
@@ -53,7 +55,8 @@ export class CpuBudget {
    */
   static apply(pid: number, cpus: number, name: string): CpuBudget {
     if (!(cpus > 0 && cpus <= 64)) throw new Error(`cpu budget: ${cpus} is not a number of CPUs in (0, 64]`);
-    if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error(`cpu budget: group name ${JSON.stringify(name)} has characters other than A-Z a-z 0-9 . _ -`);
+    if (!/^[A-Za-z0-9._-]+$/.test(name))
+      throw new Error(`cpu budget: group name ${JSON.stringify(name)} has characters other than A-Z a-z 0-9 . _ -`);
     const h = cpuHierarchy();
     if ('error' in h) throw new Error(`cpu budget: ${h.error}`);
     const dir = path.join(h.root, name);
@@ -68,7 +71,8 @@ export class CpuBudget {
     try {
       mkdirSync(dir);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cpu budget: cannot create ${dir}: ${(e as Error).message}`);
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw new Error(`cpu budget: cannot create ${dir}: ${(e as Error).message}`);
     }
     const b = new CpuBudget(pid, cpus, dir, h);
     try {

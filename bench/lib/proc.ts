@@ -27,10 +27,12 @@ export function spawnReady(cmd: string, args: string[], opts: SpawnOptions): Pro
   const proc = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd });
   let out = '';
   let exited = false;
-  const exitPromise = new Promise<void>((resolve) => proc.once('exit', () => {
-    exited = true;
-    resolve();
-  }));
+  const exitPromise = new Promise<void>((resolve) =>
+    proc.once('exit', () => {
+      exited = true;
+      resolve();
+    }),
+  );
   const child: Child = {
     proc,
     pid: proc.pid ?? -1,
@@ -126,7 +128,6 @@ export function freeUdpPort(host = '127.0.0.1'): Promise<number> {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 
 /** True once some socket is bound to UDP `host:port` (IPv4), read from /proc/net/udp. */
 export function udpBound(host: string, port: number): boolean {

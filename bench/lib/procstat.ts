@@ -111,5 +111,7 @@ export async function busyCores(ms = 1000): Promise<number> {
 
 /** The report note for a run that started while other work kept `busy` cores busy ('' when quiet). */
 export function busyNote(busy: number): string {
-  return busy > 0.25 ? `Other work kept ${busy.toFixed(2)} cores busy when the run started (sampled over 1 s; load average ${loadavg()[0].toFixed(2)}): compare ratios, not absolute numbers.` : '';
+  return busy > 0.25
+    ? `Other work kept ${busy.toFixed(2)} cores busy when the run started (sampled over 1 s; load average ${loadavg()[0].toFixed(2)}): compare ratios, not absolute numbers.`
+    : '';
 }

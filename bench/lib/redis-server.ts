@@ -24,7 +24,24 @@ export class RedisServer {
   private async launch(): Promise<void> {
     this.child = await spawnReady(
       'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--protected-mode', 'no', '--loglevel', 'warning', '--maxclients', '1000'],
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--daemonize',
+        'no',
+        '--protected-mode',
+        'no',
+        '--loglevel',
+        'warning',
+        '--maxclients',
+        '1000',
+      ],
       // With loglevel warning redis prints almost nothing; readiness is probed below instead.
       { timeoutMs: 10000 },
     );

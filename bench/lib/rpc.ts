@@ -55,7 +55,8 @@ export function serveRpc(handlers: Record<string, Handler>): void {
       })
       .then(
         (result) => parentPort!.postMessage({ id: m.id, result }),
-        (e: unknown) => parentPort!.postMessage({ id: m.id, error: e instanceof Error ? e.stack ?? e.message : String(e) }),
+        (e: unknown) =>
+          parentPort!.postMessage({ id: m.id, error: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
       );
   });
 }

@@ -234,8 +234,16 @@ export class Generator {
     this.echoTrial = o.trial & 0xffff;
     this.echoes = 0;
     this.rttHist.fill(0);
-    return this.pace(Int32Array.from(list), o.rate, o.durationMs, o.events ?? [], o.targets, (c) =>
-      useMigrated[c] ? this.conns[c].migrated! : this.conns[c].short!, false, useMigrated);
+    return this.pace(
+      Int32Array.from(list),
+      o.rate,
+      o.durationMs,
+      o.events ?? [],
+      o.targets,
+      (c) => (useMigrated[c] ? this.conns[c].migrated! : this.conns[c].short!),
+      false,
+      useMigrated,
+    );
   }
 
   private pace(
@@ -287,7 +295,7 @@ export class Generator {
           }
           sent++;
         }
-        if (Math.floor(((nowUs() - start) / 1000) * rate / 1000) - sent > 0) setImmediate(tick);
+        if (Math.floor((((nowUs() - start) / 1000) * rate) / 1000) - sent > 0) setImmediate(tick);
         else setTimeout(tick, 1);
       };
       tick();
@@ -342,7 +350,7 @@ export class Generator {
       for (let i = 0; i < n; i++) socks.push(await this.openSocket(addrs[(base + i) % addrs.length], true));
       for (let i = 0; i < n; i++) {
         // Pace: wait until the schedule allows the next Initial.
-        while ((nowUs() - start) / 1e6 * rate < sent) await new Promise((r) => setTimeout(r, 1));
+        while (((nowUs() - start) / 1e6) * rate < sent) await new Promise((r) => setTimeout(r, 1));
         this.rng.fill(tmpl, dcidOffset, dcidOffset + 8);
         stampTrailer(tmpl, sent, nowUs());
         socks[i].send(tmpl, target.port, target.host);

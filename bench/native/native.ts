@@ -15,7 +15,15 @@ import { spawnReady, type Child } from '../lib/proc.js';
 import { treeCpuUs, treeRssBytes } from '../lib/procstat.js';
 import type { RedisServer } from '../lib/redis-server.js';
 import { repoRoot } from '../harness/build.js';
-import { INITIAL_POOL, SCHEMES, SERVER_IDS, SOURCE_ADDRESSES, trialRecord, type TrialOptions, type TrialResult } from '../harness/engine.js';
+import {
+  INITIAL_POOL,
+  SCHEMES,
+  SERVER_IDS,
+  SOURCE_ADDRESSES,
+  trialRecord,
+  type TrialOptions,
+  type TrialResult,
+} from '../harness/engine.js';
 import type { Algorithm, Env, RouterHandle, RouterSpec } from '../harness/routers.js';
 
 /** Length of the native trailer (bench/native/common.h): magic, trial, flow, seq, length, send time. */
@@ -41,7 +49,8 @@ export interface NativeTools {
 export function buildNativeTools(outDir = NATIVE_BUILD_DIR): NativeTools | { error: string } {
   const cc = process.env.CC ?? 'cc';
   const probe = spawnSync(cc, ['--version'], { encoding: 'utf8' });
-  if (probe.error || probe.status !== 0) return { error: `no C compiler (${cc}) found: native load tools unavailable, using the Node generator and sinks` };
+  if (probe.error || probe.status !== 0)
+    return { error: `no C compiler (${cc}) found: native load tools unavailable, using the Node generator and sinks` };
   mkdirSync(outDir, { recursive: true });
   const header = path.join(NATIVE_DIR, 'common.h');
   const tools: Record<keyof NativeTools, string> = { blast: 'udp-blast', sink: 'udp-sink' };
@@ -52,7 +61,10 @@ export function buildNativeTools(outDir = NATIVE_BUILD_DIR): NativeTools | { err
     const newest = Math.max(statSync(src).mtimeMs, statSync(header).mtimeMs);
     if (!existsSync(bin) || statSync(bin).mtimeMs < newest) {
       const r = spawnSync(cc, ['-O2', '-Wall', '-o', bin, src], { encoding: 'utf8' });
-      if (r.status !== 0) return { error: `${cc} failed to build ${name}: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(0, 3).join(' ')}` };
+      if (r.status !== 0)
+        return {
+          error: `${cc} failed to build ${name}: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(0, 3).join(' ')}`,
+        };
     }
     out[k] = bin;
   }
@@ -85,7 +97,8 @@ export function encodePacketsFile(packets: FlowPacket[]): Buffer {
   buf.writeUInt32BE(packets.length, 4);
   let o = 8;
   for (const p of packets) {
-    if (p.data.length < NATIVE_TRAILER_LENGTH || p.data.length > 0xffff) throw new Error(`bench: packet of flow ${p.flow} has length ${p.data.length}`);
+    if (p.data.length < NATIVE_TRAILER_LENGTH || p.data.length > 0xffff)
+      throw new Error(`bench: packet of flow ${p.flow} has length ${p.data.length}`);
     buf.writeUInt16BE(p.data.length, o);
     buf.writeUInt32BE(p.flow >>> 0, o + 2);
     buf.set(p.data, o + 6);
@@ -104,7 +117,12 @@ function hexBytes(hex: string): Uint8Array {
  * 24 octets are left for the blaster's trailer).
  */
 export function buildFlowPackets(scheme: CidScheme, owners: Uint8Array, size: number, seed: number): FlowPacket[] {
-  const config = createConfig({ configId: scheme.configId, serverIdLength: scheme.serverIdLength, nonceLength: scheme.nonceLength, ...(scheme.key ? { key: hexBytes(scheme.key) } : {}) });
+  const config = createConfig({
+    configId: scheme.configId,
+    serverIdLength: scheme.serverIdLength,
+    nonceLength: scheme.nonceLength,
+    ...(scheme.key ? { key: hexBytes(scheme.key) } : {}),
+  });
   const rng = new Prng(seed);
   const nonce = new Uint8Array(config.nonceLength);
   const out: FlowPacket[] = [];
@@ -148,9 +166,21 @@ export interface BlastResult {
 
 export function runBlast(tools: NativeTools, o: BlastOptions): Promise<BlastResult> {
   const args = [
-    '--file', o.file, '--dest', `${o.dest.host}:${o.dest.port}`, '--rate', String(o.rate),
+    '--file',
+    o.file,
+    '--dest',
+    `${o.dest.host}:${o.dest.port}`,
+    '--rate',
+    String(o.rate),
     ...(o.count !== undefined ? ['--count', String(o.count)] : ['--duration-ms', String(o.durationMs ?? 1000)]),
-    '--src', o.src.join(','), '--sockets', String(o.sockets), '--batch', String(o.batch ?? 32), '--trial', String(o.trial & 0xffff),
+    '--src',
+    o.src.join(','),
+    '--sockets',
+    String(o.sockets),
+    '--batch',
+    String(o.batch ?? 32),
+    '--trial',
+    String(o.trial & 0xffff),
   ];
   return new Promise((resolve, reject) => {
     execFile(tools.blast, args, { encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => {
@@ -208,13 +238,22 @@ export class NativeSinks {
     return this.child.pid;
   }
 
-  static async start(tools: NativeTools, addresses: string[], flows: number, extra: string[] = []): Promise<NativeSinks> {
+  static async start(
+    tools: NativeTools,
+    addresses: string[],
+    flows: number,
+    extra: string[] = [],
+  ): Promise<NativeSinks> {
     let ports: number[] = [];
-    const child = await spawnReady(tools.sink, ['--bind', addresses.map((a) => `${a}:0`).join(','), '--flows', String(flows), ...extra], {
-      ready: /READY ([\d,]+)/,
-      timeoutMs: 5000,
-      onReady: (m) => (ports = m[1].split(',').map(Number)),
-    });
+    const child = await spawnReady(
+      tools.sink,
+      ['--bind', addresses.map((a) => `${a}:0`).join(','), '--flows', String(flows), ...extra],
+      {
+        ready: /READY ([\d,]+)/,
+        timeoutMs: 5000,
+        onReady: (m) => (ports = m[1].split(',').map(Number)),
+      },
+    );
     return new NativeSinks(child, ports);
   }
 
@@ -222,7 +261,10 @@ export class NativeSinks {
     const l = this.lines.shift();
     if (l !== undefined) return Promise.resolve(l);
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`udp-sink did not answer: ${this.child.output().slice(-300)}`)), timeoutMs);
+      const t = setTimeout(
+        () => reject(new Error(`udp-sink did not answer: ${this.child.output().slice(-300)}`)),
+        timeoutMs,
+      );
       this.waiters.push((line) => {
         clearTimeout(t);
         resolve(line);
@@ -320,20 +362,32 @@ export class NativeEngine {
 
   private filesFor(spec: RouterSpec | undefined): { packets: string; owners: string } {
     const scheme: Algorithm = spec?.scheme ?? 'plaintext';
-    const owner = spec?.family === 'quic-lb' ? 'lb' : spec?.family === 'redis' || spec?.family === 'nginx' ? 'learn' : 'one';
+    const owner =
+      spec?.family === 'quic-lb' ? 'lb' : spec?.family === 'redis' || spec?.family === 'nginx' ? 'learn' : 'one';
     const key = `${owner}-${scheme}`;
     let f = this.files.get(key);
     if (!f) {
       const owners = flowOwners(this.opts.conns, spec);
-      f = { packets: path.join(this.opts.tmp, `native-${key}.bin`), owners: path.join(this.opts.tmp, `native-${key}.owners`) };
-      writeFileSync(f.packets, encodePacketsFile(buildFlowPackets(this.env.schemes[scheme], owners, this.opts.packetSize, this.opts.seed)));
+      f = {
+        packets: path.join(this.opts.tmp, `native-${key}.bin`),
+        owners: path.join(this.opts.tmp, `native-${key}.owners`),
+      };
+      writeFileSync(
+        f.packets,
+        encodePacketsFile(buildFlowPackets(this.env.schemes[scheme], owners, this.opts.packetSize, this.opts.seed)),
+      );
       writeFileSync(f.owners, owners);
       this.files.set(key, f);
     }
     return f;
   }
 
-  async trial(spec: RouterSpec | undefined, handle: RouterHandle | undefined, o: TrialOptions, target?: Target): Promise<TrialResult> {
+  async trial(
+    spec: RouterSpec | undefined,
+    handle: RouterHandle | undefined,
+    o: TrialOptions,
+    target?: Target,
+  ): Promise<TrialResult> {
     const to = target ?? handle!.target;
     const files = this.filesFor(spec);
     this.trialId = (this.trialId + 1) & 0xffff || 1;
@@ -359,7 +413,12 @@ export class NativeEngine {
     const redisCpu1 = redis && redis.pid === redisPid ? treeCpuUs(redisPid) : NaN;
     const st = await this.sinks.report();
     const received = st.received;
-    if (received > 0) this.loadCpu.push({ pps: (run.attempted / run.elapsed_ms) * 1000, blast: run.cpu_us / received, sink: (treeCpuUs(this.sinks.pid) - sinkCpu0) / received });
+    if (received > 0)
+      this.loadCpu.push({
+        pps: (run.attempted / run.elapsed_ms) * 1000,
+        blast: run.cpu_us / received,
+        sink: (treeCpuUs(this.sinks.pid) - sinkCpu0) / received,
+      });
     return trialRecord({
       load: { attempted: run.attempted, sendErrors: run.send_errors, elapsedMs: run.elapsed_ms },
       connections: this.opts.conns,

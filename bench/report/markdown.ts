@@ -2,8 +2,10 @@
 import type { BenchResults, ResultRow } from './types.js';
 import { median } from '../lib/stats.js';
 
-const pct = (v: number | null | undefined, digits = 2): string => (v === null || v === undefined ? '–' : `${(v * 100).toFixed(digits)} %`);
-const num = (v: number | null | undefined): string => (v === null || v === undefined ? '–' : v >= 1000 ? Math.round(v).toLocaleString('en-US') : String(v));
+const pct = (v: number | null | undefined, digits = 2): string =>
+  v === null || v === undefined ? '–' : `${(v * 100).toFixed(digits)} %`;
+const num = (v: number | null | undefined): string =>
+  v === null || v === undefined ? '–' : v >= 1000 ? Math.round(v).toLocaleString('en-US') : String(v);
 const x = (v: number | null | undefined): string => (v === null || v === undefined ? '–' : `${v.toFixed(2)}×`);
 
 export function labelOf(res: BenchResults, id: string): string {
@@ -48,7 +50,9 @@ export function steadyTable(res: BenchResults): string {
   ];
   const d = res.direct;
   if (d.p50_us !== null || d.p99_us !== null) {
-    out.push(`| ${DIRECT_LABEL} | – | – | – | – | ${num(d.p50_us)} / ${num(d.p99_us)} | ${num(d.rtt_p50_us)} / ${num(d.rtt_p99_us)} | – | – |`);
+    out.push(
+      `| ${DIRECT_LABEL} | – | – | – | – | ${num(d.p50_us)} / ${num(d.p99_us)} | ${num(d.rtt_p50_us)} / ${num(d.rtt_p99_us)} | – | – |`,
+    );
   }
   for (const r of steadyRows(res)) {
     out.push(
@@ -74,14 +78,21 @@ export function scenarioTable(res: BenchResults): string {
 }
 
 export function memoryTable(res: BenchResults): string {
-  const steps = [...new Set(Object.values(res.memory).flatMap((p) => p.map((q) => q.connections)))].sort((a, b) => a - b);
+  const steps = [...new Set(Object.values(res.memory).flatMap((p) => p.map((q) => q.connections)))].sort(
+    (a, b) => a - b,
+  );
   if (!steps.length) return '_no memory curve in this run_';
-  const out = [`| router | ${steps.map((s) => `${num(s)} flows`).join(' | ')} |`, `| --- | ${steps.map(() => '---:').join(' | ')} |`];
+  const out = [
+    `| router | ${steps.map((s) => `${num(s)} flows`).join(' | ')} |`,
+    `| --- | ${steps.map(() => '---:').join(' | ')} |`,
+  ];
   for (const [router, pts] of Object.entries(res.memory)) {
     const cells = steps.map((s) => {
       const p = pts.find((q) => q.connections === s);
       if (!p) return '–';
-      return p.redis_mem_mb === null ? `${p.rss_mb} MB` : `${p.rss_mb} MB + Redis ${p.redis_mem_mb} MB (${num(p.redis_keys)} keys)`;
+      return p.redis_mem_mb === null
+        ? `${p.rss_mb} MB`
+        : `${p.rss_mb} MB + Redis ${p.redis_mem_mb} MB (${num(p.redis_keys)} keys)`;
     });
     out.push(`| ${labelOf(res, router)} | ${cells.join(' | ')} |`);
   }
@@ -91,21 +102,29 @@ export function memoryTable(res: BenchResults): string {
 export function targetsTable(res: BenchResults): string {
   if (!res.targets.length) return '_no targets evaluated in this run_';
   const out = ['| check | value | target | |', '| --- | ---: | ---: | --- |'];
-  for (const t of res.targets) out.push(`| ${t.name} | ${t.value === null ? '–' : t.value} | ${t.target} | ${t.pass === null ? 'no verdict (limit not found)' : t.pass ? 'met' : '**not met**'} |`);
+  for (const t of res.targets)
+    out.push(
+      `| ${t.name} | ${t.value === null ? '–' : t.value} | ${t.target} | ${t.pass === null ? 'no verdict (limit not found)' : t.pass ? 'met' : '**not met**'} |`,
+    );
   return out.join('\n');
 }
 
 export function ratiosTable(res: BenchResults): string {
   const entries = Object.entries(res.ratios);
   if (!entries.length) return '';
-  return ['| ratio | value |', '| --- | ---: |', ...entries.map(([k, v]) => `| ${k} | ${v === null ? '–' : v} |`)].join('\n');
+  return ['| ratio | value |', '| --- | ---: |', ...entries.map(([k, v]) => `| ${k} | ${v === null ? '–' : v} |`)].join(
+    '\n',
+  );
 }
 
 /** The native load tools' own CPU per packet (median over the run's trials), when measured. */
 function loadCpu(res: BenchResults): string {
-  const c = res.params.load_tools_cpu_us_per_packet as { blast: number | null; sink: number | null; from_pps?: number } | undefined;
+  const c = res.params.load_tools_cpu_us_per_packet as
+    { blast: number | null; sink: number | null; from_pps?: number } | undefined;
   const at = c?.from_pps ? ` at ≥ ${num(c.from_pps)} pps` : '';
-  return c ? ` Their own CPU per packet (median of the trials${at}): sender ${num(c.blast)} µs, sinks ${num(c.sink)} µs.` : '';
+  return c
+    ? ` Their own CPU per packet (median of the trials${at}): sender ${num(c.blast)} µs, sinks ${num(c.sink)} µs.`
+    : '';
 }
 
 export function renderMarkdown(res: BenchResults, charts: Record<string, string>): string {
@@ -115,9 +134,9 @@ export function renderMarkdown(res: BenchResults, charts: Record<string, string>
     '',
     header(res),
     '',
-    'Method: [docs/bench.md](../../docs/bench.md). Latency at a fixed rate: one-way generator → backend (same host, CLOCK_MONOTONIC), each router\'s own' +
+    "Method: [docs/bench.md](../../docs/bench.md). Latency at a fixed rate: one-way generator → backend (same host, CLOCK_MONOTONIC), each router's own" +
       ` percentiles next to the same trial without a router (the "${DIRECT_LABEL}" row: p50 ${num(res.direct.p50_us)} µs, p99 ${num(res.direct.p99_us)} µs) and the bare relay's;` +
-      ' percentiles of different trials are not subtracted (a difference of two p99s is no packet\'s latency and can be negative)' +
+      " percentiles of different trials are not subtracted (a difference of two p99s is no packet's latency and can be negative)" +
       (res.direct.rtt_p50_us === null || res.direct.rtt_p50_us === undefined
         ? '; no round trip in this mode.'
         : `; round trip: backends echo every packet back through the router's return path (direct path: p50 ${num(res.direct.rtt_p50_us)} µs, p99 ${num(res.direct.rtt_p99_us)} µs).`) +
@@ -134,13 +153,30 @@ export function renderMarkdown(res: BenchResults, charts: Record<string, string>
   ];
   if (res.kind === 'routing') {
     parts.push('## Scenarios: correct delivery (loss)', '', scenarioTable(res), '');
-    for (const [s, note] of Object.entries((res.params.scenarios as Record<string, string>) ?? {})) parts.push(`- **${s}**: ${note}`);
-    parts.push('', img('correctness', 'correct delivery per scenario'), '## Memory as flows grow', '', memoryTable(res), '', img('memory', 'memory'));
+    for (const [s, note] of Object.entries((res.params.scenarios as Record<string, string>) ?? {}))
+      parts.push(`- **${s}**: ${note}`);
+    parts.push(
+      '',
+      img('correctness', 'correct delivery per scenario'),
+      '## Memory as flows grow',
+      '',
+      memoryTable(res),
+      '',
+      img('memory', 'memory'),
+    );
   }
   if (res.kind === 'forwarder') {
     const b = budgetTable(res);
     const r = roundsTable(res);
-    if (b) parts.push('## Worker scaling under a CPU budget', '', b, '', `Method: ${(res.params.worker_budget as { method?: string } | undefined)?.method ?? ''}.`, '');
+    if (b)
+      parts.push(
+        '## Worker scaling under a CPU budget',
+        '',
+        b,
+        '',
+        `Method: ${(res.params.worker_budget as { method?: string } | undefined)?.method ?? ''}.`,
+        '',
+      );
     if (r) parts.push('## Rounds', '', 'Highest rate held in each round (CPU µs per packet there):', '', r, '');
   }
   parts.push('## Targets', '', targetsTable(res), '', '## Ratios', '', ratiosTable(res), '');
@@ -156,7 +192,8 @@ export function budgetTable(res: BenchResults): string {
   const one = (id: string): ResultRow | undefined => rows.find((r) => r.router === id.replace(/-w\d+$/, ''));
   const workers = (id: string): number => res.routers.find((r) => r.id === id)?.workers ?? 1;
   // What the budget buys at the measured cost: workers x budget / CPU per packet.
-  const capacity = (r: ResultRow): number | null => (cpus && r.cpu_us_per_packet ? Math.round((workers(r.router) * cpus * 1e6) / r.cpu_us_per_packet) : null);
+  const capacity = (r: ResultRow): number | null =>
+    cpus && r.cpu_us_per_packet ? Math.round((workers(r.router) * cpus * 1e6) / r.cpu_us_per_packet) : null;
   const out = [
     `Worker scaling, each forwarding process confined to ${cpus ?? '?'} of a core (cgroup CPU quota; on 2 cores the load tools need most of the second core, so without a budget two workers cannot show how they scale; docs/bench.md):`,
     '',
@@ -168,7 +205,9 @@ export function budgetTable(res: BenchResults): string {
     const cap = capacity(r);
     const baseCap = base ? capacity(base) : null;
     const other = base !== undefined && base !== r;
-    out.push(`| ${labelOf(res, r.router)} | ${num(r.pps)} | ${other && base.pps ? x(r.pps / base.pps) : '–'} | ${num(r.cpu_us_per_packet)} | ${num(cap)} | ${other && cap && baseCap ? x(cap / baseCap) : '–'} |`);
+    out.push(
+      `| ${labelOf(res, r.router)} | ${num(r.pps)} | ${other && base.pps ? x(r.pps / base.pps) : '–'} | ${num(r.cpu_us_per_packet)} | ${num(cap)} | ${other && cap && baseCap ? x(cap / baseCap) : '–'} |`,
+    );
   }
   return out.join('\n');
 }
@@ -178,10 +217,15 @@ export function roundsTable(res: BenchResults): string {
   const entries = Object.entries(res.rounds ?? {});
   const n = Math.max(0, ...entries.map(([, v]) => v.length));
   if (n < 2) return '';
-  const out = [`| router | ${Array.from({ length: n }, (_, i) => `round ${i + 1}`).join(' | ')} | median |`, `| --- | ${Array.from({ length: n + 1 }, () => '---:').join(' | ')} |`];
+  const out = [
+    `| router | ${Array.from({ length: n }, (_, i) => `round ${i + 1}`).join(' | ')} | median |`,
+    `| --- | ${Array.from({ length: n + 1 }, () => '---:').join(' | ')} |`,
+  ];
   for (const [key, v] of entries) {
     const [id, phase] = key.split('@');
-    out.push(`| ${labelOf(res, id)}${phase ? ` (${phase})` : ''} | ${v.map((q) => `${num(q.pps)} (${num(q.cpu_us_per_packet)} µs)`).join(' | ')} | ${num(median(v.map((q) => q.pps)))} |`);
+    out.push(
+      `| ${labelOf(res, id)}${phase ? ` (${phase})` : ''} | ${v.map((q) => `${num(q.pps)} (${num(q.cpu_us_per_packet)} µs)`).join(' | ')} | ${num(median(v.map((q) => q.pps)))} |`,
+    );
   }
   return out.join('\n');
 }
@@ -191,7 +235,9 @@ export function forwarderTable(res: BenchResults): string {
   const rounds = Number(res.params.rounds ?? 1);
   const budget = budgetTable(res);
   const out = [
-    ...(rounds > 1 ? [`Medians of ${rounds} rate searches per router; a ratio is the median of the per-round ratios.`, ''] : []),
+    ...(rounds > 1
+      ? [`Medians of ${rounds} rate searches per router; a ratio is the median of the per-round ratios.`, '']
+      : []),
     steadyTable(res),
     '',
     ...(budget ? [budget, ''] : []),
@@ -203,18 +249,43 @@ export function forwarderTable(res: BenchResults): string {
 /** The README's `bench` section body (between its markers). */
 export function readmeSection(res: BenchResults | undefined, chartPath: string, forwarder?: BenchResults): string {
   const routing = res
-    ? [header(res), '', ...(typeof res.params.load_tools === 'string' ? [`Load tools: ${res.params.load_tools}.`, ''] : []), steadyTable(res), '', 'Correct delivery (loss) per scenario:', '', scenarioTable(res), '', `![forwarded packets per second](${chartPath})`, '', 'Full report: [bench/results/latest.md](bench/results/latest.md).']
+    ? [
+        header(res),
+        '',
+        ...(typeof res.params.load_tools === 'string' ? [`Load tools: ${res.params.load_tools}.`, ''] : []),
+        steadyTable(res),
+        '',
+        'Correct delivery (loss) per scenario:',
+        '',
+        scenarioTable(res),
+        '',
+        `![forwarded packets per second](${chartPath})`,
+        '',
+        'Full report: [bench/results/latest.md](bench/results/latest.md).',
+      ]
     : ['_No routing results yet: run `npm run bench`._'];
   const fwd = forwarder
-    ? ['', '### quic-lb serve vs the bare relay (`npm run bench:forwarder`)', '', header(forwarder), '', ...(typeof forwarder.params.load_tools === 'string' ? [`Load tools: ${forwarder.params.load_tools}.${loadCpu(forwarder)}`, ''] : []), forwarderTable(forwarder), '', 'Full report: [bench/results/forwarder.md](bench/results/forwarder.md).']
+    ? [
+        '',
+        '### quic-lb serve vs the bare relay (`npm run bench:forwarder`)',
+        '',
+        header(forwarder),
+        '',
+        ...(typeof forwarder.params.load_tools === 'string'
+          ? [`Load tools: ${forwarder.params.load_tools}.${loadCpu(forwarder)}`, '']
+          : []),
+        forwarderTable(forwarder),
+        '',
+        'Full report: [bench/results/forwarder.md](bench/results/forwarder.md).',
+      ]
     : [];
   return [
     '## Benchmark',
     '',
     'Stateless QUIC-LB routing against the design large relays use (client address → backend in Redis,',
-    'with and without a local cache), a bare `node:dgram` relay (the runtime ceiling) and nginx\'s UDP proxy,',
+    "with and without a local cache), a bare `node:dgram` relay (the runtime ceiling) and nginx's UDP proxy,",
     'all fed the same seeded QUIC-shaped traffic, alternately, in one run. Method: [docs/bench.md](docs/bench.md).',
-    'On this shared 2-core machine one run\'s rates swing by up to ±20 %; docs/bench.md lists several runs side by side',
+    "On this shared 2-core machine one run's rates swing by up to ±20 %; docs/bench.md lists several runs side by side",
     '(their ratios and medians) and the CPU per packet, which is steadier.',
     '',
     '```sh',

@@ -24,7 +24,13 @@ export function formatNumber(v: number): string {
 
 /** Horizontal bars, one per item, with the value written after each bar. */
 export function barChart(o: { title: string; unit: string; bars: Bar[]; width?: number }): string {
-  return groupedBarChart({ title: o.title, unit: o.unit, groups: [{ label: '', bars: o.bars }], width: o.width, colorByBar: false });
+  return groupedBarChart({
+    title: o.title,
+    unit: o.unit,
+    groups: [{ label: '', bars: o.bars }],
+    width: o.width,
+    colorByBar: false,
+  });
 }
 
 /** Horizontal bars in groups (e.g. one group per scenario, one bar per router), with a legend. */
@@ -57,8 +63,13 @@ export function groupedBarChart(o: {
     }
     g.bars.forEach((b, i) => {
       const w = b.value === null ? 0 : Math.max(1, (b.value / max) * plotW);
-      parts.push(`<text x="${labelW - 8}" y="${y + barH - 5}" font-size="12" text-anchor="end" ${FONT}>${escapeXml(b.label)}</text>`);
-      if (b.value !== null) parts.push(`<rect x="${labelW}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${colour(b.label, i)}"><title>${escapeXml(`${b.label}: ${b.text ?? formatNumber(b.value)} ${o.unit}`)}</title></rect>`);
+      parts.push(
+        `<text x="${labelW - 8}" y="${y + barH - 5}" font-size="12" text-anchor="end" ${FONT}>${escapeXml(b.label)}</text>`,
+      );
+      if (b.value !== null)
+        parts.push(
+          `<rect x="${labelW}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${colour(b.label, i)}"><title>${escapeXml(`${b.label}: ${b.text ?? formatNumber(b.value)} ${o.unit}`)}</title></rect>`,
+        );
       const text = b.value === null ? 'n/a' : (b.text ?? formatNumber(b.value));
       parts.push(`<text x="${labelW + w + 6}" y="${y + barH - 5}" font-size="12" ${FONT}>${escapeXml(text)}</text>`);
       y += barH + gap;
@@ -80,7 +91,15 @@ export interface Series {
 }
 
 /** Lines with markers; `logX` for flow counts spanning decades. */
-export function lineChart(o: { title: string; xLabel: string; yLabel: string; series: Series[]; logX?: boolean; width?: number; height?: number }): string {
+export function lineChart(o: {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  series: Series[];
+  logX?: boolean;
+  width?: number;
+  height?: number;
+}): string {
   const width = o.width ?? 760;
   const height = o.height ?? 380;
   const left = 70;
@@ -101,18 +120,27 @@ export function lineChart(o: { title: string; xLabel: string; yLabel: string; se
   for (let i = 0; i <= 4; i++) {
     const v = (yMax * i) / 4;
     parts.push(`<line x1="${left}" y1="${sy(v)}" x2="${left + pw}" y2="${sy(v)}" stroke="#e2e2e2"/>`);
-    parts.push(`<text x="${left - 6}" y="${sy(v) + 4}" font-size="11" text-anchor="end" ${FONT}>${formatNumber(v)}</text>`);
+    parts.push(
+      `<text x="${left - 6}" y="${sy(v) + 4}" font-size="11" text-anchor="end" ${FONT}>${formatNumber(v)}</text>`,
+    );
   }
   for (const x of [...new Set(xs)].sort((a, b) => a - b)) {
-    parts.push(`<text x="${sx(x)}" y="${top + ph + 16}" font-size="11" text-anchor="middle" ${FONT}>${formatNumber(x)}</text>`);
+    parts.push(
+      `<text x="${sx(x)}" y="${top + ph + 16}" font-size="11" text-anchor="middle" ${FONT}>${formatNumber(x)}</text>`,
+    );
   }
   o.series.forEach((s, i) => {
     const c = PALETTE[i % PALETTE.length];
     const pts = s.points.map((p) => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(' ');
     parts.push(`<polyline points="${pts}" fill="none" stroke="${c}" stroke-width="2"/>`);
-    for (const p of s.points) parts.push(`<circle cx="${sx(p[0]).toFixed(1)}" cy="${sy(p[1]).toFixed(1)}" r="3.5" fill="${c}"><title>${escapeXml(`${s.name}: ${formatNumber(p[0])} -> ${formatNumber(p[1])}`)}</title></circle>`);
+    for (const p of s.points)
+      parts.push(
+        `<circle cx="${sx(p[0]).toFixed(1)}" cy="${sy(p[1]).toFixed(1)}" r="3.5" fill="${c}"><title>${escapeXml(`${s.name}: ${formatNumber(p[0])} -> ${formatNumber(p[1])}`)}</title></circle>`,
+      );
     parts.push(`<rect x="${left + pw + 16}" y="${top + i * 20}" width="12" height="12" fill="${c}"/>`);
-    parts.push(`<text x="${left + pw + 34}" y="${top + i * 20 + 11}" font-size="12" ${FONT}>${escapeXml(s.name)}</text>`);
+    parts.push(
+      `<text x="${left + pw + 34}" y="${top + i * 20 + 11}" font-size="12" ${FONT}>${escapeXml(s.name)}</text>`,
+    );
   });
   return svg(width, height, [
     `<text x="8" y="22" font-size="15" font-weight="700" ${FONT}>${escapeXml(o.title)}</text>`,

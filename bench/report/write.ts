@@ -19,9 +19,19 @@ export function charts(res: BenchResults): Record<string, string> {
       title: 'CPU per forwarded packet',
       unit: 'µs (router process; Redis routers: + redis-server)',
       groups: [
-        { label: 'router process', bars: steady.map((r) => ({ label: labelOf(res, r.router), value: r.cpu_us_per_packet })) },
+        {
+          label: 'router process',
+          bars: steady.map((r) => ({ label: labelOf(res, r.router), value: r.cpu_us_per_packet })),
+        },
         ...(steady.some((r) => r.redis_cpu_us_per_packet !== null)
-          ? [{ label: 'redis-server', bars: steady.filter((r) => r.redis_cpu_us_per_packet !== null).map((r) => ({ label: labelOf(res, r.router), value: r.redis_cpu_us_per_packet })) }]
+          ? [
+              {
+                label: 'redis-server',
+                bars: steady
+                  .filter((r) => r.redis_cpu_us_per_packet !== null)
+                  .map((r) => ({ label: labelOf(res, r.router), value: r.redis_cpu_us_per_packet })),
+              },
+            ]
           : []),
       ],
     });
@@ -50,7 +60,11 @@ export function charts(res: BenchResults): Record<string, string> {
         label: s,
         bars: res.results
           .filter((r) => r.scenario === s)
-          .map((r): Bar => ({ label: labelOf(res, r.router), value: r.correct_ratio === null ? null : r.correct_ratio * 100, text: r.correct_ratio === null ? 'n/a' : `${(r.correct_ratio * 100).toFixed(2)} %` })),
+          .map((r): Bar => ({
+            label: labelOf(res, r.router),
+            value: r.correct_ratio === null ? null : r.correct_ratio * 100,
+            text: r.correct_ratio === null ? 'n/a' : `${(r.correct_ratio * 100).toFixed(2)} %`,
+          })),
       })),
     });
   }
@@ -93,14 +107,22 @@ export function writeReport(res: BenchResults, dir: string, base = 'latest'): st
  * Replaces the README text between `<!-- section:bench -->` and `<!-- /section:bench -->` with
  * the routing results and, when given, the forwarder results.
  */
-export function updateReadme(readmePath: string, res: BenchResults | undefined, chartPath: string, forwarder?: BenchResults): boolean {
+export function updateReadme(
+  readmePath: string,
+  res: BenchResults | undefined,
+  chartPath: string,
+  forwarder?: BenchResults,
+): boolean {
   const text = readFileSync(readmePath, 'utf8');
   const open = '<!-- section:bench -->';
   const close = '<!-- /section:bench -->';
   const a = text.indexOf(open);
   const b = text.indexOf(close);
   if (a < 0 || b < a) return false;
-  writeFileSync(readmePath, `${text.slice(0, a + open.length)}\n${readmeSection(res, chartPath, forwarder)}\n${text.slice(b)}`);
+  writeFileSync(
+    readmePath,
+    `${text.slice(0, a + open.length)}\n${readmeSection(res, chartPath, forwarder)}\n${text.slice(b)}`,
+  );
   return true;
 }
 
@@ -110,5 +132,10 @@ function readResults(file: string): BenchResults | undefined {
 
 /** Rewrites the README bench section from `dir`/latest.json and `dir`/forwarder.json (whichever exist). */
 export function updateReadmeFromResults(repoRoot: string, dir = path.join(repoRoot, 'bench/results')): boolean {
-  return updateReadme(path.join(repoRoot, 'README.md'), readResults(path.join(dir, 'latest.json')), 'bench/results/latest-throughput.svg', readResults(path.join(dir, 'forwarder.json')));
+  return updateReadme(
+    path.join(repoRoot, 'README.md'),
+    readResults(path.join(dir, 'latest.json')),
+    'bench/results/latest-throughput.svg',
+    readResults(path.join(dir, 'forwarder.json')),
+  );
 }

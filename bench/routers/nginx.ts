@@ -70,7 +70,9 @@ export class NginxProxy {
   }
 
   private static async launch(dir: string, opts: NginxOptions): Promise<Child> {
-    const child = await spawnReady(NGINX_BIN, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'], { timeoutMs: 10000 });
+    const child = await spawnReady(NGINX_BIN, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'], {
+      timeoutMs: 10000,
+    });
     // nginx prints nothing on success: ready once the listening socket exists.
     await waitUdpBound(opts.listen.host, opts.listen.port, child);
     await sleep(30);

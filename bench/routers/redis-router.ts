@@ -24,7 +24,16 @@ const cacheSize = Number(args.get('cache-size') ?? 100_000);
 const ttl = Number(args.get('ttl') ?? 300);
 const BUFFER = 8 << 20;
 
-const stats = { packets: 0, forwarded: 0, cacheHits: 0, redisLookups: 0, assigned: 0, redisErrors: 0, replies: 0, badReplies: 0 };
+const stats = {
+  packets: 0,
+  forwarded: 0,
+  cacheHits: 0,
+  redisLookups: 0,
+  assigned: 0,
+  redisErrors: 0,
+  replies: 0,
+  badReplies: 0,
+};
 
 /** Upstream sockets, one connected socket per backend address ("ip:port"). */
 const upstreams = new Map<string, Socket>();
@@ -150,7 +159,12 @@ async function main(): Promise<void> {
   sock.on('message', onMessage);
   sock.bind(listen.port, listen.host, () => {
     const port = sock.address().port;
-    proxyHeader = new ProxyHeaderTemplate({ fixedAddr: listen.host, fixedPort: port, fixedSide: 'dst', ringSize: 4096 });
+    proxyHeader = new ProxyHeaderTemplate({
+      fixedAddr: listen.host,
+      fixedPort: port,
+      fixedSide: 'dst',
+      ringSize: 4096,
+    });
     process.stdout.write(`READY ${port}\n`);
   });
   createInterface({ input: process.stdin }).on('line', (line) => {

@@ -28,8 +28,10 @@ export interface BuiltPreferredAddress {
 export function buildPreferredAddress(input: PreferredAddressInput): BuiltPreferredAddress {
   const { ipv4, ipv6 } = input;
   if (!ipv4 && !ipv6) throw new BackendError('ERR_BACKEND_ADDRESS', 'ipv4', 'give ipv4 and/or ipv6');
-  if (ipv4 && !isIPv4(ipv4.address)) throw new BackendError('ERR_BACKEND_ADDRESS', 'ipv4.address', `${ipv4.address} is not an IPv4 literal`);
-  if (ipv6 && !isIPv6(ipv6.address)) throw new BackendError('ERR_BACKEND_ADDRESS', 'ipv6.address', `${ipv6.address} is not an IPv6 literal`);
+  if (ipv4 && !isIPv4(ipv4.address))
+    throw new BackendError('ERR_BACKEND_ADDRESS', 'ipv4.address', `${ipv4.address} is not an IPv4 literal`);
+  if (ipv6 && !isIPv6(ipv6.address))
+    throw new BackendError('ERR_BACKEND_ADDRESS', 'ipv6.address', `${ipv6.address} is not an IPv6 literal`);
   const connectionId = input.cids.generate();
   const preferredAddress: PreferredAddress = {
     ipv4,

@@ -172,7 +172,8 @@ const DEFAULT_MAX_TRACKED_PATHS = 65_536;
 const DEFAULT_PROBE_REPLY_RATE = 100;
 
 /** `a.b.c.d:port` or `[v6]:port`. */
-const hostPort = (address: string, port: number): string => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
+const hostPort = (address: string, port: number): string =>
+  address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 const SIG0 = PROXY_V2_SIGNATURE[0];
 
 const SEND_OK = 0;
@@ -200,10 +201,15 @@ function destinationProblem(address: string, port: number, family: 4 | 6, scratc
 
 /** The keys of `opts` (`hmacKeys`, or `[hmacKey]`), checked. Throws BackendError ERR_BACKEND_HMAC_KEY. */
 function keysOf(keys: readonly Uint8Array[] | undefined, field: string): Uint8Array[] {
-  if (!Array.isArray(keys) || keys.length === 0) throw new BackendError('ERR_BACKEND_HMAC_KEY', field, 'expected a non-empty list of keys');
+  if (!Array.isArray(keys) || keys.length === 0)
+    throw new BackendError('ERR_BACKEND_HMAC_KEY', field, 'expected a non-empty list of keys');
   keys.forEach((k, i) => {
     if (!(k instanceof Uint8Array) || k.length < PROXY_AUTH_MIN_KEY_LENGTH) {
-      throw new BackendError('ERR_BACKEND_HMAC_KEY', `${field}[${i}]`, `must be at least ${PROXY_AUTH_MIN_KEY_LENGTH} octets`);
+      throw new BackendError(
+        'ERR_BACKEND_HMAC_KEY',
+        `${field}[${i}]`,
+        `must be at least ${PROXY_AUTH_MIN_KEY_LENGTH} octets`,
+      );
     }
   });
   return [...keys];
@@ -222,9 +228,16 @@ function checkReturnPath(rp: BackendSocketOptions['returnPath'], listenFamily: 4
   }
   if (rp?.mode !== 'via-lb') return;
   if ((rp.address === undefined) !== (rp.port === undefined)) {
-    throw new BackendError('ERR_BACKEND_ADDRESS', 'returnPath.port', 'give both address and port of the return port, or neither');
+    throw new BackendError(
+      'ERR_BACKEND_ADDRESS',
+      'returnPath.port',
+      'give both address and port of the return port, or neither',
+    );
   }
-  if (rp.address !== undefined && destinationProblem(rp.address, rp.port as number, listenFamily, new Uint8Array(16)) !== SEND_OK) {
+  if (
+    rp.address !== undefined &&
+    destinationProblem(rp.address, rp.port as number, listenFamily, new Uint8Array(16)) !== SEND_OK
+  ) {
     throw new BackendError(
       'ERR_BACKEND_ADDRESS',
       'returnPath.address',
@@ -235,7 +248,8 @@ function checkReturnPath(rp: BackendSocketOptions['returnPath'], listenFamily: 4
 
 function positiveInteger(v: number | undefined, dflt: number, field: string): number {
   if (v === undefined) return dflt;
-  if (!Number.isInteger(v) || v < 1) throw new BackendError('ERR_BACKEND_RANGE', field, `expected a positive integer, got ${String(v)}`);
+  if (!Number.isInteger(v) || v < 1)
+    throw new BackendError('ERR_BACKEND_RANGE', field, `expected a positive integer, got ${String(v)}`);
   return v;
 }
 
@@ -292,9 +306,11 @@ export class BackendSocket extends EventEmitter {
 
   constructor(private readonly opts: BackendSocketOptions) {
     super();
-    if (opts.hmacKey !== undefined && opts.hmacKeys !== undefined) throw new BackendError('ERR_BACKEND_HMAC_KEY', 'hmacKey', 'give hmacKey or hmacKeys, not both');
+    if (opts.hmacKey !== undefined && opts.hmacKeys !== undefined)
+      throw new BackendError('ERR_BACKEND_HMAC_KEY', 'hmacKey', 'give hmacKey or hmacKeys, not both');
     const keys = opts.hmacKeys ?? (opts.hmacKey !== undefined ? [opts.hmacKey] : undefined);
-    if (opts.signForward && keys === undefined) throw new BackendError('ERR_BACKEND_HMAC_KEY', 'hmacKeys', 'signForward needs hmacKeys');
+    if (opts.signForward && keys === undefined)
+      throw new BackendError('ERR_BACKEND_HMAC_KEY', 'hmacKeys', 'signForward needs hmacKeys');
     if (keys !== undefined) this.setKeys(keys, opts.hmacKeys !== undefined ? 'hmacKeys' : 'hmacKey');
     const allow = opts.allowLbAddresses;
     if (allow !== undefined && allow.length > 0) this.lbSources = addressSet(allow, 'allowLbAddresses');
@@ -323,7 +339,9 @@ export class BackendSocket extends EventEmitter {
   setKeys(keys: readonly Uint8Array[], field = 'hmacKeys'): void {
     const checked = keysOf(keys, field);
     const out = createProxyAuth(checked[0]);
-    const inbound = this.opts.signForward ? checked.map((k) => createProxyAuth(k, { expect: ProxyDirection.TO_BACKEND })) : [];
+    const inbound = this.opts.signForward
+      ? checked.map((k) => createProxyAuth(k, { expect: ProxyDirection.TO_BACKEND }))
+      : [];
     this.authOut = out;
     this.authIn = inbound;
   }
@@ -334,7 +352,11 @@ export class BackendSocket extends EventEmitter {
   }
 
   private createSocket(ep: Endpoint): dgram.Socket {
-    const s = dgram.createSocket({ type: isIPv6(ep.address) ? 'udp6' : 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
+    const s = dgram.createSocket({
+      type: isIPv6(ep.address) ? 'udp6' : 'udp4',
+      recvBufferSize: 4 << 20,
+      sendBufferSize: 4 << 20,
+    });
     // Always a listener: an unhandled 'error' would throw out of the event loop.
     s.on('error', (err) => {
       this.stats.socketErrors++;
@@ -388,7 +410,13 @@ export class BackendSocket extends EventEmitter {
 
   private addDirectPath(s: dgram.Socket, family: 4 | 6): DirectPath {
     const a = s.address();
-    const p: DirectPath = { kind: 'direct', name: `direct:${hostPort(a.address, a.port)}`, local: { address: a.address, port: a.port }, socket: s, family };
+    const p: DirectPath = {
+      kind: 'direct',
+      name: `direct:${hostPort(a.address, a.port)}`,
+      local: { address: a.address, port: a.port },
+      socket: s,
+      family,
+    };
     this.directPaths.push(p);
     return p;
   }
@@ -448,7 +476,8 @@ export class BackendSocket extends EventEmitter {
       return;
     }
     const reply = answerHealthProbe(msg, this.draining);
-    if (reply && this.sendTo(direct.socket, direct.family, reply, rinfo.port, rinfo.address)) this.stats.healthProbesAnswered++;
+    if (reply && this.sendTo(direct.socket, direct.family, reply, rinfo.port, rinfo.address))
+      this.stats.healthProbesAnswered++;
   }
 
   /** Token bucket of probe replies to unvouched sources: `probeReplyRate` per second, bursts of as many. */
@@ -483,7 +512,8 @@ export class BackendSocket extends EventEmitter {
   private lbPathFor(h: ProxyHeader, lb: dgram.RemoteInfo): LbPath {
     const n = h.family === 4 ? 4 : 16;
     for (const p of this.lbPaths) {
-      if (p.local.port !== h.dstPort || p.vipBytes.length !== n || p.lbPort !== lb.port || p.lbAddress !== lb.address) continue;
+      if (p.local.port !== h.dstPort || p.vipBytes.length !== n || p.lbPort !== lb.port || p.lbAddress !== lb.address)
+        continue;
       let same = true;
       for (let i = 0; i < n; i++) if (p.vipBytes[i] !== h.dstAddr[i]) same = false;
       if (same) return p;
@@ -546,7 +576,13 @@ export class BackendSocket extends EventEmitter {
   }
 
   /** Checks the destination, then sends; false (counted) when refused or when dgram throws. */
-  private sendTo(s: dgram.Socket, family: 4 | 6, data: Uint8Array | Uint8Array[], port: number, address: string): boolean {
+  private sendTo(
+    s: dgram.Socket,
+    family: 4 | 6,
+    data: Uint8Array | Uint8Array[],
+    port: number,
+    address: string,
+  ): boolean {
     const bad = destinationProblem(address, port, family, this.destScratch);
     if (bad !== SEND_OK) {
       this.countSendError(bad);
@@ -570,7 +606,11 @@ export class BackendSocket extends EventEmitter {
   /** Closes every socket. */
   async close(): Promise<void> {
     const closeOne = (s: dgram.Socket): Promise<void> => new Promise((resolve) => s.close(() => resolve()));
-    const all = [this.listenSocket, ...this.directPaths.map((p) => p.socket), ...(this.vipSocket ? [this.vipSocket] : [])];
+    const all = [
+      this.listenSocket,
+      ...this.directPaths.map((p) => p.socket),
+      ...(this.vipSocket ? [this.vipSocket] : []),
+    ];
     await Promise.all([...new Set(all)].map((s) => closeOne(s).catch(() => undefined)));
   }
 }

@@ -64,8 +64,7 @@ const RCON = new Int32Array(NR + 1);
     log[x] = i;
     x ^= xtime(x); // x * {03}
   }
-  const mul = (a: number, b: number): number =>
-    a === 0 || b === 0 ? 0 : exp[(log[a] + log[b]) % GROUP_ORDER];
+  const mul = (a: number, b: number): number => (a === 0 || b === 0 ? 0 : exp[(log[a] + log[b]) % GROUP_ORDER]);
 
   for (let i = 0; i < FIELD_SIZE; i++) {
     // §5.1.1: multiplicative inverse ({00} maps to itself), then the affine transformation.
@@ -143,14 +142,7 @@ export function expandDecryptKey(encryptSchedule: Int32Array): Int32Array {
 }
 
 /** Cipher (FIPS-197 §5.1) on four column words; writes four words to out[0..3]. */
-export function aesEncryptWords(
-  rk: Int32Array,
-  i0: number,
-  i1: number,
-  i2: number,
-  i3: number,
-  out: Int32Array,
-): void {
+export function aesEncryptWords(rk: Int32Array, i0: number, i1: number, i2: number, i3: number, out: Int32Array): void {
   let s0 = i0 ^ rk[0];
   let s1 = i1 ^ rk[1];
   let s2 = i2 ^ rk[2];
@@ -158,14 +150,10 @@ export function aesEncryptWords(
   let k = NB;
   for (let round = 1; round < NR; round++) {
     // SubBytes + ShiftRows (row r taken from column c + r) + MixColumns + AddRoundKey.
-    const t0 =
-      TE0[s0 >>> 24] ^ TE1[(s1 >>> 16) & 0xff] ^ TE2[(s2 >>> 8) & 0xff] ^ TE3[s3 & 0xff] ^ rk[k];
-    const t1 =
-      TE0[s1 >>> 24] ^ TE1[(s2 >>> 16) & 0xff] ^ TE2[(s3 >>> 8) & 0xff] ^ TE3[s0 & 0xff] ^ rk[k + 1];
-    const t2 =
-      TE0[s2 >>> 24] ^ TE1[(s3 >>> 16) & 0xff] ^ TE2[(s0 >>> 8) & 0xff] ^ TE3[s1 & 0xff] ^ rk[k + 2];
-    const t3 =
-      TE0[s3 >>> 24] ^ TE1[(s0 >>> 16) & 0xff] ^ TE2[(s1 >>> 8) & 0xff] ^ TE3[s2 & 0xff] ^ rk[k + 3];
+    const t0 = TE0[s0 >>> 24] ^ TE1[(s1 >>> 16) & 0xff] ^ TE2[(s2 >>> 8) & 0xff] ^ TE3[s3 & 0xff] ^ rk[k];
+    const t1 = TE0[s1 >>> 24] ^ TE1[(s2 >>> 16) & 0xff] ^ TE2[(s3 >>> 8) & 0xff] ^ TE3[s0 & 0xff] ^ rk[k + 1];
+    const t2 = TE0[s2 >>> 24] ^ TE1[(s3 >>> 16) & 0xff] ^ TE2[(s0 >>> 8) & 0xff] ^ TE3[s1 & 0xff] ^ rk[k + 2];
+    const t3 = TE0[s3 >>> 24] ^ TE1[(s0 >>> 16) & 0xff] ^ TE2[(s1 >>> 8) & 0xff] ^ TE3[s2 & 0xff] ^ rk[k + 3];
     s0 = t0;
     s1 = t1;
     s2 = t2;
@@ -201,14 +189,7 @@ export function aesEncryptWords(
 }
 
 /** Equivalent inverse cipher (FIPS-197 §5.3.5) on four column words, with expandDecryptKey()'s schedule. */
-export function aesDecryptWords(
-  dk: Int32Array,
-  i0: number,
-  i1: number,
-  i2: number,
-  i3: number,
-  out: Int32Array,
-): void {
+export function aesDecryptWords(dk: Int32Array, i0: number, i1: number, i2: number, i3: number, out: Int32Array): void {
   let s0 = i0 ^ dk[0];
   let s1 = i1 ^ dk[1];
   let s2 = i2 ^ dk[2];
@@ -216,14 +197,10 @@ export function aesDecryptWords(
   let k = NB;
   for (let round = 1; round < NR; round++) {
     // InvSubBytes + InvShiftRows (row r taken from column c - r) + InvMixColumns + AddRoundKey.
-    const t0 =
-      TD0[s0 >>> 24] ^ TD1[(s3 >>> 16) & 0xff] ^ TD2[(s2 >>> 8) & 0xff] ^ TD3[s1 & 0xff] ^ dk[k];
-    const t1 =
-      TD0[s1 >>> 24] ^ TD1[(s0 >>> 16) & 0xff] ^ TD2[(s3 >>> 8) & 0xff] ^ TD3[s2 & 0xff] ^ dk[k + 1];
-    const t2 =
-      TD0[s2 >>> 24] ^ TD1[(s1 >>> 16) & 0xff] ^ TD2[(s0 >>> 8) & 0xff] ^ TD3[s3 & 0xff] ^ dk[k + 2];
-    const t3 =
-      TD0[s3 >>> 24] ^ TD1[(s2 >>> 16) & 0xff] ^ TD2[(s1 >>> 8) & 0xff] ^ TD3[s0 & 0xff] ^ dk[k + 3];
+    const t0 = TD0[s0 >>> 24] ^ TD1[(s3 >>> 16) & 0xff] ^ TD2[(s2 >>> 8) & 0xff] ^ TD3[s1 & 0xff] ^ dk[k];
+    const t1 = TD0[s1 >>> 24] ^ TD1[(s0 >>> 16) & 0xff] ^ TD2[(s3 >>> 8) & 0xff] ^ TD3[s2 & 0xff] ^ dk[k + 1];
+    const t2 = TD0[s2 >>> 24] ^ TD1[(s1 >>> 16) & 0xff] ^ TD2[(s0 >>> 8) & 0xff] ^ TD3[s3 & 0xff] ^ dk[k + 2];
+    const t3 = TD0[s3 >>> 24] ^ TD1[(s2 >>> 16) & 0xff] ^ TD2[(s1 >>> 8) & 0xff] ^ TD3[s0 & 0xff] ^ dk[k + 3];
     s0 = t0;
     s1 = t1;
     s2 = t2;

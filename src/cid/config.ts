@@ -184,7 +184,11 @@ export function configFromSpec(spec: QuicLbSpec): QuicLbConfig {
   const { key } = spec;
   if (typeof key !== 'string') return createConfig(spec as QuicLbConfigOptions);
   if (!KEY_HEX.test(key)) {
-    throw new QuicLbError('ERR_KEY', 'key', `key must be exactly ${AES_KEY_LENGTH} octets (AES-128): ${2 * AES_KEY_LENGTH} hex digits`);
+    throw new QuicLbError(
+      'ERR_KEY',
+      'key',
+      `key must be exactly ${AES_KEY_LENGTH} octets (AES-128): ${2 * AES_KEY_LENGTH} hex digits`,
+    );
   }
   const octets = new Uint8Array(AES_KEY_LENGTH);
   for (let i = 0; i < AES_KEY_LENGTH; i++) octets[i] = parseInt(key.slice(2 * i, 2 * i + 2), 16);

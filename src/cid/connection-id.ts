@@ -2,12 +2,7 @@
 
 import type { Codec } from './codec.js';
 import { codecOf, type QuicLbConfig } from './config.js';
-import {
-  CONFIG_ROTATION_SHIFT,
-  FIRST_OCTET_LENGTH,
-  LENGTH_BITS_MASK,
-  UNROUTABLE_CONFIG_ID,
-} from './constants.js';
+import { CONFIG_ROTATION_SHIFT, FIRST_OCTET_LENGTH, LENGTH_BITS_MASK, UNROUTABLE_CONFIG_ID } from './constants.js';
 import { QuicLbError } from './errors.js';
 
 /** Config rotation codepoint of a CID's first octet: 0..6, or 7 (0b111, unroutable) (draft-21 §3). */
@@ -39,7 +34,11 @@ function checkArgs(config: QuicLbConfig, serverId: Uint8Array, nonce: Uint8Array
     );
   }
   if (!(nonce instanceof Uint8Array) || nonce.length !== config.nonceLength) {
-    throw new QuicLbError('ERR_NONCE_LENGTH', 'nonce', `nonce must be ${config.nonceLength} octets for config ${config.configId}`);
+    throw new QuicLbError(
+      'ERR_NONCE_LENGTH',
+      'nonce',
+      `nonce must be ${config.nonceLength} octets for config ${config.configId}`,
+    );
   }
   return codec;
 }

@@ -27,7 +27,9 @@ export class QuicLbDecoder {
   private readonly codecs: (Codec | null)[] = new Array<Codec | null>(CONFIG_ROTATION_CODEPOINTS).fill(null);
   /** Minimum CID length per codepoint (1 + plaintextLength); -1 where no config is set. */
   private readonly minLengths = new Int32Array(CONFIG_ROTATION_CODEPOINTS).fill(-1);
-  private readonly configs: (QuicLbConfig | undefined)[] = new Array<QuicLbConfig | undefined>(CONFIG_ROTATION_CODEPOINTS);
+  private readonly configs: (QuicLbConfig | undefined)[] = new Array<QuicLbConfig | undefined>(
+    CONFIG_ROTATION_CODEPOINTS,
+  );
 
   constructor(configs: Iterable<QuicLbConfig> = []) {
     for (const c of configs) this.setConfig(c);

@@ -25,7 +25,9 @@ export const checkConfigCommand: CommandModule<object, CheckArgs> = {
         process.stdout.write(`${JSON.stringify({ ok: true, config: redact(c) })}\n`);
         return;
       }
-      const algos = c.quicLb.map((q) => `${q.configId}:${q.key ? 'encrypted' : 'plaintext'}(sid ${q.serverIdLength}, nonce ${q.nonceLength})`);
+      const algos = c.quicLb.map(
+        (q) => `${q.configId}:${q.key ? 'encrypted' : 'plaintext'}(sid ${q.serverIdLength}, nonce ${q.nonceLength})`,
+      );
       process.stdout.write(
         `ok: ${argv.file}\n` +
           `  VIPs: ${c.listen.map(formatEndpoint).join(', ')}\n` +
@@ -37,7 +39,9 @@ export const checkConfigCommand: CommandModule<object, CheckArgs> = {
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       if (argv.json) {
-        process.stdout.write(`${JSON.stringify({ ok: false, code: err.code, field: err.field, reason: err.reason })}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ ok: false, code: err.code, field: err.field, reason: err.reason })}\n`,
+        );
         process.exitCode = 1;
         return;
       }

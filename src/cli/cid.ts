@@ -77,10 +77,13 @@ function configFlags<T>(y: Argv<T>): Argv<T & ConfigArgs> {
     .option('config', {
       type: 'string',
       describe:
-        "YAML/JSON file: the LB config (its quicLb list, read as `serve` reads it) or one mapping {configId, serverIdLength, nonceLength, key?, keyFile?, cipher?}",
+        'YAML/JSON file: the LB config (its quicLb list, read as `serve` reads it) or one mapping {configId, serverIdLength, nonceLength, key?, keyFile?, cipher?}',
     })
     .option('config-id', { type: 'number', describe: `config rotation codepoint ${MIN_CONFIG_ID}..${MAX_CONFIG_ID}` })
-    .option('server-id-length', { type: 'number', describe: `server ID octets, ${MIN_SERVER_ID_LENGTH}..${MAX_SERVER_ID_LENGTH}` })
+    .option('server-id-length', {
+      type: 'number',
+      describe: `server ID octets, ${MIN_SERVER_ID_LENGTH}..${MAX_SERVER_ID_LENGTH}`,
+    })
     .option('nonce-length', {
       type: 'number',
       describe: `nonce octets, ${MIN_NONCE_LENGTH}..${MAX_NONCE_LENGTH}; server ID + nonce <= ${MAX_PLAINTEXT_LENGTH}`,
@@ -97,7 +100,10 @@ function configFlags<T>(y: Argv<T>): Argv<T & ConfigArgs> {
 
 /** Where a ConfigError points, as the old messages named it: `/quicLb/0/key` -> `quicLb[0] key`. */
 function configField(field: string): string {
-  return field.replace(/^\/quicLb\/(\d+)/, 'quicLb[$1]').replace(/^\//, '').replaceAll('/', ' ');
+  return field
+    .replace(/^\/quicLb\/(\d+)/, 'quicLb[$1]')
+    .replace(/^\//, '')
+    .replaceAll('/', ' ');
 }
 
 /**
@@ -160,20 +166,32 @@ const encode: CommandModule<object, ConfigArgs & { 'server-id': string; nonce?: 
   describe: 'encode a server ID (and nonce) into a QUIC-LB connection ID',
   builder: (y) =>
     configFlags(y)
-      .option('server-id', { type: 'string', demandOption: true, describe: 'server ID in hex (server-id-length octets)' })
+      .option('server-id', {
+        type: 'string',
+        demandOption: true,
+        describe: 'server ID in hex (server-id-length octets)',
+      })
       .option('nonce', { type: 'string', describe: 'nonce in hex (nonce-length octets); default: random' })
-      .example('$0 cid encode --config-id 0 --server-id-length 3 --nonce-length 4 --key 8f95f09245765f80256934e50c66207f --server-id ed793a --nonce ee080dbf', '-> 0720b1d07b359d3c') as never,
+      .example(
+        '$0 cid encode --config-id 0 --server-id-length 3 --nonce-length 4 --key 8f95f09245765f80256934e50c66207f --server-id ed793a --nonce ee080dbf',
+        '-> 0720b1d07b359d3c',
+      ) as never,
   handler: (a) => {
     const configs = configsFromArgs(a);
     if (configs.length > 1) throw new CliError('--config-id: the config file has several configs; choose one');
     const config = configs[0];
     const serverId = parseHex(a['server-id'], '--server-id');
-    const nonce = a.nonce === undefined ? Uint8Array.from(randomBytes(config.nonceLength)) : parseHex(a.nonce, '--nonce');
+    const nonce =
+      a.nonce === undefined ? Uint8Array.from(randomBytes(config.nonceLength)) : parseHex(a.nonce, '--nonce');
     if (serverId.length !== config.serverIdLength) {
-      throw new CliError(`--server-id: ${serverId.length} octets given, config ${config.configId} needs ${config.serverIdLength}`);
+      throw new CliError(
+        `--server-id: ${serverId.length} octets given, config ${config.configId} needs ${config.serverIdLength}`,
+      );
     }
     if (nonce.length !== config.nonceLength) {
-      throw new CliError(`--nonce: ${nonce.length} octets given, config ${config.configId} needs ${config.nonceLength}`);
+      throw new CliError(
+        `--nonce: ${nonce.length} octets given, config ${config.configId} needs ${config.nonceLength}`,
+      );
     }
     let cid: Uint8Array;
     try {
@@ -213,7 +231,10 @@ const decode: CommandModule<object, ConfigArgs & { cid: string }> = {
   builder: (y) =>
     configFlags(y)
       .positional('cid', { type: 'string', demandOption: true, describe: 'connection ID in hex, first octet included' })
-      .example('$0 cid decode --config lb.yaml 0720b1d07b359d3c', 'server ID, using the config its codepoint names') as never,
+      .example(
+        '$0 cid decode --config lb.yaml 0720b1d07b359d3c',
+        'server ID, using the config its codepoint names',
+      ) as never,
   handler: (a) => {
     const cid = parseHex(String(a.cid), 'cid');
     if (cid.length > 255) throw new CliError(`cid: ${cid.length} octets; a connection ID is at most 255 (RFC 8999)`);
@@ -242,6 +263,10 @@ const decode: CommandModule<object, ConfigArgs & { cid: string }> = {
 export const cidCommand: CommandModule = {
   command: 'cid <command>',
   describe: 'encode or decode QUIC-LB connection IDs (draft-ietf-quic-load-balancers-21)',
-  builder: (y) => y.command(encode as CommandModule).command(decode as CommandModule).demandCommand(1),
+  builder: (y) =>
+    y
+      .command(encode as CommandModule)
+      .command(decode as CommandModule)
+      .demandCommand(1),
   handler: () => undefined,
 };

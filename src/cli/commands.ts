@@ -8,4 +8,11 @@ import { routeCommand } from './route.js';
 import { serveCommand } from './serve.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [serveCommand, checkConfigCommand, routeCommand, cidCommand, keygenCommand, demoCommand];
+export const commands: CommandModule<any, any>[] = [
+  serveCommand,
+  checkConfigCommand,
+  routeCommand,
+  cidCommand,
+  keygenCommand,
+  demoCommand,
+];

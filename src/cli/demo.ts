@@ -29,12 +29,17 @@ export const DEMO_DEFAULTS = Object.freeze({
 
 /** What `quic-lb demo backend` says when nothing authenticates the LBs (BackendSocket ERR_BACKEND_LB_UNAUTHENTICATED). */
 export const LB_AUTH_HINT =
-  'nothing authenticates the load balancers, so anyone could make this backend send anywhere: add --allow-lb with the LBs\' source addresses ' +
+  "nothing authenticates the load balancers, so anyone could make this backend send anywhere: add --allow-lb with the LBs' source addresses " +
   '(e.g. --allow-lb 10.0.0.1,10.0.0.2), or set returnPath.hmacKey and returnPath.signForward: true in the config, ' +
   'or --insecure-any-lb (tests only)';
 
 /** The flag of each demo backend option a DemoBackendError can name. */
-const OPTION_FLAGS: Record<DemoBackendOption, string> = { name: '--name', configId: '--config-id', allowLb: '--allow-lb', replyTo: '--reply-to' };
+const OPTION_FLAGS: Record<DemoBackendOption, string> = {
+  name: '--name',
+  configId: '--config-id',
+  allowLb: '--allow-lb',
+  replyTo: '--reply-to',
+};
 
 /**
  * `err` as the CLI reports it: a DemoBackendError becomes `--flag[ value]: reason`, the
@@ -144,29 +149,57 @@ const backendCommand: CommandModule<object, BackendArgs> = {
   describe: 'run one demo QUIC backend for a backend of an LB config file',
   builder: (y) =>
     y
-      .option('config', { alias: 'c', type: 'string', demandOption: true, describe: 'the LB config file (QUIC-LB configs, server IDs, addresses)' })
-      .option('name', { alias: 'n', type: 'string', demandOption: true, describe: 'this backend\'s name in the config' })
-      .option('listen', { type: 'string', describe: 'address:port to listen on (default: the backend\'s address in the config)' })
-      .option('preferred', { type: 'string', describe: 'preferred_address to advertise (default: the listen address); --no-preferred: none' })
-      .option('config-id', { type: 'number', describe: 'QUIC-LB config to mint CIDs with (default: the last one in the file with a server ID for this backend)' })
+      .option('config', {
+        alias: 'c',
+        type: 'string',
+        demandOption: true,
+        describe: 'the LB config file (QUIC-LB configs, server IDs, addresses)',
+      })
+      .option('name', { alias: 'n', type: 'string', demandOption: true, describe: "this backend's name in the config" })
+      .option('listen', {
+        type: 'string',
+        describe: "address:port to listen on (default: the backend's address in the config)",
+      })
+      .option('preferred', {
+        type: 'string',
+        describe: 'preferred_address to advertise (default: the listen address); --no-preferred: none',
+      })
+      .option('config-id', {
+        type: 'number',
+        describe:
+          'QUIC-LB config to mint CIDs with (default: the last one in the file with a server ID for this backend)',
+      })
       .option('event-log', { type: 'string', describe: 'append JSON-lines events to this file' })
       .option('static', { type: 'string', describe: 'serve files from this directory (besides /bytes/N)' })
       // Removed (a secret in argv): kept hidden only to refuse it with a pointer to --reset-key-file.
       .option('reset-key', { type: 'string', hidden: true })
-      .option('reset-key-file', { type: 'string', describe: 'read the stateless reset static key (hex, >= 16 octets) from this file, e.g. a mounted Secret (default: random per process)' })
+      .option('reset-key-file', {
+        type: 'string',
+        describe:
+          'read the stateless reset static key (hex, >= 16 octets) from this file, e.g. a mounted Secret (default: random per process)',
+      })
       .option('reply-to', {
         type: 'string',
         choices: REPLY_TO as unknown as string[],
         default: 'auto',
-        describe: 'where replies to LB-delivered clients go: the config\'s returnPath.listen (return-port), the forwarding LB (lb), or auto: return-port when it is a specific address, else lb',
+        describe:
+          "where replies to LB-delivered clients go: the config's returnPath.listen (return-port), the forwarding LB (lb), or auto: return-port when it is a specific address, else lb",
       })
       .option('allow-lb', {
         type: 'string',
         array: true,
-        describe: 'LB source addresses allowed to deliver encapsulated datagrams and health probes (repeat or comma-separate); needed unless the config has returnPath.signForward with a key',
+        describe:
+          'LB source addresses allowed to deliver encapsulated datagrams and health probes (repeat or comma-separate); needed unless the config has returnPath.signForward with a key',
       })
-      .option('insecure-any-lb', { type: 'boolean', default: false, describe: 'accept encapsulated datagrams from any source without authentication (tests only; prints a warning)' })
-      .option('cert', { type: 'string', describe: 'PEM certificate chain (default: a fresh self-signed ECDSA P-256 one)' })
+      .option('insecure-any-lb', {
+        type: 'boolean',
+        default: false,
+        describe: 'accept encapsulated datagrams from any source without authentication (tests only; prints a warning)',
+      })
+      .option('cert', {
+        type: 'string',
+        describe: 'PEM certificate chain (default: a fresh self-signed ECDSA P-256 one)',
+      })
       .option('key', { type: 'string', describe: 'PEM private key (ECDSA P-256) of --cert' })
       .example('$0 demo backend --config lb.yaml --name backend-1 --event-log b1.jsonl', 'serve as backend-1')
       .epilog(
@@ -185,13 +218,17 @@ const backendCommand: CommandModule<object, BackendArgs> = {
     const running = await startBackend(config, {
       name: argv.name,
       listen: argv.listen ? endpointArg(argv.listen, '--listen') : undefined,
-      preferred: argv.preferred === false ? null : argv.preferred ? endpointArg(argv.preferred, '--preferred') : undefined,
+      preferred:
+        argv.preferred === false ? null : argv.preferred ? endpointArg(argv.preferred, '--preferred') : undefined,
       configId: argv['config-id'],
       eventLog: argv['event-log'],
       staticDir: argv.static,
       resetKey,
       replyTo: argv['reply-to'] as ReplyTo | undefined,
-      allowLb: argv['allow-lb']?.flatMap((a) => a.split(',')).map((a) => a.trim()).filter((a) => a.length > 0),
+      allowLb: argv['allow-lb']
+        ?.flatMap((a) => a.split(','))
+        .map((a) => a.trim())
+        .filter((a) => a.length > 0),
       insecureAnyLb: argv['insecure-any-lb'],
       onWarning: (w) => say(`warning: ${w}`),
       certFile: argv.cert,
@@ -201,7 +238,9 @@ const backendCommand: CommandModule<object, BackendArgs> = {
     process.on('SIGHUP', () => {
       try {
         const r = running.applyConfig(loadConfigFile(argv.config), argv['config-id']);
-        say(`config reloaded, active QUIC-LB config ${r.activeConfigId}, ${r.reissued} connections got new CIDs, ${r.hmacKeys} return-path keys`);
+        say(
+          `config reloaded, active QUIC-LB config ${r.activeConfigId}, ${r.reissued} connections got new CIDs, ${r.hmacKeys} return-path keys`,
+        );
       } catch (err) {
         say(`reload failed, keeping the running config and keys: ${errorLine(cliErrorOf(err))}`);
       }
@@ -209,9 +248,15 @@ const backendCommand: CommandModule<object, BackendArgs> = {
     });
     process.on('SIGUSR2', () => {
       running.drain();
-      process.stderr.write('quic-lb demo backend: draining (health probes answer "draining"; existing connections go on)\n');
+      process.stderr.write(
+        'quic-lb demo backend: draining (health probes answer "draining"; existing connections go on)\n',
+      );
     });
-    const replyTo = running.replyTo ? `${running.replyTo.address}:${running.replyTo.port}` : config.returnPath.mode === 'direct' ? 'vip' : 'lb';
+    const replyTo = running.replyTo
+      ? `${running.replyTo.address}:${running.replyTo.port}`
+      : config.returnPath.mode === 'direct'
+        ? 'vip'
+        : 'lb';
     process.stdout.write(
       `${JSON.stringify({ ready: true, pid: process.pid, name: argv.name, addresses: running.addresses, configId: running.encoder.activeConfig?.configId, replyTo })}\n`,
     );
@@ -221,21 +266,47 @@ const backendCommand: CommandModule<object, BackendArgs> = {
 
 export const demoCommand: CommandModule<object, DemoArgs> = {
   command: 'demo',
-  describe: 'quick start: the LB on a VIP and two demo QUIC backends that advertise their own address (preferred_address)',
+  describe:
+    'quick start: the LB on a VIP and two demo QUIC backends that advertise their own address (preferred_address)',
   builder: (y) =>
     y
       .command(backendCommand as CommandModule)
-      .option('vip', { global: false, type: 'string', default: DEMO_DEFAULTS.vip, describe: 'VIP address:port of the LB' })
-      .option('backends', { global: false, type: 'string', default: DEMO_DEFAULTS.backends.join(','), describe: 'comma-separated backend address:port list' })
-      .option('metrics', { global: false, type: 'string', default: DEMO_DEFAULTS.metrics, describe: 'address:port of the LB\'s /metrics and /healthz' })
-      .option('event-log', { global: false, type: 'string', describe: 'append the backends\' JSON-lines events to this file' })
+      .option('vip', {
+        global: false,
+        type: 'string',
+        default: DEMO_DEFAULTS.vip,
+        describe: 'VIP address:port of the LB',
+      })
+      .option('backends', {
+        global: false,
+        type: 'string',
+        default: DEMO_DEFAULTS.backends.join(','),
+        describe: 'comma-separated backend address:port list',
+      })
+      .option('metrics', {
+        global: false,
+        type: 'string',
+        default: DEMO_DEFAULTS.metrics,
+        describe: "address:port of the LB's /metrics and /healthz",
+      })
+      .option('event-log', {
+        global: false,
+        type: 'string',
+        describe: "append the backends' JSON-lines events to this file",
+      })
       .option('quiet', { global: false, type: 'boolean', default: false, describe: 'do not print backend events' })
       .example('$0 demo', 'LB on 127.0.0.1:4433, backends on 127.0.0.2:4434 and 127.0.0.3:4434') as never,
   handler: async (argv) => {
     const vip = endpointArg(argv.vip, '--vip');
     const backendAddrs = argv.backends.split(',').map((b) => endpointArg(b.trim(), '--backends'));
     endpointArg(argv.metrics, '--metrics');
-    const config = parseConfig(quickStartConfig(argv.vip, backendAddrs.map((b) => `${b.address}:${b.port}`), argv.metrics));
+    const config = parseConfig(
+      quickStartConfig(
+        argv.vip,
+        backendAddrs.map((b) => `${b.address}:${b.port}`),
+        argv.metrics,
+      ),
+    );
     const lb = await startLoadBalancer(config);
     const backends: RunningBackend[] = [];
     try {
@@ -264,13 +335,16 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
     const out = [
       'quic-lb demo is running:',
       `  load balancer  VIP ${vip.address}:${vip.port} (QUIC-LB config 0, 4-pass AES, 2-octet server IDs)`,
-      ...config.backends.map((b, i) => `  ${b.name}      ${b.address.address}:${b.address.port}  server ID ${b.serverIds[0]?.serverId}  preferred_address ${backends[i].addresses[0].address}:${backends[i].addresses[0].port}`),
+      ...config.backends.map(
+        (b, i) =>
+          `  ${b.name}      ${b.address.address}:${b.address.port}  server ID ${b.serverIds[0]?.serverId}  preferred_address ${backends[i].addresses[0].address}:${backends[i].addresses[0].port}`,
+      ),
       `  metrics        http://${a.metrics?.address}:${a.metrics?.port}/metrics`,
       '',
       'Try it (Debian/Ubuntu: apt-get install ngtcp2-client):',
       `  ${clientCommand(vip)}`,
       '',
-      'The handshake goes through the VIP; the client then moves to the backend\'s own address and the',
+      "The handshake goes through the VIP; the client then moves to the backend's own address and the",
       'LB sees no more of the connection. Ctrl-C stops everything.',
       '',
     ];

@@ -1,7 +1,15 @@
 // `quic-lb route`: "where would this packet go?" with the same decide() the forwarder runs.
 import type { CommandModule } from 'yargs';
 import { parseIPv4Into, parseIPv6Into, formatEndpoint, parseEndpoint } from '../wire/index.js';
-import { type BackendState, FourTuple, REASON_NAMES, buildRouterState, decide, fallbackSlot, loadConfigFile } from '../lb/index.js';
+import {
+  type BackendState,
+  FourTuple,
+  REASON_NAMES,
+  buildRouterState,
+  decide,
+  fallbackSlot,
+  loadConfigFile,
+} from '../lb/index.js';
 import { CliError } from './errors.js';
 
 interface RouteArgs {
@@ -26,14 +34,43 @@ export const routeCommand: CommandModule<object, RouteArgs> = {
   describe: 'print where the load balancer would send a datagram (or a CID) and why',
   builder: (y) =>
     y
-      .positional('packet', { type: 'string', demandOption: true, describe: 'hex: a CID (1..20 octets) or a whole UDP payload (longer)' })
+      .positional('packet', {
+        type: 'string',
+        demandOption: true,
+        describe: 'hex: a CID (1..20 octets) or a whole UDP payload (longer)',
+      })
       .option('config', { alias: 'c', type: 'string', demandOption: true, describe: 'YAML config file' })
-      .option('cid', { type: 'boolean', default: false, describe: 'the hex is a connection ID: route it as a short-header packet (default for 1..20 octets)' })
-      .option('datagram', { type: 'boolean', default: false, describe: 'the hex is a whole UDP payload, even if 20 octets or shorter' })
-      .option('from', { type: 'string', default: '192.0.2.1:50000', describe: 'client address:port (feeds the fallback hash)' })
-      .option('to', { type: 'string', describe: 'VIP address:port the datagram was sent to (default: the first listen address)' })
-      .option('down', { type: 'string', array: true, default: [], describe: "backends in health state 'down' (default: all up)" })
-      .option('draining', { type: 'string', array: true, default: [], describe: "backends in health state 'draining' (no new flows; CID-routed packets still reach them)" })
+      .option('cid', {
+        type: 'boolean',
+        default: false,
+        describe: 'the hex is a connection ID: route it as a short-header packet (default for 1..20 octets)',
+      })
+      .option('datagram', {
+        type: 'boolean',
+        default: false,
+        describe: 'the hex is a whole UDP payload, even if 20 octets or shorter',
+      })
+      .option('from', {
+        type: 'string',
+        default: '192.0.2.1:50000',
+        describe: 'client address:port (feeds the fallback hash)',
+      })
+      .option('to', {
+        type: 'string',
+        describe: 'VIP address:port the datagram was sent to (default: the first listen address)',
+      })
+      .option('down', {
+        type: 'string',
+        array: true,
+        default: [],
+        describe: "backends in health state 'down' (default: all up)",
+      })
+      .option('draining', {
+        type: 'string',
+        array: true,
+        default: [],
+        describe: "backends in health state 'draining' (no new flows; CID-routed packets still reach them)",
+      })
       .option('json', { type: 'boolean', default: false, describe: 'print JSON' })
       .example('$0 route --config lb.yaml --cid 07c4605e4504cc4f', 'which backend owns this CID?') as never,
   handler: (argv) => {
@@ -46,11 +83,21 @@ export const routeCommand: CommandModule<object, RouteArgs> = {
     const datagram = asCid ? Buffer.concat([Buffer.of(SHORT_HEADER_FIRST_OCTET), bytes]) : bytes;
     const from = parseEndpoint(argv.from, true);
     if (!from) throw new CliError(`--from: expected ip:port, got '${argv.from}'`, 2);
-    const to = argv.to === undefined ? config.listen.find((l) => l.family === from.family) : parseEndpoint(argv.to, true);
-    if (!to) throw new CliError(argv.to === undefined ? `no IPv${from.family} VIP in the config; give --to` : `--to: expected ip:port, got '${argv.to}'`, 2);
+    const to =
+      argv.to === undefined ? config.listen.find((l) => l.family === from.family) : parseEndpoint(argv.to, true);
+    if (!to)
+      throw new CliError(
+        argv.to === undefined
+          ? `no IPv${from.family} VIP in the config; give --to`
+          : `--to: expected ip:port, got '${argv.to}'`,
+        2,
+      );
     if (to.family !== from.family) throw new CliError('--from and --to must be of the same address family', 2);
     const view = new Map<string, BackendState>(config.backends.map((b) => [b.name, 'up']));
-    for (const [flag, list, st] of [['--down', argv.down, 'down'], ['--draining', argv.draining, 'draining']] as const) {
+    for (const [flag, list, st] of [
+      ['--down', argv.down, 'down'],
+      ['--draining', argv.draining, 'draining'],
+    ] as const) {
       for (const name of list.flatMap((d) => d.split(',')).filter((d) => d !== '')) {
         if (!config.backends.some((b) => b.name === name)) throw new CliError(`${flag}: no backend named '${name}'`, 2);
         view.set(name, st);
@@ -70,7 +117,7 @@ export const routeCommand: CommandModule<object, RouteArgs> = {
     t.vipPort = to.port;
     const d = decide(datagram, t, state);
     const backend = d.backend >= 0 ? config.backends[d.backend] : undefined;
-    const sidLength = d.configId >= 0 ? config.quicLb.find((q) => q.configId === d.configId)?.serverIdLength ?? 0 : 0;
+    const sidLength = d.configId >= 0 ? (config.quicLb.find((q) => q.configId === d.configId)?.serverIdLength ?? 0) : 0;
     const result = {
       input: asCid ? 'cid' : 'datagram',
       backend: backend?.name ?? null,
@@ -92,7 +139,9 @@ export const routeCommand: CommandModule<object, RouteArgs> = {
         `backend: ${result.backend ?? '(dropped)'}${result.address ? ` ${result.address}` : ''}\n` +
         `reason: ${result.reason}\n` +
         (result.configId !== null ? `config id: ${result.configId}, server id: ${result.serverId}\n` : '') +
-        (result.fallbackSlot !== null ? `fallback: 4-tuple ${result.from} -> ${result.to}, Maglev slot ${result.fallbackSlot}\n` : ''),
+        (result.fallbackSlot !== null
+          ? `fallback: 4-tuple ${result.from} -> ${result.to}, Maglev slot ${result.fallbackSlot}\n`
+          : ''),
     );
   },
 };

@@ -19,9 +19,24 @@ import { DemoServer } from './server.js';
 export interface DemoBackendConfig {
   /** The LB's listen addresses; the first is the VIP replies come from in `direct` mode. */
   readonly listen: readonly Endpoint[];
-  readonly quicLb: ReadonlyArray<{ configId: number; serverIdLength: number; nonceLength: number; key?: string; cipher?: CipherName }>;
-  readonly backends: ReadonlyArray<{ name: string; address: Endpoint; serverIds: ReadonlyArray<{ configId: number; serverId: string }> }>;
-  readonly returnPath: { mode: 'via-lb' | 'direct'; listen?: Endpoint; hmacKeys: readonly string[]; signForward: boolean };
+  readonly quicLb: ReadonlyArray<{
+    configId: number;
+    serverIdLength: number;
+    nonceLength: number;
+    key?: string;
+    cipher?: CipherName;
+  }>;
+  readonly backends: ReadonlyArray<{
+    name: string;
+    address: Endpoint;
+    serverIds: ReadonlyArray<{ configId: number; serverId: string }>;
+  }>;
+  readonly returnPath: {
+    mode: 'via-lb' | 'direct';
+    listen?: Endpoint;
+    hmacKeys: readonly string[];
+    signForward: boolean;
+  };
 }
 
 export const REPLY_TO = ['auto', 'return-port', 'lb'] as const;
@@ -73,14 +88,22 @@ export interface RunningBackend {
    * configs and, if the active one changed, re-issues CIDs. Throws (DemoBackendError,
    * BackendError) before changing anything when the config does not fit this backend.
    */
-  applyConfig(config: DemoBackendConfig, configId?: number): { activeConfigId: number | undefined; reissued: number; hmacKeys: number };
+  applyConfig(
+    config: DemoBackendConfig,
+    configId?: number,
+  ): { activeConfigId: number | undefined; reissued: number; hmacKeys: number };
   close(): Promise<void>;
 }
 
 /** The encoder entries of backend `name`: every QUIC-LB config it has a server ID for, file order. Throws ERR_DEMO_UNKNOWN_BACKEND. */
 function encoderEntries(config: DemoBackendConfig, name: string): EncoderConfigEntry[] {
   const b = config.backends.find((x) => x.name === name);
-  if (!b) throw new DemoBackendError('ERR_DEMO_UNKNOWN_BACKEND', `no backend '${name}' in the config (have: ${config.backends.map((x) => x.name).join(', ')})`, 'name');
+  if (!b)
+    throw new DemoBackendError(
+      'ERR_DEMO_UNKNOWN_BACKEND',
+      `no backend '${name}' in the config (have: ${config.backends.map((x) => x.name).join(', ')})`,
+      'name',
+    );
   const entries: EncoderConfigEntry[] = [];
   for (const spec of config.quicLb) {
     const sid = b.serverIds.find((s) => s.configId === spec.configId);
@@ -110,10 +133,18 @@ function returnKeysOf(config: DemoBackendConfig): Uint8Array[] {
 export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBackendOptions): Promise<RunningBackend> {
   const entries = encoderEntries(config, opts.name);
   const spec = config.backends.find((x) => x.name === opts.name)!;
-  if (entries.length === 0) throw new DemoBackendError('ERR_DEMO_NO_SERVER_IDS', `backend '${opts.name}' has no serverIds for any /quicLb config: it could only mint unroutable CIDs`);
+  if (entries.length === 0)
+    throw new DemoBackendError(
+      'ERR_DEMO_NO_SERVER_IDS',
+      `backend '${opts.name}' has no serverIds for any /quicLb config: it could only mint unroutable CIDs`,
+    );
   const activeId = opts.configId ?? entries[entries.length - 1].config.configId;
   if (!entries.some((e) => e.config.configId === activeId)) {
-    throw new DemoBackendError('ERR_DEMO_NO_SERVER_ID_FOR_CONFIG', `backend '${opts.name}' has no server ID for config ${activeId}`, 'configId');
+    throw new DemoBackendError(
+      'ERR_DEMO_NO_SERVER_ID_FOR_CONFIG',
+      `backend '${opts.name}' has no server ID for config ${activeId}`,
+      'configId',
+    );
   }
   const encoder = new QuicLbEncoder({ configs: entries, activeConfigId: activeId });
   const signatures = new Map(entries.map((e) => [e.config.configId, entrySignature(e)]));
@@ -123,7 +154,12 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
   const rp = config.returnPath;
   const replyTo = rp.mode === 'direct' ? undefined : returnPortFor(rp.listen, listen, opts.replyTo ?? 'auto');
   for (const [i, a] of (opts.allowLb ?? []).entries()) {
-    if (isIP(a) === 0) throw new DemoBackendError('ERR_DEMO_ALLOW_LB_ADDRESS', `expected IP literals, got '${a}' (item ${i + 1})`, 'allowLb');
+    if (isIP(a) === 0)
+      throw new DemoBackendError(
+        'ERR_DEMO_ALLOW_LB_ADDRESS',
+        `expected IP literals, got '${a}' (item ${i + 1})`,
+        'allowLb',
+      );
   }
   const keys = returnKeysOf(config);
   const socket = new BackendSocket({
@@ -150,7 +186,12 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
     name: opts.name,
     // draft-21 §9.2: a plaintext config gets one CID per connection, so no preferred_address
     // (its CID would be a second one) and no NEW_CONNECTION_ID.
-    preferredAddress: preferred && cids.allowsAdditionalCids ? (isIPv6(preferred.address) ? { ipv6: preferred } : { ipv4: preferred }) : undefined,
+    preferredAddress:
+      preferred && cids.allowsAdditionalCids
+        ? isIPv6(preferred.address)
+          ? { ipv6: preferred }
+          : { ipv4: preferred }
+        : undefined,
     issueNewConnectionIds: cids.allowsAdditionalCids,
     disableActiveMigration: !cids.allowsAdditionalCids,
     identity: opts.certFile && opts.keyFile ? loadIdentity(opts.certFile, opts.keyFile) : undefined,
@@ -225,9 +266,18 @@ const isUnspecified = (address: string): boolean => address === '0.0.0.0' || /^[
  * whatever address the backend's kernel picks. Throws ERR_DEMO_REPLY_TO, ERR_DEMO_RETURN_PORT_UNUSABLE.
  */
 function returnPortFor(rpListen: Endpoint | undefined, listen: Endpoint, mode: ReplyTo): Endpoint | undefined {
-  if (!REPLY_TO.includes(mode)) throw new DemoBackendError('ERR_DEMO_REPLY_TO', `expected one of ${REPLY_TO.join(', ')}, got '${String(mode)}'`, 'replyTo');
+  if (!REPLY_TO.includes(mode))
+    throw new DemoBackendError(
+      'ERR_DEMO_REPLY_TO',
+      `expected one of ${REPLY_TO.join(', ')}, got '${String(mode)}'`,
+      'replyTo',
+    );
   if (mode === 'lb' || (mode === 'auto' && isUnspecified(listen.address))) return undefined;
-  const usable = rpListen !== undefined && !isUnspecified(rpListen.address) && rpListen.port !== 0 && isIPv6(rpListen.address) === isIPv6(listen.address);
+  const usable =
+    rpListen !== undefined &&
+    !isUnspecified(rpListen.address) &&
+    rpListen.port !== 0 &&
+    isIPv6(rpListen.address) === isIPv6(listen.address);
   if (usable) return { address: rpListen.address, port: rpListen.port };
   if (mode === 'return-port') {
     throw new DemoBackendError(

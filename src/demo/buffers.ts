@@ -107,7 +107,7 @@ export class Reassembler {
     const out: Buffer[] = [data];
     this.offset = end;
     // Pull in any buffered chunks that now touch the read offset.
-    for (let progressed = true; progressed && this.pending.size > 0; ) {
+    for (let progressed = true; progressed && this.pending.size > 0;) {
       progressed = false;
       for (const [o, b] of this.pending) {
         if (o <= this.offset) {

@@ -55,7 +55,11 @@ export interface ServerIdentity {
  * Generates an ECDSA P-256 key and a self-signed certificate for `commonName`, valid from one
  * hour ago for `days` days, with subjectAltName dNSName=commonName and the given IP addresses.
  */
-export function generateSelfSigned(commonName = 'localhost', ipAddresses: string[] = ['127.0.0.1'], days = 30): ServerIdentity {
+export function generateSelfSigned(
+  commonName = 'localhost',
+  ipAddresses: string[] = ['127.0.0.1'],
+  days = 30,
+): ServerIdentity {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const spki = publicKey.export({ format: 'der', type: 'spki' });
   const name = seq(set(seq(oid(OID_COMMON_NAME), tlv(0x0c, Buffer.from(commonName, 'utf8')))));

@@ -220,7 +220,8 @@ export class Connection {
     return {
       close: (code, reason) => this.close(code, reason),
       onAck: (level, largest, ranges) => {
-        if (!this.recovery.onAck(level, largest, ranges, this.host.now())) this.close(TransportError.PROTOCOL_VIOLATION, 'ACK of an unsent packet');
+        if (!this.recovery.onAck(level, largest, ranges, this.host.now()))
+          this.close(TransportError.PROTOCOL_VIOLATION, 'ACK of an unsent packet');
       },
       onCrypto: (level, offset, data) => this.onCrypto(level, offset, data),
       onStopSending: (id) => this.streams.onStopSending(id),
@@ -228,7 +229,8 @@ export class Connection {
       onMaxStreamData: (id, max) => this.streams.onMaxStreamData(id, max),
       onNewConnectionId: (seq, rpt, cid, token) => this.cids.onPeerNewCid(seq, rpt, cid, token),
       onRetireConnectionId: (seq) => {
-        if (!this.cids.onRetire(seq, this.opts.issueNewConnectionIds && this.state === 'established')) this.close(TransportError.PROTOCOL_VIOLATION, 'retired a CID never issued');
+        if (!this.cids.onRetire(seq, this.opts.issueNewConnectionIds && this.state === 'established'))
+          this.close(TransportError.PROTOCOL_VIOLATION, 'retired a CID never issued');
       },
       onPathChallenge: (path, data) => this.respondToChallenge(path, data),
       onPathResponse: (data) => {
@@ -259,7 +261,10 @@ export class Connection {
   /** Applies the client's transport parameters; returns the server's (RFC 9000 §18.2). */
   private transportParameters(peer: TransportParameters): TransportParameters {
     this.streams.peerMaxData = peer.initialMaxData ?? 0;
-    this.streams.peerStreamCredit = { bidi: peer.initialMaxStreamDataBidiLocal ?? 0, uni: peer.initialMaxStreamDataUni ?? 0 };
+    this.streams.peerStreamCredit = {
+      bidi: peer.initialMaxStreamDataBidiLocal ?? 0,
+      uni: peer.initialMaxStreamDataUni ?? 0,
+    };
     if (peer.maxAckDelay !== undefined) this.recovery.maxAckDelay = peer.maxAckDelay;
     if (peer.activeConnectionIdLimit !== undefined) this.cids.peerLimit = peer.activeConnectionIdLimit;
     const pa = this.opts.preferredAddress;
@@ -270,7 +275,13 @@ export class Connection {
       this.event('cid-issued', { seq: cid.seq, cid: cid.cid.toString('hex'), purpose: 'preferred_address' });
     }
     const { idleTimeoutMs, disableActiveMigration } = this.opts;
-    return serverTransportParameters({ originalDcid: this.originalDcid, handshakeCid: this.cids.issued[0], idleTimeoutMs, disableActiveMigration, preferred });
+    return serverTransportParameters({
+      originalDcid: this.originalDcid,
+      handshakeCid: this.cids.issued[0],
+      idleTimeoutMs,
+      disableActiveMigration,
+      preferred,
+    });
   }
 
   private onHandshakeComplete(): void {
@@ -309,7 +320,13 @@ export class Connection {
   private migrateTo(p: PathState, dcid: Buffer): void {
     const from = this.paths.migrateTo(p);
     const cidSeq = this.cids.onPeerMigrated(dcid);
-    this.event('migrated', { from: `${from.address}:${from.port}`, fromVia: from.via.name, to: `${p.address}:${p.port}`, via: p.via.name, cidSeq });
+    this.event('migrated', {
+      from: `${from.address}:${from.port}`,
+      fromVia: from.via.name,
+      to: `${p.address}:${p.port}`,
+      via: p.via.name,
+      cidSeq,
+    });
   }
 
   private onPeerClose(code: number, reason: string, app: boolean): void {
@@ -357,7 +374,13 @@ export class Connection {
       now,
       3 * this.recovery.pto(),
       (p, challenge) => this.sender.sendProbe(p, Buffer.concat([Buffer.of(F.PATH_CHALLENGE), challenge])),
-      (p, fallback) => this.event('path-failed', { address: p.address, port: p.port, via: p.via.name, revertedTo: fallback?.via.name }),
+      (p, fallback) =>
+        this.event('path-failed', {
+          address: p.address,
+          port: p.port,
+          via: p.via.name,
+          revertedTo: fallback?.via.name,
+        }),
     );
     this.recovery.onTimer(now);
     this.flush();
@@ -383,7 +406,13 @@ export class Connection {
   /** Closes with a transport error: CONNECTION_CLOSE at the highest level available. */
   close(code: number, reason: string, level?: Level): void {
     if (this.state === 'closing' || this.state === 'draining' || this.state === 'closed') return;
-    const lvl = level ?? (this.spaces[Level.APPLICATION].tx && this.state === 'established' ? Level.APPLICATION : this.spaces[Level.HANDSHAKE].tx && !this.spaces[Level.HANDSHAKE].discarded ? Level.HANDSHAKE : Level.INITIAL);
+    const lvl =
+      level ??
+      (this.spaces[Level.APPLICATION].tx && this.state === 'established'
+        ? Level.APPLICATION
+        : this.spaces[Level.HANDSHAKE].tx && !this.spaces[Level.HANDSHAKE].discarded
+          ? Level.HANDSHAKE
+          : Level.INITIAL);
     const r = Buffer.from(reason.slice(0, MAX_REASON), 'utf8');
     const w = new Writer(64 + r.length);
     w.u8(F.CONNECTION_CLOSE).varint(code).varint(0).varint(r.length).bytes(r);

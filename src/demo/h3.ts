@@ -58,7 +58,12 @@ export function encodeResponse(res: H3Response): Buffer {
     // Literal with static name reference to :status (index 24), value "400" (RFC 9204 §4.5.4).
     fields = Buffer.concat([Buffer.of(0, 0, 0x50 | 0x0f, 24 - 15, 3), Buffer.from(String(res.status))]);
   }
-  return Buffer.concat([frameHeader(FRAME_HEADERS, fields.length), fields, frameHeader(FRAME_DATA, res.body.length), res.body]);
+  return Buffer.concat([
+    frameHeader(FRAME_HEADERS, fields.length),
+    fields,
+    frameHeader(FRAME_DATA, res.body.length),
+    res.body,
+  ]);
 }
 
 /**

@@ -44,7 +44,13 @@ export function serverTransportParameters(o: {
     disableActiveMigration: o.disableActiveMigration || undefined,
   };
   const p = o.preferred;
-  if (p) params.preferredAddress = { ipv4: p.address.ipv4, ipv6: p.address.ipv6, connectionId: p.cid.cid, statelessResetToken: p.cid.token };
+  if (p)
+    params.preferredAddress = {
+      ipv4: p.address.ipv4,
+      ipv6: p.address.ipv6,
+      connectionId: p.cid.cid,
+      statelessResetToken: p.cid.token,
+    };
   return params;
 }
 
@@ -89,7 +95,8 @@ export class ServerHandshake {
       if (level === Level.INITIAL) {
         const r = this.tls.onClientHello(msg, (ch) => this.serverTransportParameters(ch));
         if (!r.ok) {
-          if (this.transportParameterError) this.owner.close(TransportError.TRANSPORT_PARAMETER_ERROR, this.transportParameterError, Level.INITIAL);
+          if (this.transportParameterError)
+            this.owner.close(TransportError.TRANSPORT_PARAMETER_ERROR, this.transportParameterError, Level.INITIAL);
           else this.owner.close(cryptoError(r.alert), r.reason, Level.INITIAL);
           return false;
         }

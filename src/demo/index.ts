@@ -1,6 +1,12 @@
 // The demo QUIC v1 + TLS 1.3 + HTTP/3 server (quick start and end-to-end test peer).
 // Re-exports only; see docs/backend.md.
-export { DemoServer, type DemoServerOptions, type DemoServerStats, type DemoSocket, type RemoteInfo } from './server.js';
+export {
+  DemoServer,
+  type DemoServerOptions,
+  type DemoServerStats,
+  type DemoSocket,
+  type RemoteInfo,
+} from './server.js';
 export { generateSelfSigned, loadIdentity, type ServerIdentity } from './cert.js';
 export { generateBody, MAX_GENERATED_BODY } from './h3.js';
 export type { PathVia, NetPath } from './paths.js';
@@ -13,5 +19,10 @@ export {
   type ReplyTo,
   type RunningBackend,
 } from './backend.js';
-export { DEMO_BACKEND_ERROR_CODES, DemoBackendError, type DemoBackendErrorCode, type DemoBackendOption } from './errors.js';
+export {
+  DEMO_BACKEND_ERROR_CODES,
+  DemoBackendError,
+  type DemoBackendErrorCode,
+  type DemoBackendOption,
+} from './errors.js';
 export { clientCommand, describeEvent, quickStartConfig } from './quick-start.js';

@@ -70,7 +70,18 @@ export class Paths {
     const existing = this.list.find((q) => samePath(q, p));
     if (existing) return existing;
     const known = this.list.some((q) => q.addressValidated && q.address === p.address && q.port === p.port);
-    const state: PathState = { address: p.address, port: p.port, via: p.via, validated: false, addressValidated: known, challengeDue: false, challengeSentAt: 0, challengeTries: 0, bytesReceived: 0, bytesSent: 0 };
+    const state: PathState = {
+      address: p.address,
+      port: p.port,
+      via: p.via,
+      validated: false,
+      addressValidated: known,
+      challengeDue: false,
+      challengeSentAt: 0,
+      challengeTries: 0,
+      bytesReceived: 0,
+      bytesSent: 0,
+    };
     this.list.push(state);
     if (this.list.length > MAX_PATHS) {
       const victim = this.list.findIndex((q) => q !== this.current && q !== state);
@@ -132,7 +143,12 @@ export class Paths {
    * packet), up to PATH_CHALLENGE_TRIES; then the path failed (`failed`; a failed current path
    * falls back to the last validated one, RFC 9000 §9.3.2).
    */
-  retryChallenges(now: number, timeout: number, probe: (p: PathState, challenge: Buffer) => void, failed: (p: PathState, revertedTo: PathState | undefined) => void): void {
+  retryChallenges(
+    now: number,
+    timeout: number,
+    probe: (p: PathState, challenge: Buffer) => void,
+    failed: (p: PathState, revertedTo: PathState | undefined) => void,
+  ): void {
     for (const p of this.list) {
       if (!p.challenge || p.validated || p.challengeDue || now - p.challengeSentAt <= timeout) continue;
       if (p.challengeTries >= PATH_CHALLENGE_TRIES) {

@@ -17,7 +17,10 @@ export function quickStartConfig(vip: string, backends: string[], metrics: strin
     'quicLb:',
     `  - { configId: 0, serverIdLength: 2, nonceLength: 6, key: '${key}' }`,
     'backends:',
-    ...backends.map((b, i) => `  - { name: backend-${i + 1}, address: '${b}', serverIds: { '0': '${(i + 1).toString(16).padStart(4, '0')}' } }`),
+    ...backends.map(
+      (b, i) =>
+        `  - { name: backend-${i + 1}, address: '${b}', serverIds: { '0': '${(i + 1).toString(16).padStart(4, '0')}' } }`,
+    ),
     'health:',
     '  intervalMs: 500',
     `fallback: { key: '${fallback}' }`,

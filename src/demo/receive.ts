@@ -223,8 +223,13 @@ HANDLERS[F.CONNECTION_CLOSE_APP] = connectionClose;
 HANDLERS[F.HANDSHAKE_DONE] = serverOnly;
 
 const isAckEliciting = (type: number): boolean =>
-  type !== F.PADDING && type !== F.ACK && type !== F.ACK_ECN && type !== F.CONNECTION_CLOSE && type !== F.CONNECTION_CLOSE_APP;
-const isProbing = (type: number): boolean => type === F.PADDING || type === F.PATH_CHALLENGE || type === F.PATH_RESPONSE || type === F.NEW_CONNECTION_ID;
+  type !== F.PADDING &&
+  type !== F.ACK &&
+  type !== F.ACK_ECN &&
+  type !== F.CONNECTION_CLOSE &&
+  type !== F.CONNECTION_CLOSE_APP;
+const isProbing = (type: number): boolean =>
+  type === F.PADDING || type === F.PATH_CHALLENGE || type === F.PATH_RESPONSE || type === F.NEW_CONNECTION_ID;
 
 /**
  * Reads every frame of a packet's `payload` at `level` received on `path` and hands each to `t`,
@@ -232,7 +237,14 @@ const isProbing = (type: number): boolean => type === F.PADDING || type === F.PA
  * frame closed the connection (a frame not allowed at `level`, RFC 9000 §12.4; an unknown type
  * or a malformed frame: FRAME_ENCODING_ERROR; or a handler's own error).
  */
-export function processFrames(t: FrameTarget, r: FrameReader, level: Level, payload: Buffer, path: PathState, info: PacketInfo): boolean {
+export function processFrames(
+  t: FrameTarget,
+  r: FrameReader,
+  level: Level,
+  payload: Buffer,
+  path: PathState,
+  info: PacketInfo,
+): boolean {
   r.reset(payload);
   try {
     while (r.remaining > 0) {

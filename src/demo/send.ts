@@ -97,10 +97,15 @@ export class Sender {
       const packets: Buffer[] = [];
       const now = this.host.now();
       for (const part of parts) {
-        if (part.payload.length < MIN_PAYLOAD) part.payload = Buffer.concat([part.payload, Buffer.alloc(MIN_PAYLOAD - part.payload.length)]);
+        if (part.payload.length < MIN_PAYLOAD)
+          part.payload = Buffer.concat([part.payload, Buffer.alloc(MIN_PAYLOAD - part.payload.length)]);
         packets.push(this.protect(part.level, part.payload));
         const pn = this.spaces[part.level].nextPn - 1;
-        this.recovery.onPacketSent(part.level, { pn, time: now, frames: part.frames, ackEliciting: part.ackEliciting }, part.ackEliciting);
+        this.recovery.onPacketSent(
+          part.level,
+          { pn, time: now, frames: part.frames, ackEliciting: part.ackEliciting },
+          part.ackEliciting,
+        );
       }
       const datagram = packets.length === 1 ? packets[0] : Buffer.concat(packets);
       path.bytesSent += datagram.length;
@@ -122,7 +127,11 @@ export class Sender {
     const payload = Buffer.alloc(limit - overhead);
     frames.copy(payload);
     const pkt = this.protect(Level.APPLICATION, payload);
-    this.recovery.onPacketSent(Level.APPLICATION, { pn: app.nextPn - 1, time: this.host.now(), frames: [], ackEliciting: true }, false);
+    this.recovery.onPacketSent(
+      Level.APPLICATION,
+      { pn: app.nextPn - 1, time: this.host.now(), frames: [], ackEliciting: true },
+      false,
+    );
     path.bytesSent += pkt.length;
     this.host.sendDatagram(pkt, path);
   }
@@ -185,7 +194,12 @@ export class Sender {
     while (newCids.length > 0 && w.room > 64) {
       const n = newCids.shift()!;
       if (n.entry.retired) continue;
-      w.u8(F.NEW_CONNECTION_ID).varint(n.entry.seq).varint(n.retirePriorTo).u8(n.entry.cid.length).bytes(n.entry.cid).bytes(n.entry.token);
+      w.u8(F.NEW_CONNECTION_ID)
+        .varint(n.entry.seq)
+        .varint(n.retirePriorTo)
+        .u8(n.entry.cid.length)
+        .bytes(n.entry.cid)
+        .bytes(n.entry.token);
       frames.push({ k: 'new_cid', entry: n.entry, retirePriorTo: n.retirePriorTo });
       wrote = true;
     }
@@ -236,7 +250,11 @@ function writeAck(w: Writer, space: Space, now: number): void {
   const largest = last[1] - 1;
   // ACK Delay in microseconds scaled by the default ack_delay_exponent 3 (RFC 9000 §18.2).
   const delay = Math.max(0, Math.floor(((now - space.largestReceivedTime) * 1000) / 8));
-  w.u8(F.ACK).varint(largest).varint(delay).varint(r.length - 1).varint(last[1] - 1 - last[0]);
+  w.u8(F.ACK)
+    .varint(largest)
+    .varint(delay)
+    .varint(r.length - 1)
+    .varint(last[1] - 1 - last[0]);
   for (let i = r.length - 2; i >= 0; i--) {
     const gap = r[i + 1][0] - r[i][1] - 1; // unacknowledged packets between ranges, minus one
     w.varint(gap).varint(r[i][1] - 1 - r[i][0]);
@@ -261,7 +279,10 @@ function writeCrypto(w: Writer, space: Space, level: Level, frames: SentFrame[])
       space.cryptoSent += len;
     }
     if (len <= 0) break;
-    w.u8(F.CRYPTO).varint(off).varint(len).bytes(space.cryptoOut.subarray(off, off + len));
+    w.u8(F.CRYPTO)
+      .varint(off)
+      .varint(len)
+      .bytes(space.cryptoOut.subarray(off, off + len));
     frames.push({ k: 'crypto', level, offset: off, len });
     wrote = true;
   }

@@ -23,7 +23,16 @@ import { Connection, type ConnectionHost } from './connection.js';
 import type { NetPath, PathVia } from './paths.js';
 import { Level } from './spaces.js';
 import { generateSelfSigned, type ServerIdentity } from './cert.js';
-import { CONTROL_STREAM_PREFIX, encodeResponse, generateBody, H3_MESSAGE_ERROR, H3_NO_ERROR, MAX_GENERATED_BODY, parseRequest, type H3Response } from './h3.js';
+import {
+  CONTROL_STREAM_PREFIX,
+  encodeResponse,
+  generateBody,
+  H3_MESSAGE_ERROR,
+  H3_NO_ERROR,
+  MAX_GENERATED_BODY,
+  parseRequest,
+  type H3Response,
+} from './h3.js';
 
 /** RFC 9000 §10.3: a stateless reset is at least 21 octets and shorter than what triggered it. */
 const MIN_STATELESS_RESET = 21;
@@ -148,7 +157,11 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
         // Never reached by a malformed packet (those are dropped by return value); a bug must
         // not take the whole server down: count it, log it, drop the datagram.
         this.stats.internalErrors++;
-        this.event('error', { code: 'internal', reason: err instanceof Error ? err.message : String(err), client: `${path.address}:${path.port}` });
+        this.event('error', {
+          code: 'internal',
+          reason: err instanceof Error ? err.message : String(err),
+          client: `${path.address}:${path.port}`,
+        });
         used = 0;
       }
       if (used <= 0) {
@@ -176,7 +189,8 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
       return buf.length;
     }
     if (h.version !== QUIC_V1) {
-      if (h.packetType !== PacketType.VERSION_NEGOTIATION && datagramSize >= MIN_INITIAL_DATAGRAM_SIZE) this.sendVersionNegotiation(buf, h, path);
+      if (h.packetType !== PacketType.VERSION_NEGOTIATION && datagramSize >= MIN_INITIAL_DATAGRAM_SIZE)
+        this.sendVersionNegotiation(buf, h, path);
       return 0;
     }
     // Long header: token (Initial only), Length, then the protected packet number.
@@ -197,8 +211,17 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     let conn = this.byCid.get(dcid.toString('hex'));
     let fresh = false;
     if (!conn) {
-      if (h.packetType !== PacketType.INITIAL || datagramSize < MIN_INITIAL_DATAGRAM_SIZE || h.dcidLength < MIN_CLIENT_INITIAL_DCID_LENGTH) return end;
-      conn = this.newConnection(Buffer.from(dcid), Buffer.from(buf.subarray(h.scidOffset, h.scidOffset + h.scidLength)), path);
+      if (
+        h.packetType !== PacketType.INITIAL ||
+        datagramSize < MIN_INITIAL_DATAGRAM_SIZE ||
+        h.dcidLength < MIN_CLIENT_INITIAL_DCID_LENGTH
+      )
+        return end;
+      conn = this.newConnection(
+        Buffer.from(dcid),
+        Buffer.from(buf.subarray(h.scidOffset, h.scidOffset + h.scidLength)),
+        path,
+      );
       fresh = true;
     }
     if (h.packetType === PacketType.ZERO_RTT) return end; // no 0-RTT: dropped, the client resends in 1-RTT
@@ -291,14 +314,26 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     out.set(this.opts.cids.resetToken(buf.subarray(1, 1 + len)), size - 16);
     this.stats.statelessResets++;
     this.opts.socket.send(out, path.address, path.port, path.via);
-    this.event('stateless-reset', { cid: buf.toString('hex', 1, 1 + len), client: `${path.address}:${path.port}`, via: path.via.name });
+    this.event('stateless-reset', {
+      cid: buf.toString('hex', 1, 1 + len),
+      client: `${path.address}:${path.port}`,
+      via: path.via.name,
+    });
   }
 
   /** RFC 9000 §17.2.1: Version Negotiation listing QUIC v1. */
   private sendVersionNegotiation(buf: Buffer, h: PacketHeader, path: NetPath): void {
     const dcid = buf.subarray(h.scidOffset, h.scidOffset + h.scidLength);
     const scid = buf.subarray(h.dcidOffset, h.dcidOffset + h.dcidLength);
-    const out = Buffer.concat([Buffer.of(0x80 | 0x40), Buffer.alloc(4), Buffer.of(dcid.length), dcid, Buffer.of(scid.length), scid, Buffer.of(0, 0, 0, 1)]);
+    const out = Buffer.concat([
+      Buffer.of(0x80 | 0x40),
+      Buffer.alloc(4),
+      Buffer.of(dcid.length),
+      dcid,
+      Buffer.of(scid.length),
+      scid,
+      Buffer.of(0, 0, 0, 1),
+    ]);
     this.stats.versionNegotiations++;
     this.opts.socket.send(out, path.address, path.port, path.via);
   }
@@ -333,7 +368,13 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
   }
 
   event(name: string, fields: Record<string, unknown>): void {
-    const record = { ts: new Date().toISOString(), event: name, server: this.opts.serverId, name: this.opts.name, ...fields };
+    const record = {
+      ts: new Date().toISOString(),
+      event: name,
+      server: this.opts.serverId,
+      name: this.opts.name,
+      ...fields,
+    };
     if (this.opts.eventLog) {
       try {
         appendFileSync(this.opts.eventLog, `${JSON.stringify(record)}\n`);
@@ -367,7 +408,9 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     const m = /^\/bytes\/(\d+)$/.exec(reqPath);
     if (m) {
       const n = Number(m[1]);
-      return n <= MAX_GENERATED_BODY ? { status: 200, body: generateBody(n) } : { status: 400, body: Buffer.from('too large\n') };
+      return n <= MAX_GENERATED_BODY
+        ? { status: 200, body: generateBody(n) }
+        : { status: 400, body: Buffer.from('too large\n') };
     }
     if (this.opts.staticDir) {
       const root = path.resolve(this.opts.staticDir);
@@ -382,7 +425,11 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
       }
       return { status: 404, body: Buffer.from('not found\n') };
     }
-    if (reqPath === '/') return { status: 200, body: Buffer.from(`quic-lb demo backend ${this.opts.name ?? ''} server ID ${this.opts.serverId ?? '?'}\n`) };
+    if (reqPath === '/')
+      return {
+        status: 200,
+        body: Buffer.from(`quic-lb demo backend ${this.opts.name ?? ''} server ID ${this.opts.serverId ?? '?'}\n`),
+      };
     return { status: 404, body: Buffer.from('not found\n') };
   }
 

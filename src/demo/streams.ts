@@ -108,8 +108,10 @@ export class Streams {
 
   /** STREAM (RFC 9000 §19.8) from the client; a StreamError closes the connection. */
   onStream(id: number, off: number, data: Buffer, fin: boolean): StreamError | undefined {
-    if ((id & SERVER_INITIATED) !== 0 && !isUni(id)) return { code: TransportError.STREAM_STATE_ERROR, reason: 'STREAM on a server-initiated bidirectional stream' };
-    if ((id & (SERVER_INITIATED | UNI)) === (SERVER_INITIATED | UNI)) return { code: TransportError.STREAM_STATE_ERROR, reason: 'STREAM on a server send-only stream' };
+    if ((id & SERVER_INITIATED) !== 0 && !isUni(id))
+      return { code: TransportError.STREAM_STATE_ERROR, reason: 'STREAM on a server-initiated bidirectional stream' };
+    if ((id & (SERVER_INITIATED | UNI)) === (SERVER_INITIATED | UNI))
+      return { code: TransportError.STREAM_STATE_ERROR, reason: 'STREAM on a server send-only stream' };
     const index = Math.floor(id / 4);
     if (isUni(id) ? index >= INITIAL_MAX_STREAMS_UNI : index >= this.maxStreamsBidi) {
       return { code: TransportError.STREAM_LIMIT_ERROR, reason: `stream ${id} beyond the advertised limit` };
@@ -194,7 +196,11 @@ export class Streams {
       }
     }
     if (len < 0) return false;
-    w.u8(F.STREAM | STREAM_BITS.OFF | STREAM_BITS.LEN | (fin ? STREAM_BITS.FIN : 0)).varint(s.id).varint(off).varint(len).bytes(s.data.subarray(off, off + len));
+    w.u8(F.STREAM | STREAM_BITS.OFF | STREAM_BITS.LEN | (fin ? STREAM_BITS.FIN : 0))
+      .varint(s.id)
+      .varint(off)
+      .varint(len)
+      .bytes(s.data.subarray(off, off + len));
     frames.push({ k: 'stream', s, offset: off, len, fin });
     return true;
   }

@@ -51,7 +51,11 @@ export interface Secrets {
 
 export type TlsResult<T> = { ok: true; value: T } | { ok: false; alert: number; reason: string };
 
-const fail = (alert: number, reason: string): { ok: false; alert: number; reason: string } => ({ ok: false, alert, reason });
+const fail = (alert: number, reason: string): { ok: false; alert: number; reason: string } => ({
+  ok: false,
+  alert,
+  reason,
+});
 
 function u16(v: number): Buffer {
   const b = Buffer.alloc(2);
@@ -141,7 +145,8 @@ function parseClientHelloUnchecked(msg: Buffer): ParsedClientHello | undefined {
       while (k + 4 <= body.length) {
         const group = body.readUInt16BE(k);
         const klen = body.readUInt16BE(k + 2);
-        if (group === GROUP_X25519 && klen === 32 && k + 4 + klen <= body.length) out.x25519Share = body.subarray(k + 4, k + 4 + klen);
+        if (group === GROUP_X25519 && klen === 32 && k + 4 + klen <= body.length)
+          out.x25519Share = body.subarray(k + 4, k + 4 + klen);
         k += 4 + klen;
       }
     } else if (type === EXT_ALPN) {
@@ -153,7 +158,8 @@ function parseClientHelloUnchecked(msg: Buffer): ParsedClientHello | undefined {
       }
     } else if (type === EXT_SERVER_NAME) {
       // server_name_list(2) name_type(1)=0 host_name<1..2^16-1>
-      if (body.length >= 5 && body[2] === 0) out.serverName = body.subarray(5, 5 + body.readUInt16BE(3)).toString('latin1');
+      if (body.length >= 5 && body[2] === 0)
+        out.serverName = body.subarray(5, 5 + body.readUInt16BE(3)).toString('latin1');
     } else if (type === EXT_QUIC_TRANSPORT_PARAMETERS) {
       out.transportParameters = Buffer.from(body);
       sawTp = true;
@@ -193,13 +199,17 @@ export class TlsServerHandshake {
    * called with the client's parameters and returns the server's encoded parameters (or an
    * alert number to refuse them).
    */
-  onClientHello(msg: Buffer, transportParameters: (client: ClientHelloInfo) => Buffer | number): TlsResult<ServerFlight> {
+  onClientHello(
+    msg: Buffer,
+    transportParameters: (client: ClientHelloInfo) => Buffer | number,
+  ): TlsResult<ServerFlight> {
     if (msg[0] !== HS_CLIENT_HELLO) return fail(TlsAlert.UNEXPECTED_MESSAGE, 'expected ClientHello');
     const ch = parseClientHello(msg);
     if (!ch) return fail(TlsAlert.DECODE_ERROR, 'malformed ClientHello');
     if (!ch.tls13) return fail(TlsAlert.PROTOCOL_VERSION, 'client does not offer TLS 1.3');
     if (!ch.cipherOk) return fail(TlsAlert.HANDSHAKE_FAILURE, 'client does not offer TLS_AES_128_GCM_SHA256');
-    if (!ch.x25519Share) return fail(TlsAlert.HANDSHAKE_FAILURE, 'no x25519 key share (HelloRetryRequest not implemented)');
+    if (!ch.x25519Share)
+      return fail(TlsAlert.HANDSHAKE_FAILURE, 'no x25519 key share (HelloRetryRequest not implemented)');
     if (ch.transportParameters.length === 0) return fail(TlsAlert.MISSING_EXTENSION, 'no quic_transport_parameters');
     const alpn = this.alpnProtocols.find((p) => ch.alpn.includes(p));
     if (!alpn) return fail(TlsAlert.NO_APPLICATION_PROTOCOL, `client ALPN ${ch.alpn.join(',')} not supported`);
@@ -210,7 +220,11 @@ export class TlsServerHandshake {
     const serverShare = publicKey.export({ format: 'der', type: 'spki' }).subarray(X25519_SPKI_PREFIX.length);
     let shared: Buffer;
     try {
-      const peer = createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, ch.x25519Share]), format: 'der', type: 'spki' });
+      const peer = createPublicKey({
+        key: Buffer.concat([X25519_SPKI_PREFIX, ch.x25519Share]),
+        format: 'der',
+        type: 'spki',
+      });
       shared = diffieHellman({ privateKey, publicKey: peer });
     } catch {
       return fail(TlsAlert.ILLEGAL_PARAMETER, 'unusable x25519 key share'); // e.g. a small-order point
@@ -292,11 +306,13 @@ export class TlsServerHandshake {
 
   /** Verifies the client's Finished message (RFC 8446 §4.4.4). */
   onClientFinished(msg: Buffer): TlsResult<true> {
-    if (!this.clientHandshakeSecret || msg[0] !== HS_FINISHED) return fail(TlsAlert.UNEXPECTED_MESSAGE, 'expected Finished');
+    if (!this.clientHandshakeSecret || msg[0] !== HS_FINISHED)
+      return fail(TlsAlert.UNEXPECTED_MESSAGE, 'expected Finished');
     const key = hkdfExpandLabel(this.clientHandshakeSecret, 'finished', Buffer.alloc(0), HASH_LEN);
     const expected = hmacSha256(key, sha256(...this.transcript));
     const got = msg.subarray(4);
-    if (got.length !== expected.length || !timingSafeEqual(got, expected)) return fail(TlsAlert.DECRYPT_ERROR, 'client Finished does not verify');
+    if (got.length !== expected.length || !timingSafeEqual(got, expected))
+      return fail(TlsAlert.DECRYPT_ERROR, 'client Finished does not verify');
     this.transcript.push(msg);
     this.done = true;
     return { ok: true, value: true };

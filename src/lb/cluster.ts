@@ -101,7 +101,11 @@ export class ClusterPlane implements DataPlane {
 
   /** Forks `count` workers and waits until every one is forwarding. */
   static async start(config: LbConfig, health: HealthView, count: number, logger: Logger): Promise<ClusterPlane> {
-    cluster.setupPrimary({ exec: fileURLToPath(new URL('./worker-main.js', import.meta.url)), args: [], silent: false });
+    cluster.setupPrimary({
+      exec: fileURLToPath(new URL('./worker-main.js', import.meta.url)),
+      args: [],
+      silent: false,
+    });
     const plane = new ClusterPlane(config, health, logger);
     try {
       await Promise.all(Array.from({ length: count }, () => plane.fork()));
@@ -130,7 +134,9 @@ export class ClusterPlane implements DataPlane {
           // Started during a config change it was not part of: bring it (and, harmlessly, the
           // others) to the config committed since.
           if (entry.initConfig !== this.config && !this.closing) {
-            this.apply(this.config, this.health).catch((err: unknown) => this.logger.error({ err: (err as Error).message }, 'could not bring a new worker to the running config'));
+            this.apply(this.config, this.health).catch((err: unknown) =>
+              this.logger.error({ err: (err as Error).message }, 'could not bring a new worker to the running config'),
+            );
           }
           this.vips = msg.vips;
           this.ret = msg.ret;
@@ -160,7 +166,10 @@ export class ClusterPlane implements DataPlane {
     if (ranMs >= RESTART_STABLE_MS) this.crashesInARow = 0;
     const delayMs = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** this.crashesInARow);
     this.crashesInARow++;
-    this.logger.error({ worker: id, code, signal, delayMs, crashesInARow: this.crashesInARow }, 'worker exited; starting a new one');
+    this.logger.error(
+      { worker: id, code, signal, delayMs, crashesInARow: this.crashesInARow },
+      'worker exited; starting a new one',
+    );
     setTimeout(() => {
       if (this.closing) return;
       this.restartCount++;
@@ -204,20 +213,33 @@ export class ClusterPlane implements DataPlane {
   private async twoPhase(config: LbConfig, health: HealthView): Promise<void> {
     const txn = ++this.txn;
     const entries = [...this.workers.values()].filter((e) => e.ready);
-    const prepared = await Promise.all(entries.map((e) => this.request(e, (id) => ({ t: 'lb:prepare', id, txn, config }))));
-    const failures = prepared.map((r, i) => (r?.t === 'lb:prepared' && r.error === undefined ? undefined : `worker ${entries[i].worker.id}: ${r?.t === 'lb:prepared' ? r.error : 'no answer'}`)).filter((x) => x !== undefined);
+    const prepared = await Promise.all(
+      entries.map((e) => this.request(e, (id) => ({ t: 'lb:prepare', id, txn, config }))),
+    );
+    const failures = prepared
+      .map((r, i) =>
+        r?.t === 'lb:prepared' && r.error === undefined
+          ? undefined
+          : `worker ${entries[i].worker.id}: ${r?.t === 'lb:prepared' ? r.error : 'no answer'}`,
+      )
+      .filter((x) => x !== undefined);
     if (failures.length > 0) {
       // Every worker drops it, also one whose answer is late (it gets the discard after its prepare).
       for (const e of this.workers.values()) sendTo(e.worker, { t: 'lb:discard', txn });
-      throw new Error(`config not applied by any worker: ${failures.length} of ${entries.length} could not prepare it (${failures.join('; ')})`);
+      throw new Error(
+        `config not applied by any worker: ${failures.length} of ${entries.length} could not prepare it (${failures.join('; ')})`,
+      );
     }
     // From here on the new config is the one a restarted worker gets at init.
     this.config = config;
     this.health = health;
-    const acks = await Promise.all(entries.map((e) => this.request(e, (id) => ({ t: 'lb:commit', id, txn, health: entriesOf(health) }))));
+    const acks = await Promise.all(
+      entries.map((e) => this.request(e, (id) => ({ t: 'lb:commit', id, txn, health: entriesOf(health) }))),
+    );
     acks.forEach((a, i) => {
       // A commit cannot fail in a live worker; no answer means it is exiting (its replacement starts with this config).
-      if (a?.t !== 'lb:committed') this.logger.warn({ worker: entries[i].worker.id }, 'worker did not confirm the config switch');
+      if (a?.t !== 'lb:committed')
+        this.logger.warn({ worker: entries[i].worker.id }, 'worker did not confirm the config switch');
     });
   }
 
@@ -247,7 +269,11 @@ export class ClusterPlane implements DataPlane {
 
   workerPackets(): Map<string, number> {
     const m = new Map<string, number>();
-    for (const [id, e] of this.workers) m.set(String(id), e.last.reasonPackets.reduce((a, b) => a + b, 0));
+    for (const [id, e] of this.workers)
+      m.set(
+        String(id),
+        e.last.reasonPackets.reduce((a, b) => a + b, 0),
+      );
     return m;
   }
 

@@ -128,7 +128,19 @@ const CONFIG_ID_KEYS = Array.from({ length: MAX_CONFIG_ID - MIN_CONFIG_ID + 1 },
 
 /** The fields each object of the file may have (kept equal to the JSON schema by a test). */
 export const KNOWN_FIELDS = Object.freeze({
-  root: ['listen', 'quicLb', 'backends', 'fallback', 'health', 'returnPath', 'metrics', 'workers', 'socket', 'drainMs', 'log'],
+  root: [
+    'listen',
+    'quicLb',
+    'backends',
+    'fallback',
+    'health',
+    'returnPath',
+    'metrics',
+    'workers',
+    'socket',
+    'drainMs',
+    'log',
+  ],
   quicLb: ['configId', 'serverIdLength', 'nonceLength', 'key', 'keyFile', 'cipher'],
   backend: ['name', 'address', 'serverIds', 'weight', 'health'],
   backendHealth: ['type', 'address', 'url', 'intervalMs', 'timeoutMs', 'rise', 'fall', 'downGraceMs'],
@@ -153,9 +165,11 @@ function typeName(v: unknown): string {
 }
 
 function obj(v: unknown, at: string, known: readonly string[]): Obj {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('ERR_CONFIG_TYPE', at, `expected a mapping, got ${typeName(v)}`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    fail('ERR_CONFIG_TYPE', at, `expected a mapping, got ${typeName(v)}`);
   for (const k of Object.keys(v)) {
-    if (!known.includes(k)) fail('ERR_CONFIG_UNKNOWN_FIELD', `${at}/${k}`, `unknown field (allowed: ${known.join(', ')})`);
+    if (!known.includes(k))
+      fail('ERR_CONFIG_UNKNOWN_FIELD', `${at}/${k}`, `unknown field (allowed: ${known.join(', ')})`);
   }
   return v as Obj;
 }
@@ -180,21 +194,28 @@ function int(v: unknown, at: string, min: number, max: number, dflt?: number): n
     return dflt;
   }
   if (typeof v !== 'number') fail('ERR_CONFIG_TYPE', at, `expected an integer, got ${typeName(v)}`);
-  if (!Number.isInteger(v) || v < min || v > max) fail('ERR_CONFIG_RANGE', at, `expected an integer in ${min}..${max}, got ${v}`);
+  if (!Number.isInteger(v) || v < min || v > max)
+    fail('ERR_CONFIG_RANGE', at, `expected an integer in ${min}..${max}, got ${v}`);
   return v;
 }
 
 function oneOf<T extends string>(v: unknown, at: string, allowed: readonly T[], dflt: T): T {
   if (v === undefined) return dflt;
   const s = str(v, at);
-  if (!(allowed as readonly string[]).includes(s)) fail('ERR_CONFIG_ENUM', at, `expected one of ${allowed.join(', ')}, got '${s}'`);
+  if (!(allowed as readonly string[]).includes(s))
+    fail('ERR_CONFIG_ENUM', at, `expected one of ${allowed.join(', ')}, got '${s}'`);
   return s as T;
 }
 
 function endpoint(v: unknown, at: string, allowZero: boolean): ParsedEndpoint {
   const s = str(v, at);
   const e = parseEndpoint(s, allowZero);
-  if (!e) fail('ERR_CONFIG_ADDRESS', at, `expected an IP literal and port ('a.b.c.d:port' or '[v6]:port'${allowZero ? '' : ', port 1..65535'}), got '${s}'`);
+  if (!e)
+    fail(
+      'ERR_CONFIG_ADDRESS',
+      at,
+      `expected an IP literal and port ('a.b.c.d:port' or '[v6]:port'${allowZero ? '' : ', port 1..65535'}), got '${s}'`,
+    );
   return e;
 }
 
@@ -202,13 +223,19 @@ function endpoint(v: unknown, at: string, allowZero: boolean): ParsedEndpoint {
 type Octets = number | [number, number] | 'any';
 
 function hex(v: unknown, at: string, octets: Octets): string {
-  if (typeof v !== 'string') fail('ERR_CONFIG_TYPE', at, `expected a hex string, got ${typeName(v)} (in YAML, quote hex values: '0011...')`);
+  if (typeof v !== 'string')
+    fail('ERR_CONFIG_TYPE', at, `expected a hex string, got ${typeName(v)} (in YAML, quote hex values: '0011...')`);
   const s = v.trim().toLowerCase();
   if (!/^([0-9a-f]{2})+$/.test(s)) fail('ERR_CONFIG_HEX', at, 'expected an even number of hex digits');
   if (octets === 'any') return s;
   const n = s.length / 2;
   const [lo, hi] = typeof octets === 'number' ? [octets, octets] : octets;
-  if (n < lo || n > hi) fail('ERR_CONFIG_HEX', at, lo === hi ? `expected ${lo} octets, got ${n}` : `expected ${lo}..${hi} octets, got ${n}`);
+  if (n < lo || n > hi)
+    fail(
+      'ERR_CONFIG_HEX',
+      at,
+      lo === hi ? `expected ${lo} octets, got ${n}` : `expected ${lo}..${hi} octets, got ${n}`,
+    );
   return s;
 }
 
@@ -248,10 +275,19 @@ function keyFile(v: unknown, at: string, octets: Octets, baseDir: string, warnin
 }
 
 /** A key given inline (`<name>`) or in a file (`<name>File`, hex text, relative to the config file). */
-function keyField(o: Obj, at: string, name: string, octets: Octets, baseDir: string, required: boolean, warnings: Warnings): string | undefined {
+function keyField(
+  o: Obj,
+  at: string,
+  name: string,
+  octets: Octets,
+  baseDir: string,
+  required: boolean,
+  warnings: Warnings,
+): string | undefined {
   const inline = o[name];
   const file = o[`${name}File`];
-  if (inline !== undefined && file !== undefined) fail('ERR_CONFIG_KEY_SOURCE', `${at}/${name}File`, `give either ${name} or ${name}File, not both`);
+  if (inline !== undefined && file !== undefined)
+    fail('ERR_CONFIG_KEY_SOURCE', `${at}/${name}File`, `give either ${name} or ${name}File, not both`);
   if (inline !== undefined) return hex(inline, `${at}/${name}`, octets);
   if (file !== undefined) return keyFile(file, `${at}/${name}File`, octets, baseDir, warnings);
   if (required) fail('ERR_CONFIG_REQUIRED', `${at}/${name}`, `required (or ${name}File)`);
@@ -265,7 +301,12 @@ function keyField(o: Obj, at: string, name: string, octets: Octets, baseDir: str
 function hmacKeys(rp: Obj, baseDir: string, warnings: Warnings): string[] {
   const OCTETS: [number, number] = [MIN_HMAC_KEY_LENGTH, MAX_HMAC_KEY_LENGTH];
   const given = (['hmacKey', 'hmacKeyFile', 'hmacKeys', 'hmacKeyFiles'] as const).filter((k) => rp[k] !== undefined);
-  if (given.length > 1) fail('ERR_CONFIG_KEY_SOURCE', `/returnPath/${given[1]}`, `give one of hmacKey, hmacKeyFile, hmacKeys, hmacKeyFiles, not ${given.join(' and ')}`);
+  if (given.length > 1)
+    fail(
+      'ERR_CONFIG_KEY_SOURCE',
+      `/returnPath/${given[1]}`,
+      `give one of hmacKey, hmacKeyFile, hmacKeys, hmacKeyFiles, not ${given.join(' and ')}`,
+    );
   const single = keyField(rp, '/returnPath', 'hmacKey', OCTETS, baseDir, false, warnings);
   if (single !== undefined) return [single];
   const listName = given[0] === 'hmacKeys' || given[0] === 'hmacKeyFiles' ? given[0] : undefined;
@@ -273,8 +314,15 @@ function hmacKeys(rp: Obj, baseDir: string, warnings: Warnings): string[] {
   const at = `/returnPath/${listName}`;
   const items = arr(rp[listName], at);
   if (items.length === 0) fail('ERR_CONFIG_REQUIRED', at, 'at least one key (omit the field for no authentication)');
-  if (items.length > MAX_HMAC_KEYS) fail('ERR_CONFIG_RANGE', at, `at most ${MAX_HMAC_KEYS} keys (each one tried costs an HMAC per rejected datagram), got ${items.length}`);
-  const keys = items.map((v, i) => (listName === 'hmacKeys' ? hex(v, `${at}/${i}`, OCTETS) : keyFile(v, `${at}/${i}`, OCTETS, baseDir, warnings)));
+  if (items.length > MAX_HMAC_KEYS)
+    fail(
+      'ERR_CONFIG_RANGE',
+      at,
+      `at most ${MAX_HMAC_KEYS} keys (each one tried costs an HMAC per rejected datagram), got ${items.length}`,
+    );
+  const keys = items.map((v, i) =>
+    listName === 'hmacKeys' ? hex(v, `${at}/${i}`, OCTETS) : keyFile(v, `${at}/${i}`, OCTETS, baseDir, warnings),
+  );
   keys.forEach((k, i) => {
     if (keys.indexOf(k) !== i) fail('ERR_CONFIG_DUPLICATE', `${at}/${i}`, `the same key as ${at}/${keys.indexOf(k)}`);
   });
@@ -296,7 +344,12 @@ export function isUnspecifiedAddress(bytes: Uint8Array, family: 4 | 6): boolean 
   return bytes[10] === 0xff && bytes[11] === 0xff && bytes[12] === 0;
 }
 
-function healthSpec(o: Obj, at: string, dflt: Omit<HealthCheckSpec, 'address' | 'url'>, backendAddress: ParsedEndpoint | undefined): HealthCheckSpec {
+function healthSpec(
+  o: Obj,
+  at: string,
+  dflt: Omit<HealthCheckSpec, 'address' | 'url'>,
+  backendAddress: ParsedEndpoint | undefined,
+): HealthCheckSpec {
   const type = oneOf(o.type, `${at}/type`, HEALTH_TYPES, dflt.type);
   const spec: HealthCheckSpec = {
     type,
@@ -329,7 +382,13 @@ function healthSpec(o: Obj, at: string, dflt: Omit<HealthCheckSpec, 'address' | 
  * config id given twice, ERR_CONFIG_HEX for a key that is not 16 octets (the library's ERR_KEY),
  * ERR_CONFIG_QUIC_LB for any other refusal of the library (its code starts the reason).
  */
-function quicLbSpec(v: unknown, at: string, seen: ReadonlySet<number>, baseDir: string, warnings: Warnings): QuicLbConfigSpec {
+function quicLbSpec(
+  v: unknown,
+  at: string,
+  seen: ReadonlySet<number>,
+  baseDir: string,
+  warnings: Warnings,
+): QuicLbConfigSpec {
   const o = obj(v, at, KNOWN_FIELDS.quicLb);
   const configId = int(o.configId, `${at}/configId`, MIN_CONFIG_ID, MAX_CONFIG_ID);
   if (seen.has(configId)) fail('ERR_CONFIG_DUPLICATE', `${at}/configId`, `config id ${configId} given twice`);
@@ -344,7 +403,8 @@ function quicLbSpec(v: unknown, at: string, seen: ReadonlySet<number>, baseDir: 
   } catch (err) {
     if (!(err instanceof QuicLbError)) throw err;
     const reason = `${err.code}: ${err.message}`;
-    if (err.code === 'ERR_KEY') fail('ERR_CONFIG_HEX', `${at}/${o.keyFile === undefined ? 'key' : 'keyFile'}`, reason, err);
+    if (err.code === 'ERR_KEY')
+      fail('ERR_CONFIG_HEX', `${at}/${o.keyFile === undefined ? 'key' : 'keyFile'}`, reason, err);
     fail('ERR_CONFIG_QUIC_LB', KNOWN_FIELDS.quicLb.includes(err.field) ? `${at}/${err.field}` : at, reason, err);
   }
   return spec;
@@ -394,7 +454,12 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
   });
 
   // QUIC-LB configs
-  const quicLb = quicLbSpecs(root.quicLb === undefined ? [] : arr(root.quicLb, '/quicLb'), '/quicLb', baseDir, warnings);
+  const quicLb = quicLbSpecs(
+    root.quicLb === undefined ? [] : arr(root.quicLb, '/quicLb'),
+    '/quicLb',
+    baseDir,
+    warnings,
+  );
   const serverIdLengthById = new Map(quicLb.map((q) => [q.configId, q.serverIdLength]));
 
   // Health defaults
@@ -407,7 +472,8 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
     fall: int(h.fall, '/health/fall', 1, 100, DEFAULTS.fall),
     downGraceMs: int(h.downGraceMs, '/health/downGraceMs', 0, 86_400_000, DEFAULTS.downGraceMs),
   };
-  if (healthDefaults.type === 'http') fail('ERR_CONFIG_ENUM', '/health/type', 'http needs a per-backend url; set type http on the backends');
+  if (healthDefaults.type === 'http')
+    fail('ERR_CONFIG_ENUM', '/health/type', 'http needs a per-backend url; set type http on the backends');
   const initial = oneOf(h.initial, '/health/initial', ['up', 'down'] as const, DEFAULTS.initial);
 
   // Backends
@@ -422,14 +488,16 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
     const o = obj(v, at, KNOWN_FIELDS.backend);
     if (o.name === undefined) fail('ERR_CONFIG_REQUIRED', `${at}/name`, 'required');
     const name = str(o.name, `${at}/name`);
-    if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) fail('ERR_CONFIG_TYPE', `${at}/name`, 'expected 1..64 characters of A-Z a-z 0-9 . _ -');
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(name))
+      fail('ERR_CONFIG_TYPE', `${at}/name`, 'expected 1..64 characters of A-Z a-z 0-9 . _ -');
     if (names.has(name)) fail('ERR_CONFIG_DUPLICATE', `${at}/name`, `backend name '${name}' given twice`);
     names.add(name);
     if (o.address === undefined) fail('ERR_CONFIG_REQUIRED', `${at}/address`, 'required');
     const address = endpoint(o.address, `${at}/address`, false);
     const addrKey = `${address.address}|${address.port}`;
     const sameAddress = addresses.get(addrKey);
-    if (sameAddress !== undefined) fail('ERR_CONFIG_DUPLICATE', `${at}/address`, `address already used by backend '${sameAddress}'`);
+    if (sameAddress !== undefined)
+      fail('ERR_CONFIG_DUPLICATE', `${at}/address`, `address already used by backend '${sameAddress}'`);
     addresses.set(addrKey, name);
     const serverIds: BackendSpec['serverIds'] = [];
     if (o.serverIds !== undefined) {
@@ -445,19 +513,30 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
           const serverId = hex(s, itemAt, len);
           const key = `${configId}/${serverId}`;
           const owner = sidOwners.get(key);
-          if (owner !== undefined) fail('ERR_CONFIG_DUPLICATE', itemAt, `server ID ${serverId} of config ${configId} already belongs to backend '${owner}'`);
+          if (owner !== undefined)
+            fail(
+              'ERR_CONFIG_DUPLICATE',
+              itemAt,
+              `server ID ${serverId} of config ${configId} already belongs to backend '${owner}'`,
+            );
           sidOwners.set(key, name);
           serverIds.push({ configId, serverId });
         });
       }
     }
     const weight = int(o.weight, `${at}/weight`, 0, 1000, DEFAULTS.weight);
-    const health = healthSpec(optObj(o.health, `${at}/health`, KNOWN_FIELDS.backendHealth), `${at}/health`, healthDefaults, address);
+    const health = healthSpec(
+      optObj(o.health, `${at}/health`, KNOWN_FIELDS.backendHealth),
+      `${at}/health`,
+      healthDefaults,
+      address,
+    );
     return { name, address, serverIds, weight, health };
   });
 
   // Fallback
-  if (root.fallback === undefined) fail('ERR_CONFIG_REQUIRED', '/fallback', 'required: fallback.key (16 octets hex) keys the 4-tuple hash');
+  if (root.fallback === undefined)
+    fail('ERR_CONFIG_REQUIRED', '/fallback', 'required: fallback.key (16 octets hex) keys the 4-tuple hash');
   const fb = obj(root.fallback, '/fallback', KNOWN_FIELDS.fallback);
   const fallbackKey = keyField(fb, '/fallback', 'key', 16, baseDir, true, warnings) as string;
   const tableSize = int(fb.tableSize, '/fallback/tableSize', 2, MAX_MAGLEV_TABLE_SIZE, DEFAULTS.tableSize);
@@ -468,18 +547,22 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
   const mode = oneOf(rp.mode, '/returnPath/mode', RETURN_MODES, DEFAULTS.returnMode);
   const returnPath: LbConfig['returnPath'] = { mode, hmacKeys: [], signForward: false, allow: [] };
   if (rp.listen !== undefined) returnPath.listen = endpoint(rp.listen, '/returnPath/listen', true);
-  else if (mode === 'via-lb') fail('ERR_CONFIG_REQUIRED', '/returnPath/listen', "required for mode 'via-lb' (use mode 'direct' for DSR)");
+  else if (mode === 'via-lb')
+    fail('ERR_CONFIG_REQUIRED', '/returnPath/listen', "required for mode 'via-lb' (use mode 'direct' for DSR)");
   returnPath.hmacKeys = hmacKeys(rp, baseDir, warnings);
   if (rp.signForward !== undefined) {
-    if (typeof rp.signForward !== 'boolean') fail('ERR_CONFIG_TYPE', '/returnPath/signForward', `expected a boolean, got ${typeName(rp.signForward)}`);
-    if (rp.signForward && returnPath.hmacKeys.length === 0) fail('ERR_CONFIG_REQUIRED', '/returnPath/hmacKey', 'required when signForward is true (or hmacKeys)');
+    if (typeof rp.signForward !== 'boolean')
+      fail('ERR_CONFIG_TYPE', '/returnPath/signForward', `expected a boolean, got ${typeName(rp.signForward)}`);
+    if (rp.signForward && returnPath.hmacKeys.length === 0)
+      fail('ERR_CONFIG_REQUIRED', '/returnPath/hmacKey', 'required when signForward is true (or hmacKeys)');
     returnPath.signForward = rp.signForward;
   }
   if (rp.allow !== undefined) {
     returnPath.allow = arr(rp.allow, '/returnPath/allow').map((v, i) => {
       const s = str(v, `/returnPath/allow/${i}`);
       const fam = net.isIP(s);
-      if (fam !== 4 && fam !== 6) fail('ERR_CONFIG_ADDRESS', `/returnPath/allow/${i}`, `expected an IP literal, got '${s}'`);
+      if (fam !== 4 && fam !== 6)
+        fail('ERR_CONFIG_ADDRESS', `/returnPath/allow/${i}`, `expected an IP literal, got '${s}'`);
       return normaliseIp(s, fam);
     });
   } else {
@@ -495,14 +578,32 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
   const socket = {
     recvBufferSize: int(so.recvBufferSize, '/socket/recvBufferSize', 0, 1 << 30, DEFAULTS.socketBufferSize),
     sendBufferSize: int(so.sendBufferSize, '/socket/sendBufferSize', 0, 1 << 30, DEFAULTS.socketBufferSize),
-    maxQueuedDatagrams: int(so.maxQueuedDatagrams, '/socket/maxQueuedDatagrams', 1, 1_000_000, DEFAULTS.maxQueuedDatagrams),
+    maxQueuedDatagrams: int(
+      so.maxQueuedDatagrams,
+      '/socket/maxQueuedDatagrams',
+      1,
+      1_000_000,
+      DEFAULTS.maxQueuedDatagrams,
+    ),
     maxQueuedOctets: int(so.maxQueuedOctets, '/socket/maxQueuedOctets', 65_536, 1 << 30, DEFAULTS.maxQueuedOctets),
   };
   const drainMs = int(root.drainMs, '/drainMs', 0, 3_600_000, DEFAULTS.drainMs);
   const lg = optObj(root.log, '/log', KNOWN_FIELDS.log);
   const log = { level: oneOf(lg.level, '/log/level', LOG_LEVELS, DEFAULTS.logLevel) };
 
-  return { listen, quicLb, backends, fallback: { key: fallbackKey, tableSize }, health: { initial }, returnPath, metrics, workers, socket, drainMs, log };
+  return {
+    listen,
+    quicLb,
+    backends,
+    fallback: { key: fallbackKey, tableSize },
+    health: { initial },
+    returnPath,
+    metrics,
+    workers,
+    socket,
+    drainMs,
+    log,
+  };
 }
 
 /** The document of YAML text. Throws ConfigError ERR_CONFIG_SYNTAX. */
@@ -511,7 +612,12 @@ function parseYamlText(text: string): unknown {
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
     const line = e.linePos?.[0];
-    fail('ERR_CONFIG_SYNTAX', '', `YAML ${line ? `line ${line.line} column ${line.col}` : ''}: ${e.message.split('\n')[0]}`, e);
+    fail(
+      'ERR_CONFIG_SYNTAX',
+      '',
+      `YAML ${line ? `line ${line.line} column ${line.col}` : ''}: ${e.message.split('\n')[0]}`,
+      e,
+    );
   }
   return doc.toJS({ maxAliasCount: 100 });
 }
@@ -584,14 +690,16 @@ export function configSources(file: string): ConfigSources {
     return { text, keyFiles };
   }
   const ref = (o: unknown, name: string): void => {
-    if (o !== null && typeof o === 'object' && typeof (o as Obj)[name] === 'string') keyFiles.push(path.resolve(baseDir, (o as Obj)[name] as string));
+    if (o !== null && typeof o === 'object' && typeof (o as Obj)[name] === 'string')
+      keyFiles.push(path.resolve(baseDir, (o as Obj)[name] as string));
   };
   if (doc !== null && typeof doc === 'object') {
     const d = doc as Obj;
     if (Array.isArray(d.quicLb)) for (const q of d.quicLb) ref(q, 'keyFile');
     ref(d.fallback, 'keyFile');
     ref(d.returnPath, 'hmacKeyFile');
-    const files = d.returnPath !== null && typeof d.returnPath === 'object' ? (d.returnPath as Obj).hmacKeyFiles : undefined;
+    const files =
+      d.returnPath !== null && typeof d.returnPath === 'object' ? (d.returnPath as Obj).hmacKeyFiles : undefined;
     if (Array.isArray(files)) for (const f of files) if (typeof f === 'string') keyFiles.push(path.resolve(baseDir, f));
   }
   return { text, keyFiles };
@@ -602,7 +710,8 @@ export function restartOnlyChanges(a: LbConfig, b: LbConfig): string[] {
   const changed: string[] = [];
   const same = (x: unknown, y: unknown): boolean => JSON.stringify(x) === JSON.stringify(y);
   if (!same(a.listen, b.listen)) changed.push('/listen');
-  if (!same(a.returnPath.listen, b.returnPath.listen) || a.returnPath.mode !== b.returnPath.mode) changed.push('/returnPath/listen');
+  if (!same(a.returnPath.listen, b.returnPath.listen) || a.returnPath.mode !== b.returnPath.mode)
+    changed.push('/returnPath/listen');
   if (!same(a.metrics, b.metrics)) changed.push('/metrics/listen');
   if (a.workers !== b.workers) changed.push('/workers');
   if (!same(a.socket, b.socket)) changed.push('/socket');

@@ -1,6 +1,13 @@
 // Plain numeric counters bumped on the packet path and read at scrape time (docs/design.md §4).
 // Workers ship `snapshot()`s to the primary, which sums them (see metrics.ts).
-import { CID_RESULT_COUNT, CODEPOINT_COUNT, MAX_HMAC_KEYS, REASON_COUNT, RETURN_REJECT_COUNT, SEND_ERROR_COUNT } from './reasons.js';
+import {
+  CID_RESULT_COUNT,
+  CODEPOINT_COUNT,
+  MAX_HMAC_KEYS,
+  REASON_COUNT,
+  RETURN_REJECT_COUNT,
+  SEND_ERROR_COUNT,
+} from './reasons.js';
 
 /** Per-backend traffic, kept across reloads for a backend of the same name. */
 export class BackendStats {
@@ -67,7 +74,8 @@ export class Counters {
 
   snapshot(): CounterSnapshot {
     const backends: CounterSnapshot['backends'] = {};
-    for (const [name, s] of this.backendStats) backends[name] = [s.packetsIn, s.bytesIn, s.packetsOut, s.bytesOut, s.packetsRouted, s.packetsDropped];
+    for (const [name, s] of this.backendStats)
+      backends[name] = [s.packetsIn, s.bytesIn, s.packetsOut, s.bytesOut, s.packetsRouted, s.packetsDropped];
     return {
       reasonPackets: Array.from(this.reasonPackets),
       reasonBytes: Array.from(this.reasonBytes),

@@ -24,7 +24,15 @@ import { type LbConfig, isUnspecifiedAddress } from './config.js';
 import type { Counters } from './counters.js';
 import { type ParsedEndpoint, formatEndpoint } from '../wire/index.js';
 import { ReturnReject, SendError } from './reasons.js';
-import { FourTuple, type HealthView, type RouterState, buildRouterState, countDecision, decide, withHealth } from './router.js';
+import {
+  FourTuple,
+  type HealthView,
+  type RouterState,
+  buildRouterState,
+  countDecision,
+  decide,
+  withHealth,
+} from './router.js';
 
 /**
  * Header ring per (VIP, upstream): a slot is rewritten HEADER_RING sends later, so the ring is
@@ -218,7 +226,10 @@ export class Forwarder {
       }
       const rp = opts.config.returnPath;
       if (rp.mode === 'via-lb' && rp.listen) {
-        const s = dgram.createSocket({ type: rp.listen.family === 4 ? 'udp4' : 'udp6', ipv6Only: rp.listen.family === 6 });
+        const s = dgram.createSocket({
+          type: rp.listen.family === 4 ? 'udp4' : 'udp6',
+          ipv6Only: rp.listen.family === 6,
+        });
         s.on('message', (msg, rinfo) => f.onReturn(msg, rinfo, undefined));
         s.on('error', (err) => f.onSocketError(err));
         f.returnSocket = s;
@@ -285,7 +296,12 @@ export class Forwarder {
         const key = formatEndpoint(b.address);
         let up = wanted.get(key) ?? this.upstreamByAddress.get(key);
         if (!up) {
-          up = new Upstream(b.address, sizes, (m, r, u) => this.onReturn(m, r, u), (err) => this.onSocketError(err));
+          up = new Upstream(
+            b.address,
+            sizes,
+            (m, r, u) => this.onReturn(m, r, u),
+            (err) => this.onSocketError(err),
+          );
         }
         wanted.set(key, up);
         upstreams.push(up);
@@ -368,7 +384,13 @@ export class Forwarder {
   }
 
   private template(v: Vip): ProxyHeaderTemplate {
-    return new ProxyHeaderTemplate({ fixedAddr: v.endpoint.address, fixedPort: v.port, fixedSide: 'dst', withAuth: this.signForward, ringSize: HEADER_RING });
+    return new ProxyHeaderTemplate({
+      fixedAddr: v.endpoint.address,
+      fixedPort: v.port,
+      fixedSide: 'dst',
+      withAuth: this.signForward,
+      ringSize: HEADER_RING,
+    });
   }
 
   /** The per-datagram path. */
@@ -477,7 +499,12 @@ export class Forwarder {
 
   private vipFor(h: ProxyHeader): Vip | undefined {
     for (const v of this.vips) {
-      if (v.tuple.family === h.family && v.port === h.srcPort && sameBytes(v.tuple.vip, h.srcAddr, h.family === 4 ? 4 : 16)) return v;
+      if (
+        v.tuple.family === h.family &&
+        v.port === h.srcPort &&
+        sameBytes(v.tuple.vip, h.srcAddr, h.family === 4 ? 4 : 16)
+      )
+        return v;
     }
     return undefined;
   }
@@ -502,7 +529,10 @@ export class Forwarder {
     const now = Date.now();
     if (now - this.lastErrorLog > 10_000) {
       this.lastErrorLog = now;
-      this.logger.warn({ err: err.message, socketErrors: c[SendError.SOCKET] }, 'socket errors (logged at most every 10 s)');
+      this.logger.warn(
+        { err: err.message, socketErrors: c[SendError.SOCKET] },
+        'socket errors (logged at most every 10 s)',
+      );
     }
   }
 
@@ -561,4 +591,3 @@ function isZero(b: Uint8Array, from: number, to: number): boolean {
   for (let i = from; i < to; i++) if (b[i] !== 0) return false;
   return true;
 }
-

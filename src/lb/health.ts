@@ -6,12 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import {
-  HEALTH_PROBE_TOKEN_OFFSET,
-  HealthProbeKind,
-  encodeHealthProbe,
-  parseHealthProbe,
-} from '../wire/index.js';
+import { HEALTH_PROBE_TOKEN_OFFSET, HealthProbeKind, encodeHealthProbe, parseHealthProbe } from '../wire/index.js';
 import type { BackendSpec, HealthCheckSpec, LbConfig } from './config.js';
 import { formatEndpoint } from '../wire/index.js';
 import { type BackendState, initialState } from './router.js';
@@ -55,7 +50,8 @@ export function nextState(
     streaks.answers = 0;
     streaks.ups = 0;
     streaks.failures++;
-    if ((state === 'up' || state === 'draining') && streaks.failures >= spec.fall) return spec.downGraceMs === 0 ? 'down' : 'unreachable';
+    if ((state === 'up' || state === 'draining') && streaks.failures >= spec.fall)
+      return spec.downGraceMs === 0 ? 'down' : 'unreachable';
     if (state === 'unreachable' && now - since >= spec.downGraceMs) return 'down';
     return state;
   }
@@ -133,7 +129,13 @@ export class HealthChecker {
       if (old && !old.stopped) continue;
       const check: Check = {
         spec: b.health,
-        state: old?.state ?? { state: initialState(config, b), since: this.now(), checksOk: 0, checksFailed: 0, transitions: 0 },
+        state: old?.state ?? {
+          state: initialState(config, b),
+          since: this.now(),
+          checksOk: 0,
+          checksFailed: 0,
+          transitions: 0,
+        },
         streaks: { answers: 0, ups: 0, failures: 0 },
         timer: undefined,
         stopped: false,

@@ -100,7 +100,10 @@ export class LoadBalancer {
     health.configure(config);
     try {
       const workers = config.workers === 0 ? availableParallelism() : config.workers;
-      plane = opts.cluster && workers > 1 ? await ClusterPlane.start(config, health.view(), workers, logger) : await LocalPlane.start(config, health.view(), logger);
+      plane =
+        opts.cluster && workers > 1
+          ? await ClusterPlane.start(config, health.view(), workers, logger)
+          : await LocalPlane.start(config, health.view(), logger);
       const lb = new LoadBalancer(config, logger, health, plane, opts);
       holder.lb = lb;
       // A health change between configure() and now is pushed once more.
@@ -306,8 +309,16 @@ export class LoadBalancer {
     this.control.reloadsOk++;
     this.control.lastReloadOk = true;
     this.control.restartRequired = restartRequired.length > 0;
-    if (restartRequired.length > 0) this.logger.warn({ fields: restartRequired }, 'config reloaded; these changes need a restart and were not applied');
-    else this.logger.info({ backends: merged.backends.length, quicLbConfigs: merged.quicLb.map((c) => c.configId) }, 'config reloaded');
+    if (restartRequired.length > 0)
+      this.logger.warn(
+        { fields: restartRequired },
+        'config reloaded; these changes need a restart and were not applied',
+      );
+    else
+      this.logger.info(
+        { backends: merged.backends.length, quicLbConfigs: merged.quicLb.map((c) => c.configId) },
+        'config reloaded',
+      );
     return { ok: true, restartRequired };
   }
 
@@ -315,7 +326,10 @@ export class LoadBalancer {
     this.control.reloadsFailed++;
     this.control.lastReloadOk = false;
     const e = err as Partial<ConfigError>;
-    this.logger.error({ code: e.code, field: e.field, reason: e.reason ?? err.message }, 'config reload failed; keeping the running config');
+    this.logger.error(
+      { code: e.code, field: e.field, reason: e.reason ?? err.message },
+      'config reload failed; keeping the running config',
+    );
     return { ok: false, error: err, restartRequired: [] };
   }
 
@@ -404,7 +418,10 @@ function resolvedContent(file: string): { hash: string | undefined; dirs: string
  * `opts.cluster` (the CLI's `serve` sets it; workers need the built dist/). Throws ConfigError
  * for a bad file, or the socket error when a port cannot be bound.
  */
-export async function startLoadBalancer(config: LbConfig | string, opts: LoadBalancerOptions = {}): Promise<LoadBalancer> {
+export async function startLoadBalancer(
+  config: LbConfig | string,
+  opts: LoadBalancerOptions = {},
+): Promise<LoadBalancer> {
   if (typeof config === 'string') {
     const warnings: string[] = [];
     const cfg = loadConfigFile(config, warnings);

@@ -36,7 +36,8 @@ export function isPrime(n: number): boolean {
  * Throws RangeError for a size that is not a prime in [2, MAX_MAGLEV_TABLE_SIZE].
  */
 export function buildMaglevTable(entries: readonly MaglevEntry[], size = DEFAULT_MAGLEV_TABLE_SIZE): Int32Array {
-  if (!isPrime(size) || size > MAX_MAGLEV_TABLE_SIZE) throw new RangeError(`Maglev table size ${size} is not a prime <= ${MAX_MAGLEV_TABLE_SIZE}`);
+  if (!isPrime(size) || size > MAX_MAGLEV_TABLE_SIZE)
+    throw new RangeError(`Maglev table size ${size} is not a prime <= ${MAX_MAGLEV_TABLE_SIZE}`);
   const n = entries.length;
   let maxWeight = 0;
   for (const e of entries) if (e.weight > maxWeight) maxWeight = e.weight;

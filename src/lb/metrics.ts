@@ -47,7 +47,12 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
   let snap: CounterSnapshot | undefined;
 
   // Every metric is recomputed in collect() from `snap` and the sources: nothing is bumped here.
-  const options = <M extends { reset(): void }>(name: string, help: string, labelNames: string[], fill: (m: M) => void) => ({
+  const options = <M extends { reset(): void }>(
+    name: string,
+    help: string,
+    labelNames: string[],
+    fill: (m: M) => void,
+  ) => ({
     name: PREFIX + name,
     help,
     labelNames,
@@ -62,9 +67,14 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
   const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge) => void): void =>
     registry.registerMetric(new Gauge(options(name, help, labelNames, fill)));
 
-  counter('received_packets_total', 'Datagrams received on the VIPs, by decision reason (the sum is every datagram received)', ['reason'], (c) => {
-    if (snap) REASON_NAMES.forEach((reason, i) => c.inc({ reason }, snap!.reasonPackets[i]));
-  });
+  counter(
+    'received_packets_total',
+    'Datagrams received on the VIPs, by decision reason (the sum is every datagram received)',
+    ['reason'],
+    (c) => {
+      if (snap) REASON_NAMES.forEach((reason, i) => c.inc({ reason }, snap!.reasonPackets[i]));
+    },
+  );
   counter('received_bytes_total', 'Octets received on the VIPs, by decision reason', ['reason'], (c) => {
     if (snap) REASON_NAMES.forEach((reason, i) => c.inc({ reason }, snap!.reasonBytes[i]));
   });
@@ -78,7 +88,8 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
       for (let cp = 0; cp < CONFIG_ROTATION_CODEPOINTS; cp++) {
         for (let r = 0; r < CID_RESULT_COUNT; r++) {
           const v = snap.cid[cp * CID_RESULT_COUNT + r];
-          if (v > 0 || (cp !== UNROUTABLE_CONFIG_ID && r === 0)) c.inc({ config_id: String(cp), result: CID_RESULT_NAMES[r] }, v);
+          if (v > 0 || (cp !== UNROUTABLE_CONFIG_ID && r === 0))
+            c.inc({ config_id: String(cp), result: CID_RESULT_NAMES[r] }, v);
         }
       }
     },
@@ -88,41 +99,66 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
     const names = new Set([...source.backendNames(), ...Object.keys(snap.backends)]);
     for (const backend of names) c.inc({ backend, direction }, snap.backends[backend]?.[i] ?? 0);
   };
-  counter('backend_packets_total', 'Datagrams per backend: direction to_backend (forwarded) or to_client (return path)', ['backend', 'direction'], (c) => {
-    perBackend(0)(c, 'to_backend');
-    perBackend(2)(c, 'to_client');
-  });
-  counter('backend_bytes_total', 'QUIC octets per backend (without the PROXY header): to_backend or to_client', ['backend', 'direction'], (c) => {
-    perBackend(1)(c, 'to_backend');
-    perBackend(3)(c, 'to_client');
-  });
-  counter('backend_routed_packets_total', 'Datagrams forwarded to a backend because their CID named it (the rest came by fallback)', ['backend'], (c) => {
-    if (!snap) return;
-    const names = new Set([...source.backendNames(), ...Object.keys(snap.backends)]);
-    for (const backend of names) c.inc({ backend }, snap.backends[backend]?.[4] ?? 0);
-  });
+  counter(
+    'backend_packets_total',
+    'Datagrams per backend: direction to_backend (forwarded) or to_client (return path)',
+    ['backend', 'direction'],
+    (c) => {
+      perBackend(0)(c, 'to_backend');
+      perBackend(2)(c, 'to_client');
+    },
+  );
+  counter(
+    'backend_bytes_total',
+    'QUIC octets per backend (without the PROXY header): to_backend or to_client',
+    ['backend', 'direction'],
+    (c) => {
+      perBackend(1)(c, 'to_backend');
+      perBackend(3)(c, 'to_client');
+    },
+  );
+  counter(
+    'backend_routed_packets_total',
+    'Datagrams forwarded to a backend because their CID named it (the rest came by fallback)',
+    ['backend'],
+    (c) => {
+      if (!snap) return;
+      const names = new Set([...source.backendNames(), ...Object.keys(snap.backends)]);
+      for (const backend of names) c.inc({ backend }, snap.backends[backend]?.[4] ?? 0);
+    },
+  );
   counter('return_packets_total', 'Datagrams accepted on the return path and sent to clients from the VIP', [], (c) => {
     if (snap) c.inc(snap.returnPackets);
   });
   counter('return_bytes_total', 'QUIC octets accepted on the return path', [], (c) => {
     if (snap) c.inc(snap.returnBytes);
   });
-  counter('return_rejected_total', 'Return-path datagrams refused: source (not an allowed backend), header, hmac (missing/bad/stale auth TLV), vip (unknown VIP)', ['reason'], (c) => {
-    if (snap) RETURN_REJECT_NAMES.forEach((reason, i) => c.inc({ reason }, snap!.returnRejects[i]));
-  });
+  counter(
+    'return_rejected_total',
+    'Return-path datagrams refused: source (not an allowed backend), header, hmac (missing/bad/stale auth TLV), vip (unknown VIP)',
+    ['reason'],
+    (c) => {
+      if (snap) RETURN_REJECT_NAMES.forEach((reason, i) => c.inc({ reason }, snap!.returnRejects[i]));
+    },
+  );
   counter(
     'send_errors_total',
-    'Datagrams not sent, by reason: bad_port (destination port 0), bad_address (unspecified, multicast, broadcast or IPv4-mapped destination), queue_full (a backend socket\'s send queue at its bound), socket (socket error events, e.g. ICMP unreachable from a backend), thrown (a send that threw anyway)',
+    "Datagrams not sent, by reason: bad_port (destination port 0), bad_address (unspecified, multicast, broadcast or IPv4-mapped destination), queue_full (a backend socket's send queue at its bound), socket (socket error events, e.g. ICMP unreachable from a backend), thrown (a send that threw anyway)",
     ['reason'],
     (c) => {
       if (snap) SEND_ERROR_NAMES.forEach((reason, i) => c.inc({ reason }, snap!.sendErrors[i]));
     },
   );
-  counter('backend_dropped_packets_total', 'Datagrams for a backend dropped because its socket\'s send queue was full (socket.maxQueuedDatagrams / maxQueuedOctets); not in backend_packets_total', ['backend'], (c) => {
-    if (!snap) return;
-    const names = new Set([...source.backendNames(), ...Object.keys(snap.backends)]);
-    for (const backend of names) c.inc({ backend }, snap.backends[backend]?.[5] ?? 0);
-  });
+  counter(
+    'backend_dropped_packets_total',
+    "Datagrams for a backend dropped because its socket's send queue was full (socket.maxQueuedDatagrams / maxQueuedOctets); not in backend_packets_total",
+    ['backend'],
+    (c) => {
+      if (!snap) return;
+      const names = new Set([...source.backendNames(), ...Object.keys(snap.backends)]);
+      for (const backend of names) c.inc({ backend }, snap.backends[backend]?.[5] ?? 0);
+    },
+  );
   counter(
     'return_auth_total',
     'Return-path datagrams authenticated, by the returnPath.hmacKeys index of the key that verified (0 = current); an old key unused for long can be removed',
@@ -131,9 +167,15 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
       if (snap) snap.returnAuth.forEach((v, i) => c.inc({ key: String(i) }, v));
     },
   );
-  gauge('backend_state', 'Health state of each backend: 1 for its current state (docs/lb.md "Health and drain policy")', ['backend', 'state'], (g) => {
-    for (const [backend, h] of source.health()) for (const state of BACKEND_STATES) g.set({ backend, state }, h.state === state ? 1 : 0);
-  });
+  gauge(
+    'backend_state',
+    'Health state of each backend: 1 for its current state (docs/lb.md "Health and drain policy")',
+    ['backend', 'state'],
+    (g) => {
+      for (const [backend, h] of source.health())
+        for (const state of BACKEND_STATES) g.set({ backend, state }, h.state === state ? 1 : 0);
+    },
+  );
   counter('health_checks_total', 'Health probes per backend and result', ['backend', 'result'], (c) => {
     for (const [backend, h] of source.health()) {
       c.inc({ backend, result: 'ok' }, h.checksOk);
@@ -143,14 +185,28 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
   counter('health_transitions_total', 'Health state changes per backend', ['backend'], (c) => {
     for (const [backend, h] of source.health()) c.inc({ backend }, h.transitions);
   });
-  counter('config_reloads_total', 'Config reloads (SIGHUP or file change) by outcome; a failed one keeps the old config', ['outcome'], (c) => {
-    const s = source.control();
-    c.inc({ outcome: 'success' }, s.reloadsOk);
-    c.inc({ outcome: 'failure' }, s.reloadsFailed);
-  });
-  gauge('config_last_reload_success', '1 if the last reload attempt succeeded (or none was made)', [], (g) => g.set(source.control().lastReloadOk ? 1 : 0));
-  gauge('config_last_reload_timestamp_seconds', 'Time of the last reload attempt (0: none)', [], (g) => g.set(source.control().lastReloadTime / 1000));
-  gauge('config_loaded_timestamp_seconds', 'When the running config was applied: start or last successful reload', [], (g) => g.set(source.control().loadedTime / 1000));
+  counter(
+    'config_reloads_total',
+    'Config reloads (SIGHUP or file change) by outcome; a failed one keeps the old config',
+    ['outcome'],
+    (c) => {
+      const s = source.control();
+      c.inc({ outcome: 'success' }, s.reloadsOk);
+      c.inc({ outcome: 'failure' }, s.reloadsFailed);
+    },
+  );
+  gauge('config_last_reload_success', '1 if the last reload attempt succeeded (or none was made)', [], (g) =>
+    g.set(source.control().lastReloadOk ? 1 : 0),
+  );
+  gauge('config_last_reload_timestamp_seconds', 'Time of the last reload attempt (0: none)', [], (g) =>
+    g.set(source.control().lastReloadTime / 1000),
+  );
+  gauge(
+    'config_loaded_timestamp_seconds',
+    'When the running config was applied: start or last successful reload',
+    [],
+    (g) => g.set(source.control().loadedTime / 1000),
+  );
   gauge(
     'config_info',
     'One series with value 1 per QUIC-LB config id loaded in the running config (label algorithm: plaintext, single-pass, four-pass); a removed config id disappears',
@@ -159,15 +215,30 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
       for (const c of source.quicLbConfigs()) g.set({ config_id: String(c.configId), algorithm: c.algorithm }, 1);
     },
   );
-  gauge('config_restart_required', '1 if the file changes fields a reload cannot apply (listen, workers, sockets, metrics)', [], (g) =>
-    g.set(source.control().restartRequired ? 1 : 0),
+  gauge(
+    'config_restart_required',
+    '1 if the file changes fields a reload cannot apply (listen, workers, sockets, metrics)',
+    [],
+    (g) => g.set(source.control().restartRequired ? 1 : 0),
   );
-  gauge('draining', '1 after SIGTERM: /healthz fails, forwarding continues until drainMs', [], (g) => g.set(source.control().draining ? 1 : 0));
-  counter('worker_received_packets_total', 'Datagrams received per forwarding process (cluster worker id; 0 = single process); shows how the kernel spreads the shared VIP socket', ['worker'], (c) => {
-    for (const [worker, n] of source.workerPackets()) c.inc({ worker }, n);
-  });
+  gauge('draining', '1 after SIGTERM: /healthz fails, forwarding continues until drainMs', [], (g) =>
+    g.set(source.control().draining ? 1 : 0),
+  );
+  counter(
+    'worker_received_packets_total',
+    'Datagrams received per forwarding process (cluster worker id; 0 = single process); shows how the kernel spreads the shared VIP socket',
+    ['worker'],
+    (c) => {
+      for (const [worker, n] of source.workerPackets()) c.inc({ worker }, n);
+    },
+  );
   gauge('workers', 'Forwarding processes running', [], (g) => g.set(source.control().workers));
-  counter('worker_restarts_total', 'Cluster workers started again after one exited (restarts back off exponentially, 1 s to 60 s)', [], (c) => c.inc(source.control().workerRestarts));
+  counter(
+    'worker_restarts_total',
+    'Cluster workers started again after one exited (restarts back off exponentially, 1 s to 60 s)',
+    [],
+    (c) => c.inc(source.control().workerRestarts),
+  );
 
   return {
     registry,

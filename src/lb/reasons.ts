@@ -66,7 +66,13 @@ export const CidResult = {
   UNKNOWN_CONFIG: 4,
 } as const;
 export const CID_RESULT_COUNT = 5;
-export const CID_RESULT_NAMES: readonly string[] = Object.freeze(['routed', 'unknown_server_id', 'too_short', 'backend_down', 'unknown_config']);
+export const CID_RESULT_NAMES: readonly string[] = Object.freeze([
+  'routed',
+  'unknown_server_id',
+  'too_short',
+  'backend_down',
+  'unknown_config',
+]);
 /** Codepoints 0..7 (draft-21 §3); 7 is the 0b111 unroutable codepoint. */
 export const CODEPOINT_COUNT = CONFIG_ROTATION_CODEPOINTS;
 
@@ -103,7 +109,13 @@ export const SendError = {
   THROWN: 4,
 } as const;
 export const SEND_ERROR_COUNT = 5;
-export const SEND_ERROR_NAMES: readonly string[] = Object.freeze(['bad_port', 'bad_address', 'queue_full', 'socket', 'thrown']);
+export const SEND_ERROR_NAMES: readonly string[] = Object.freeze([
+  'bad_port',
+  'bad_address',
+  'queue_full',
+  'socket',
+  'thrown',
+]);
 
 /** Most return-path HMAC keys accepted at once (`returnPath.hmacKeys`): each one tried costs an HMAC. */
 export const MAX_HMAC_KEYS = 4;

@@ -1,7 +1,15 @@
 // The pure routing decision (docs/lb.md "A datagram's way", step 2): datagram + 4-tuple + state -> backend index
 // and reason. No I/O, no allocation, no exceptions per packet. The forwarder, `quic-lb route`
 // and the tests all call this same `decide()`.
-import { MAX_CONFIG_ID, MAX_SERVER_ID_LENGTH, QuicLbDecoder, UNKNOWN_CONFIG, UNROUTABLE, configFromSpec, configIdOf } from '../cid/index.js';
+import {
+  MAX_CONFIG_ID,
+  MAX_SERVER_ID_LENGTH,
+  QuicLbDecoder,
+  UNKNOWN_CONFIG,
+  UNROUTABLE,
+  configFromSpec,
+  configIdOf,
+} from '../cid/index.js';
 import { HeaderForm, PacketHeader, PacketType, parseHeader } from '../wire/index.js';
 import type { LbConfig } from './config.js';
 import { type BackendStats, Counters } from './counters.js';
@@ -137,14 +145,23 @@ export type HealthView = ReadonlyMap<string, BackendState>;
  * per-backend stats objects (kept across reloads by name). Deterministic: the Maglev table
  * depends only on the healthy backends' names and weights, the table size and nothing else.
  */
-export function buildRouterState(config: LbConfig, health: HealthView = new Map(), counters: Counters = new Counters()): RouterState {
+export function buildRouterState(
+  config: LbConfig,
+  health: HealthView = new Map(),
+  counters: Counters = new Counters(),
+): RouterState {
   const decoder = new QuicLbDecoder();
   const serverIds: (ServerIdTable | undefined)[] = new Array(MAX_CONFIG_ID + 1).fill(undefined);
   for (const spec of config.quicLb) {
     decoder.setConfig(configFromSpec(spec));
     serverIds[spec.configId] = new ServerIdTable(spec.serverIdLength);
   }
-  const backends: RouterBackend[] = config.backends.map((b, index) => ({ name: b.name, index, weight: b.weight, stats: counters.backend(b.name) }));
+  const backends: RouterBackend[] = config.backends.map((b, index) => ({
+    name: b.name,
+    index,
+    weight: b.weight,
+    stats: counters.backend(b.name),
+  }));
   config.backends.forEach((b, index) => {
     for (const { configId, serverId } of b.serverIds) serverIds[configId]?.add(Buffer.from(serverId, 'hex'), index);
   });
@@ -194,7 +211,9 @@ function routableOf(states: readonly BackendState[]): Uint8Array {
 function fallbackTable(backends: readonly RouterBackend[], states: readonly BackendState[], size: number): Int32Array {
   // Only `up` backends take new flows. Sorted by name (code unit order, locale-independent) so
   // every LB builds the same table.
-  const healthy = backends.filter((b) => states[b.index] === 'up' && b.weight > 0).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const healthy = backends
+    .filter((b) => states[b.index] === 'up' && b.weight > 0)
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const slots = buildMaglevTable(healthy, size);
   for (let i = 0; i < slots.length; i++) slots[i] = healthy[slots[i]].index;
   return slots;
@@ -227,7 +246,12 @@ export function fallbackSlot(tuple: FourTuple, state: RouterState): number {
  *    and the CID problem otherwise; a dead backend is always FALLBACK_BACKEND_DOWN.
  * Writes into and returns `out` (default: the state's scratch Decision). Never throws.
  */
-export function decide(datagram: Uint8Array, tuple: FourTuple, state: RouterState, out: Decision = state.decision): Decision {
+export function decide(
+  datagram: Uint8Array,
+  tuple: FourTuple,
+  state: RouterState,
+  out: Decision = state.decision,
+): Decision {
   out.backend = -1;
   out.codepoint = -1;
   out.cidResult = -1;

@@ -37,7 +37,8 @@ export class AddressSet {
       else if (typeof a === 'string' && parseIPv6Into(a, b, 0)) {
         if (isV4Mapped(b)) v4.push([...b.subarray(12, 16)]);
         else v6.push([...b]);
-      } else throw new QuicWireError('ERR_ADDRESS_LITERAL', `expected an IP literal, got '${String(a)}'`, `${field}[${i}]`);
+      } else
+        throw new QuicWireError('ERR_ADDRESS_LITERAL', `expected an IP literal, got '${String(a)}'`, `${field}[${i}]`);
     });
     const uniq = (xs: number[][]): number[][] => [...new Map(xs.map((x) => [x.join('.'), x])).values()];
     const u4 = uniq(v4);
@@ -65,7 +66,8 @@ export class AddressSet {
   private hasV4(b: Uint8Array, at: number): boolean {
     const set = this.v4;
     for (let m = 0; m < set.length; m += 4) {
-      if (set[m] === b[at] && set[m + 1] === b[at + 1] && set[m + 2] === b[at + 2] && set[m + 3] === b[at + 3]) return true;
+      if (set[m] === b[at] && set[m + 1] === b[at + 1] && set[m + 2] === b[at + 2] && set[m + 3] === b[at + 3])
+        return true;
     }
     return false;
   }

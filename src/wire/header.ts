@@ -74,8 +74,7 @@ export function parseHeader(buf: Uint8Array, out: PacketHeader): boolean {
   }
   if (n < LONG_HEADER_DCID_OFFSET) return false;
   // >>> 0 keeps the version unsigned (0x80000000 and above).
-  const version =
-    ((buf[1] << 24) | (buf[2] << 16) | (buf[3] << 8) | buf[4]) >>> 0;
+  const version = ((buf[1] << 24) | (buf[2] << 16) | (buf[3] << 8) | buf[4]) >>> 0;
   const dcil = buf[LONG_HEADER_DCID_LENGTH_OFFSET];
   const scilOffset = LONG_HEADER_DCID_OFFSET + dcil;
   if (scilOffset >= n) return false;

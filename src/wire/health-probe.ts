@@ -45,7 +45,12 @@ export type HealthProbeKind = (typeof HealthProbeKind)[keyof typeof HealthProbeK
  * 28-octet Uint8Array) and returns `out`. Throws RangeError for a token that is not 8 octets or
  * an `out` without room (API misuse).
  */
-export function encodeHealthProbe(kind: HealthProbeKind, token: Uint8Array, out: Uint8Array = new Uint8Array(HEALTH_PROBE_LENGTH), offset = 0): Uint8Array {
+export function encodeHealthProbe(
+  kind: HealthProbeKind,
+  token: Uint8Array,
+  out: Uint8Array = new Uint8Array(HEALTH_PROBE_LENGTH),
+  offset = 0,
+): Uint8Array {
   if (token.length !== HEALTH_PROBE_TOKEN_LENGTH) throw new RangeError('health probe token must be 8 octets');
   if (offset < 0 || offset + HEALTH_PROBE_LENGTH > out.length) throw new RangeError('no room for a health probe');
   for (let i = 0; i < SIGNATURE.length; i++) out[offset + i] = SIGNATURE[i];
@@ -68,7 +73,8 @@ export function encodeHealthProbe(kind: HealthProbeKind, token: Uint8Array, out:
 export function parseHealthProbe(buf: Uint8Array): number {
   if (buf.length !== HEALTH_PROBE_LENGTH) return -1;
   for (let i = 0; i < SIGNATURE.length; i++) if (buf[i] !== SIGNATURE[i]) return -1;
-  if (buf[12] !== VERSION_COMMAND_LOCAL || buf[13] !== 0 || buf[14] !== 0 || buf[15] !== HEALTH_PROBE_LENGTH - 16) return -1;
+  if (buf[12] !== VERSION_COMMAND_LOCAL || buf[13] !== 0 || buf[14] !== 0 || buf[15] !== HEALTH_PROBE_LENGTH - 16)
+    return -1;
   if (buf[16] !== HEALTH_PROBE_TLV_TYPE || buf[17] !== 0 || buf[18] !== TLV_LENGTH) return -1;
   const kind = buf[KIND_OFFSET];
   return kind >= HealthProbeKind.REQUEST && kind <= HealthProbeKind.DRAINING ? kind : -1;

@@ -158,7 +158,7 @@ export function formatIPv6(bytes: Uint8Array, offset = 0): string {
   }
   let bestStart = -1;
   let bestLen = 1; // only runs of 2+ groups are compressed (RFC 5952 §4.2.2)
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++;
       continue;
@@ -171,7 +171,11 @@ export function formatIPv6(bytes: Uint8Array, offset = 0): string {
     }
     i = j;
   }
-  const hex = (from: number, to: number): string => g.slice(from, to).map((x) => x.toString(16)).join(':');
+  const hex = (from: number, to: number): string =>
+    g
+      .slice(from, to)
+      .map((x) => x.toString(16))
+      .join(':');
   if (bestStart < 0) return hex(0, 8);
   return `${hex(0, bestStart)}::${hex(bestStart + bestLen, 8)}`;
 }

@@ -59,13 +59,25 @@ export function encodePreferredAddress(pa: PreferredAddress): Buffer {
   const cid = pa.connectionId;
   const token = pa.statelessResetToken;
   if (!(cid instanceof Uint8Array) || cid.length === 0) {
-    throw new QuicWireError('ERR_PREFERRED_ADDRESS_CID_EMPTY', 'preferred_address connection ID must not be empty', 'connectionId');
+    throw new QuicWireError(
+      'ERR_PREFERRED_ADDRESS_CID_EMPTY',
+      'preferred_address connection ID must not be empty',
+      'connectionId',
+    );
   }
   if (cid.length > MAX_CID_LENGTH) {
-    throw new QuicWireError('ERR_PREFERRED_ADDRESS_CID_LENGTH', `preferred_address connection ID has ${cid.length} octets (max 20)`, 'connectionId');
+    throw new QuicWireError(
+      'ERR_PREFERRED_ADDRESS_CID_LENGTH',
+      `preferred_address connection ID has ${cid.length} octets (max 20)`,
+      'connectionId',
+    );
   }
   if (!(token instanceof Uint8Array) || token.length !== STATELESS_RESET_TOKEN_LENGTH) {
-    throw new QuicWireError('ERR_PREFERRED_ADDRESS_TOKEN', 'stateless reset token must be 16 octets', 'statelessResetToken');
+    throw new QuicWireError(
+      'ERR_PREFERRED_ADDRESS_TOKEN',
+      'stateless reset token must be 16 octets',
+      'statelessResetToken',
+    );
   }
   if (pa.ipv4 === undefined && pa.ipv6 === undefined) {
     throw new QuicWireError('ERR_PREFERRED_ADDRESS_NO_ADDRESS', 'preferred_address needs ipv4 or ipv6', 'ipv4');
@@ -74,14 +86,27 @@ export function encodePreferredAddress(pa: PreferredAddress): Buffer {
   if (pa.ipv4 !== undefined) {
     const { address } = pa.ipv4;
     if (typeof address !== 'string' || !isIPv4(address) || !parseIPv4Into(address, out, V4_ADDR)) {
-      throw new QuicWireError('ERR_PREFERRED_ADDRESS_ADDRESS', `ipv4.address ${String(address)} is not an IPv4 literal`, 'ipv4.address');
+      throw new QuicWireError(
+        'ERR_PREFERRED_ADDRESS_ADDRESS',
+        `ipv4.address ${String(address)} is not an IPv4 literal`,
+        'ipv4.address',
+      );
     }
     out.writeUInt16BE(checkPort(pa.ipv4.port, 'ipv4.port'), V4_PORT);
   }
   if (pa.ipv6 !== undefined) {
     const { address } = pa.ipv6;
-    if (typeof address !== 'string' || !isIPv6(address) || address.includes('%') || !parseIPv6Into(address, out, V6_ADDR)) {
-      throw new QuicWireError('ERR_PREFERRED_ADDRESS_ADDRESS', `ipv6.address ${String(address)} is not an IPv6 literal`, 'ipv6.address');
+    if (
+      typeof address !== 'string' ||
+      !isIPv6(address) ||
+      address.includes('%') ||
+      !parseIPv6Into(address, out, V6_ADDR)
+    ) {
+      throw new QuicWireError(
+        'ERR_PREFERRED_ADDRESS_ADDRESS',
+        `ipv6.address ${String(address)} is not an IPv6 literal`,
+        'ipv6.address',
+      );
     }
     out.writeUInt16BE(checkPort(pa.ipv6.port, 'ipv6.port'), V6_PORT);
   }
@@ -106,21 +131,41 @@ function allZero(buf: Uint8Array, from: number, to: number): boolean {
  */
 export function decodePreferredAddress(buf: Uint8Array): PreferredAddress {
   if (buf.length < PREFERRED_ADDRESS_FIXED_PREFIX) {
-    throw new QuicWireError('ERR_PREFERRED_ADDRESS_TRUNCATED', `preferred_address has ${buf.length} octets, needs at least 41`, 'preferred_address');
+    throw new QuicWireError(
+      'ERR_PREFERRED_ADDRESS_TRUNCATED',
+      `preferred_address has ${buf.length} octets, needs at least 41`,
+      'preferred_address',
+    );
   }
   const cidLength = buf[CID_LEN];
   if (cidLength === 0) {
-    throw new QuicWireError('ERR_PREFERRED_ADDRESS_CID_EMPTY', 'preferred_address connection ID is empty', 'connectionId');
+    throw new QuicWireError(
+      'ERR_PREFERRED_ADDRESS_CID_EMPTY',
+      'preferred_address connection ID is empty',
+      'connectionId',
+    );
   }
   if (cidLength > MAX_CID_LENGTH) {
-    throw new QuicWireError('ERR_PREFERRED_ADDRESS_CID_LENGTH', `preferred_address connection ID length ${cidLength} > 20`, 'connectionId');
+    throw new QuicWireError(
+      'ERR_PREFERRED_ADDRESS_CID_LENGTH',
+      `preferred_address connection ID length ${cidLength} > 20`,
+      'connectionId',
+    );
   }
   const expected = preferredAddressLength(cidLength);
   if (buf.length < expected) {
-    throw new QuicWireError('ERR_PREFERRED_ADDRESS_TRUNCATED', `preferred_address has ${buf.length} octets, needs ${expected}`, 'preferred_address');
+    throw new QuicWireError(
+      'ERR_PREFERRED_ADDRESS_TRUNCATED',
+      `preferred_address has ${buf.length} octets, needs ${expected}`,
+      'preferred_address',
+    );
   }
   if (buf.length > expected) {
-    throw new QuicWireError('ERR_PREFERRED_ADDRESS_LENGTH', `preferred_address has ${buf.length} octets, expected exactly ${expected}`, 'preferred_address');
+    throw new QuicWireError(
+      'ERR_PREFERRED_ADDRESS_LENGTH',
+      `preferred_address has ${buf.length} octets, expected exactly ${expected}`,
+      'preferred_address',
+    );
   }
   const pa: PreferredAddress = {
     connectionId: Uint8Array.prototype.slice.call(buf, CID_LEN + 1, CID_LEN + 1 + cidLength),

@@ -44,7 +44,18 @@ import { formatIPv4, formatIPv6, parseIPv4Into, parseIPv6Into } from './ip.js';
 
 /** proxy-protocol.txt §2.2: the 12-octet v2 signature. */
 export const PROXY_V2_SIGNATURE: Readonly<Uint8Array> = Uint8Array.of(
-  0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
+  0x0d,
+  0x0a,
+  0x0d,
+  0x0a,
+  0x00,
+  0x0d,
+  0x0a,
+  0x51,
+  0x55,
+  0x49,
+  0x54,
+  0x0a,
 );
 /** Octets before the address block (signature, ver/cmd, fam/transport, length). */
 export const PROXY_V2_FIXED_LENGTH = 16;
@@ -145,7 +156,11 @@ export function createProxyAuth(
   }
   for (const k of list) {
     if (!(k instanceof Uint8Array) || k.length < PROXY_AUTH_MIN_KEY_LENGTH) {
-      throw new QuicWireError('ERR_PROXY_HMAC_KEY', `HMAC key must be at least ${PROXY_AUTH_MIN_KEY_LENGTH} octets`, 'hmacKey');
+      throw new QuicWireError(
+        'ERR_PROXY_HMAC_KEY',
+        `HMAC key must be at least ${PROXY_AUTH_MIN_KEY_LENGTH} octets`,
+        'hmacKey',
+      );
     }
   }
   const keys = Object.freeze(list.map((k) => createSecretKey(Buffer.from(k))));
@@ -287,7 +302,8 @@ export function parseProxyHeader(buf: Uint8Array, out: ProxyHeader, auth?: Proxy
     const vEnd = p + 3 + tlvLen;
     if (vEnd > total) return PROXY_ERR_LENGTH;
     if (buf[p] === PP2_TYPE_QUICLB_AUTH) {
-      if (authValue >= 0 || tlvLen !== PROXY_AUTH_VALUE_LENGTH) return auth === undefined ? PROXY_ERR_LENGTH : PROXY_ERR_AUTH;
+      if (authValue >= 0 || tlvLen !== PROXY_AUTH_VALUE_LENGTH)
+        return auth === undefined ? PROXY_ERR_LENGTH : PROXY_ERR_AUTH;
       authValue = p + 3;
     }
     p = vEnd;
@@ -397,7 +413,11 @@ export function signProxyHeader(
   nowMs: number = auth.now(),
 ): boolean {
   const v = header.length - PROXY_AUTH_VALUE_LENGTH;
-  if (v < PROXY_V2_FIXED_LENGTH + 3 || header[v - 3] !== PP2_TYPE_QUICLB_AUTH || header[v - 1] !== PROXY_AUTH_VALUE_LENGTH) {
+  if (
+    v < PROXY_V2_FIXED_LENGTH + 3 ||
+    header[v - 3] !== PP2_TYPE_QUICLB_AUTH ||
+    header[v - 1] !== PROXY_AUTH_VALUE_LENGTH
+  ) {
     return false;
   }
   header[v] = direction;
@@ -475,7 +495,8 @@ export function encodeProxyHeader(opts: ProxyHeaderOptions, payload?: Uint8Array
       out[OFF_ADDR] = PP2_TYPE_QUICLB_AUTH;
       out.writeUInt16BE(PROXY_AUTH_VALUE_LENGTH, OFF_ADDR + 1);
     }
-    if (auth !== undefined) signProxyHeader(out, payload as Uint8Array, auth, opts.direction ?? ProxyDirection.TO_BACKEND);
+    if (auth !== undefined)
+      signProxyHeader(out, payload as Uint8Array, auth, opts.direction ?? ProxyDirection.TO_BACKEND);
     return out;
   }
   const src = addressBytes(opts.srcAddr, 'srcAddr');
@@ -485,13 +506,18 @@ export function encodeProxyHeader(opts: ProxyHeaderOptions, payload?: Uint8Array
   }
   const family = src.length === 4 ? 4 : 6;
   if (opts.family !== undefined && opts.family !== family) {
-    throw new QuicWireError('ERR_PROXY_FAMILY', `family ${String(opts.family)} does not match the addresses (IPv${family})`, 'family');
+    throw new QuicWireError(
+      'ERR_PROXY_FAMILY',
+      `family ${String(opts.family)} does not match the addresses (IPv${family})`,
+      'family',
+    );
   }
   const srcPort = checkPort(opts.srcPort, 'srcPort');
   const dstPort = checkPort(opts.dstPort, 'dstPort');
   const out = Buffer.alloc(proxyHeaderLength(family, withAuth));
   writeProxyHeader(out, 0, src, srcPort, dst, dstPort, withAuth);
-  if (auth !== undefined) signProxyHeader(out, payload as Uint8Array, auth, opts.direction ?? ProxyDirection.TO_BACKEND);
+  if (auth !== undefined)
+    signProxyHeader(out, payload as Uint8Array, auth, opts.direction ?? ProxyDirection.TO_BACKEND);
   return out;
 }
 
@@ -517,7 +543,13 @@ export class ProxyHeaderTemplate {
    * Throws ERR_PROXY_ADDRESS / ERR_PROXY_PORT for a bad fixed address or port. `ringSize`
    * (default 256) sizes the pool used by {@link next}.
    */
-  constructor(opts: { fixedAddr: string; fixedPort: number; fixedSide: 'src' | 'dst'; withAuth?: boolean; ringSize?: number }) {
+  constructor(opts: {
+    fixedAddr: string;
+    fixedPort: number;
+    fixedSide: 'src' | 'dst';
+    withAuth?: boolean;
+    ringSize?: number;
+  }) {
     const fixed = addressBytes(opts.fixedAddr, 'fixedAddr');
     const port = checkPort(opts.fixedPort, 'fixedPort');
     this.family = fixed.length === 4 ? 4 : 6;

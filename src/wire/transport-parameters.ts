@@ -145,26 +145,74 @@ interface Spec {
 
 const TP = TransportParameterId;
 const SPECS: readonly Spec[] = [
-  { id: TP.ORIGINAL_DESTINATION_CONNECTION_ID, name: 'original_destination_connection_id', kind: 'cid', key: 'originalDestinationConnectionId' },
+  {
+    id: TP.ORIGINAL_DESTINATION_CONNECTION_ID,
+    name: 'original_destination_connection_id',
+    kind: 'cid',
+    key: 'originalDestinationConnectionId',
+  },
   { id: TP.MAX_IDLE_TIMEOUT, name: 'max_idle_timeout', kind: 'int', key: 'maxIdleTimeout' },
   { id: TP.STATELESS_RESET_TOKEN, name: 'stateless_reset_token', kind: 'token', key: 'statelessResetToken' },
   { id: TP.MAX_UDP_PAYLOAD_SIZE, name: 'max_udp_payload_size', kind: 'int', key: 'maxUdpPayloadSize', min: 1200 },
   { id: TP.INITIAL_MAX_DATA, name: 'initial_max_data', kind: 'int', key: 'initialMaxData' },
-  { id: TP.INITIAL_MAX_STREAM_DATA_BIDI_LOCAL, name: 'initial_max_stream_data_bidi_local', kind: 'int', key: 'initialMaxStreamDataBidiLocal' },
-  { id: TP.INITIAL_MAX_STREAM_DATA_BIDI_REMOTE, name: 'initial_max_stream_data_bidi_remote', kind: 'int', key: 'initialMaxStreamDataBidiRemote' },
-  { id: TP.INITIAL_MAX_STREAM_DATA_UNI, name: 'initial_max_stream_data_uni', kind: 'int', key: 'initialMaxStreamDataUni' },
+  {
+    id: TP.INITIAL_MAX_STREAM_DATA_BIDI_LOCAL,
+    name: 'initial_max_stream_data_bidi_local',
+    kind: 'int',
+    key: 'initialMaxStreamDataBidiLocal',
+  },
+  {
+    id: TP.INITIAL_MAX_STREAM_DATA_BIDI_REMOTE,
+    name: 'initial_max_stream_data_bidi_remote',
+    kind: 'int',
+    key: 'initialMaxStreamDataBidiRemote',
+  },
+  {
+    id: TP.INITIAL_MAX_STREAM_DATA_UNI,
+    name: 'initial_max_stream_data_uni',
+    kind: 'int',
+    key: 'initialMaxStreamDataUni',
+  },
   // RFC 9000 §4.6: max_streams above 2^60 is a TRANSPORT_PARAMETER_ERROR.
-  { id: TP.INITIAL_MAX_STREAMS_BIDI, name: 'initial_max_streams_bidi', kind: 'int', key: 'initialMaxStreamsBidi', max: 1n << 60n },
-  { id: TP.INITIAL_MAX_STREAMS_UNI, name: 'initial_max_streams_uni', kind: 'int', key: 'initialMaxStreamsUni', max: 1n << 60n },
+  {
+    id: TP.INITIAL_MAX_STREAMS_BIDI,
+    name: 'initial_max_streams_bidi',
+    kind: 'int',
+    key: 'initialMaxStreamsBidi',
+    max: 1n << 60n,
+  },
+  {
+    id: TP.INITIAL_MAX_STREAMS_UNI,
+    name: 'initial_max_streams_uni',
+    kind: 'int',
+    key: 'initialMaxStreamsUni',
+    max: 1n << 60n,
+  },
   // RFC 9000 §18.2: ack_delay_exponent above 20 and max_ack_delay of 2^14 or more are invalid.
   { id: TP.ACK_DELAY_EXPONENT, name: 'ack_delay_exponent', kind: 'int', key: 'ackDelayExponent', max: 20n },
   { id: TP.MAX_ACK_DELAY, name: 'max_ack_delay', kind: 'int', key: 'maxAckDelay', max: (1n << 14n) - 1n },
   { id: TP.DISABLE_ACTIVE_MIGRATION, name: 'disable_active_migration', kind: 'flag', key: 'disableActiveMigration' },
   { id: TP.PREFERRED_ADDRESS, name: 'preferred_address', kind: 'preferred', key: 'preferredAddress' },
   // RFC 9000 §18.2: active_connection_id_limit below 2 is invalid.
-  { id: TP.ACTIVE_CONNECTION_ID_LIMIT, name: 'active_connection_id_limit', kind: 'int', key: 'activeConnectionIdLimit', min: 2 },
-  { id: TP.INITIAL_SOURCE_CONNECTION_ID, name: 'initial_source_connection_id', kind: 'cid', key: 'initialSourceConnectionId' },
-  { id: TP.RETRY_SOURCE_CONNECTION_ID, name: 'retry_source_connection_id', kind: 'cid', key: 'retrySourceConnectionId' },
+  {
+    id: TP.ACTIVE_CONNECTION_ID_LIMIT,
+    name: 'active_connection_id_limit',
+    kind: 'int',
+    key: 'activeConnectionIdLimit',
+    min: 2,
+  },
+  {
+    id: TP.INITIAL_SOURCE_CONNECTION_ID,
+    name: 'initial_source_connection_id',
+    kind: 'cid',
+    key: 'initialSourceConnectionId',
+  },
+  {
+    id: TP.RETRY_SOURCE_CONNECTION_ID,
+    name: 'retry_source_connection_id',
+    kind: 'cid',
+    key: 'retrySourceConnectionId',
+  },
 ];
 
 function checkIntRange(spec: Spec, v: number | bigint): void {
@@ -199,7 +247,8 @@ export function decodeTransportParameters(
   let off = 0;
   while (off < buf.length) {
     const id = readVarint(buf, off);
-    if (id === VARINT_TRUNCATED) throw new QuicWireError('ERR_TP_TRUNCATED', `parameter id truncated at octet ${off}`, 'id');
+    if (id === VARINT_TRUNCATED)
+      throw new QuicWireError('ERR_TP_TRUNCATED', `parameter id truncated at octet ${off}`, 'id');
     // Ids above 2^53 - 1 can only be unknown (greasing) ones: keep them as bigint.
     const bigId = id === VARINT_TOO_LARGE ? readVarintBigInt(buf, off) : -1n;
     off += varintSizeAt(buf, off);
@@ -216,7 +265,11 @@ export function decodeTransportParameters(
     off = end;
     if (bigId >= 0n) {
       if (seenBig.has(bigId)) {
-        throw new QuicWireError('ERR_TP_DUPLICATE', `transport parameter 0x${bigId.toString(16)} appears twice`, `0x${bigId.toString(16)}`);
+        throw new QuicWireError(
+          'ERR_TP_DUPLICATE',
+          `transport parameter 0x${bigId.toString(16)} appears twice`,
+          `0x${bigId.toString(16)}`,
+        );
       }
       seenBig.add(bigId);
       (result.unknown ??= []).push({ id: bigId, value: copy(buf, start, end) });
@@ -236,7 +289,11 @@ export function decodeTransportParameters(
     switch (spec.kind) {
       case 'int': {
         if (len === 0 || varintSizeAt(buf, start) !== len) {
-          throw new QuicWireError('ERR_TP_LENGTH', `${spec.name} must be exactly one varint (length ${len})`, spec.name);
+          throw new QuicWireError(
+            'ERR_TP_LENGTH',
+            `${spec.name} must be exactly one varint (length ${len})`,
+            spec.name,
+          );
         }
         let v = readVarint(buf, start);
         if (v === VARINT_TOO_LARGE) {
@@ -329,12 +386,21 @@ export function encodeTransportParameters(params: TransportParameters): Buffer {
     const okId =
       typeof u.id === 'bigint' ? u.id >= 0n && u.id <= VARINT_MAX_BIGINT : Number.isSafeInteger(u.id) && u.id >= 0;
     if (!okId || !(u.value instanceof Uint8Array)) {
-      throw new QuicWireError('ERR_TP_VALUE', 'unknown parameter needs an integer id in 0..2^62-1 and a Uint8Array value', 'unknown');
+      throw new QuicWireError(
+        'ERR_TP_VALUE',
+        'unknown parameter needs an integer id in 0..2^62-1 and a Uint8Array value',
+        'unknown',
+      );
     }
     // Normalise: a bigint id that fits a safe number collides with the same number.
-    const key = typeof u.id === 'bigint' && u.id <= BigInt(Number.MAX_SAFE_INTEGER) ? String(Number(u.id)) : String(u.id);
+    const key =
+      typeof u.id === 'bigint' && u.id <= BigInt(Number.MAX_SAFE_INTEGER) ? String(Number(u.id)) : String(u.id);
     if (seen.has(key)) {
-      throw new QuicWireError('ERR_TP_DUPLICATE', `transport parameter 0x${u.id.toString(16)} appears twice`, 'unknown');
+      throw new QuicWireError(
+        'ERR_TP_DUPLICATE',
+        `transport parameter 0x${u.id.toString(16)} appears twice`,
+        'unknown',
+      );
     }
     seen.add(key);
     ids.push(u.id);

@@ -63,17 +63,12 @@ export function readVarint(buf: Uint8Array, offset: number): number {
     case 2:
       return (v0 << 8) | buf[offset + 1];
     case 4:
-      return (
-        v0 * 0x1000000 + ((buf[offset + 1] << 16) | (buf[offset + 2] << 8) | buf[offset + 3])
-      );
+      return v0 * 0x1000000 + ((buf[offset + 1] << 16) | (buf[offset + 2] << 8) | buf[offset + 3]);
     default: {
       // 8 octets: high 30 bits and low 32 bits.
-      const hi =
-        v0 * 0x1000000 + ((buf[offset + 1] << 16) | (buf[offset + 2] << 8) | buf[offset + 3]);
+      const hi = v0 * 0x1000000 + ((buf[offset + 1] << 16) | (buf[offset + 2] << 8) | buf[offset + 3]);
       if (hi > 0x1fffff) return VARINT_TOO_LARGE; // hi * 2^32 would exceed 2^53 - 1
-      const lo =
-        buf[offset + 4] * 0x1000000 +
-        ((buf[offset + 5] << 16) | (buf[offset + 6] << 8) | buf[offset + 7]);
+      const lo = buf[offset + 4] * 0x1000000 + ((buf[offset + 5] << 16) | (buf[offset + 6] << 8) | buf[offset + 7]);
       return hi * TWO_32 + lo;
     }
   }
@@ -144,12 +139,7 @@ export function varintLength(v: number | bigint): 1 | 2 | 4 | 8 {
  * Length field before the payload size is known). Throws `ERR_VARINT_RANGE`,
  * `ERR_VARINT_LENGTH` (forced length invalid or too small) or `ERR_BUFFER_TOO_SMALL`.
  */
-export function writeVarint(
-  buf: Uint8Array,
-  offset: number,
-  v: number | bigint,
-  length?: 1 | 2 | 4 | 8,
-): number {
+export function writeVarint(buf: Uint8Array, offset: number, v: number | bigint, length?: 1 | 2 | 4 | 8): number {
   const min = varintLength(v);
   let len: number = min;
   if (length !== undefined) {

@@ -6,7 +6,16 @@ import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BackendError, BackendSocket, type BackendPath } from '../../src/backend/index.js';
-import { AddressSet, encodeHealthProbe, encodeProxyHeader, HealthProbeKind, parseHealthProbe, parseProxyHeader, ProxyDirection, ProxyHeader } from '../../src/wire/index.js';
+import {
+  AddressSet,
+  encodeHealthProbe,
+  encodeProxyHeader,
+  HealthProbeKind,
+  parseHealthProbe,
+  parseProxyHeader,
+  ProxyDirection,
+  ProxyHeader,
+} from '../../src/wire/index.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const toClose: Array<{ close(): unknown }> = [];
@@ -43,13 +52,23 @@ function collect(b: BackendSocket): Got[] {
 }
 
 /** The backend's listen socket, to hand its handler a datagram the kernel cannot fake for us (source port 0, 100k sources). */
-const listenSocketOf = (b: BackendSocket): dgram.Socket => (b as unknown as { listenSocket: dgram.Socket }).listenSocket;
+const listenSocketOf = (b: BackendSocket): dgram.Socket =>
+  (b as unknown as { listenSocket: dgram.Socket }).listenSocket;
 const inject = (b: BackendSocket, msg: Buffer, address: string, port: number): void => {
-  listenSocketOf(b).emit('message', msg, { address, port, family: address.includes(':') ? 'IPv6' : 'IPv4', size: msg.length });
+  listenSocketOf(b).emit('message', msg, {
+    address,
+    port,
+    family: address.includes(':') ? 'IPv6' : 'IPv4',
+    size: msg.length,
+  });
 };
 
-const header = (src: string, srcPort: number, extra: Partial<Parameters<typeof encodeProxyHeader>[0]> = {}, payload?: Buffer): Buffer =>
-  encodeProxyHeader({ srcAddr: src, srcPort, dstAddr: '192.0.2.1', dstPort: 4433, ...extra }, payload);
+const header = (
+  src: string,
+  srcPort: number,
+  extra: Partial<Parameters<typeof encodeProxyHeader>[0]> = {},
+  payload?: Buffer,
+): Buffer => encodeProxyHeader({ srcAddr: src, srcPort, dstAddr: '192.0.2.1', dstPort: 4433, ...extra }, payload);
 
 describe('BackendSocket: no send throws out of a handler', () => {
   it('replies to forged clients (port 0, 0.0.0.0, a v6 client on a v4 path) are refused and counted; the LB gets nothing', async () => {
@@ -57,7 +76,9 @@ describe('BackendSocket: no send throws out of a handler', () => {
     const lb = await udp(LB);
     const got = collect(b);
     // A QUIC stack answering every datagram, as the demo server does.
-    b.on('message', (_m: Buffer, rinfo: Got['rinfo'], p: BackendPath) => b.send(Buffer.from('reply'), rinfo.address, rinfo.port, p));
+    b.on('message', (_m: Buffer, rinfo: Got['rinfo'], p: BackendPath) =>
+      b.send(Buffer.from('reply'), rinfo.address, rinfo.port, p),
+    );
     lb.send(Buffer.concat([header('192.0.2.7', 0), quic]), 25300, BE);
     lb.send(Buffer.concat([header('0.0.0.0', 443), quic]), 25300, BE);
     await waitFor('got.length === 2', () => got.length === 2, 2000);
@@ -89,7 +110,9 @@ describe('BackendSocket: no send throws out of a handler', () => {
   it('a datagram from source port 0 (direct path and LB path) draws no throw and no send', async () => {
     const b = await backend({ listen: { address: BE, port: 25301 }, allowLbAddresses: [LB] });
     const seen = collect(b);
-    b.on('message', (_m: Buffer, rinfo: Got['rinfo'], p: BackendPath) => b.send(Buffer.from('reply'), rinfo.address, rinfo.port, p));
+    b.on('message', (_m: Buffer, rinfo: Got['rinfo'], p: BackendPath) =>
+      b.send(Buffer.from('reply'), rinfo.address, rinfo.port, p),
+    );
     expect(() => {
       inject(b, quic, OTHER, 0); // plain QUIC from port 0: the stack answers rinfo.port 0
       inject(b, encodeHealthProbe(HealthProbeKind.REQUEST, randomBytes(8)) as Buffer, LB, 0); // probe from the LB's address, port 0
@@ -103,11 +126,19 @@ describe('BackendSocket: no send throws out of a handler', () => {
   });
 
   it('direct (DSR) replies to a bad port or address are refused, and a send after close() is counted, not thrown', async () => {
-    const b = await backend({ listen: { address: BE, port: 25302 }, returnPath: { mode: 'direct', vip: { address: '127.0.2.43', port: 25303 } }, allowLbAddresses: [LB] });
+    const b = await backend({
+      listen: { address: BE, port: 25302 },
+      returnPath: { mode: 'direct', vip: { address: '127.0.2.43', port: 25303 } },
+      allowLbAddresses: [LB],
+    });
     const lb = await udp(LB);
     const client = await udp('127.0.2.44');
     const got = collect(b);
-    lb.send(Buffer.concat([header('127.0.2.44', client.address().port, { dstAddr: '127.0.2.43', dstPort: 25303 }), quic]), 25302, BE);
+    lb.send(
+      Buffer.concat([header('127.0.2.44', client.address().port, { dstAddr: '127.0.2.43', dstPort: 25303 }), quic]),
+      25302,
+      BE,
+    );
     await waitFor('got.length === 1', () => got.length === 1, 2000);
     const p = got[0].path;
     b.send(Buffer.from('x'), '127.0.2.44', 0, p);
@@ -174,37 +205,65 @@ describe('BackendSocket: no reflection', () => {
     b.send(Buffer.from('back'), '192.0.2.9', 5000, got[0].path);
     lb.send(encodeHealthProbe(HealthProbeKind.REQUEST, randomBytes(8)), 25311, BE);
     await waitFor('lb.got.length === 2', () => lb.got.length === 2, 2000);
-    expect(lb.got.map((m) => (parseHealthProbe(m) === HealthProbeKind.UP ? 'probe' : 'reply')).sort()).toEqual(['probe', 'reply']);
+    expect(lb.got.map((m) => (parseHealthProbe(m) === HealthProbeKind.UP ? 'probe' : 'reply')).sort()).toEqual([
+      'probe',
+      'reply',
+    ]);
   });
 
   it('AddressSet compares octets: IPv4, IPv4-mapped and IPv6 forms, zones ignored, junk refused', () => {
     const s = new AddressSet(['10.0.0.1', '::ffff:10.0.0.2', '2001:db8::1', '10.0.0.1'], 'allow');
     expect(s.size).toBe(3);
-    expect(['10.0.0.1', '::ffff:10.0.0.1', '::FFFF:10.0.0.1', '10.0.0.2', '::ffff:a00:2', '2001:db8:0::1', '2001:db8::1%eth0'].map((a) => s.has(a))).toEqual([
-      true, true, true, true, true, true, true,
-    ]);
-    expect(['10.0.0.3', '::1', '2001:db8::2', '', 'lb.example', '10.0.0.1.5', '::ffff:10.0.0.3'].map((a) => s.has(a))).toEqual([false, false, false, false, false, false, false]);
+    expect(
+      [
+        '10.0.0.1',
+        '::ffff:10.0.0.1',
+        '::FFFF:10.0.0.1',
+        '10.0.0.2',
+        '::ffff:a00:2',
+        '2001:db8:0::1',
+        '2001:db8::1%eth0',
+      ].map((a) => s.has(a)),
+    ).toEqual([true, true, true, true, true, true, true]);
+    expect(
+      ['10.0.0.3', '::1', '2001:db8::2', '', 'lb.example', '10.0.0.1.5', '::ffff:10.0.0.3'].map((a) => s.has(a)),
+    ).toEqual([false, false, false, false, false, false, false]);
     expect(() => new AddressSet(['10.0.0.1', 'lb.example'], 'allowLbAddresses')).toThrow(
       expect.objectContaining({ code: 'ERR_ADDRESS_LITERAL', field: 'allowLbAddresses[1]' }),
     );
     // The backend kit reports it as its own error, naming its option.
-    expect(() => new BackendSocket({ listen: { address: '127.0.0.1', port: 0 }, allowLbAddresses: ['10.0.0.1', 'lb.example'] })).toThrow(
-      expect.objectContaining({ code: 'ERR_BACKEND_ADDRESS', field: 'allowLbAddresses[1]' }),
-    );
+    expect(
+      () =>
+        new BackendSocket({ listen: { address: '127.0.0.1', port: 0 }, allowLbAddresses: ['10.0.0.1', 'lb.example'] }),
+    ).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_ADDRESS', field: 'allowLbAddresses[1]' }));
   });
 
   it('needs a way to authenticate the LB: allowLbAddresses, hmacKeys + signForward, or insecureAnyLb (with a warning at bind)', async () => {
     const listen = { address: BE, port: 0 };
-    expect(() => new BackendSocket({ listen })).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_LB_UNAUTHENTICATED', field: 'allowLbAddresses' }));
-    expect(() => new BackendSocket({ listen, allowLbAddresses: [] })).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_LB_UNAUTHENTICATED' }));
-    expect(() => new BackendSocket({ listen, hmacKeys: [randomBytes(32)] })).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_LB_UNAUTHENTICATED' }));
-    expect(() => new BackendSocket({ listen, allowLbAddresses: ['lb.example'] })).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_ADDRESS' }));
-    expect(() => new BackendSocket({ listen, signForward: true, allowLbAddresses: [LB] })).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_HMAC_KEY' }));
-    expect(() => new BackendSocket({ listen, hmacKey: randomBytes(32), hmacKeys: [randomBytes(32)], signForward: true })).toThrow(BackendError);
+    expect(() => new BackendSocket({ listen })).toThrow(
+      expect.objectContaining({ code: 'ERR_BACKEND_LB_UNAUTHENTICATED', field: 'allowLbAddresses' }),
+    );
+    expect(() => new BackendSocket({ listen, allowLbAddresses: [] })).toThrow(
+      expect.objectContaining({ code: 'ERR_BACKEND_LB_UNAUTHENTICATED' }),
+    );
+    expect(() => new BackendSocket({ listen, hmacKeys: [randomBytes(32)] })).toThrow(
+      expect.objectContaining({ code: 'ERR_BACKEND_LB_UNAUTHENTICATED' }),
+    );
+    expect(() => new BackendSocket({ listen, allowLbAddresses: ['lb.example'] })).toThrow(
+      expect.objectContaining({ code: 'ERR_BACKEND_ADDRESS' }),
+    );
+    expect(() => new BackendSocket({ listen, signForward: true, allowLbAddresses: [LB] })).toThrow(
+      expect.objectContaining({ code: 'ERR_BACKEND_HMAC_KEY' }),
+    );
+    expect(
+      () => new BackendSocket({ listen, hmacKey: randomBytes(32), hmacKeys: [randomBytes(32)], signForward: true }),
+    ).toThrow(BackendError);
     expect(() => new BackendSocket({ listen, hmacKeys: [randomBytes(32), randomBytes(8)], signForward: true })).toThrow(
       expect.objectContaining({ code: 'ERR_BACKEND_HMAC_KEY', field: 'hmacKeys[1]' }),
     );
-    expect(() => new BackendSocket({ listen, allowLbAddresses: [LB], maxTrackedPaths: 0 })).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_RANGE' }));
+    expect(() => new BackendSocket({ listen, allowLbAddresses: [LB], maxTrackedPaths: 0 })).toThrow(
+      expect.objectContaining({ code: 'ERR_BACKEND_RANGE' }),
+    );
     // A return port the listen socket could never send to is refused up front.
     const v6 = { address: '::', port: 0 };
     for (const [l, address, port] of [
@@ -213,11 +272,16 @@ describe('BackendSocket: no reflection', () => {
       [listen, '0.0.0.0', 4440],
       [listen, '10.0.0.1', 0],
     ] as const) {
-      expect(() => new BackendSocket({ listen: l, allowLbAddresses: [LB], returnPath: { mode: 'via-lb', address, port } }), `${address}:${port}`).toThrow(
-        expect.objectContaining({ code: 'ERR_BACKEND_ADDRESS', field: 'returnPath.address' }),
-      );
+      expect(
+        () => new BackendSocket({ listen: l, allowLbAddresses: [LB], returnPath: { mode: 'via-lb', address, port } }),
+        `${address}:${port}`,
+      ).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_ADDRESS', field: 'returnPath.address' }));
     }
-    const mapped = new BackendSocket({ listen: v6, allowLbAddresses: [LB], returnPath: { mode: 'via-lb', address: '::ffff:10.0.0.1', port: 4440 } });
+    const mapped = new BackendSocket({
+      listen: v6,
+      allowLbAddresses: [LB],
+      returnPath: { mode: 'via-lb', address: '::ffff:10.0.0.1', port: 4440 },
+    });
     await mapped.close();
     const warnings: string[] = [];
     const insecure = new BackendSocket({ listen, insecureAnyLb: true });
@@ -234,7 +298,13 @@ describe('BackendSocket: no reflection', () => {
 
   it('without an allow list (HMAC only), probes are answered at most probeReplyRate per second: a forged flood reflects a bounded trickle', async () => {
     let now = 1_000_000;
-    const b = await backend({ listen: { address: BE, port: 25312 }, hmacKeys: [randomBytes(32)], signForward: true, probeReplyRate: 10, now: () => now });
+    const b = await backend({
+      listen: { address: BE, port: 25312 },
+      hmacKeys: [randomBytes(32)],
+      signForward: true,
+      probeReplyRate: 10,
+      now: () => now,
+    });
     const probe = encodeHealthProbe(HealthProbeKind.REQUEST, randomBytes(8)) as Buffer;
     const victim = await udp(OTHER);
     for (let i = 0; i < 50; i++) inject(b, probe, OTHER, victim.address().port);
@@ -273,7 +343,12 @@ describe('BackendSocket: bounded state and key rotation', () => {
   }, 30_000);
 
   it('maxTrackedPaths: the oldest client goes first; a send without a path then falls back to the listen socket', async () => {
-    const b = await backend({ listen: { address: BE, port: 25321 }, allowLbAddresses: [LB], trackPaths: true, maxTrackedPaths: 2 });
+    const b = await backend({
+      listen: { address: BE, port: 25321 },
+      allowLbAddresses: [LB],
+      trackPaths: true,
+      maxTrackedPaths: 2,
+    });
     const lb = await udp(LB);
     const got = collect(b);
     for (const port of [1001, 1002, 1003]) lb.send(Buffer.concat([header('192.0.2.9', port), quic]), 25321, BE);
@@ -290,12 +365,20 @@ describe('BackendSocket: bounded state and key rotation', () => {
   it('setKeys under traffic: headers signed with the old and the new key both verify during rotation; replies use the first key', async () => {
     const oldKey = randomBytes(32);
     const newKey = randomBytes(32);
-    const b = await backend({ listen: { address: BE, port: 25322 }, hmacKeys: [oldKey], signForward: true, allowLbAddresses: [LB] });
+    const b = await backend({
+      listen: { address: BE, port: 25322 },
+      hmacKeys: [oldKey],
+      signForward: true,
+      allowLbAddresses: [LB],
+    });
     const lb = await udp(LB);
     const got = collect(b);
     const signed = (key: Buffer, port: number): Buffer => {
       const payload = Buffer.concat([quic, Buffer.from([port & 255])]);
-      return Buffer.concat([header('192.0.2.9', port, { hmacKey: key, direction: ProxyDirection.TO_BACKEND }, payload), payload]);
+      return Buffer.concat([
+        header('192.0.2.9', port, { hmacKey: key, direction: ProxyDirection.TO_BACKEND }, payload),
+        payload,
+      ]);
     };
     const send = async (key: Buffer, ports: number[]): Promise<void> => {
       for (const p of ports) lb.send(signed(key, p), 25322, BE);
@@ -326,7 +409,9 @@ describe('BackendSocket: bounded state and key rotation', () => {
     expect(b.stats.dropped.auth).toBe(2);
     // A bad list is refused and the running keys stay.
     expect(() => b.setKeys([])).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_HMAC_KEY' }));
-    expect(() => b.setKeys([randomBytes(15)])).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_HMAC_KEY', field: 'hmacKeys[0]' }));
+    expect(() => b.setKeys([randomBytes(15)])).toThrow(
+      expect.objectContaining({ code: 'ERR_BACKEND_HMAC_KEY', field: 'hmacKeys[0]' }),
+    );
     await send(newKey, [10]);
     expect(got.at(-1)?.rinfo.port).toBe(10);
   });

@@ -4,7 +4,13 @@
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BackendError, BackendSocket, buildPreferredAddress, createBackendCids, type BackendPath } from '../../src/backend/index.js';
+import {
+  BackendError,
+  BackendSocket,
+  buildPreferredAddress,
+  createBackendCids,
+  type BackendPath,
+} from '../../src/backend/index.js';
 import {
   decodePreferredAddress,
   encodeHealthProbe,
@@ -44,7 +50,9 @@ async function backend(opts: ConstructorParameters<typeof BackendSocket>[0]): Pr
 
 type Got = { msg: Buffer; rinfo: { address: string; port: number }; path: BackendPath };
 function nextMessage(b: BackendSocket): Promise<Got> {
-  return new Promise((resolve) => b.once('message', (msg: Buffer, rinfo: Got['rinfo'], path: BackendPath) => resolve({ msg, rinfo, path })));
+  return new Promise((resolve) =>
+    b.once('message', (msg: Buffer, rinfo: Got['rinfo'], path: BackendPath) => resolve({ msg, rinfo, path })),
+  );
 }
 
 const quic = Buffer.concat([Buffer.of(0x41), randomBytes(60)]);
@@ -86,7 +94,14 @@ describe('BackendSocket', () => {
     await new Promise<void>((r) => lb.bind(0, '::1', () => r()));
     toClose.push({ close: () => new Promise<void>((r) => lb.close(() => r())) });
     const got = nextMessage(b);
-    lb.send(Buffer.concat([encodeProxyHeader({ srcAddr: '2001:db8::7', srcPort: 443, dstAddr: '2001:db8::1', dstPort: 4433 }), quic]), 25210, '::1');
+    lb.send(
+      Buffer.concat([
+        encodeProxyHeader({ srcAddr: '2001:db8::7', srcPort: 443, dstAddr: '2001:db8::1', dstPort: 4433 }),
+        quic,
+      ]),
+      25210,
+      '::1',
+    );
     const m = await got;
     expect(m.rinfo).toEqual({ address: '2001:db8::7', port: 443 });
     expect(m.path.name).toBe('lb:[2001:db8::1]:4433');
@@ -103,10 +118,22 @@ describe('BackendSocket', () => {
 
   it('sends replies to a configured return port instead, and uses the last path when send() gets none (trackPaths)', async () => {
     const ret = await udp('127.0.2.32');
-    const b = await backend({ listen: { address: '127.0.2.30', port: 25201 }, returnPath: { mode: 'via-lb', address: '127.0.2.32', port: ret.address().port }, trackPaths: true, allowLbAddresses: [LB] });
+    const b = await backend({
+      listen: { address: '127.0.2.30', port: 25201 },
+      returnPath: { mode: 'via-lb', address: '127.0.2.32', port: ret.address().port },
+      trackPaths: true,
+      allowLbAddresses: [LB],
+    });
     const lb = await udp('127.0.2.31');
     const got = nextMessage(b);
-    lb.send(Buffer.concat([encodeProxyHeader({ srcAddr: '192.0.2.8', srcPort: 1234, dstAddr: '127.0.2.31', dstPort: 4433 }), quic]), 25201, '127.0.2.30');
+    lb.send(
+      Buffer.concat([
+        encodeProxyHeader({ srcAddr: '192.0.2.8', srcPort: 1234, dstAddr: '127.0.2.31', dstPort: 4433 }),
+        quic,
+      ]),
+      25201,
+      '127.0.2.30',
+    );
     await got;
     const reply = next(ret);
     b.send(Buffer.from('x'), '192.0.2.8', 1234);
@@ -117,7 +144,11 @@ describe('BackendSocket', () => {
   });
 
   it('delivers plain QUIC datagrams (after migration) on a direct path and answers from the same socket', async () => {
-    const b = await backend({ listen: { address: '127.0.2.30', port: 25202 }, unicast: [{ address: '127.0.2.33', port: 25203 }], allowLbAddresses: [LB] });
+    const b = await backend({
+      listen: { address: '127.0.2.30', port: 25202 },
+      unicast: [{ address: '127.0.2.33', port: 25203 }],
+      allowLbAddresses: [LB],
+    });
     const client = await udp('127.0.2.34');
     const got = nextMessage(b);
     client.send(quic, 25203, '127.0.2.33');
@@ -155,7 +186,12 @@ describe('BackendSocket', () => {
 
   it('drops malformed headers, senders outside allowLbAddresses and unsigned headers when a key is set (counted, no throw)', async () => {
     const key = randomBytes(32);
-    const b = await backend({ listen: { address: '127.0.2.30', port: 25205 }, hmacKey: key, signForward: true, allowLbAddresses: ['127.0.2.31'] });
+    const b = await backend({
+      listen: { address: '127.0.2.30', port: 25205 },
+      hmacKey: key,
+      signForward: true,
+      allowLbAddresses: ['127.0.2.31'],
+    });
     const lb = await udp('127.0.2.31');
     const other = await udp('127.0.2.35');
     const delivered: Buffer[] = [];
@@ -165,8 +201,28 @@ describe('BackendSocket', () => {
     bad[12] = 0x31; // version 3
     lb.send(bad, 25205, '127.0.2.30');
     lb.send(Buffer.concat([plainHdr, quic]), 25205, '127.0.2.30'); // unsigned
-    other.send(Buffer.concat([encodeProxyHeader({ srcAddr: '192.0.2.9', srcPort: 1, dstAddr: '127.0.2.31', dstPort: 4433, hmacKey: key }, quic), quic]), 25205, '127.0.2.30');
-    const signed = encodeProxyHeader({ srcAddr: '192.0.2.9', srcPort: 1, dstAddr: '127.0.2.31', dstPort: 4433, hmacKey: key, direction: ProxyDirection.TO_BACKEND }, quic);
+    other.send(
+      Buffer.concat([
+        encodeProxyHeader(
+          { srcAddr: '192.0.2.9', srcPort: 1, dstAddr: '127.0.2.31', dstPort: 4433, hmacKey: key },
+          quic,
+        ),
+        quic,
+      ]),
+      25205,
+      '127.0.2.30',
+    );
+    const signed = encodeProxyHeader(
+      {
+        srcAddr: '192.0.2.9',
+        srcPort: 1,
+        dstAddr: '127.0.2.31',
+        dstPort: 4433,
+        hmacKey: key,
+        direction: ProxyDirection.TO_BACKEND,
+      },
+      quic,
+    );
     const reply = next(lb);
     const got = nextMessage(b);
     lb.send(Buffer.concat([signed, quic]), 25205, '127.0.2.30');
@@ -184,11 +240,27 @@ describe('BackendSocket', () => {
   });
 
   it('direct (DSR) mode answers LB-delivered clients from the VIP itself', async () => {
-    const b = await backend({ listen: { address: '127.0.2.30', port: 25206 }, returnPath: { mode: 'direct', vip: { address: '127.0.2.36', port: 25207 } }, allowLbAddresses: [LB] });
+    const b = await backend({
+      listen: { address: '127.0.2.30', port: 25206 },
+      returnPath: { mode: 'direct', vip: { address: '127.0.2.36', port: 25207 } },
+      allowLbAddresses: [LB],
+    });
     const lb = await udp('127.0.2.31');
     const client = await udp('127.0.2.37');
     const got = nextMessage(b);
-    lb.send(Buffer.concat([encodeProxyHeader({ srcAddr: '127.0.2.37', srcPort: client.address().port, dstAddr: '127.0.2.36', dstPort: 25207 }), quic]), 25206, '127.0.2.30');
+    lb.send(
+      Buffer.concat([
+        encodeProxyHeader({
+          srcAddr: '127.0.2.37',
+          srcPort: client.address().port,
+          dstAddr: '127.0.2.36',
+          dstPort: 25207,
+        }),
+        quic,
+      ]),
+      25206,
+      '127.0.2.30',
+    );
     const m = await got;
     const reply = next(client);
     b.send(Buffer.from('from vip'), m.rinfo.address, m.rinfo.port, m.path);
@@ -207,10 +279,22 @@ describe('BackendSocket', () => {
   });
 
   it('rejects bad options with typed errors', () => {
-    expect(() => new BackendSocket({ listen: { address: '127.0.2.30', port: 0 }, returnPath: { mode: 'bogus' } as never, allowLbAddresses: [LB] })).toThrow(BackendError);
-    expect(() => new BackendSocket({ listen: { address: '127.0.2.30', port: 0 }, returnPath: { mode: 'via-lb', address: '127.0.0.1' }, allowLbAddresses: [LB] })).toThrow(
-      expect.objectContaining({ code: 'ERR_BACKEND_ADDRESS', field: 'returnPath.port' }),
-    );
+    expect(
+      () =>
+        new BackendSocket({
+          listen: { address: '127.0.2.30', port: 0 },
+          returnPath: { mode: 'bogus' } as never,
+          allowLbAddresses: [LB],
+        }),
+    ).toThrow(BackendError);
+    expect(
+      () =>
+        new BackendSocket({
+          listen: { address: '127.0.2.30', port: 0 },
+          returnPath: { mode: 'via-lb', address: '127.0.0.1' },
+          allowLbAddresses: [LB],
+        }),
+    ).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_ADDRESS', field: 'returnPath.port' }));
   });
 });
 
@@ -228,7 +312,9 @@ describe('createBackendCids and buildPreferredAddress', () => {
     expect(Buffer.from(decodeServerId(config, cid) ?? []).toString('hex')).toBe('0709');
     expect(Buffer.from(cids.resetToken(cid)).equals(Buffer.from(statelessResetToken(resetKey, cid)))).toBe(true);
     expect(cids.allowsAdditionalCids).toBe(true);
-    expect(() => createBackendCids(encoder, randomBytes(8))).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_RESET_KEY' }));
+    expect(() => createBackendCids(encoder, randomBytes(8))).toThrow(
+      expect.objectContaining({ code: 'ERR_BACKEND_RESET_KEY' }),
+    );
   });
 
   it('builds a preferred_address whose CID is routable and whose token matches', () => {
@@ -238,7 +324,9 @@ describe('createBackendCids and buildPreferredAddress', () => {
     expect(Buffer.from(back.connectionId).equals(Buffer.from(preferredAddress.connectionId))).toBe(true);
     expect(Buffer.from(decodeServerId(config, back.connectionId) ?? []).toString('hex')).toBe('0709');
     expect(Buffer.from(back.statelessResetToken).equals(Buffer.from(cids.resetToken(back.connectionId)))).toBe(true);
-    expect(() => buildPreferredAddress({ cids })).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_ADDRESS', field: 'ipv4' }));
+    expect(() => buildPreferredAddress({ cids })).toThrow(
+      expect.objectContaining({ code: 'ERR_BACKEND_ADDRESS', field: 'ipv4' }),
+    );
     expect(() => buildPreferredAddress({ ipv4: { address: '::1', port: 1 }, cids })).toThrow(BackendError);
     expect(() => buildPreferredAddress({ ipv4: { address: '127.0.0.2', port: 70000 }, cids })).toThrow(QuicWireError);
   });

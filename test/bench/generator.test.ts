@@ -10,20 +10,37 @@ import { sleep } from '../helpers/wait.js';
 const scheme: CidScheme = { configId: 0, serverIdLength: 2, nonceLength: 6, serverIds: [0x0a0b, 0x0c0d] };
 
 /** `from` is the sender's address:port (the client side of the 4-tuple). */
-interface Seen { conn: number; kind: number; from: string; at: 'A' | 'B'; dcid: Buffer }
+interface Seen {
+  conn: number;
+  kind: number;
+  from: string;
+  at: 'A' | 'B';
+  dcid: Buffer;
+}
 
 describe('Generator', () => {
   const seen: Seen[] = [];
   let a: Socket;
   let b: Socket;
   const owner = new Int8Array(6).fill(-1);
-  const gen = new Generator({ conns: 6, sourceAddresses: ['127.0.3.50', '127.0.3.51'], packetSize: 300, seed: 9, schemes: { plaintext: scheme }, spareShare: 0.5 }, owner);
+  const gen = new Generator(
+    {
+      conns: 6,
+      sourceAddresses: ['127.0.3.50', '127.0.3.51'],
+      packetSize: 300,
+      seed: 9,
+      schemes: { plaintext: scheme },
+      spareShare: 0.5,
+    },
+    owner,
+  );
 
   const listen = async (host: string, at: 'A' | 'B'): Promise<Socket> => {
     const s = createSocket('udp4');
     s.on('message', (m: Buffer, r: RemoteInfo) => {
       const t: Trailer = { trial: 0, conn: 0, seq: 0, kind: 0, length: 0, sendTimeUs: 0 };
-      if (readTrailer(m, t)) seen.push({ conn: t.conn, kind: t.kind, from: `${r.address}:${r.port}`, at, dcid: m.subarray(1, 10) });
+      if (readTrailer(m, t))
+        seen.push({ conn: t.conn, kind: t.kind, from: `${r.address}:${r.port}`, at, dcid: m.subarray(1, 10) });
     });
     await new Promise<void>((r) => s.bind(0, host, () => r()));
     return s;
@@ -43,7 +60,7 @@ describe('Generator', () => {
     for (const s of [a, b]) await new Promise<void>((r) => s.close(() => r()));
   });
 
-  it('sends one Initial per connection from its own source port, then short headers with the owner\'s CIDs', async () => {
+  it("sends one Initial per connection from its own source port, then short headers with the owner's CIDs", async () => {
     await gen.connect(target(a, '127.0.3.52'));
     const hs = await gen.handshake(1, 5000);
     expect(hs.sent).toBe(6);
@@ -78,8 +95,14 @@ describe('Generator', () => {
     for (const s of seen) portOf.set(s.conn, s.from);
     seen.length = 0;
     const run = await gen.run({
-      trial: 4, rate: 2000, durationMs: 200, targets: [target(a, '127.0.3.52'), target(b, '127.0.3.53')],
-      events: [{ atMs: 50, type: 'switch', share: 1, instance: 1 }, { atMs: 120, type: 'rebind', share: 0.5 }],
+      trial: 4,
+      rate: 2000,
+      durationMs: 200,
+      targets: [target(a, '127.0.3.52'), target(b, '127.0.3.53')],
+      events: [
+        { atMs: 50, type: 'switch', share: 1, instance: 1 },
+        { atMs: 120, type: 'rebind', share: 0.5 },
+      ],
     });
     await settle(run.sent);
     const atB = seen.filter((s) => s.at === 'B');

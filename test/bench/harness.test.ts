@@ -37,11 +37,13 @@ describe('routing harness end to end (tiny profile)', () => {
     expect(json.commit).toMatch(/^[0-9a-f]{7,}/);
     expect(Number.isNaN(Date.parse(json.date))).toBe(false);
     for (const r of json.results) {
-      for (const k of ['pps', 'loss', 'cpu_us_per_packet', 'p50_us', 'p99_us', 'correct_ratio', 'rss_mb'] as const) expect(r, `${r.router}/${r.scenario}`).toHaveProperty(k);
+      for (const k of ['pps', 'loss', 'cpu_us_per_packet', 'p50_us', 'p99_us', 'correct_ratio', 'rss_mb'] as const)
+        expect(r, `${r.router}/${r.scenario}`).toHaveProperty(k);
       expect(r.pps).toBeGreaterThan(0);
       expect(r.rss_mb).toBeGreaterThan(0);
     }
-    const row = (router: string, scenario: string) => json.results.find((r) => r.router === router && r.scenario === scenario);
+    const row = (router: string, scenario: string) =>
+      json.results.find((r) => r.router === router && r.scenario === scenario);
     const bare = row('bare-relay', 'steady')!;
     expect(bare.correct_ratio).toBe(1);
     expect(bare.cpu_us_per_packet).toBeGreaterThan(0);
@@ -90,7 +92,10 @@ describe('routing harness end to end (tiny profile)', () => {
     for (const id of ['quic-lb-four-pass', 'redis-per-packet']) {
       const steps = res.rate_search[id];
       expect(steps.length, id).toBeGreaterThan(0);
-      expect(steps.some((s) => s.pass), id).toBe(true);
+      expect(
+        steps.some((s) => s.pass),
+        id,
+      ).toBe(true);
       const steady = res.results.find((r) => r.router === id && r.scenario === 'steady')!;
       // The row's rate is the best passing native step; its latency and echo come from the Node generator.
       expect(steady.pps, id).toBe(Math.max(...steps.filter((s) => s.pass).map((s) => s.pps)));

@@ -58,7 +58,13 @@ describe('native load tools', () => {
       count++;
       const t = m.length - NATIVE_TRAILER_LENGTH;
       const flow = m.readUInt32BE(t + 4);
-      if (m.readUInt16BE(t) !== NATIVE_TRAILER_MAGIC || m.readUInt16BE(t + 2) !== 9 || m.readUInt16BE(t + 12) !== m.length || m.length !== 300) bad++;
+      if (
+        m.readUInt16BE(t) !== NATIVE_TRAILER_MAGIC ||
+        m.readUInt16BE(t + 2) !== 9 ||
+        m.readUInt16BE(t + 12) !== m.length ||
+        m.length !== 300
+      )
+        bad++;
       // The datagram's body is the harness's packet (first octet, CID), untouched.
       if (!m.subarray(0, 9).equals(Buffer.from(packets[flow].data.subarray(0, 9)))) bad++;
       const p = portOfFlow.get(flow);
@@ -68,7 +74,16 @@ describe('native load tools', () => {
     });
     try {
       const started = process.hrtime.bigint();
-      const r = await runBlast(tools, { file, dest: { host: '127.0.3.40', port: rx.address().port }, rate: 20_000, count: 3000, src: ['127.0.3.41', '127.0.3.42'], sockets: 3, batch: 16, trial: 9 });
+      const r = await runBlast(tools, {
+        file,
+        dest: { host: '127.0.3.40', port: rx.address().port },
+        rate: 20_000,
+        count: 3000,
+        src: ['127.0.3.41', '127.0.3.42'],
+        sockets: 3,
+        batch: 16,
+        trial: 9,
+      });
       const wallUs = Number(process.hrtime.bigint() - started) / 1000;
       expect(r.sent).toBe(3000);
       expect(r.attempted).toBe(3000);
@@ -99,7 +114,12 @@ describe('native load tools', () => {
     const owners = Uint8Array.from([0, 1, 2, 3, 4]);
     for (const alg of ['plaintext', 'four-pass'] as const) {
       const s = schemes[alg];
-      const config = createConfig({ configId: s.configId, serverIdLength: s.serverIdLength, nonceLength: s.nonceLength, ...(s.key ? { key: Uint8Array.from(Buffer.from(s.key, 'hex')) } : {}) });
+      const config = createConfig({
+        configId: s.configId,
+        serverIdLength: s.serverIdLength,
+        nonceLength: s.nonceLength,
+        ...(s.key ? { key: Uint8Array.from(Buffer.from(s.key, 'hex')) } : {}),
+      });
       const packets = buildFlowPackets(s, owners, 200, 1);
       for (const [f, p] of packets.entries()) {
         expect(p.data[0] & 0xc0).toBe(0x40);
@@ -129,7 +149,8 @@ describe('native load tools', () => {
         return b;
       };
       const proxy = encodeProxyHeader({ srcAddr: '127.0.3.45', srcPort: 4444, dstAddr: '127.0.3.1', dstPort: 443 });
-      const send = (b: Buffer, sink: number): Promise<void> => new Promise((r) => tx.send(b, sinks.ports[sink], `127.0.3.${43 + sink}`, () => r()));
+      const send = (b: Buffer, sink: number): Promise<void> =>
+        new Promise((r) => tx.send(b, sinks.ports[sink], `127.0.3.${43 + sink}`, () => r()));
       // 40 datagrams of flow 0 at its owner (sink 0) behind a PROXY header, 30 of flow 1 at its
       // owner (sink 1) bare, 5 of flow 2 at sink 1 (wrong), 6 of flow 3 (any owner) at sink 1.
       let seq = 0;
@@ -168,7 +189,7 @@ describe('native load tools', () => {
     }
   });
 
-  it('udp-sink learns a flow\'s owner from its first datagram (owner 254) and counts later ones elsewhere as wrong, per trial', async () => {
+  it("udp-sink learns a flow's owner from its first datagram (owner 254) and counts later ones elsewhere as wrong, per trial", async () => {
     const sinks = await NativeSinks.start(tools, ['127.0.3.46', '127.0.3.47'], 2);
     const tx = createSocket('udp4');
     await new Promise<void>((r) => tx.bind(0, '127.0.3.48', () => r()));
@@ -186,7 +207,8 @@ describe('native load tools', () => {
         b.writeUInt16BE(80, t + 12);
         return b;
       };
-      const send = (b: Buffer, sink: number): Promise<void> => new Promise((r) => tx.send(b, sinks.ports[sink], `127.0.3.${46 + sink}`, () => r()));
+      const send = (b: Buffer, sink: number): Promise<void> =>
+        new Promise((r) => tx.send(b, sinks.ports[sink], `127.0.3.${46 + sink}`, () => r()));
       const settle = async (want: number): Promise<SinkReport> => {
         let st = await sinks.report();
         for (let i = 0; i < 100 && st.received < want; i++) {
@@ -227,7 +249,13 @@ describe('native load tools', () => {
     const sinks = await NativeSinks.start(tools, sinkAddrs, flows, ['--per-flow']);
     let lb: RouterHandle | undefined;
     try {
-      const env: Env = { sinks: sinkAddrs.map((a, i) => `${a}:${sinks.ports[i]}`), serverIds: SERVER_IDS, schemes, tmp: dir, maxFlows: flows };
+      const env: Env = {
+        sinks: sinkAddrs.map((a, i) => `${a}:${sinks.ports[i]}`),
+        serverIds: SERVER_IDS,
+        schemes,
+        tmp: dir,
+        maxFlows: flows,
+      };
       lb = await quicLbRouter('four-pass', 2).start(env, [0, 1, 2, 3], '127.0.3.50');
       const owners = Uint8Array.from({ length: flows }, (_, f) => f % 4);
       const file = path.join(dir, 'lb.bin');
@@ -235,7 +263,15 @@ describe('native load tools', () => {
       const ownersFile = path.join(dir, 'lb.owners');
       writeFileSync(ownersFile, owners);
       await sinks.reset(11, ownersFile);
-      const r = await runBlast(tools, { file, dest: lb.target, rate: 5000, count: 1000, src: ['127.0.3.51'], sockets: flows, trial: 11 });
+      const r = await runBlast(tools, {
+        file,
+        dest: lb.target,
+        rate: 5000,
+        count: 1000,
+        src: ['127.0.3.51'],
+        sockets: flows,
+        trial: 11,
+      });
       expect(r.sent).toBe(1000);
       let st = await sinks.report();
       for (let i = 0; i < 100 && st.received < 1000; i++) {
@@ -276,16 +312,33 @@ describe('native load tools', () => {
     expect(res.params.load_tools).toBe(NATIVE_LOAD_TOOLS);
     const cpu = res.params.load_tools_cpu_us_per_packet as { blast: number; sink: number };
     expect(cpu.blast).toBeGreaterThan(0);
-    expect(res.results.filter((r) => r.scenario === 'steady').map((r) => r.router)).toEqual(['bare-relay', 'quic-lb-plaintext', 'quic-lb-plaintext-w2']);
+    expect(res.results.filter((r) => r.scenario === 'steady').map((r) => r.router)).toEqual([
+      'bare-relay',
+      'quic-lb-plaintext',
+      'quic-lb-plaintext-w2',
+    ]);
     // Two rounds each; the budget phase only for the pair it names, under its own keys.
-    expect(Object.keys(res.rounds!).sort()).toEqual(['bare-relay', 'quic-lb-plaintext', 'quic-lb-plaintext-w2', 'quic-lb-plaintext-w2@budget', 'quic-lb-plaintext@budget']);
+    expect(Object.keys(res.rounds!).sort()).toEqual([
+      'bare-relay',
+      'quic-lb-plaintext',
+      'quic-lb-plaintext-w2',
+      'quic-lb-plaintext-w2@budget',
+      'quic-lb-plaintext@budget',
+    ]);
     for (const v of Object.values(res.rounds!)) expect(v).toHaveLength(2);
-    expect(res.results.filter((r) => r.scenario === 'cpu-budget').map((r) => r.router)).toEqual(['quic-lb-plaintext', 'quic-lb-plaintext-w2']);
+    expect(res.results.filter((r) => r.scenario === 'cpu-budget').map((r) => r.router)).toEqual([
+      'quic-lb-plaintext',
+      'quic-lb-plaintext-w2',
+    ]);
     expect(res.params.worker_budget).toMatchObject({ cpus_per_worker: 0.5 });
     expect(res.targets.map((t) => t.name)).toContain('plaintext, 2 workers vs 1 worker, each worker <= 0.5 CPU');
     for (const r of res.results) {
-      expect(res.rate_search[r.scenario === 'cpu-budget' ? `${r.router}@budget` : r.router].map((s) => s.round)).toContain(2);
-      expect(r.pps).toBe(median(res.rounds![r.scenario === 'cpu-budget' ? `${r.router}@budget` : r.router].map((q) => q.pps)));
+      expect(
+        res.rate_search[r.scenario === 'cpu-budget' ? `${r.router}@budget` : r.router].map((s) => s.round),
+      ).toContain(2);
+      expect(r.pps).toBe(
+        median(res.rounds![r.scenario === 'cpu-budget' ? `${r.router}@budget` : r.router].map((q) => q.pps)),
+      );
       expect(r.correct_ratio).toBe(1);
       expect(r.misdelivered).toBe(0);
       if (r.scenario === 'steady') {

@@ -21,13 +21,18 @@ describe('nginx stream UDP proxy peer', () => {
   });
 
   it('generates a loopback-only stream config that loads the module', () => {
-    const conf = nginxConfig({ listen: { host: '127.0.3.40', port: 30100 }, backends: ['127.0.3.41:30101', '127.0.3.42:30102'] });
+    const conf = nginxConfig({
+      listen: { host: '127.0.3.40', port: 30100 },
+      backends: ['127.0.3.41:30101', '127.0.3.42:30102'],
+    });
     expect(conf).toContain(`load_module ${NGINX_STREAM_MODULE};`);
     expect(conf).toContain('listen 127.0.3.40:30100 udp rcvbuf=8m;');
     expect(conf).toContain('server 127.0.3.41:30101;');
     expect(conf).toContain('hash $remote_addr$remote_port consistent;');
     expect(conf).not.toContain('daemon'); // given on the command line, once
-    expect(nginxConfig({ listen: { host: '127.0.3.40', port: 1 }, backends: ['127.0.3.41:2'], balance: 'round-robin' })).not.toContain('hash ');
+    expect(
+      nginxConfig({ listen: { host: '127.0.3.40', port: 1 }, backends: ['127.0.3.41:2'], balance: 'round-robin' }),
+    ).not.toContain('hash ');
   });
 
   it('starts nginx, relays a datagram to the backend and stops by PID', async () => {
@@ -39,7 +44,9 @@ describe('nginx stream UDP proxy peer', () => {
     const pid = nginx.pid;
     try {
       expect(readFileSync(path.join(nginx.dir, 'nginx.pid'), 'utf8').trim()).toBe(String(pid));
-      const got = new Promise<{ msg: Buffer; from: string }>((resolve) => backend.once('message', (msg, r) => resolve({ msg, from: r.address })));
+      const got = new Promise<{ msg: Buffer; from: string }>((resolve) =>
+        backend.once('message', (msg, r) => resolve({ msg, from: r.address })),
+      );
       const payload = Buffer.from('quic-lb bench datagram via nginx');
       client.send(payload, listen.port, listen.host);
       const { msg, from } = await got;

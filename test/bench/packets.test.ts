@@ -27,7 +27,12 @@ describe('bench packets', () => {
   });
 
   it('puts the minted CID right after the first octet of a short header; it decodes to the owner', () => {
-    const config = createConfig({ configId: 2, serverIdLength: 2, nonceLength: 6, key: Uint8Array.from(Buffer.from('8f95f09245765f80256934e50c66207f', 'hex')) });
+    const config = createConfig({
+      configId: 2,
+      serverIdLength: 2,
+      nonceLength: 6,
+      key: Uint8Array.from(Buffer.from('8f95f09245765f80256934e50c66207f', 'hex')),
+    });
     const sid = Uint8Array.of(0x03, 0x03);
     const cid = encodeConnectionId(config, sid, new Uint8Array(6).fill(7));
     const p = buildShort(new Prng(1), 1200, 1, 5, cid);

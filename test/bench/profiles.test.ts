@@ -5,8 +5,17 @@ import { parseArgs } from '../../bench/routers/args.js';
 
 describe('bench profiles', () => {
   it('applies traffic overrides from the command line', () => {
-    const p = withOverrides(PROFILES.quick, parseArgs(['--conns', '50', '--size=600', '--rebind-share', '0.25', '--memory-steps', '100,1000']));
-    expect(p).toMatchObject({ conns: 50, packetSize: 600, rebindShare: 0.25, memorySteps: [100, 1000], trialMs: PROFILES.quick.trialMs });
+    const p = withOverrides(
+      PROFILES.quick,
+      parseArgs(['--conns', '50', '--size=600', '--rebind-share', '0.25', '--memory-steps', '100,1000']),
+    );
+    expect(p).toMatchObject({
+      conns: 50,
+      packetSize: 600,
+      rebindShare: 0.25,
+      memorySteps: [100, 1000],
+      trialMs: PROFILES.quick.trialMs,
+    });
     expect(PROFILES.quick.conns).toBe(500); // the profile itself is untouched
   });
 
@@ -18,6 +27,7 @@ describe('bench profiles', () => {
   });
 
   it('keeps redis-restart last (it empties the map later Redis trials would start from)', () => {
-    for (const p of Object.values(PROFILES)) if (p.scenarios.includes('redis-restart')) expect(p.scenarios.at(-1)).toBe('redis-restart');
+    for (const p of Object.values(PROFILES))
+      if (p.scenarios.includes('redis-restart')) expect(p.scenarios.at(-1)).toBe('redis-restart');
   });
 });

@@ -41,7 +41,21 @@ describe.each(['per-packet', 'cache'] as const)('Redis-mapped router (%s)', (mod
     sinkAddrs = ports.map((p, i) => `127.0.3.${30 + i}:${p}`);
     router = await spawnReady(
       process.execPath,
-      ['--import', 'tsx', path.join(repoRoot, 'bench/routers/redis-router.ts'), '--listen', '127.0.3.32:0', '--redis', String(redis.port), '--backends', sinkAddrs.join(','), '--mode', mode, '--ttl', '60'],
+      [
+        '--import',
+        'tsx',
+        path.join(repoRoot, 'bench/routers/redis-router.ts'),
+        '--listen',
+        '127.0.3.32:0',
+        '--redis',
+        String(redis.port),
+        '--backends',
+        sinkAddrs.join(','),
+        '--mode',
+        mode,
+        '--ttl',
+        '60',
+      ],
       { ready: /READY (\d+)/, cwd: repoRoot, timeoutMs: 30000, onReady: (m) => (port = Number(m[1])) },
     );
     sinks.reset(1);
@@ -116,7 +130,9 @@ describe.each(['per-packet', 'cache'] as const)('Redis-mapped router (%s)', (mod
 
   it('carries replies back: backend -> upstream socket with a PROXY v2 header -> client, from the router address', async () => {
     const s = await flow();
-    const back = new Promise<{ len: number; from: string }>((resolve) => s.once('message', (m, r) => resolve({ len: m.length, from: `${r.address}:${r.port}` })));
+    const back = new Promise<{ len: number; from: string }>((resolve) =>
+      s.once('message', (m, r) => resolve({ len: m.length, from: `${r.address}:${r.port}` })),
+    );
     sinks.reset(2, true);
     const b = buildShort(rng, 400, 2, 9, cid);
     stampTrailer(b, 0, nowUs());
@@ -145,7 +161,23 @@ describe('Redis-mapped router (cache): CLOCK eviction', () => {
       let port = 0;
       router = await spawnReady(
         process.execPath,
-        ['--import', 'tsx', path.join(repoRoot, 'bench/routers/redis-router.ts'), '--listen', '127.0.3.35:0', '--redis', String(redis.port), '--backends', `127.0.3.34:${sinkPort}`, '--mode', 'cache', '--cache-size', '2', '--ttl', '60'],
+        [
+          '--import',
+          'tsx',
+          path.join(repoRoot, 'bench/routers/redis-router.ts'),
+          '--listen',
+          '127.0.3.35:0',
+          '--redis',
+          String(redis.port),
+          '--backends',
+          `127.0.3.34:${sinkPort}`,
+          '--mode',
+          'cache',
+          '--cache-size',
+          '2',
+          '--ttl',
+          '60',
+        ],
         { ready: /READY (\d+)/, cwd: repoRoot, timeoutMs: 30000, onReady: (m) => (port = Number(m[1])) },
       );
       sinks.reset(1);
@@ -156,7 +188,11 @@ describe('Redis-mapped router (cache): CLOCK eviction', () => {
         r.proc.stdin!.write('stats\n');
         for (let i = 0; i < 300 && r.output().split('STATS ').length === before; i++) await sleep(10);
         const all = r.output().split('STATS ');
-        return JSON.parse(all[all.length - 1].split('\n')[0]) as { cacheHits: number; redisLookups: number; cacheEntries: number };
+        return JSON.parse(all[all.length - 1].split('\n')[0]) as {
+          cacheHits: number;
+          redisLookups: number;
+          cacheEntries: number;
+        };
       };
       const rng = new Prng(9);
       const cid = Uint8Array.of(9, 8, 7, 6, 5, 4, 3, 2, 1);

@@ -11,16 +11,42 @@ import { charts, updateReadme, writeReport } from '../../bench/report/write.js';
 import { pairedRatio, sameRateCpuRatio } from '../../bench/forwarder/run.js';
 import { median } from '../../bench/lib/stats.js';
 
-function rowOf(router: string, scenario: string, pps: number, correct: number, extra: Partial<ResultRow> = {}): ResultRow {
+function rowOf(
+  router: string,
+  scenario: string,
+  pps: number,
+  correct: number,
+  extra: Partial<ResultRow> = {},
+): ResultRow {
   return {
-    router, scenario, pps, offered_pps: pps, loss: 0, cpu_us_per_packet: 20, redis_cpu_us_per_packet: null,
-    p50_us: 60, p99_us: 300, correct_ratio: correct, misdelivered: 0, rss_mb: 60, redis_mem_mb: null,
-    rtt_p50_us: 150, rtt_p99_us: 700, echo_ratio: 1, ...extra,
+    router,
+    scenario,
+    pps,
+    offered_pps: pps,
+    loss: 0,
+    cpu_us_per_packet: 20,
+    redis_cpu_us_per_packet: null,
+    p50_us: 60,
+    p99_us: 300,
+    correct_ratio: correct,
+    misdelivered: 0,
+    rss_mb: 60,
+    redis_mem_mb: null,
+    rtt_p50_us: 150,
+    rtt_p99_us: 700,
+    echo_ratio: 1,
+    ...extra,
   };
 }
 
 function sample(): BenchResults {
-  const res = baseResults({ kind: 'routing', profile: 'quick', preliminary: true, note: 'test <data> & more', command: 'npm run bench' });
+  const res = baseResults({
+    kind: 'routing',
+    profile: 'quick',
+    preliminary: true,
+    note: 'test <data> & more',
+    command: 'npm run bench',
+  });
   res.routers = [
     { id: 'quic-lb-plaintext', label: 'quic-lb serve (plaintext)', family: 'quic-lb', workers: 1 },
     { id: 'redis-per-packet', label: 'Redis-mapped, lookup per packet', family: 'redis', workers: 1 },
@@ -34,12 +60,24 @@ function sample(): BenchResults {
     rowOf('redis-per-packet', 'nat-rebinding', 4000, 0.9625),
   ];
   res.rate_search = {
-    'quic-lb-plaintext': [{ rate: 40_000, offered_pps: 40_000, pps: 40_000, loss: 0, cpu_us_per_packet: 20, pass: true }, { rate: 54_000, offered_pps: 54_000, pps: 50_000, loss: 0.07, cpu_us_per_packet: 20, pass: false }],
-    'redis-per-packet': [{ rate: 20_000, offered_pps: 20_000, pps: 20_000, loss: 0, cpu_us_per_packet: 40, pass: true }, { rate: 27_000, offered_pps: 27_000, pps: 22_000, loss: 0.2, cpu_us_per_packet: 40, pass: false }],
+    'quic-lb-plaintext': [
+      { rate: 40_000, offered_pps: 40_000, pps: 40_000, loss: 0, cpu_us_per_packet: 20, pass: true },
+      { rate: 54_000, offered_pps: 54_000, pps: 50_000, loss: 0.07, cpu_us_per_packet: 20, pass: false },
+    ],
+    'redis-per-packet': [
+      { rate: 20_000, offered_pps: 20_000, pps: 20_000, loss: 0, cpu_us_per_packet: 40, pass: true },
+      { rate: 27_000, offered_pps: 27_000, pps: 22_000, loss: 0.2, cpu_us_per_packet: 40, pass: false },
+    ],
   };
   res.memory = {
-    'quic-lb-plaintext': [{ connections: 1000, rss_mb: 60, redis_mem_mb: null, redis_keys: null }, { connections: 100_000, rss_mb: 62, redis_mem_mb: null, redis_keys: null }],
-    'redis-per-packet': [{ connections: 1000, rss_mb: 70, redis_mem_mb: 1, redis_keys: 1000 }, { connections: 100_000, rss_mb: 71, redis_mem_mb: 12, redis_keys: 100_000 }],
+    'quic-lb-plaintext': [
+      { connections: 1000, rss_mb: 60, redis_mem_mb: null, redis_keys: null },
+      { connections: 100_000, rss_mb: 62, redis_mem_mb: null, redis_keys: null },
+    ],
+    'redis-per-packet': [
+      { connections: 1000, rss_mb: 70, redis_mem_mb: 1, redis_keys: 1000 },
+      { connections: 100_000, rss_mb: 71, redis_mem_mb: 12, redis_keys: 100_000 },
+    ],
   };
   summarise(res);
   return res;
@@ -63,11 +101,21 @@ describe('bench report', () => {
 
   it('gives no throughput verdict when a search never found its limit', () => {
     const res = sample();
-    res.rate_search['redis-per-packet'] = [{ rate: 20_000, offered_pps: 20_000, pps: 20_000, loss: 0, cpu_us_per_packet: 40, pass: true }];
+    res.rate_search['redis-per-packet'] = [
+      { rate: 20_000, offered_pps: 20_000, pps: 20_000, loss: 0, cpu_us_per_packet: 40, pass: true },
+    ];
     summarise(res);
     expect(res.targets.find((x) => x.name === 'quic-lb plaintext pps vs Redis per packet')?.pass).toBeNull();
     // Failing only where the generator could not offer the rate is no verdict either.
-    res.rate_search['redis-per-packet'].push({ rate: 27_000, offered_pps: 20_000, pps: 20_000, loss: 0, cpu_us_per_packet: 40, pass: false, generator_bound: true });
+    res.rate_search['redis-per-packet'].push({
+      rate: 27_000,
+      offered_pps: 20_000,
+      pps: 20_000,
+      loss: 0,
+      cpu_us_per_packet: 40,
+      pass: false,
+      generator_bound: true,
+    });
     expect(searchCapped(res.rate_search['redis-per-packet'])).toBe(true);
     expect(searchCapped(res.rate_search['quic-lb-plaintext'])).toBe(false);
   });
@@ -81,7 +129,9 @@ describe('bench report', () => {
     expect(JSON.parse(readFileSync(path.join(dir, 't.json'), 'utf8'))).toEqual(JSON.parse(JSON.stringify(res)));
     const md = readFileSync(path.join(dir, 't.md'), 'utf8');
     expect(md).toContain('**Preliminary**');
-    expect(md).toContain('| quic-lb serve (plaintext) | 40,000 | 0.80× | 20 | – | 60 / 300 | 150 / 700 | 100.00 % | 60 |');
+    expect(md).toContain(
+      '| quic-lb serve (plaintext) | 40,000 | 0.80× | 20 | – | 60 / 300 | 150 / 700 | 100.00 % | 60 |',
+    );
     expect(md).toContain('| Redis-mapped, lookup per packet | 100.00 % (loss 0.0 %) | 96.25 % (loss 0.0 %) |');
     expect(md).toContain('![forwarded packets per second](t-throughput.svg)');
     expect(md).toContain('Redis 12 MB (100,000 keys)');
@@ -97,20 +147,25 @@ describe('bench report', () => {
     expect(thr).toContain('>quic-lb serve (plaintext)<');
   });
 
-  it('shows each router\'s own latency percentiles next to the direct path, never a difference that can go negative', () => {
+  it("shows each router's own latency percentiles next to the direct path, never a difference that can go negative", () => {
     const res = sample();
     // The case that came out as "added p99 -934 µs": the direct trial's tail was the noisier one.
     res.direct = { p50_us: 62, p99_us: 1215, rtt_p50_us: 119, rtt_p99_us: 897 };
-    res.results.push(rowOf('nginx', 'steady', 60_000, 1, { p50_us: 105, p99_us: 281, rtt_p50_us: 190, rtt_p99_us: 483 }));
+    res.results.push(
+      rowOf('nginx', 'steady', 60_000, 1, { p50_us: 105, p99_us: 281, rtt_p50_us: 190, rtt_p99_us: 483 }),
+    );
     const table = steadyTable(res).split('\n');
-    expect(table[0]).toBe('| router | max pps (loss ≤ 0.1 %) | × bare relay | CPU µs/pkt | Redis CPU µs/pkt | one-way p50 / p99 µs | round trip p50 / p99 µs | correct | RSS MB |');
+    expect(table[0]).toBe(
+      '| router | max pps (loss ≤ 0.1 %) | × bare relay | CPU µs/pkt | Redis CPU µs/pkt | one-way p50 / p99 µs | round trip p50 / p99 µs | correct | RSS MB |',
+    );
     expect(table[2]).toBe(`| ${DIRECT_LABEL} | – | – | – | – | 62 / 1,215 | 119 / 897 | – | – |`);
     expect(table).toContain('| nginx | 60,000 | 1.20× | 20 | – | 105 / 281 | 190 / 483 | 100.00 % | 60 |');
     // Every latency cell of every row is that row's own percentile: none is negative.
     for (const line of table.slice(2)) {
       const cells = line.split('|').map((c) => c.trim());
       for (const cell of [cells[6], cells[7]]) {
-        for (const v of cell.split(' / ')) expect(v === '–' || Number(v.replaceAll(',', '')) >= 0, `${line}: ${cell}`).toBe(true);
+        for (const v of cell.split(' / '))
+          expect(v === '–' || Number(v.replaceAll(',', '')) >= 0, `${line}: ${cell}`).toBe(true);
       }
     }
     expect(table.length).toBe(2 + 1 + 4); // header, the direct path, four routers
@@ -126,20 +181,45 @@ describe('bench report', () => {
   });
 
   it('scales bars to the largest value and escapes labels', () => {
-    const svg = barChart({ title: 'a < b & c', unit: 'pps', bars: [{ label: 'x', value: 50 }, { label: 'y', value: 100 }, { label: 'z', value: null }] });
+    const svg = barChart({
+      title: 'a < b & c',
+      unit: 'pps',
+      bars: [
+        { label: 'x', value: 50 },
+        { label: 'y', value: 100 },
+        { label: 'z', value: null },
+      ],
+    });
     const widths = [...svg.matchAll(/<rect x="250" y="\d+" width="([\d.]+)"/g)].map((m) => Number(m[1]));
     expect(widths).toHaveLength(2);
     expect(widths[1]).toBeCloseTo(widths[0] * 2, 0);
     expect(svg).toContain('a &lt; b &amp; c');
     expect(svg).toContain('>n/a<');
     expect(escapeXml(`"'`)).toBe('&quot;&apos;');
-    const line = lineChart({ title: 't', xLabel: 'x', yLabel: 'y', logX: true, series: [{ name: 's', points: [[1000, 1], [100_000, 2]] }] });
+    const line = lineChart({
+      title: 't',
+      xLabel: 'x',
+      yLabel: 'y',
+      logX: true,
+      series: [
+        {
+          name: 's',
+          points: [
+            [1000, 1],
+            [100_000, 2],
+          ],
+        },
+      ],
+    });
     expect((line.match(/<circle /g) ?? []).length).toBe(2);
   });
 
   it('replaces only the README text between the bench markers', () => {
     const readme = path.join(dir, 'README.md');
-    writeFileSync(readme, '# x\n<!-- section:lb -->\nLB text\n<!-- /section:lb -->\n<!-- section:bench -->\nold\n<!-- /section:bench -->\ntail\n');
+    writeFileSync(
+      readme,
+      '# x\n<!-- section:lb -->\nLB text\n<!-- /section:lb -->\n<!-- section:bench -->\nold\n<!-- /section:bench -->\ntail\n',
+    );
     expect(updateReadme(readme, sample(), 'bench/results/latest-throughput.svg')).toBe(true);
     const text = readFileSync(readme, 'utf8');
     expect(text).toContain('<!-- section:lb -->\nLB text\n<!-- /section:lb -->');
@@ -155,8 +235,16 @@ describe('bench report', () => {
 describe('forwarder report: rounds, paired ratios and the CPU-budget phase', () => {
   it('takes the median of per-round ratios, not the ratio of medians', () => {
     const rounds = {
-      a: [{ pps: 100, cpu_us_per_packet: 7 }, { pps: 80, cpu_us_per_packet: 7 }, { pps: 120, cpu_us_per_packet: 7 }],
-      b: [{ pps: 100, cpu_us_per_packet: 6 }, { pps: 100, cpu_us_per_packet: 6 }, { pps: 100, cpu_us_per_packet: 6 }],
+      a: [
+        { pps: 100, cpu_us_per_packet: 7 },
+        { pps: 80, cpu_us_per_packet: 7 },
+        { pps: 120, cpu_us_per_packet: 7 },
+      ],
+      b: [
+        { pps: 100, cpu_us_per_packet: 6 },
+        { pps: 100, cpu_us_per_packet: 6 },
+        { pps: 100, cpu_us_per_packet: 6 },
+      ],
       c: [{ pps: 0, cpu_us_per_packet: null }],
     };
     expect(median([3, 1, 2])).toBe(2);
@@ -171,7 +259,15 @@ describe('forwarder report: rounds, paired ratios and the CPU-budget phase', () 
   });
 
   it('compares CPU per packet at the same offered rate, round by round, only where both held', () => {
-    const step = (round: number, rate: number, cpu: number, pass = true): RateStep => ({ rate, offered_pps: rate, pps: rate, loss: 0, cpu_us_per_packet: cpu, pass, round });
+    const step = (round: number, rate: number, cpu: number, pass = true): RateStep => ({
+      rate,
+      offered_pps: rate,
+      pps: rate,
+      loss: 0,
+      cpu_us_per_packet: cpu,
+      pass,
+      round,
+    });
     const steps = {
       // a is 10 % dearer at 60k in both rounds, 20 % at 80k in round 1; its 100k step failed.
       a: [step(1, 60_000, 11), step(1, 80_000, 12), step(1, 100_000, 9, false), step(2, 60_000, 11)],
@@ -183,7 +279,13 @@ describe('forwarder report: rounds, paired ratios and the CPU-budget phase', () 
   });
 
   it('renders the budget table with what the budget buys, and every round', () => {
-    const res = baseResults({ kind: 'forwarder', profile: 'quick', preliminary: false, note: '', command: 'npm run bench:forwarder' });
+    const res = baseResults({
+      kind: 'forwarder',
+      profile: 'quick',
+      preliminary: false,
+      note: '',
+      command: 'npm run bench:forwarder',
+    });
     res.routers = [
       { id: 'quic-lb-plaintext', label: 'quic-lb serve (plaintext)', family: 'quic-lb', workers: 1 },
       { id: 'quic-lb-plaintext-w2', label: 'quic-lb serve (plaintext, 2 workers)', family: 'quic-lb', workers: 2 },
@@ -195,8 +297,14 @@ describe('forwarder report: rounds, paired ratios and the CPU-budget phase', () 
       rowOf('quic-lb-plaintext-w2', 'cpu-budget', 100_000, 1, { cpu_us_per_packet: 8 }),
     ];
     res.rounds = {
-      'quic-lb-plaintext': [{ pps: 130_000, cpu_us_per_packet: 7 }, { pps: 140_000, cpu_us_per_packet: 6.9 }],
-      'quic-lb-plaintext@budget': [{ pps: 40_000, cpu_us_per_packet: 8 }, { pps: 41_000, cpu_us_per_packet: 8 }],
+      'quic-lb-plaintext': [
+        { pps: 130_000, cpu_us_per_packet: 7 },
+        { pps: 140_000, cpu_us_per_packet: 6.9 },
+      ],
+      'quic-lb-plaintext@budget': [
+        { pps: 40_000, cpu_us_per_packet: 8 },
+        { pps: 41_000, cpu_us_per_packet: 8 },
+      ],
     };
     const md = renderMarkdown(res, {});
     expect(md).toContain('## Worker scaling under a CPU budget');

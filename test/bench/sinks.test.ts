@@ -41,7 +41,13 @@ describe('SinkSet', () => {
   it('gives a connection to the sink that receives it first and counts later arrivals elsewhere as misdelivered', async () => {
     sinks.reset(5);
     // [conn, sink] in arrival order (each waits for the previous: two sockets give no order).
-    const order = [[0, 0], [0, 0], [0, 1], [1, 1], [1, 0]];
+    const order = [
+      [0, 0],
+      [0, 0],
+      [0, 1],
+      [1, 1],
+      [1, 0],
+    ];
     for (const [i, [conn, sink]] of order.entries()) {
       await send(packet(5, conn, i), sink);
       await settle(i + 1);
@@ -55,7 +61,7 @@ describe('SinkSet', () => {
     expect(s.hist.reduce((a, b) => a + b, 0)).toBe(5);
   });
 
-  it('counts packets of a retired owner\'s connections delivered elsewhere as orphaned, not misdelivered (pool change)', async () => {
+  it("counts packets of a retired owner's connections delivered elsewhere as orphaned, not misdelivered (pool change)", async () => {
     owner.fill(NO_OWNER);
     sinks.reset(9);
     await send(packet(9, 3, 0), 1); // conn 3 belongs to sink 1

@@ -43,7 +43,11 @@ describe('trialRecord', () => {
   });
 
   it('counts sends the kernel refused as loss and as offered load, not as sent', () => {
-    const r = trialRecord({ ...base, load: { attempted: 10_000, sendErrors: 1_000, elapsedMs: 500 }, sinks: { ...base.sinks, received: 9_000 } });
+    const r = trialRecord({
+      ...base,
+      load: { attempted: 10_000, sendErrors: 1_000, elapsedMs: 500 },
+      sinks: { ...base.sinks, received: 9_000 },
+    });
     expect(r.attempted).toBe(10_000);
     expect(r.sent).toBe(9_000);
     expect(r.send_errors).toBe(1_000);
@@ -52,7 +56,13 @@ describe('trialRecord', () => {
   });
 
   it('loss is 0, not NaN or negative, when nothing was attempted or more arrived than was sent', () => {
-    expect(trialRecord({ ...base, load: { attempted: 0, sendErrors: 0, elapsedMs: 500 }, sinks: { ...base.sinks, received: 0 } }).loss).toBe(0);
+    expect(
+      trialRecord({
+        ...base,
+        load: { attempted: 0, sendErrors: 0, elapsedMs: 500 },
+        sinks: { ...base.sinks, received: 0 },
+      }).loss,
+    ).toBe(0);
     expect(trialRecord({ ...base, sinks: { ...base.sinks, received: 10_010 } }).loss).toBe(0);
   });
 
@@ -73,7 +83,12 @@ describe('trialRecord', () => {
   });
 
   it('reports Redis CPU and memory only when measured, and the echo fields only for echo trials', () => {
-    const r = trialRecord({ ...base, redisCpuUs: 20_000, redisMemMb: 12.345, echo: { p50Us: 90.04, p99Us: 300.06, ratio: 0.99996 } });
+    const r = trialRecord({
+      ...base,
+      redisCpuUs: 20_000,
+      redisMemMb: 12.345,
+      echo: { p50Us: 90.04, p99Us: 300.06, ratio: 0.99996 },
+    });
     expect(r.redis_cpu_us_per_packet).toBe(2);
     expect(r.redis_mem_mb).toBe(12.35);
     expect(r.rtt_p50_us).toBe(90);

@@ -70,7 +70,8 @@ describe('every legal (serverIdLength, nonceLength) pair', () => {
   it('covers 120 pairs', () => expect(pairs.length).toBe(120));
 
   it('plaintext: round trip, offsets, truncations', () => {
-    for (const [s, n] of pairs) checkPair(createConfig({ configId: (s + n) % 7, serverIdLength: s, nonceLength: n }), 15);
+    for (const [s, n] of pairs)
+      checkPair(createConfig({ configId: (s + n) % 7, serverIdLength: s, nonceLength: n }), 15);
   });
 
   it('encrypted, table AES: round trip, offsets, truncations', () => {
@@ -83,7 +84,8 @@ describe('every legal (serverIdLength, nonceLength) pair', () => {
   });
 
   it('encrypted, node:crypto AES: round trip, offsets, truncations', () => {
-    for (const [s, n] of pairs) checkPair(createConfig({ configId: n % 7, serverIdLength: s, nonceLength: n, key: KEY, cipher: 'node' }), 4);
+    for (const [s, n] of pairs)
+      checkPair(createConfig({ configId: n % 7, serverIdLength: s, nonceLength: n, key: KEY, cipher: 'node' }), 4);
   });
 
   it('table and node ciphers produce identical CIDs', () => {
@@ -123,25 +125,37 @@ describe('every legal (serverIdLength, nonceLength) pair', () => {
     const decoder = new QuicLbDecoder(configs);
     const out = new Uint8Array(20);
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 30 }), fc.integer({ min: -5, max: 40 }), fc.integer({ min: -5, max: 40 }), (buf, offset, available) => {
-        const r = decoder.decode(buf, offset, available, out);
-        if (r < 0) {
-          // Why not, from the codepoint and the length alone.
-          const room = Math.min(available, buf.length - offset);
-          const cp = buf[offset] >>> 5;
-          if (!(room >= 1) || !Number.isInteger(offset) || offset < 0) expect(r).toBe(TOO_SHORT);
-          else if (cp === 7) expect(r).toBe(UNROUTABLE);
-          else if (configs[cp] === undefined) expect(r).toBe(UNKNOWN_CONFIG);
-          else expect(r).toBe(TOO_SHORT);
-          return;
-        }
-        expect(r).toBe(buf[offset] >>> 5);
-        expect(Math.min(available, buf.length - offset)).toBeGreaterThanOrEqual(configs[r].cidLength);
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 30 }),
+        fc.integer({ min: -5, max: 40 }),
+        fc.integer({ min: -5, max: 40 }),
+        (buf, offset, available) => {
+          const r = decoder.decode(buf, offset, available, out);
+          if (r < 0) {
+            // Why not, from the codepoint and the length alone.
+            const room = Math.min(available, buf.length - offset);
+            const cp = buf[offset] >>> 5;
+            if (!(room >= 1) || !Number.isInteger(offset) || offset < 0) expect(r).toBe(TOO_SHORT);
+            else if (cp === 7) expect(r).toBe(UNROUTABLE);
+            else if (configs[cp] === undefined) expect(r).toBe(UNKNOWN_CONFIG);
+            else expect(r).toBe(TOO_SHORT);
+            return;
+          }
+          expect(r).toBe(buf[offset] >>> 5);
+          expect(Math.min(available, buf.length - offset)).toBeGreaterThanOrEqual(configs[r].cidLength);
+        },
+      ),
       { numRuns: 3000, seed: 3 },
     );
     const cid = Uint8Array.of(0, 1, 2, 3, 4, 5, 6, 7);
-    for (const [offset, available] of [[NaN, 8], [0, NaN], [NaN, NaN], [0.5, 8], [Infinity, 8], [0, -Infinity]]) {
+    for (const [offset, available] of [
+      [NaN, 8],
+      [0, NaN],
+      [NaN, NaN],
+      [0.5, 8],
+      [Infinity, 8],
+      [0, -Infinity],
+    ]) {
       expect(decoder.decode(cid, offset, available, out)).toBe(TOO_SHORT);
     }
     expect(decoder.decode(cid, 0, Infinity, out)).toBe(0);

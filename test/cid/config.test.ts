@@ -52,7 +52,12 @@ describe('createConfig validation', () => {
   }
 
   it('accepts the boundaries: 1+4, 15+4, 1+18, configId 6', () => {
-    for (const [s, n] of [[1, 4], [15, 4], [1, 18], [9, 10]]) {
+    for (const [s, n] of [
+      [1, 4],
+      [15, 4],
+      [1, 18],
+      [9, 10],
+    ]) {
       const c = createConfig({ configId: 6, serverIdLength: s, nonceLength: n, key: KEY });
       expect(c.cidLength).toBe(1 + s + n);
       expect(c.plaintextLength).toBe(s + n);
@@ -120,11 +125,30 @@ describe('configFromSpec', () => {
   });
 
   it('a key string that is not exactly 32 hex digits is ERR_KEY on field key; other fields keep their codes', () => {
-    const bad = ['', '00'.repeat(AES_KEY_LENGTH - 1), '00'.repeat(AES_KEY_LENGTH + 1), 'zz'.repeat(AES_KEY_LENGTH), '0x' + '00'.repeat(AES_KEY_LENGTH - 1), ` ${'00'.repeat(AES_KEY_LENGTH)}`];
-    for (const key of bad) expect(codeOf(() => configFromSpec({ ...base, key })), key).toEqual({ code: 'ERR_KEY', field: 'key' });
-    expect(codeOf(() => configFromSpec({ ...base, key: new Uint8Array(15) }))).toEqual({ code: 'ERR_KEY', field: 'key' });
-    expect(codeOf(() => configFromSpec({ ...base, configId: 7 }))).toEqual({ code: 'ERR_CONFIG_ID', field: 'configId' });
-    expect(codeOf(() => configFromSpec({ ...base, serverIdLength: 10, nonceLength: 10, key: '00'.repeat(16) }))).toEqual({
+    const bad = [
+      '',
+      '00'.repeat(AES_KEY_LENGTH - 1),
+      '00'.repeat(AES_KEY_LENGTH + 1),
+      'zz'.repeat(AES_KEY_LENGTH),
+      '0x' + '00'.repeat(AES_KEY_LENGTH - 1),
+      ` ${'00'.repeat(AES_KEY_LENGTH)}`,
+    ];
+    for (const key of bad)
+      expect(
+        codeOf(() => configFromSpec({ ...base, key })),
+        key,
+      ).toEqual({ code: 'ERR_KEY', field: 'key' });
+    expect(codeOf(() => configFromSpec({ ...base, key: new Uint8Array(15) }))).toEqual({
+      code: 'ERR_KEY',
+      field: 'key',
+    });
+    expect(codeOf(() => configFromSpec({ ...base, configId: 7 }))).toEqual({
+      code: 'ERR_CONFIG_ID',
+      field: 'configId',
+    });
+    expect(
+      codeOf(() => configFromSpec({ ...base, serverIdLength: 10, nonceLength: 10, key: '00'.repeat(16) })),
+    ).toEqual({
       code: 'ERR_PLAINTEXT_LENGTH',
       field: 'nonceLength',
     });
@@ -164,7 +188,10 @@ describe('statelessResetToken (RFC 9000 §10.3.2)', () => {
     expect(statelessResetToken(k1, cid).length).toBe(16);
     expect(toHex(statelessResetToken(k1, cid))).not.toBe(toHex(statelessResetToken(k2, cid)));
     expect(toHex(statelessResetToken(k1, cid))).not.toBe(toHex(statelessResetToken(k1, hex('0720b1d07b359d3d'))));
-    expect(codeOf(() => statelessResetToken(new Uint8Array(15), cid))).toEqual({ code: 'ERR_RESET_KEY', field: 'staticKey' });
+    expect(codeOf(() => statelessResetToken(new Uint8Array(15), cid))).toEqual({
+      code: 'ERR_RESET_KEY',
+      field: 'staticKey',
+    });
     expect(codeOf(() => statelessResetToken(k1, new Uint8Array(0)))).toEqual({ code: 'ERR_CID_LENGTH', field: 'cid' });
   });
 });

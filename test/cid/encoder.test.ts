@@ -59,7 +59,10 @@ describe('QuicLbEncoder nonces', () => {
   it('starts the counter at the random seed and increments it, wrapping past ff..ff', () => {
     const config = createConfig({ configId: 0, serverIdLength: 3, nonceLength: 4, key: KEY_A });
     const sid = hex('ed793a');
-    const enc = new QuicLbEncoder({ configs: [{ config, serverId: sid }], random: new ScriptedRandom([0xff, 0xff, 0xff, 0xfd]) });
+    const enc = new QuicLbEncoder({
+      configs: [{ config, serverId: sid }],
+      random: new ScriptedRandom([0xff, 0xff, 0xff, 0xfd]),
+    });
     const expected = [0xfffffffd, 0xfffffffe, 0xffffffff, 0, 1, 2];
     for (const n of expected) {
       expect(toHex(enc.generate())).toBe(toHex(encodeConnectionId(config, sid, nonceBytes(n, 4))));
@@ -68,20 +71,37 @@ describe('QuicLbEncoder nonces', () => {
 
   it('reports the nonce space: 2^(8n) for counters, the 2^(4n) birthday bound for plaintext random nonces', () => {
     const sid = new Uint8Array(3);
-    const enc = new QuicLbEncoder({ configs: [{ config: createConfig({ configId: 0, serverIdLength: 3, nonceLength: 4, key: KEY_A }), serverId: sid }] });
+    const enc = new QuicLbEncoder({
+      configs: [
+        { config: createConfig({ configId: 0, serverIdLength: 3, nonceLength: 4, key: KEY_A }), serverId: sid },
+      ],
+    });
     expect(enc.noncesRemaining).toBe(2n ** 32n);
     enc.generate();
     expect(enc.noncesRemaining).toBe(2n ** 32n - 1n);
-    const big = new QuicLbEncoder({ configs: [{ config: createConfig({ configId: 0, serverIdLength: 1, nonceLength: 18, key: KEY_A }), serverId: new Uint8Array(1) }] });
+    const big = new QuicLbEncoder({
+      configs: [
+        {
+          config: createConfig({ configId: 0, serverIdLength: 1, nonceLength: 18, key: KEY_A }),
+          serverId: new Uint8Array(1),
+        },
+      ],
+    });
     expect(big.noncesRemaining).toBe(2n ** 144n);
     big.generate();
     expect(big.noncesRemaining).toBe(2n ** 144n - 1n);
-    const plain = new QuicLbEncoder({ configs: [{ config: createConfig({ configId: 0, serverIdLength: 3, nonceLength: 4 }), serverId: sid }] });
+    const plain = new QuicLbEncoder({
+      configs: [{ config: createConfig({ configId: 0, serverIdLength: 3, nonceLength: 4 }), serverId: sid }],
+    });
     expect(plain.noncesRemaining).toBe(2n ** 16n);
   });
 
   it('never repeats a CID under one key (20000 CIDs, real CSPRNG seed)', () => {
-    const enc = new QuicLbEncoder({ configs: [{ config: createConfig({ configId: 1, serverIdLength: 2, nonceLength: 4, key: KEY_A }), serverId: hex('0102') }] });
+    const enc = new QuicLbEncoder({
+      configs: [
+        { config: createConfig({ configId: 1, serverIdLength: 2, nonceLength: 4, key: KEY_A }), serverId: hex('0102') },
+      ],
+    });
     const seen = new Set<string>();
     for (let i = 0; i < 20000; i++) seen.add(toHex(enc.generate()));
     expect(seen.size).toBe(20000);
@@ -161,7 +181,14 @@ describe('QuicLbEncoder plaintext, extra octets, first octet', () => {
   });
 
   it('encrypted configs allow additional CIDs', () => {
-    const enc = new QuicLbEncoder({ configs: [{ config: createConfig({ configId: 0, serverIdLength: 3, nonceLength: 4, key: KEY_A }), serverId: hex('010203') }] });
+    const enc = new QuicLbEncoder({
+      configs: [
+        {
+          config: createConfig({ configId: 0, serverIdLength: 3, nonceLength: 4, key: KEY_A }),
+          serverId: hex('010203'),
+        },
+      ],
+    });
     expect(enc.allowsAdditionalCids).toBe(true);
   });
 
@@ -181,13 +208,19 @@ describe('QuicLbEncoder plaintext, extra octets, first octet', () => {
     }
     expect(tails.size).toBe(50);
     expect(enc.connectionIdLength).toBe(16);
-    expect(
-      codeOf(() => new QuicLbEncoder({ configs: [{ config, serverId: hex('01020304') }], extraOctets: 10 })),
-    ).toBe('ERR_EXTRA_OCTETS');
+    expect(codeOf(() => new QuicLbEncoder({ configs: [{ config, serverId: hex('01020304') }], extraOctets: 10 }))).toBe(
+      'ERR_EXTRA_OCTETS',
+    );
   });
 
   it('without selfEncodeLength the low 5 bits come from the random source', () => {
-    const config = createConfig({ configId: 1, serverIdLength: 3, nonceLength: 4, key: KEY_A, selfEncodeLength: false });
+    const config = createConfig({
+      configId: 1,
+      serverIdLength: 3,
+      nonceLength: 4,
+      key: KEY_A,
+      selfEncodeLength: false,
+    });
     const random = new ScriptedRandom([0, 0, 0, 0, 0xff]);
     const enc = new QuicLbEncoder({ configs: [{ config, serverId: hex('010203') }], random });
     expect(enc.generate()[0]).toBe(0x20 | 0x1f);
@@ -195,7 +228,10 @@ describe('QuicLbEncoder plaintext, extra octets, first octet', () => {
 
   it('generateInto writes at an offset without allocating a CID', () => {
     const config = createConfig({ configId: 0, serverIdLength: 3, nonceLength: 4, key: KEY_A });
-    const enc = new QuicLbEncoder({ configs: [{ config, serverId: hex('ed793a') }], random: new ScriptedRandom([0xee, 0x08, 0x0d, 0xbf]) });
+    const enc = new QuicLbEncoder({
+      configs: [{ config, serverId: hex('ed793a') }],
+      random: new ScriptedRandom([0xee, 0x08, 0x0d, 0xbf]),
+    });
     const buf = new Uint8Array(30);
     expect(enc.generateInto(buf, 9)).toBe(8);
     expect(toHex(buf.subarray(9, 17))).toBe('0720b1d07b359d3c'); // draft-21 B.2 vector 1
@@ -249,8 +285,16 @@ describe('process index (draft-21 §7.2)', () => {
   const sameSeed = (): RandomSource => new ScriptedRandom([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
 
   it('two processes with the same server ID and the same nonce seed mint different CIDs; the LB sees one server', () => {
-    const p0 = new QuicLbEncoder({ configs: [{ config, serverId: sid }], processIndex: { index: 0 }, random: sameSeed() });
-    const p1 = new QuicLbEncoder({ configs: [{ config, serverId: sid }], processIndex: { index: 1 }, random: sameSeed() });
+    const p0 = new QuicLbEncoder({
+      configs: [{ config, serverId: sid }],
+      processIndex: { index: 0 },
+      random: sameSeed(),
+    });
+    const p1 = new QuicLbEncoder({
+      configs: [{ config, serverId: sid }],
+      processIndex: { index: 1 },
+      random: sameSeed(),
+    });
     const decoder = new QuicLbDecoder([config]);
     const out = new Uint8Array(20);
     const seen = new Set<string>();
@@ -286,9 +330,11 @@ describe('process index (draft-21 §7.2)', () => {
     expect(codeOf(() => serverIdWithProcessIndex(config, sid, -1, 1))).toBe('ERR_PROCESS_INDEX');
     expect(codeOf(() => serverIdWithProcessIndex(config, hex('be'), 1, 1))).toBe('ERR_SERVER_ID_LENGTH');
     const tight = createConfig({ configId: 0, serverIdLength: 3, nonceLength: 4, key: KEY_A });
-    expect(codeOf(() => new QuicLbEncoder({ configs: [{ config: tight, serverId: hex('010203') }], processIndex: { index: 1 } }))).toBe(
-      'ERR_PROCESS_INDEX',
-    );
+    expect(
+      codeOf(
+        () => new QuicLbEncoder({ configs: [{ config: tight, serverId: hex('010203') }], processIndex: { index: 1 } }),
+      ),
+    ).toBe('ERR_PROCESS_INDEX');
   });
 });
 
@@ -313,9 +359,11 @@ describe('RandomPool and unroutable length', () => {
     expect(codeOf(() => new QuicLbEncoder({ configs: [], unroutableLength: 7 }))).toBe('ERR_UNROUTABLE_LENGTH');
     expect(codeOf(() => new QuicLbEncoder({ configs: [], unroutableLength: 21 }))).toBe('ERR_UNROUTABLE_LENGTH');
     const config = createConfig({ configId: 0, serverIdLength: 3, nonceLength: 4, key: KEY_A });
-    expect(codeOf(() => new QuicLbEncoder({ configs: [{ config, serverId: hex('010203'), nonceLimit: 0n }] }))).toBe('ERR_NONCE_LIMIT');
-    expect(codeOf(() => new QuicLbEncoder({ configs: [{ config, serverId: hex('010203'), nonceLimit: 2n ** 32n + 1n }] }))).toBe(
+    expect(codeOf(() => new QuicLbEncoder({ configs: [{ config, serverId: hex('010203'), nonceLimit: 0n }] }))).toBe(
       'ERR_NONCE_LIMIT',
     );
+    expect(
+      codeOf(() => new QuicLbEncoder({ configs: [{ config, serverId: hex('010203'), nonceLimit: 2n ** 32n + 1n }] })),
+    ).toBe('ERR_NONCE_LIMIT');
   });
 });

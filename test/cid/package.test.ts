@@ -47,7 +47,17 @@ describe('dist/cid and dist/wire have zero runtime dependencies', () => {
     const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8'));
     expect(pkg.exports['.'].default).toBe('./dist/cid/index.js');
     const lib = await import(path.join(distDir, 'index.js'));
-    for (const name of ['createConfig', 'encodeConnectionId', 'decodeServerId', 'QuicLbDecoder', 'QuicLbEncoder', 'createCidGenerator', 'statelessResetToken', 'serverIdWithProcessIndex', 'QuicLbError']) {
+    for (const name of [
+      'createConfig',
+      'encodeConnectionId',
+      'decodeServerId',
+      'QuicLbDecoder',
+      'QuicLbEncoder',
+      'createCidGenerator',
+      'statelessResetToken',
+      'serverIdWithProcessIndex',
+      'QuicLbError',
+    ]) {
       expect(typeof lib[name], name).toBe('function');
     }
     // The decoder's "why not" results: distinct and negative (a config ID never is).

@@ -17,7 +17,16 @@ import {
 import { FourPassCodec } from '../../src/cid/codec.js';
 import { createBlockCipher } from '../../src/cid/cipher.js';
 import { repoRoot } from '../helpers/cli.js';
-import { hex, loadVectors, pinnedDigests, toHex, vectorFileDigest, vectorsDir, type Vector, type VectorFile } from './vectors.js';
+import {
+  hex,
+  loadVectors,
+  pinnedDigests,
+  toHex,
+  vectorFileDigest,
+  vectorsDir,
+  type Vector,
+  type VectorFile,
+} from './vectors.js';
 
 const draft = loadVectors('draft-21.json');
 const quiche = loadVectors('quiche.json');
@@ -46,7 +55,8 @@ describe('the vector files (test/vectors)', () => {
     expect([...pins.keys()].sort()).toEqual(files);
     for (const file of files) {
       expect(vectorFileDigest(file), `${file} was edited`).toBe(pins.get(file));
-      for (const v of loadVectors(file)) expect(v.source, v.cid).toMatch(/draft-ietf-quic-load-balancers-\d|google\/quiche @ [0-9a-f]{12}/);
+      for (const v of loadVectors(file))
+        expect(v.source, v.cid).toMatch(/draft-ietf-quic-load-balancers-\d|google\/quiche @ [0-9a-f]{12}/);
     }
   });
 });

@@ -33,7 +33,9 @@ export function loadVectors(file: VectorFile): Vector[] {
 
 /** SHA-256 (hex) of a vector file's bytes as stored. */
 export function vectorFileDigest(file: VectorFile): string {
-  return createHash('sha256').update(readFileSync(path.join(vectorsDir, file))).digest('hex');
+  return createHash('sha256')
+    .update(readFileSync(path.join(vectorsDir, file)))
+    .digest('hex');
 }
 
 /** The SHA-256 each vector file is pinned to: the `sha256` column of test/vectors/README.md. */

@@ -35,14 +35,22 @@ export async function startDemoFixture(o: DemoFixtureOptions): Promise<DemoFixtu
   const encoder = new QuicLbEncoder({ configs: [{ config, serverId }] });
   const cids = createBackendCids(encoder, randomBytes(32));
   // No LB in front of the fixture: clients talk to it directly.
-  const socket = new BackendSocket({ listen: o.listen, unicast: o.preferred ? [o.preferred] : [], insecureAnyLb: true });
+  const socket = new BackendSocket({
+    listen: o.listen,
+    unicast: o.preferred ? [o.preferred] : [],
+    insecureAnyLb: true,
+  });
   await socket.bind();
   const server = new DemoServer({
     socket,
     cids,
     serverId: Buffer.from(serverId).toString('hex'),
     name: 'fixture',
-    preferredAddress: o.preferred ? (o.preferredFamily === 6 ? { ipv6: o.preferred } : { ipv4: o.preferred }) : undefined,
+    preferredAddress: o.preferred
+      ? o.preferredFamily === 6
+        ? { ipv6: o.preferred }
+        : { ipv4: o.preferred }
+      : undefined,
     issueNewConnectionIds: cids.allowsAdditionalCids,
     eventLog: o.eventLog,
     idleTimeoutMs: o.idleTimeoutMs,
@@ -65,4 +73,5 @@ export async function startDemoFixture(o: DemoFixtureOptions): Promise<DemoFixtu
   };
 }
 
-export const eventsOf = (f: DemoFixture, name: string): Array<Record<string, unknown>> => f.events.filter((e) => e.event === name);
+export const eventsOf = (f: DemoFixture, name: string): Array<Record<string, unknown>> =>
+  f.events.filter((e) => e.event === name);

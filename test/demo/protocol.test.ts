@@ -23,8 +23,12 @@ describe('RFC 9001 Appendix A.1: Initial keys for DCID 8394c8f03e515708', () => 
     expect(keys.tx.iv.toString('hex')).toBe('0ac1493ca1905853b0bba03e');
   });
   it('HKDF-Expand-Label "quic hp" of the client secret', () => {
-    expect(hkdfExpandLabel(keys.rx.secret, 'quic hp', Buffer.alloc(0), 16).toString('hex')).toBe('9f50449e04a0e810283a1e9933adedd2');
-    expect(hkdfExpandLabel(keys.tx.secret, 'quic hp', Buffer.alloc(0), 16).toString('hex')).toBe('c206b8d9b9f0f37644430b490eeaa314');
+    expect(hkdfExpandLabel(keys.rx.secret, 'quic hp', Buffer.alloc(0), 16).toString('hex')).toBe(
+      '9f50449e04a0e810283a1e9933adedd2',
+    );
+    expect(hkdfExpandLabel(keys.tx.secret, 'quic hp', Buffer.alloc(0), 16).toString('hex')).toBe(
+      'c206b8d9b9f0f37644430b490eeaa314',
+    );
   });
   it('seal then open round-trips and a flipped bit fails authentication (undefined, no throw)', () => {
     const header = Buffer.from('c300000001', 'hex');

@@ -29,7 +29,9 @@ beforeAll(async () => {
   const sock = dgram.createSocket('udp4');
   await new Promise<void>((r) => sock.bind(25190, '127.0.2.38', () => r()));
   const got = new Promise<Buffer>((resolve) => sock.once('message', (m) => resolve(m)));
-  const child = spawn('gtlsclient', ['--timeout=2s', '127.0.2.38', '25190', 'https://127.0.2.38:25190/'], { stdio: 'ignore' });
+  const child = spawn('gtlsclient', ['--timeout=2s', '127.0.2.38', '25190', 'https://127.0.2.38:25190/'], {
+    stdio: 'ignore',
+  });
   initial = await got;
   process.kill(child.pid as number, 'SIGKILL');
   await new Promise<void>((r) => sock.close(() => r()));
@@ -54,7 +56,8 @@ function newServer(): { server: DemoServer; socket: RecordingSocket } {
   return { server, socket };
 }
 const identity = generateSelfSigned();
-const deliver = (s: RecordingSocket, msg: Buffer): boolean => s.emit('message', msg, { address: '127.0.0.1', port: 5000 }, via);
+const deliver = (s: RecordingSocket, msg: Buffer): boolean =>
+  s.emit('message', msg, { address: '127.0.0.1', port: 5000 }, via);
 
 /** The ClientHello carried by the captured Initial (decrypted with the RFC 9001 Initial keys). */
 function clientHelloOf(datagram: Buffer): Buffer {
@@ -92,7 +95,14 @@ function clientHelloOf(datagram: Buffer): Buffer {
  * protected with the Initial keys of `dcid` (RFC 9001 §5.2).
  */
 function clientInitial(dcid: Buffer, scid: Buffer, frames: Buffer): Buffer {
-  const header = Buffer.concat([Buffer.of(0xc0 | (PN_LEN - 1), 0, 0, 0, 1, dcid.length), dcid, Buffer.of(scid.length), scid, Buffer.of(0 /* token length */), Buffer.alloc(2 + PN_LEN)]);
+  const header = Buffer.concat([
+    Buffer.of(0xc0 | (PN_LEN - 1), 0, 0, 0, 1, dcid.length),
+    dcid,
+    Buffer.of(scid.length),
+    scid,
+    Buffer.of(0 /* token length */),
+    Buffer.alloc(2 + PN_LEN),
+  ]);
   const payload = Buffer.alloc(1200 - header.length - AEAD_TAG_LEN);
   frames.copy(payload);
   header.writeUInt16BE(0x4000 | (PN_LEN + payload.length + AEAD_TAG_LEN), header.length - 2 - PN_LEN);

@@ -8,7 +8,14 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createConfig, decodeServerId } from '../../src/cid/index.js';
-import { downloadedSha256, expectedSha256, explainDownload, has, runClient, serverCidsSeen } from '../e2e/gtlsclient.js';
+import {
+  downloadedSha256,
+  expectedSha256,
+  explainDownload,
+  has,
+  runClient,
+  serverCidsSeen,
+} from '../e2e/gtlsclient.js';
 import { eventsOf, startDemoFixture, type DemoFixture } from './fixture.js';
 
 let fixture: DemoFixture | undefined;
@@ -23,14 +30,25 @@ describe('demo server with gtlsclient, no LB', () => {
   it('completes the handshake, moves to the preferred address and serves 200 KB intact', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'demo-ev-'));
     const eventLog = path.join(dir, 'events.jsonl');
-    fixture = await startDemoFixture({ listen: { address: '127.0.2.20', port: 25100 }, preferred: { address: '127.0.2.21', port: 25101 }, eventLog });
-    const run = await runClient({ host: '127.0.2.20', port: 25100, paths: ['/bytes/200000'], extraArgs: ['--delay-stream=300ms'] });
+    fixture = await startDemoFixture({
+      listen: { address: '127.0.2.20', port: 25100 },
+      preferred: { address: '127.0.2.21', port: 25101 },
+      eventLog,
+    });
+    const run = await runClient({
+      host: '127.0.2.20',
+      port: 25100,
+      paths: ['/bytes/200000'],
+      extraArgs: ['--delay-stream=300ms'],
+    });
     const out = run.output;
     expect(run.timedOut).toBe(false);
     expect(has(out, 'QUIC handshake has been confirmed')).toBe(true);
     expect(has(out, 'Negotiated ALPN is h3')).toBe(true);
     expect(has(out, 'selected server preferred_address is [127.0.2.21]:25101')).toBe(true);
-    expect(out).toMatch(/Path validation against path \{local:\[[0-9.]+\]:\d+, remote:\[127\.0\.2\.21\]:25101\} succeeded/);
+    expect(out).toMatch(
+      /Path validation against path \{local:\[[0-9.]+\]:\d+, remote:\[127\.0\.2\.21\]:25101\} succeeded/,
+    );
     expect(has(out, 'http: stream 0x0 [:status: 200]')).toBe(true);
     expect(downloadedSha256(run, '200000'), explainDownload(run, '200000', 200000)).toBe(expectedSha256(200000));
 
@@ -40,7 +58,10 @@ describe('demo server with gtlsclient, no LB', () => {
     expect(seen.scid).toBeDefined();
     expect(seen.preferred).toBeDefined();
     expect(seen.newConnectionIds.length).toBeGreaterThanOrEqual(1);
-    for (const cid of all) expect(hex(decodeServerId(fixture.config, Buffer.from(cid, 'hex')) ?? new Uint8Array())).toBe(hex(fixture.serverId));
+    for (const cid of all)
+      expect(hex(decodeServerId(fixture.config, Buffer.from(cid, 'hex')) ?? new Uint8Array())).toBe(
+        hex(fixture.serverId),
+      );
 
     // The server saw the move and sent the body on the preferred path.
     const migrated = eventsOf(fixture, 'migrated');
@@ -49,7 +70,10 @@ describe('demo server with gtlsclient, no LB', () => {
     expect(migrated[0].cidSeq).toBe(1);
     expect(eventsOf(fixture, 'stream-sent')[0].via).toBe('direct:127.0.2.21:25101');
     // The JSON-lines log holds the same records.
-    const logged = readFileSync(eventLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { event: string });
+    const logged = readFileSync(eventLog, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string });
     expect(logged.map((e) => e.event)).toEqual(fixture.events.map((e) => e.event));
     expect(logged.some((e) => e.event === 'connection-accepted')).toBe(true);
   });
@@ -86,8 +110,17 @@ describe('demo server with gtlsclient, no LB', () => {
   });
 
   it('completes a 200 KB download under 5 % simulated loss each way', async () => {
-    fixture = await startDemoFixture({ listen: { address: '127.0.2.24', port: 25130 }, preferred: { address: '127.0.2.25', port: 25131 } });
-    const run = await runClient({ host: '127.0.2.24', port: 25130, paths: ['/bytes/200000'], extraArgs: ['-t', '0.05', '-r', '0.05'], timeoutMs: 30_000 });
+    fixture = await startDemoFixture({
+      listen: { address: '127.0.2.24', port: 25130 },
+      preferred: { address: '127.0.2.25', port: 25131 },
+    });
+    const run = await runClient({
+      host: '127.0.2.24',
+      port: 25130,
+      paths: ['/bytes/200000'],
+      extraArgs: ['-t', '0.05', '-r', '0.05'],
+      timeoutMs: 30_000,
+    });
     expect(run.timedOut).toBe(false);
     expect(downloadedSha256(run, '200000'), explainDownload(run, '200000', 200000)).toBe(expectedSha256(200000));
   });
@@ -110,9 +143,14 @@ describe('demo server with gtlsclient, no LB', () => {
     expect(order.indexOf('request')).toBeLessThan(order.indexOf('cids-reissued'));
     expect(order.indexOf('cids-reissued')).toBeLessThan(order.indexOf('stream-sent'));
     // The client got CIDs of the new config with Retire Prior To > 0 and retired the old ones.
-    const rotated = [...run.output.matchAll(/frm rx \d+ 1RTT NEW_CONNECTION_ID\(0x18\) seq=\d+ cid=0x([0-9a-f]+) retire_prior_to=([1-9]\d*)/g)];
+    const rotated = [
+      ...run.output.matchAll(
+        /frm rx \d+ 1RTT NEW_CONNECTION_ID\(0x18\) seq=\d+ cid=0x([0-9a-f]+) retire_prior_to=([1-9]\d*)/g,
+      ),
+    ];
     expect(rotated.length).toBeGreaterThanOrEqual(1);
-    for (const m of rotated) expect(hex(decodeServerId(next, Buffer.from(m[1], 'hex')) ?? new Uint8Array())).toBe(hex(nextSid));
+    for (const m of rotated)
+      expect(hex(decodeServerId(next, Buffer.from(m[1], 'hex')) ?? new Uint8Array())).toBe(hex(nextSid));
     expect(run.output).toMatch(/frm tx \d+ 1RTT RETIRE_CONNECTION_ID\(0x19\) seq=0/);
     expect(eventsOf(f, 'cid-retired').length).toBeGreaterThanOrEqual(1);
   });
@@ -157,7 +195,13 @@ describe('demo server with gtlsclient, no LB', () => {
   it('drops an idle connection after max_idle_timeout and logs it', async () => {
     fixture = await startDemoFixture({ listen: { address: '127.0.2.29', port: 25170 }, idleTimeoutMs: 300 });
     const f = fixture;
-    const run = runClient({ host: '127.0.2.29', port: 25170, paths: ['/bytes/10'], extraArgs: ['--delay-stream=3s'], timeoutMs: 10_000 });
+    const run = runClient({
+      host: '127.0.2.29',
+      port: 25170,
+      paths: ['/bytes/10'],
+      extraArgs: ['--delay-stream=3s'],
+      timeoutMs: 10_000,
+    });
     const closed = new Promise<Record<string, unknown>>((resolve) =>
       f.server.on('event', (e: Record<string, unknown>) => {
         if (e.event === 'closed') resolve(e);
@@ -175,9 +219,17 @@ describe('demo server with gtlsclient, no LB', () => {
     const body = randomBytes(30_000);
     writeFileSync(path.join(dir, 'blob.bin'), body);
     fixture = await startDemoFixture({ listen: { address: '127.0.2.28', port: 25180 }, staticDir: dir });
-    const run = await runClient({ host: '127.0.2.28', port: 25180, paths: ['/blob.bin', '/missing.txt', '/bytes/777'] });
-    const statuses = run.output.split('\n').filter((l) => /^http: stream 0x[0-9a-f]+ \[:status: /.test(l) || /CONNECTION_CLOSE|closed with/.test(l));
-    expect(statuses.join('\n'), JSON.stringify(fixture.events.map((e) => [e.event, e.path ?? e.reason ?? '']))).toMatch(/stream 0x4 \[:status: 404\]/);
+    const run = await runClient({
+      host: '127.0.2.28',
+      port: 25180,
+      paths: ['/blob.bin', '/missing.txt', '/bytes/777'],
+    });
+    const statuses = run.output
+      .split('\n')
+      .filter((l) => /^http: stream 0x[0-9a-f]+ \[:status: /.test(l) || /CONNECTION_CLOSE|closed with/.test(l));
+    expect(statuses.join('\n'), JSON.stringify(fixture.events.map((e) => [e.event, e.path ?? e.reason ?? '']))).toMatch(
+      /stream 0x4 \[:status: 404\]/,
+    );
     expect(statuses.filter((l) => l.includes('[:status: 200]')).length).toBe(2);
     expect(readFileSync(path.join(run.downloadDir, 'blob.bin')).equals(body)).toBe(true);
     expect(downloadedSha256(run, '777'), explainDownload(run, '777', 777)).toBe(expectedSha256(777));
@@ -186,8 +238,17 @@ describe('demo server with gtlsclient, no LB', () => {
   });
 
   it('works over IPv6, preferred_address included (::1)', async () => {
-    fixture = await startDemoFixture({ listen: { address: '::1', port: 25195 }, preferred: { address: '::1', port: 25196 }, preferredFamily: 6 });
-    const run = await runClient({ host: '::1', port: 25195, paths: ['/bytes/50000'], extraArgs: ['--delay-stream=300ms'] });
+    fixture = await startDemoFixture({
+      listen: { address: '::1', port: 25195 },
+      preferred: { address: '::1', port: 25196 },
+      preferredFamily: 6,
+    });
+    const run = await runClient({
+      host: '::1',
+      port: 25195,
+      paths: ['/bytes/50000'],
+      extraArgs: ['--delay-stream=300ms'],
+    });
     expect(has(run.output, 'selected server preferred_address is [::1]:25196')).toBe(true);
     expect(downloadedSha256(run, '50000'), explainDownload(run, '50000', 50000)).toBe(expectedSha256(50000));
     expect(eventsOf(fixture, 'migrated')[0]?.via).toBe('direct:[::1]:25196');
@@ -195,7 +256,13 @@ describe('demo server with gtlsclient, no LB', () => {
 
   it('raises MAX_STREAMS as requests complete: 130 requests on one connection', async () => {
     fixture = await startDemoFixture({ listen: { address: '127.0.2.29', port: 25175 } });
-    const run = await runClient({ host: '127.0.2.29', port: 25175, paths: ['/bytes/100'], extraArgs: ['-n', '130'], timeoutMs: 30_000 });
+    const run = await runClient({
+      host: '127.0.2.29',
+      port: 25175,
+      paths: ['/bytes/100'],
+      extraArgs: ['-n', '130'],
+      timeoutMs: 30_000,
+    });
     expect(run.output.split('\n').filter((l) => /^http: stream 0x[0-9a-f]+ \[:status: 200\]/.test(l)).length).toBe(130);
     expect(run.output).toMatch(/frm rx \d+ 1RTT MAX_STREAMS\(0x12\) max_streams=200/);
     expect(eventsOf(fixture, 'request').length).toBe(130);
@@ -204,7 +271,12 @@ describe('demo server with gtlsclient, no LB', () => {
 
   it('follows a client-initiated key update (RFC 9001 §6) and the download stays intact', async () => {
     fixture = await startDemoFixture({ listen: { address: '127.0.2.29', port: 25176 } });
-    const run = await runClient({ host: '127.0.2.29', port: 25176, paths: ['/bytes/300000'], extraArgs: ['--key-update=50ms', '--delay-stream=200ms'] });
+    const run = await runClient({
+      host: '127.0.2.29',
+      port: 25176,
+      paths: ['/bytes/300000'],
+      extraArgs: ['--key-update=50ms', '--delay-stream=200ms'],
+    });
     expect(downloadedSha256(run, '300000'), explainDownload(run, '300000', 300000)).toBe(expectedSha256(300000));
     const updates = eventsOf(fixture, 'key-update');
     expect(updates.length).toBeGreaterThanOrEqual(1);
@@ -217,7 +289,13 @@ describe('demo server with gtlsclient, no LB', () => {
     f.server.on('event', (e: { event: string }) => {
       if (e.event === 'handshake-complete') setTimeout(() => f.server.close(), 50);
     });
-    const run = await runClient({ host: '127.0.2.29', port: 25177, paths: ['/bytes/10'], extraArgs: ['--delay-stream=2s'], timeoutMs: 10_000 });
+    const run = await runClient({
+      host: '127.0.2.29',
+      port: 25177,
+      paths: ['/bytes/10'],
+      extraArgs: ['--delay-stream=2s'],
+      timeoutMs: 10_000,
+    });
     expect(run.output).toMatch(/frm rx \d+ 1RTT CONNECTION_CLOSE\(0x1d\) error_code=\S*\(0x100\)/);
     expect(f.server.connectionCount).toBe(0);
   });

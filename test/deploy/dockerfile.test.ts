@@ -5,7 +5,22 @@
 // missing COPY, a file the build needs outside the context, a runtime import of a dev dependency
 // or a non-executable entrypoint fails here as it would fail `docker build` / `docker run`.
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  chmodSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -46,8 +61,14 @@ function parseDockerfile(text: string): Stage[] {
 /** .dockerignore as Docker applies it: paths from the context root, `*` within one path segment. */
 function ignored(rel: string, patterns: string[]): boolean {
   return patterns.some((p) => {
-    if (/[!?[\]\\]|\*\*/.test(p)) throw new Error(`.dockerignore pattern '${p}': not understood by this test; extend it`);
-    const re = new RegExp(`^${p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*')}(/|$)`);
+    if (/[!?[\]\\]|\*\*/.test(p))
+      throw new Error(`.dockerignore pattern '${p}': not understood by this test; extend it`);
+    const re = new RegExp(
+      `^${p
+        .split('*')
+        .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('[^/]*')}(/|$)`,
+    );
     return re.test(rel);
   });
 }
@@ -127,7 +148,8 @@ class StageReplay {
         expect(ignored(src, ignore), `COPY ${src}: excluded by .dockerignore`).toBe(false);
       }
       expect(existsSync(abs), `COPY ${src}: not found`).toBe(true);
-      const target = dest.endsWith('/') || words.length > 1 ? path.join(this.at(dest), path.basename(src)) : this.at(dest);
+      const target =
+        dest.endsWith('/') || words.length > 1 ? path.join(this.at(dest), path.basename(src)) : this.at(dest);
       cpSync(abs, target, {
         recursive: true,
         // The build context is filtered by .dockerignore; a stage's files are copied whole.
@@ -161,7 +183,12 @@ class StageReplay {
   }
 
   private sh(cmd: string, env: Record<string, string>): void {
-    const r = spawnSync('sh', ['-c', cmd], { cwd: this.at('.'), encoding: 'utf8', env: { ...process.env, ...this.env, ...env }, timeout: 240_000 });
+    const r = spawnSync('sh', ['-c', cmd], {
+      cwd: this.at('.'),
+      encoding: 'utf8',
+      env: { ...process.env, ...this.env, ...env },
+      timeout: 240_000,
+    });
     expect(r.status, `RUN ${cmd}\n${r.stdout}\n${r.stderr}`).toBe(0);
   }
 
@@ -197,10 +224,16 @@ describe('deploy/Dockerfile', () => {
       ['runtime', 'node:24-slim'],
     ]);
     // The image's Node major is one package.json's engines names (each range a caret range of a tested major).
-    const engines = (JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { engines: { node: string } }).engines.node;
+    const engines = (
+      JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { engines: { node: string } }
+    ).engines.node;
     const majors = engines.split('||').map((r) => Number(/^\^(\d+)\.\d+\.\d+$/.exec(r.trim())?.[1]));
     expect(majors).toContain(Number(/^node:(\d+)-slim$/.exec(stages[1].from)?.[1]));
-    const runs = (s: Stage): string => s.steps.filter((x) => x.op === 'RUN').map((x) => x.args).join(' && ');
+    const runs = (s: Stage): string =>
+      s.steps
+        .filter((x) => x.op === 'RUN')
+        .map((x) => x.args)
+        .join(' && ');
     expect(runs(stages[0])).toMatch(/npm ci\b/);
     expect(runs(stages[0])).toMatch(/npm run build\b/);
     expect(runs(stages[1])).toMatch(/npm ci --omit=dev\b/);
@@ -209,7 +242,8 @@ describe('deploy/Dockerfile', () => {
     // Production dependencies only: none of the toolchain in the runtime image.
     const modules = readdirSync(runtime.at('node_modules'));
     for (const dep of ['yargs', 'prom-client', 'pino', 'yaml']) expect(modules).toContain(dep);
-    for (const dev of ['typescript', 'vitest', 'eslint', 'tsx', 'kubernetes-models']) expect(modules).not.toContain(dev);
+    for (const dev of ['typescript', 'vitest', 'eslint', 'tsx', 'kubernetes-models'])
+      expect(modules).not.toContain(dev);
     expect(existsSync(runtime.at('src'))).toBe(false);
   });
 
@@ -222,9 +256,19 @@ describe('deploy/Dockerfile', () => {
     expect(realpathSync(entry).startsWith(realpathSync(runtime.root))).toBe(true);
     accessSync(entry, constants.X_OK);
     expect(readFileSync(entry, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
-    const example = parse(readFileSync(path.join(deployDir, 'config', 'config.yaml'), 'utf8')) as { listen: string[]; returnPath: { listen: string }; metrics: { listen: string } };
+    const example = parse(readFileSync(path.join(deployDir, 'config', 'config.yaml'), 'utf8')) as {
+      listen: string[];
+      returnPath: { listen: string };
+      metrics: { listen: string };
+    };
     const port = (e: string): string => e.split(':').pop()!;
-    expect(runtime.expose.sort()).toEqual([...example.listen.map((l) => `${port(l)}/udp`), `${port(example.returnPath.listen)}/udp`, `${port(example.metrics.listen)}/tcp`].sort());
+    expect(runtime.expose.sort()).toEqual(
+      [
+        ...example.listen.map((l) => `${port(l)}/udp`),
+        `${port(example.returnPath.listen)}/udp`,
+        `${port(example.metrics.listen)}/tcp`,
+      ].sort(),
+    );
   });
 
   it('the runtime image runs: --help, check-config on the shipped example config, serve until /healthz is 200', async () => {
@@ -234,7 +278,11 @@ describe('deploy/Dockerfile', () => {
 
     // docker run -v /etc/quic-lb:/etc/quic-lb:ro IMAGE check-config /etc/quic-lb/config.yaml
     const exampleConfig = exampleEtc(path.join(work, 'etc-quic-lb'));
-    const check = spawnSync(entry, ['check-config', exampleConfig], { cwd: runtime.at('.'), env: env(), encoding: 'utf8' });
+    const check = spawnSync(entry, ['check-config', exampleConfig], {
+      cwd: runtime.at('.'),
+      env: env(),
+      encoding: 'utf8',
+    });
     expect(check.status, check.stderr).toBe(0);
     expect(check.stdout).toMatch(/^ok: /);
 
@@ -252,12 +300,20 @@ describe('deploy/Dockerfile', () => {
         drainMs: 200,
       }),
     );
-    const lb = await startProcess(entry, [runtime.cmd[0], runtime.cmd[1], lbFile], { cwd: runtime.at('.'), env: env(), timeoutMs: 20_000 });
+    const lb = await startProcess(entry, [runtime.cmd[0], runtime.cmd[1], lbFile], {
+      cwd: runtime.at('.'),
+      env: env(),
+      timeoutMs: 20_000,
+    });
     let exited: Promise<number | null> | undefined;
     try {
       // The ready line is the first thing on stdout.
       expect(JSON.parse(lb.stdout().split('\n')[0]), lb.stderr()).toMatchObject({ ready: true, workers: 2 });
-      await waitFor('/healthz 200', async () => (await fetch('http://127.0.4.30:35204/healthz')).status === 200, 10_000);
+      await waitFor(
+        '/healthz 200',
+        async () => (await fetch('http://127.0.4.30:35204/healthz')).status === 200,
+        10_000,
+      );
     } finally {
       exited = stop(lb, 'SIGTERM', GRACEFUL_STOP_MS);
     }

@@ -21,23 +21,29 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-const dashboard = JSON.parse(readFileSync(path.join(deployDir, 'grafana', 'quic-lb.json'), 'utf8')) as Record<string, unknown>;
+const dashboard = JSON.parse(readFileSync(path.join(deployDir, 'grafana', 'quic-lb.json'), 'utf8')) as Record<
+  string,
+  unknown
+>;
 
 /** Every PromQL expression of the dashboard with the legend printed for it. */
 function queries(): { where: string; expr: string; legend: string }[] {
   const out: { where: string; expr: string; legend: string }[] = [];
   const walk = (panels: Record<string, unknown>[]): void => {
     for (const p of panels) {
-      for (const t of (p.targets as Record<string, string>[] | undefined) ?? []) out.push({ where: `panel "${String(p.title)}"`, expr: t.expr, legend: t.legendFormat ?? '' });
+      for (const t of (p.targets as Record<string, string>[] | undefined) ?? [])
+        out.push({ where: `panel "${String(p.title)}"`, expr: t.expr, legend: t.legendFormat ?? '' });
       walk((p.panels as Record<string, unknown>[] | undefined) ?? []);
     }
   };
   walk(dashboard.panels as Record<string, unknown>[]);
   for (const v of (dashboard.templating as { list: Record<string, unknown>[] }).list) {
     const q = v.query as { query?: string } | string;
-    if (v.type === 'query') out.push({ where: `variable ${String(v.name)}`, expr: typeof q === 'string' ? q : q.query!, legend: '' });
+    if (v.type === 'query')
+      out.push({ where: `variable ${String(v.name)}`, expr: typeof q === 'string' ? q : q.query!, legend: '' });
   }
-  for (const a of (dashboard.annotations as { list: Record<string, string>[] }).list) out.push({ where: `annotation ${a.name}`, expr: a.expr, legend: '' });
+  for (const a of (dashboard.annotations as { list: Record<string, string>[] }).list)
+    out.push({ where: `annotation ${a.name}`, expr: a.expr, legend: '' });
   return out;
 }
 
@@ -59,8 +65,10 @@ function scrapeLabels(text: string): Map<string, Set<string>> {
 /** Labels a query relies on: matchers, by/without clauses, label_values(), legend {{label}}. */
 function usedLabels(expr: string, legend: string): string[] {
   const labels = new Set<string>();
-  for (const sel of expr.matchAll(/\{([^}]*)\}/g)) for (const m of sel[1].matchAll(/([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)/g)) labels.add(m[1]);
-  for (const g of expr.matchAll(/\b(?:by|without)\s*\(([^)]*)\)/g)) for (const l of g[1].split(',')) labels.add(l.trim());
+  for (const sel of expr.matchAll(/\{([^}]*)\}/g))
+    for (const m of sel[1].matchAll(/([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)/g)) labels.add(m[1]);
+  for (const g of expr.matchAll(/\b(?:by|without)\s*\(([^)]*)\)/g))
+    for (const l of g[1].split(',')) labels.add(l.trim());
   for (const v of expr.matchAll(/label_values\([^,]+,\s*(\w+)\)/g)) labels.add(v[1]);
   for (const l of legend.matchAll(/\{\{\s*(\w+)\s*\}\}/g)) labels.add(l[1]);
   return [...labels];
@@ -71,17 +79,29 @@ const TARGET_LABELS = ['instance', 'job'];
 
 describe('deploy/grafana/quic-lb.json', () => {
   it('is an importable dashboard: unique panel ids, panels inside the 24-column grid without overlaps, data source as a variable', () => {
-    const panels = dashboard.panels as { id: number; type: string; gridPos: { x: number; y: number; w: number; h: number }; datasource?: { uid: string } }[];
+    const panels = dashboard.panels as {
+      id: number;
+      type: string;
+      gridPos: { x: number; y: number; w: number; h: number };
+      datasource?: { uid: string };
+    }[];
     expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length);
     for (const [i, a] of panels.entries()) {
       expect(a.gridPos.x + a.gridPos.w).toBeLessThanOrEqual(24);
       if (a.type !== 'row') expect(a.datasource?.uid).toBe('${datasource}');
       for (const b of panels.slice(i + 1)) {
-        const overlap = a.gridPos.x < b.gridPos.x + b.gridPos.w && b.gridPos.x < a.gridPos.x + a.gridPos.w && a.gridPos.y < b.gridPos.y + b.gridPos.h && b.gridPos.y < a.gridPos.y + a.gridPos.h;
+        const overlap =
+          a.gridPos.x < b.gridPos.x + b.gridPos.w &&
+          b.gridPos.x < a.gridPos.x + a.gridPos.w &&
+          a.gridPos.y < b.gridPos.y + b.gridPos.h &&
+          b.gridPos.y < a.gridPos.y + a.gridPos.h;
         expect(overlap, `panels ${a.id} and ${b.id} overlap`).toBe(false);
       }
     }
-    expect((dashboard.templating as { list: { name: string }[] }).list.map((v) => v.name)).toEqual(['datasource', 'instance']);
+    expect((dashboard.templating as { list: { name: string }[] }).list.map((v) => v.name)).toEqual([
+      'datasource',
+      'instance',
+    ]);
   });
 
   it('uses only metrics and labels that quic-lb serve exposes', async () => {
@@ -122,8 +142,13 @@ describe('deploy/grafana/quic-lb.json', () => {
     const client = dgram.createSocket('udp4');
     await new Promise<void>((r) => client.bind(0, '127.0.4.9', r));
     cleanup.push(() => client.close());
-    const cid = encodeConnectionId(createConfig({ ...quicLb, key: Buffer.from(quicLb.key, 'hex') }), Uint8Array.of(0, 1), new Uint8Array(6).fill(7));
-    for (let i = 0; i < 10; i++) client.send(Buffer.concat([Buffer.of(0x40), cid, Buffer.alloc(40, i)]), 35001, '127.0.4.1');
+    const cid = encodeConnectionId(
+      createConfig({ ...quicLb, key: Buffer.from(quicLb.key, 'hex') }),
+      Uint8Array.of(0, 1),
+      new Uint8Array(6).fill(7),
+    );
+    for (let i = 0; i < 10; i++)
+      client.send(Buffer.concat([Buffer.of(0x40), cid, Buffer.alloc(40, i)]), 35001, '127.0.4.1');
     client.send(Buffer.alloc(0), 35001, '127.0.4.1');
     client.send(Buffer.alloc(40, 1), 35003, '127.0.4.1');
     await waitFor('ten datagrams at the backend', () => forwarded === 10, 10_000);
@@ -133,7 +158,10 @@ describe('deploy/grafana/quic-lb.json', () => {
       'the reload and the return-path refusal on /metrics',
       async () => {
         text = await (await fetch(`${base}/metrics`)).text();
-        return /quic_lb_config_reloads_total\{outcome="success"\} 1/.test(text) && /quic_lb_return_rejected_total\{reason="source"\} 1/.test(text);
+        return (
+          /quic_lb_config_reloads_total\{outcome="success"\} 1/.test(text) &&
+          /quic_lb_return_rejected_total\{reason="source"\} 1/.test(text)
+        );
       },
       10_000,
     );
@@ -153,7 +181,8 @@ describe('deploy/grafana/quic-lb.json', () => {
         for (const l of exposed.get(m)!) labels.add(l);
         seen.add(m);
       }
-      for (const l of usedLabels(q.expr, q.legend)) expect(labels.has(l), `${q.where}: label ${l} is not a label of ${metrics.join(', ')}`).toBe(true);
+      for (const l of usedLabels(q.expr, q.legend))
+        expect(labels.has(l), `${q.where}: label ${l} is not a label of ${metrics.join(', ')}`).toBe(true);
     }
     // The dashboard covers every metric the LB exposes.
     const all = [...exposed.keys()].filter((m) => m.startsWith('quic_lb_'));

@@ -27,7 +27,9 @@ function shape(file: string): Shape | undefined {
   for (const l of lines) {
     const m = /^import \{ (\w+) \} from "([^"]+)";$/.exec(l);
     if (!m) continue;
-    const target = m[2].startsWith('.') ? path.resolve(path.dirname(file), m[2].replace(/\.js$/, '.d.ts')) : path.join(modules, `${m[2]}.d.ts`);
+    const target = m[2].startsWith('.')
+      ? path.resolve(path.dirname(file), m[2].replace(/\.js$/, '.d.ts'))
+      : path.join(modules, `${m[2]}.d.ts`);
     imports.set(m[1], target);
   }
   const start = lines.findIndex((l) => /^export interface I\w+ (extends \w+ )?\{$/.test(l));

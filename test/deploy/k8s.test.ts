@@ -56,13 +56,29 @@ function documentedSecret(): { secret: K8sObject; files: Record<string, string> 
     files[m[2]] = r.stdout;
   }
   const create = /kubectl -n (\S+) create secret generic (\S+) --from-file=keys\/$/m.exec(block);
-  if (!create) throw new Error('deploy/README.md: no "kubectl -n NS create secret generic NAME --from-file=keys/" line');
+  if (!create)
+    throw new Error('deploy/README.md: no "kubectl -n NS create secret generic NAME --from-file=keys/" line');
   const data = Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
-  return { secret: { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name: create[2], namespace: create[1] }, data }, files };
+  return {
+    secret: {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'Opaque',
+      metadata: { name: create[2], namespace: create[1] },
+      data,
+    },
+    files,
+  };
 }
 
 /** Writes a pod's projected config volume (ConfigMap + Secret sources) to a directory, as the kubelet does. */
-function materialise(volume: Any, objects: K8sObject[], secretFiles: Record<string, string>, secretName: string, dir: string): void {
+function materialise(
+  volume: Any,
+  objects: K8sObject[],
+  secretFiles: Record<string, string>,
+  secretName: string,
+  dir: string,
+): void {
   mkdirSync(dir, { recursive: true });
   for (const src of volume.projected.sources as Any[]) {
     if (src.configMap) {
@@ -99,7 +115,9 @@ describe('deploy/k8s/base', () => {
 
   /** The config file path of a workload's container, with its projected volume written under work/NAME. */
   function podConfig(workload: Any, name: string, files = secretFiles): string {
-    const container = workload.spec.template.spec.containers.find((c: Any) => ['quic-lb', 'backend'].includes(c.name as string));
+    const container = workload.spec.template.spec.containers.find((c: Any) =>
+      ['quic-lb', 'backend'].includes(c.name as string),
+    );
     const configArg = container.args[container.args.indexOf('--config') + 1] as string;
     const mount = (container.volumeMounts as Any[]).find((m) => m.mountPath === path.dirname(configArg)) as Any;
     expect(mount, `a volume mounted at ${path.dirname(configArg)}`).toBeDefined();
@@ -111,7 +129,17 @@ describe('deploy/k8s/base', () => {
 
   it('renders the expected objects, each valid against the Kubernetes API schema', () => {
     expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(
-      ['ConfigMap/quic-backend-config', 'ConfigMap/quic-lb-config', 'DaemonSet/quic-lb', 'Namespace/quic-lb', 'Service/quic-backend', 'Service/quic-backend-0', 'Service/quic-backend-1', 'Service/quic-backend-2', 'StatefulSet/quic-backend'].sort(),
+      [
+        'ConfigMap/quic-backend-config',
+        'ConfigMap/quic-lb-config',
+        'DaemonSet/quic-lb',
+        'Namespace/quic-lb',
+        'Service/quic-backend',
+        'Service/quic-backend-0',
+        'Service/quic-backend-1',
+        'Service/quic-backend-2',
+        'StatefulSet/quic-backend',
+      ].sort(),
     );
     for (const o of [...objects, secret]) {
       expect(() => validate(o), `${o.kind}/${o.metadata.name}`).not.toThrow();
@@ -128,7 +156,10 @@ describe('deploy/k8s/base', () => {
     typo.spec.template.spec.containers[0].readinesProbe = typo.spec.template.spec.containers[0].readinessProbe;
     typo.spec.template.spec.volumes[0].projected.sources[0].configMap.nmae = 'x';
     expect(() => validate(typo as K8sObject)).not.toThrow();
-    expect(unknownFields(typo as K8sObject)).toEqual(['/spec/template/spec/containers/0/readinesProbe', '/spec/template/spec/volumes/0/projected/sources/0/configMap/nmae']);
+    expect(unknownFields(typo as K8sObject)).toEqual([
+      '/spec/template/spec/containers/0/readinesProbe',
+      '/spec/template/spec/volumes/0/projected/sources/0/configMap/nmae',
+    ]);
   });
 
   it('the ConfigMaps pass quic-lb check-config with the key files of the documented Secret', () => {
@@ -139,11 +170,17 @@ describe('deploy/k8s/base', () => {
       const r = runCli(['check-config', podConfig(workload, name), '--json']);
       // Key files at the kubelet's default 0644 draw check-config's mode warning (docs/config.md
       // "Warnings"); nothing else may appear on stderr.
-      expect(r.stderr.split('\n').filter((l) => l !== '' && !/^warning: key file \S+ has mode 0644: /.test(l))).toEqual([]);
+      expect(r.stderr.split('\n').filter((l) => l !== '' && !/^warning: key file \S+ has mode 0644: /.test(l))).toEqual(
+        [],
+      );
       expect(JSON.parse(r.stdout)).toMatchObject({ ok: true });
     }
     // Every key file the config names is a key of the Secret (a missing one: ERR_CONFIG_READ above).
-    const keyFiles = [...(lbConfig.quicLb as Any[]).map((q) => q.keyFile), lbConfig.fallback.keyFile, lbConfig.returnPath.hmacKeyFile].filter(Boolean);
+    const keyFiles = [
+      ...(lbConfig.quicLb as Any[]).map((q) => q.keyFile),
+      lbConfig.fallback.keyFile,
+      lbConfig.returnPath.hmacKeyFile,
+    ].filter(Boolean);
     expect(keyFiles.length).toBe(3);
     for (const k of keyFiles) expect(Object.keys(secretFiles)).toContain(k);
     // And a Secret without one of them is refused by check-config with the field named.
@@ -160,7 +197,8 @@ describe('deploy/k8s/base', () => {
     for (const b of backendConfig.backends as Any[]) {
       const lb = (lbConfig.backends as Any[]).find((x) => x.name === b.name) as Any;
       expect(lb, b.name).toBeDefined();
-      for (const [id, sid] of Object.entries(b.serverIds as Record<string, unknown>)) expect(lb.serverIds[id]).toEqual(sid);
+      for (const [id, sid] of Object.entries(b.serverIds as Record<string, unknown>))
+        expect(lb.serverIds[id]).toEqual(sid);
     }
   });
 
@@ -220,12 +258,27 @@ describe('deploy/k8s/base', () => {
         // --no-preferred: no preferred_address, clients stay on the VIP path.
         expect(started.preferred).toBeNull();
         // A CID this backend could mint, and where the LB config sends it.
-        const enc = runCli(['cid', 'encode', '--config', configFile, '--config-id', '0', '--server-id', serverId, '--json']);
+        const enc = runCli([
+          'cid',
+          'encode',
+          '--config',
+          configFile,
+          '--config-id',
+          '0',
+          '--server-id',
+          serverId,
+          '--json',
+        ]);
         expect(enc.status, enc.stderr).toBe(0);
         const cid = (JSON.parse(enc.stdout) as { cid: string }).cid;
         const route = runCli(['route', '--config', configFile, '--cid', cid, '--json']);
         expect(route.status, route.stderr).toBe(0);
-        const decision = JSON.parse(route.stdout) as { backend: string; address: string; reason: string; serverId: string };
+        const decision = JSON.parse(route.stdout) as {
+          backend: string;
+          address: string;
+          reason: string;
+          serverId: string;
+        };
         expect(decision).toMatchObject({ backend: podName, reason: 'routed', serverId });
         expect(serverId).toBe((n + 1).toString(16).padStart(4, '0'));
         const svc = find(objects, 'Service', podName);
@@ -242,7 +295,7 @@ describe('deploy/k8s/base', () => {
 describe('deploy/k8s/overlays/anycast-bird', () => {
   const sidecarDir = path.join(deployDir, 'k8s', 'bird-sidecar');
 
-  it('adds a valid BIRD sidecar whose VIP and health URL are the config\'s, and whose rendered BIRD config parses', () => {
+  it("adds a valid BIRD sidecar whose VIP and health URL are the config's, and whose rendered BIRD config parses", () => {
     const objects = renderKustomization(path.join(deployDir, 'k8s', 'overlays', 'anycast-bird'));
     for (const o of objects) {
       expect(() => validate(o), `${o.kind}/${o.metadata.name}`).not.toThrow();
@@ -258,7 +311,8 @@ describe('deploy/k8s/overlays/anycast-bird', () => {
     const lbConfig = parse(find(objects, 'ConfigMap', 'quic-lb-config').data['config.yaml'] as string) as Any;
     const vip = (lbConfig.listen[0] as string).replace(/:\d+$/, '');
     const metricsPort = (lbConfig.metrics.listen as string).split(':').pop();
-    const envOf = (c: Any): Record<string, string> => Object.fromEntries((c.env as Any[]).filter((e) => 'value' in e).map((e) => [e.name, e.value]));
+    const envOf = (c: Any): Record<string, string> =>
+      Object.fromEntries((c.env as Any[]).filter((e) => 'value' in e).map((e) => [e.name, e.value]));
     const init = pod.initContainers.find((c: Any) => c.name === 'vip');
     expect(init.args).toEqual(['vip']);
     expect(envOf(init).VIP).toBe(vip);
@@ -274,7 +328,12 @@ describe('deploy/k8s/overlays/anycast-bird', () => {
     const script = path.join(sidecarDir, 'entrypoint.sh');
     const render = spawnSync(script, ['render'], {
       encoding: 'utf8',
-      env: { PATH: process.env.PATH, ...env, HOST_IP: '10.0.0.1', TEMPLATE: path.join(deployDir, 'bird', 'lb.conf.template') },
+      env: {
+        PATH: process.env.PATH,
+        ...env,
+        HOST_IP: '10.0.0.1',
+        TEMPLATE: path.join(deployDir, 'bird', 'lb.conf.template'),
+      },
     });
     expect(render.status, render.stderr).toBe(0);
     expect(render.stdout).toContain(`route ${vip}/32 blackhole;`);
@@ -285,7 +344,10 @@ describe('deploy/k8s/overlays/anycast-bird', () => {
     const check = spawnSync('bird', ['-p', '-c', conf], { encoding: 'utf8' });
     expect(check.status, check.stderr).toBe(0);
     // A missing setting is refused before BIRD starts.
-    const missing = spawnSync(script, ['render'], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env, PEER_AS: '', HOST_IP: '10.0.0.1' } });
+    const missing = spawnSync(script, ['render'], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, ...env, PEER_AS: '', HOST_IP: '10.0.0.1' },
+    });
     expect(missing.status).not.toBe(0);
     expect(missing.stderr).toContain('PEER_AS is required');
 
@@ -303,8 +365,12 @@ describe('deploy/k8s/overlays/anycast-bird', () => {
 
   it('the sidecar announces the VIP (BIRD protocol vip up) while /healthz is 200 and withdraws it on 503; SIGTERM stops BIRD', async () => {
     const objects = renderKustomization(path.join(deployDir, 'k8s', 'overlays', 'anycast-bird'));
-    const bird = find(objects, 'DaemonSet', 'quic-lb').spec.template.spec.containers.find((c: Any) => c.name === 'bird');
-    const env = Object.fromEntries((bird.env as Any[]).filter((e) => 'value' in e).map((e) => [e.name as string, e.value as string]));
+    const bird = find(objects, 'DaemonSet', 'quic-lb').spec.template.spec.containers.find(
+      (c: Any) => c.name === 'bird',
+    );
+    const env = Object.fromEntries(
+      (bird.env as Any[]).filter((e) => 'value' in e).map((e) => [e.name as string, e.value as string]),
+    );
     // A stand-in for the LB's /healthz whose answer the test sets.
     let status = 200;
     const server = http.createServer((_req, res) => res.writeHead(status).end());
@@ -330,7 +396,9 @@ describe('deploy/k8s/overlays/anycast-bird', () => {
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     const vipState = (): string => {
-      const r = spawnSync('birdc', ['-s', path.join(runDir, 'bird.ctl'), 'show', 'protocols', 'vip'], { encoding: 'utf8' });
+      const r = spawnSync('birdc', ['-s', path.join(runDir, 'bird.ctl'), 'show', 'protocols', 'vip'], {
+        encoding: 'utf8',
+      });
       return /^vip\s+Static\s+\S+\s+(\w+)/m.exec(r.stdout)?.[1] ?? 'no answer';
     };
     try {

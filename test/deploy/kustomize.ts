@@ -7,7 +7,12 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 
-export type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [k: string]: unknown }; [k: string]: unknown };
+export type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; [k: string]: unknown };
+  [k: string]: unknown;
+};
 
 const KNOWN = new Set(['apiVersion', 'kind', 'namespace', 'resources', 'configMapGenerator', 'patches']);
 /** Kinds without a namespace among those deploy/k8s uses. */
@@ -36,7 +41,9 @@ function yamlDocs(file: string): K8sObject[] {
 /** Renders the kustomization in `dir` into its list of objects, in kustomize's resource order. */
 export function renderKustomization(dir: string): K8sObject[] {
   const k = parse(readFileSync(path.join(dir, 'kustomization.yaml'), 'utf8')) as Record<string, unknown>;
-  for (const key of Object.keys(k)) if (!KNOWN.has(key)) throw new KustomizeError(`${dir}: kustomization field '${key}' is not supported by this renderer`);
+  for (const key of Object.keys(k))
+    if (!KNOWN.has(key))
+      throw new KustomizeError(`${dir}: kustomization field '${key}' is not supported by this renderer`);
   if (k.kind !== 'Kustomization') throw new KustomizeError(`${dir}: kind must be Kustomization`);
   const out: K8sObject[] = [];
   for (const r of (k.resources as string[] | undefined) ?? []) {
@@ -44,16 +51,21 @@ export function renderKustomization(dir: string): K8sObject[] {
     out.push(...(statSync(p).isDirectory() ? renderKustomization(p) : yamlDocs(p)));
   }
   for (const g of (k.configMapGenerator as Record<string, unknown>[] | undefined) ?? []) {
-    for (const key of Object.keys(g)) if (!['name', 'files', 'options'].includes(key)) throw new KustomizeError(`configMapGenerator field '${key}' is not supported`);
+    for (const key of Object.keys(g))
+      if (!['name', 'files', 'options'].includes(key))
+        throw new KustomizeError(`configMapGenerator field '${key}' is not supported`);
     const options = (g.options ?? {}) as Record<string, unknown>;
     if (options.disableNameSuffixHash !== true || Object.keys(options).length !== 1) {
-      throw new KustomizeError(`configMapGenerator ${String(g.name)}: only options.disableNameSuffixHash: true is supported`);
+      throw new KustomizeError(
+        `configMapGenerator ${String(g.name)}: only options.disableNameSuffixHash: true is supported`,
+      );
     }
     const data: Record<string, string> = {};
     for (const f of g.files as string[]) {
       const [key, file] = f.includes('=') ? f.split('=', 2) : [path.basename(f), f];
       const abs = path.resolve(dir, file);
-      if (!abs.startsWith(dir + path.sep)) throw new KustomizeError(`${f}: kustomize refuses files outside the kustomization directory`);
+      if (!abs.startsWith(dir + path.sep))
+        throw new KustomizeError(`${f}: kustomize refuses files outside the kustomization directory`);
       data[key] = readFileSync(abs, 'utf8');
     }
     out.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: String(g.name) }, data });

@@ -6,7 +6,19 @@
 // VIP port needs it, and the command lines the units run accepted by the installed CLI. Needs
 // dist/ (npm run build).
 import { spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -85,7 +97,9 @@ function installLikeNpmGlobal(tarball: string, prefix: string): string {
   mkdirSync(path.dirname(pkgDir), { recursive: true });
   renameSync(path.join(unpacked, 'package'), pkgDir);
 
-  const lock = JSON.parse(readFileSync(path.join(repoRoot, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockEntry> };
+  const lock = JSON.parse(readFileSync(path.join(repoRoot, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, LockEntry>;
+  };
   const copied: string[] = [];
   for (const [key, entry] of Object.entries(lock.packages)) {
     // Top-level entries only: a nested node_modules/ travels with the package that holds it.
@@ -126,7 +140,9 @@ describe('deploy/systemd', () => {
     mkdirSync(dir);
     expect(units.sort()).toEqual(['quic-lb-demo-backend@.service', 'quic-lb-vip-health.service', 'quic-lb.service']);
     const files = units.map((u) => {
-      const text = readFileSync(path.join(unitDir, u), 'utf8').replaceAll(BIN, installed).replaceAll(VIP_HEALTH, path.join(deployDir, 'bird', 'vip-health.sh'));
+      const text = readFileSync(path.join(unitDir, u), 'utf8')
+        .replaceAll(BIN, installed)
+        .replaceAll(VIP_HEALTH, path.join(deployDir, 'bird', 'vip-health.sh'));
       // A template is verified through an instance.
       const file = path.join(dir, u.replace('@.service', '@edge-a.service'));
       writeFileSync(file, text);
@@ -134,7 +150,10 @@ describe('deploy/systemd', () => {
     });
     // bird.service (Requires= of the VIP unit) is not installed here: a stand-in next to the units.
     writeFileSync(path.join(dir, 'bird.service'), '[Service]\nExecStart=/usr/sbin/bird -f\n');
-    const r = spawnSync('systemd-analyze', ['verify', '--man=no', ...files], { encoding: 'utf8', env: { ...process.env, SYSTEMD_UNIT_PATH: `${dir}:` } });
+    const r = spawnSync('systemd-analyze', ['verify', '--man=no', ...files], {
+      encoding: 'utf8',
+      env: { ...process.env, SYSTEMD_UNIT_PATH: `${dir}:` },
+    });
     expect(r.error).toBeUndefined();
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
@@ -168,14 +187,20 @@ describe('deploy/systemd', () => {
     for (const cmd of [...lb.get('Service.ExecStartPre')!, ...lb.get('Service.ExecReload')!.slice(0, -1)]) {
       const args = cmd.split(' ');
       expect(args[0]).toBe(BIN);
-      const r = spawnSync(installed, args.slice(1).map((a) => (a === CONFIG ? exampleConfig : a)), { encoding: 'utf8' });
+      const r = spawnSync(
+        installed,
+        args.slice(1).map((a) => (a === CONFIG ? exampleConfig : a)),
+        { encoding: 'utf8' },
+      );
       expect(r.status, r.stderr).toBe(0);
     }
     expect(one(lb, 'Service.ExecStart')).toBe(`${BIN} serve --config ${CONFIG}`);
     // The demo backend template: the instance name is a backend of the example config.
     const be = directives(readFileSync(path.join(unitDir, 'quic-lb-demo-backend@.service'), 'utf8'));
     // Secrets from files only (never argv or the environment); the LBs' addresses from the env file.
-    expect(one(be, 'Service.ExecStart')).toBe(`${BIN} demo backend --config ${CONFIG} --name %i --reset-key-file /etc/quic-lb/keys/reset.hex --allow-lb \${ALLOW_LB}`);
+    expect(one(be, 'Service.ExecStart')).toBe(
+      `${BIN} demo backend --config ${CONFIG} --name %i --reset-key-file /etc/quic-lb/keys/reset.hex --allow-lb \${ALLOW_LB}`,
+    );
     expect(one(be, 'Service.EnvironmentFile')).toBe('/etc/quic-lb/demo-backend.env');
     // The VIP announcer polls the /healthz the example config serves.
     const vip = directives(readFileSync(path.join(unitDir, 'quic-lb-vip-health.service'), 'utf8'));
@@ -184,7 +209,10 @@ describe('deploy/systemd', () => {
 
   it('the README renders deploy/bird/lb.conf.template into a BIRD config that bird -p accepts, announcing the example VIP', () => {
     const readme = readFileSync(path.join(deployDir, 'README.md'), 'utf8');
-    const m = /^sudo (sed -e [^\n]*\\\n[^\n]*\\\n\s*deploy\/bird\/lb\.conf\.template) \| sudo tee \/etc\/bird\/bird\.conf/m.exec(readme);
+    const m =
+      /^sudo (sed -e [^\n]*\\\n[^\n]*\\\n\s*deploy\/bird\/lb\.conf\.template) \| sudo tee \/etc\/bird\/bird\.conf/m.exec(
+        readme,
+      );
     expect(m, 'the sed ... deploy/bird/lb.conf.template | sudo tee /etc/bird/bird.conf command').not.toBeNull();
     const render = spawnSync('sh', ['-c', m![1]], { cwd: repoRoot, encoding: 'utf8' });
     expect(render.status, render.stderr).toBe(0);

@@ -55,11 +55,38 @@ describe('quic-lb demo backend: errors', () => {
 
   it('--no-preferred: the backend advertises no preferred_address', async () => {
     const log = path.join(dir, 'np.jsonl');
-    const p = await startCli(['demo', 'backend', '--config', file, '--name', 'a', '--no-preferred', '--allow-lb', '127.0.0.1', '--event-log', log]);
+    const p = await startCli([
+      'demo',
+      'backend',
+      '--config',
+      file,
+      '--name',
+      'a',
+      '--no-preferred',
+      '--allow-lb',
+      '127.0.0.1',
+      '--event-log',
+      log,
+    ]);
     try {
       const started = readEvents(log).find((e) => e.event === 'backend-started');
       expect(started?.preferred).toBeNull();
-      const p2 = await startCli(['demo', 'backend', '--config', file, '--name', 'a', '--listen', '127.0.2.93:25906', '--preferred', '127.0.2.94:25907', '--allow-lb', '127.0.0.1', '--event-log', log]);
+      const p2 = await startCli([
+        'demo',
+        'backend',
+        '--config',
+        file,
+        '--name',
+        'a',
+        '--listen',
+        '127.0.2.93:25906',
+        '--preferred',
+        '127.0.2.94:25907',
+        '--allow-lb',
+        '127.0.0.1',
+        '--event-log',
+        log,
+      ]);
       await stop(p2);
       const second = readEvents(log).filter((e) => e.event === 'backend-started')[1];
       expect(second?.listen).toBe('127.0.2.93:25906');
@@ -79,7 +106,16 @@ describe('quic-lb demo backend: errors', () => {
     const k0b = 'ffeeddccbbaa99887766554433221100';
     const k1 = '0f0e0d0c0b0a09080706050403020100';
     const fb = '11111111111111111111111111111111';
-    const one = parseConfig(configYaml({ ...base, backends: [{ ...base.backends[0], serverIds: { 0: '0001' } }], quicLb: [{ configId: 0, serverIdLength: 2, nonceLength: 6, key: k0 }] }, fb));
+    const one = parseConfig(
+      configYaml(
+        {
+          ...base,
+          backends: [{ ...base.backends[0], serverIds: { 0: '0001' } }],
+          quicLb: [{ configId: 0, serverIdLength: 2, nonceLength: 6, key: k0 }],
+        },
+        fb,
+      ),
+    );
     const running = await startDemoBackend(one, { name: 'a', allowLb: ['127.0.0.1'] });
     try {
       const decodes = (key: string, id: number, sidLen: number, sid: string): boolean => {
@@ -90,13 +126,28 @@ describe('quic-lb demo backend: errors', () => {
       // Same file: nothing changes.
       expect(running.applyConfig(one)).toEqual({ activeConfigId: 0, reissued: 0, hmacKeys: 0 });
       // Codepoint 0 redefined with a new key: replaced, CIDs follow the new key.
-      const redefined = parseConfig(configYaml({ ...base, backends: [{ ...base.backends[0], serverIds: { 0: '0001' } }], quicLb: [{ configId: 0, serverIdLength: 2, nonceLength: 6, key: k0b }] }, fb));
+      const redefined = parseConfig(
+        configYaml(
+          {
+            ...base,
+            backends: [{ ...base.backends[0], serverIds: { 0: '0001' } }],
+            quicLb: [{ configId: 0, serverIdLength: 2, nonceLength: 6, key: k0b }],
+          },
+          fb,
+        ),
+      );
       expect(running.applyConfig(redefined).activeConfigId).toBe(0);
       expect(decodes(k0b, 0, 2, '0001')).toBe(true);
       // A new codepoint at the end of the file becomes the active one.
       const two = parseConfig(
         configYaml(
-          { ...base, quicLb: [{ configId: 0, serverIdLength: 2, nonceLength: 6, key: k0b }, { configId: 1, serverIdLength: 3, nonceLength: 6, key: k1 }] },
+          {
+            ...base,
+            quicLb: [
+              { configId: 0, serverIdLength: 2, nonceLength: 6, key: k0b },
+              { configId: 1, serverIdLength: 3, nonceLength: 6, key: k1 },
+            ],
+          },
           fb,
         ),
       );

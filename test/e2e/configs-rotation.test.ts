@@ -6,7 +6,16 @@ import { writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createConfig, decodeServerId } from '../../src/cid/index.js';
 import { downloadedSha256, expectedSha256, explainDownload, has, runClient, serverCidsSeen } from './gtlsclient.js';
-import { configYaml, readEvents, scrape, startStack, total, type Stack, type StackSpec, type QuicLbSpec } from './stack.js';
+import {
+  configYaml,
+  readEvents,
+  scrape,
+  startStack,
+  total,
+  type Stack,
+  type StackSpec,
+  type QuicLbSpec,
+} from './stack.js';
 import { waitFor } from '../helpers/wait.js';
 
 const stacks: Stack[] = [];
@@ -19,7 +28,12 @@ const hexKey = (): string => randomBytes(16).toString('hex');
 describe('QUIC-LB algorithms end to end', () => {
   const cases: Array<{ name: string; q: QuicLbSpec; sid: string; n: number }> = [
     { name: 'plaintext', q: { configId: 2, serverIdLength: 3, nonceLength: 5 }, sid: 'a1b2c3', n: 0 },
-    { name: 'single-pass (16-octet block)', q: { configId: 3, serverIdLength: 4, nonceLength: 12, key: hexKey() }, sid: 'd1d2d3d4', n: 1 },
+    {
+      name: 'single-pass (16-octet block)',
+      q: { configId: 3, serverIdLength: 4, nonceLength: 12, key: hexKey() },
+      sid: 'd1d2d3d4',
+      n: 1,
+    },
     { name: 'four-pass', q: { configId: 4, serverIdLength: 3, nonceLength: 7, key: hexKey() }, sid: 'e1e2e3', n: 2 },
   ];
   for (const c of cases) {
@@ -29,21 +43,36 @@ describe('QUIC-LB algorithms end to end', () => {
         vip: { address: '127.0.2.50', port: base },
         metricsPort: base + 2,
         quicLb: [c.q],
-        backends: [{ name: 'only', address: `127.0.2.${51 + c.n}`, port: base + 5, serverIds: { [c.q.configId]: c.sid } }],
+        backends: [
+          { name: 'only', address: `127.0.2.${51 + c.n}`, port: base + 5, serverIds: { [c.q.configId]: c.sid } },
+        ],
       };
       const stack = await startStack(spec);
       stacks.push(stack);
-      const config = createConfig({ configId: c.q.configId, serverIdLength: c.q.serverIdLength, nonceLength: c.q.nonceLength, key: c.q.key ? Buffer.from(c.q.key, 'hex') : undefined });
+      const config = createConfig({
+        configId: c.q.configId,
+        serverIdLength: c.q.serverIdLength,
+        nonceLength: c.q.nonceLength,
+        key: c.q.key ? Buffer.from(c.q.key, 'hex') : undefined,
+      });
       expect(config.algorithm).toBe(c.name.split(' ')[0]);
-      const run = await runClient({ host: spec.vip.address, port: spec.vip.port, paths: ['/bytes/50000'], extraArgs: ['--delay-stream=300ms'] });
+      const run = await runClient({
+        host: spec.vip.address,
+        port: spec.vip.port,
+        paths: ['/bytes/50000'],
+        extraArgs: ['--delay-stream=300ms'],
+      });
       expect(has(run.output, 'QUIC handshake has been confirmed')).toBe(true);
       expect(downloadedSha256(run, '50000'), explainDownload(run, '50000', 50000)).toBe(expectedSha256(50000));
       const seen = serverCidsSeen(run.output);
       const all = [seen.scid, seen.preferred, ...seen.newConnectionIds].filter((x): x is string => x !== undefined);
       expect(all.length).toBeGreaterThanOrEqual(1);
-      for (const cid of all) expect(Buffer.from(decodeServerId(config, Buffer.from(cid, 'hex')) ?? []).toString('hex')).toBe(c.sid);
+      for (const cid of all)
+        expect(Buffer.from(decodeServerId(config, Buffer.from(cid, 'hex')) ?? []).toString('hex')).toBe(c.sid);
       const metrics = await scrape(spec);
-      expect(total(metrics, 'quic_lb_cid_packets_total', `config_id="${c.q.configId}",result="routed"`)).toBeGreaterThanOrEqual(1);
+      expect(
+        total(metrics, 'quic_lb_cid_packets_total', `config_id="${c.q.configId}",result="routed"`),
+      ).toBeGreaterThanOrEqual(1);
       if (config.algorithm === 'plaintext') {
         // draft-21 §9.2: one CID per connection, no preferred_address; the whole download stays on the VIP.
         expect(seen.preferred).toBeUndefined();
@@ -83,7 +112,11 @@ describe('config rotation in the middle of a download', () => {
     const fallbackKey = randomBytes(16).toString('hex');
     writeFileSync(stack.configFile, configYaml(next, fallbackKey));
     process.kill(stack.lb.pid, 'SIGHUP');
-    await waitFor('LB reload', async () => total(await scrape(spec), 'quic_lb_config_reloads_total', 'outcome="success"') >= 1, 5000);
+    await waitFor(
+      'LB reload',
+      async () => total(await scrape(spec), 'quic_lb_config_reloads_total', 'outcome="success"') >= 1,
+      5000,
+    );
 
     // Step 2: a download on the LB path; when the request arrives, the backends get the new config.
     const requestSeen = waitFor(
@@ -94,7 +127,13 @@ describe('config rotation in the middle of a download', () => {
       for (const p of stack.backends.values()) process.kill(p.pid, 'SIGHUP');
     });
     const size = 6_000_000;
-    const clientRun = runClient({ host: spec.vip.address, port: spec.vip.port, paths: [`/bytes/${size}`], extraArgs: ['--no-preferred-addr'], timeoutMs: 40_000 });
+    const clientRun = runClient({
+      host: spec.vip.address,
+      port: spec.vip.port,
+      paths: [`/bytes/${size}`],
+      extraArgs: ['--no-preferred-addr'],
+      timeoutMs: 40_000,
+    });
     await requestSeen;
     const run = await clientRun;
     expect(downloadedSha256(run, String(size)), explainDownload(run, String(size), size)).toBe(expectedSha256(size));
@@ -108,9 +147,16 @@ describe('config rotation in the middle of a download', () => {
     expect(events.find((e) => e.event === 'cids-reissued')?.connections).toBe(1);
     // The client received the new CIDs with Retire Prior To, retired the old ones and used the new ones.
     const config1 = createConfig({ configId: 1, serverIdLength: 3, nonceLength: 6, key: Buffer.from(k1, 'hex') });
-    const rotated = [...run.output.matchAll(/frm rx \d+ 1RTT NEW_CONNECTION_ID\(0x18\) seq=\d+ cid=0x([0-9a-f]+) retire_prior_to=([1-9]\d*)/g)];
+    const rotated = [
+      ...run.output.matchAll(
+        /frm rx \d+ 1RTT NEW_CONNECTION_ID\(0x18\) seq=\d+ cid=0x([0-9a-f]+) retire_prior_to=([1-9]\d*)/g,
+      ),
+    ];
     expect(rotated.length).toBeGreaterThanOrEqual(1);
-    for (const m of rotated) expect(Buffer.from(decodeServerId(config1, Buffer.from(m[1], 'hex')) ?? []).toString('hex')).toBe(next.backends.find((b) => b.name === served.name)!.serverIds[1]);
+    for (const m of rotated)
+      expect(Buffer.from(decodeServerId(config1, Buffer.from(m[1], 'hex')) ?? []).toString('hex')).toBe(
+        next.backends.find((b) => b.name === served.name)!.serverIds[1],
+      );
     expect(run.output).toMatch(/frm tx \d+ 1RTT RETIRE_CONNECTION_ID\(0x19\) seq=0/);
     expect(events.filter((e) => e.event === 'cid-retired').length).toBeGreaterThanOrEqual(1);
     const metrics = await scrape(spec);

@@ -16,7 +16,16 @@ import { runCli } from '../helpers/cli.js';
 import { configYaml, readEvents, type StackSpec } from './stack.js';
 import { startCli, stop, type Proc } from '../helpers/process.js';
 import { sleep, waitFor } from '../helpers/wait.js';
-import { encodeHealthProbe, encodeProxyHeader, formatProxyAddress, HealthProbeKind, parseHealthProbe, parseProxyHeader, ProxyDirection, ProxyHeader } from '../../src/wire/index.js';
+import {
+  encodeHealthProbe,
+  encodeProxyHeader,
+  formatProxyAddress,
+  HealthProbeKind,
+  parseHealthProbe,
+  parseProxyHeader,
+  ProxyDirection,
+  ProxyHeader,
+} from '../../src/wire/index.js';
 import { createConfig, encodeConnectionId, statelessResetToken } from '../../src/cid/index.js';
 
 const QUIC_LB_KEY = '00112233445566778899aabbccddeeff';
@@ -38,7 +47,10 @@ writeFileSync(configFile, configYaml(spec('127.0.2.111', 25935), randomBytes(16)
 const wildcardFile = path.join(dir, 'lb-wildcard.yaml');
 writeFileSync(
   wildcardFile,
-  configYaml(spec('127.0.2.114', 25945), randomBytes(16).toString('hex')).replace(`listen: '${VIP.address}:${VIP.port + 1}'`, `listen: '0.0.0.0:${VIP.port + 1}'`),
+  configYaml(spec('127.0.2.114', 25945), randomBytes(16).toString('hex')).replace(
+    `listen: '${VIP.address}:${VIP.port + 1}'`,
+    `listen: '0.0.0.0:${VIP.port + 1}'`,
+  ),
 );
 const keyFile = path.join(dir, 'reset.key');
 writeFileSync(keyFile, `${RESET_KEY}\n`, { mode: 0o600 });
@@ -58,7 +70,8 @@ async function udp(address: string, port = 0): Promise<Sock> {
   await new Promise<void>((r) => s.bind(port, address, () => r()));
   return { s, got };
 }
-const send = (from: Sock, msg: Uint8Array, to: { address: string; port: number }): void => from.s.send(msg, to.port, to.address);
+const send = (from: Sock, msg: Uint8Array, to: { address: string; port: number }): void =>
+  from.s.send(msg, to.port, to.address);
 
 /** A short-header datagram for a well-formed CID of backend 0001 that no connection owns: the backend answers with a stateless reset. */
 function unknownCidPacket(): { cid: Uint8Array; pkt: Buffer } {
@@ -66,9 +79,13 @@ function unknownCidPacket(): { cid: Uint8Array; pkt: Buffer } {
   return { cid, pkt: Buffer.concat([Buffer.of(0x40), Buffer.from(cid), randomBytes(60)]) };
 }
 const encapsulate = (pkt: Buffer): Buffer =>
-  Buffer.concat([encodeProxyHeader({ srcAddr: CLIENT.address, srcPort: CLIENT.port, dstAddr: VIP.address, dstPort: VIP.port }), pkt]);
+  Buffer.concat([
+    encodeProxyHeader({ srcAddr: CLIENT.address, srcPort: CLIENT.port, dstAddr: VIP.address, dstPort: VIP.port }),
+    pkt,
+  ]);
 const tokenOf = (reset: Buffer): string => reset.subarray(reset.length - 16).toString('hex');
-const expectedToken = (cid: Uint8Array): string => Buffer.from(statelessResetToken(Buffer.from(RESET_KEY, 'hex'), cid)).toString('hex');
+const expectedToken = (cid: Uint8Array): string =>
+  Buffer.from(statelessResetToken(Buffer.from(RESET_KEY, 'hex'), cid)).toString('hex');
 
 describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR2', () => {
   let lb1: Sock; // an allowed LB
@@ -91,10 +108,25 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
 
   it('LB-path replies go to the return port (the anycast VIP in a stack), with the VIP -> client header; tokens come from --reset-key-file; --allow-lb drops other senders; SIGUSR2 drains', async () => {
     const log = path.join(dir, 'a.jsonl');
-    const p = await startCli(['demo', 'backend', '--config', configFile, '--name', 'a', '--reset-key-file', groupKeyFile, '--allow-lb', '127.0.2.112', '--event-log', log]);
+    const p = await startCli([
+      'demo',
+      'backend',
+      '--config',
+      configFile,
+      '--name',
+      'a',
+      '--reset-key-file',
+      groupKeyFile,
+      '--allow-lb',
+      '127.0.2.112',
+      '--event-log',
+      log,
+    ]);
     procs.push(p);
     expect(p.ready.replyTo).toBe(`${VIP.address}:${VIP.port + 1}`);
-    expect(p.output()).toContain(`quic-lb demo backend: warning: key file ${groupKeyFile} has mode 0640: readable or writable by group or others (chmod 600 it)`);
+    expect(p.output()).toContain(
+      `quic-lb demo backend: warning: key file ${groupKeyFile} has mode 0640: readable or writable by group or others (chmod 600 it)`,
+    );
     const backend = { address: '127.0.2.111', port: 25935 };
 
     // Through the LB: the reset leaves for the return port, not for the LB that forwarded it.
@@ -134,12 +166,16 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     await sleep(100);
     expect(lb2.got.length).toBe(0);
     process.kill(p.pid, 'SIGUSR2');
-    await waitFor('probes answered "draining"', async () => {
-      lb1.got.length = 0;
-      send(lb1, probe(), backend);
-      await sleep(50);
-      return lb1.got.length === 1 && parseHealthProbe(lb1.got[0]) === HealthProbeKind.DRAINING;
-    }, 5000);
+    await waitFor(
+      'probes answered "draining"',
+      async () => {
+        lb1.got.length = 0;
+        send(lb1, probe(), backend);
+        await sleep(50);
+        return lb1.got.length === 1 && parseHealthProbe(lb1.got[0]) === HealthProbeKind.DRAINING;
+      },
+      5000,
+    );
     expect(readEvents(log).some((e) => e.event === 'draining')).toBe(true);
     expect(p.output()).toContain('draining');
     // Still serving while draining: LB-path datagrams are answered as before.
@@ -152,13 +188,26 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
 
   it('--reply-to lb, and auto with a return port or a listen address on 0.0.0.0: replies go back to the LB that forwarded the datagram', async () => {
     const cases: { args: string[]; backend: { address: string; port: number } }[] = [
-      { args: ['--config', configFile, '--listen', '127.0.2.115:25946', '--reply-to', 'lb'], backend: { address: '127.0.2.115', port: 25946 } },
+      {
+        args: ['--config', configFile, '--listen', '127.0.2.115:25946', '--reply-to', 'lb'],
+        backend: { address: '127.0.2.115', port: 25946 },
+      },
       { args: ['--config', wildcardFile], backend: { address: '127.0.2.114', port: 25945 } },
       // A backend on 0.0.0.0 (as in Kubernetes): its source address is whatever the kernel picks.
       { args: ['--config', configFile, '--listen', '0.0.0.0:25947'], backend: { address: '127.0.2.117', port: 25947 } },
     ];
     for (const k of cases) {
-      const p = await startCli(['demo', 'backend', '--name', 'a', '--reset-key-file', keyFile, '--allow-lb', '127.0.2.112', ...k.args]);
+      const p = await startCli([
+        'demo',
+        'backend',
+        '--name',
+        'a',
+        '--reset-key-file',
+        keyFile,
+        '--allow-lb',
+        '127.0.2.112',
+        ...k.args,
+      ]);
       procs.push(p);
       expect(p.ready.replyTo).toBe('lb');
       lb1.got.length = 0;
@@ -180,7 +229,8 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     const k2 = randomBytes(32).toString('hex');
     const file = path.join(dir, 'lb-signed.yaml');
     const base = configYaml(spec('127.0.2.118', 25955), randomBytes(16).toString('hex'));
-    const withKey = (key: string): string => base.replace('  mode: via-lb\n', `  mode: via-lb\n  hmacKey: '${key}'\n  signForward: true\n`);
+    const withKey = (key: string): string =>
+      base.replace('  mode: via-lb\n', `  mode: via-lb\n  hmacKey: '${key}'\n  signForward: true\n`);
     writeFileSync(file, withKey(k1));
     const p = await startCli(['demo', 'backend', '--config', file, '--name', 'a', '--reset-key-file', groupKeyFile]);
     procs.push(p);
@@ -189,7 +239,17 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     expect(modeWarnings()).toBe(1); // once at start
     const signed = (key: string, pkt: Buffer): Buffer =>
       Buffer.concat([
-        encodeProxyHeader({ srcAddr: CLIENT.address, srcPort: CLIENT.port, dstAddr: VIP.address, dstPort: VIP.port, hmacKey: Buffer.from(key, 'hex'), direction: ProxyDirection.TO_BACKEND }, pkt),
+        encodeProxyHeader(
+          {
+            srcAddr: CLIENT.address,
+            srcPort: CLIENT.port,
+            dstAddr: VIP.address,
+            dstPort: VIP.port,
+            hmacKey: Buffer.from(key, 'hex'),
+            direction: ProxyDirection.TO_BACKEND,
+          },
+          pkt,
+        ),
         pkt,
       ]);
     /** Sends one datagram signed with `key` from lb2 (no address check here) and returns the reply at the return port, if any. */
@@ -199,7 +259,8 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
       await sleep(300);
       return returnPort.got[0];
     };
-    const verifies = (reply: Buffer | undefined, key: string): boolean => reply !== undefined && parseProxyHeader(reply, new ProxyHeader(), Buffer.from(key, 'hex')) > 0;
+    const verifies = (reply: Buffer | undefined, key: string): boolean =>
+      reply !== undefined && parseProxyHeader(reply, new ProxyHeader(), Buffer.from(key, 'hex')) > 0;
     expect(verifies(await exchange(k1), k1)).toBe(true);
     expect(await exchange(randomBytes(32).toString('hex'))).toBeUndefined(); // a forged signature: dropped
     writeFileSync(file, withKey(k2));
@@ -214,16 +275,32 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     writeFileSync(file, withKey(k2).replace(`hmacKey: '${k2}'`, "hmacKey: 'zz'"));
     process.kill(p.pid, 'SIGHUP');
     await waitFor('the failed reload', () => p.output().includes('reload failed'), 3000);
-    expect(p.output()).toMatch(/quic-lb demo backend: reload failed, keeping the running config and keys: ERR_CONFIG_HEX at \/returnPath\/hmacKey: /);
+    expect(p.output()).toMatch(
+      /quic-lb demo backend: reload failed, keeping the running config and keys: ERR_CONFIG_HEX at \/returnPath\/hmacKey: /,
+    );
     expect(verifies(await exchange(k2), k2)).toBe(true);
     expect(p.child.exitCode).toBeNull();
     expect(readFileSync(file, 'utf8')).toContain("hmacKey: 'zz'");
   });
 
   it('--insecure-any-lb: starts with a warning and takes encapsulated datagrams from anyone', async () => {
-    const p = await startCli(['demo', 'backend', '--config', configFile, '--name', 'a', '--listen', '127.0.2.119:25956', '--reply-to', 'lb', '--insecure-any-lb']);
+    const p = await startCli([
+      'demo',
+      'backend',
+      '--config',
+      configFile,
+      '--name',
+      'a',
+      '--listen',
+      '127.0.2.119:25956',
+      '--reply-to',
+      'lb',
+      '--insecure-any-lb',
+    ]);
     procs.push(p);
-    expect(p.output()).toMatch(/quic-lb demo backend: warning: insecureAnyLb: encapsulated datagrams are accepted from any source/);
+    expect(p.output()).toMatch(
+      /quic-lb demo backend: warning: insecureAnyLb: encapsulated datagrams are accepted from any source/,
+    );
     send(lb2, encapsulate(unknownCidPacket().pkt), { address: '127.0.2.119', port: 25956 });
     await waitFor('a reply to the unauthenticated sender', () => lb2.got.length === 1, 3000);
   });
@@ -235,17 +312,35 @@ describe('quic-lb demo backend: --reset-key-file, --reply-to, --allow-lb, SIGUSR
     writeFileSync(bad, 'not hex at all\n');
     const cases: [string[], RegExp][] = [
       // An inline secret is refused (visible in ps), pointing at the file flag.
-      [['--reset-key', RESET_KEY, '--allow-lb', '127.0.2.112'], /^quic-lb: --reset-key: removed \(a key on the command line is visible to every local user\); .* --reset-key-file FILE\n$/],
+      [
+        ['--reset-key', RESET_KEY, '--allow-lb', '127.0.2.112'],
+        /^quic-lb: --reset-key: removed \(a key on the command line is visible to every local user\); .* --reset-key-file FILE\n$/,
+      ],
       // Nothing authenticates the LB: the error says what to add.
-      [[], /^quic-lb: nothing authenticates the load balancers.*add --allow-lb .*returnPath\.hmacKey and returnPath\.signForward: true.*--insecure-any-lb \(tests only\)\n$/],
+      [
+        [],
+        /^quic-lb: nothing authenticates the load balancers.*add --allow-lb .*returnPath\.hmacKey and returnPath\.signForward: true.*--insecure-any-lb \(tests only\)\n$/,
+      ],
       [['--reset-key-file', path.join(dir, 'missing.key')], /--reset-key-file: cannot read/],
       [['--reset-key-file', short], /--reset-key-file: expected at least 16 octets, got 4/],
       [['--reset-key-file', bad], /--reset-key-file: expected an even number of hex digits/],
       [['--allow-lb', '127.0.2.112,lb.example'], /--allow-lb: expected IP literals, got 'lb.example'/],
-      [['--config', wildcardFile, '--reply-to', 'return-port'], /--reply-to return-port: returnPath.listen '0\.0\.0\.0:25931' is not a specific address/],
+      [
+        ['--config', wildcardFile, '--reply-to', 'return-port'],
+        /--reply-to return-port: returnPath.listen '0\.0\.0\.0:25931' is not a specific address/,
+      ],
     ];
     for (const [args, re] of cases) {
-      const r = runCli(['demo', 'backend', ...(args.includes('--config') ? [] : ['--config', configFile]), '--name', 'a', '--listen', '127.0.2.116:25950', ...args]);
+      const r = runCli([
+        'demo',
+        'backend',
+        ...(args.includes('--config') ? [] : ['--config', configFile]),
+        '--name',
+        'a',
+        '--listen',
+        '127.0.2.116:25950',
+        ...args,
+      ]);
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr).toMatch(re);
       expect(r.stderr).not.toContain('    at ');

@@ -75,7 +75,12 @@ export function downloadedSha256(run: ClientRun, name: string): string | undefin
  */
 export function explainDownload(run: ClientRun, name: string, size: number): string {
   const f = path.join(run.downloadDir, name);
-  const lines = run.output.split('\n').filter((l) => /CONNECTION_CLOSE|closed with|SR token|ERR_|drain|idle|timeout/i.test(l) && !l.includes('transport_parameters'));
+  const lines = run.output
+    .split('\n')
+    .filter(
+      (l) =>
+        /CONNECTION_CLOSE|closed with|SR token|ERR_|drain|idle|timeout/i.test(l) && !l.includes('transport_parameters'),
+    );
   if (!existsSync(f)) return `no file; timedOut=${run.timedOut}\n${lines.slice(-15).join('\n')}`;
   const b = readFileSync(f);
   let first = -1;
@@ -99,7 +104,11 @@ export function expectedSha256(size: number): string {
 export function serverCidsSeen(output: string): { scid?: string; preferred?: string; newConnectionIds: string[] } {
   const scid = /cry remote transport_parameters initial_source_connection_id=0x([0-9a-f]+)/.exec(output)?.[1];
   const preferred = /cry remote transport_parameters preferred_address\.cid=0x([0-9a-f]+)/.exec(output)?.[1];
-  const newConnectionIds = [...new Set([...output.matchAll(/frm rx \d+ 1RTT NEW_CONNECTION_ID\(0x18\) seq=\d+ cid=0x([0-9a-f]+)/g)].map((m) => m[1]))];
+  const newConnectionIds = [
+    ...new Set(
+      [...output.matchAll(/frm rx \d+ 1RTT NEW_CONNECTION_ID\(0x18\) seq=\d+ cid=0x([0-9a-f]+)/g)].map((m) => m[1]),
+    ),
+  ];
   return { scid, preferred, newConnectionIds };
 }
 

@@ -34,7 +34,14 @@ function runPrinted(command: string): Promise<string> {
 
 describe('quic-lb demo (npm start)', () => {
   it('prints a gtlsclient command that works as printed: handshake via the VIP, move to a backend, 200 OK', async () => {
-    const started = await startQuickStart(['--vip', '127.0.2.60:25600', '--backends', '127.0.2.61:25601,127.0.2.62:25601', '--metrics', '127.0.2.60:25602']);
+    const started = await startQuickStart([
+      '--vip',
+      '127.0.2.60:25600',
+      '--backends',
+      '127.0.2.61:25601,127.0.2.62:25601',
+      '--metrics',
+      '127.0.2.60:25602',
+    ]);
     demo = started.proc;
     const command = started.text.split('\n').find((l) => l.trim().startsWith('gtlsclient '));
     // The client aimed at the VIP given with --vip (address, port and the https URL).
@@ -43,14 +50,19 @@ describe('quic-lb demo (npm start)', () => {
     const out = await runPrinted(command as string);
     expect(out).toContain('QUIC handshake has been confirmed');
     expect(out).toMatch(/selected server preferred_address is \[127\.0\.2\.6[12]\]:25601/);
-    expect(out).toMatch(/Path validation against path \{local:\[[0-9.]+\]:\d+, remote:\[127\.0\.2\.6[12]\]:25601\} succeeded/);
+    expect(out).toMatch(
+      /Path validation against path \{local:\[[0-9.]+\]:\d+, remote:\[127\.0\.2\.6[12]\]:25601\} succeeded/,
+    );
     expect(out).toContain('http: stream 0x0 [:status: 200]');
     expect(out).toContain('HTTP stream 0 closed with error code 256');
     // The demo narrated the connection, and the LB's metrics saw only its first datagrams.
     await sleep(100);
     expect(demo.output()).toMatch(/backend-[12]: connection 1 moved to direct:127\.0\.2\.6[12]:25601/);
     const metrics = await (await fetch('http://127.0.2.60:25602/metrics')).text();
-    const received = [...metrics.matchAll(/^quic_lb_received_packets_total\{[^}]*\} (\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
+    const received = [...metrics.matchAll(/^quic_lb_received_packets_total\{[^}]*\} (\d+)/gm)].reduce(
+      (a, m) => a + Number(m[1]),
+      0,
+    );
     expect(received).toBeGreaterThanOrEqual(2);
     expect(received).toBeLessThanOrEqual(8);
   });

@@ -39,7 +39,8 @@ export function configYaml(spec: StackSpec, fallbackKey: string): string {
     `  - '${spec.vip.address}:${spec.vip.port}'`,
     'quicLb:',
     ...spec.quicLb.map(
-      (q) => `  - { configId: ${q.configId}, serverIdLength: ${q.serverIdLength}, nonceLength: ${q.nonceLength}${q.key ? `, key: '${q.key}'` : ''} }`,
+      (q) =>
+        `  - { configId: ${q.configId}, serverIdLength: ${q.serverIdLength}, nonceLength: ${q.nonceLength}${q.key ? `, key: '${q.key}'` : ''} }`,
     ),
     'backends:',
     ...spec.backends.map(
@@ -87,7 +88,19 @@ export async function startStack(spec: StackSpec, backendArgs: (b: BackendDef) =
     const started = await Promise.all(
       spec.backends.map(async (b) => {
         const lbSource = await sourceAddressToward({ address: b.address, port: b.port });
-        return startCli(['demo', 'backend', '--config', configFile, '--name', b.name, '--event-log', eventLog(b.name), '--allow-lb', lbSource, ...backendArgs(b)]);
+        return startCli([
+          'demo',
+          'backend',
+          '--config',
+          configFile,
+          '--name',
+          b.name,
+          '--event-log',
+          eventLog(b.name),
+          '--allow-lb',
+          lbSource,
+          ...backendArgs(b),
+        ]);
       }),
     );
     spec.backends.forEach((b, i) => backends.set(b.name, started[i]));
@@ -96,7 +109,11 @@ export async function startStack(spec: StackSpec, backendArgs: (b: BackendDef) =
       'backends up at the LB',
       async () => {
         const m = await scrape(spec);
-        return spec.backends.every((b) => m.get(`quic_lb_backend_state{backend="${b.name}",state="up"}`) === 1 && (m.get(`quic_lb_health_checks_total{backend="${b.name}",result="ok"}`) ?? 0) >= 1);
+        return spec.backends.every(
+          (b) =>
+            m.get(`quic_lb_backend_state{backend="${b.name}",state="up"}`) === 1 &&
+            (m.get(`quic_lb_health_checks_total{backend="${b.name}",result="ok"}`) ?? 0) >= 1,
+        );
       },
       10_000,
     );

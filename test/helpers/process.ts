@@ -55,7 +55,11 @@ function readyLine(out: string): Record<string, unknown> | undefined {
 export function startProcess(command: string, args: string[], o: StartOptions = {}): Promise<Proc> {
   const timeoutMs = o.timeoutMs ?? 15_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: o.cwd ?? repoRoot, env: o.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      cwd: o.cwd ?? repoRoot,
+      env: o.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let stdout = '';
     let err = '';
@@ -77,7 +81,17 @@ export function startProcess(command: string, args: string[], o: StartOptions = 
     const check = (): void => {
       if (done) return;
       const ready = o.readyWhen ? (o.readyWhen(out) ? {} : undefined) : readyLine(out);
-      if (ready) finish(() => resolve({ child, pid: child.pid as number, ready, output: () => out, stdout: () => stdout, stderr: () => err }));
+      if (ready)
+        finish(() =>
+          resolve({
+            child,
+            pid: child.pid as number,
+            ready,
+            output: () => out,
+            stdout: () => stdout,
+            stderr: () => err,
+          }),
+        );
     };
     child.stdout!.on('data', (b: Buffer) => {
       const s = b.toString();
@@ -92,7 +106,11 @@ export function startProcess(command: string, args: string[], o: StartOptions = 
       check();
     });
     child.once('error', (e) => finish(() => reject(e)));
-    child.once('exit', (code, signal) => finish(() => reject(new Error(`${[command, ...args].join(' ')} exited (${code ?? signal}) before it was ready:\n${out}`))));
+    child.once('exit', (code, signal) =>
+      finish(() =>
+        reject(new Error(`${[command, ...args].join(' ')} exited (${code ?? signal}) before it was ready:\n${out}`)),
+      ),
+    );
   });
 }
 
@@ -107,7 +125,11 @@ export function startCli(args: string[], o: StartOptions = {}): Promise<Proc> {
  * once it has exited; SIGKILL after `killAfterMs`. Resolves at once for no process or one that
  * already exited.
  */
-export function stop(p: Proc | undefined, signal: NodeJS.Signals = 'SIGTERM', killAfterMs = 3000): Promise<number | null> {
+export function stop(
+  p: Proc | undefined,
+  signal: NodeJS.Signals = 'SIGTERM',
+  killAfterMs = 3000,
+): Promise<number | null> {
   if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return Promise.resolve(p?.child.exitCode ?? null);
   return new Promise((resolve) => {
     const kill = setTimeout(() => {

@@ -16,7 +16,11 @@ export const POLL_MS = 25;
  * `Error('timed out after <timeoutMs> ms waiting for <what>')` when `timeoutMs` has passed;
  * an exception from `probe` propagates at once (a probe throws to report a dead process).
  */
-export async function waitFor(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+export async function waitFor(
+  what: string,
+  probe: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     if (await probe()) return;

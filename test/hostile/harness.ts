@@ -16,7 +16,18 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { canUseNetns, createFleet, namespacePids, pidAlive, waitFor, type Fleet, type Ns } from '../netns/netns.js';
-import { BACKEND_PORT, CLI, REPO, RETURN_PORT, VIP_PORT, client, isDemoBody, outputOf, scrape, startReady } from '../netns/quic-fleet.js';
+import {
+  BACKEND_PORT,
+  CLI,
+  REPO,
+  RETURN_PORT,
+  VIP_PORT,
+  client,
+  isDemoBody,
+  outputOf,
+  scrape,
+  startReady,
+} from '../netns/quic-fleet.js';
 import { OctetCounter, buildRawUdp, rawSend, writePayloads, type CountReport, type SendResult } from './native.js';
 import { recordCase, type CaseResult } from './summary.js';
 import { sleep } from '../helpers/wait.js';
@@ -69,7 +80,11 @@ export function lbConfig(fleet: Fleet, o: LbOptions = {}): string {
   const ids = o.configIds ?? [0];
   const keys = o.hmacKeys ?? [];
   const hmac =
-    keys.length === 0 ? '' : keys.length === 1 && !o.keyList ? `, hmacKey: '${keys[0]}'` : `, ${CONTRACT.hmacKeys}: [${keys.map((k) => `'${k}'`).join(', ')}]`;
+    keys.length === 0
+      ? ''
+      : keys.length === 1 && !o.keyList
+        ? `, hmacKey: '${keys[0]}'`
+        : `, ${CONTRACT.hmacKeys}: [${keys.map((k) => `'${k}'`).join(', ')}]`;
   return [
     'listen:',
     `  - '${fleet.vip}:${VIP_PORT}'`,
@@ -149,7 +164,19 @@ export function lbRssMb(h: Hostile): number {
 /** `quic-lb demo backend` for `be`. --allow-lb names the LB's address: the fixed kit requires it (or HMAC + signForward). */
 function backendArgv(dir: string, config: string, be: Ns, lbNs: Ns, o: LbOptions): string[] {
   const listen = o.dualStackBackends ? ['--listen', `[::]:${BACKEND_PORT}`, '--no-preferred'] : [];
-  return ['demo', 'backend', '--config', config, '--name', `be${be.index}`, '--allow-lb', lbNs.address as string, '--reset-key-file', path.join(dir, 'reset.hex'), ...listen];
+  return [
+    'demo',
+    'backend',
+    '--config',
+    config,
+    '--name',
+    `be${be.index}`,
+    '--allow-lb',
+    lbNs.address as string,
+    '--reset-key-file',
+    path.join(dir, 'reset.hex'),
+    ...listen,
+  ];
 }
 
 /** Builds the topology and starts everything; tears the fleet down itself when setup fails. */
@@ -179,9 +206,27 @@ export async function startHostile(o: LbOptions & { backendCount?: number } = {}
     // with a reset the client accepts, so a wrong routing decision shows as a failed download.
     writeFileSync(path.join(dir, 'reset.hex'), `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
     const backends = new Map<string, ChildProcess>();
-    for (const be of fleet.backends) backends.set(`be${be.index}`, await startReady(fleet, be, backendArgv(dir, config, be, lbNs, o)));
-    const h: Hostile = { fleet, dir, config, bin, counter, arrivals, lb, lbNs, backends, watched: new Map(), workerExitsSeen: 0, options: o };
-    await waitFor('LB workers started', async () => (await scrape(fleet, lbNs)).get('quic_lb_workers') === (o.workers ?? 1), 20_000).catch(() => undefined);
+    for (const be of fleet.backends)
+      backends.set(`be${be.index}`, await startReady(fleet, be, backendArgv(dir, config, be, lbNs, o)));
+    const h: Hostile = {
+      fleet,
+      dir,
+      config,
+      bin,
+      counter,
+      arrivals,
+      lb,
+      lbNs,
+      backends,
+      watched: new Map(),
+      workerExitsSeen: 0,
+      options: o,
+    };
+    await waitFor(
+      'LB workers started',
+      async () => (await scrape(fleet, lbNs)).get('quic_lb_workers') === (o.workers ?? 1),
+      20_000,
+    ).catch(() => undefined);
     watchProcesses(h);
     await waitFor('every backend up at the LB', async () => {
       const m = await scrape(fleet, lbNs);
@@ -244,7 +289,8 @@ export type Target = 'vip' | 'return' | 'backend';
 
 /** IPv4 + UDP header octets (no IP options). */
 const UDP4_HEADERS = 28;
-const delta1 = (a: Map<string, number>, b: Map<string, number>, name: string): number => metricSum(b, name) - metricSum(a, name);
+const delta1 = (a: Map<string, number>, b: Map<string, number>, name: string): number =>
+  metricSum(b, name) - metricSum(a, name);
 
 export interface BlastSpec {
   name: string;
@@ -327,10 +373,20 @@ export async function blast(h: Hostile, spec: BlastSpec): Promise<BlastOutcome> 
   if (send.sent !== spec.count) violations.push(`attacker sent ${send.sent} of ${spec.count} (${send.errors} errors)`);
   const factor = send.ip_octets > 0 ? count.ip_octets / send.ip_octets : 0;
   const limit = spec.amplificationLimit ?? 1;
-  if (factor > limit) violations.push(`amplification ${factor.toFixed(3)} > ${limit}: ${count.ip_octets} octets toward unvalidated addresses for ${send.ip_octets} received (by sender ${JSON.stringify(count.by_sender)})`);
-  if (spec.victimsGetNothing && count.by_prefix[1] > 0) violations.push(`${count.by_prefix[1]} octets reached forged victims (by sender ${JSON.stringify(count.by_sender)})`);
-  if (spec.nothingBack && count.ip_octets > 0) violations.push(`${count.ip_octets} octets answered to sources that must get nothing (by sender ${JSON.stringify(count.by_sender)})`);
-  if (count.socket_drops > 0) violations.push(`the octet counter lost ${count.socket_drops} packets: accounting not trustworthy`);
+  if (factor > limit)
+    violations.push(
+      `amplification ${factor.toFixed(3)} > ${limit}: ${count.ip_octets} octets toward unvalidated addresses for ${send.ip_octets} received (by sender ${JSON.stringify(count.by_sender)})`,
+    );
+  if (spec.victimsGetNothing && count.by_prefix[1] > 0)
+    violations.push(
+      `${count.by_prefix[1]} octets reached forged victims (by sender ${JSON.stringify(count.by_sender)})`,
+    );
+  if (spec.nothingBack && count.ip_octets > 0)
+    violations.push(
+      `${count.ip_octets} octets answered to sources that must get nothing (by sender ${JSON.stringify(count.by_sender)})`,
+    );
+  if (count.socket_drops > 0)
+    violations.push(`the octet counter lost ${count.socket_drops} packets: accounting not trustworthy`);
   if (spec.target !== 'backend' && dead.length === 0) {
     // Every datagram that reached the LB's link is counted: by a decision reason (VIP), as
     // accepted or refused (return port), or by the kernel as a receive-buffer drop. (Datagrams
@@ -346,18 +402,28 @@ export async function blast(h: Hostile, spec: BlastSpec): Promise<BlastOutcome> 
           delta1(m0, m1, CONTRACT.sendErrors);
     // (InErrors includes RcvbufErrors and checksum errors)
     const kernelDrops = (k1.InErrors ?? 0) - (k0.InErrors ?? 0);
-    if (counted + kernelDrops < arrived) violations.push(`only ${counted} of ${arrived} datagrams that reached the LB counted (+${kernelDrops} kernel drops; ${send.sent} sent)`);
+    if (counted + kernelDrops < arrived)
+      violations.push(
+        `only ${counted} of ${arrived} datagrams that reached the LB counted (+${kernelDrops} kernel drops; ${send.sent} sent)`,
+      );
     // Everything that reached the return port (the backends' answers, the attacker's headers) is
     // counted as returned, refused, or a send error.
-    const returnCounted = delta1(m0, m1, 'quic_lb_return_packets_total') + delta1(m0, m1, CONTRACT.returnRejected) + delta1(m0, m1, CONTRACT.sendErrors);
-    if (spec.target === 'vip' && returnCounted + kernelDrops < arrivedReturn) violations.push(`only ${returnCounted} of ${arrivedReturn} datagrams that reached the return port counted (+${kernelDrops} kernel drops)`);
+    const returnCounted =
+      delta1(m0, m1, 'quic_lb_return_packets_total') +
+      delta1(m0, m1, CONTRACT.returnRejected) +
+      delta1(m0, m1, CONTRACT.sendErrors);
+    if (spec.target === 'vip' && returnCounted + kernelDrops < arrivedReturn)
+      violations.push(
+        `only ${returnCounted} of ${arrivedReturn} datagrams that reached the return port counted (+${kernelDrops} kernel drops)`,
+      );
     if (spec.exclusive !== false) {
       // Nothing counted as sent that never left: the LB's return octets (QUIC payloads) all reached the spoofed prefixes.
       const vip = fleet.vip;
       const left = (count.by_sender[vip] ?? 0) - UDP4_HEADERS * (count.by_sender_packets[vip] ?? 0);
       const claimed = delta1(m0, m1, 'quic_lb_return_bytes_total');
       // (slack: 1 % plus one datagram for what a veth backlog may drop on the way under a flood)
-      if (claimed > left * 1.01 + 1500) violations.push(`the LB counts ${claimed} octets returned from the VIP, only ${left} left toward the clients`);
+      if (claimed > left * 1.01 + 1500)
+        violations.push(`the LB counts ${claimed} octets returned from the VIP, only ${left} left toward the clients`);
     }
   }
   const result: CaseResult = {
@@ -379,13 +445,31 @@ export async function blast(h: Hostile, spec: BlastSpec): Promise<BlastOutcome> 
 
 /** Records a case that could not even start (setup failed): it counts as tried and failed. */
 export function recordSetupFailure(name: string, e: unknown): void {
-  recordCase({ case: name, datagrams: 0, octetsFromAttacker: 0, octetsTowardUnvalidated: 0, octetsTowardVictims: 0, amplification: 0, amplificationLimit: 1, crashes: 0, violations: [`setup failed: ${String(e).slice(0, 400)}`] });
+  recordCase({
+    case: name,
+    datagrams: 0,
+    octetsFromAttacker: 0,
+    octetsTowardUnvalidated: 0,
+    octetsTowardVictims: 0,
+    amplification: 0,
+    amplificationLimit: 1,
+    crashes: 0,
+    violations: [`setup failed: ${String(e).slice(0, 400)}`],
+  });
 }
 
 /** `n` VIP-path downloads of `size` octets (gtlsclient --no-preferred-addr); resolves to how many arrived intact. */
-export async function downloads(h: Hostile, n: number, size: number): Promise<{ ok: number; total: number; failures: string[] }> {
-  const runs = await Promise.all(Array.from({ length: n }, () => client(h.fleet, h.dir, `/bytes/${size}`, ['--no-preferred-addr'])));
-  const failures = runs.filter((r) => !isDemoBody(r.file, size)).map((r) => `got ${r.file?.length ?? 'nothing'}: ${r.out.trim().split('\n').slice(-3).join(' | ')}`);
+export async function downloads(
+  h: Hostile,
+  n: number,
+  size: number,
+): Promise<{ ok: number; total: number; failures: string[] }> {
+  const runs = await Promise.all(
+    Array.from({ length: n }, () => client(h.fleet, h.dir, `/bytes/${size}`, ['--no-preferred-addr'])),
+  );
+  const failures = runs
+    .filter((r) => !isDemoBody(r.file, size))
+    .map((r) => `got ${r.file?.length ?? 'nothing'}: ${r.out.trim().split('\n').slice(-3).join(' | ')}`);
   return { ok: n - failures.length, total: n, failures };
 }
 
@@ -408,10 +492,14 @@ export async function revive(h: Hostile): Promise<void> {
   }
   // a revived LB logs afresh; forget "worker exited" lines of the old one by watching anew
   watchProcesses(h);
-  await waitFor('every backend up at the LB after revive', async () => {
-    const m = await scrape(fleet, h.lbNs);
-    return fleet.backends.every((b) => m.get(`quic_lb_backend_state{backend="be${b.index}",state="up"}`) === 1);
-  }, 15_000).catch(() => undefined);
+  await waitFor(
+    'every backend up at the LB after revive',
+    async () => {
+      const m = await scrape(fleet, h.lbNs);
+      return fleet.backends.every((b) => m.get(`quic_lb_backend_state{backend="be${b.index}",state="up"}`) === 1);
+    },
+    15_000,
+  ).catch(() => undefined);
 }
 
 /**
@@ -440,7 +528,10 @@ export const ROOT = canUseNetns();
  * test (a crash stays recorded against the case that caused it). `ready(name)` returns the fleet,
  * or records the case as failed and throws the setup error.
  */
-export function useHostile(start: () => Promise<Hostile>, o: { reviveEach?: boolean } = {}): { ready: (name: string) => Hostile } {
+export function useHostile(
+  start: () => Promise<Hostile>,
+  o: { reviveEach?: boolean } = {},
+): { ready: (name: string) => Hostile } {
   let h: Hostile | undefined;
   let setupError: unknown;
   beforeAll(async () => {

@@ -10,7 +10,22 @@ import { writeFileSync } from 'node:fs';
 import { waitFor, type Ns } from '../netns/netns.js';
 import { ProxyDirection } from '../../src/wire/proxy-v2.js';
 import {
-  CONTRACT, QUIC_LB_KEYS, VICTIM, VIP_PORT, blast, deadProcesses, downloads, lbConfig, lbRssMb, metricSum, scrape, signal, startHostile, useHostile, type Hostile, type LbOptions,
+  CONTRACT,
+  QUIC_LB_KEYS,
+  VICTIM,
+  VIP_PORT,
+  blast,
+  deadProcesses,
+  downloads,
+  lbConfig,
+  lbRssMb,
+  metricSum,
+  scrape,
+  signal,
+  startHostile,
+  useHostile,
+  type Hostile,
+  type LbOptions,
 } from './harness.js';
 import { mintedCid, proxyForgeries, shortHeader } from './payloads.js';
 import { recordCase, type CaseResult } from './summary.js';
@@ -27,15 +42,33 @@ const CLIENT_LINK = ['rate', '16mbit', 'burst', '64kb', 'latency', '100ms'];
 
 /** The light background flood of every live case: spoofed short headers at the VIP. */
 function backgroundFlood(name: string): Parameters<typeof blast>[1] {
-  const payloads = Array.from({ length: 64 }, (_, i) => shortHeader(i % 2 ? randomBytes(8) : mintedCid(0, QUIC_LB_KEYS[0], Uint8Array.of(0, 1)), 100));
-  return { name: `${name}: background flood`, target: 'vip', payloads, sport: 'random', sources: 256, count: 3000, rate: 1000, record: false, exclusive: false };
+  const payloads = Array.from({ length: 64 }, (_, i) =>
+    shortHeader(i % 2 ? randomBytes(8) : mintedCid(0, QUIC_LB_KEYS[0], Uint8Array.of(0, 1)), 100),
+  );
+  return {
+    name: `${name}: background flood`,
+    target: 'vip',
+    payloads,
+    sport: 'random',
+    sources: 256,
+    count: 3000,
+    rate: 1000,
+    record: false,
+    exclusive: false,
+  };
 }
 
 /**
  * Runs `act` while DOWNLOADS downloads and the background flood run; records one case with the
  * downloads (scenario `scenario`), the flood's figures and `act`'s own violations.
  */
-async function live(h: Hostile, name: string, scenario: string, act: () => Promise<string[]>, withFlood = true): Promise<CaseResult> {
+async function live(
+  h: Hostile,
+  name: string,
+  scenario: string,
+  act: () => Promise<string[]>,
+  withFlood = true,
+): Promise<CaseResult> {
   const dl = downloads(h, DOWNLOADS, SIZE);
   // (a case whose `act` runs blasts of its own goes without: blasts share the counters)
   const flood = withFlood ? blast(h, backgroundFlood(name)) : undefined;
@@ -49,7 +82,15 @@ async function live(h: Hostile, name: string, scenario: string, act: () => Promi
   const [d, f] = await Promise.all([dl, flood]);
   const dead = deadProcesses(h);
   const base: CaseResult = f?.result ?? {
-    case: name, datagrams: 0, octetsFromAttacker: 0, octetsTowardUnvalidated: 0, octetsTowardVictims: 0, amplification: 0, amplificationLimit: 1, crashes: dead.length, rssMb: lbRssMb(h),
+    case: name,
+    datagrams: 0,
+    octetsFromAttacker: 0,
+    octetsTowardUnvalidated: 0,
+    octetsTowardVictims: 0,
+    amplification: 0,
+    amplificationLimit: 1,
+    crashes: dead.length,
+    rssMb: lbRssMb(h),
     violations: dead.length > 0 ? [`processes down: ${dead.join(', ')}`] : [],
   };
   const result: CaseResult = {
@@ -65,7 +106,8 @@ async function live(h: Hostile, name: string, scenario: string, act: () => Promi
 /** The backend that has sent the most reply octets through the LB so far (the downloads' main carrier), and how many. */
 async function busiestBackend(h: Hostile): Promise<{ be: Ns; octets: number }> {
   const m = await scrape(h.fleet, h.lbNs);
-  const octets = (b: Ns): number => metricSum(m, 'quic_lb_backend_bytes_total', `backend="be${b.index}",direction="to_client"`);
+  const octets = (b: Ns): number =>
+    metricSum(m, 'quic_lb_backend_bytes_total', `backend="be${b.index}",direction="to_client"`);
   const be = [...h.fleet.backends].sort((a, b) => octets(b) - octets(a))[0];
   return { be, octets: octets(be) };
 }
@@ -76,7 +118,16 @@ const CARRIED_MIN = 200_000;
 function useLiveFleet(o: LbOptions): { ready: (name: string) => Hostile } {
   return useHostile(async () => {
     const h = await startHostile(o);
-    await h.fleet.execOk(h.fleet.router, ['tc', 'qdisc', 'add', 'dev', h.fleet.client.routerIfname, 'root', 'tbf', ...CLIENT_LINK]);
+    await h.fleet.execOk(h.fleet.router, [
+      'tc',
+      'qdisc',
+      'add',
+      'dev',
+      h.fleet.client.routerIfname,
+      'root',
+      'tbf',
+      ...CLIENT_LINK,
+    ]);
     return h;
   });
 }
@@ -90,7 +141,9 @@ describe('hostile live: drain', () => {
       const { be, octets } = await busiestBackend(h);
       signal(h.backends.get(`be${be.index}`)!, 'SIGUSR2');
       await sleep(3000); // past the LB's fall count: the drain has taken effect while the downloads run
-      return octets >= CARRIED_MIN ? [] : [`be${be.index} carried only ${octets} octets before the drain: the case proves nothing`];
+      return octets >= CARRIED_MIN
+        ? []
+        : [`be${be.index} carried only ${octets} octets before the drain: the case proves nothing`];
     });
     expect(r.violations).toEqual([]);
   }, 120_000);
@@ -106,7 +159,18 @@ describe('hostile live: probe loss', () => {
       const { be, octets } = await busiestBackend(h);
       // On the router: what the backend sends to the LB's own address (only probe answers: replies go
       // to the return port on the VIP) is blackholed, silently (no ICMP on the EINVAL path).
-      const rule = ['ip', 'rule', 'add', 'from', `${be.address}/32`, 'to', `${h.lbNs.address}/32`, 'blackhole', 'pref', '100'];
+      const rule = [
+        'ip',
+        'rule',
+        'add',
+        'from',
+        `${be.address}/32`,
+        'to',
+        `${h.lbNs.address}/32`,
+        'blackhole',
+        'pref',
+        '100',
+      ];
       const m0 = await scrape(fleet, h.lbNs);
       await fleet.execOk(fleet.router, rule);
       try {
@@ -116,9 +180,13 @@ describe('hostile live: probe loss', () => {
       }
       const m1 = await scrape(fleet, h.lbNs);
       const label = `backend="be${be.index}",result="failed"`;
-      const failed = metricSum(m1, 'quic_lb_health_checks_total', label) - metricSum(m0, 'quic_lb_health_checks_total', label);
-      const v = failed >= 3 ? [] : [`only ${failed} of be${be.index}'s probes failed: the probe loss did not take effect`];
-      return octets >= CARRIED_MIN ? v : [...v, `be${be.index} carried only ${octets} octets before the probe loss: the case proves nothing`];
+      const failed =
+        metricSum(m1, 'quic_lb_health_checks_total', label) - metricSum(m0, 'quic_lb_health_checks_total', label);
+      const v =
+        failed >= 3 ? [] : [`only ${failed} of be${be.index}'s probes failed: the probe loss did not take effect`];
+      return octets >= CARRIED_MIN
+        ? v
+        : [...v, `be${be.index} carried only ${octets} octets before the probe loss: the case proves nothing`];
     });
     expect(r.violations).toEqual([]);
   }, 120_000);
@@ -140,19 +208,49 @@ describe('hostile live: HMAC key rotation', () => {
         writeFileSync(h.config, lbConfig(fleet, { ...h.options, hmacKeys: keys, keyList: true }));
         // The order of a real rollout: every LB accepts a key before any backend signs with it.
         signal(h.lb, 'SIGHUP');
-        const ok = await waitFor('LB reload', async () => metricSum(await scrape(fleet, h.lbNs), 'quic_lb_config_reloads_total', 'outcome="success"') > before, 5000).then(() => true, () => false);
-        if (!ok) v.push(`the LB did not reload to [${keys.map((k) => (k === OLD ? 'old' : 'new')).join(',')}]: ${CONTRACT.hmacKeys} refused?`);
+        const ok = await waitFor(
+          'LB reload',
+          async () =>
+            metricSum(await scrape(fleet, h.lbNs), 'quic_lb_config_reloads_total', 'outcome="success"') > before,
+          5000,
+        ).then(
+          () => true,
+          () => false,
+        );
+        if (!ok)
+          v.push(
+            `the LB did not reload to [${keys.map((k) => (k === OLD ? 'old' : 'new')).join(',')}]: ${CONTRACT.hmacKeys} refused?`,
+          );
         for (const b of h.backends.values()) signal(b, 'SIGHUP');
         await sleep(1000);
       }
       return v;
     });
     const m1 = await scrape(fleet, h.lbNs);
-    const hmacRejected = metricSum(m1, CONTRACT.returnRejected, 'reason="hmac"') - metricSum(m0, CONTRACT.returnRejected, 'reason="hmac"');
-    if (hmacRejected > 0) r.violations.push(`${hmacRejected} return datagrams rejected for their HMAC during the rotation`);
+    const hmacRejected =
+      metricSum(m1, CONTRACT.returnRejected, 'reason="hmac"') - metricSum(m0, CONTRACT.returnRejected, 'reason="hmac"');
+    if (hmacRejected > 0)
+      r.violations.push(`${hmacRejected} return datagrams rejected for their HMAC during the rotation`);
     // the old key is retired at the end: a header signed with it (from a backend's address) is refused
-    const retired = proxyForgeries('replayed', { victims: [VICTIM], victimPort: 443, vip: fleet.vip, vipPort: VIP_PORT, payload: shortHeader(randomBytes(8), 100), direction: ProxyDirection.TO_CLIENT, signedWith: Buffer.from(OLD, 'hex') });
-    const after = await blast(h, { name: `${name}: old key retired`, target: 'return', payloads: retired, sport: 4434, src: fleet.backends[0].address, count: 50, rate: 500, victimsGetNothing: true });
+    const retired = proxyForgeries('replayed', {
+      victims: [VICTIM],
+      victimPort: 443,
+      vip: fleet.vip,
+      vipPort: VIP_PORT,
+      payload: shortHeader(randomBytes(8), 100),
+      direction: ProxyDirection.TO_CLIENT,
+      signedWith: Buffer.from(OLD, 'hex'),
+    });
+    const after = await blast(h, {
+      name: `${name}: old key retired`,
+      target: 'return',
+      payloads: retired,
+      sport: 4434,
+      src: fleet.backends[0].address,
+      count: 50,
+      rate: 500,
+      victimsGetNothing: true,
+    });
     expect({ rotation: r.violations, retired: after.result.violations }).toEqual({ rotation: [], retired: [] });
   }, 120_000);
 });
@@ -166,7 +264,9 @@ describe('hostile live: overlapping reloads', () => {
     const A = lbConfig(fleet, { ...h.options, configIds: [0] });
     const B = lbConfig(fleet, { ...h.options, configIds: [0, 1] });
     // CID-routed datagrams of config 1: `routed` only where config 1 is loaded, in every worker
-    const config1 = Array.from({ length: 64 }, () => shortHeader(mintedCid(1, QUIC_LB_KEYS[1], Uint8Array.of(0, 1)), 80));
+    const config1 = Array.from({ length: 64 }, () =>
+      shortHeader(mintedCid(1, QUIC_LB_KEYS[1], Uint8Array.of(0, 1)), 80),
+    );
     const burst = async (last: string): Promise<void> => {
       for (let i = 0; i < 12; i++) {
         writeFileSync(h.config, i % 2 === 0 ? (last === B ? A : B) : last);
@@ -176,18 +276,37 @@ describe('hostile live: overlapping reloads', () => {
     };
     const checkConfig1 = async (expectLoaded: boolean, label: string): Promise<string[]> => {
       await sleep(2500); // settle: every apply has finished
-      const o = await blast(h, { name: `${name}: config 1 ${label}`, target: 'vip', payloads: config1, sport: 'random', sources: 512, count: 400, rate: 1000, record: false, exclusive: false });
+      const o = await blast(h, {
+        name: `${name}: config 1 ${label}`,
+        target: 'vip',
+        payloads: config1,
+        sport: 'random',
+        sources: 512,
+        count: 400,
+        rate: 1000,
+        record: false,
+        exclusive: false,
+      });
       const routed = o.delta['quic_lb_cid_packets_total{config_id="1",result="routed"}'] ?? 0;
       const unknown = o.delta['quic_lb_received_packets_total{reason="fallback_unknown_config"}'] ?? 0;
       const v = [...o.result.violations];
-      if (expectLoaded && routed !== o.send.sent) v.push(`after a burst ending on [0,1]: ${routed} of ${o.send.sent} config-1 datagrams routed (${unknown} unknown config): workers disagree or the last file was not applied`);
-      if (!expectLoaded && unknown !== o.send.sent) v.push(`after a burst ending on [0]: ${unknown} of ${o.send.sent} config-1 datagrams unknown (${routed} routed): workers disagree or the last file was not applied`);
+      if (expectLoaded && routed !== o.send.sent)
+        v.push(
+          `after a burst ending on [0,1]: ${routed} of ${o.send.sent} config-1 datagrams routed (${unknown} unknown config): workers disagree or the last file was not applied`,
+        );
+      if (!expectLoaded && unknown !== o.send.sent)
+        v.push(
+          `after a burst ending on [0]: ${unknown} of ${o.send.sent} config-1 datagrams unknown (${routed} routed): workers disagree or the last file was not applied`,
+        );
       const m = await scrape(fleet, h.lbNs);
-      if (m.get('quic_lb_config_last_reload_success') !== 1) v.push('quic_lb_config_last_reload_success is not 1 after valid files');
+      if (m.get('quic_lb_config_last_reload_success') !== 1)
+        v.push('quic_lb_config_last_reload_success is not 1 after valid files');
       return v;
     };
     const r = await live(
-      h, name, 'overlapping reloads',
+      h,
+      name,
+      'overlapping reloads',
       async () => {
         await burst(B);
         const v = await checkConfig1(true, 'loaded');

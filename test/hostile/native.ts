@@ -22,7 +22,8 @@ export function buildRawUdp(outDir = NATIVE_BUILD_DIR): string {
   if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(SOURCE).mtimeMs) {
     const tmp = `${bin}.${process.pid}`;
     const r = spawnSync(cc, ['-O2', '-Wall', '-o', tmp, SOURCE], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`${cc} failed to build raw-udp: ${(r.stderr || r.error?.message || '').trim()}`);
+    if (r.status !== 0)
+      throw new Error(`${cc} failed to build raw-udp: ${(r.stderr || r.error?.message || '').trim()}`);
     spawnSync('mv', ['-f', tmp, bin]);
   }
   return bin;
@@ -70,12 +71,28 @@ export interface SendResult {
 
 /** Runs `raw-udp send` inside `ns` to completion (bounded: count / rate + 30 s). */
 export async function rawSend(fleet: Fleet, ns: Ns, bin: string, o: SendOptions): Promise<SendResult> {
-  const argv = [bin, 'send', '--file', o.file, '--dst', o.dst, '--sport', String(o.sport), '--count', String(o.count), '--rate', String(o.rate), '--seed', String(o.seed ?? 1)];
+  const argv = [
+    bin,
+    'send',
+    '--file',
+    o.file,
+    '--dst',
+    o.dst,
+    '--sport',
+    String(o.sport),
+    '--count',
+    String(o.count),
+    '--rate',
+    String(o.rate),
+    '--seed',
+    String(o.seed ?? 1),
+  ];
   if (o.src !== undefined) argv.push('--src', o.src);
   else argv.push('--src-prefix', o.srcPrefix as string, '--sources', String(o.sources ?? 1));
   const r = await fleet.exec(ns, argv, Math.ceil((o.count / o.rate) * 1000) + 30_000);
   const line = r.stdout.trim().split('\n').pop() ?? '';
-  if (r.code !== 0 || !line.startsWith('{')) throw new Error(`raw-udp send failed (${r.code ?? r.signal}): ${r.stderr.trim()}`);
+  if (r.code !== 0 || !line.startsWith('{'))
+    throw new Error(`raw-udp send failed (${r.code ?? r.signal}): ${r.stderr.trim()}`);
   return JSON.parse(line) as SendResult;
 }
 
@@ -111,8 +128,21 @@ export class OctetCounter {
   }
 
   /** Starts the counter on `ns`'s link, for destinations inside `prefixes` (and UDP port `port`). */
-  static async start(fleet: Fleet, ns: Ns, bin: string, prefixes: readonly string[], port?: number): Promise<OctetCounter> {
-    const child = fleet.spawn(ns, [bin, 'count', '--if', ns.ifname, ...prefixes.flatMap((p) => ['--prefix', p]), ...(port === undefined ? [] : ['--port', String(port)])]);
+  static async start(
+    fleet: Fleet,
+    ns: Ns,
+    bin: string,
+    prefixes: readonly string[],
+    port?: number,
+  ): Promise<OctetCounter> {
+    const child = fleet.spawn(ns, [
+      bin,
+      'count',
+      '--if',
+      ns.ifname,
+      ...prefixes.flatMap((p) => ['--prefix', p]),
+      ...(port === undefined ? [] : ['--port', String(port)]),
+    ]);
     const c = new OctetCounter(child);
     const ready = await c.next(5000);
     if (ready !== 'READY') throw new Error(`raw-udp count did not start: ${ready}`);

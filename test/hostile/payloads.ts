@@ -32,7 +32,12 @@ export function shortHeader(cid: Uint8Array, size = 60): Buffer {
 
 /** A CID minted for `serverId` under a QUIC-LB config (so the LB routes it to that backend). */
 export function mintedCid(configId: number, keyHex: string, serverId: Uint8Array): Uint8Array {
-  const config = createConfig({ configId, serverIdLength: serverId.length, nonceLength: 6, key: Buffer.from(keyHex, 'hex') });
+  const config = createConfig({
+    configId,
+    serverIdLength: serverId.length,
+    nonceLength: 6,
+    key: Buffer.from(keyHex, 'hex'),
+  });
   return encodeConnectionId(config, serverId, randomBytes(6));
 }
 
@@ -106,9 +111,12 @@ export function resealInitial(captured: Buffer, count: number): Buffer[] {
     const header = Buffer.concat([
       Buffer.of((opened.first & 0xfc) | (PN_LEN - 1)),
       captured.subarray(1, 5),
-      Buffer.of(dcid.length), dcid,
-      Buffer.of(l.scid.length), l.scid,
-      varint(l.token.length), l.token,
+      Buffer.of(dcid.length),
+      dcid,
+      Buffer.of(l.scid.length),
+      l.scid,
+      varint(l.token.length),
+      l.token,
       varint(length, 2),
       Buffer.alloc(PN_LEN),
     ]);
@@ -127,7 +135,18 @@ export async function captureInitial(timeoutMs = 10_000): Promise<Buffer> {
   const sock = dgram.createSocket('udp4');
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
   const port = sock.address().port;
-  const child = spawn('gtlsclient', ['--exit-on-first-stream-close', '--no-quic-dump', '--no-http-dump', '127.0.0.1', String(port), `https://127.0.0.1:${port}/`], { stdio: 'ignore' });
+  const child = spawn(
+    'gtlsclient',
+    [
+      '--exit-on-first-stream-close',
+      '--no-quic-dump',
+      '--no-http-dump',
+      '127.0.0.1',
+      String(port),
+      `https://127.0.0.1:${port}/`,
+    ],
+    { stdio: 'ignore' },
+  );
   try {
     return await new Promise<Buffer>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('gtlsclient sent no Initial')), timeoutMs);
@@ -156,7 +175,16 @@ export type ProxyForgery = 'forged' | 'truncated' | 'oversized' | 'replayed';
  */
 export function proxyForgeries(
   kind: ProxyForgery,
-  o: { victims: readonly string[]; victimPort: number; vip: string; vipPort: number; payload: Uint8Array; direction: ProxyDirection; signedWith?: Uint8Array; count?: number },
+  o: {
+    victims: readonly string[];
+    victimPort: number;
+    vip: string;
+    vipPort: number;
+    payload: Uint8Array;
+    direction: ProxyDirection;
+    signedWith?: Uint8Array;
+    count?: number;
+  },
 ): Buffer[] {
   const n = o.count ?? 64;
   const header = (victim: string, key?: Uint8Array): Buffer => {
@@ -177,10 +205,14 @@ export function proxyForgeries(
   const victim = (i: number): string => o.victims[i % o.victims.length];
   switch (kind) {
     case 'forged':
-      return Array.from({ length: n }, (_, i) => Buffer.concat([header(victim(i), i % 2 === 0 ? undefined : randomBytes(32)), o.payload]));
+      return Array.from({ length: n }, (_, i) =>
+        Buffer.concat([header(victim(i), i % 2 === 0 ? undefined : randomBytes(32)), o.payload]),
+      );
     case 'truncated': {
       const full = Buffer.concat([header(victim(0)), o.payload]);
-      return Array.from({ length: Math.min(n, full.length - 1) }, (_, i) => full.subarray(0, 1 + ((i * 7) % (full.length - 1))));
+      return Array.from({ length: Math.min(n, full.length - 1) }, (_, i) =>
+        full.subarray(0, 1 + ((i * 7) % (full.length - 1))),
+      );
     }
     case 'oversized':
       // (IP_HDRINCL datagrams are never fragmented: every one stays within a 1500-octet MTU)

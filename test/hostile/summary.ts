@@ -54,7 +54,11 @@ export interface Summary {
 /** Totals of the cases recorded so far; written to SUMMARY_PATH. */
 export function writeSummary(): Summary | undefined {
   if (!existsSync(CASES_PATH)) return undefined;
-  const results = readFileSync(CASES_PATH, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as CaseResult);
+  const results = readFileSync(CASES_PATH, 'utf8')
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as CaseResult);
   const downloads: Summary['downloads'] = {};
   for (const r of results) {
     if (!r.downloads) continue;
@@ -63,7 +67,10 @@ export function writeSummary(): Summary | undefined {
     d.total += r.downloads.total;
     d.percent = d.total === 0 ? 0 : Math.round((d.ok / d.total) * 1000) / 10;
   }
-  const amp = results.reduce<CaseResult | undefined>((a, r) => (a === undefined || r.amplification > a.amplification ? r : a), undefined);
+  const amp = results.reduce<CaseResult | undefined>(
+    (a, r) => (a === undefined || r.amplification > a.amplification ? r : a),
+    undefined,
+  );
   const s: Summary = {
     cases: results.length,
     casesFailed: results.filter((r) => r.violations.length > 0).length,

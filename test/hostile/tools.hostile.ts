@@ -59,7 +59,9 @@ describe('raw-udp send', () => {
       expect(r).toMatchObject({ sent: 6, errors: 0, payload_octets: 2 * (24 + 1200 + 1) });
       expect(r.ip_octets).toBe(r.payload_octets + 6 * (8 + (c.family === 'IPv4' ? 20 : 40)));
       await waitFor('6 datagrams', async () => lines.filter((x) => x.startsWith('{')).length >= 6, 5000);
-      const got = lines.filter((x) => x.startsWith('{')).map((x) => JSON.parse(x) as { address: string; port: number; hex: string });
+      const got = lines
+        .filter((x) => x.startsWith('{'))
+        .map((x) => JSON.parse(x) as { address: string; port: number; hex: string });
       expect(got.map((g) => [g.address, g.port])).toEqual(Array(6).fill([c.src, c.sport]));
       expect(got.map((g) => g.hex)).toEqual([...payloads, ...payloads].map((p) => p.toString('hex')));
     });

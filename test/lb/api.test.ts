@@ -17,7 +17,15 @@ import {
   isHealthProbeRequest,
   parseHealthProbe,
 } from '../../src/wire/index.js';
-import { type BackendState, HealthChecker, type HealthCheckSpec, type ProbeResult, nextState, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
+import {
+  type BackendState,
+  HealthChecker,
+  type HealthCheckSpec,
+  type ProbeResult,
+  nextState,
+  startLoadBalancer,
+  validateConfig,
+} from '../../src/lb/index.js';
 import { repoRoot, runCli } from '../helpers/cli.js';
 import { Client, Sink } from './net.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -36,7 +44,9 @@ describe('health probe codec (src/wire/health-probe.ts)', () => {
   it('encodes the documented 28 octets', () => {
     const p = Buffer.from(encodeHealthProbe(HealthProbeKind.REQUEST, token));
     expect(p.length).toBe(HEALTH_PROBE_LENGTH);
-    expect(p.toString('hex')).toBe('0d0a0d0a000d0a515549540a' + '20' + '00' + '000c' + 'ee' + '0009' + '01' + '0102030405060708');
+    expect(p.toString('hex')).toBe(
+      '0d0a0d0a000d0a515549540a' + '20' + '00' + '000c' + 'ee' + '0009' + '01' + '0102030405060708',
+    );
     expect(parseHealthProbe(p)).toBe(1);
     expect(isHealthProbeRequest(p)).toBe(true);
   });
@@ -61,7 +71,15 @@ describe('health probe codec (src/wire/health-probe.ts)', () => {
 
 describe('HealthChecker', () => {
   // Generous timeouts: a busy machine must not turn a success into a failure.
-  const spec = (over: Partial<HealthCheckSpec>): HealthCheckSpec => ({ type: 'udp', intervalMs: 50, timeoutMs: 2000, rise: 2, fall: 3, downGraceMs: 30_000, ...over });
+  const spec = (over: Partial<HealthCheckSpec>): HealthCheckSpec => ({
+    type: 'udp',
+    intervalMs: 50,
+    timeoutMs: 2000,
+    rise: 2,
+    fall: 3,
+    downGraceMs: 30_000,
+    ...over,
+  });
 
   it('udp: an "up" reply is up, a "draining" reply is draining, silence fails', async () => {
     const sink = await Sink.start('127.0.1.70');
@@ -77,7 +95,9 @@ describe('HealthChecker', () => {
     draining.on('message', (m, r) => draining.send(answerHealthProbe(m, true)!, r.port, r.address));
     await new Promise<void>((r) => draining.bind(0, '127.0.1.71', () => r()));
     cleanup.push(() => draining.close());
-    expect(await hc.probe(spec({ address: { address: '127.0.1.71', port: draining.address().port, family: 4 } }))).toBe('draining');
+    expect(await hc.probe(spec({ address: { address: '127.0.1.71', port: draining.address().port, family: 4 } }))).toBe(
+      'draining',
+    );
   });
 
   it('a reply that arrived while the LB event loop was stalled past the timeout still counts', async () => {
@@ -196,7 +216,13 @@ describe('HealthChecker', () => {
     cleanup.push(() => hc.close());
     const config = validateConfig(
       configDoc({
-        backends: [{ name: 'x', address: `127.0.1.73:${sink.port}`, health: { type: 'udp', intervalMs: 30, timeoutMs: 200, rise: 2, fall: 3 } }],
+        backends: [
+          {
+            name: 'x',
+            address: `127.0.1.73:${sink.port}`,
+            health: { type: 'udp', intervalMs: 30, timeoutMs: 200, rise: 2, fall: 3 },
+          },
+        ],
         quicLb: [],
       }),
     );
@@ -265,7 +291,15 @@ describe('reload of restart-only fields', () => {
     cleanup.push(() => lb.close());
     const vip = lb.addresses().vips[0];
     // New VIP and workers (restart-only) plus a new server ID (applied).
-    writeFileSync(file, JSON.stringify({ ...doc, listen: ['127.0.1.7:20777'], workers: 2, backends: [{ ...(doc.backends as object[])[0], serverIds: { 0: [SIDS.a[0], '0777'] } }] }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        ...doc,
+        listen: ['127.0.1.7:20777'],
+        workers: 2,
+        backends: [{ ...(doc.backends as object[])[0], serverIds: { 0: [SIDS.a[0], '0777'] } }],
+      }),
+    );
     const r = await lb.reload();
     expect(r.ok).toBe(true);
     expect(r.restartRequired).toEqual(['/listen', '/workers']);
@@ -312,7 +346,12 @@ describe('IPv6 VIP', () => {
       expect(r.vipPort).toBe(vip.port);
     }
     const ret = lb.addresses().returnPort!;
-    sink.reply(ret, { address: '::1', port: vip.port }, { address: '::1', port: client.address().port }, Buffer.from('v6-reply'));
+    sink.reply(
+      ret,
+      { address: '::1', port: vip.port },
+      { address: '::1', port: client.address().port },
+      Buffer.from('v6-reply'),
+    );
     await waitFor('v6 reply from the VIP', () => got.length === 1, 3000);
     expect(got[0].toString()).toBe('v6-reply');
   });
@@ -337,11 +376,22 @@ describe('quic-lb route', () => {
   });
   it('takes 1..20 octets as a CID and longer input as a datagram (--datagram forces it)', () => {
     const c = cid(0, SIDS.b[0]).toString('hex');
-    expect(JSON.parse(runCli(['route', '--config', file, c, '--json']).stdout)).toMatchObject({ input: 'cid', backend: 'b', reason: 'routed' });
+    expect(JSON.parse(runCli(['route', '--config', file, c, '--json']).stdout)).toMatchObject({
+      input: 'cid',
+      backend: 'b',
+      reason: 'routed',
+    });
     const dg = shortHeader(cid(0, SIDS.d[0])).toString('hex');
-    expect(JSON.parse(runCli(['route', '--config', file, dg, '--json']).stdout)).toMatchObject({ input: 'datagram', backend: 'd', reason: 'routed' });
+    expect(JSON.parse(runCli(['route', '--config', file, dg, '--json']).stdout)).toMatchObject({
+      input: 'datagram',
+      backend: 'd',
+      reason: 'routed',
+    });
     // 9 octets as a datagram: a short header whose CID is cut short.
-    expect(JSON.parse(runCli(['route', '--config', file, c, '--datagram', '--json']).stdout)).toMatchObject({ input: 'datagram', reason: 'fallback_too_short' });
+    expect(JSON.parse(runCli(['route', '--config', file, c, '--datagram', '--json']).stdout)).toMatchObject({
+      input: 'datagram',
+      reason: 'fallback_too_short',
+    });
   });
 });
 

@@ -56,62 +56,322 @@ const cases: { desc: string; doc: unknown; code: string; field: string }[] = [
   { desc: 'not a mapping', doc: [1, 2], code: 'ERR_CONFIG_TYPE', field: '' },
   { desc: 'missing listen', doc: mutate((d) => delete d.listen), code: 'ERR_CONFIG_REQUIRED', field: '/listen' },
   { desc: 'empty listen', doc: mutate((d) => (d.listen = [])), code: 'ERR_CONFIG_REQUIRED', field: '/listen' },
-  { desc: 'host name instead of IP', doc: mutate((d) => (d.listen = ['localhost:443'])), code: 'ERR_CONFIG_ADDRESS', field: '/listen/0' },
-  { desc: 'bare IPv6 without brackets', doc: mutate((d) => (d.listen = ['::1:443'])), code: 'ERR_CONFIG_ADDRESS', field: '/listen/0' },
-  { desc: 'port out of range', doc: mutate((d) => (d.backends[1].address = '127.0.0.1:70000')), code: 'ERR_CONFIG_ADDRESS', field: '/backends/1/address' },
-  { desc: 'duplicate listen', doc: mutate((d) => (d.listen = ['127.0.0.1:1', '127.0.0.1:1'])), code: 'ERR_CONFIG_DUPLICATE', field: '/listen/1' },
-  { desc: 'unknown top-level field (typo)', doc: mutate((d) => (d.backend = [])), code: 'ERR_CONFIG_UNKNOWN_FIELD', field: '/backend' },
-  { desc: 'unknown backend field', doc: mutate((d) => (d.backends[2].wieght = 3)), code: 'ERR_CONFIG_UNKNOWN_FIELD', field: '/backends/2/wieght' },
-  { desc: 'config id 7 (0b111 is reserved)', doc: mutate((d) => (d.quicLb[0].configId = 7)), code: 'ERR_CONFIG_RANGE', field: '/quicLb/0/configId' },
-  { desc: 'config id given twice', doc: mutate((d) => (d.quicLb[1].configId = 0)), code: 'ERR_CONFIG_DUPLICATE', field: '/quicLb/1/configId' },
-  { desc: 'nonce too short', doc: mutate((d) => (d.quicLb[0].nonceLength = 3)), code: 'ERR_CONFIG_RANGE', field: '/quicLb/0/nonceLength' },
-  { desc: 'sid + nonce > 19 (library check)', doc: mutate((d) => (d.quicLb[3].nonceLength = 10)), code: 'ERR_CONFIG_QUIC_LB', field: '/quicLb/3/nonceLength' },
-  { desc: 'key with 15 octets', doc: mutate((d) => (d.quicLb[1].key = '00'.repeat(15))), code: 'ERR_CONFIG_HEX', field: '/quicLb/1/key' },
-  { desc: 'key not hex', doc: mutate((d) => (d.quicLb[1].key = 'zz'.repeat(16))), code: 'ERR_CONFIG_HEX', field: '/quicLb/1/key' },
-  { desc: 'key and keyFile', doc: mutate((d) => (d.quicLb[1].keyFile = 'k.hex')), code: 'ERR_CONFIG_KEY_SOURCE', field: '/quicLb/1/keyFile' },
-  { desc: 'missing key file', doc: mutate((d) => (d.fallback = { keyFile: 'nope.hex' })), code: 'ERR_CONFIG_READ', field: '/fallback/keyFile' },
-  { desc: 'bad cipher', doc: mutate((d) => (d.quicLb[1].cipher = 'aesni')), code: 'ERR_CONFIG_ENUM', field: '/quicLb/1/cipher' },
+  {
+    desc: 'host name instead of IP',
+    doc: mutate((d) => (d.listen = ['localhost:443'])),
+    code: 'ERR_CONFIG_ADDRESS',
+    field: '/listen/0',
+  },
+  {
+    desc: 'bare IPv6 without brackets',
+    doc: mutate((d) => (d.listen = ['::1:443'])),
+    code: 'ERR_CONFIG_ADDRESS',
+    field: '/listen/0',
+  },
+  {
+    desc: 'port out of range',
+    doc: mutate((d) => (d.backends[1].address = '127.0.0.1:70000')),
+    code: 'ERR_CONFIG_ADDRESS',
+    field: '/backends/1/address',
+  },
+  {
+    desc: 'duplicate listen',
+    doc: mutate((d) => (d.listen = ['127.0.0.1:1', '127.0.0.1:1'])),
+    code: 'ERR_CONFIG_DUPLICATE',
+    field: '/listen/1',
+  },
+  {
+    desc: 'unknown top-level field (typo)',
+    doc: mutate((d) => (d.backend = [])),
+    code: 'ERR_CONFIG_UNKNOWN_FIELD',
+    field: '/backend',
+  },
+  {
+    desc: 'unknown backend field',
+    doc: mutate((d) => (d.backends[2].wieght = 3)),
+    code: 'ERR_CONFIG_UNKNOWN_FIELD',
+    field: '/backends/2/wieght',
+  },
+  {
+    desc: 'config id 7 (0b111 is reserved)',
+    doc: mutate((d) => (d.quicLb[0].configId = 7)),
+    code: 'ERR_CONFIG_RANGE',
+    field: '/quicLb/0/configId',
+  },
+  {
+    desc: 'config id given twice',
+    doc: mutate((d) => (d.quicLb[1].configId = 0)),
+    code: 'ERR_CONFIG_DUPLICATE',
+    field: '/quicLb/1/configId',
+  },
+  {
+    desc: 'nonce too short',
+    doc: mutate((d) => (d.quicLb[0].nonceLength = 3)),
+    code: 'ERR_CONFIG_RANGE',
+    field: '/quicLb/0/nonceLength',
+  },
+  {
+    desc: 'sid + nonce > 19 (library check)',
+    doc: mutate((d) => (d.quicLb[3].nonceLength = 10)),
+    code: 'ERR_CONFIG_QUIC_LB',
+    field: '/quicLb/3/nonceLength',
+  },
+  {
+    desc: 'key with 15 octets',
+    doc: mutate((d) => (d.quicLb[1].key = '00'.repeat(15))),
+    code: 'ERR_CONFIG_HEX',
+    field: '/quicLb/1/key',
+  },
+  {
+    desc: 'key not hex',
+    doc: mutate((d) => (d.quicLb[1].key = 'zz'.repeat(16))),
+    code: 'ERR_CONFIG_HEX',
+    field: '/quicLb/1/key',
+  },
+  {
+    desc: 'key and keyFile',
+    doc: mutate((d) => (d.quicLb[1].keyFile = 'k.hex')),
+    code: 'ERR_CONFIG_KEY_SOURCE',
+    field: '/quicLb/1/keyFile',
+  },
+  {
+    desc: 'missing key file',
+    doc: mutate((d) => (d.fallback = { keyFile: 'nope.hex' })),
+    code: 'ERR_CONFIG_READ',
+    field: '/fallback/keyFile',
+  },
+  {
+    desc: 'bad cipher',
+    doc: mutate((d) => (d.quicLb[1].cipher = 'aesni')),
+    code: 'ERR_CONFIG_ENUM',
+    field: '/quicLb/1/cipher',
+  },
   { desc: 'no backends', doc: mutate((d) => (d.backends = [])), code: 'ERR_CONFIG_REQUIRED', field: '/backends' },
-  { desc: 'backend without name', doc: mutate((d) => delete d.backends[0].name), code: 'ERR_CONFIG_REQUIRED', field: '/backends/0/name' },
-  { desc: 'bad backend name', doc: mutate((d) => (d.backends[0].name = 'a b')), code: 'ERR_CONFIG_TYPE', field: '/backends/0/name' },
-  { desc: 'duplicate backend name', doc: mutate((d) => (d.backends[1].name = 'a')), code: 'ERR_CONFIG_DUPLICATE', field: '/backends/1/name' },
-  { desc: 'duplicate backend address', doc: mutate((d) => (d.backends[1].address = d.backends[0].address)), code: 'ERR_CONFIG_DUPLICATE', field: '/backends/1/address' },
-  { desc: 'server ID of the wrong length', doc: mutate((d) => (d.backends[0].serverIds['0'] = ['000001'])), code: 'ERR_CONFIG_HEX', field: '/backends/0/serverIds/0/0' },
-  { desc: 'server ID used twice', doc: mutate((d) => (d.backends[1].serverIds['0'] = '0001')), code: 'ERR_CONFIG_DUPLICATE', field: '/backends/1/serverIds/0' },
-  { desc: 'server ID for a config id not configured', doc: mutate((d) => (d.backends[0].serverIds['5'] = '01')), code: 'ERR_CONFIG_REFERENCE', field: '/backends/0/serverIds/5' },
-  { desc: 'server IDs keyed by a non-codepoint', doc: mutate((d) => (d.backends[0].serverIds['9'] = '01')), code: 'ERR_CONFIG_UNKNOWN_FIELD', field: '/backends/0/serverIds/9' },
-  { desc: 'weight negative', doc: mutate((d) => (d.backends[0].weight = -1)), code: 'ERR_CONFIG_RANGE', field: '/backends/0/weight' },
-  { desc: 'weight not an integer', doc: mutate((d) => (d.backends[0].weight = 1.5)), code: 'ERR_CONFIG_RANGE', field: '/backends/0/weight' },
-  { desc: 'weight as string', doc: mutate((d) => (d.backends[0].weight = '2')), code: 'ERR_CONFIG_TYPE', field: '/backends/0/weight' },
-  { desc: 'unknown health type', doc: mutate((d) => (d.backends[0].health = { type: 'icmp' })), code: 'ERR_CONFIG_ENUM', field: '/backends/0/health/type' },
-  { desc: 'http health without url', doc: mutate((d) => (d.backends[0].health = { type: 'http' })), code: 'ERR_CONFIG_REQUIRED', field: '/backends/0/health/url' },
-  { desc: 'https health url', doc: mutate((d) => (d.backends[0].health = { type: 'http', url: 'https://x/' })), code: 'ERR_CONFIG_ENUM', field: '/backends/0/health/url' },
+  {
+    desc: 'backend without name',
+    doc: mutate((d) => delete d.backends[0].name),
+    code: 'ERR_CONFIG_REQUIRED',
+    field: '/backends/0/name',
+  },
+  {
+    desc: 'bad backend name',
+    doc: mutate((d) => (d.backends[0].name = 'a b')),
+    code: 'ERR_CONFIG_TYPE',
+    field: '/backends/0/name',
+  },
+  {
+    desc: 'duplicate backend name',
+    doc: mutate((d) => (d.backends[1].name = 'a')),
+    code: 'ERR_CONFIG_DUPLICATE',
+    field: '/backends/1/name',
+  },
+  {
+    desc: 'duplicate backend address',
+    doc: mutate((d) => (d.backends[1].address = d.backends[0].address)),
+    code: 'ERR_CONFIG_DUPLICATE',
+    field: '/backends/1/address',
+  },
+  {
+    desc: 'server ID of the wrong length',
+    doc: mutate((d) => (d.backends[0].serverIds['0'] = ['000001'])),
+    code: 'ERR_CONFIG_HEX',
+    field: '/backends/0/serverIds/0/0',
+  },
+  {
+    desc: 'server ID used twice',
+    doc: mutate((d) => (d.backends[1].serverIds['0'] = '0001')),
+    code: 'ERR_CONFIG_DUPLICATE',
+    field: '/backends/1/serverIds/0',
+  },
+  {
+    desc: 'server ID for a config id not configured',
+    doc: mutate((d) => (d.backends[0].serverIds['5'] = '01')),
+    code: 'ERR_CONFIG_REFERENCE',
+    field: '/backends/0/serverIds/5',
+  },
+  {
+    desc: 'server IDs keyed by a non-codepoint',
+    doc: mutate((d) => (d.backends[0].serverIds['9'] = '01')),
+    code: 'ERR_CONFIG_UNKNOWN_FIELD',
+    field: '/backends/0/serverIds/9',
+  },
+  {
+    desc: 'weight negative',
+    doc: mutate((d) => (d.backends[0].weight = -1)),
+    code: 'ERR_CONFIG_RANGE',
+    field: '/backends/0/weight',
+  },
+  {
+    desc: 'weight not an integer',
+    doc: mutate((d) => (d.backends[0].weight = 1.5)),
+    code: 'ERR_CONFIG_RANGE',
+    field: '/backends/0/weight',
+  },
+  {
+    desc: 'weight as string',
+    doc: mutate((d) => (d.backends[0].weight = '2')),
+    code: 'ERR_CONFIG_TYPE',
+    field: '/backends/0/weight',
+  },
+  {
+    desc: 'unknown health type',
+    doc: mutate((d) => (d.backends[0].health = { type: 'icmp' })),
+    code: 'ERR_CONFIG_ENUM',
+    field: '/backends/0/health/type',
+  },
+  {
+    desc: 'http health without url',
+    doc: mutate((d) => (d.backends[0].health = { type: 'http' })),
+    code: 'ERR_CONFIG_REQUIRED',
+    field: '/backends/0/health/url',
+  },
+  {
+    desc: 'https health url',
+    doc: mutate((d) => (d.backends[0].health = { type: 'http', url: 'https://x/' })),
+    code: 'ERR_CONFIG_ENUM',
+    field: '/backends/0/health/url',
+  },
   { desc: 'rise 0', doc: mutate((d) => (d.health = { rise: 0 })), code: 'ERR_CONFIG_RANGE', field: '/health/rise' },
   { desc: 'missing fallback', doc: mutate((d) => delete d.fallback), code: 'ERR_CONFIG_REQUIRED', field: '/fallback' },
-  { desc: 'missing fallback key', doc: mutate((d) => (d.fallback = {})), code: 'ERR_CONFIG_REQUIRED', field: '/fallback/key' },
-  { desc: 'table size not prime', doc: mutate((d) => (d.fallback.tableSize = 65536)), code: 'ERR_CONFIG_PRIME', field: '/fallback/tableSize' },
-  { desc: 'via-lb without a return port', doc: mutate((d) => (d.returnPath = { mode: 'via-lb' })), code: 'ERR_CONFIG_REQUIRED', field: '/returnPath/listen' },
-  { desc: 'return mode typo', doc: mutate((d) => (d.returnPath = { mode: 'dsr' })), code: 'ERR_CONFIG_ENUM', field: '/returnPath/mode' },
-  { desc: 'hmac key too short', doc: mutate((d) => (d.returnPath.hmacKey = '00'.repeat(8))), code: 'ERR_CONFIG_HEX', field: '/returnPath/hmacKey' },
-  { desc: 'signForward without a key', doc: mutate((d) => (d.returnPath.signForward = true)), code: 'ERR_CONFIG_REQUIRED', field: '/returnPath/hmacKey' },
-  { desc: 'allow entry not an IP', doc: mutate((d) => (d.returnPath.allow = ['backend-a'])), code: 'ERR_CONFIG_ADDRESS', field: '/returnPath/allow/0' },
-  { desc: 'wildcard VIP 0.0.0.0', doc: mutate((d) => (d.listen = ['127.0.1.1:443', '0.0.0.0:443'])), code: 'ERR_CONFIG_WILDCARD', field: '/listen/1' },
-  { desc: 'wildcard VIP ::', doc: mutate((d) => (d.listen = ['[::]:443'])), code: 'ERR_CONFIG_WILDCARD', field: '/listen/0' },
-  { desc: 'wildcard VIP written [0:0::0]', doc: mutate((d) => (d.listen = ['[0:0::0]:443'])), code: 'ERR_CONFIG_WILDCARD', field: '/listen/0' },
-  { desc: 'wildcard VIP ::ffff:0.0.0.0', doc: mutate((d) => (d.listen = ['[::ffff:0.0.0.0]:443'])), code: 'ERR_CONFIG_WILDCARD', field: '/listen/0' },
-  { desc: 'VIP in 0.0.0.0/8', doc: mutate((d) => (d.listen = ['0.1.2.3:443'])), code: 'ERR_CONFIG_WILDCARD', field: '/listen/0' },
-  { desc: 'hmacKey and hmacKeys', doc: mutate((d) => Object.assign(d.returnPath, { hmacKey: '11'.repeat(32), hmacKeys: ['22'.repeat(32)] })), code: 'ERR_CONFIG_KEY_SOURCE', field: '/returnPath/hmacKeys' },
-  { desc: 'hmacKeys and hmacKeyFiles', doc: mutate((d) => Object.assign(d.returnPath, { hmacKeys: ['22'.repeat(32)], hmacKeyFiles: ['k.hex'] })), code: 'ERR_CONFIG_KEY_SOURCE', field: '/returnPath/hmacKeyFiles' },
-  { desc: 'hmacKeys empty', doc: mutate((d) => (d.returnPath.hmacKeys = [])), code: 'ERR_CONFIG_REQUIRED', field: '/returnPath/hmacKeys' },
-  { desc: 'hmacKeys not a list', doc: mutate((d) => (d.returnPath.hmacKeys = '22'.repeat(32))), code: 'ERR_CONFIG_TYPE', field: '/returnPath/hmacKeys' },
-  { desc: 'five hmacKeys', doc: mutate((d) => (d.returnPath.hmacKeys = [1, 2, 3, 4, 5].map((i) => String(i * 11).repeat(32)))), code: 'ERR_CONFIG_RANGE', field: '/returnPath/hmacKeys' },
-  { desc: 'second hmacKey too short', doc: mutate((d) => (d.returnPath.hmacKeys = ['11'.repeat(32), '22'.repeat(8)])), code: 'ERR_CONFIG_HEX', field: '/returnPath/hmacKeys/1' },
-  { desc: 'the same key twice', doc: mutate((d) => (d.returnPath.hmacKeys = ['11'.repeat(32), '11'.repeat(32)])), code: 'ERR_CONFIG_DUPLICATE', field: '/returnPath/hmacKeys/1' },
-  { desc: 'missing hmacKeyFiles entry', doc: mutate((d) => (d.returnPath.hmacKeyFiles = ['nope.hex'])), code: 'ERR_CONFIG_READ', field: '/returnPath/hmacKeyFiles/0' },
-  { desc: 'maxQueuedDatagrams 0', doc: mutate((d) => (d.socket = { maxQueuedDatagrams: 0 })), code: 'ERR_CONFIG_RANGE', field: '/socket/maxQueuedDatagrams' },
-  { desc: 'maxQueuedOctets below one datagram', doc: mutate((d) => (d.socket = { maxQueuedOctets: 1500 })), code: 'ERR_CONFIG_RANGE', field: '/socket/maxQueuedOctets' },
+  {
+    desc: 'missing fallback key',
+    doc: mutate((d) => (d.fallback = {})),
+    code: 'ERR_CONFIG_REQUIRED',
+    field: '/fallback/key',
+  },
+  {
+    desc: 'table size not prime',
+    doc: mutate((d) => (d.fallback.tableSize = 65536)),
+    code: 'ERR_CONFIG_PRIME',
+    field: '/fallback/tableSize',
+  },
+  {
+    desc: 'via-lb without a return port',
+    doc: mutate((d) => (d.returnPath = { mode: 'via-lb' })),
+    code: 'ERR_CONFIG_REQUIRED',
+    field: '/returnPath/listen',
+  },
+  {
+    desc: 'return mode typo',
+    doc: mutate((d) => (d.returnPath = { mode: 'dsr' })),
+    code: 'ERR_CONFIG_ENUM',
+    field: '/returnPath/mode',
+  },
+  {
+    desc: 'hmac key too short',
+    doc: mutate((d) => (d.returnPath.hmacKey = '00'.repeat(8))),
+    code: 'ERR_CONFIG_HEX',
+    field: '/returnPath/hmacKey',
+  },
+  {
+    desc: 'signForward without a key',
+    doc: mutate((d) => (d.returnPath.signForward = true)),
+    code: 'ERR_CONFIG_REQUIRED',
+    field: '/returnPath/hmacKey',
+  },
+  {
+    desc: 'allow entry not an IP',
+    doc: mutate((d) => (d.returnPath.allow = ['backend-a'])),
+    code: 'ERR_CONFIG_ADDRESS',
+    field: '/returnPath/allow/0',
+  },
+  {
+    desc: 'wildcard VIP 0.0.0.0',
+    doc: mutate((d) => (d.listen = ['127.0.1.1:443', '0.0.0.0:443'])),
+    code: 'ERR_CONFIG_WILDCARD',
+    field: '/listen/1',
+  },
+  {
+    desc: 'wildcard VIP ::',
+    doc: mutate((d) => (d.listen = ['[::]:443'])),
+    code: 'ERR_CONFIG_WILDCARD',
+    field: '/listen/0',
+  },
+  {
+    desc: 'wildcard VIP written [0:0::0]',
+    doc: mutate((d) => (d.listen = ['[0:0::0]:443'])),
+    code: 'ERR_CONFIG_WILDCARD',
+    field: '/listen/0',
+  },
+  {
+    desc: 'wildcard VIP ::ffff:0.0.0.0',
+    doc: mutate((d) => (d.listen = ['[::ffff:0.0.0.0]:443'])),
+    code: 'ERR_CONFIG_WILDCARD',
+    field: '/listen/0',
+  },
+  {
+    desc: 'VIP in 0.0.0.0/8',
+    doc: mutate((d) => (d.listen = ['0.1.2.3:443'])),
+    code: 'ERR_CONFIG_WILDCARD',
+    field: '/listen/0',
+  },
+  {
+    desc: 'hmacKey and hmacKeys',
+    doc: mutate((d) => Object.assign(d.returnPath, { hmacKey: '11'.repeat(32), hmacKeys: ['22'.repeat(32)] })),
+    code: 'ERR_CONFIG_KEY_SOURCE',
+    field: '/returnPath/hmacKeys',
+  },
+  {
+    desc: 'hmacKeys and hmacKeyFiles',
+    doc: mutate((d) => Object.assign(d.returnPath, { hmacKeys: ['22'.repeat(32)], hmacKeyFiles: ['k.hex'] })),
+    code: 'ERR_CONFIG_KEY_SOURCE',
+    field: '/returnPath/hmacKeyFiles',
+  },
+  {
+    desc: 'hmacKeys empty',
+    doc: mutate((d) => (d.returnPath.hmacKeys = [])),
+    code: 'ERR_CONFIG_REQUIRED',
+    field: '/returnPath/hmacKeys',
+  },
+  {
+    desc: 'hmacKeys not a list',
+    doc: mutate((d) => (d.returnPath.hmacKeys = '22'.repeat(32))),
+    code: 'ERR_CONFIG_TYPE',
+    field: '/returnPath/hmacKeys',
+  },
+  {
+    desc: 'five hmacKeys',
+    doc: mutate((d) => (d.returnPath.hmacKeys = [1, 2, 3, 4, 5].map((i) => String(i * 11).repeat(32)))),
+    code: 'ERR_CONFIG_RANGE',
+    field: '/returnPath/hmacKeys',
+  },
+  {
+    desc: 'second hmacKey too short',
+    doc: mutate((d) => (d.returnPath.hmacKeys = ['11'.repeat(32), '22'.repeat(8)])),
+    code: 'ERR_CONFIG_HEX',
+    field: '/returnPath/hmacKeys/1',
+  },
+  {
+    desc: 'the same key twice',
+    doc: mutate((d) => (d.returnPath.hmacKeys = ['11'.repeat(32), '11'.repeat(32)])),
+    code: 'ERR_CONFIG_DUPLICATE',
+    field: '/returnPath/hmacKeys/1',
+  },
+  {
+    desc: 'missing hmacKeyFiles entry',
+    doc: mutate((d) => (d.returnPath.hmacKeyFiles = ['nope.hex'])),
+    code: 'ERR_CONFIG_READ',
+    field: '/returnPath/hmacKeyFiles/0',
+  },
+  {
+    desc: 'maxQueuedDatagrams 0',
+    doc: mutate((d) => (d.socket = { maxQueuedDatagrams: 0 })),
+    code: 'ERR_CONFIG_RANGE',
+    field: '/socket/maxQueuedDatagrams',
+  },
+  {
+    desc: 'maxQueuedOctets below one datagram',
+    doc: mutate((d) => (d.socket = { maxQueuedOctets: 1500 })),
+    code: 'ERR_CONFIG_RANGE',
+    field: '/socket/maxQueuedOctets',
+  },
   { desc: 'workers out of range', doc: mutate((d) => (d.workers = 65)), code: 'ERR_CONFIG_RANGE', field: '/workers' },
-  { desc: 'log level typo', doc: mutate((d) => (d.log = { level: 'verbose' })), code: 'ERR_CONFIG_ENUM', field: '/log/level' },
+  {
+    desc: 'log level typo',
+    doc: mutate((d) => (d.log = { level: 'verbose' })),
+    code: 'ERR_CONFIG_ENUM',
+    field: '/log/level',
+  },
 ];
 
 describe('validateConfig', () => {
@@ -134,7 +394,12 @@ describe('validateConfig', () => {
     expect(c.workers).toBe(DEFAULTS.workers);
     expect(c.drainMs).toBe(DEFAULTS.drainMs);
     expect(c.fallback.tableSize).toBe(65537);
-    expect(c.socket).toEqual({ recvBufferSize: 8388608, sendBufferSize: 8388608, maxQueuedDatagrams: 1024, maxQueuedOctets: 2 * 1024 * 1024 });
+    expect(c.socket).toEqual({
+      recvBufferSize: 8388608,
+      sendBufferSize: 8388608,
+      maxQueuedDatagrams: 1024,
+      maxQueuedOctets: 2 * 1024 * 1024,
+    });
     expect(c.returnPath.hmacKeys).toEqual([]);
     expect(c.returnPath.mode).toBe('via-lb');
     expect(c.returnPath.allow).toEqual(['127.0.1.10', '127.0.1.11', '127.0.1.12', '127.0.1.13']);
@@ -160,25 +425,33 @@ describe('validateConfig', () => {
     const [k1, k2] = ['a1'.repeat(32), 'b2'.repeat(16)];
     writeFileSync(path.join(dir, 'k1.hex'), `${k1}\n`, { mode: 0o600 });
     writeFileSync(path.join(dir, 'k2.hex'), k2.toUpperCase(), { mode: 0o600 });
-    const rp = (returnPath: object): string[] => validateConfig(configDoc({ returnPath: { mode: 'direct', ...returnPath } }), dir).returnPath.hmacKeys;
+    const rp = (returnPath: object): string[] =>
+      validateConfig(configDoc({ returnPath: { mode: 'direct', ...returnPath } }), dir).returnPath.hmacKeys;
     expect(rp({ hmacKey: k1 })).toEqual([k1]);
     expect(rp({ hmacKeyFile: 'k1.hex' })).toEqual([k1]);
     expect(rp({ hmacKeys: [k2, k1] })).toEqual([k2, k1]);
     expect(rp({ hmacKeyFiles: ['k1.hex', 'k2.hex'] })).toEqual([k1, k2]);
-    expect(validateConfig(configDoc({ returnPath: { mode: 'direct', hmacKeys: [k2, k1], signForward: true } }), dir).returnPath.signForward).toBe(true);
+    expect(
+      validateConfig(configDoc({ returnPath: { mode: 'direct', hmacKeys: [k2, k1], signForward: true } }), dir)
+        .returnPath.signForward,
+    ).toBe(true);
   });
 
   it('warns (does not fail) when a key file is readable or writable by group or others, naming file and mode', () => {
     expect(keyFileModeWarning('/k', 0o100600)).toBeUndefined();
     expect(keyFileModeWarning('/k', 0o100400)).toBeUndefined();
-    expect(keyFileModeWarning('/k', 0o100640)).toBe('key file /k has mode 0640: readable or writable by group or others (chmod 600 it)');
+    expect(keyFileModeWarning('/k', 0o100640)).toBe(
+      'key file /k has mode 0640: readable or writable by group or others (chmod 600 it)',
+    );
     expect(keyFileModeWarning('/k', 0o100604)).toContain('mode 0604');
     expect(keyFileModeWarning('/k', 0o100620)).toContain('mode 0620');
     // keyFileWarning: the same rule on the file as it is on disk (a missing file is reported by reading it).
     const f = path.join(dir, 'reset.hex');
     writeFileSync(f, '00'.repeat(32));
     chmodSync(f, 0o640);
-    expect(keyFileWarning(f)).toBe(`key file ${f} has mode 0640: readable or writable by group or others (chmod 600 it)`);
+    expect(keyFileWarning(f)).toBe(
+      `key file ${f} has mode 0640: readable or writable by group or others (chmod 600 it)`,
+    );
     chmodSync(f, 0o400);
     expect(keyFileWarning(f)).toBeUndefined();
     expect(keyFileWarning(path.join(dir, 'missing'))).toBeUndefined();
@@ -189,11 +462,21 @@ describe('validateConfig', () => {
     writeFileSync(closed, 'dd'.repeat(16));
     chmodSync(closed, 0o600);
     const file = path.join(dir, 'modes.yaml');
-    writeFileSync(file, stringify(configDoc({ fallback: { keyFile: 'closed.hex' }, returnPath: { mode: 'direct', hmacKeyFiles: ['closed.hex', 'open.hex'] } })));
+    writeFileSync(
+      file,
+      stringify(
+        configDoc({
+          fallback: { keyFile: 'closed.hex' },
+          returnPath: { mode: 'direct', hmacKeyFiles: ['closed.hex', 'open.hex'] },
+        }),
+      ),
+    );
     const warnings: string[] = [];
     const c = loadConfigFile(file, warnings);
     expect(c.returnPath.hmacKeys).toEqual(['dd'.repeat(16), 'cc'.repeat(32)]);
-    expect(warnings).toEqual([`key file ${open} has mode 0644: readable or writable by group or others (chmod 600 it)`]);
+    expect(warnings).toEqual([
+      `key file ${open} has mode 0644: readable or writable by group or others (chmod 600 it)`,
+    ]);
     const r = runCli(['check-config', file]);
     expect(r.status).toBe(0);
     expect(r.stderr).toContain(`warning: key file ${open} has mode 0644`);
@@ -205,7 +488,10 @@ describe('validateConfig', () => {
     writeFileSync(open, 'ee'.repeat(32));
     chmodSync(open, 0o640);
     const file = path.join(dir, 'serve-modes.yaml');
-    writeFileSync(file, stringify({ ...configDoc({ listen: ['127.0.9.9:0'], returnPath: { mode: 'direct', hmacKeyFiles: [open] } }) }));
+    writeFileSync(
+      file,
+      stringify({ ...configDoc({ listen: ['127.0.9.9:0'], returnPath: { mode: 'direct', hmacKeyFiles: [open] } }) }),
+    );
     const lines: string[] = [];
     const logger = pino({ level: 'warn' }, { write: (l: string) => lines.push(l) });
     const lb = await startLoadBalancer(file, { logger, watch: false });
@@ -267,7 +553,8 @@ describe('quicLb ranges are the library limits (draft-21 §3.1, §5.3)', () => {
         }),
         dir,
       );
-    for (let id = MIN_CONFIG_ID; id <= MAX_CONFIG_ID; id++) expect(withSid(id)().backends[0].serverIds).toEqual([{ configId: id, serverId: '0102' }]);
+    for (let id = MIN_CONFIG_ID; id <= MAX_CONFIG_ID; id++)
+      expect(withSid(id)().backends[0].serverIds).toEqual([{ configId: id, serverId: '0102' }]);
     expect(withSid(MAX_CONFIG_ID + 1)).toThrow(ConfigError);
   });
   it('the schema states the same ranges', () => {
@@ -297,7 +584,10 @@ describe('loadQuicLbSpecs (the quicLb list alone, for quic-lb cid --config)', ()
   };
   it('gives the specs validateConfig gives, without needing the other sections; keyFile relative to the file', () => {
     writeFileSync(path.join(dir, 'q1.hex'), `${KEY.toUpperCase()}\n`, { mode: 0o600 });
-    const file = fileOf('q.yaml', `quicLb:\n  - { configId: 0, serverIdLength: 3, nonceLength: 4, key: ${KEY} }\n  - { configId: 1, serverIdLength: 10, nonceLength: 5, keyFile: q1.hex, cipher: table }\n`);
+    const file = fileOf(
+      'q.yaml',
+      `quicLb:\n  - { configId: 0, serverIdLength: 3, nonceLength: 4, key: ${KEY} }\n  - { configId: 1, serverIdLength: 10, nonceLength: 5, keyFile: q1.hex, cipher: table }\n`,
+    );
     expect(loadQuicLbSpecs(file)).toEqual([
       { configId: 0, serverIdLength: 3, nonceLength: 4, key: KEY, cipher: DEFAULTS.cipher },
       { configId: 1, serverIdLength: 10, nonceLength: 5, key: KEY, cipher: 'table' },
@@ -310,17 +600,39 @@ describe('loadQuicLbSpecs (the quicLb list alone, for quic-lb cid --config)', ()
     expect(loadQuicLbSpecs(fileOf('one.yaml', 'configId: 2\nserverIdLength: 3\nnonceLength: 4\n'))).toEqual([
       { configId: 2, serverIdLength: 3, nonceLength: 4, cipher: DEFAULTS.cipher },
     ]);
-    expect(errorAt(fileOf('one-bad.yaml', 'configId: 7\nserverIdLength: 3\nnonceLength: 4\n'))).toBe('ERR_CONFIG_RANGE /configId');
+    expect(errorAt(fileOf('one-bad.yaml', 'configId: 7\nserverIdLength: 3\nnonceLength: 4\n'))).toBe(
+      'ERR_CONFIG_RANGE /configId',
+    );
   });
   it('refuses what loadConfigFile refuses in quicLb, with the same code and field', () => {
     expect(errorAt(path.join(dir, 'absent.yaml'))).toBe('ERR_CONFIG_READ ');
     expect(errorAt(fileOf('syntax.yaml', 'quicLb: [\n'))).toBe('ERR_CONFIG_SYNTAX ');
     expect(errorAt(fileOf('list.yaml', '- 1\n'))).toBe('ERR_CONFIG_TYPE ');
-    expect(errorAt(fileOf('short-key.yaml', "quicLb:\n  - { configId: 0, serverIdLength: 3, nonceLength: 4, key: '0011' }\n"))).toBe('ERR_CONFIG_HEX /quicLb/0/key');
+    expect(
+      errorAt(
+        fileOf('short-key.yaml', "quicLb:\n  - { configId: 0, serverIdLength: 3, nonceLength: 4, key: '0011' }\n"),
+      ),
+    ).toBe('ERR_CONFIG_HEX /quicLb/0/key');
     writeFileSync(path.join(dir, 'short.hex'), '0011\n', { mode: 0o600 });
-    expect(errorAt(fileOf('short-file.yaml', 'quicLb:\n  - { configId: 0, serverIdLength: 3, nonceLength: 4, keyFile: short.hex }\n'))).toBe('ERR_CONFIG_HEX /quicLb/0/keyFile');
-    expect(errorAt(fileOf('sum.yaml', 'quicLb:\n  - { configId: 0, serverIdLength: 10, nonceLength: 10 }\n'))).toBe('ERR_CONFIG_QUIC_LB /quicLb/0/nonceLength');
-    expect(errorAt(fileOf('dup.yaml', 'quicLb:\n  - { configId: 0, serverIdLength: 3, nonceLength: 4 }\n  - { configId: 0, serverIdLength: 3, nonceLength: 4 }\n'))).toBe('ERR_CONFIG_DUPLICATE /quicLb/1/configId');
+    expect(
+      errorAt(
+        fileOf(
+          'short-file.yaml',
+          'quicLb:\n  - { configId: 0, serverIdLength: 3, nonceLength: 4, keyFile: short.hex }\n',
+        ),
+      ),
+    ).toBe('ERR_CONFIG_HEX /quicLb/0/keyFile');
+    expect(errorAt(fileOf('sum.yaml', 'quicLb:\n  - { configId: 0, serverIdLength: 10, nonceLength: 10 }\n'))).toBe(
+      'ERR_CONFIG_QUIC_LB /quicLb/0/nonceLength',
+    );
+    expect(
+      errorAt(
+        fileOf(
+          'dup.yaml',
+          'quicLb:\n  - { configId: 0, serverIdLength: 3, nonceLength: 4 }\n  - { configId: 0, serverIdLength: 3, nonceLength: 4 }\n',
+        ),
+      ),
+    ).toBe('ERR_CONFIG_DUPLICATE /quicLb/1/configId');
     expect(errorAt(fileOf('typo.yaml', 'quicLb: []\nbakends: []\n'))).toBe('ERR_CONFIG_UNKNOWN_FIELD /bakends');
   });
 });
@@ -345,7 +657,8 @@ describe('schema/config.schema.json', () => {
     const doc = readFileSync(path.join(repoRoot, 'docs', 'config.md'), 'utf8');
     for (const code of CONFIG_ERROR_CODES) expect(doc, code).toContain(`\`${code}\``);
     // Fields appear as code spans, alone or inside a dotted path (`quicLb[].keyFile`).
-    for (const list of Object.values(KNOWN_FIELDS)) for (const f of list) expect(doc, f).toMatch(new RegExp(`\`[^\`\\s]*\\b${f}\\b[^\`\\s]*\``));
+    for (const list of Object.values(KNOWN_FIELDS))
+      for (const f of list) expect(doc, f).toMatch(new RegExp(`\`[^\`\\s]*\\b${f}\\b[^\`\\s]*\``));
   });
 });
 

@@ -75,7 +75,13 @@ export const V1 = { INITIAL: 0, ZERO_RTT: 1, HANDSHAKE: 2, RETRY: 3 };
 export const V2 = { INITIAL: 1, ZERO_RTT: 2, HANDSHAKE: 3, RETRY: 0 };
 
 /** A long-header datagram: first octet 0xc0 | type << 4, version, DCID, SCID, padding. */
-export function longHeader(version: number, typeBits: number, dcid: Uint8Array, scid: Uint8Array = Buffer.alloc(8, 0x33), pad = 40): Buffer {
+export function longHeader(
+  version: number,
+  typeBits: number,
+  dcid: Uint8Array,
+  scid: Uint8Array = Buffer.alloc(8, 0x33),
+  pad = 40,
+): Buffer {
   const head = Buffer.alloc(7);
   head[0] = 0xc0 | (typeBits << 4);
   head.writeUInt32BE(version >>> 0, 1);

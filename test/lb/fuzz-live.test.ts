@@ -22,7 +22,16 @@ describe('live forwarder fuzz', () => {
     for (const s of sinks) s.record = false;
     cleanup.push(() => sinks.forEach((s) => s.close()));
     const file = path.join(dir, 'lb.yaml');
-    writeYaml(file, configDoc({ listen: ['127.0.1.6:0'], backends: backendDocs(sinks.map((s) => s.endpoint)), metrics: { listen: '127.0.1.6:0' }, drainMs: 0, log: { level: 'warn' } }));
+    writeYaml(
+      file,
+      configDoc({
+        listen: ['127.0.1.6:0'],
+        backends: backendDocs(sinks.map((s) => s.endpoint)),
+        metrics: { listen: '127.0.1.6:0' },
+        drainMs: 0,
+        log: { level: 'warn' },
+      }),
+    );
     const lb = await ServeProcess.start(file);
     cleanup.push(() => lb.stop('SIGKILL'));
     const clients = await Promise.all(Array.from({ length: 8 }, (_, i) => Client.start(`127.0.1.${180 + i}`)));
@@ -44,7 +53,7 @@ describe('live forwarder fuzz', () => {
       }
       return (r >>> 9) & 1 ? b.subarray(0, next() % (b.length + 1)) : b;
     };
-    for (let sent = 0; sent < N; ) {
+    for (let sent = 0; sent < N;) {
       for (let k = 0; k < 100 && sent < N; k++, sent++) clients[sent & 7].send(make(), lb.vip);
       await sleep(4);
     }
@@ -58,10 +67,16 @@ describe('live forwarder fuzz', () => {
       20_000,
     ).catch(() => expect(counted).toBe(N));
     const m = await lb.metrics();
-    const dropped = (m.get('quic_lb_received_packets_total{reason="dropped_malformed"}') ?? 0) + (m.get('quic_lb_received_packets_total{reason="dropped_no_backend"}') ?? 0);
+    const dropped =
+      (m.get('quic_lb_received_packets_total{reason="dropped_malformed"}') ?? 0) +
+      (m.get('quic_lb_received_packets_total{reason="dropped_no_backend"}') ?? 0);
     const forwarded = N - dropped;
     expect(sum(m, 'quic_lb_backend_packets_total') - sum(m, 'quic_lb_return_packets_total')).toBe(forwarded);
-    await waitFor('every forwarded datagram delivered', () => sinks.reduce((n, s) => n + s.count, 0) === forwarded, 10_000);
+    await waitFor(
+      'every forwarded datagram delivered',
+      () => sinks.reduce((n, s) => n + s.count, 0) === forwarded,
+      10_000,
+    );
     expect(m.get('quic_lb_received_packets_total{reason="routed"}')).toBeGreaterThan(N / 10);
     expect(await lb.healthz()).toBe(200);
     expect(await lb.stop()).toBe(0);

@@ -1,7 +1,16 @@
 // 10^6 random and mutated datagrams through decide(): no exception, every datagram counted under
 // exactly one reason, every decision well-formed.
 import { describe, expect, it } from 'vitest';
-import { Counters, FourTuple, REASON_COUNT, Reason, buildRouterState, isForwarded, route, withHealth } from '../../src/lb/index.js';
+import {
+  Counters,
+  FourTuple,
+  REASON_COUNT,
+  Reason,
+  buildRouterState,
+  isForwarded,
+  route,
+  withHealth,
+} from '../../src/lb/index.js';
 import { fuzzSeeds, rng, testConfig } from './fixtures.js';
 
 describe('decide() fuzz', () => {
@@ -12,7 +21,14 @@ describe('decide() fuzz', () => {
     const full = buildRouterState(config, new Map(), counters);
     const states = [
       full,
-      withHealth(full, new Map([['a', 'down'], ['c', 'draining'], ['d', 'unreachable']] as const)),
+      withHealth(
+        full,
+        new Map([
+          ['a', 'down'],
+          ['c', 'draining'],
+          ['d', 'unreachable'],
+        ] as const),
+      ),
       withHealth(full, new Map(config.backends.map((b) => [b.name, 'down'] as const))),
     ];
     const newFlowBackends = states.map((st) => new Set(st.table));
@@ -64,7 +80,8 @@ describe('decide() fuzz', () => {
       if (isForwarded(d.reason)) {
         if (d.backend < 0 || d.backend >= nBackends) throw new Error(`bad backend ${d.backend} for reason ${d.reason}`);
         if (state.routable[d.backend] !== 1) throw new Error('forwarded to a down backend');
-        if (d.reason !== Reason.ROUTED && !newFlowBackends[which].has(d.backend)) throw new Error('a new flow on a backend that is not up');
+        if (d.reason !== Reason.ROUTED && !newFlowBackends[which].has(d.backend))
+          throw new Error('a new flow on a backend that is not up');
         forwarded++;
       } else {
         if (d.backend !== -1) throw new Error('dropped with a backend');

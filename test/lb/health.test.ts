@@ -57,7 +57,11 @@ describe('health checks', () => {
         dg.writeUInt16BE(i, dg.length - 2);
         cl.send(dg, lb.vip);
       });
-      await waitFor(`round ${tag}`, () => sinks.reduce((n, s, k) => n + s.received.length - marks[k], 0) === clients.length, 5000);
+      await waitFor(
+        `round ${tag}`,
+        () => sinks.reduce((n, s, k) => n + s.received.length - marks[k], 0) === clients.length,
+        5000,
+      );
       const owner: string[] = [];
       sinks.forEach((s, k) => {
         for (const r of s.received.slice(marks[k])) owner[r.payload.readUInt16BE(r.payload.length - 2)] = names.get(s)!;
@@ -69,7 +73,11 @@ describe('health checks', () => {
     expect(first.filter((n) => n === 'c').length).toBeGreaterThan(0);
 
     c.healthy = false;
-    await waitFor('c unreachable', async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="unreachable"}') === 1, 5000);
+    await waitFor(
+      'c unreachable',
+      async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="unreachable"}') === 1,
+      5000,
+    );
     let m = await lb.metrics();
     expect(m.get('quic_lb_backend_state{backend="c",state="unreachable"}')).toBe(1);
     expect(m.get('quic_lb_backend_state{backend="c",state="up"}')).toBe(0);
@@ -85,7 +93,11 @@ describe('health checks', () => {
     m = await lb.metrics();
     expect(m.get('quic_lb_received_packets_total{reason="fallback_backend_down"}') ?? 0).toBe(0);
     // Past the grace c is down: a CID naming it falls back to a live one (which can answer with a stateless reset).
-    await waitFor('c down after the grace', async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="down"}') === 1, 5000);
+    await waitFor(
+      'c down after the grace',
+      async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="down"}') === 1,
+      5000,
+    );
     const aBefore = a.received.length + b.received.length;
     clients[0].send(shortHeader(cid(0, SIDS.c[0])), lb.vip);
     await waitFor('backend_down fallback', () => a.received.length + b.received.length === aBefore + 1, 3000);
@@ -96,7 +108,11 @@ describe('health checks', () => {
     expect(await lb.healthz()).toBe(200);
 
     c.healthy = true;
-    await waitFor('c back up', async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="up"}') === 1, 5000);
+    await waitFor(
+      'c back up',
+      async () => (await lb.metrics()).get('quic_lb_backend_state{backend="c",state="up"}') === 1,
+      5000,
+    );
     const third = await round(3);
     expect(third).toEqual(first); // the same table as before: deterministic from the health view
     m = await lb.metrics();

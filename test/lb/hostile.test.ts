@@ -28,8 +28,15 @@ async function metricsOf(lb: LoadBalancer): Promise<Map<string, number>> {
 }
 
 /** A backend's raw return datagram: [PROXY v2 (src = VIP, dst = client), payload]. */
-function returnDatagram(vip: { address: string; port: number }, dst: { address: string; port: number }, payload: Buffer): Buffer {
-  return Buffer.concat([encodeProxyHeader({ srcAddr: vip.address, srcPort: vip.port, dstAddr: dst.address, dstPort: dst.port }, payload), payload]);
+function returnDatagram(
+  vip: { address: string; port: number },
+  dst: { address: string; port: number },
+  payload: Buffer,
+): Buffer {
+  return Buffer.concat([
+    encodeProxyHeader({ srcAddr: vip.address, srcPort: vip.port, dstAddr: dst.address, dstPort: dst.port }, payload),
+    payload,
+  ]);
 }
 
 describe('sendableDestination', () => {
@@ -94,13 +101,20 @@ describe('return-path destinations node:dgram refuses (one process)', () => {
       sink.socket.send(dg, upstream.port, upstream.address);
     }
     // A v6 header naming the v4 VIP (a v6 client on a v4 VIP): no such VIP.
-    sink.socket.send(returnDatagram({ address: '::ffff:127.0.9.1', port: vip4.port }, { address: '::1', port: 443 }, payload), ret.port, ret.address);
+    sink.socket.send(
+      returnDatagram({ address: '::ffff:127.0.9.1', port: vip4.port }, { address: '::1', port: 443 }, payload),
+      ret.port,
+      ret.address,
+    );
     const want = (reason: string): number => 2 * hostile.filter(([, r]) => r === reason).length;
     await waitFor(
       'hostile replies counted',
       async () => {
         const m = await metricsOf(lb);
-        return m.get('quic_lb_send_errors_total{reason="bad_port"}') === want('bad_port') && m.get('quic_lb_send_errors_total{reason="bad_address"}') === want('bad_address');
+        return (
+          m.get('quic_lb_send_errors_total{reason="bad_port"}') === want('bad_port') &&
+          m.get('quic_lb_send_errors_total{reason="bad_address"}') === want('bad_address')
+        );
       },
       3000,
     );
@@ -127,7 +141,10 @@ describe('return-path destinations node:dgram refuses (two cluster workers)', ()
     cleanup.push(() => sink.close());
     const file = path.join(dir, 'cluster.yaml');
     writeYaml(file, {
-      ...configDocFor(sink.endpoint, { listen: ['127.0.9.2:0'], returnPath: { listen: '127.0.9.2:0', allow: ['127.0.9.20'] } }),
+      ...configDocFor(sink.endpoint, {
+        listen: ['127.0.9.2:0'],
+        returnPath: { listen: '127.0.9.2:0', allow: ['127.0.9.20'] },
+      }),
       metrics: { listen: '127.0.9.2:0' },
       workers: 2,
       drainMs: 0,
@@ -159,12 +176,20 @@ describe('return-path destinations node:dgram refuses (two cluster workers)', ()
         sink.socket.send(returnDatagram(lb.vip, { address: '239.1.2.3', port: 443 }, Buffer.from('mc')), port, address);
       }
     }
-    for (let i = 0; i < 50; i++) sink.socket.send(returnDatagram(lb.vip, { address: '127.0.9.51', port: 0 }, Buffer.from('p0')), ret.port, ret.address);
+    for (let i = 0; i < 50; i++)
+      sink.socket.send(
+        returnDatagram(lb.vip, { address: '127.0.9.51', port: 0 }, Buffer.from('p0')),
+        ret.port,
+        ret.address,
+      );
     await waitFor(
       'hostile replies counted by the workers',
       async () => {
         const m = await lb.metrics();
-        return m.get('quic_lb_send_errors_total{reason="bad_port"}') === 50 * froms.size + 50 && m.get('quic_lb_send_errors_total{reason="bad_address"}') === 50 * froms.size;
+        return (
+          m.get('quic_lb_send_errors_total{reason="bad_port"}') === 50 * froms.size + 50 &&
+          m.get('quic_lb_send_errors_total{reason="bad_address"}') === 50 * froms.size
+        );
       },
       5000,
     );

@@ -43,7 +43,8 @@ describe('SipHash-2-4', () => {
 });
 
 describe('Maglev table', () => {
-  const names = (n: number): { name: string; weight: number }[] => Array.from({ length: n }, (_, i) => ({ name: `backend-${i}`, weight: 1 }));
+  const names = (n: number): { name: string; weight: number }[] =>
+    Array.from({ length: n }, (_, i) => ({ name: `backend-${i}`, weight: 1 }));
   const counts = (t: Int32Array, n: number): number[] => {
     const c = new Array(n).fill(0);
     for (const v of t) c[v]++;

@@ -4,7 +4,14 @@ import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
-import { ProxyDirection, ProxyHeader, answerHealthProbe, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/wire/index.js';
+import {
+  ProxyDirection,
+  ProxyHeader,
+  answerHealthProbe,
+  encodeProxyHeader,
+  formatProxyAddress,
+  parseProxyHeader,
+} from '../../src/wire/index.js';
 import { startCli, stop, type Proc } from '../helpers/process.js';
 import { parseMetrics } from '../helpers/metrics.js';
 
@@ -68,9 +75,22 @@ export class Sink {
   }
 
   /** Sends `payload` to `client` via the LB return path at `to` (header src = VIP, dst = client). */
-  reply(to: { address: string; port: number }, vip: { address: string; port: number }, client: { address: string; port: number }, payload: Buffer, hmacKey?: Buffer): void {
+  reply(
+    to: { address: string; port: number },
+    vip: { address: string; port: number },
+    client: { address: string; port: number },
+    payload: Buffer,
+    hmacKey?: Buffer,
+  ): void {
     const header = encodeProxyHeader(
-      { srcAddr: vip.address, srcPort: vip.port, dstAddr: client.address, dstPort: client.port, hmacKey, direction: ProxyDirection.TO_CLIENT },
+      {
+        srcAddr: vip.address,
+        srcPort: vip.port,
+        dstAddr: client.address,
+        dstPort: client.port,
+        hmacKey,
+        direction: ProxyDirection.TO_CLIENT,
+      },
       payload,
     );
     this.socket.send([header, payload], to.port, to.address);
@@ -161,7 +181,6 @@ export class ServeProcess {
 export async function scrape(url: string): Promise<Map<string, number>> {
   return parseMetrics(await (await fetch(url)).text());
 }
-
 
 /** Sum of every series of metric `name`. */
 export function sum(m: Map<string, number>, name: string): number {

@@ -21,7 +21,10 @@ let handed = 0;
 let maxCount = 0;
 let maxOctets = 0;
 const send = dgram.Socket.prototype.send as (this: dgram.Socket, ...args: unknown[]) => void;
-(dgram.Socket.prototype as unknown as { send: (...args: unknown[]) => void }).send = function (this: dgram.Socket, ...args: unknown[]): void {
+(dgram.Socket.prototype as unknown as { send: (...args: unknown[]) => void }).send = function (
+  this: dgram.Socket,
+  ...args: unknown[]
+): void {
   send.apply(this, args);
   if (args.length !== 1) return;
   handed++;
@@ -41,7 +44,12 @@ const lb = await startLoadBalancer(
     quicLb: QUIC_LB_SPECS.slice(0, 1),
     backends: [
       { name: 'slow', address: '10.77.0.2:4434', serverIds: { 0: SIDS.a[0] }, health: { type: 'none' } },
-      { name: 'fast', address: `127.0.0.1:${fast.address().port}`, serverIds: { 0: SIDS.b[0] }, health: { type: 'none' } },
+      {
+        name: 'fast',
+        address: `127.0.0.1:${fast.address().port}`,
+        serverIds: { 0: SIDS.b[0] },
+        health: { type: 'none' },
+      },
     ],
     fallback: { key: FALLBACK_KEY },
     returnPath: { mode: 'direct' },

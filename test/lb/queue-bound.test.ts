@@ -36,12 +36,20 @@ interface ChildResult {
 }
 
 function runChild(maxQueuedDatagrams: number, maxQueuedOctets: number): ChildResult {
-  const r = spawnSync('unshare', ['-n', 'sh', '-c', `${SETUP} && exec "${process.execPath}" --import tsx test/lb/queue-bound.child.ts`], {
-    cwd: repoRoot,
-    env: { ...process.env, MAX_QUEUED_DATAGRAMS: String(maxQueuedDatagrams), MAX_QUEUED_OCTETS: String(maxQueuedOctets) },
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
+  const r = spawnSync(
+    'unshare',
+    ['-n', 'sh', '-c', `${SETUP} && exec "${process.execPath}" --import tsx test/lb/queue-bound.child.ts`],
+    {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        MAX_QUEUED_DATAGRAMS: String(maxQueuedDatagrams),
+        MAX_QUEUED_OCTETS: String(maxQueuedOctets),
+      },
+      encoding: 'utf8',
+      timeout: 60_000,
+    },
+  );
   expect(r.status, `child: ${r.stderr}`).toBe(0);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult;
 }

@@ -26,7 +26,12 @@ describe('pool change under traffic, two workers', () => {
     const [a, b, c, d] = sinks;
     // Server IDs of config 2 (four-pass, 3 octets): a, b, c from the fixtures, d its own.
     const sid = { a: SIDS.a[2], b: SIDS.b[2], c: SIDS.c[2], d: 'dd793a' };
-    const be = (name: keyof typeof sid, s: Sink): object => ({ name, address: s.endpoint, serverIds: { 2: sid[name] }, health: { type: 'none' } });
+    const be = (name: keyof typeof sid, s: Sink): object => ({
+      name,
+      address: s.endpoint,
+      serverIds: { 2: sid[name] },
+      health: { type: 'none' },
+    });
     const file = path.join(dir, 'lb.yaml');
     const write = (pool: object[]): void => {
       writeYaml(`${file}.tmp`, {
@@ -48,7 +53,9 @@ describe('pool change under traffic, two workers', () => {
     const lb = await ServeProcess.start(file);
     cleanup.push(() => lb.stop('SIGKILL'));
     expect(lb.info.workers).toBe(2);
-    const clients = await Promise.all(['127.0.1.84', '127.0.1.85', '127.0.1.86', '127.0.1.87'].map((x) => Client.start(x)));
+    const clients = await Promise.all(
+      ['127.0.1.84', '127.0.1.85', '127.0.1.86', '127.0.1.87'].map((x) => Client.start(x)),
+    );
     cleanup.push(() => clients.forEach((x) => x.close()));
 
     // 3000 connections: owners cycle a, c, b (b's connections lose their backend at each change;

@@ -30,7 +30,11 @@ function lowestFreeFd(pid: number): number {
 }
 
 function nofile(pid: number): [string, string] {
-  const out = execFileSync('prlimit', ['--pid', String(pid), '--nofile', '--raw', '--noheadings', '--output=SOFT,HARD'], { encoding: 'utf8' }).trim();
+  const out = execFileSync(
+    'prlimit',
+    ['--pid', String(pid), '--nofile', '--raw', '--noheadings', '--output=SOFT,HARD'],
+    { encoding: 'utf8' },
+  ).trim();
   const [soft, hard] = out.split(/\s+/);
   return [soft, hard];
 }
@@ -50,7 +54,12 @@ describe('two-phase reload with two workers', () => {
         quicLb: QUIC_LB_SPECS.slice(0, 1),
         backends: [
           { name: 'a', address: a.endpoint, serverIds: { 0: SIDS.a[0] }, health: { type: 'none' } },
-          { name: bOwner === b ? 'b' : 'c', address: bOwner.endpoint, serverIds: { 0: SIDS.b[0] }, health: { type: 'none' } },
+          {
+            name: bOwner === b ? 'b' : 'c',
+            address: bOwner.endpoint,
+            serverIds: { 0: SIDS.b[0] },
+            health: { type: 'none' },
+          },
         ],
         fallback: { key: FALLBACK_KEY },
         returnPath: { mode: 'direct' },
@@ -94,7 +103,11 @@ describe('two-phase reload with two workers', () => {
     });
     write(c);
     lb.proc.kill('SIGHUP');
-    await waitFor('the reload counted as failed', async () => (await lb.metrics()).get('quic_lb_config_reloads_total{outcome="failure"}') === 1, 10_000);
+    await waitFor(
+      'the reload counted as failed',
+      async () => (await lb.metrics()).get('quic_lb_config_reloads_total{outcome="failure"}') === 1,
+      10_000,
+    );
     expect((await lb.metrics()).get('quic_lb_config_reloads_total{outcome="success"}')).toBe(0);
     expect(lb.stderr).toContain('config reload failed; keeping the running config');
     expect(lb.stderr).toContain('1 of 2 could not prepare it');
@@ -115,7 +128,11 @@ describe('two-phase reload with two workers', () => {
     // The limit back: the same file now applies everywhere.
     setNofile(victim, soft, hard);
     lb.proc.kill('SIGHUP');
-    await waitFor('the reload succeeded', async () => (await lb.metrics()).get('quic_lb_config_reloads_total{outcome="success"}') === 1, 10_000);
+    await waitFor(
+      'the reload succeeded',
+      async () => (await lb.metrics()).get('quic_lb_config_reloads_total{outcome="success"}') === 1,
+      10_000,
+    );
     await sendB(200);
     await waitFor('B at c after the successful reload', () => c.received.length === 200, 5000);
     expect(b.received.length).toBe(400);

@@ -46,7 +46,10 @@ describe('hot reload', () => {
     };
     const v2 = {
       ...base,
-      backends: [...v1.backends, { name: 'c', address: c.endpoint, serverIds: { 0: SIDS.c[0], 2: SIDS.c[2] }, weight: 2 }],
+      backends: [
+        ...v1.backends,
+        { name: 'c', address: c.endpoint, serverIds: { 0: SIDS.c[0], 2: SIDS.c[2] }, weight: 2 },
+      ],
     };
     install(file, v1);
     const lb = await ServeProcess.start(file);
@@ -57,7 +60,11 @@ describe('hot reload', () => {
     cleanup.push(() => clients.forEach((x) => x.close()));
 
     const N = 3000;
-    const datagrams = [shortHeader(cid(0, SIDS.a[0])), shortHeader(cid(0, SIDS.b[0])), shortHeader(Buffer.from('e7000102030405060708', 'hex'))];
+    const datagrams = [
+      shortHeader(cid(0, SIDS.a[0])),
+      shortHeader(cid(0, SIDS.b[0])),
+      shortHeader(Buffer.from('e7000102030405060708', 'hex')),
+    ];
     let sent = 0;
     const events: Promise<unknown>[] = [];
     // Steady ~2000 datagrams/s for 1.5 s; config changes at 300 ms (file), 700 ms (SIGHUP), 1000 ms (invalid file).
@@ -78,7 +85,11 @@ describe('hot reload', () => {
       }
       await sleep(10);
     }
-    await waitFor(`all ${N} datagrams delivered`, () => a.received.length + b.received.length + c.received.length === N, 10_000);
+    await waitFor(
+      `all ${N} datagrams delivered`,
+      () => a.received.length + b.received.length + c.received.length === N,
+      10_000,
+    );
     await sleep(400);
     // Exactly N, each exactly once.
     const tags = new Set<number>();
@@ -103,10 +114,18 @@ describe('hot reload', () => {
 
     // A valid file again: success, and removing c from the config takes it out.
     install(file, v1);
-    await waitFor('successful reload', async () => (await lb.metrics()).get('quic_lb_config_last_reload_success') === 1, 5000);
+    await waitFor(
+      'successful reload',
+      async () => (await lb.metrics()).get('quic_lb_config_last_reload_success') === 1,
+      5000,
+    );
     const cBefore = c.received.length;
     clients[0].send(shortHeader(cid(0, SIDS.c[0])), lb.vip);
-    await waitFor('c unknown after reload', async () => (await lb.metrics()).get('quic_lb_received_packets_total{reason="fallback_unknown_server_id"}') === 1, 3000);
+    await waitFor(
+      'c unknown after reload',
+      async () => (await lb.metrics()).get('quic_lb_received_packets_total{reason="fallback_unknown_server_id"}') === 1,
+      3000,
+    );
     expect(c.received.length).toBe(cBefore);
     expect(await lb.stop()).toBe(0);
   });

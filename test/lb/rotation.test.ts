@@ -82,10 +82,16 @@ describe('return key rotation under traffic', () => {
     // new-key replies at 1 (under [old,new]) or 0. Both positions were used, and all add up.
     expect(m.get('quic_lb_return_auth_total{key="0"}')).toBeGreaterThan(0);
     expect(m.get('quic_lb_return_auth_total{key="1"}')).toBeGreaterThan(0);
-    expect((m.get('quic_lb_return_auth_total{key="0"}') ?? 0) + (m.get('quic_lb_return_auth_total{key="1"}') ?? 0)).toBe(sent);
+    expect(
+      (m.get('quic_lb_return_auth_total{key="0"}') ?? 0) + (m.get('quic_lb_return_auth_total{key="1"}') ?? 0),
+    ).toBe(sent);
     // After [new] the old key is refused.
     sink.reply(ret, vip, to, Buffer.from('late-old'), Buffer.from(OLD, 'hex'));
-    await waitFor('old key refused', async () => (await metricsOf(lb)).get('quic_lb_return_rejected_total{reason="hmac"}') === 1, 3000);
+    await waitFor(
+      'old key refused',
+      async () => (await metricsOf(lb)).get('quic_lb_return_rejected_total{reason="hmac"}') === 1,
+      3000,
+    );
   });
 });
 
@@ -94,9 +100,20 @@ describe('overlapping config changes', () => {
     const sinks = await Promise.all(['127.0.9.40', '127.0.9.41', '127.0.9.42'].map((a) => Sink.start(a)));
     cleanup.push(() => sinks.forEach((s) => s.close()));
     const [a, b, c] = sinks;
-    const be = (name: 'a' | 'b' | 'c', s: Sink): object => ({ name, address: s.endpoint, serverIds: { 0: SIDS[name][0] }, health: { type: 'none' } });
+    const be = (name: 'a' | 'b' | 'c', s: Sink): object => ({
+      name,
+      address: s.endpoint,
+      serverIds: { 0: SIDS[name][0] },
+      health: { type: 'none' },
+    });
     const doc = (pool: object[]): LbConfig =>
-      validateConfig({ listen: ['127.0.9.4:0'], quicLb: QUIC_LB_SPECS.slice(0, 1), backends: pool, fallback: { key: FALLBACK_KEY }, returnPath: { mode: 'direct' } });
+      validateConfig({
+        listen: ['127.0.9.4:0'],
+        quicLb: QUIC_LB_SPECS.slice(0, 1),
+        backends: pool,
+        fallback: { key: FALLBACK_KEY },
+        returnPath: { mode: 'direct' },
+      });
     // b and c swap places: each list change closes one upstream socket and opens another.
     const A = doc([be('a', a), be('b', b)]);
     const B = doc([be('a', a), be('c', c)]);

@@ -68,11 +68,18 @@ describe('quic-lb serve (one process)', () => {
     }
     const initials: Buffer[] = [];
     for (let i = 0; i < 20; i++) {
-      const dg = tagged(longHeader(QUIC_V1, V1.INITIAL, Buffer.from('a1b2c3d4e5f60718', 'hex'), undefined, 1200), ++tag);
+      const dg = tagged(
+        longHeader(QUIC_V1, V1.INITIAL, Buffer.from('a1b2c3d4e5f60718', 'hex'), undefined, 1200),
+        ++tag,
+      );
       initials.push(dg);
       client.send(dg, vip);
     }
-    await waitFor('all 40 datagrams at the sinks', () => sinks.reduce((n, s) => n + s.received.length, 0) === 40, 10_000);
+    await waitFor(
+      'all 40 datagrams at the sinks',
+      () => sinks.reduce((n, s) => n + s.received.length, 0) === 40,
+      10_000,
+    );
     for (const s of sinks) {
       const got = s.received.filter((r) => !initials.some((i) => i.equals(r.payload)));
       expect(got.map((r) => r.payload.toString('hex'))).toEqual(expected.get(s)!.map((d) => d.toString('hex')));
@@ -101,10 +108,19 @@ describe('quic-lb serve (one process)', () => {
     cleanup.push(() => stranger.close());
     stranger.reply(ret, vip, me, Buffer.from('spoof-stranger'), HMAC);
     a.socket.send(Buffer.from('not a proxy header at all'), ret.port, ret.address);
-    a.reply(ret, { address: vip.address, port: vip.port === 65535 ? 1 : vip.port + 1 }, me, Buffer.from('spoof-other-vip'), HMAC);
+    a.reply(
+      ret,
+      { address: vip.address, port: vip.port === 65535 ? 1 : vip.port + 1 },
+      me,
+      Buffer.from('spoof-other-vip'),
+      HMAC,
+    );
     await waitFor('two replies at the client', () => client.received.length >= 2, 5000);
     await sleep(300);
-    expect(client.received.map((r) => r.payload.toString()).sort()).toEqual(['reply-via-return-port', 'reply-via-upstream-socket']);
+    expect(client.received.map((r) => r.payload.toString()).sort()).toEqual([
+      'reply-via-return-port',
+      'reply-via-upstream-socket',
+    ]);
     for (const r of client.received) {
       expect(r.from.address).toBe('127.0.1.1');
       expect(r.from.port).toBe(vip.port);
@@ -114,7 +130,9 @@ describe('quic-lb serve (one process)', () => {
     expect(m.get('quic_lb_received_packets_total{reason="routed"}')).toBe(20);
     expect(m.get('quic_lb_received_packets_total{reason="fallback_initial"}')).toBe(20);
     expect(m.get('quic_lb_cid_packets_total{config_id="1",result="routed"}')).toBe(10);
-    expect(m.get('quic_lb_backend_packets_total{backend="a",direction="to_backend"}')).toBe(10 + (initialHolders[0] === a ? 20 : 0));
+    expect(m.get('quic_lb_backend_packets_total{backend="a",direction="to_backend"}')).toBe(
+      10 + (initialHolders[0] === a ? 20 : 0),
+    );
     expect(m.get('quic_lb_backend_routed_packets_total{backend="a"}')).toBe(10);
     expect(m.get('quic_lb_return_packets_total')).toBe(2);
     expect(m.get('quic_lb_backend_packets_total{backend="a",direction="to_client"}')).toBe(1);

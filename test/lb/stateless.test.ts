@@ -22,8 +22,15 @@ afterAll(async () => {
 function trace(): Buffer[] {
   const out: Buffer[] = [];
   for (let i = 0; i < 6; i++) {
-    out.push(shortHeader(cid(0, SIDS.a[0], i)), shortHeader(cid(1, SIDS.b[1], i)), shortHeader(cid(2, SIDS.c[2], i)), shortHeader(cid(3, SIDS.b[3], i)));
-    out.push(longHeader(QUIC_V1, V1.INITIAL, Buffer.from(`a1b2c3d4e5f607${(i + 16).toString(16)}`, 'hex'), undefined, 1200));
+    out.push(
+      shortHeader(cid(0, SIDS.a[0], i)),
+      shortHeader(cid(1, SIDS.b[1], i)),
+      shortHeader(cid(2, SIDS.c[2], i)),
+      shortHeader(cid(3, SIDS.b[3], i)),
+    );
+    out.push(
+      longHeader(QUIC_V1, V1.INITIAL, Buffer.from(`a1b2c3d4e5f607${(i + 16).toString(16)}`, 'hex'), undefined, 1200),
+    );
     out.push(longHeader(QUIC_V2, V2.INITIAL, Buffer.from(`0102030405060${i}`, 'hex'), undefined, 1200));
     out.push(longHeader(QUIC_V1, V1.HANDSHAKE, cid(0, SIDS.d[0], i)));
     out.push(shortHeader(Buffer.from(`e70${i}0102030405060708`, 'hex')));
@@ -65,11 +72,17 @@ describe('stateless: several LBs, one answer', () => {
       cleanup.push(() => lb.stop('SIGKILL'));
       dgs.forEach((dg, i) => clients[i % clients.length].send(dg, lb.vip));
       let forwarded = 0;
-      await waitFor('trace counted', async () => {
-        const m = await lb.metrics();
-        forwarded = sum(m, 'quic_lb_received_packets_total') - (m.get('quic_lb_received_packets_total{reason="dropped_malformed"}') ?? 0);
-        return sum(m, 'quic_lb_received_packets_total') === dgs.length;
-      }, 5000);
+      await waitFor(
+        'trace counted',
+        async () => {
+          const m = await lb.metrics();
+          forwarded =
+            sum(m, 'quic_lb_received_packets_total') -
+            (m.get('quic_lb_received_packets_total{reason="dropped_malformed"}') ?? 0);
+          return sum(m, 'quic_lb_received_packets_total') === dgs.length;
+        },
+        5000,
+      );
       await waitFor('trace delivered', () => sinks.reduce((n, s) => n + s.received.length, 0) === forwarded, 5000);
       expect(await lb.stop()).toBe(0);
       const where = new Map<string, string>();
@@ -107,7 +120,15 @@ describe('stateless: several LBs, one answer', () => {
     // `quic-lb route` agrees for one fallback datagram.
     const i = dgs.findIndex((dg) => dg[0] === 0x41 && dg[1] === 0xe7);
     const cl = clients[i % clients.length];
-    const r = runCli(['route', '--config', file, dgs[i].toString('hex'), '--from', `${cl.address}:${cl.port}`, '--json']);
+    const r = runCli([
+      'route',
+      '--config',
+      file,
+      dgs[i].toString('hex'),
+      '--from',
+      `${cl.address}:${cl.port}`,
+      '--json',
+    ]);
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { backend: string; reason: string };
     expect(out.reason).toBe('fallback_unroutable_0b111');
@@ -127,7 +148,7 @@ describe('stateless: several LBs, one answer', () => {
     expect(lb.info.workers).toBe(2);
     const N = 4000;
     const dg = shortHeader(cid(0, SIDS.a[0]));
-    for (let sent = 0; sent < N; ) {
+    for (let sent = 0; sent < N;) {
       for (let k = 0; k < 200; k++, sent++) {
         const d = Buffer.from(dg);
         d.writeUInt32BE(sent, d.length - 4);
@@ -149,7 +170,11 @@ describe('stateless: several LBs, one answer', () => {
     (doc.backends as { serverIds: Record<string, string[]> }[])[1].serverIds['0'].push('0005');
     writeYaml(file, doc);
     lb.proc.kill('SIGHUP');
-    await waitFor('reload', async () => (await lb.metrics()).get('quic_lb_config_reloads_total{outcome="success"}') === 1, 5000);
+    await waitFor(
+      'reload',
+      async () => (await lb.metrics()).get('quic_lb_config_reloads_total{outcome="success"}') === 1,
+      5000,
+    );
     const before = sinks[1].received.length;
     for (let i = 0; i < 400; i++) clients[i % clients.length].send(shortHeader(cid(0, '0005', i)), lb.vip);
     await waitFor('new server ID routed by every worker', () => sinks[1].received.length === before + 400, 5000);
@@ -157,7 +182,8 @@ describe('stateless: several LBs, one answer', () => {
     expect(m2.get('quic_lb_received_packets_total{reason="routed"}')).toBe(N + 400);
 
     // A worker that dies is replaced; totals never go backwards; forwarding goes on.
-    const children = (): number[] => readFileSync(`/proc/${lb.proc.pid}/task/${lb.proc.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    const children = (): number[] =>
+      readFileSync(`/proc/${lb.proc.pid}/task/${lb.proc.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
     const before2 = children();
     expect(before2.length).toBe(2);
     process.kill(before2[0], 'SIGKILL');

@@ -12,8 +12,19 @@ const sink = dgram.createSocket('udp4');
 let got = 0;
 sink.on('message', () => got++);
 await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()));
-const backend = (name: string, address: string, sid: string): object => ({ name, address, serverIds: { 0: sid }, health: { type: 'none' } });
-const doc = (backends: object[]): object => ({ listen: ['127.0.0.1:0'], quicLb: QUIC_LB_SPECS.slice(0, 1), backends, fallback: { key: FALLBACK_KEY }, returnPath: { mode: 'direct' } });
+const backend = (name: string, address: string, sid: string): object => ({
+  name,
+  address,
+  serverIds: { 0: sid },
+  health: { type: 'none' },
+});
+const doc = (backends: object[]): object => ({
+  listen: ['127.0.0.1:0'],
+  quicLb: QUIC_LB_SPECS.slice(0, 1),
+  backends,
+  fallback: { key: FALLBACK_KEY },
+  returnPath: { mode: 'direct' },
+});
 const reachable = backend('a', `127.0.0.1:${sink.address().port}`, SIDS.a[0]);
 const unreachable = backend('b', '10.1.1.1:4434', SIDS.b[0]);
 const logger = pino({ level: 'silent' });

@@ -9,13 +9,23 @@ import { repoRoot } from '../helpers/cli.js';
 
 describe('unreachable backend address', () => {
   it('fails start and reload with ENETUNREACH; the running config keeps forwarding', () => {
-    const r = spawnSync('unshare', ['-n', 'sh', '-c', `ip link set lo up && exec "${process.execPath}" --import tsx test/lb/unreachable.child.ts`], {
-      cwd: repoRoot,
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
+    const r = spawnSync(
+      'unshare',
+      ['-n', 'sh', '-c', `ip link set lo up && exec "${process.execPath}" --import tsx test/lb/unreachable.child.ts`],
+      {
+        cwd: repoRoot,
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
     expect(r.status, `child: ${r.stderr}`).toBe(0);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
-    expect(out).toEqual({ startError: 'ENETUNREACH', reloadOk: false, reloadError: 'ENETUNREACH', running: ['a'], got: 20 });
+    expect(out).toEqual({
+      startError: 'ENETUNREACH',
+      reloadOk: false,
+      reloadError: 'ENETUNREACH',
+      running: ['a'],
+      got: 20,
+    });
   });
 });

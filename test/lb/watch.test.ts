@@ -80,7 +80,8 @@ describe('config watch (Kubernetes ConfigMap/Secret swaps, renames)', () => {
 
     const lb = await ServeProcess.start(path.join(cm.root, 'config.yaml'));
     cleanup.push(() => lb.stop('SIGKILL'));
-    const reloads = async (): Promise<number> => (await lb.metrics()).get('quic_lb_config_reloads_total{outcome="success"}') ?? -1;
+    const reloads = async (): Promise<number> =>
+      (await lb.metrics()).get('quic_lb_config_reloads_total{outcome="success"}') ?? -1;
     /** Sends one datagram and returns the sink that got it. */
     const deliver = async (dg: Buffer): Promise<Sink> => {
       const before = [a.count, b.count];
@@ -114,7 +115,9 @@ describe('config watch (Kubernetes ConfigMap/Secret swaps, renames)', () => {
 
     // A Secret-only swap: a CID minted with the new key routes only after the reload.
     const cfg2 = createConfig({ configId: 1, serverIdLength: 8, nonceLength: 8, key: Buffer.from(KEY2, 'hex') });
-    const newKeyCid = shortHeader(Buffer.from(encodeConnectionId(cfg2, Buffer.from(SIDS.a[1], 'hex'), Buffer.alloc(8, 9))));
+    const newKeyCid = shortHeader(
+      Buffer.from(encodeConnectionId(cfg2, Buffer.from(SIDS.a[1], 'hex'), Buffer.alloc(8, 9))),
+    );
     await deliver(newKeyCid);
     m = await lb.metrics();
     expect(m.get('quic_lb_cid_packets_total{config_id="1",result="routed"}') ?? 0).toBe(0);

@@ -86,7 +86,12 @@ describe.runIf(has('curl'))('deploy/bird/vip-health.sh', () => {
     script.stdout.on('data', (d: Buffer) => (out += d.toString()));
     script.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((r) => script.once('exit', (code) => r(code)));
-    const birdcCalls = (): string[] => (existsSync(calls) ? readFileSync(calls, 'utf8').split('\n').filter((l) => l !== '') : []);
+    const birdcCalls = (): string[] =>
+      existsSync(calls)
+        ? readFileSync(calls, 'utf8')
+            .split('\n')
+            .filter((l) => l !== '')
+        : [];
     try {
       await waitFor('the announcement', async () => birdcCalls().length === 1, 10_000);
       expect(birdcCalls()).toEqual(['-s /run/test/bird.ctl enable vip']);
@@ -98,7 +103,9 @@ describe.runIf(has('curl'))('deploy/bird/vip-health.sh', () => {
       server.close();
     }
     expect(await exited, out).toBe(0);
-    expect(out).toBe('vip-health: healthy, announcing (vip enabled)\nvip-health: unhealthy, withdrawing (vip disabled)\n');
+    expect(out).toBe(
+      'vip-health: healthy, announcing (vip enabled)\nvip-health: unhealthy, withdrawing (vip disabled)\n',
+    );
     // No further birdc call: each state change is announced once.
     expect(birdcCalls()).toHaveLength(2);
     rmSync(dir, { recursive: true, force: true });
@@ -119,13 +126,25 @@ describe.runIf(ROOT)('BGP anycast in network namespaces (root)', () => {
         const b = await startBird(fleet, lb, lbBirdConfig(fleet, lb));
         lbBirds.push(b);
         health.push(await startHealth(fleet, lb));
-        fleet.spawn(lb, ['sh', path.join(BIRD_DIR, 'vip-health.sh'), `http://127.0.0.1:${HEALTH_PORT}/health`, b.socket, '0.2', '2', '2']);
+        fleet.spawn(lb, [
+          'sh',
+          path.join(BIRD_DIR, 'vip-health.sh'),
+          `http://127.0.0.1:${HEALTH_PORT}/health`,
+          b.socket,
+          '0.2',
+          '2',
+          '2',
+        ]);
         await startEcho(fleet, lb, fleet.vip, lb.name);
       }
       birdPids = [router.pid, ...lbBirds.map((b) => b.pid)];
       const both = fleet.lbs.map((l) => l.address as string).sort();
 
-      await waitFor('ECMP route with both LBs', async () => JSON.stringify(await fleet.vipNexthops()) === JSON.stringify(both), 30_000);
+      await waitFor(
+        'ECMP route with both LBs',
+        async () => JSON.stringify(await fleet.vipNexthops()) === JSON.stringify(both),
+        30_000,
+      );
       const route = await fleet.execOk(fleet.router, ['ip', 'route', 'show', `${fleet.vip}/32`]);
       expect(route).toContain('proto bird');
       expect(route.match(/nexthop via/g)?.length).toBe(2);
@@ -136,20 +155,32 @@ describe.runIf(ROOT)('BGP anycast in network namespaces (root)', () => {
 
       // lb2 becomes unhealthy: vip-health.sh disables `vip`, the route is withdrawn.
       health[1].kill('SIGKILL');
-      await waitFor('withdrawal of lb2', async () => JSON.stringify(await fleet.vipNexthops()) === JSON.stringify([fleet.lbs[0].address]), 20_000);
+      await waitFor(
+        'withdrawal of lb2',
+        async () => JSON.stringify(await fleet.vipNexthops()) === JSON.stringify([fleet.lbs[0].address]),
+        20_000,
+      );
       expect(await birdc(fleet, lbBirds[1], ['show', 'protocols', 'vip'])).toMatch(/down/);
       const moved = await probeFrom(fleet, fleet.vip, 40, 1);
       expect(moved.every(([, t]) => t[0] === fleet.lbs[0].name)).toBe(true);
 
       // lb2 healthy again: announced again.
       health[1] = await startHealth(fleet, fleet.lbs[1]);
-      await waitFor('lb2 announced again', async () => JSON.stringify(await fleet.vipNexthops()) === JSON.stringify(both), 20_000);
+      await waitFor(
+        'lb2 announced again',
+        async () => JSON.stringify(await fleet.vipNexthops()) === JSON.stringify(both),
+        20_000,
+      );
 
       // lb1's node hangs silently (BIRD frozen: no withdrawal, no TCP close): the router drops
       // it when the 3 s hold time expires.
       const frozenAt = Date.now();
       process.kill(lbBirds[0].pid, 'SIGSTOP');
-      await waitFor('hold-time expiry of lb1', async () => JSON.stringify(await fleet.vipNexthops()) === JSON.stringify([fleet.lbs[1].address]), 20_000);
+      await waitFor(
+        'hold-time expiry of lb1',
+        async () => JSON.stringify(await fleet.vipNexthops()) === JSON.stringify([fleet.lbs[1].address]),
+        20_000,
+      );
       // the hold timer (3 s, restarted by the last keepalive up to ~1 s before the freeze), not a
       // TCP reset (which withdraws within milliseconds)
       expect(Date.now() - frozenAt).toBeGreaterThanOrEqual(1000);

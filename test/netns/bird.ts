@@ -44,7 +44,12 @@ export function routerBirdConfig(fleet: Fleet): string {
   const peer = readTemplate('router-peer.conf.template');
   const peers = fleet.lbs
     .map((lb) =>
-      renderTemplate(peer, { NAME: `lb${lb.index}`, LOCAL_ADDR: lb.gateway as string, PEER_ADDR: lb.address as string, PEER_AS: LB_AS }),
+      renderTemplate(peer, {
+        NAME: `lb${lb.index}`,
+        LOCAL_ADDR: lb.gateway as string,
+        PEER_ADDR: lb.address as string,
+        PEER_AS: LB_AS,
+      }),
     )
     .join('\n');
   return renderTemplate(readTemplate('router.conf.template'), {

@@ -2,7 +2,16 @@
 // skipped for non-root developers via runIf.
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { cleanupStaleNamespaces, createFleet, canUseNetns, listNamespaces, namespacePids, withFleet, FleetError, type Fleet } from './netns.js';
+import {
+  cleanupStaleNamespaces,
+  createFleet,
+  canUseNetns,
+  listNamespaces,
+  namespacePids,
+  withFleet,
+  FleetError,
+  type Fleet,
+} from './netns.js';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { probeFrom, startEcho } from './udp-probe.js';
 
@@ -14,7 +23,9 @@ describe.runIf(ROOT)('fleet topology in network namespaces (root)', () => {
       names = fleet.all.map((n) => n.name);
       expect(fleet.existingNamespaces().sort()).toEqual([...names].sort());
       expect(await fleet.vipNexthops()).toEqual(fleet.lbs.map((l) => l.address).sort());
-      expect((await fleet.execOk(fleet.router, ['sysctl', '-n', 'net.ipv4.fib_multipath_hash_policy'])).trim()).toBe('1');
+      expect((await fleet.execOk(fleet.router, ['sysctl', '-n', 'net.ipv4.fib_multipath_hash_policy'])).trim()).toBe(
+        '1',
+      );
       for (const lb of fleet.lbs) await startEcho(fleet, lb, fleet.vip, lb.name);
       for (const be of fleet.backends) await startEcho(fleet, be, be.address as string, be.name);
 
@@ -126,4 +137,3 @@ function alive(pid: number): boolean {
     return false;
   }
 }
-

@@ -205,7 +205,11 @@ function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<ExecResul
 async function must(cmd: string, args: string[]): Promise<string> {
   const r = await run(cmd, args);
   if (r.code !== 0) {
-    throw new FleetError(`${cmd} ${args.join(' ')} failed (${r.code ?? r.signal}): ${r.stderr.trim()}`, `${cmd} ${args.join(' ')}`, r.stderr);
+    throw new FleetError(
+      `${cmd} ${args.join(' ')} failed (${r.code ?? r.signal}): ${r.stderr.trim()}`,
+      `${cmd} ${args.join(' ')}`,
+      r.stderr,
+    );
   }
   return r.stdout;
 }
@@ -266,7 +270,9 @@ export class Fleet {
   async execOk(ns: Ns | string, argv: string[], timeoutMs = 15_000): Promise<string> {
     const r = await this.exec(ns, argv, timeoutMs);
     if (r.code !== 0) {
-      throw new FleetError(`[${typeof ns === 'string' ? ns : ns.name}] ${argv.join(' ')} failed (${r.code ?? r.signal}): ${r.stderr.trim()}`);
+      throw new FleetError(
+        `[${typeof ns === 'string' ? ns : ns.name}] ${argv.join(' ')} failed (${r.code ?? r.signal}): ${r.stderr.trim()}`,
+      );
     }
     return r.stdout;
   }
@@ -372,7 +378,8 @@ export async function createFleet(options: FleetOptions = {}): Promise<Fleet> {
   if (!/^[a-z][a-z0-9]{0,11}$/.test(prefix)) throw new FleetError(`bad prefix ${prefix}`);
   const lbCount = options.lbCount ?? 2;
   const backendCount = options.backendCount ?? 3;
-  if (lbCount < 1 || lbCount > 8 || backendCount < 0 || backendCount > 8) throw new FleetError('lbCount 1..8, backendCount 0..8');
+  if (lbCount < 1 || lbCount > 8 || backendCount < 0 || backendCount > 8)
+    throw new FleetError('lbCount 1..8, backendCount 0..8');
   cleanupStaleNamespaces(prefix);
   installExitHooks();
   // pid + counter + random: unique even when a test runner reloads this module in one process
@@ -383,11 +390,35 @@ export async function createFleet(options: FleetOptions = {}): Promise<Fleet> {
     const r = fleet.router.name;
     for (const ns of fleet.all) await must('ip', ['netns', 'add', ns.name]);
     for (const ns of fleet.all) await must('ip', ['-n', ns.name, 'link', 'set', 'lo', 'up']);
-    await must('ip', ['netns', 'exec', r, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv4.fib_multipath_hash_policy=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0']);
+    await must('ip', [
+      'netns',
+      'exec',
+      r,
+      'sysctl',
+      '-q',
+      '-w',
+      'net.ipv4.ip_forward=1',
+      'net.ipv4.fib_multipath_hash_policy=1',
+      'net.ipv4.conf.all.rp_filter=0',
+      'net.ipv4.conf.default.rp_filter=0',
+    ]);
     for (const ns of fleet.all) {
       if (ns.role === 'router') continue;
       // veth pair created in the router namespace with its peer directly in `ns`
-      await must('ip', ['-n', r, 'link', 'add', ns.routerIfname, 'type', 'veth', 'peer', 'name', ns.ifname, 'netns', ns.name]);
+      await must('ip', [
+        '-n',
+        r,
+        'link',
+        'add',
+        ns.routerIfname,
+        'type',
+        'veth',
+        'peer',
+        'name',
+        ns.ifname,
+        'netns',
+        ns.name,
+      ]);
       await must('ip', ['-n', r, 'addr', 'add', `${ns.gateway}/24`, 'dev', ns.routerIfname]);
       await must('ip', ['-n', r, 'link', 'set', ns.routerIfname, 'up']);
       await must('ip', ['-n', ns.name, 'addr', 'add', `${ns.address}/24`, 'dev', ns.ifname]);
@@ -407,12 +438,18 @@ export async function createFleet(options: FleetOptions = {}): Promise<Fleet> {
  * Builds a fleet, runs `fn`, and ALWAYS tears the fleet down (success, error or timeout).
  * Rejects with a FleetError('timeout') if `fn` has not settled after `timeoutMs`.
  */
-export async function withFleet<T>(options: FleetOptions & { timeoutMs?: number }, fn: (fleet: Fleet) => Promise<T>): Promise<T> {
+export async function withFleet<T>(
+  options: FleetOptions & { timeoutMs?: number },
+  fn: (fleet: Fleet) => Promise<T>,
+): Promise<T> {
   const fleet = await createFleet(options);
   let timer: NodeJS.Timeout | undefined;
   try {
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new FleetError(`fleet ${fleet.id}: timeout after ${options.timeoutMs} ms`)), options.timeoutMs ?? 120_000);
+      timer = setTimeout(
+        () => reject(new FleetError(`fleet ${fleet.id}: timeout after ${options.timeoutMs} ms`)),
+        options.timeoutMs ?? 120_000,
+      );
     });
     return await Promise.race([fn(fleet), timeout]);
   } finally {

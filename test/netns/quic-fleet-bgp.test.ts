@@ -12,46 +12,69 @@ import { RUN, client, has, isDemoBody, received, useQuicFleet, total } from './q
 
 const DRAIN_MS = 6000;
 
-describe.runIf(RUN && has('bird') && has('birdc'))('QUIC fleet with BGP anycast and health-gated withdrawal (root)', () => {
-  const ctx = useQuicFleet({ routing: 'none', drainMs: DRAIN_MS });
+describe.runIf(RUN && has('bird') && has('birdc'))(
+  'QUIC fleet with BGP anycast and health-gated withdrawal (root)',
+  () => {
+    const ctx = useQuicFleet({ routing: 'none', drainMs: DRAIN_MS });
 
-  it('LBs announce the VIP while healthy; a draining LB is withdrawn before it stops; connections keep working', async () => {
-    const { qf, fleet } = ctx;
-    const router = await startBird(fleet, fleet.router, routerBirdConfig(fleet));
-    for (const lb of fleet.lbs) {
-      const b = await startBird(fleet, lb, lbBirdConfig(fleet, lb));
-      fleet.spawn(lb, ['sh', path.join(BIRD_DIR, 'vip-health.sh'), 'http://127.0.0.1:9433/healthz', b.socket, '0.2', '2', '2']);
-    }
-    const both = fleet.lbs.map((l) => l.address as string).sort();
-    await waitFor('ECMP route to the VIP via both LBs (BGP)', async () => JSON.stringify(await fleet.vipNexthops()) === JSON.stringify(both), 30_000);
-    const rt = await birdc(fleet, router, ['show', 'route', `${fleet.vip}/32`]);
-    expect(rt).toMatch(/unicast \[lb1 [^\]]+\].*\[AS65010i\]/);
-    expect(rt).toMatch(/unicast \[lb2 [^\]]+\].*\[AS65010i\]/);
+    it('LBs announce the VIP while healthy; a draining LB is withdrawn before it stops; connections keep working', async () => {
+      const { qf, fleet } = ctx;
+      const router = await startBird(fleet, fleet.router, routerBirdConfig(fleet));
+      for (const lb of fleet.lbs) {
+        const b = await startBird(fleet, lb, lbBirdConfig(fleet, lb));
+        fleet.spawn(lb, [
+          'sh',
+          path.join(BIRD_DIR, 'vip-health.sh'),
+          'http://127.0.0.1:9433/healthz',
+          b.socket,
+          '0.2',
+          '2',
+          '2',
+        ]);
+      }
+      const both = fleet.lbs.map((l) => l.address as string).sort();
+      await waitFor(
+        'ECMP route to the VIP via both LBs (BGP)',
+        async () => JSON.stringify(await fleet.vipNexthops()) === JSON.stringify(both),
+        30_000,
+      );
+      const rt = await birdc(fleet, router, ['show', 'route', `${fleet.vip}/32`]);
+      expect(rt).toMatch(/unicast \[lb1 [^\]]+\].*\[AS65010i\]/);
+      expect(rt).toMatch(/unicast \[lb2 [^\]]+\].*\[AS65010i\]/);
 
-    const conns = await Promise.all(Array.from({ length: 6 }, () => client(fleet, qf.dir, '/bytes/50000', ['--delay-stream=300ms'])));
-    for (const r of conns) {
-      expect(r.out).toContain('QUIC handshake has been confirmed');
-      expect(isDemoBody(r.file, 50_000)).toBe(true);
-    }
+      const conns = await Promise.all(
+        Array.from({ length: 6 }, () => client(fleet, qf.dir, '/bytes/50000', ['--delay-stream=300ms'])),
+      );
+      for (const r of conns) {
+        expect(r.out).toContain('QUIC handshake has been confirmed');
+        expect(isDemoBody(r.file, 50_000)).toBe(true);
+      }
 
-    // SIGTERM lb2: /healthz turns 503, vip-health.sh withdraws, the router drops lb2 — all while
-    // lb2 still runs (it forwards for drainMs before exiting).
-    const [lb1, lb2] = fleet.lbs;
-    const lb2Proc = qf.lbProcs.get(lb2.name) as ChildProcess;
-    const exited = new Promise<number | null>((resolve) => lb2Proc.once('exit', (code) => resolve(code)));
-    const t0 = Date.now();
-    process.kill(lb2Proc.pid as number, 'SIGTERM');
-    await waitFor('withdrawal of the draining LB', async () => JSON.stringify(await fleet.vipNexthops()) === JSON.stringify([lb1.address]), DRAIN_MS);
-    expect(Date.now() - t0).toBeLessThan(DRAIN_MS);
-    expect(pidAlive(lb2Proc.pid as number)).toBe(true); // withdrawn before the process stops
+      // SIGTERM lb2: /healthz turns 503, vip-health.sh withdraws, the router drops lb2 — all while
+      // lb2 still runs (it forwards for drainMs before exiting).
+      const [lb1, lb2] = fleet.lbs;
+      const lb2Proc = qf.lbProcs.get(lb2.name) as ChildProcess;
+      const exited = new Promise<number | null>((resolve) => lb2Proc.once('exit', (code) => resolve(code)));
+      const t0 = Date.now();
+      process.kill(lb2Proc.pid as number, 'SIGTERM');
+      await waitFor(
+        'withdrawal of the draining LB',
+        async () => JSON.stringify(await fleet.vipNexthops()) === JSON.stringify([lb1.address]),
+        DRAIN_MS,
+      );
+      expect(Date.now() - t0).toBeLessThan(DRAIN_MS);
+      expect(pidAlive(lb2Proc.pid as number)).toBe(true); // withdrawn before the process stops
 
-    const lb1Before = total(await received(fleet, lb1));
-    const later = await Promise.all(Array.from({ length: 4 }, () => client(fleet, qf.dir, '/bytes/50000', ['--delay-stream=300ms'])));
-    for (const r of later) {
-      expect(r.out).toContain('QUIC handshake has been confirmed');
-      expect(isDemoBody(r.file, 50_000)).toBe(true);
-    }
-    expect(total(await received(fleet, lb1)) - lb1Before).toBeGreaterThan(0);
-    expect(await exited).toBe(0); // then the drained LB exits cleanly
-  }, 120_000);
-});
+      const lb1Before = total(await received(fleet, lb1));
+      const later = await Promise.all(
+        Array.from({ length: 4 }, () => client(fleet, qf.dir, '/bytes/50000', ['--delay-stream=300ms'])),
+      );
+      for (const r of later) {
+        expect(r.out).toContain('QUIC handshake has been confirmed');
+        expect(isDemoBody(r.file, 50_000)).toBe(true);
+      }
+      expect(total(await received(fleet, lb1)) - lb1Before).toBeGreaterThan(0);
+      expect(await exited).toBe(0); // then the drained LB exits cleanly
+    }, 120_000);
+  },
+);

@@ -4,13 +4,23 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { waitFor, type Fleet } from './netns.js';
-import { RUN, client, fleetConfig, isDemoBody, reloadLbs, scrape, useQuicFleet, type ClientResult } from './quic-fleet.js';
+import {
+  RUN,
+  client,
+  fleetConfig,
+  isDemoBody,
+  reloadLbs,
+  scrape,
+  useQuicFleet,
+  type ClientResult,
+} from './quic-fleet.js';
 
 const KEY = randomBytes(16).toString('hex');
 const CONFIGS = [{ configId: 0, key: KEY }];
 const toBackend = async (fleet: Fleet, name: string): Promise<number> => {
   let n = 0;
-  for (const lb of fleet.lbs) n += (await scrape(fleet, lb)).get(`quic_lb_backend_packets_total{backend="${name}",direction="to_backend"}`) ?? 0;
+  for (const lb of fleet.lbs)
+    n += (await scrape(fleet, lb)).get(`quic_lb_backend_packets_total{backend="${name}",direction="to_backend"}`) ?? 0;
   return n;
 };
 const backendOf = (fleet: Fleet, r: ClientResult): string | undefined => {
@@ -35,7 +45,9 @@ describe.runIf(RUN)('QUIC fleet: draining and removing a backend (root)', () => 
 
     await reloadLbs(qf, fleetConfig(fleet, CONFIGS, { weights: { be3: 0 } }));
     const be3Before = await toBackend(fleet, 'be3');
-    const fresh = await Promise.all(Array.from({ length: 12 }, () => client(fleet, qf.dir, '/bytes/20000', ['--delay-stream=200ms'])));
+    const fresh = await Promise.all(
+      Array.from({ length: 12 }, () => client(fleet, qf.dir, '/bytes/20000', ['--delay-stream=200ms'])),
+    );
     for (const r of fresh) {
       expect(r.out).toContain('[:status: 200]');
       expect(isDemoBody(r.file, 20_000)).toBe(true);
@@ -55,7 +67,9 @@ describe.runIf(RUN)('QUIC fleet: draining and removing a backend (root)', () => 
     const be3 = qf.backendProcs.get(fleet.backends[2].name);
     process.kill(be3?.pid as number, 'SIGTERM');
     await waitFor('be3 stopped', async () => be3?.exitCode !== null);
-    const after = await Promise.all(Array.from({ length: 6 }, () => client(fleet, qf.dir, '/bytes/20000', ['--delay-stream=200ms'])));
+    const after = await Promise.all(
+      Array.from({ length: 6 }, () => client(fleet, qf.dir, '/bytes/20000', ['--delay-stream=200ms'])),
+    );
     for (const r of after) {
       expect(r.out).toContain('[:status: 200]');
       expect(['be1', 'be2']).toContain(backendOf(fleet, r));

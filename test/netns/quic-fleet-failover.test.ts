@@ -30,11 +30,15 @@ describe.runIf(RUN)('QUIC fleet: LB failure (root)', () => {
     // Every client's first Initial (its own DCID: fallback_initial, one datagram each) has reached
     // lb1 and downloads are under way. Killing lb1 earlier would send a slow-starting client's
     // Initial to lb2, a legitimate fallback that is not what this test is about.
-    await waitFor('all three handshakes and their downloads under way on lb1', async () => {
-      const now = await received(fleet, lb1);
-      const initials = (now.fallback_initial ?? 0) - (lb1Before.fallback_initial ?? 0);
-      return initials >= 3 && (now.routed ?? 0) - (lb1Before.routed ?? 0) > 300;
-    }, 20_000);
+    await waitFor(
+      'all three handshakes and their downloads under way on lb1',
+      async () => {
+        const now = await received(fleet, lb1);
+        const initials = (now.fallback_initial ?? 0) - (lb1Before.fallback_initial ?? 0);
+        return initials >= 3 && (now.routed ?? 0) - (lb1Before.routed ?? 0) > 300;
+      },
+      20_000,
+    );
     // lb1 dies; its route is withdrawn (what BGP does, see bird.test.ts)
     const p = qf.lbProcs.get(lb1.name) as ChildProcess;
     process.kill(-(p.pid as number), 'SIGKILL');
@@ -48,7 +52,8 @@ describe.runIf(RUN)('QUIC fleet: LB failure (root)', () => {
     const lb2After = await received(fleet, lb2);
     expect((lb2After.routed ?? 0) - (lb2Before.routed ?? 0)).toBeGreaterThan(0);
     // lb2 never saw these connections' handshakes, yet every packet was CID-routed: nothing fell back
-    for (const [reason, n] of Object.entries(lb2After)) if (reason !== 'routed') expect(n - (lb2Before[reason] ?? 0), `lb2 ${reason}`).toBe(0);
+    for (const [reason, n] of Object.entries(lb2After))
+      if (reason !== 'routed') expect(n - (lb2Before[reason] ?? 0), `lb2 ${reason}`).toBe(0);
     await qf.startLb(lb1);
     await fleet.setVipNexthops(fleet.lbs);
   }, 120_000);

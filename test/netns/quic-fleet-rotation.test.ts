@@ -8,7 +8,17 @@ import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { waitFor, type Fleet, type Ns } from './netns.js';
-import { RUN, client, fleetConfig, isDemoBody, outputOf, reloadLbs, scrape, useQuicFleet, type ClientResult } from './quic-fleet.js';
+import {
+  RUN,
+  client,
+  fleetConfig,
+  isDemoBody,
+  outputOf,
+  reloadLbs,
+  scrape,
+  useQuicFleet,
+  type ClientResult,
+} from './quic-fleet.js';
 
 const KEY_A = randomBytes(16).toString('hex');
 const KEY_B = randomBytes(16).toString('hex');
@@ -39,13 +49,21 @@ describe.runIf(RUN)('QUIC fleet: key rotation across LBs and backends (root)', (
     });
 
     // (1) the LBs learn config 1 (config 0 stays)
-    await reloadLbs(qf, fleetConfig(fleet, [{ configId: 0, key: KEY_A }, { configId: 1, key: KEY_B }]));
+    await reloadLbs(
+      qf,
+      fleetConfig(fleet, [
+        { configId: 0, key: KEY_A },
+        { configId: 1, key: KEY_B },
+      ]),
+    );
     phase = 'LBs know 0+1';
 
     // (2) the backends switch to config 1 and re-issue CIDs of live connections
     for (const be of fleet.backends) process.kill(qf.backendProcs.get(be.name)?.pid as number, 'SIGHUP');
     await waitFor('backends switched to config 1', async () =>
-      fleet.backends.every((be) => /active QUIC-LB config 1/.test(outputOf.get(qf.backendProcs.get(be.name) as ChildProcess)?.() ?? '')),
+      fleet.backends.every((be) =>
+        /active QUIC-LB config 1/.test(outputOf.get(qf.backendProcs.get(be.name) as ChildProcess)?.() ?? ''),
+      ),
     );
     phase = 'backends on 1';
 
@@ -86,7 +104,12 @@ describe.runIf(RUN)('QUIC fleet: key rotation across LBs and backends (root)', (
     // stays put, so assert on the counters)
     for (const lb of fleet.lbs) {
       const m = await scrape(fleet, lb);
-      for (const reason of ['fallback_unknown_config', 'fallback_unknown_server_id', 'fallback_unroutable_0b111', 'fallback_too_short']) {
+      for (const reason of [
+        'fallback_unknown_config',
+        'fallback_unknown_server_id',
+        'fallback_unroutable_0b111',
+        'fallback_too_short',
+      ]) {
         expect(m.get(`quic_lb_received_packets_total{reason="${reason}"}`), `${lb.name} ${reason}`).toBe(0);
       }
       expect(m.get('quic_lb_received_packets_total{reason="routed"}')).toBeGreaterThan(0);

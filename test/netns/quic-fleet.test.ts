@@ -1,7 +1,16 @@
 // The fleet for real (issue 6, items 1 and 3): two stateless `quic-lb serve` processes behind
 // an ECMP router, three demo backends, Debian's ngtcp2 client. Root only (CI); needs the build.
 import { describe, expect, it } from 'vitest';
-import { BACKEND_PORT, RUN, client, isDemoBody, received, useQuicFleet, total, type ClientResult } from './quic-fleet.js';
+import {
+  BACKEND_PORT,
+  RUN,
+  client,
+  isDemoBody,
+  received,
+  useQuicFleet,
+  total,
+  type ClientResult,
+} from './quic-fleet.js';
 
 describe.runIf(RUN)('QUIC fleet: two stateless LBs behind ECMP, three demo backends, a real QUIC client (root)', () => {
   const ctx = useQuicFleet();
@@ -11,7 +20,11 @@ describe.runIf(RUN)('QUIC fleet: two stateless LBs behind ECMP, three demo backe
     const before = await Promise.all(fleet.lbs.map((lb) => received(fleet, lb)));
     const results: ClientResult[] = [];
     for (let batch = 0; batch < 4; batch++) {
-      results.push(...(await Promise.all(Array.from({ length: 6 }, () => client(fleet, dir, '/bytes/100000', ['--delay-stream=300ms'])))));
+      results.push(
+        ...(await Promise.all(
+          Array.from({ length: 6 }, () => client(fleet, dir, '/bytes/100000', ['--delay-stream=300ms'])),
+        )),
+      );
     }
     const usedBackends = new Set<string>();
     for (const r of results) {
@@ -21,7 +34,11 @@ describe.runIf(RUN)('QUIC fleet: two stateless LBs behind ECMP, three demo backe
       const [, addr, port] = sel as RegExpExecArray;
       expect(Number(port)).toBe(BACKEND_PORT);
       expect(fleet.backends.map((b) => b.address)).toContain(addr);
-      expect(r.out).toMatch(new RegExp(`Path validation against path \\{local:\\[[\\d.]+\\]:\\d+, remote:\\[${addr.replace(/\./g, '\\.')}\\]:${BACKEND_PORT}\\} succeeded`));
+      expect(r.out).toMatch(
+        new RegExp(
+          `Path validation against path \\{local:\\[[\\d.]+\\]:\\d+, remote:\\[${addr.replace(/\./g, '\\.')}\\]:${BACKEND_PORT}\\} succeeded`,
+        ),
+      );
       expect(r.out).toContain('[:status: 200]');
       expect(isDemoBody(r.file, 100_000)).toBe(true);
       usedBackends.add(addr);

@@ -30,7 +30,19 @@ export async function client(fleet: Fleet, dir: string, urlPath: string, extra: 
   const dl = mkdtempSync(path.join(dir, 'dl-'));
   const r = await fleet.exec(
     fleet.client,
-    ['timeout', '40', 'gtlsclient', '--exit-on-all-streams-close', '--no-quic-dump', '--no-http-dump', `--download=${dl}`, ...extra, fleet.vip, String(VIP_PORT), `https://${fleet.vip}:${VIP_PORT}${urlPath}`],
+    [
+      'timeout',
+      '40',
+      'gtlsclient',
+      '--exit-on-all-streams-close',
+      '--no-quic-dump',
+      '--no-http-dump',
+      `--download=${dl}`,
+      ...extra,
+      fleet.vip,
+      String(VIP_PORT),
+      `https://${fleet.vip}:${VIP_PORT}${urlPath}`,
+    ],
     45_000,
   );
   const name = path.basename(urlPath);
@@ -49,7 +61,8 @@ export function isDemoBody(b: Buffer | undefined, n: number): boolean {
 export async function received(fleet: Fleet, lb: Ns): Promise<Record<string, number>> {
   const r = await fleet.exec(lb, ['curl', '-s', '--max-time', '2', 'http://127.0.0.1:9433/metrics']);
   const out: Record<string, number> = {};
-  for (const m of r.stdout.matchAll(/^quic_lb_received_packets_total\{reason="([a-z0-9_]+)"\} (\d+)/gm)) out[m[1]] = Number(m[2]);
+  for (const m of r.stdout.matchAll(/^quic_lb_received_packets_total\{reason="([a-z0-9_]+)"\} (\d+)/gm))
+    out[m[1]] = Number(m[2]);
   return out;
 }
 export const total = (m: Record<string, number>): number => Object.values(m).reduce((a, b) => a + b, 0);
@@ -65,10 +78,14 @@ export async function startReady(fleet: Fleet, ns: Ns, argv: string[]): Promise<
   c.stderr?.setEncoding('utf8');
   c.stdout?.on('data', (d: string) => (out += d));
   c.stderr?.on('data', (d: string) => (out += d));
-  await waitFor(`${argv.slice(0, 2).join(' ')} in ${ns.name}: ${out}`, async () => {
-    if (c.exitCode !== null) throw new Error(`${ns.name}: exited ${c.exitCode}: ${out}`);
-    return out.includes('"ready":true');
-  }, 20_000);
+  await waitFor(
+    `${argv.slice(0, 2).join(' ')} in ${ns.name}: ${out}`,
+    async () => {
+      if (c.exitCode !== null) throw new Error(`${ns.name}: exited ${c.exitCode}: ${out}`);
+      return out.includes('"ready":true');
+    },
+    20_000,
+  );
   return c;
 }
 
@@ -155,7 +172,8 @@ export function useQuicFleet(options?: Parameters<typeof startQuicFleet>[0]): Qu
 export async function startQuicFleet(
   options: { routing?: 'static' | 'none'; drainMs?: number; configs?: FleetQuicLbConfig[] } = {},
 ): Promise<QuicFleet> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build\` first (npm test and npm run test:netns do)`);
+  if (!existsSync(CLI))
+    throw new Error(`${CLI} missing: run \`npm run build\` first (npm test and npm run test:netns do)`);
   const fleet = await createFleet({ lbCount: 2, backendCount: 3, routing: options.routing ?? 'static' });
   try {
     const dir = mkdtempSync(path.join(tmpdir(), `${fleet.id}-`));
@@ -180,7 +198,19 @@ export async function startQuicFleet(
     // no NAT) from its own link address 198.18.(10+K).2, not from the VIP on its loopback.
     const allowLb = fleet.lbs.map((lb) => lb.address as string).join(',');
     for (const be of fleet.backends) {
-      backendProcs.set(be.name, await startReady(fleet, be, ['demo', 'backend', '--config', config, '--name', `be${be.index}`, '--allow-lb', allowLb]));
+      backendProcs.set(
+        be.name,
+        await startReady(fleet, be, [
+          'demo',
+          'backend',
+          '--config',
+          config,
+          '--name',
+          `be${be.index}`,
+          '--allow-lb',
+          allowLb,
+        ]),
+      );
     }
     return qf;
   } catch (e) {

@@ -58,8 +58,16 @@ export async function startEcho(fleet: Fleet, ns: Ns, addr: string, tag: string)
   }
 }
 
-export async function probeFrom(fleet: Fleet, dst: string, n: number, rounds: number): Promise<[number, (string | null)[]][]> {
-  const out = await fleet.execOk(fleet.client, [NODE, '-e', PROBE, dst, String(PORT), String(n), String(rounds)], 60_000);
+export async function probeFrom(
+  fleet: Fleet,
+  dst: string,
+  n: number,
+  rounds: number,
+): Promise<[number, (string | null)[]][]> {
+  const out = await fleet.execOk(
+    fleet.client,
+    [NODE, '-e', PROBE, dst, String(PORT), String(n), String(rounds)],
+    60_000,
+  );
   return (JSON.parse(out) as { answers: [number, (string | null)[]][] }).answers;
 }
-

@@ -16,7 +16,6 @@ import {
 } from '../../src/wire/index.js';
 import { hex } from './helpers.js';
 
-
 // Fixtures: the start of published packets (type bits are not header-protected).
 const FIXTURES = [
   {
@@ -132,7 +131,14 @@ describe('parseHeader: short header and limits', () => {
     const h = new PacketHeader();
     const b = hex('4f 0102030405060708 aabbcc');
     expect(parseHeader(b, h)).toBe(true);
-    expect(h).toMatchObject({ form: HeaderForm.SHORT, dcidOffset: 1, dcidLength: -1, scidOffset: -1, scidLength: -1, packetType: PacketType.ONE_RTT });
+    expect(h).toMatchObject({
+      form: HeaderForm.SHORT,
+      dcidOffset: 1,
+      dcidLength: -1,
+      scidOffset: -1,
+      scidLength: -1,
+      packetType: PacketType.ONE_RTT,
+    });
     // The fixed bit is not an invariant: a greased/DTLS-looking first octet still parses.
     expect(parseHeader(hex('17 fefd'), h)).toBe(true);
     expect(h.form).toBe(HeaderForm.SHORT);
@@ -184,7 +190,12 @@ describe('versions', () => {
 });
 
 describe('parseHeader: properties', () => {
-  const version = fc.oneof(fc.constant(QUIC_V1), fc.constant(QUIC_V2), fc.constant(0), fc.integer({ min: 0, max: 0xffffffff }));
+  const version = fc.oneof(
+    fc.constant(QUIC_V1),
+    fc.constant(QUIC_V2),
+    fc.constant(0),
+    fc.integer({ min: 0, max: 0xffffffff }),
+  );
   it('built long headers parse back exactly, at every legal CID length', () => {
     fc.assert(
       fc.property(

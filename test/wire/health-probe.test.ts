@@ -18,7 +18,9 @@ const TOKEN = Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
 describe('LB health probe (PROXY v2 LOCAL + TLV 0xEE)', () => {
   it('exact bytes, and a well-formed PROXY v2 LOCAL header to parseProxyHeader', () => {
     const p = encodeHealthProbe(HealthProbeKind.REQUEST, TOKEN);
-    expect(Buffer.from(p).toString('hex')).toBe('0d0a0d0a000d0a515549540a' + '20' + '00' + '000c' + 'ee' + '0009' + '01' + '0102030405060708');
+    expect(Buffer.from(p).toString('hex')).toBe(
+      '0d0a0d0a000d0a515549540a' + '20' + '00' + '000c' + 'ee' + '0009' + '01' + '0102030405060708',
+    );
     const h = new ProxyHeader();
     expect(parseProxyHeader(p, h)).toBe(HEALTH_PROBE_LENGTH);
     expect(h.command).toBe(ProxyCommand.LOCAL);
@@ -42,7 +44,8 @@ describe('LB health probe (PROXY v2 LOCAL + TLV 0xEE)', () => {
       const m = Uint8Array.from(req);
       m[i] ^= 0x01;
       const k = parseHealthProbe(m);
-      if (i === 19) expect(k === -1 || k === HealthProbeKind.DRAINING).toBe(true); // 1 ^ 1 = 0 invalid; kind octet
+      if (i === 19)
+        expect(k === -1 || k === HealthProbeKind.DRAINING).toBe(true); // 1 ^ 1 = 0 invalid; kind octet
       else expect(k).toBe(-1);
     }
   });

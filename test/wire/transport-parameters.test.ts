@@ -60,7 +60,13 @@ describe('preferred_address (RFC 9000 §18.2)', () => {
     expect(b.length).toBe(preferredAddressLength(8));
     expect(b.length).toBe(49);
     expect(b.toString('hex')).toBe(
-      '7f000002' + '1152' + '20010db8000000000000000000000002' + '1153' + '08' + '4000112233445566' + TOKEN.toString('hex'),
+      '7f000002' +
+        '1152' +
+        '20010db8000000000000000000000002' +
+        '1153' +
+        '08' +
+        '4000112233445566' +
+        TOKEN.toString('hex'),
     );
     expect(decodePreferredAddress(b)).toEqual(PA);
   });
@@ -148,7 +154,11 @@ describe('transport parameters (RFC 9000 §18)', () => {
     expect(encodeTransportParameters(d).equals(b)).toBe(true);
   });
   it('known bytes: ids and lengths as varints, integer values as varints', () => {
-    const b = encodeTransportParameters({ maxIdleTimeout: 30000, disableActiveMigration: true, initialSourceConnectionId: hex('abcd') });
+    const b = encodeTransportParameters({
+      maxIdleTimeout: 30000,
+      disableActiveMigration: true,
+      initialSourceConnectionId: hex('abcd'),
+    });
     expect(b.toString('hex')).toBe('01' + '04' + '80007530' + '0c00' + '0f02abcd');
   });
   it('empty extension decodes to no parameters; defaults fill in', () => {
@@ -165,11 +175,17 @@ describe('transport parameters (RFC 9000 §18)', () => {
   it('values above 2^53 saturate; initial_max_streams above 2^60 is an error', () => {
     const big = Buffer.alloc(8);
     writeVarint(big, 0, (1n << 62n) - 1n);
-    expect(decodeTransportParameters(tp(TransportParameterId.INITIAL_MAX_DATA, big)).initialMaxData).toBe(Number.MAX_SAFE_INTEGER);
-    expect(codeOf(() => decodeTransportParameters(tp(TransportParameterId.INITIAL_MAX_STREAMS_BIDI, big)))).toBe('ERR_TP_VALUE');
+    expect(decodeTransportParameters(tp(TransportParameterId.INITIAL_MAX_DATA, big)).initialMaxData).toBe(
+      Number.MAX_SAFE_INTEGER,
+    );
+    expect(codeOf(() => decodeTransportParameters(tp(TransportParameterId.INITIAL_MAX_STREAMS_BIDI, big)))).toBe(
+      'ERR_TP_VALUE',
+    );
     const ok = Buffer.alloc(8);
     writeVarint(ok, 0, 1n << 60n);
-    expect(decodeTransportParameters(tp(TransportParameterId.INITIAL_MAX_STREAMS_UNI, ok)).initialMaxStreamsUni).toBe(Number.MAX_SAFE_INTEGER);
+    expect(decodeTransportParameters(tp(TransportParameterId.INITIAL_MAX_STREAMS_UNI, ok)).initialMaxStreamsUni).toBe(
+      Number.MAX_SAFE_INTEGER,
+    );
   });
   it('unknown ids above 2^53 are kept as bigint', () => {
     const b = Buffer.concat([hex('ffffffffffffffff 01 aa')]);
@@ -181,7 +197,12 @@ describe('transport parameters (RFC 9000 §18)', () => {
     expect(codeOf(() => decodeTransportParameters(Buffer.concat([b, b])))).toBe('ERR_TP_DUPLICATE');
   });
   it.each([
-    ['duplicate known id', Buffer.concat([hex('0104 80007530'), hex('0102 4000')]), 'ERR_TP_DUPLICATE', 'max_idle_timeout'],
+    [
+      'duplicate known id',
+      Buffer.concat([hex('0104 80007530'), hex('0102 4000')]),
+      'ERR_TP_DUPLICATE',
+      'max_idle_timeout',
+    ],
     ['duplicate unknown id', hex('4036 00 4036 00'), 'ERR_TP_DUPLICATE', '0x36'],
     ['duplicate flag', hex('0c00 0c00'), 'ERR_TP_DUPLICATE', 'disable_active_migration'],
     ['id truncated', hex('40'), 'ERR_TP_TRUNCATED', 'id'],
@@ -194,22 +215,52 @@ describe('transport parameters (RFC 9000 §18)', () => {
     ['token 15 octets', Buffer.concat([hex('02 0f'), Buffer.alloc(15)]), 'ERR_TP_LENGTH', 'stateless_reset_token'],
     ['token 17 octets', Buffer.concat([hex('02 11'), Buffer.alloc(17)]), 'ERR_TP_LENGTH', 'stateless_reset_token'],
     ['flag with a value', hex('0c 01 00'), 'ERR_TP_LENGTH', 'disable_active_migration'],
-    ['CID of 21 octets', Buffer.concat([hex('0f 15'), Buffer.alloc(21)]), 'ERR_TP_CID_LENGTH', 'initial_source_connection_id'],
-    ['original DCID of 21 octets', Buffer.concat([hex('00 15'), Buffer.alloc(21)]), 'ERR_TP_CID_LENGTH', 'original_destination_connection_id'],
+    [
+      'CID of 21 octets',
+      Buffer.concat([hex('0f 15'), Buffer.alloc(21)]),
+      'ERR_TP_CID_LENGTH',
+      'initial_source_connection_id',
+    ],
+    [
+      'original DCID of 21 octets',
+      Buffer.concat([hex('00 15'), Buffer.alloc(21)]),
+      'ERR_TP_CID_LENGTH',
+      'original_destination_connection_id',
+    ],
     ['max_udp_payload_size 1199', hex('03 02 44af'), 'ERR_TP_VALUE', 'max_udp_payload_size'],
     ['ack_delay_exponent 21', hex('0a 01 15'), 'ERR_TP_VALUE', 'ack_delay_exponent'],
     ['max_ack_delay 2^14', hex('0b 04 80004000'), 'ERR_TP_VALUE', 'max_ack_delay'],
     ['active_connection_id_limit 1', hex('0e 01 01'), 'ERR_TP_VALUE', 'active_connection_id_limit'],
-    ['preferred_address with empty CID', Buffer.concat([hex('0d 29'), Buffer.alloc(41)]), 'ERR_PREFERRED_ADDRESS_CID_EMPTY', 'connectionId'],
-    ['preferred_address too short for its CID', Buffer.concat([hex('0d 29'), Buffer.alloc(24), hex('08'), Buffer.alloc(16)]), 'ERR_PREFERRED_ADDRESS_TRUNCATED', 'preferred_address'],
-    ['preferred_address with trailing octet', Buffer.concat([hex('0d 2b'), Buffer.alloc(24), hex('01 aa'), Buffer.alloc(17)]), 'ERR_PREFERRED_ADDRESS_LENGTH', 'preferred_address'],
+    [
+      'preferred_address with empty CID',
+      Buffer.concat([hex('0d 29'), Buffer.alloc(41)]),
+      'ERR_PREFERRED_ADDRESS_CID_EMPTY',
+      'connectionId',
+    ],
+    [
+      'preferred_address too short for its CID',
+      Buffer.concat([hex('0d 29'), Buffer.alloc(24), hex('08'), Buffer.alloc(16)]),
+      'ERR_PREFERRED_ADDRESS_TRUNCATED',
+      'preferred_address',
+    ],
+    [
+      'preferred_address with trailing octet',
+      Buffer.concat([hex('0d 2b'), Buffer.alloc(24), hex('01 aa'), Buffer.alloc(17)]),
+      'ERR_PREFERRED_ADDRESS_LENGTH',
+      'preferred_address',
+    ],
   ])('%s -> %s', (_name, bytes, code, field) => {
     expect(codeOf(() => decodeTransportParameters(bytes))).toBe(code);
     expect(fieldOf(() => decodeTransportParameters(bytes))).toBe(field);
   });
   it('boundary values are accepted', () => {
     const d = decodeTransportParameters(hex('03 02 44b0  0a 01 14  0b 02 7fff  0e 01 02'));
-    expect(d).toEqual({ maxUdpPayloadSize: 1200, ackDelayExponent: 20, maxAckDelay: 16383, activeConnectionIdLimit: 2 });
+    expect(d).toEqual({
+      maxUdpPayloadSize: 1200,
+      ackDelayExponent: 20,
+      maxAckDelay: 16383,
+      activeConnectionIdLimit: 2,
+    });
   });
   it('server-only parameters from a client are ERR_TP_SERVER_ONLY', () => {
     for (const p of [
@@ -222,7 +273,11 @@ describe('transport parameters (RFC 9000 §18)', () => {
       expect(codeOf(() => decodeTransportParameters(b, { sender: 'client' }))).toBe('ERR_TP_SERVER_ONLY');
       expect(() => decodeTransportParameters(b, { sender: 'server' })).not.toThrow();
     }
-    expect(decodeTransportParameters(encodeTransportParameters({ initialSourceConnectionId: hex('01') }), { sender: 'client' })).toEqual({
+    expect(
+      decodeTransportParameters(encodeTransportParameters({ initialSourceConnectionId: hex('01') }), {
+        sender: 'client',
+      }),
+    ).toEqual({
       initialSourceConnectionId: hex('01'),
     });
   });
@@ -234,7 +289,15 @@ describe('transport parameters (RFC 9000 §18)', () => {
     [{ initialSourceConnectionId: new Uint8Array(21) }, 'ERR_TP_CID_LENGTH'],
     [{ statelessResetToken: new Uint8Array(8) }, 'ERR_TP_LENGTH'],
     [{ unknown: [{ id: 1, value: new Uint8Array(0) }], maxIdleTimeout: 5 }, 'ERR_TP_DUPLICATE'],
-    [{ unknown: [{ id: 100, value: new Uint8Array(0) }, { id: 100n, value: new Uint8Array(0) }] }, 'ERR_TP_DUPLICATE'],
+    [
+      {
+        unknown: [
+          { id: 100, value: new Uint8Array(0) },
+          { id: 100n, value: new Uint8Array(0) },
+        ],
+      },
+      'ERR_TP_DUPLICATE',
+    ],
     [{ preferredAddress: { ...PA, connectionId: new Uint8Array(0) } }, 'ERR_PREFERRED_ADDRESS_CID_EMPTY'],
   ] as [TransportParameters, string][])('encode rejects case %#', (p, code) => {
     expect(codeOf(() => encodeTransportParameters(p))).toBe(code);

@@ -14,7 +14,6 @@ import {
 } from '../../src/wire/index.js';
 import { codeOf, hex } from './helpers.js';
 
-
 describe('varint: RFC 9000 §A.1 examples', () => {
   it('decodes the 8-octet example 0xc2197c5eff14e88c = 151288809941952652 (bigint; number API says too large)', () => {
     const b = hex('c2197c5eff14e88c');
@@ -42,9 +41,9 @@ describe('varint: RFC 9000 §A.1 examples', () => {
     expect(out.toString('hex')).toBe(h);
   });
   it('encodes minimally', () => {
-    expect([0, 63, 64, 16383, 16384, 1073741823, 1073741824, Number.MAX_SAFE_INTEGER].map((v) => varintLength(v))).toEqual([
-      1, 1, 2, 2, 4, 4, 8, 8,
-    ]);
+    expect(
+      [0, 63, 64, 16383, 16384, 1073741823, 1073741824, Number.MAX_SAFE_INTEGER].map((v) => varintLength(v)),
+    ).toEqual([1, 1, 2, 2, 4, 4, 8, 8]);
     expect(varintLength((1n << 62n) - 1n)).toBe(8);
   });
   it('reads the largest safe number exactly and reports 2^53 as too large', () => {
@@ -86,7 +85,8 @@ describe('varint: properties', () => {
           expect(varintSizeAt(buf, pad)).toBe(len);
           expect(buf[pad + len]).toBe(0xaa); // nothing written past the end
           // every truncated prefix: sentinel, never a misread
-          for (let cut = pad; cut < pad + len; cut++) expect(readVarint(buf.subarray(0, cut), pad)).toBe(VARINT_TRUNCATED);
+          for (let cut = pad; cut < pad + len; cut++)
+            expect(readVarint(buf.subarray(0, cut), pad)).toBe(VARINT_TRUNCATED);
         }
       }),
       { numRuns: 2000 },

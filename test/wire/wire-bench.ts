@@ -49,19 +49,31 @@ measure('parseHeader (v1 Initial)', N, () => (parseHeader(long, h) ? h.dcidLengt
 measure('parseHeader (short)', N, () => (parseHeader(short, h) ? h.dcidOffset : 0));
 const vi = Buffer.from('c2197c5eff14e88c9d7f3e7d7bbd25', 'hex');
 const vr = new VarintResult();
-measure('readVarintInto x3 (4,2,1 octets)', N, () => readVarintInto(vi, 8, vr) + readVarintInto(vi, 12, vr) + readVarintInto(vi, 14, vr));
+measure(
+  'readVarintInto x3 (4,2,1 octets)',
+  N,
+  () => readVarintInto(vi, 8, vr) + readVarintInto(vi, 12, vr) + readVarintInto(vi, 14, vr),
+);
 const tpl = new ProxyHeaderTemplate({ fixedAddr: '198.19.0.1', fixedPort: 443, fixedSide: 'dst' });
 const addrs = Array.from({ length: 256 }, (_, i) => `198.18.${i}.${(i * 7) & 255}`);
 measure('ProxyHeaderTemplate.next (IPv4 string)', N, (i) => tpl.next(addrs[i & 255], 40000 + (i & 1023))!.length);
 const tpl6 = new ProxyHeaderTemplate({ fixedAddr: '2001:db8::1', fixedPort: 443, fixedSide: 'dst' });
 const addrs6 = Array.from({ length: 256 }, (_, i) => `2001:db8:${i.toString(16)}::${(i * 7).toString(16)}`);
 measure('ProxyHeaderTemplate.next (IPv6 string)', N, (i) => tpl6.next(addrs6[i & 255], 40000)!.length);
-const dg = Buffer.concat([encodeProxyHeader({ srcAddr: '198.18.0.1', srcPort: 5, dstAddr: '198.19.0.1', dstPort: 443 }), long]);
+const dg = Buffer.concat([
+  encodeProxyHeader({ srcAddr: '198.18.0.1', srcPort: 5, dstAddr: '198.19.0.1', dstPort: 443 }),
+  long,
+]);
 const ph = new ProxyHeader();
 measure('parseProxyHeader (IPv4, no auth)', N, () => parseProxyHeader(dg, ph));
 const auth = createProxyAuth(Buffer.alloc(32, 1), { now: () => 1_750_000_000_000 });
-const signed = Buffer.concat([encodeProxyHeader({ srcAddr: '198.18.0.1', srcPort: 5, dstAddr: '198.19.0.1', dstPort: 443, hmacKey: auth }, long), long]);
+const signed = Buffer.concat([
+  encodeProxyHeader({ srcAddr: '198.18.0.1', srcPort: 5, dstAddr: '198.19.0.1', dstPort: 443, hmacKey: auth }, long),
+  long,
+]);
 measure('parseProxyHeader (IPv4, HMAC, 1200-octet payload)', N / 10, () => parseProxyHeader(signed, ph, auth));
 const tplA = new ProxyHeaderTemplate({ fixedAddr: '198.19.0.1', fixedPort: 443, fixedSide: 'dst', withAuth: true });
-measure('template.next + signProxyHeader (HMAC, 1200 B)', N / 10, (i) => (signProxyHeader(tplA.next(addrs[i & 255], 1)!, long, auth, ProxyDirection.TO_BACKEND) ? 1 : 0));
+measure('template.next + signProxyHeader (HMAC, 1200 B)', N / 10, (i) =>
+  signProxyHeader(tplA.next(addrs[i & 255], 1)!, long, auth, ProxyDirection.TO_BACKEND) ? 1 : 0,
+);
 console.log(`node ${process.version}, ${process.arch}`);
