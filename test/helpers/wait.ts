@@ -1,6 +1,5 @@
-// Waiting in tests: a fixed pause and a deadline-bound poll, the only ones outside test/netns
-// (test/netns/netns.ts keeps its own `waitFor`: same arguments, 100 ms polls, a FleetError; the
-// namespace tests and test/hostile use it). Speed is never asserted with them: a deadline only
+// Waiting in tests: a fixed pause and a deadline-bound poll, the only ones in test/ (the
+// namespace and hostile suites use them too). Speed is never asserted with them: a deadline only
 // turns a hang into a failure that names what it waited for.
 
 /** Resolves after `ms` milliseconds. */

@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
-import { canUseNetns, createFleet, namespacePids, pidAlive, waitFor, type Fleet, type Ns } from '../netns/netns.js';
+import { canUseNetns, createFleet, namespacePids, pidAlive, type Fleet, type Ns } from '../netns/netns.js';
 import {
   BACKEND_PORT,
   CLI,
@@ -30,7 +30,7 @@ import {
 } from '../netns/quic-fleet.js';
 import { OctetCounter, buildRawUdp, rawSend, writePayloads, type CountReport, type SendResult } from './native.js';
 import { recordCase, type CaseResult } from './summary.js';
-import { sleep } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 export { BACKEND_PORT, RETURN_PORT, VIP_PORT };
 
@@ -228,10 +228,14 @@ export async function startHostile(o: LbOptions & { backendCount?: number } = {}
       20_000,
     ).catch(() => undefined);
     watchProcesses(h);
-    await waitFor('every backend up at the LB', async () => {
-      const m = await scrape(fleet, lbNs);
-      return fleet.backends.every((b) => m.get(`quic_lb_backend_state{backend="be${b.index}",state="up"}`) === 1);
-    });
+    await waitFor(
+      'every backend up at the LB',
+      async () => {
+        const m = await scrape(fleet, lbNs);
+        return fleet.backends.every((b) => m.get(`quic_lb_backend_state{backend="be${b.index}",state="up"}`) === 1);
+      },
+      20_000,
+    );
     return h;
   } catch (e) {
     await fleet.teardown();

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { waitFor, type Ns } from '../netns/netns.js';
+import { type Ns } from '../netns/netns.js';
 import { ProxyDirection } from '../../src/wire/proxy-v2.js';
 import {
   CONTRACT,
@@ -29,7 +29,7 @@ import {
 } from './harness.js';
 import { mintedCid, proxyForgeries, shortHeader } from './payloads.js';
 import { recordCase, type CaseResult } from './summary.js';
-import { sleep } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 /** Concurrent downloads per case and their size (the demo's /bytes/N). */
 const DOWNLOADS = 4;

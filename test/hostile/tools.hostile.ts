@@ -4,8 +4,9 @@
 // IPv6. Inside a namespace of its own; the listener is a node process stopped by its PID.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { createFleet, canUseNetns, waitFor, type Fleet } from '../netns/netns.js';
+import { createFleet, canUseNetns, type Fleet } from '../netns/netns.js';
 import { buildRawUdp, rawSend, writePayloads } from './native.js';
+import { waitFor } from '../helpers/wait.js';
 
 const ROOT = canUseNetns();
 const V6 = 'fd00:5151::2';

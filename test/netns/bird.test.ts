@@ -10,9 +10,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BIRD_DIR, birdc, checkBirdConfig, lbBirdConfig, renderTemplate, routerBirdConfig, startBird } from './bird.js';
-import { canUseNetns, commandExists, waitFor, withFleet, Fleet, FleetError, pidAlive, type Ns } from './netns.js';
+import { canUseNetns, commandExists, withFleet, Fleet, FleetError, pidAlive, type Ns } from './netns.js';
 import { probeFrom, startEcho } from './udp-probe.js';
 import type { ChildProcess } from 'node:child_process';
+import { waitFor } from '../helpers/wait.js';
 
 const has = commandExists;
 const HAS_BIRD = has('bird') && has('birdc');

@@ -81,16 +81,6 @@ export function commandExists(bin: string): boolean {
   }
 }
 
-/** Polls `probe` every 100 ms until it returns true, or throws FleetError after `timeoutMs`. */
-export async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    if (await probe()) return;
-    if (Date.now() > until) throw new FleetError(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** True when this process can build namespaces (root and `ip` present). */
 export function canUseNetns(): boolean {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return false;

@@ -7,8 +7,9 @@ import { describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { BIRD_DIR, birdc, lbBirdConfig, routerBirdConfig, startBird } from './bird.js';
-import { pidAlive, waitFor } from './netns.js';
+import { pidAlive } from './netns.js';
 import { RUN, client, has, isDemoBody, received, useQuicFleet, total } from './quic-fleet.js';
+import { waitFor } from '../helpers/wait.js';
 
 const DRAIN_MS = 6000;
 

@@ -3,7 +3,8 @@
 // once they have finished it is removed from the config and stopped. Root only (CI); needs the build.
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { waitFor, type Fleet } from './netns.js';
+import { type Fleet } from './netns.js';
+import { waitFor } from '../helpers/wait.js';
 import {
   RUN,
   client,
@@ -66,7 +67,7 @@ describe.runIf(RUN)('QUIC fleet: draining and removing a backend (root)', () => 
     await reloadLbs(qf, fleetConfig(fleet, CONFIGS, { omit: ['be3'] }));
     const be3 = qf.backendProcs.get(fleet.backends[2].name);
     process.kill(be3?.pid as number, 'SIGTERM');
-    await waitFor('be3 stopped', async () => be3?.exitCode !== null);
+    await waitFor('be3 stopped', async () => be3?.exitCode !== null, 20_000);
     const after = await Promise.all(
       Array.from({ length: 6 }, () => client(fleet, qf.dir, '/bytes/20000', ['--delay-stream=200ms'])),
     );

@@ -5,7 +5,8 @@
 // routes the clients' packets by CID to the same backends.
 import { describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { waitFor } from './netns.js';
+import { waitFor } from '../helpers/wait.js';
+
 import { RETURN_PORT, RUN, client, isDemoBody, outputOf, received, useQuicFleet } from './quic-fleet.js';
 
 describe.runIf(RUN)('QUIC fleet: LB failure (root)', () => {

@@ -7,7 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import { waitFor, type Fleet, type Ns } from './netns.js';
+import { type Fleet, type Ns } from './netns.js';
+import { waitFor } from '../helpers/wait.js';
 import {
   RUN,
   client,
@@ -42,11 +43,15 @@ describe.runIf(RUN)('QUIC fleet: key rotation across LBs and backends (root)', (
     });
     const size = 16_000_000;
     const long = Array.from({ length: 2 }, () => client(fleet, qf.dir, `/bytes/${size}`, ['--no-preferred-addr']));
-    await waitFor('long downloads under way', async () => {
-      let n = 0;
-      for (const lb of fleet.lbs) n += await routedUnder(fleet, lb, 0);
-      return n > 200;
-    });
+    await waitFor(
+      'long downloads under way',
+      async () => {
+        let n = 0;
+        for (const lb of fleet.lbs) n += await routedUnder(fleet, lb, 0);
+        return n > 200;
+      },
+      20_000,
+    );
 
     // (1) the LBs learn config 1 (config 0 stays)
     await reloadLbs(
@@ -60,10 +65,13 @@ describe.runIf(RUN)('QUIC fleet: key rotation across LBs and backends (root)', (
 
     // (2) the backends switch to config 1 and re-issue CIDs of live connections
     for (const be of fleet.backends) process.kill(qf.backendProcs.get(be.name)?.pid as number, 'SIGHUP');
-    await waitFor('backends switched to config 1', async () =>
-      fleet.backends.every((be) =>
-        /active QUIC-LB config 1/.test(outputOf.get(qf.backendProcs.get(be.name) as ChildProcess)?.() ?? ''),
-      ),
+    await waitFor(
+      'backends switched to config 1',
+      async () =>
+        fleet.backends.every((be) =>
+          /active QUIC-LB config 1/.test(outputOf.get(qf.backendProcs.get(be.name) as ChildProcess)?.() ?? ''),
+        ),
+      20_000,
     );
     phase = 'backends on 1';
 

@@ -8,8 +8,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { canUseNetns, commandExists, createFleet, waitFor, type Fleet, type Ns } from './netns.js';
+import { canUseNetns, commandExists, createFleet, type Fleet, type Ns } from './netns.js';
 import { parseMetrics } from '../helpers/metrics.js';
+import { waitFor } from '../helpers/wait.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** The CLI under test (QUIC_LB_CLI overrides, e.g. to try another build). */
@@ -236,8 +237,12 @@ export async function reloadLbs(qf: QuicFleet, text: string): Promise<void> {
   const before = await Promise.all(fleet.lbs.map((lb) => reloadsOk(fleet, lb)));
   writeFileSync(qf.config, text);
   for (const lb of fleet.lbs) process.kill(qf.lbProcs.get(lb.name)?.pid as number, 'SIGHUP');
-  await waitFor('every LB reloaded the config', async () => {
-    const now = await Promise.all(fleet.lbs.map((lb) => reloadsOk(fleet, lb)));
-    return now.every((n, i) => n > before[i]);
-  });
+  await waitFor(
+    'every LB reloaded the config',
+    async () => {
+      const now = await Promise.all(fleet.lbs.map((lb) => reloadsOk(fleet, lb)));
+      return now.every((n, i) => n > before[i]);
+    },
+    20_000,
+  );
 }
