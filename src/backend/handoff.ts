@@ -1,6 +1,6 @@
 // preferred_address (RFC 9000 §18.2, §9.6) for a backend behind the LB: the backend's own
 // unicast address(es), a CID minted by the QUIC-LB encoder (sequence number 1; routable at the
-// LB too, since a client may use it on any path: digest §6.3) and that CID's reset token.
+// LB too, since a client may use it on any path, RFC 9000 §9.6.3) and that CID's reset token.
 import { isIPv4, isIPv6 } from 'node:net';
 import { encodePreferredAddress, type Endpoint, type PreferredAddress } from '../wire/index.js';
 import { BackendError } from './errors.js';

@@ -6,7 +6,8 @@
  *
  * Exactly 41 + L octets. An absent family is sent as the all-zero address and port. The CID
  * must not be empty (a client MUST treat that as TRANSPORT_PARAMETER_ERROR) and, under QUIC-LB,
- * must be a routable CID on every path (digest §6.3, trap 17).
+ * must be a routable CID on every path: RFC 9000 §9.6.3 lets a client use it on any path, the
+ * load-balanced VIP included.
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { QuicWireError } from './errors.js';
