@@ -16,9 +16,9 @@ export default tseslint.config(
   },
   {
     // Type-aware rules on sources, tests and benchmarks: a promise nobody awaits or catches can
-    // reject unseen (a
-    // socket handler must never throw, nor leave a rejection behind); a switch over a union must
-    // name every member, so a new reason, state or probe type is handled everywhere.
+    // reject unseen (a socket handler must never throw, nor leave a rejection behind); a switch
+    // over a union must name every member, so a new reason, state or probe type is handled
+    // everywhere.
     files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts'],
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
