@@ -269,7 +269,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
     return this.#draining;
   }
 
-  /** Starts sampling every intervalMs (the timer is unref'd). Idempotent. */
+  /** Starts sampling every intervalMs (the timer is unref'd); the first sample comes one intervalMs later. Idempotent. */
   start(): void {
     if (this.#timer !== undefined) return;
     this.#sampler ??= this.#injectedSampler ?? new LoadSampler();
@@ -306,7 +306,11 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
     }
   }
 
-  /** Takes one sample now and applies it (the timer calls this; public for the process's own use and tests). Never throws. */
+  /**
+   * Takes one sample now and applies it. The timer calls this; a process may too, e.g. to
+   * announce as soon as its first self-check passes instead of one intervalMs after start().
+   * Before start(), without an injected sampler, the event-loop delay and CPU read 0. Never throws.
+   */
   sampleNow(): void {
     const sample = this.#takeSample();
     this.#lastSample = sample;

@@ -17,6 +17,7 @@ import {
   type WithdrawReason,
 } from '../../src/anycast/announce.js';
 import { LoadSampler, type LoadReading } from '../../src/anycast/load-sampler.js';
+import { waitFor } from '../helpers/wait.js';
 
 const T: AnnounceThresholds = {
   intervalMs: 1000,
@@ -648,6 +649,64 @@ describe('Announcer', () => {
     announcer.stop();
     expect(close).toHaveBeenCalledTimes(1);
     close.mockRestore();
+  });
+});
+
+describe('Announcer on the real LoadSampler and real timers', () => {
+  // Deadlines only turn a hang into a failure; nothing here asserts speed. The CPU limit (0.15)
+  // is far above an idle test process (about 0.02 here) and far below the share of a core a
+  // busy one gets even on the loaded 2-core machine (0.4 at a load average of 6).
+  const REAL: AnnounceThresholds = {
+    ...T,
+    intervalMs: 100,
+    withdrawAfter: 1,
+    announceAfter: 2,
+    maxConnections: 0,
+    maxEventLoopDelayMs: 200,
+    resumeEventLoopDelayMs: 100,
+    maxCpu: 0,
+    resumeCpu: 0,
+  };
+  let real: Announcer | undefined;
+  afterEach(() => real?.stop());
+
+  /** Blocks the event loop until this process has used `ms` of CPU time. */
+  const burnCpu = (ms: number) => {
+    const start = process.cpuUsage();
+    for (;;) {
+      const used = process.cpuUsage(start);
+      if (used.user + used.system >= ms * 1000) return;
+    }
+  };
+
+  it('a 300 ms stall withdraws for event-loop-delay; calm periods re-announce', async () => {
+    const changes: Expected[] = [];
+    real = new Announcer({ thresholds: REAL, activeConnections: () => 0, selfCheck: () => true });
+    real.on('change', (state) => changes.push(state.announced ? 'A' : (state.reason as WithdrawReason)));
+    real.start();
+    await waitFor('the first announcement', () => real?.state.announced === true);
+    burnCpu(300);
+    await waitFor('the withdrawal', () => changes.includes('event-loop-delay'));
+    expect(real.withdrawals['event-loop-delay']).toBe(1);
+    await waitFor('the re-announcement', () => real?.state.announced === true);
+    expect(changes).toEqual(['A', 'event-loop-delay', 'A']);
+    expect(real.lastSample?.eventLoopDelayMs).toBeLessThanOrEqual(REAL.resumeEventLoopDelayMs);
+  });
+
+  it('sustained computing withdraws for cpu; idling re-announces', async () => {
+    const t = { ...REAL, withdrawAfter: 2, maxEventLoopDelayMs: 0, maxCpu: 0.15, resumeCpu: 0.1 };
+    real = new Announcer({ thresholds: t, activeConnections: () => 0, selfCheck: () => true });
+    real.start();
+    await waitFor('the first announcement', () => real?.state.announced === true);
+    const deadline = Date.now() + 20_000;
+    while (real.state.announced && Date.now() < deadline) {
+      burnCpu(20); // in slices, so the timers still run
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(real.state.reason).toBe('cpu');
+    expect(real.lastSample?.cpu).toBeGreaterThan(0.15);
+    await waitFor('the re-announcement', () => real?.state.announced === true);
+    expect(real.withdrawals).toEqual({ ...zero(), cpu: 1 });
   });
 });
 
