@@ -3,6 +3,7 @@
 // switched off, reload), then the Announcer on fake timers with an injected sampler, asserting
 // its 'change' events and withdrawal counts.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import fc from 'fast-check';
 import {
   Announcer,
   REASON_PRIORITY,
@@ -371,6 +372,86 @@ describe('nextAnnounceState', () => {
     const d = drainAnnounceState(deepFreeze(s));
     expect(s.announced).toBe(true);
     expect(d).toEqual({ ...s, announced: false, reason: 'draining', calm: 0 });
+  });
+});
+
+describe('nextAnnounceState invariants over random sample sequences', () => {
+  // Thresholds and samples drawn around the limits, so that maxes, resume levels and the band
+  // between them are all hit; a max of 0 (off) is drawn too.
+  const limit = (hi: number) =>
+    fc
+      .tuple(fc.integer({ min: 0, max: hi }), fc.integer({ min: 0, max: 100 }))
+      .map(([max, pct]) => [max, Math.floor((max * pct) / 100)] as const);
+  const thresholds = fc
+    .record({
+      withdrawAfter: fc.integer({ min: 1, max: 4 }),
+      announceAfter: fc.integer({ min: 1, max: 4 }),
+      conn: limit(10),
+      eld: limit(10),
+      cpu: limit(10),
+    })
+    .map((r): AnnounceThresholds => ({
+      intervalMs: 1000,
+      withdrawAfter: r.withdrawAfter,
+      announceAfter: r.announceAfter,
+      maxConnections: r.conn[0],
+      resumeConnections: r.conn[1],
+      maxEventLoopDelayMs: r.eld[0],
+      resumeEventLoopDelayMs: r.eld[1],
+      maxCpu: r.cpu[0] / 10,
+      resumeCpu: r.cpu[1] / 10,
+    }));
+  const step = fc.record({
+    activeConnections: fc.integer({ min: 0, max: 12 }),
+    eventLoopDelayMs: fc.integer({ min: 0, max: 12 }),
+    cpu: fc.integer({ min: 0, max: 12 }).map((x) => x / 10),
+    selfCheckOk: fc.boolean(),
+    draining: fc.boolean(),
+  });
+  type Signals = { value: number; max: number; resume: number }[];
+  const signals = (x: LoadSample, t: AnnounceThresholds): Signals =>
+    [
+      { value: x.activeConnections, max: t.maxConnections, resume: t.resumeConnections },
+      { value: x.eventLoopDelayMs, max: t.maxEventLoopDelayMs, resume: t.resumeEventLoopDelayMs },
+      { value: x.cpu, max: t.maxCpu, resume: t.resumeCpu },
+    ].filter((g) => g.max > 0);
+
+  it('every transition is one the rules allow', () => {
+    fc.assert(
+      fc.property(thresholds, fc.array(step, { maxLength: 40 }), (t, steps) => {
+        let prev = initialAnnounceState();
+        for (const { draining, ...sample } of steps) {
+          const next = nextAnnounceState(prev, sample, t, draining);
+          const on = signals(sample, t);
+          const calmSample = !draining && sample.selfCheckOk && on.every((g) => g.value <= g.resume);
+          expect(next.announced).toBe(next.reason === undefined);
+          if (draining) expect(next.reason).toBe('draining');
+          expect(next.calm).toBe(calmSample ? prev.calm + 1 : 0);
+          if (prev.announced && !next.announced) {
+            // A withdrawal names a reason that tripped on this sample.
+            const r = next.reason as WithdrawReason;
+            if (r === 'draining') expect(draining).toBe(true);
+            else if (r === 'self-check') expect(next.selfCheckFailures).toBeGreaterThanOrEqual(t.withdrawAfter);
+            else if (r !== 'starting') expect(next.over[r]).toBeGreaterThanOrEqual(t.withdrawAfter);
+            else expect.fail('withdrawn for starting');
+          }
+          if (!prev.announced && next.announced) {
+            const firstStart =
+              prev.reason === 'starting' && sample.selfCheckOk && !draining && on.every((g) => g.value <= g.max);
+            expect(firstStart || next.calm >= t.announceAfter).toBe(true);
+          }
+          // The hysteresis band: every enabled signal strictly between resume and max, self-check
+          // ok, not draining: nothing changes (once past starting).
+          const inBand = on.length > 0 && on.every((g) => g.value > g.resume && g.value <= g.max);
+          if (inBand && sample.selfCheckOk && !draining && prev.reason !== 'starting') {
+            expect(next.announced).toBe(prev.announced);
+            if (!prev.announced) expect(next.reason).toBe(prev.reason);
+          }
+          prev = next;
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 });
 
