@@ -3,9 +3,9 @@
 // and a period spent computing must read as busy and an idle one as idle. The stall burns 300 ms
 // of this process's CPU time (not of wall time), so a preempted test only stretches the stall.
 // How busy a busy period reads depends on the share of a core the machine gives the process
-// (with a load average of 6 on the 2 shared cores it got 0.4: 300 ms of CPU in 770 ms of wall),
-// so the busy reading is checked against the test's own measurement of the same period, and
-// against the idle reading, instead of against a fixed 0.5.
+// (with a load average of 6 to 7 on the 2 shared cores it got 0.4, once 0.19), so the busy
+// reading is checked against the test's own measurement of the same period, and against the
+// idle reading (about 0.02), instead of against a fixed 0.5.
 import { afterEach, describe, expect, it } from 'vitest';
 import { performance } from 'node:perf_hooks';
 import { LoadSampler } from '../../src/anycast/load-sampler.js';
@@ -40,7 +40,6 @@ describe('LoadSampler', () => {
     const busy = sampler.sample();
     expect(busy.eventLoopDelayMs).toBeGreaterThanOrEqual(250);
     expect(busy.cpu).toBeCloseTo((cpuUsed.user + cpuUsed.system) / 1000 / wallMs, 1);
-    expect(busy.cpu).toBeGreaterThan(0.2);
 
     await sleep(300);
     const idle = sampler.sample();
