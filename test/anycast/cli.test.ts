@@ -38,7 +38,7 @@ function yaml(listen: string[], servers: [string, string, string][], extra = '')
     'health: { type: udp, intervalMs: 100, timeoutMs: 200, rise: 1, fall: 2 }',
     'returnPath: { mode: direct }',
     'log: { level: warn }',
-    extra,
+    extra || 'anycast: { announce: { intervalMs: 100 } }',
   ].join('\n');
 }
 
@@ -208,7 +208,14 @@ describe('quic-lb demo backend --anycast, two servers', () => {
   });
 
   it('SIGHUP reloads: anycast.forward false makes s1 keep s2 CIDs (a plain anycast server)', async () => {
-    writeFileSync(file, yaml(['127.0.12.53:24643', '127.0.12.54:24643'], servers, 'anycast: { forward: false }'));
+    writeFileSync(
+      file,
+      yaml(
+        ['127.0.12.53:24643', '127.0.12.54:24643'],
+        servers,
+        'anycast: { forward: false, announce: { intervalMs: 100 } }',
+      ),
+    );
     process.kill(s1.pid, 'SIGHUP');
     await waitFor('reloaded', () => s1.output().includes('config reloaded'));
     const before = await metrics(24691, '127.0.12.53');
@@ -222,7 +229,10 @@ describe('quic-lb demo backend --anycast, two servers', () => {
   });
 
   it('a bad config on SIGHUP keeps the running one', async () => {
-    writeFileSync(file, yaml(['127.0.12.53:24643'], servers, 'anycast: { announce: { maxCpu: 1, resumeCpu: 2 } }'));
+    writeFileSync(
+      file,
+      yaml(['127.0.12.53:24643'], servers, 'anycast: { announce: { intervalMs: 100, maxCpu: 1, resumeCpu: 2 } }'),
+    );
     process.kill(s1.pid, 'SIGHUP');
     await waitFor('refused', () => s1.output().includes('reload failed'));
     expect(s1.output()).toContain('ERR_CONFIG_VALUE at /anycast/announce/resumeCpu');
@@ -235,7 +245,8 @@ describe('quic-lb demo backend --anycast: refusals', () => {
     const file = path.join(dir, 'vialb.yaml');
     writeFileSync(
       file,
-      yaml(['127.0.12.55:24653'], [['s1', '127.0.12.65:24654', '0001']]).replace(
+      // Without an anycast section (with one, the config itself is refused: ERR_CONFIG_VALUE).
+      yaml(['127.0.12.55:24653'], [['s1', '127.0.12.65:24654', '0001']], '# no anycast section').replace(
         'returnPath: { mode: direct }',
         'returnPath: { mode: via-lb, listen: "127.0.12.55:24655" }',
       ),
