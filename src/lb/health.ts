@@ -19,6 +19,8 @@ export interface BackendHealth {
   checksOk: number;
   checksFailed: number;
   transitions: number;
+  /** The outcome of the latest probe (undefined before the first, and for type 'none'). */
+  lastProbe?: ProbeResult;
 }
 
 /** The outcome of one probe: the backend answered "up", answered "draining", or did not answer (in time). */
@@ -88,6 +90,11 @@ export interface HealthCheckerOptions {
   onChange: (view: Map<string, BackendState>) => void;
   /** The clock (ms), injectable for tests. Default Date.now. */
   now?: () => number;
+  /**
+   * Source address of the UDP probes (default: the kernel picks). The server mode probes its
+   * peers from its own unicast address, the one their allow lists hold.
+   */
+  sourceAddress?: string;
 }
 
 /**
@@ -194,6 +201,7 @@ export class HealthChecker {
   private record(name: string, c: Check, result: ProbeResult): void {
     if (result === 'failed') c.state.checksFailed++;
     else c.state.checksOk++;
+    c.state.lastProbe = result;
     const to = nextState(c.state.state, c.state.since, c.streaks, c.spec, result, this.now());
     if (to === c.state.state) return;
     const from = c.state.state;
@@ -224,6 +232,9 @@ export class HealthChecker {
       s = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
       s.on('message', (msg, rinfo) => this.onReply(msg, rinfo));
       s.on('error', (err) => this.opts.logger.error({ err }, 'health probe socket error'));
+      const from = this.opts.sourceAddress;
+      // node:dgram queues sends made while the bind runs.
+      if (from !== undefined && from.includes(':') === (family === 6)) s.bind({ port: 0, address: from });
       s.unref();
       this.sockets[family] = s;
     }
