@@ -1,0 +1,124 @@
+// deploy/config/anycast.yaml, the server topology's example config (docs/anycast.md): the project's
+// own loader accepts it with the key files deploy/README.md makes, its `anycast` section keeps the
+// contract's rules, and the routing it describes holds with the real decide() (`quic-lb route`):
+// each server's CIDs go to its unicast address, a first flight is placed by the fallback, and a
+// withdrawn (draining) server leaves the fallback but keeps its CID-routed datagrams. Needs dist/.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { runCli } from '../helpers/cli.js';
+import { anycastEtc, anycastExample, anycastSectionProblems, checkAnycastConfig } from './anycast.js';
+
+type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const work = mkdtempSync(path.join(tmpdir(), 'quic-lb-anycast-config-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+function route(config: string, args: string[]): Any {
+  const r = runCli(['route', '--config', config, '--json', ...args]);
+  expect(r.status, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as Any;
+}
+
+/** A client's first Initial (RFC 9000 §17.2.2, 1200 octets, §14.1) with an 8-octet client-chosen DCID. */
+function initialHex(): string {
+  const b = Buffer.alloc(1200);
+  b[0] = 0xc3; // long header, fixed bit, type Initial, 4-octet packet number
+  b.writeUInt32BE(1, 1); // QUIC v1
+  b[5] = 8;
+  Buffer.from('c0ffee0123456789', 'hex').copy(b, 6);
+  // SCID length 0, token length 0, then a 2-octet Length varint for the rest.
+  b.writeUInt16BE(0x4000 | (1200 - 18), 16);
+  return b.toString('hex');
+}
+
+describe('deploy/config/anycast.yaml', () => {
+  let doc: Any;
+  let loadable: string;
+  beforeAll(() => {
+    doc = parse(readFileSync(anycastExample, 'utf8')) as Any;
+    ({ loadable } = checkAnycastConfig(anycastEtc(path.join(work, 'etc'))));
+  });
+
+  it('is a server topology: three servers on one VIP, replies from the VIP, signed peer traffic, probes between servers', () => {
+    expect(doc.backends).toHaveLength(3);
+    const vips = (doc.listen as string[]).map((l) => l.replace(/:\d+$/, ''));
+    const addresses = (doc.backends as Any[]).map((b) => b.address as string);
+    expect(new Set(addresses).size).toBe(3);
+    // A server's own address is not the VIP: it is where the connection moves (preferred_address).
+    for (const a of addresses) expect(vips).not.toContain(a.replace(/:\d+$/, ''));
+    expect(doc.returnPath).toMatchObject({ mode: 'direct', signForward: true });
+    expect(doc.returnPath.hmacKeyFile).toBeTruthy();
+    expect(doc.returnPath.listen).toBeUndefined();
+    expect(doc.health.type).toBe('udp');
+    // /healthz on each server's loopback, where vip-health.sh polls it.
+    expect(doc.metrics.listen).toMatch(/^127\./);
+  });
+
+  it('the anycast section keeps the contract (and the rule checker bites)', () => {
+    expect(anycastSectionProblems(doc.anycast as Any)).toEqual([]);
+    const a = doc.anycast.announce as Any;
+    expect(doc.anycast.forward).toBe(true);
+    // Hysteresis: a band between each resume level and its limit, and every limit switched on.
+    for (const [max, resume] of [
+      ['maxConnections', 'resumeConnections'],
+      ['maxEventLoopDelayMs', 'resumeEventLoopDelayMs'],
+      ['maxCpu', 'resumeCpu'],
+    ]) {
+      expect(a[max], max).toBeGreaterThan(0);
+      expect(a[resume], resume).toBeLessThan(a[max] as number);
+    }
+    // CPU is per core: the event loop runs on one, so a limit above 1 could never be reached.
+    expect(a.maxCpu).toBeLessThanOrEqual(1);
+    expect(a.announceAfter).toBeGreaterThanOrEqual(a.withdrawAfter as number);
+    expect(
+      anycastSectionProblems({ forward: 'yes', announce: { maxCpu: 0.5, resumeCpu: 0.8, withdrawAfter: 0, wdraw: 1 } }),
+    ).toEqual([
+      '/anycast/forward: not a boolean',
+      '/anycast/announce/wdraw: unknown',
+      '/anycast/announce/withdrawAfter: not an integer >= 1',
+      '/anycast/announce/resumeCpu: must be <= maxCpu',
+    ]);
+  });
+
+  it("each server's CIDs route to its unicast address; a draining server leaves the fallback and keeps its CIDs", () => {
+    for (const b of doc.backends as Any[]) {
+      const enc = runCli([
+        'cid',
+        'encode',
+        '--config',
+        loadable,
+        '--config-id',
+        '0',
+        '--server-id',
+        b.serverIds[0],
+        '--json',
+      ]);
+      expect(enc.status, enc.stderr).toBe(0);
+      const cid = (JSON.parse(enc.stdout) as { cid: string }).cid;
+      expect(route(loadable, ['--cid', cid])).toMatchObject({ backend: b.name, address: b.address, reason: 'routed' });
+      // Withdrawn (its probes answer DRAINING): CID-routed datagrams still reach it.
+      expect(route(loadable, ['--cid', cid, '--draining', b.name])).toMatchObject({
+        backend: b.name,
+        reason: 'routed',
+      });
+    }
+    // A first flight is placed by the fallback hash of its 4-tuple; draining its server moves it.
+    const initial = initialHex();
+    const clientOf = new Map<string, string>(); // server -> a client address whose first flight it owns
+    for (let port = 50000; port < 50040 && clientOf.size < 3; port++) {
+      const d = route(loadable, ['--datagram', initial, '--from', `192.0.2.1:${port}`]);
+      expect(d.reason).toBe('fallback_initial');
+      if (!clientOf.has(d.backend as string)) clientOf.set(d.backend as string, `192.0.2.1:${port}`);
+    }
+    // Three equal servers: each owns about a third of the 4-tuples (missing one: p = 3 * (2/3)^40).
+    expect(clientOf.size).toBe(3);
+    for (const [owner, from] of clientOf) {
+      const d = route(loadable, ['--datagram', initial, '--from', from, '--draining', owner]);
+      expect(d.reason).toBe('fallback_initial');
+      expect(d.backend).not.toBe(owner);
+    }
+  });
+});
