@@ -29,12 +29,15 @@ export function anycastEtc(dir: string): string {
 }
 
 /**
- * `check-config --json` on `file`. Until the loader knows the `anycast` section (it is merged from
+ * `check-config --json` on `file` (by `cli`: the checkout's CLI unless given). Until the loader knows the `anycast` section (it is merged from
  * another branch), the only acceptable refusal is exactly that section being unknown: then the
  * file without it must pass, and `loadable` is that file, else the file itself.
  */
-export function checkAnycastConfig(file: string): { knowsAnycast: boolean; loadable: string } {
-  const full = runCli(['check-config', file, '--json']);
+export function checkAnycastConfig(
+  file: string,
+  cli: (args: string[]) => { status: number | null; stdout: string; stderr: string } = runCli,
+): { knowsAnycast: boolean; loadable: string } {
+  const full = cli(['check-config', file, '--json']);
   expect(full.stderr).toBe('');
   const out = JSON.parse(full.stdout) as Any;
   if (out.ok === true) {
@@ -46,7 +49,7 @@ export function checkAnycastConfig(file: string): { knowsAnycast: boolean; loada
   delete doc.anycast;
   const stripped = path.join(path.dirname(file), 'without-anycast.yaml');
   writeFileSync(stripped, stringify(doc));
-  const rest = runCli(['check-config', stripped, '--json']);
+  const rest = cli(['check-config', stripped, '--json']);
   expect(rest.status, rest.stdout).toBe(0);
   expect(JSON.parse(rest.stdout)).toMatchObject({ ok: true });
   return { knowsAnycast: false, loadable: stripped };
