@@ -3,13 +3,14 @@
 // contract's rules, and the routing it describes holds with the real decide() (`quic-lb route`):
 // each server's CIDs go to its unicast address, a first flight is placed by the fallback, and a
 // withdrawn (draining) server leaves the fallback but keeps its CID-routed datagrams. Needs dist/.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { runCli } from '../helpers/cli.js';
+import { repoRoot, runCli } from '../helpers/cli.js';
 import { anycastEtc, anycastExample, anycastSectionProblems, checkAnycastConfig } from './anycast.js';
+import { deployDir } from './proc.js';
 
 type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -120,5 +121,58 @@ describe('deploy/config/anycast.yaml', () => {
       expect(d.reason).toBe('fallback_initial');
       expect(d.backend).not.toBe(owner);
     }
+  });
+});
+
+describe('docs/anycast.md and the deploy READMEs', () => {
+  const docs = {
+    'docs/anycast.md': readFileSync(path.join(repoRoot, 'docs', 'anycast.md'), 'utf8'),
+    'deploy/README.md': readFileSync(path.join(deployDir, 'README.md'), 'utf8'),
+    'deploy/bird/README.md': readFileSync(path.join(deployDir, 'bird', 'README.md'), 'utf8'),
+  };
+  /** The contract's metric names and withdraw reasons (common to the server mode and these pages). */
+  const METRICS = [
+    'quic_lb_anycast_announced',
+    'quic_lb_anycast_withdrawn',
+    'quic_lb_anycast_withdrawals_total',
+    'quic_lb_anycast_datagrams_total',
+    'quic_lb_anycast_peer_received_total',
+    'quic_lb_anycast_active_connections',
+    'quic_lb_anycast_event_loop_delay_seconds',
+    'quic_lb_anycast_cpu_ratio',
+  ];
+  const REASONS = ['starting', 'draining', 'connections', 'event-loop-delay', 'cpu', 'self-check'];
+
+  /** The server topology's part of a page: all of docs/anycast.md, the "Servers on the VIP" section of the others. */
+  const serverPart = (name: string, text: string): string =>
+    name === 'docs/anycast.md' ? text : (text.split('## Servers on the VIP')[1] ?? '').split('\n## ')[0];
+
+  it('every relative link, and every deploy/ path the server topology parts name, exists', () => {
+    for (const [name, text] of Object.entries(docs)) {
+      const dir = path.dirname(path.join(repoRoot, name));
+      for (const m of text.matchAll(/\]\(([^)#\s]+)(#[^)]*)?\)/g)) {
+        if (/^[a-z]+:/.test(m[1])) continue;
+        expect(existsSync(path.resolve(dir, m[1])), `${name}: link ${m[1]}`).toBe(true);
+      }
+      const part = serverPart(name, text);
+      expect(part.length, `${name}: its server topology part`).toBeGreaterThan(500);
+      for (const m of part.matchAll(/(?<![\w/.])(deploy\/[\w./@-]*\w)/g))
+        expect(existsSync(path.join(repoRoot, m[1])), `${name}: ${m[1]}`).toBe(true);
+    }
+    // README.md and deploy/README.md link the guide.
+    expect(readFileSync(path.join(repoRoot, 'README.md'), 'utf8')).toContain('](docs/anycast.md)');
+    expect(docs['deploy/README.md']).toContain('](../docs/anycast.md)');
+  });
+
+  it("names only the contract's metrics, every withdraw reason, and marks every figure with the test that measures it", () => {
+    const text = Object.values(docs).join('\n');
+    const named = new Set([...text.matchAll(/\bquic_lb_anycast_\w+/g)].map((m) => m[0]));
+    expect([...named].filter((n) => !METRICS.includes(n))).toEqual([]);
+    for (const m of METRICS) expect(docs['deploy/README.md'], m).toContain(m);
+    const table = [...docs['docs/anycast.md'].matchAll(/^\| `([a-z-]+)` \| /gm)].map((m) => m[1]);
+    expect(table).toEqual(REASONS);
+    const figures = [...text.matchAll(/<!-- figure: ([^>]*) -->/g)].map((m) => m[1]);
+    expect(figures.length).toBeGreaterThanOrEqual(5);
+    for (const f of figures) expect(f).toMatch(/test\/netns\/anycast/);
   });
 });
