@@ -1,15 +1,15 @@
 // deploy/config/anycast.yaml, the server topology's example config (docs/anycast.md): the project's
-// own loader accepts it with the key files deploy/README.md makes, its `anycast` section keeps the
-// contract's rules, and the routing it describes holds with the real decide() (`quic-lb route`):
+// own loader accepts it with the key files deploy/README.md makes, its `anycast` thresholds have
+// a hysteresis band, and the routing it describes holds with the real decide() (`quic-lb route`):
 // each server's CIDs go to its unicast address, a first flight is placed by the fallback, and a
 // withdrawn (draining) server leaves the fallback but keeps its CID-routed datagrams. Needs dist/.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { repoRoot, runCli } from '../helpers/cli.js';
-import { anycastEtc, anycastExample, anycastSectionProblems, checkAnycastConfig } from './anycast.js';
+import { anycastEtc, anycastExample, checkAnycastConfig } from './anycast.js';
 import { deployDir } from './proc.js';
 
 type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -38,9 +38,11 @@ function initialHex(): string {
 describe('deploy/config/anycast.yaml', () => {
   let doc: Any;
   let loadable: string;
+  let resolved: Any;
   beforeAll(() => {
     doc = parse(readFileSync(anycastExample, 'utf8')) as Any;
-    ({ loadable } = checkAnycastConfig(anycastEtc(path.join(work, 'etc'))));
+    loadable = anycastEtc(path.join(work, 'etc'));
+    resolved = checkAnycastConfig(loadable);
   });
 
   it('is a server topology: three servers on one VIP, replies from the VIP, signed peer traffic, probes between servers', () => {
@@ -58,11 +60,9 @@ describe('deploy/config/anycast.yaml', () => {
     expect(doc.metrics.listen).toMatch(/^127\./);
   });
 
-  it('the anycast section keeps the contract (and the rule checker bites)', () => {
-    expect(anycastSectionProblems(doc.anycast as Any)).toEqual([]);
-    const a = doc.anycast.announce as Any;
-    expect(doc.anycast.forward).toBe(true);
-    // Hysteresis: a band between each resume level and its limit, and every limit switched on.
+  it('the anycast section: every limit on, with a hysteresis band; the loader refuses a resume level over its limit', () => {
+    const a = resolved.anycast.announce as Any;
+    expect(resolved.anycast.forward).toBe(true);
     for (const [max, resume] of [
       ['maxConnections', 'resumeConnections'],
       ['maxEventLoopDelayMs', 'resumeEventLoopDelayMs'],
@@ -74,14 +74,21 @@ describe('deploy/config/anycast.yaml', () => {
     // CPU is per core: the event loop runs on one, so a limit above 1 could never be reached.
     expect(a.maxCpu).toBeLessThanOrEqual(1);
     expect(a.announceAfter).toBeGreaterThanOrEqual(a.withdrawAfter as number);
-    expect(
-      anycastSectionProblems({ forward: 'yes', announce: { maxCpu: 0.5, resumeCpu: 0.8, withdrawAfter: 0, wdraw: 1 } }),
-    ).toEqual([
-      '/anycast/forward: not a boolean',
-      '/anycast/announce/wdraw: unknown',
-      '/anycast/announce/withdrawAfter: not an integer >= 1',
-      '/anycast/announce/resumeCpu: must be <= maxCpu',
-    ]);
+    // The same file with the CPU band inverted, and without returnPath.mode: direct.
+    const text = readFileSync(loadable, 'utf8');
+    const bad = path.join(path.dirname(loadable), 'bad.yaml');
+    writeFileSync(bad, text.replace(/resumeCpu: [\d.]+/, `resumeCpu: ${a.maxCpu + 0.05}`));
+    expect(JSON.parse(runCli(['check-config', bad, '--json']).stdout)).toMatchObject({
+      ok: false,
+      code: 'ERR_CONFIG_VALUE',
+      field: '/anycast/announce/resumeCpu',
+    });
+    writeFileSync(bad, text.replace('mode: direct, ', 'mode: via-lb, listen: "127.0.0.1:4440", '));
+    expect(JSON.parse(runCli(['check-config', bad, '--json']).stdout)).toMatchObject({
+      ok: false,
+      code: 'ERR_CONFIG_VALUE',
+      field: '/returnPath/mode',
+    });
   });
 
   it("each server's CIDs route to its unicast address; a draining server leaves the fallback and keeps its CIDs", () => {

@@ -15,7 +15,7 @@ import * as core from 'kubernetes-models/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { runCli } from '../helpers/cli.js';
-import { anycastSectionProblems, checkAnycastConfig } from './anycast.js';
+import { checkAnycastConfig } from './anycast.js';
 import { unknownFields } from './k8s-fields.js';
 import { renderKustomization, type K8sObject } from './kustomize.js';
 import { readEvents } from '../e2e/stack.js';
@@ -457,8 +457,8 @@ describe('deploy/k8s/anycast-servers', () => {
     materialise(volume, objects, files, secret.metadata.name, etc);
     // The Secret's files at the kubelet's default mode draw check-config's mode warning: 0600 here.
     for (const f of Object.keys(files)) chmodSync(path.join(etc, f), 0o600);
-    checkAnycastConfig(path.join(etc, path.basename(arg('--config'))));
-    expect(anycastSectionProblems(config.anycast as Any)).toEqual([]);
+    const resolved = checkAnycastConfig(path.join(etc, path.basename(arg('--config'))));
+    expect(resolved.anycast.forward).toBe(true);
     expect(config.returnPath).toMatchObject({ mode: 'direct', signForward: true });
     for (const k of [
       ...(config.quicLb as Any[]).map((q) => q.keyFile),

@@ -27,7 +27,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { repoRoot } from '../helpers/cli.js';
 import { anycastEtc, anycastExample, checkAnycastConfig } from './anycast.js';
-import { deployDir, exampleEtc } from './proc.js';
+import { deployDir, exampleEtc, unitDirectives as directives } from './proc.js';
 import { waitFor } from '../helpers/wait.js';
 
 const unitDir = path.join(deployDir, 'systemd');
@@ -38,24 +38,6 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 const BIN = '/usr/local/bin/quic-lb';
 const VIP_HEALTH = '/usr/local/libexec/quic-lb/vip-health.sh';
 const CONFIG = '/etc/quic-lb/config.yaml';
-
-/** The unit's directives (section -> key -> values, in order). */
-function directives(text: string): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  let section = '';
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    if (line.startsWith('[')) {
-      section = line.slice(1, -1);
-      continue;
-    }
-    const eq = line.indexOf('=');
-    const key = `${section}.${line.slice(0, eq)}`;
-    out.set(key, [...(out.get(key) ?? []), line.slice(eq + 1)]);
-  }
-  return out;
-}
 
 function one(d: Map<string, string[]>, key: string): string {
   const v = d.get(key);
@@ -288,10 +270,7 @@ describe('deploy/systemd', () => {
       );
       const help = cli(['demo', 'backend', '--help']);
       expect(help.status, help.stderr).toBe(0);
-      // Until the server mode is merged the CLI lacks --anycast (and --metrics, which comes with it).
-      const pending = help.stdout.includes('--anycast') ? [] : ['--anycast', '--metrics'];
-      for (const flag of start.split(' ').filter((a) => a.startsWith('--') && !pending.includes(a)))
-        expect(help.stdout, flag).toContain(flag);
+      for (const flag of start.split(' ').filter((a) => a.startsWith('--'))) expect(help.stdout, flag).toContain(flag);
     });
 
     it('ExecStop drains, then returns after DRAIN_SECONDS; with no main process it returns at once', async () => {
