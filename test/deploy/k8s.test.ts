@@ -13,7 +13,7 @@ import path from 'node:path';
 import * as apps from 'kubernetes-models/apps/v1';
 import * as core from 'kubernetes-models/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { runCli } from '../helpers/cli.js';
 import { checkAnycastConfig } from './anycast.js';
 import { unknownFields } from './k8s-fields.js';
@@ -493,6 +493,52 @@ describe('deploy/k8s/anycast-servers', () => {
     expect(server.livenessProbe.httpGet).toEqual({ path: '/metrics', port: Number(metricsPort) });
     expect(server.securityContext.capabilities).toEqual({ drop: ['ALL'], add: ['NET_BIND_SERVICE'] });
     expect(server.securityContext.allowPrivilegeEscalation).toBe(false);
+  });
+
+  it("the server container's own arguments run node N as server N; /healthz on the probe port; preStop's SIGUSR2 drains it", async () => {
+    const { secret, files } = documentedSecret();
+    const mount = (server.volumeMounts as Any[]).find((m) => m.mountPath === path.dirname(arg('--config'))) as Any;
+    const volume = (pod.volumes as Any[]).find((v) => v.name === mount.name) as Any;
+    const etc = path.join(work, 'anycast-servers-run');
+    materialise(volume, objects, files, secret.metadata.name, etc);
+    // The node addresses and the probe port moved to loopback (no root, no other test's ports);
+    // everything else is the ConfigMap's.
+    const local = structuredClone(config);
+    local.listen = ['127.0.4.40:35140'];
+    (local.backends as Any[]).forEach((b, n) => (b.address = `127.0.4.${41 + n}:${35141 + n}`));
+    local.metrics.listen = '127.0.4.40:35149';
+    const configFile = path.join(etc, 'config-local.yaml');
+    writeFileSync(configFile, stringify(local));
+    const probe = `http://127.0.4.40:35149${server.readinessProbe.httpGet.path as string}`;
+    const preStop = server.lifecycle.preStop.exec.command[2] as string;
+    for (const [n, node] of (config.backends as Any[]).entries()) {
+      const args = (server.args as string[]).map((a) => a.replace('$(NODE_NAME)', node.name as string));
+      args[args.indexOf('--config') + 1] = configFile;
+      args[args.indexOf('--reset-key-file') + 1] = path.join(etc, path.basename(arg('--reset-key-file')));
+      const log = path.join(work, `${node.name}.jsonl`);
+      const p = await startCli([...args, '--event-log', log]);
+      try {
+        expect(p.ready).toMatchObject({
+          ready: true,
+          name: node.name,
+          anycast: true,
+          addresses: [{ address: `127.0.4.${41 + n}`, port: 35141 + n }],
+        });
+        await waitFor(`${node.name} ready (/healthz 200)`, async () => (await fetch(probe)).status === 200, 15_000);
+        const started = readEvents(log).find((e) => e.event === 'backend-started')!;
+        expect(started.server).toBe(Object.values(node.serverIds as Record<string, string>)[0]);
+        // preStop, with this process standing in for PID 1 of the container.
+        const r = spawnSync('/bin/sh', [
+          '-c',
+          preStop.replace('kill -USR2 1;', `kill -USR2 ${p.pid};`).replace(/sleep \d+/, 'sleep 0'),
+        ]);
+        expect(r.status).toBe(0);
+        await waitFor(`${node.name} drained (/healthz 503)`, async () => (await fetch(probe)).status === 503, 5000);
+        expect(await (await fetch(probe)).text()).toContain('draining');
+      } finally {
+        expect(await stop(p, 'SIGTERM', GRACEFUL_STOP_MS)).toBe(0);
+      }
+    }
   });
 
   it('preStop drains PID 1 (SIGUSR2) and waits within the grace period', () => {
