@@ -1,12 +1,13 @@
 #!/bin/sh
-# vip-health.sh: announce the anycast VIP only while the local QUIC-LB is healthy.
+# vip-health.sh: announce the anycast VIP only while the local QUIC-LB, or the local QUIC server
+# in server mode (docs/anycast.md), answers its /healthz with 200.
 #
 #   vip-health.sh HEALTH_URL [BIRD_SOCKET] [INTERVAL_S] [RISE] [FALL]
 #
-# Polls HEALTH_URL (the LB's health endpoint, which fails first on shutdown) every INTERVAL_S
+# Polls HEALTH_URL (the node's health endpoint, which fails first on shutdown) every INTERVAL_S
 # seconds (default 1). After RISE consecutive successes (default 2) it enables the BIRD static
 # protocol that carries the VIP (`birdc enable vip`: route announced); after FALL consecutive
-# failures (default 2) it disables it (route withdrawn, the router's ECMP route loses this LB).
+# failures (default 2) it disables it (route withdrawn, the router's ECMP route loses this node).
 # The protocol name can be changed with VIP_PROTOCOL. lb.conf.template starts `vip` disabled, so
 # a fresh node announces nothing until it is healthy. Run it under systemd next to bird.
 set -u

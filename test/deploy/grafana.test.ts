@@ -1,7 +1,9 @@
 // deploy/grafana/quic-lb.json against a real `quic-lb serve` (two workers, a health-probed
-// backend, traffic, a reload): every metric the dashboard's PromQL names exists on /metrics, and
-// every label it groups, filters or prints by is a label of those metrics. A renamed metric or
-// label breaks this test. Needs dist/ (npm run build). Ports 35000-35999 on 127.0.4.x.
+// backend, traffic, a reload) and a real server in server mode (`quic-lb demo backend --anycast`,
+// its own and a peer's datagrams on the VIP): every metric the dashboard's PromQL names exists on
+// one of the two /metrics, and every label it groups, filters or prints by is a label of those
+// metrics. A renamed metric or label breaks this test. Needs dist/ (npm run build). Ports
+// 35000-35999 on 127.0.4.x.
 import dgram from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -104,7 +106,7 @@ describe('deploy/grafana/quic-lb.json', () => {
     ]);
   });
 
-  it('uses only metrics and labels that quic-lb serve exposes', async () => {
+  it('uses only metrics and labels that quic-lb serve and the server mode expose', async () => {
     // A backend that answers the LB's health probes (as the backend kit does).
     const backend = dgram.createSocket('udp4');
     await new Promise<void>((r) => backend.bind(35002, '127.0.4.2', r));
@@ -168,6 +170,11 @@ describe('deploy/grafana/quic-lb.json', () => {
     expect(text).toMatch(/quic_lb_received_packets_total\{reason="routed"\} 10/);
     expect(text).toMatch(/quic_lb_received_packets_total\{reason="dropped_malformed"\} 1/);
     const exposed = scrapeLabels(text);
+    // The server mode's own metrics (the anycast row), from a server with some VIP traffic.
+    const anycast = await scrapeAnycastServer(quicLb, cid);
+    const fromServer = [...anycast.keys()].filter((m) => m.startsWith('quic_lb_anycast_'));
+    expect(fromServer.length).toBeGreaterThanOrEqual(8);
+    for (const m of fromServer) exposed.set(m, anycast.get(m)!);
 
     const qs = queries();
     expect(qs.length).toBeGreaterThan(15);
@@ -184,9 +191,67 @@ describe('deploy/grafana/quic-lb.json', () => {
       for (const l of usedLabels(q.expr, q.legend))
         expect(labels.has(l), `${q.where}: label ${l} is not a label of ${metrics.join(', ')}`).toBe(true);
     }
-    // The dashboard covers every metric the LB exposes.
+    // The dashboard covers every metric the LB and the server mode expose.
     const all = [...exposed.keys()].filter((m) => m.startsWith('quic_lb_'));
     expect(all.filter((m) => !seen.has(m))).toEqual([]);
     expect(await stop(lb, 'SIGTERM', GRACEFUL_STOP_MS)).toBe(0);
   });
 });
+
+/**
+ * Runs server s1 of a two-server anycast config on loopback (s2 is absent), sends its VIP a
+ * datagram with its own CID, one with s2's and a client's first Initial, and returns the label
+ * names of its /metrics once the datagrams are counted.
+ */
+async function scrapeAnycastServer(
+  quicLb: { configId: number; serverIdLength: number; nonceLength: number; key: string },
+  ownCid: Uint8Array,
+): Promise<Map<string, Set<string>>> {
+  const file = path.join(work, 'anycast.yaml');
+  writeFileSync(
+    file,
+    stringify({
+      listen: ['127.0.4.11:35011'],
+      quicLb: [quicLb],
+      backends: [
+        { name: 's1', address: '127.0.4.12:35012', serverIds: { 0: '0001' } },
+        { name: 's2', address: '127.0.4.13:35013', serverIds: { 0: '0002' } },
+      ],
+      fallback: { key: 'ffeeddccbbaa99887766554433221100' },
+      health: { type: 'udp', intervalMs: 100, timeoutMs: 100, rise: 1, fall: 2 },
+      returnPath: { mode: 'direct', hmacKey: '42'.repeat(32), signForward: true },
+      metrics: { listen: '127.0.4.11:35014' },
+      anycast: { announce: { intervalMs: 200, maxConnections: 100, maxEventLoopDelayMs: 500, maxCpu: 0.9 } },
+      log: { level: 'warn' },
+    }),
+  );
+  const server = await startCli(['demo', 'backend', '--config', file, '--name', 's1', '--anycast']);
+  cleanup.push(() => stop(server, 'SIGTERM', GRACEFUL_STOP_MS));
+  const base = 'http://127.0.4.11:35014';
+  await waitFor(
+    'the server announced (/healthz 200)',
+    async () => (await fetch(`${base}/healthz`)).status === 200,
+    10_000,
+  );
+  const config = createConfig({ ...quicLb, key: Buffer.from(quicLb.key, 'hex') });
+  const peerCid = encodeConnectionId(config, Uint8Array.of(0, 2), new Uint8Array(6).fill(9));
+  const client = dgram.createSocket('udp4');
+  await new Promise<void>((r) => client.bind(0, '127.0.4.9', r));
+  cleanup.push(() => client.close());
+  client.send(Buffer.concat([Buffer.of(0x40), ownCid, Buffer.alloc(40, 1)]), 35011, '127.0.4.11');
+  client.send(Buffer.concat([Buffer.of(0x40), peerCid, Buffer.alloc(40, 2)]), 35011, '127.0.4.11');
+  let text = '';
+  await waitFor(
+    'the local and the peer datagram on /metrics',
+    async () => {
+      text = await (await fetch(`${base}/metrics`)).text();
+      return (
+        /quic_lb_anycast_datagrams_total\{path="local"\} [1-9]/.test(text) &&
+        /quic_lb_anycast_datagrams_total\{path="peer"\} [1-9]/.test(text)
+      );
+    },
+    10_000,
+  );
+  expect(text).toMatch(/quic_lb_anycast_announced 1/);
+  return scrapeLabels(text);
+}

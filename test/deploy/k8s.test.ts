@@ -2,7 +2,9 @@
 // (kubernetes-models, offline), and check what the schema cannot: the LB config in the ConfigMap
 // passes `quic-lb check-config` with the key files of the documented Secret, the probes hit the
 // port and path the config serves, and StatefulSet pod N really runs as the backend whose server
-// ID the LB routes to Service quic-backend-N. Needs dist/ (npm run build).
+// ID the LB routes to Service quic-backend-N. The server topology (anycast-servers): the same
+// validation, its config through the loader, and the pod wiring (node name, probes, drain on
+// preStop, the BIRD sidecar of overlays/anycast-bird). Needs dist/ (npm run build).
 import { spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,8 +13,9 @@ import path from 'node:path';
 import * as apps from 'kubernetes-models/apps/v1';
 import * as core from 'kubernetes-models/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { runCli } from '../helpers/cli.js';
+import { checkAnycastConfig } from './anycast.js';
 import { unknownFields } from './k8s-fields.js';
 import { renderKustomization, type K8sObject } from './kustomize.js';
 import { readEvents } from '../e2e/stack.js';
@@ -412,5 +415,177 @@ describe('deploy/k8s/overlays/anycast-bird', () => {
     }
     expect(await exited, log).toBe(0);
     expect(vipState()).toBe('no answer');
+  });
+});
+
+describe('deploy/k8s/anycast-servers', () => {
+  const dir = path.join(deployDir, 'k8s', 'anycast-servers');
+  let objects: K8sObject[];
+  let config: Any;
+  let ds: Any;
+  let pod: Any;
+  let server: Any;
+  beforeAll(() => {
+    objects = renderKustomization(dir);
+    config = parse(find(objects, 'ConfigMap', 'quic-server-config').data['config.yaml'] as string) as Any;
+    ds = find(objects, 'DaemonSet', 'quic-server');
+    pod = ds.spec.template.spec;
+    server = pod.containers.find((c: Any) => c.name === 'server');
+  });
+  const envOf = (c: Any): Record<string, string> =>
+    Object.fromEntries((c.env as Any[]).filter((e) => 'value' in e).map((e) => [e.name, e.value]));
+  const arg = (flag: string): string => server.args[(server.args as string[]).indexOf(flag) + 1] as string;
+
+  it('renders a namespace, the config and one DaemonSet, each valid against the Kubernetes API schema', () => {
+    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual([
+      'ConfigMap/quic-server-config',
+      'DaemonSet/quic-server',
+      'Namespace/quic-lb',
+    ]);
+    for (const o of objects) {
+      expect(() => validate(o), `${o.kind}/${o.metadata.name}`).not.toThrow();
+      expect(unknownFields(o), `${o.kind}/${o.metadata.name}`).toEqual([]);
+      if (o.kind !== 'Namespace') expect(o.metadata.namespace).toBe('quic-lb');
+    }
+  });
+
+  it('the config passes the loader with the key files of the documented Secret, and is a server topology', () => {
+    const { secret, files } = documentedSecret();
+    const mount = (server.volumeMounts as Any[]).find((m) => m.mountPath === path.dirname(arg('--config'))) as Any;
+    const volume = (pod.volumes as Any[]).find((v) => v.name === mount.name) as Any;
+    const etc = path.join(work, 'anycast-servers');
+    materialise(volume, objects, files, secret.metadata.name, etc);
+    // The Secret's files at the kubelet's default mode draw check-config's mode warning: 0600 here.
+    for (const f of Object.keys(files)) chmodSync(path.join(etc, f), 0o600);
+    const resolved = checkAnycastConfig(path.join(etc, path.basename(arg('--config'))));
+    expect(resolved.anycast.forward).toBe(true);
+    expect(config.returnPath).toMatchObject({ mode: 'direct', signForward: true });
+    for (const k of [
+      ...(config.quicLb as Any[]).map((q) => q.keyFile),
+      config.fallback.keyFile,
+      config.returnPath.hmacKeyFile,
+    ])
+      expect(Object.keys(files)).toContain(k);
+    // The reset key is read from the Secret mounted beside the config.
+    expect(path.dirname(arg('--reset-key-file'))).toBe(path.dirname(arg('--config')));
+    expect(Object.keys(files)).toContain(path.basename(arg('--reset-key-file')));
+  });
+
+  it('each pod is the server named after its node, in server mode, on the ports the config names', () => {
+    expect(pod.hostNetwork).toBe(true);
+    expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
+    expect(server.args.slice(0, 2)).toEqual(['demo', 'backend']);
+    expect(server.args).toContain('--anycast');
+    expect(arg('--name')).toBe('$(NODE_NAME)');
+    expect((server.env as Any[]).find((e) => e.name === 'NODE_NAME')?.valueFrom.fieldRef.fieldPath).toBe(
+      'spec.nodeName',
+    );
+    // Pods sit on the node's own address: no --listen/--preferred, the config's address is used.
+    expect(server.args).not.toContain('--listen');
+    expect(server.args).not.toContain('--no-preferred');
+    const ports = (server.ports as Any[]).map((p) => `${p.containerPort}/${p.protocol}`);
+    for (const l of config.listen as string[]) expect(ports).toContain(`${l.split(':').pop()}/UDP`);
+    for (const b of config.backends as Any[]) expect(ports).toContain(`${(b.address as string).split(':').pop()}/UDP`);
+    const [metricsHost, metricsPort] = (config.metrics.listen as string).split(':');
+    expect(metricsHost).toBe('0.0.0.0'); // the kubelet probes the node's address
+    expect(ports).toContain(`${metricsPort}/TCP`);
+    expect(server.readinessProbe.httpGet).toEqual({ path: '/healthz', port: Number(metricsPort) });
+    expect(server.livenessProbe.httpGet).toEqual({ path: '/metrics', port: Number(metricsPort) });
+    expect(server.securityContext.capabilities).toEqual({ drop: ['ALL'], add: ['NET_BIND_SERVICE'] });
+    expect(server.securityContext.allowPrivilegeEscalation).toBe(false);
+  });
+
+  it("the server container's own arguments run node N as server N; /healthz on the probe port; preStop's SIGUSR2 drains it", async () => {
+    const { secret, files } = documentedSecret();
+    const mount = (server.volumeMounts as Any[]).find((m) => m.mountPath === path.dirname(arg('--config'))) as Any;
+    const volume = (pod.volumes as Any[]).find((v) => v.name === mount.name) as Any;
+    const etc = path.join(work, 'anycast-servers-run');
+    materialise(volume, objects, files, secret.metadata.name, etc);
+    // The node addresses and the probe port moved to loopback (no root, no other test's ports);
+    // everything else is the ConfigMap's.
+    const local = structuredClone(config);
+    local.listen = ['127.0.4.40:35140'];
+    (local.backends as Any[]).forEach((b, n) => (b.address = `127.0.4.${41 + n}:${35141 + n}`));
+    local.metrics.listen = '127.0.4.40:35149';
+    const configFile = path.join(etc, 'config-local.yaml');
+    writeFileSync(configFile, stringify(local));
+    const probe = `http://127.0.4.40:35149${server.readinessProbe.httpGet.path as string}`;
+    const preStop = server.lifecycle.preStop.exec.command[2] as string;
+    for (const [n, node] of (config.backends as Any[]).entries()) {
+      const args = (server.args as string[]).map((a) => a.replace('$(NODE_NAME)', node.name as string));
+      args[args.indexOf('--config') + 1] = configFile;
+      args[args.indexOf('--reset-key-file') + 1] = path.join(etc, path.basename(arg('--reset-key-file')));
+      const log = path.join(work, `${node.name}.jsonl`);
+      const p = await startCli([...args, '--event-log', log]);
+      try {
+        expect(p.ready).toMatchObject({
+          ready: true,
+          name: node.name,
+          anycast: true,
+          addresses: [{ address: `127.0.4.${41 + n}`, port: 35141 + n }],
+        });
+        await waitFor(`${node.name} ready (/healthz 200)`, async () => (await fetch(probe)).status === 200, 15_000);
+        const started = readEvents(log).find((e) => e.event === 'backend-started')!;
+        expect(started.server).toBe(Object.values(node.serverIds as Record<string, string>)[0]);
+        // preStop, with this process standing in for PID 1 of the container.
+        const r = spawnSync('/bin/sh', [
+          '-c',
+          preStop.replace('kill -USR2 1;', `kill -USR2 ${p.pid};`).replace(/sleep \d+/, 'sleep 0'),
+        ]);
+        expect(r.status).toBe(0);
+        await waitFor(`${node.name} drained (/healthz 503)`, async () => (await fetch(probe)).status === 503, 5000);
+        expect(await (await fetch(probe)).text()).toContain('draining');
+      } finally {
+        expect(await stop(p, 'SIGTERM', GRACEFUL_STOP_MS)).toBe(0);
+      }
+    }
+  });
+
+  it('preStop drains PID 1 (SIGUSR2) and waits within the grace period', () => {
+    const cmd = server.lifecycle.preStop.exec.command as string[];
+    expect(cmd.slice(0, 2)).toEqual(['/bin/sh', '-c']);
+    const m = /^kill -USR2 1; sleep (\d+)$/.exec(cmd[2]);
+    expect(m, cmd[2]).not.toBeNull();
+    // The image's ENTRYPOINT is quic-lb itself, so PID 1 is the server.
+    expect(readFileSync(path.join(deployDir, 'Dockerfile'), 'utf8')).toMatch(/^ENTRYPOINT \["quic-lb"\]$/m);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(Number(m![1]) + 10);
+  });
+
+  it("the BIRD sidecar and the VIP init container are overlays/anycast-bird's, for this config's VIP and /healthz", () => {
+    const lbTier = find(
+      renderKustomization(path.join(deployDir, 'k8s', 'overlays', 'anycast-bird')),
+      'DaemonSet',
+      'quic-lb',
+    ).spec.template.spec as Any;
+    const init = pod.initContainers.find((c: Any) => c.name === 'vip');
+    expect(init).toEqual(lbTier.initContainers.find((c: Any) => c.name === 'vip'));
+    const bird = pod.containers.find((c: Any) => c.name === 'bird');
+    const lbBird = lbTier.containers.find((c: Any) => c.name === 'bird');
+    for (const k of ['image', 'args', 'ports', 'resources', 'securityContext', 'volumeMounts'])
+      expect(bird[k], k).toEqual(lbBird[k]);
+    expect((bird.env as Any[]).map((e) => e.name)).toEqual((lbBird.env as Any[]).map((e) => e.name));
+    expect(pod.volumes).toContainEqual(lbTier.volumes.find((v: Any) => v.name === 'bird-run'));
+    const vip = (config.listen[0] as string).replace(/:\d+$/, '');
+    expect(envOf(init).VIP).toBe(vip);
+    const env = envOf(bird);
+    expect(env.VIP).toBe(vip);
+    expect(env.HEALTH_URL).toBe(`http://127.0.0.1:${(config.metrics.listen as string).split(':').pop()}/healthz`);
+    // The sidecar's entrypoint renders deploy/bird/lb.conf.template for a server node; BIRD accepts it.
+    const render = spawnSync(path.join(deployDir, 'k8s', 'bird-sidecar', 'entrypoint.sh'), ['render'], {
+      encoding: 'utf8',
+      env: {
+        PATH: process.env.PATH,
+        ...env,
+        HOST_IP: '203.0.113.11',
+        TEMPLATE: path.join(deployDir, 'bird', 'lb.conf.template'),
+      },
+    });
+    expect(render.status, render.stderr).toBe(0);
+    expect(render.stdout).toContain(`route ${vip}/32 blackhole;`);
+    expect(render.stdout).toContain(`local 203.0.113.11 as ${env.LOCAL_AS};`);
+    const conf = path.join(work, 'server-bird.conf');
+    writeFileSync(conf, render.stdout);
+    const check = spawnSync('bird', ['-p', '-c', conf], { encoding: 'utf8' });
+    expect(check.status, check.stderr).toBe(0);
   });
 });

@@ -1,5 +1,5 @@
-// Helpers of the deploy tests: the example /etc/quic-lb of deploy/README.md, and how long a
-// graceful stop may take.
+// Helpers of the deploy tests: the example /etc/quic-lb of deploy/README.md, how long a
+// graceful stop may take, and a systemd unit's directives.
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot, runCli } from '../helpers/cli.js';
@@ -24,4 +24,22 @@ export function exampleEtc(dir: string): string {
     writeFileSync(path.join(dir, 'keys', `${name}.hex`), runCli(['keygen', '--octets', String(octets)]).stdout);
   }
   return path.join(dir, 'config.yaml');
+}
+
+/** A systemd unit's directives (section.key -> values, in order; comments and blank lines skipped). */
+export function unitDirectives(text: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let section = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    if (line.startsWith('[')) {
+      section = line.slice(1, -1);
+      continue;
+    }
+    const eq = line.indexOf('=');
+    const key = `${section}.${line.slice(0, eq)}`;
+    out.set(key, [...(out.get(key) ?? []), line.slice(eq + 1)]);
+  }
+  return out;
 }

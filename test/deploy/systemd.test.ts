@@ -3,9 +3,11 @@
 // npm cache needed), `systemd-analyze verify` on every unit against that installation (syntax,
 // directives, executables), the security exposure score of quic-lb.service, and the operational
 // contract: reload = SIGHUP, stop timeout longer than the drain, the capability only where the
-// VIP port needs it, and the command lines the units run accepted by the installed CLI. Needs
-// dist/ (npm run build).
-import { spawnSync } from 'node:child_process';
+// VIP port needs it, and the command lines the units run accepted by the installed CLI. The
+// server topology's units (quic-lb-anycast@, quic-lb-anycast-vip-health@; docs/anycast.md) get the
+// same checks plus their environment file and the drain-then-stop of ExecStop, run for real.
+// Needs dist/ (npm run build).
+import { spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   cpSync,
@@ -24,7 +26,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { repoRoot } from '../helpers/cli.js';
-import { deployDir, exampleEtc } from './proc.js';
+import { anycastEtc, anycastExample, checkAnycastConfig } from './anycast.js';
+import { deployDir, exampleEtc, unitDirectives as directives } from './proc.js';
+import { waitFor } from '../helpers/wait.js';
 
 const unitDir = path.join(deployDir, 'systemd');
 const work = mkdtempSync(path.join(tmpdir(), 'quic-lb-systemd-'));
@@ -34,24 +38,6 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 const BIN = '/usr/local/bin/quic-lb';
 const VIP_HEALTH = '/usr/local/libexec/quic-lb/vip-health.sh';
 const CONFIG = '/etc/quic-lb/config.yaml';
-
-/** The unit's directives (section -> key -> values, in order). */
-function directives(text: string): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  let section = '';
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    if (line.startsWith('[')) {
-      section = line.slice(1, -1);
-      continue;
-    }
-    const eq = line.indexOf('=');
-    const key = `${section}.${line.slice(0, eq)}`;
-    out.set(key, [...(out.get(key) ?? []), line.slice(eq + 1)]);
-  }
-  return out;
-}
 
 function one(d: Map<string, string[]>, key: string): string {
   const v = d.get(key);
@@ -138,7 +124,13 @@ describe('deploy/systemd', () => {
     // verify checks that every Exec command exists and is executable.
     const dir = path.join(work, 'units');
     mkdirSync(dir);
-    expect(units.sort()).toEqual(['quic-lb-demo-backend@.service', 'quic-lb-vip-health.service', 'quic-lb.service']);
+    expect(units.sort()).toEqual([
+      'quic-lb-anycast-vip-health@.service',
+      'quic-lb-anycast@.service',
+      'quic-lb-demo-backend@.service',
+      'quic-lb-vip-health.service',
+      'quic-lb.service',
+    ]);
     const files = units.map((u) => {
       const text = readFileSync(path.join(unitDir, u), 'utf8')
         .replaceAll(BIN, installed)
@@ -205,6 +197,117 @@ describe('deploy/systemd', () => {
     // The VIP announcer polls the /healthz the example config serves.
     const vip = directives(readFileSync(path.join(unitDir, 'quic-lb-vip-health.service'), 'utf8'));
     expect(one(vip, 'Service.ExecStart').split(' ')[1]).toBe(`http://${example.metrics.listen}/healthz`);
+  });
+
+  describe('the server topology: quic-lb-anycast@ and quic-lb-anycast-vip-health@', () => {
+    const ANYCAST_ENV = '/etc/quic-lb/anycast.env';
+    const server = directives(readFileSync(path.join(unitDir, 'quic-lb-anycast@.service'), 'utf8'));
+    const vipHealth = directives(readFileSync(path.join(unitDir, 'quic-lb-anycast-vip-health@.service'), 'utf8'));
+    const anycastConfig = parse(readFileSync(anycastExample, 'utf8')) as {
+      listen: string[];
+      metrics: { listen: string };
+    };
+    /** KEY=value lines of an environment file. */
+    const envFile = (text: string): Record<string, string> =>
+      Object.fromEntries(
+        text
+          .split('\n')
+          .filter((l) => /^[A-Z_]+=/.test(l))
+          .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+      );
+    /** Environment= defaults of a unit, then the example file over them, as systemd applies them. */
+    const envOf = (d: Map<string, string[]>): Record<string, string> => ({
+      ...Object.fromEntries(
+        (d.get('Service.Environment') ?? []).flatMap((e) => e.split(' ').map((kv) => kv.split('='))),
+      ),
+      ...envFile(readFileSync(path.join(unitDir, 'quic-lb-anycast.env'), 'utf8')),
+    });
+
+    it('exposure score <= 2, reload by SIGHUP after check-config, the example env file matches the example config', () => {
+      const file = path.join(unitDir, 'quic-lb-anycast@.service');
+      const r = spawnSync('systemd-analyze', ['security', '--offline=true', '--no-pager', file], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      const score = Number(/Overall exposure level for quic-lb-anycast@\S*\.service: ([\d.]+)/.exec(r.stdout)?.[1]);
+      expect(score).toBeLessThanOrEqual(2);
+      expect(one(server, 'Service.User')).not.toBe('root');
+      expect(one(server, 'Service.ProtectSystem')).toBe('strict');
+      expect(one(server, 'Service.AmbientCapabilities')).toBe('CAP_NET_BIND_SERVICE');
+      expect(server.get('Service.ExecReload')).toEqual([`${BIN} check-config ${CONFIG}`, '/bin/kill -HUP $MAINPID']);
+      // Both units read the same file; the VIP put on lo is the config's, /healthz is where vip-health polls.
+      expect(one(server, 'Service.EnvironmentFile')).toBe(ANYCAST_ENV);
+      expect(one(vipHealth, 'Service.EnvironmentFile')).toBe(ANYCAST_ENV);
+      const env = envOf(server);
+      expect(anycastConfig.listen.map((l) => l.replace(/:\d+$/, ''))).toContain(env.VIP);
+      expect(server.get('Service.ExecStartPre')).toContain('+/usr/sbin/ip addr replace ${VIP}/32 dev lo');
+      // The units' default and the example file agree with the config's metrics.listen.
+      expect(envOf(server).METRICS).toBe(anycastConfig.metrics.listen);
+      expect(envOf(vipHealth).METRICS).toBe(anycastConfig.metrics.listen);
+      expect(one(vipHealth, 'Service.ExecStart').split(' ')).toEqual([
+        VIP_HEALTH,
+        'http://${METRICS}/healthz',
+        '/run/bird/bird.ctl',
+        '1',
+        '2',
+        '2',
+      ]);
+      expect(vipHealth.get('Unit.After')?.join(' ')).toContain('quic-lb-anycast@%i.service');
+      // Room for the drain and then the stop.
+      expect(Number(one(server, 'Service.TimeoutStopSec'))).toBeGreaterThanOrEqual(Number(env.DRAIN_SECONDS) + 10);
+    });
+
+    it('its command lines: check-config accepts the example config, demo backend knows every flag of ExecStart', () => {
+      const config = anycastEtc(path.join(work, 'anycast-etc'));
+      const cli = (args: string[]) => spawnSync(installed, args, { encoding: 'utf8' });
+      for (const cmd of [...server.get('Service.ExecStartPre')!, ...server.get('Service.ExecReload')!]) {
+        if (!cmd.startsWith(BIN)) continue;
+        const args = cmd.split(' ').slice(1);
+        expect(args).toEqual(['check-config', CONFIG]);
+        checkAnycastConfig(config, cli);
+      }
+      const start = one(server, 'Service.ExecStart');
+      expect(start).toBe(
+        `${BIN} demo backend --config ${CONFIG} --name %i --anycast --metrics \${METRICS} --reset-key-file /etc/quic-lb/keys/reset.hex`,
+      );
+      const help = cli(['demo', 'backend', '--help']);
+      expect(help.status, help.stderr).toBe(0);
+      for (const flag of start.split(' ').filter((a) => a.startsWith('--'))) expect(help.stdout, flag).toContain(flag);
+    });
+
+    it('ExecStop drains, then returns after DRAIN_SECONDS; with no main process it returns at once', async () => {
+      const stopCmd = one(server, 'Service.ExecStop');
+      const m = /^\/bin\/sh -c '(.*)'$/.exec(stopCmd);
+      expect(m, stopCmd).not.toBeNull();
+      // systemd substitutes ${VAR} inside the word before sh runs it.
+      const script = (vars: Record<string, string>) => m![1].replace(/\$\{(\w+)\}/g, (_x, v: string) => vars[v]);
+      const marker = path.join(work, 'usr2');
+      const main = spawn(
+        process.execPath,
+        [
+          '-e',
+          `process.on('SIGUSR2', () => require('fs').writeFileSync(${JSON.stringify(marker)}, 'drained')); setInterval(() => {}, 1000);`,
+        ],
+        { stdio: 'ignore' },
+      );
+      try {
+        await waitFor('the stand-in main process is up', () => main.pid !== undefined, 5000);
+        await new Promise((r) => setTimeout(r, 300)); // its SIGUSR2 handler installed
+        const t0 = Date.now();
+        const r = spawnSync('/bin/sh', ['-c', script({ MAINPID: String(main.pid), DRAIN_SECONDS: '1' })], {
+          encoding: 'utf8',
+        });
+        expect(r.status, r.stderr).toBe(0);
+        expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+        expect(readFileSync(marker, 'utf8')).toBe('drained');
+        expect(main.exitCode).toBeNull(); // SIGUSR2 only; KillSignal comes after ExecStop
+      } finally {
+        main.kill('SIGKILL');
+      }
+      // After a crash systemd still runs ExecStop, with $MAINPID empty: no wait before the restart.
+      const t1 = Date.now();
+      const crashed = spawnSync('/bin/sh', ['-c', script({ MAINPID: '', DRAIN_SECONDS: '30' })], { encoding: 'utf8' });
+      expect(crashed.status).toBe(0);
+      expect(Date.now() - t1).toBeLessThan(10_000);
+    });
   });
 
   it('the README renders deploy/bird/lb.conf.template into a BIRD config that bird -p accepts, announcing the example VIP', () => {
