@@ -22,7 +22,7 @@ import { BIRD_DIR, lbBirdConfig, routerBirdConfig, startBird, type BirdInstance 
 import { canUseNetns, commandExists, createFleet, type Fleet, type Ns } from './netns.js';
 import { CLI, isDemoBody, REPO, VIP_PORT } from './quic-fleet.js';
 import { parseMetrics } from '../helpers/metrics.js';
-import { waitFor } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 export { isDemoBody, VIP_PORT };
 /** Every anycast suite needs root, gtlsclient, curl and BIRD. */
@@ -322,6 +322,8 @@ export function acceptedBySCID(procs: Iterable<ServerProc>): Map<string, Accepte
 export interface ClientRun {
   /** Whether the client honours preferred_address (false: `--no-preferred-addr`, the VIP path). */
   migrating: boolean;
+  /** The client's UDP source port (its first datagram to the VIP). */
+  port?: number;
   startedAt: number;
   endedAt: number;
   out: string;
@@ -342,51 +344,77 @@ export interface ClientOptions {
   delayMs?: number;
 }
 
+/** A client started by {@link startClient}. */
+export interface StartedClient {
+  /** Its source port, as soon as it sent its first datagram (undefined if it never did). */
+  port: Promise<number | undefined>;
+  done: Promise<ClientRun>;
+}
+
 /**
- * One gtlsclient run from the client namespace to the VIP, downloading `/bytes/<size>`. Bounded:
- * 5 s idle and handshake timeouts, killed after 20 s. gtlsclient's exit code says nothing
- * (0 after a failed handshake too): success = status 200 and the exact demo body.
+ * Starts one gtlsclient in the client namespace, to the VIP, downloading `/bytes/<size>`. Bounded:
+ * 5 s idle and handshake timeouts, killed after 20 s. gtlsclient's exit code says nothing (0 after
+ * a failed handshake too): success = status 200 and the exact demo body.
  */
-export async function runClient(af: AnycastFleet, o: ClientOptions): Promise<ClientRun> {
+export function startClient(af: AnycastFleet, o: ClientOptions): StartedClient {
   const { fleet } = af;
   const dl = mkdtempSync(path.join(af.dir, 'dl-'));
   const startedAt = Date.now();
-  const r = await fleet.exec(
-    fleet.client,
-    [
-      'timeout',
-      '20',
-      'gtlsclient',
-      '--exit-on-all-streams-close',
-      '--no-quic-dump',
-      '--no-http-dump',
-      '--timeout=5s',
-      '--handshake-timeout=5s',
-      `--delay-stream=${o.delayMs ?? 300}ms`,
-      `--download=${dl}`,
-      ...(o.migrating ? [] : ['--no-preferred-addr']),
-      fleet.vip,
-      String(VIP_PORT),
-      `https://${fleet.vip}:${VIP_PORT}/bytes/${o.size}`,
-    ],
-    25_000,
-  );
-  const endedAt = Date.now();
-  const out = r.stdout + r.stderr;
-  const f = path.join(dl, String(o.size));
-  const body = existsSync(f) ? readFileSync(f) : undefined;
-  rmSync(dl, { recursive: true, force: true });
-  const preferred = /selected server preferred_address is (\[[\d.]+\]:\d+)/.exec(out)?.[1];
-  return {
-    migrating: o.migrating,
-    startedAt,
-    endedAt,
-    out,
-    ok: out.includes('[:status: 200]') && isDemoBody(body, o.size),
-    scid: /initial_source_connection_id=0x([0-9a-f]+)/.exec(out)?.[1],
-    preferred,
-    validated: preferred !== undefined && out.includes(`remote:${preferred}} succeeded`),
+  const child = fleet.spawn(fleet.client, [
+    'timeout',
+    '20',
+    'gtlsclient',
+    '--exit-on-all-streams-close',
+    '--no-quic-dump',
+    '--no-http-dump',
+    '--timeout=5s',
+    '--handshake-timeout=5s',
+    `--delay-stream=${o.delayMs ?? 300}ms`,
+    `--download=${dl}`,
+    ...(o.migrating ? [] : ['--no-preferred-addr']),
+    fleet.vip,
+    String(VIP_PORT),
+    `https://${fleet.vip}:${VIP_PORT}/bytes/${o.size}`,
+  ]);
+  let out = '';
+  let resolvePort: (p: number | undefined) => void = () => {};
+  const port = new Promise<number | undefined>((r) => (resolvePort = r));
+  const sent = new RegExp(`Sent packet: local=\\[[\\d.]+\\]:(\\d+) remote=\\[${fleet.vip.replace(/\./g, '\\.')}\\]`);
+  const onData = (d: string): void => {
+    out += d;
+    const m = sent.exec(out);
+    if (m) resolvePort(Number(m[1]));
   };
+  child.stdout?.setEncoding('utf8');
+  child.stderr?.setEncoding('utf8');
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const done = new Promise<ClientRun>((resolve) => {
+    child.once('close', () => {
+      resolvePort(undefined);
+      const f = path.join(dl, String(o.size));
+      const body = existsSync(f) ? readFileSync(f) : undefined;
+      rmSync(dl, { recursive: true, force: true });
+      const preferred = /selected server preferred_address is (\[[\d.]+\]:\d+)/.exec(out)?.[1];
+      const p = sent.exec(out)?.[1];
+      resolve({
+        migrating: o.migrating,
+        port: p === undefined ? undefined : Number(p),
+        startedAt,
+        endedAt: Date.now(),
+        out,
+        ok: out.includes('[:status: 200]') && isDemoBody(body, o.size),
+        scid: /initial_source_connection_id=0x([0-9a-f]+)/.exec(out)?.[1],
+        preferred,
+        validated: preferred !== undefined && out.includes(`remote:${preferred}} succeeded`),
+      });
+    });
+  });
+  return { port, done };
+}
+
+export function runClient(af: AnycastFleet, o: ClientOptions): Promise<ClientRun> {
+  return startClient(af, o).done;
 }
 
 /** `count` clients started `gapMs` apart (all running concurrently), resolved when every one has finished. */
@@ -399,9 +427,35 @@ export async function clientBurst(
   const runs: Promise<ClientRun>[] = [];
   for (let i = 0; i < count; i++) {
     runs.push(runClient(af, o));
-    if (gapMs > 0 && i < count - 1) await new Promise((r) => setTimeout(r, gapMs));
+    if (gapMs > 0 && i < count - 1) await sleep(gapMs);
   }
   return Promise.all(runs);
+}
+
+/**
+ * The server the router's ECMP route sends the client's flow `sport` -> VIP:VIP_PORT to right now
+ * (`ip route get` with the L4 fields, as the multipath hash policy 1 sees them): that server's
+ * unicast address, or '' when there is no route.
+ */
+export async function ecmpChoice(af: AnycastFleet, sport: number): Promise<string> {
+  const { fleet } = af;
+  const r = await fleet.exec(fleet.router, [
+    'ip',
+    'route',
+    'get',
+    fleet.vip,
+    'from',
+    fleet.client.address as string,
+    'iif',
+    fleet.client.routerIfname,
+    'ipproto',
+    'udp',
+    'sport',
+    String(sport),
+    'dport',
+    String(VIP_PORT),
+  ]);
+  return /via (\S+)/.exec(r.stdout)?.[1] ?? '';
 }
 
 /** The owning server of each run (by its SCID in the event logs), undefined when no server accepted it. */
