@@ -32,7 +32,8 @@ export default tseslint.config(
   ...boundary(['src/cid/**/*.ts', 'src/wire/**/*.ts'], []),
   ...boundary(['src/lb/**/*.ts', 'src/backend/**/*.ts'], ['wire', 'cid']),
   ...boundary(['src/demo/**/*.ts'], ['backend', 'wire', 'cid']),
-  ...boundary(['src/cli/**/*.ts', 'src/cli.ts'], ['backend', 'demo', 'lb', 'wire', 'cid', 'cli']),
+  ...boundary(['src/anycast/**/*.ts'], ['lb', 'backend', 'wire', 'cid']),
+  ...boundary(['src/cli/**/*.ts', 'src/cli.ts'], ['anycast', 'backend', 'demo', 'lb', 'wire', 'cid', 'cli']),
 );
 
 /** `files` may import `../<folder>/index.js` of the folders in `allowed`, nothing else outside their own folder. */

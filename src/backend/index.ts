@@ -7,6 +7,7 @@ export {
   type BackendSendErrorCounters,
   type BackendSocketOptions,
   type BackendSocketStats,
+  type VipSender,
 } from './socket.js';
 export type { Endpoint } from '../wire/index.js';
 export { createBackendCids, type BackendCids } from './cids.js';

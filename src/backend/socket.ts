@@ -5,7 +5,9 @@
 //     (via-lb) or straight from a socket bound to the VIP (direct / DSR);
 //   - plain QUIC datagrams to the backend's own unicast address(es), i.e. clients that moved to
 //     the preferred_address, answered from the socket they arrived on;
-//   - the LB's health probe (answered "up", or "draining" once drain() was called).
+//   - the LB's health probe (answered "up", or "draining" once drain() was called);
+//   - server mode (src/anycast): VIP datagrams a co-located forwarder decided are this server's
+//     (`receiveFromVip`), answered from the forwarder's VIP socket (returnPath mode 'vip').
 //
 // Every handler faces an attacker: encapsulated datagrams and probes are taken only from the
 // configured LB addresses (and/or verified by HMAC), every send is checked and guarded so that
@@ -52,6 +54,8 @@ export interface BackendPath {
 
 interface LbPath extends BackendPath {
   readonly kind: 'lb';
+  /** Mode 'vip': the sender's VIP socket replies leave from; -2 until looked up, -1 none. */
+  vipIndex: number;
   /** The LB socket that delivered the datagrams (replies go back to it unless a return port is set). */
   readonly lbAddress: string;
   readonly lbPort: number;
@@ -66,6 +70,20 @@ interface DirectPath extends BackendPath {
   readonly socket: dgram.Socket;
   /** Family of `socket` (udp4 / udp6): what its send() takes. */
   readonly family: 4 | 6;
+}
+
+/**
+ * Server mode (src/anycast): the VIP sockets belong to a co-located forwarder (src/lb
+ * `Forwarder` is one); replies to clients that reached this server on the VIP leave through it,
+ * so their source is the VIP, without a second socket bound to the VIP.
+ */
+export interface VipSender {
+  /** The bound VIP endpoints, by index. */
+  vipAddresses(): Endpoint[];
+  /** The VIP socket (an index) replies to a client that addressed `vip` leave from; -1 for none. */
+  vipIndexOf(vip: Endpoint): number;
+  /** Sends from VIP socket `index`; false when refused or failed (the sender counts why). Never throws. */
+  sendFromVip(msg: Uint8Array, address: string, port: number, index: number): boolean;
 }
 
 export interface BackendSocketOptions {
@@ -83,9 +101,15 @@ export interface BackendSocketOptions {
    *   PROXY v2 header src = VIP, dst = client; the LB sends the payload from the VIP. With
    *   `address`/`port`: to that return port instead (`returnPath.listen` in the LB config);
    * - `{ mode: 'direct', vip }`: from a socket bound to the VIP (the VIP must be configured on
-   *   this host, e.g. on `lo`; the LB never sees the replies).
+   *   this host, e.g. on `lo`; the LB never sees the replies);
+   * - `{ mode: 'vip', sender }`: server mode: from the co-located forwarder's VIP socket for the
+   *   VIP the client addressed (`VipSender`); datagrams that forwarder decided are local come in
+   *   through `receiveFromVip`.
    */
-  returnPath?: { mode: 'via-lb'; address?: string; port?: number } | { mode: 'direct'; vip: Endpoint };
+  returnPath?:
+    | { mode: 'via-lb'; address?: string; port?: number }
+    | { mode: 'direct'; vip: Endpoint }
+    | { mode: 'vip'; sender: VipSender };
   /**
    * Shared HMAC keys (each >= 16 octets; the LB's `returnPath.hmacKeys`): the first signs return
    * headers, every one verifies forwarded headers (with `signForward`), so keys rotate without
@@ -153,12 +177,17 @@ export interface BackendSendErrorCounters {
 
 /** Counters (plain numbers, read them at scrape time). */
 export interface BackendSocketStats {
+  /** Encapsulated datagrams accepted (in server mode: from peers). */
   lbDatagrams: number;
   directDatagrams: number;
+  /** Server mode: VIP datagrams the co-located forwarder handed over (`receiveFromVip`). */
+  vipDatagrams: number;
   healthProbesAnswered: number;
   dropped: BackendDropCounters;
   sentViaLb: number;
   sentDirect: number;
+  /** Server mode: replies sent from the forwarder's VIP socket. */
+  sentVip: number;
   sendErrors: BackendSendErrorCounters;
   /** Entries evicted from the `trackPaths` map at its bound. */
   trackedPathsEvicted: number;
@@ -223,9 +252,11 @@ function keysOf(keys: readonly Uint8Array[] | undefined, field: string): Uint8Ar
  */
 function checkReturnPath(rp: BackendSocketOptions['returnPath'], listenFamily: 4 | 6): void {
   const mode: unknown = rp?.mode ?? 'via-lb';
-  if (mode !== 'via-lb' && mode !== 'direct') {
+  if (mode !== 'via-lb' && mode !== 'direct' && mode !== 'vip') {
     throw new BackendError('ERR_BACKEND_RETURN_MODE', 'returnPath.mode', `unknown return mode ${String(mode)}`);
   }
+  if (rp?.mode === 'vip' && typeof rp.sender?.sendFromVip !== 'function')
+    throw new BackendError('ERR_BACKEND_RETURN_MODE', 'returnPath.sender', "mode 'vip' needs a VipSender");
   if (rp?.mode !== 'via-lb') return;
   if ((rp.address === undefined) !== (rp.port === undefined)) {
     throw new BackendError(
@@ -267,10 +298,12 @@ export class BackendSocket extends EventEmitter {
   readonly stats: BackendSocketStats = {
     lbDatagrams: 0,
     directDatagrams: 0,
+    vipDatagrams: 0,
     healthProbesAnswered: 0,
     dropped: { source: 0, header: 0, auth: 0, probe_rate: 0 },
     sentViaLb: 0,
     sentDirect: 0,
+    sentVip: 0,
     sendErrors: { bad_port: 0, bad_address: 0, socket: 0 },
     trackedPathsEvicted: 0,
     socketErrors: 0,
@@ -279,13 +312,15 @@ export class BackendSocket extends EventEmitter {
   private readonly listenFamily: 4 | 6;
   private readonly directPaths: DirectPath[] = [];
   private readonly lbPaths: LbPath[] = [];
+  /** Server mode: the path of each VIP of the sender, by its index (made on first use). */
+  private readonly vipPaths: LbPath[] = [];
   private readonly header = new ProxyHeader();
   /** Signs return headers (the first key); undefined without keys. */
   private authOut?: ProxyAuth;
   /** Verify forwarded headers (every key) when signForward; empty otherwise. */
   private authIn: readonly ProxyAuth[] = [];
   /** LBs allowed by address; undefined = any source (HMAC-only or insecureAnyLb). */
-  private readonly lbSources?: AddressSet;
+  private lbSources?: AddressSet;
   private vipSocket?: dgram.Socket;
   private vipFamily: 4 | 6 = 4;
   private readonly lastPath = new Map<string, BackendPath>();
@@ -344,6 +379,22 @@ export class BackendSocket extends EventEmitter {
       : [];
     this.authOut = out;
     this.authIn = inbound;
+  }
+
+  /**
+   * Replaces `allowLbAddresses` at run time (the server mode's peer set changed on reload).
+   * Throws BackendError ERR_BACKEND_ADDRESS (not IP literals) or ERR_BACKEND_LB_UNAUTHENTICATED
+   * (an empty list when nothing else authenticates the LBs) and then keeps the running list.
+   */
+  setAllowedLbAddresses(addresses: readonly string[]): void {
+    const next = addresses.length > 0 ? addressSet(addresses, 'allowLbAddresses') : undefined;
+    if (next === undefined && !this.opts.signForward && this.opts.insecureAnyLb !== true)
+      throw new BackendError(
+        'ERR_BACKEND_LB_UNAUTHENTICATED',
+        'allowLbAddresses',
+        'an empty list authenticates nothing',
+      );
+    this.lbSources = next;
   }
 
   /** Entries in the `trackPaths` map now (at most `maxTrackedPaths`). */
@@ -491,6 +542,46 @@ export class BackendSocket extends EventEmitter {
     return true;
   }
 
+  /**
+   * Server mode: takes a VIP datagram the co-located forwarder decided is this server's (no
+   * PROXY header: `rinfo` is the client, `vipIndex` the sender's VIP socket it arrived on) and
+   * emits it on that VIP's path; replies on it leave from that VIP socket. Ignored (counted in
+   * `dropped.header`) without returnPath mode 'vip'. Never throws (listeners excepted).
+   */
+  receiveFromVip(msg: Buffer, rinfo: { address: string; port: number }, vipIndex: number): void {
+    const path = this.vipPaths[vipIndex] ?? this.makeVipPath(vipIndex);
+    if (path === undefined) {
+      this.stats.dropped.header++;
+      return;
+    }
+    this.stats.vipDatagrams++;
+    if (this.opts.trackPaths) this.track(`${rinfo.address}|${rinfo.port}`, path);
+    this.emit('message', msg, { address: rinfo.address, port: rinfo.port }, path);
+  }
+
+  private makeVipPath(vipIndex: number): LbPath | undefined {
+    const rp = this.opts.returnPath;
+    if (rp?.mode !== 'vip') return undefined;
+    const vip = rp.sender.vipAddresses()[vipIndex];
+    if (vip === undefined) return undefined;
+    const family = isIPv6(vip.address) ? 6 : 4;
+    const vipBytes = new Uint8Array(family === 4 ? 4 : 16);
+    if (family === 4) parseIPv4Into(vip.address, vipBytes, 0);
+    else parseIPv6Into(vip.address, vipBytes, 0);
+    const p: LbPath = {
+      kind: 'lb',
+      name: `vip:${hostPort(vip.address, vip.port)}`,
+      local: { address: vip.address, port: vip.port },
+      lbAddress: '',
+      lbPort: 0,
+      vipBytes,
+      family,
+      vipIndex,
+    };
+    this.vipPaths[vipIndex] = p;
+    return p;
+  }
+
   private deliverDirect(msg: Buffer, rinfo: dgram.RemoteInfo, path: DirectPath): void {
     this.stats.directDatagrams++;
     if (this.opts.trackPaths) this.track(`${rinfo.address}|${rinfo.port}`, path);
@@ -527,6 +618,7 @@ export class BackendSocket extends EventEmitter {
       local: { address: vip, port: h.dstPort },
       vipBytes: h.dstAddr.slice(0, n),
       family: n === 4 ? 4 : 6,
+      vipIndex: -2,
     };
     if (this.lbPaths.length >= MAX_LB_PATHS) this.lbPaths.shift();
     this.lbPaths.push(p);
@@ -552,6 +644,13 @@ export class BackendSocket extends EventEmitter {
     }
     const lb = p as LbPath;
     const rp = this.opts.returnPath;
+    if (rp?.mode === 'vip') {
+      // The client addressed the VIP (here or at the peer that forwarded it): answer from it.
+      if (lb.vipIndex === -2) lb.vipIndex = rp.sender.vipIndexOf(lb.local);
+      if (lb.vipIndex < 0) this.stats.sendErrors.bad_address++;
+      else if (rp.sender.sendFromVip(msg, address, port, lb.vipIndex)) this.stats.sentVip++;
+      return;
+    }
     if (rp?.mode === 'direct') {
       if (this.vipSocket && this.sendTo(this.vipSocket, this.vipFamily, msg, port, address)) this.stats.sentDirect++;
       return;

@@ -3,6 +3,7 @@
 // (docs/backend.md).
 import { readFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
+import { AnycastError, type AnycastServer, startAnycastServer } from '../anycast/index.js';
 import { BackendError, type Endpoint } from '../backend/index.js';
 import {
   clientCommand,
@@ -51,6 +52,7 @@ function cliErrorOf(err: unknown): unknown {
     return new CliError(`${OPTION_FLAGS[err.option]}${err.value === undefined ? '' : ` ${err.value}`}: ${err.message}`);
   }
   if (err instanceof BackendError && err.code === 'ERR_BACKEND_LB_UNAUTHENTICATED') return new CliError(LB_AUTH_HINT);
+  if (err instanceof AnycastError) return new CliError(`--anycast: ${err.code} at ${err.field}: ${err.reason}`);
   return err;
 }
 
@@ -131,6 +133,12 @@ interface BackendArgs {
   'insecure-any-lb'?: boolean;
   cert?: string;
   key?: string;
+  anycast?: boolean;
+  metrics?: string;
+  'announce-max-connections'?: number;
+  /** false with --no-forward */
+  forward?: boolean;
+  vip?: string[];
 }
 
 function waitForSignal(cleanup: () => Promise<void>): void {
@@ -201,6 +209,31 @@ const backendCommand: CommandModule<object, BackendArgs> = {
         describe: 'PEM certificate chain (default: a fresh self-signed ECDSA P-256 one)',
       })
       .option('key', { type: 'string', describe: 'PEM private key (ECDSA P-256) of --cert' })
+      .option('anycast', {
+        type: 'boolean',
+        default: false,
+        describe:
+          "server mode (docs/anycast.md): bind the config's VIPs (listen) and this server's address, forward VIP datagrams that belong to a peer, announce while accepting new connections; needs returnPath.mode: direct",
+      })
+      .option('metrics', {
+        type: 'string',
+        describe: '--anycast: address:port of /metrics and /healthz (default: metrics.listen of the config)',
+      })
+      .option('announce-max-connections', {
+        type: 'number',
+        describe:
+          '--anycast: withdraw the VIP above this many active connections (overrides anycast.announce.maxConnections)',
+      })
+      .option('forward', {
+        type: 'boolean',
+        describe: '--anycast: --no-forward handles every VIP datagram here (a plain anycast server, for measurement)',
+      })
+      .option('vip', {
+        type: 'string',
+        array: true,
+        describe:
+          '--anycast: bind only these VIPs of listen (repeat); for several servers on one host, each with its own VIP literal',
+      })
       .example('$0 demo backend --config lb.yaml --name backend-1 --event-log b1.jsonl', 'serve as backend-1')
       .epilog(
         'SIGHUP re-reads the config: new QUIC-LB configs are added and, when the active one changes, every live connection gets new CIDs with Retire Prior To. ' +
@@ -215,6 +248,7 @@ const backendCommand: CommandModule<object, BackendArgs> = {
     const config = loadConfigFile(argv.config);
     const resetKey = resetKeyFromFile(argv['reset-key-file']);
     warnKeyFiles();
+    if (argv.anycast) return anycastBackend(argv, config, resetKey, say, warnKeyFiles);
     const running = await startBackend(config, {
       name: argv.name,
       listen: argv.listen ? endpointArg(argv.listen, '--listen') : undefined,
@@ -263,6 +297,83 @@ const backendCommand: CommandModule<object, BackendArgs> = {
     waitForSignal(() => running.close());
   },
 };
+
+/**
+ * `quic-lb demo backend --anycast`: the server mode (src/anycast) with the demo QUIC server on
+ * its socket. SIGUSR2 withdraws (drain), SIGHUP reloads config and keys, SIGTERM stops.
+ */
+async function anycastBackend(
+  argv: BackendArgs,
+  config: ReturnType<typeof loadConfigFile>,
+  resetKey: Uint8Array | undefined,
+  say: (line: string) => boolean,
+  warnKeyFiles: () => void,
+): Promise<void> {
+  const max = argv['announce-max-connections'];
+  if (max !== undefined && (!Number.isInteger(max) || max < 0))
+    throw new CliError(`--announce-max-connections: expected an integer >= 0, got ${max}`);
+  const preferred =
+    argv.preferred === false ? null : argv.preferred ? endpointArg(argv.preferred, '--preferred') : undefined;
+  let anycast: AnycastServer;
+  try {
+    anycast = await startAnycastServer(config, {
+      name: argv.name,
+      vips: argv.vip?.flatMap((v) => v.split(',')).map((v) => endpointArg(v.trim(), '--vip')),
+      preferred: preferred ?? undefined,
+      forward: argv.forward === false ? false : undefined,
+      maxConnections: max,
+      metrics: argv.metrics ? endpointArg(argv.metrics, '--metrics') : undefined,
+    });
+  } catch (err) {
+    throw cliErrorOf(err);
+  }
+  let running: RunningBackend;
+  try {
+    running = await startBackend(config, {
+      name: argv.name,
+      socket: anycast.socket,
+      preferred,
+      configId: argv['config-id'],
+      eventLog: argv['event-log'],
+      staticDir: argv.static,
+      resetKey,
+      certFile: argv.cert,
+      keyFile: argv.key,
+    });
+  } catch (err) {
+    await anycast.close();
+    throw err;
+  }
+  anycast.setActiveConnections(() => running.server.stats.connectionsActive);
+  process.on('SIGHUP', () => {
+    let next: ReturnType<typeof loadConfigFile>;
+    try {
+      next = loadConfigFile(argv.config);
+      // Refuses (before anything changes) a config whose QUIC-LB entries do not fit this server.
+      running.applyConfig(next, argv['config-id']);
+    } catch (err) {
+      say(`reload failed, keeping the running config and keys: ${errorLine(cliErrorOf(err))}`);
+      return;
+    }
+    void anycast.reload(next).then((r) => {
+      if (r.ok) say(`config reloaded (${next.backends.length} servers)`);
+      else say(`reload failed, keeping the running forwarder config: ${errorLine(r.error)}`);
+      warnKeyFiles();
+    });
+  });
+  process.on('SIGUSR2', () => {
+    anycast.drain();
+    say('draining: VIP withdrawn (/healthz 503, probes answer "draining"); existing connections go on');
+  });
+  const a = anycast.addresses();
+  process.stdout.write(
+    `${JSON.stringify({ ready: true, pid: process.pid, name: argv.name, anycast: true, addresses: a.unicast, vips: a.vips, metrics: a.metrics, configId: running.encoder.activeConfig?.configId })}\n`,
+  );
+  waitForSignal(async () => {
+    await running.close();
+    await anycast.close();
+  });
+}
 
 export const demoCommand: CommandModule<object, DemoArgs> = {
   command: 'demo',

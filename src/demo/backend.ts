@@ -72,6 +72,13 @@ export interface DemoBackendOptions {
   certFile?: string;
   keyFile?: string;
   onEvent?: (e: Record<string, unknown>) => void;
+  /**
+   * A bound socket to run on instead of making one (server mode: the anycast server's
+   * BackendSocket, whose first address is the server's own `address`). Its return path, keys
+   * and allow list are its owner's: `listen`, `replyTo`, `allowLb`, `insecureAnyLb` are not
+   * used, `applyConfig` does not swap its keys and `close()` leaves it open.
+   */
+  socket?: BackendSocket;
 }
 
 export interface RunningBackend {
@@ -149,10 +156,11 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
   const encoder = new QuicLbEncoder({ configs: entries, activeConfigId: activeId });
   const signatures = new Map(entries.map((e) => [e.config.configId, entrySignature(e)]));
   const cids = createBackendCids(encoder, opts.resetKey ?? randomBytes(32));
-  const listen = opts.listen ?? { address: spec.address.address, port: spec.address.port };
+  const given = opts.socket;
+  const listen = given?.addresses()[0] ?? opts.listen ?? { address: spec.address.address, port: spec.address.port };
   const preferred = opts.preferred === undefined ? listen : opts.preferred;
   const rp = config.returnPath;
-  const replyTo = rp.mode === 'direct' ? undefined : returnPortFor(rp.listen, listen, opts.replyTo ?? 'auto');
+  const replyTo = rp.mode === 'direct' || given ? undefined : returnPortFor(rp.listen, listen, opts.replyTo ?? 'auto');
   for (const [i, a] of (opts.allowLb ?? []).entries()) {
     if (isIP(a) === 0)
       throw new DemoBackendError(
@@ -162,22 +170,27 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
       );
   }
   const keys = returnKeysOf(config);
-  const socket = new BackendSocket({
-    listen,
-    unicast: preferred && (preferred.address !== listen.address || preferred.port !== listen.port) ? [preferred] : [],
-    returnPath:
-      rp.mode === 'direct' && config.listen[0]
-        ? { mode: 'direct', vip: config.listen[0] }
-        : replyTo
-          ? { mode: 'via-lb', address: replyTo.address, port: replyTo.port }
-          : { mode: 'via-lb' },
-    hmacKeys: keys.length > 0 ? keys : undefined,
-    signForward: rp.signForward,
-    allowLbAddresses: opts.allowLb && opts.allowLb.length > 0 ? opts.allowLb : undefined,
-    insecureAnyLb: opts.insecureAnyLb,
-  });
-  if (opts.onWarning) socket.on('warning', opts.onWarning);
-  await socket.bind();
+  const socket = given ?? ownSocket();
+  function ownSocket(): BackendSocket {
+    return new BackendSocket({
+      listen,
+      unicast: preferred && (preferred.address !== listen.address || preferred.port !== listen.port) ? [preferred] : [],
+      returnPath:
+        rp.mode === 'direct' && config.listen[0]
+          ? { mode: 'direct', vip: config.listen[0] }
+          : replyTo
+            ? { mode: 'via-lb', address: replyTo.address, port: replyTo.port }
+            : { mode: 'via-lb' },
+      hmacKeys: keys.length > 0 ? keys : undefined,
+      signForward: rp.signForward,
+      allowLbAddresses: opts.allowLb && opts.allowLb.length > 0 ? opts.allowLb : undefined,
+      insecureAnyLb: opts.insecureAnyLb,
+    });
+  }
+  if (!given) {
+    if (opts.onWarning) socket.on('warning', opts.onWarning);
+    await socket.bind();
+  }
   const sid = spec.serverIds.find((s) => s.configId === activeId)?.serverId;
   const server = new DemoServer({
     socket,
@@ -223,7 +236,7 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
       const fresh = encoderEntries(next, opts.name);
       // Keys first: setKeys validates before it swaps, so a failure leaves everything as it was.
       const nextKeys = returnKeysOf(next);
-      if (nextKeys.length > 0) socket.setKeys(nextKeys);
+      if (nextKeys.length > 0 && !given) socket.setKeys(nextKeys);
       const hmacKeys = nextKeys.length;
       const activeBefore = encoder.activeConfig?.configId;
       let activeRedefined = false;
@@ -250,7 +263,7 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
     },
     async close() {
       server.close();
-      await socket.close();
+      if (!given) await socket.close();
     },
   };
 }

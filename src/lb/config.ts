@@ -89,6 +89,36 @@ export interface LbConfig {
   socket: { recvBufferSize: number; sendBufferSize: number; maxQueuedDatagrams: number; maxQueuedOctets: number };
   drainMs: number;
   log: { level: LogLevel };
+  /**
+   * Server mode (`quic-lb demo backend --anycast`, src/anycast): present only when the file has an
+   * `anycast` section; `anycastOf()` gives the defaults otherwise. `quic-lb serve` ignores it.
+   */
+  anycast?: AnycastSpec;
+}
+
+/**
+ * Load thresholds of the anycast announcement (docs/config.md "anycast"), defaults resolved;
+ * a `max*` of 0 turns that signal off. A server withdraws the VIP after `withdrawAfter`
+ * consecutive samples with a signal over its `max*`, and announces it again after
+ * `announceAfter` consecutive samples with every signal at or under its `resume*` level.
+ */
+export interface AnnounceSpec {
+  intervalMs: number;
+  withdrawAfter: number;
+  announceAfter: number;
+  maxConnections: number;
+  resumeConnections: number;
+  maxEventLoopDelayMs: number;
+  resumeEventLoopDelayMs: number;
+  maxCpu: number;
+  resumeCpu: number;
+}
+
+/** The `anycast` section: co-located forwarding and the load-aware announcement. */
+export interface AnycastSpec {
+  /** Forward VIP datagrams whose CID or Maglev slot names a peer to it; false: handle every one locally. */
+  forward: boolean;
+  announce: AnnounceSpec;
 }
 
 /** Defaults applied by `validateConfig` (also documented in docs/config.md). */
@@ -114,6 +144,14 @@ export const DEFAULTS = Object.freeze({
    */
   cipher: 'node' as QuicLbCipher,
   logLevel: 'info' as LogLevel,
+  anycastForward: true,
+  announceIntervalMs: 1000,
+  withdrawAfter: 2,
+  announceAfter: 3,
+  /** Resume levels when not given, as fractions of the limit. */
+  resumeConnectionsFraction: 0.8,
+  resumeEventLoopDelayFraction: 0.5,
+  resumeCpuFraction: 0.8,
 });
 
 /**
@@ -140,6 +178,7 @@ export const KNOWN_FIELDS = Object.freeze({
     'socket',
     'drainMs',
     'log',
+    'anycast',
   ],
   quicLb: ['configId', 'serverIdLength', 'nonceLength', 'key', 'keyFile', 'cipher'],
   backend: ['name', 'address', 'serverIds', 'weight', 'health'],
@@ -150,6 +189,18 @@ export const KNOWN_FIELDS = Object.freeze({
   metrics: ['listen'],
   socket: ['recvBufferSize', 'sendBufferSize', 'maxQueuedDatagrams', 'maxQueuedOctets'],
   log: ['level'],
+  anycast: ['forward', 'announce'],
+  announce: [
+    'intervalMs',
+    'withdrawAfter',
+    'announceAfter',
+    'maxConnections',
+    'resumeConnections',
+    'maxEventLoopDelayMs',
+    'resumeEventLoopDelayMs',
+    'maxCpu',
+    'resumeCpu',
+  ],
 });
 
 type Obj = Record<string, unknown>;
@@ -590,6 +641,7 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
   const drainMs = int(root.drainMs, '/drainMs', 0, 3_600_000, DEFAULTS.drainMs);
   const lg = optObj(root.log, '/log', KNOWN_FIELDS.log);
   const log = { level: oneOf(lg.level, '/log/level', LOG_LEVELS, DEFAULTS.logLevel) };
+  const anycast = root.anycast === undefined ? undefined : anycastSpec(root.anycast, returnPath.mode);
 
   return {
     listen,
@@ -603,6 +655,121 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
     socket,
     drainMs,
     log,
+    ...(anycast ? { anycast } : {}),
+  };
+}
+
+/** A number (not necessarily an integer) in min..max, or `dflt` when absent. */
+function num(v: unknown, at: string, min: number, max: number, dflt: number): number {
+  if (v === undefined || v === null) return dflt;
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    fail('ERR_CONFIG_TYPE', at, `expected a number, got ${typeName(v)}`);
+  if (v < min || v > max) fail('ERR_CONFIG_RANGE', at, `expected a number in ${min}..${max}, got ${v}`);
+  return v;
+}
+
+/**
+ * A limit and its resume level: the resume level defaults to `fraction` of the limit (floored
+ * for integers) and may not exceed it (ERR_CONFIG_VALUE); with the limit off (0) the resume level
+ * is 0 too.
+ */
+function limitPair(
+  a: Obj,
+  maxName: string,
+  resumeName: string,
+  max: number,
+  fraction: number,
+  integer: boolean,
+): [number, number] {
+  const at = '/anycast/announce';
+  const limit = integer
+    ? int(a[maxName], `${at}/${maxName}`, 0, 1e9, 0)
+    : num(a[maxName], `${at}/${maxName}`, 0, max, 0);
+  const dflt = integer ? Math.floor(fraction * limit) : fraction * limit;
+  const resume =
+    a[resumeName] === null
+      ? dflt
+      : integer
+        ? int(a[resumeName], `${at}/${resumeName}`, 0, 1e9, dflt)
+        : num(a[resumeName], `${at}/${resumeName}`, 0, max, dflt);
+  if (limit > 0 && resume > limit)
+    fail('ERR_CONFIG_VALUE', `${at}/${resumeName}`, `must be <= ${maxName} (${limit}), got ${resume}`);
+  return [limit, limit === 0 ? 0 : resume];
+}
+
+/**
+ * The `anycast` section (server mode, docs/config.md "anycast"). Replies to VIP clients leave from
+ * the VIP on the server itself, so it needs `returnPath.mode: direct` (ERR_CONFIG_VALUE otherwise).
+ */
+function anycastSpec(v: unknown, mode: ReturnMode): AnycastSpec {
+  const o = v === null ? {} : obj(v, '/anycast', KNOWN_FIELDS.anycast);
+  if (mode !== 'direct')
+    fail(
+      'ERR_CONFIG_VALUE',
+      '/returnPath/mode',
+      "must be 'direct' with an anycast section: each server answers its VIP clients from the VIP itself",
+    );
+  let forward: boolean = DEFAULTS.anycastForward;
+  if (o.forward !== undefined) {
+    if (typeof o.forward !== 'boolean')
+      fail('ERR_CONFIG_TYPE', '/anycast/forward', `expected a boolean, got ${typeName(o.forward)}`);
+    forward = o.forward;
+  }
+  const a = o.announce === null ? {} : optObj(o.announce, '/anycast/announce', KNOWN_FIELDS.announce);
+  const at = '/anycast/announce';
+  const [maxConnections, resumeConnections] = limitPair(
+    a,
+    'maxConnections',
+    'resumeConnections',
+    1e9,
+    DEFAULTS.resumeConnectionsFraction,
+    true,
+  );
+  const [maxEventLoopDelayMs, resumeEventLoopDelayMs] = limitPair(
+    a,
+    'maxEventLoopDelayMs',
+    'resumeEventLoopDelayMs',
+    3_600_000,
+    DEFAULTS.resumeEventLoopDelayFraction,
+    false,
+  );
+  const [maxCpu, resumeCpu] = limitPair(a, 'maxCpu', 'resumeCpu', 1024, DEFAULTS.resumeCpuFraction, false);
+  return {
+    forward,
+    announce: {
+      intervalMs: int(a.intervalMs, `${at}/intervalMs`, 10, 3_600_000, DEFAULTS.announceIntervalMs),
+      withdrawAfter: int(a.withdrawAfter, `${at}/withdrawAfter`, 1, 1000, DEFAULTS.withdrawAfter),
+      announceAfter: int(a.announceAfter, `${at}/announceAfter`, 1, 1000, DEFAULTS.announceAfter),
+      maxConnections,
+      resumeConnections,
+      maxEventLoopDelayMs,
+      resumeEventLoopDelayMs,
+      maxCpu,
+      resumeCpu,
+    },
+  };
+}
+
+/**
+ * The server-mode settings of a config: its `anycast` section, or every default when it has
+ * none (then `returnPath.mode` is not checked here: the server mode refuses anything but
+ * 'direct' at start).
+ */
+export function anycastOf(config: LbConfig): AnycastSpec {
+  if (config.anycast) return config.anycast;
+  return {
+    forward: DEFAULTS.anycastForward,
+    announce: {
+      intervalMs: DEFAULTS.announceIntervalMs,
+      withdrawAfter: DEFAULTS.withdrawAfter,
+      announceAfter: DEFAULTS.announceAfter,
+      maxConnections: 0,
+      resumeConnections: 0,
+      maxEventLoopDelayMs: 0,
+      resumeEventLoopDelayMs: 0,
+      maxCpu: 0,
+      resumeCpu: 0,
+    },
   };
 }
 

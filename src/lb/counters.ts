@@ -1,6 +1,7 @@
 // Plain numeric counters bumped on the packet path and read at scrape time (docs/design.md §4).
 // Workers ship `snapshot()`s to the primary, which sums them (see metrics.ts).
 import {
+  ANYCAST_PATH_COUNT,
   CID_RESULT_COUNT,
   CODEPOINT_COUNT,
   MAX_HMAC_KEYS,
@@ -34,6 +35,7 @@ export interface CounterSnapshot {
   returnBytes: number;
   sendErrors: number[];
   returnAuth: number[];
+  anycast: number[];
   backends: Record<string, [number, number, number, number, number, number]>;
 }
 
@@ -53,6 +55,8 @@ export class Counters {
   readonly sendErrors = new Float64Array(SEND_ERROR_COUNT);
   /** Return-path datagrams authenticated, by the index of the key that verified (0 = current). */
   readonly returnAuth = new Float64Array(MAX_HMAC_KEYS);
+  /** Server mode only: VIP datagrams by `AnycastPath` (local, peer, dropped). */
+  readonly anycast = new Float64Array(ANYCAST_PATH_COUNT);
   private readonly backendStats = new Map<string, BackendStats>();
 
   /** The stats object of backend `name` (created on first use; stable across reloads). */
@@ -85,6 +89,7 @@ export class Counters {
       returnBytes: this.returnBytes,
       sendErrors: Array.from(this.sendErrors),
       returnAuth: Array.from(this.returnAuth),
+      anycast: Array.from(this.anycast),
       backends,
     };
   }
@@ -108,6 +113,7 @@ export function addSnapshot(a: CounterSnapshot, b: CounterSnapshot): CounterSnap
   a.returnBytes += b.returnBytes;
   addArr(a.sendErrors, b.sendErrors);
   addArr(a.returnAuth, b.returnAuth);
+  addArr(a.anycast ?? [], b.anycast ?? []);
   for (const [name, v] of Object.entries(b.backends)) {
     const cur = a.backends[name];
     if (cur) for (let i = 0; i < cur.length; i++) cur[i] += v[i];

@@ -23,7 +23,7 @@ import {
 import { type LbConfig, isUnspecifiedAddress } from './config.js';
 import type { Counters } from './counters.js';
 import { type ParsedEndpoint, formatEndpoint } from '../wire/index.js';
-import { ReturnReject, SendError } from './reasons.js';
+import { AnycastPath, ReturnReject, SendError } from './reasons.js';
 import {
   FourTuple,
   type HealthView,
@@ -74,6 +74,7 @@ class Upstream {
     bufferSizes: { recv: number; send: number },
     onReply: (msg: Buffer, rinfo: dgram.RemoteInfo, up: Upstream) => void,
     onError: (err: Error) => void,
+    source: string | undefined,
   ) {
     this.socket = dgram.createSocket({ type: address.family === 4 ? 'udp4' : 'udp6' });
     // A backend may also answer to the address its datagrams come from; a connected socket
@@ -86,7 +87,8 @@ class Upstream {
       this.socket.on('error', early);
       // exclusive: in a cluster worker, a port-0 bind must not go through the primary's
       // shared handles (every worker needs its own connected socket per backend).
-      this.socket.bind({ port: 0, address: address.family === 4 ? '0.0.0.0' : '::', exclusive: true }, () => {
+      const from = source ?? (address.family === 4 ? '0.0.0.0' : '::');
+      this.socket.bind({ port: 0, address: from, exclusive: true }, () => {
         // node:dgram reports a failed connect to this callback, not as an 'error' event.
         this.socket.connect(address.port, address.address, (err?: Error) => {
           if (err) return reject(err);
@@ -129,18 +131,40 @@ function setBufferSizes(s: dgram.Socket, sizes: { recv: number; send: number }):
   if (sizes.send > 0) s.setSendBufferSize(sizes.send);
 }
 
+/**
+ * Server mode (src/anycast): this process is the backend named `name`. VIP datagrams `decide()`
+ * gives to it are handed to `deliver` (no PROXY header, no socket, no network hop) and no
+ * upstream socket is opened for it; with `anycast.forward: false` every VIP datagram is.
+ */
+export interface LocalDelivery {
+  /** The backend (`backends[].name`) this process is. */
+  readonly name: string;
+  /** Takes one VIP datagram; `vip` indexes `vipAddresses()`. A throw is caught and counted `dropped`. */
+  deliver(msg: Buffer, rinfo: dgram.RemoteInfo, vip: number): void;
+}
+
 /** Options of `Forwarder.start`. */
 export interface ForwarderOptions {
   config: LbConfig;
   counters: Counters;
   logger: Logger;
   health?: HealthView;
+  /** Server mode: the local backend and where its datagrams go. */
+  local?: LocalDelivery;
+  /**
+   * Source address of the upstream sockets (default: the wildcard, the kernel picks). The server
+   * mode binds its own unicast address, the one its peers' allow lists hold.
+   */
+  upstreamSource?: string;
 }
 
-/** A compiled routing plan: the router state and the upstream of every backend index. */
+/**
+ * A compiled routing plan: the router state and the upstream of every backend index
+ * (undefined for the local backend of the server mode).
+ */
 interface Plan {
   readonly state: RouterState;
-  readonly upstreams: readonly Upstream[];
+  readonly upstreams: readonly (Upstream | undefined)[];
 }
 
 /**
@@ -150,7 +174,7 @@ interface Plan {
 export interface PreparedConfig {
   readonly config: LbConfig;
   /** @internal */
-  readonly upstreams: readonly Upstream[];
+  readonly upstreams: readonly (Upstream | undefined)[];
   /** @internal forwarding address -> upstream (new and reused ones) */
   readonly wanted: ReadonlyMap<string, Upstream>;
   /** @internal */
@@ -186,12 +210,20 @@ export class Forwarder {
   private allowed = new AddressSet([], 'returnPath.allow');
   private lastErrorLog = 0;
   private closed = false;
+  /** Server mode: every VIP datagram goes to `local` (`anycast.forward: false`). */
+  private localOnly = false;
+  /** Server mode: the local backend's index in the running config, else -1. */
+  private localIndex = -1;
+  /** Destination octets checked by `sendFromVip`. */
+  private readonly sendScratch = new Uint8Array(16);
 
   private constructor(
     private readonly counters: Counters,
     private readonly logger: Logger,
     config: LbConfig,
     health: HealthView,
+    private readonly local: LocalDelivery | undefined,
+    private readonly upstreamSource: string | undefined,
   ) {
     this.config = config;
     this.health = health;
@@ -201,7 +233,14 @@ export class Forwarder {
 
   /** Binds the VIP sockets (and the return port) and compiles the first plan. */
   static async start(opts: ForwarderOptions): Promise<Forwarder> {
-    const f = new Forwarder(opts.counters, opts.logger, opts.config, opts.health ?? new Map());
+    const f = new Forwarder(
+      opts.counters,
+      opts.logger,
+      opts.config,
+      opts.health ?? new Map(),
+      opts.local,
+      opts.upstreamSource,
+    );
     const sizes = { recv: opts.config.socket.recvBufferSize, send: opts.config.socket.sendBufferSize };
     try {
       f.commit(await f.prepare(opts.config));
@@ -291,8 +330,12 @@ export class Forwarder {
       if (this.closed) throw new Error('forwarder closed');
       const sizes = { recv: config.socket.recvBufferSize, send: config.socket.sendBufferSize };
       const wanted = new Map<string, Upstream>();
-      const upstreams: Upstream[] = [];
+      const upstreams: (Upstream | undefined)[] = [];
       for (const b of config.backends) {
+        if (b.name === this.local?.name) {
+          upstreams.push(undefined);
+          continue;
+        }
         const key = formatEndpoint(b.address);
         let up = wanted.get(key) ?? this.upstreamByAddress.get(key);
         if (!up) {
@@ -301,6 +344,7 @@ export class Forwarder {
             sizes,
             (m, r, u) => this.onReturn(m, r, u),
             (err) => this.onSocketError(err),
+            this.upstreamSource,
           );
         }
         wanted.set(key, up);
@@ -339,8 +383,10 @@ export class Forwarder {
       this.signForward = this.auth !== undefined && config.returnPath.signForward;
       for (const up of wanted.values()) up.templates = this.vips.map((v) => this.template(v));
       upstreams.forEach((u, i) => {
-        u.backend = i; // backend addresses are unique (config validation)
+        if (u) u.backend = i; // backend addresses are unique (config validation)
       });
+      this.localOnly = this.local !== undefined && config.anycast?.forward === false;
+      this.localIndex = upstreams.indexOf(undefined);
       // Allowed return sources (validated IP literals: the config refused anything else).
       this.allowed = new AddressSet(config.returnPath.allow, 'returnPath.allow');
       this.config = config;
@@ -395,6 +441,10 @@ export class Forwarder {
 
   /** The per-datagram path. */
   private onPacket(msg: Buffer, rinfo: dgram.RemoteInfo, vipIndex: number): void {
+    if (this.localOnly) {
+      this.deliverLocal(msg, rinfo, vipIndex);
+      return;
+    }
     const vip = this.vips[vipIndex];
     const t = vip.tuple;
     // The peer of a VIP socket has the VIP's family (v6 sockets are ipv6Only).
@@ -405,15 +455,98 @@ export class Forwarder {
     const d = decide(msg, t, plan.state);
     const b = d.backend;
     if (b >= 0) {
-      const failed = this.forward(plan.upstreams[b], msg, rinfo, vipIndex);
-      if (failed >= 0) {
-        // Counted as decided, not as forwarded to the backend (its stats count what was sent).
-        d.backend = -1;
-        this.counters.sendErrors[failed]++;
-        plan.state.backends[b].stats.packetsDropped++;
+      const up = plan.upstreams[b];
+      if (up === undefined) {
+        // Server mode, decided for this process (only the local backend has no upstream).
+        if (!this.deliverLocal(msg, rinfo, vipIndex)) d.backend = -1;
+      } else {
+        const failed = this.forward(up, msg, rinfo, vipIndex);
+        if (failed >= 0) {
+          // Counted as decided, not as forwarded to the backend (its stats count what was sent).
+          d.backend = -1;
+          this.counters.sendErrors[failed]++;
+          plan.state.backends[b].stats.packetsDropped++;
+        } else if (this.local) this.counters.anycast[AnycastPath.PEER]++;
       }
-    }
+    } else if (this.local) this.counters.anycast[AnycastPath.DROPPED]++;
     countDecision(plan.state, d, msg.length);
+  }
+
+  /**
+   * Server mode: hands a VIP datagram to the local QUIC stack and counts it `local`, or
+   * `dropped` when the handler throws (caught: nothing leaves a socket handler). False then.
+   */
+  private deliverLocal(msg: Buffer, rinfo: dgram.RemoteInfo, vipIndex: number): boolean {
+    const c = this.counters.anycast;
+    try {
+      (this.local as LocalDelivery).deliver(msg, rinfo, vipIndex);
+    } catch {
+      c[AnycastPath.DROPPED]++;
+      return false;
+    }
+    c[AnycastPath.LOCAL]++;
+    return true;
+  }
+
+  /**
+   * Sends `msg` to a client from VIP socket `vipIndex` (source = that VIP and port): the server
+   * mode's replies to clients that reached it on the VIP. The same destination checks as the
+   * return path (port 1..65535, `sendableDestination`); a refusal or a send that throws is
+   * counted in `send_errors_total` and returns false. Counted as return-path traffic of the
+   * local backend otherwise. Never throws, never allocates.
+   */
+  sendFromVip(msg: Uint8Array, address: string, port: number, vipIndex: number): boolean {
+    const c = this.counters;
+    const vip = this.vips[vipIndex];
+    if (vip === undefined || this.closed) {
+      c.sendErrors[SendError.THROWN]++;
+      return false;
+    }
+    if (!Number.isInteger(port) || port < 1 || port > 0xffff) {
+      c.sendErrors[SendError.BAD_PORT]++;
+      return false;
+    }
+    const family = vip.tuple.family;
+    const dst = this.sendScratch;
+    const parsed =
+      typeof address === 'string' && (family === 4 ? parseIPv4Into(address, dst, 0) : parseIPv6Into(address, dst, 0));
+    if (!parsed || !sendableDestination(dst, family)) {
+      c.sendErrors[SendError.BAD_ADDRESS]++;
+      return false;
+    }
+    try {
+      vip.socket.send(msg, port, address);
+    } catch {
+      c.sendErrors[SendError.THROWN]++;
+      return false;
+    }
+    c.returnPackets++;
+    c.returnBytes += msg.length;
+    const s = this.localIndex >= 0 ? this.plan.state.backends[this.localIndex]?.stats : undefined;
+    if (s) {
+      s.packetsOut++;
+      s.bytesOut += msg.length;
+    }
+    return true;
+  }
+
+  /**
+   * The VIP socket replies to a client that addressed `vip` leave from: the one bound to it, else
+   * (one-host tests give each server its own VIP literal; in a fleet every server binds the same
+   * VIP) the first one of its family with its port, else of its family; -1 when none.
+   */
+  vipIndexOf(vip: { address: string; port: number }): number {
+    const family = vip.address.includes(':') ? 6 : 4;
+    let samePort = -1;
+    let sameFamily = -1;
+    for (let i = 0; i < this.vips.length; i++) {
+      const v = this.vips[i];
+      if (v.tuple.family !== family) continue;
+      if (v.endpoint.address === vip.address && v.port === vip.port) return i;
+      if (samePort < 0 && v.port === vip.port) samePort = i;
+      if (sameFamily < 0) sameFamily = i;
+    }
+    return samePort >= 0 ? samePort : sameFamily;
   }
 
   /**

@@ -88,6 +88,11 @@ export interface HealthCheckerOptions {
   onChange: (view: Map<string, BackendState>) => void;
   /** The clock (ms), injectable for tests. Default Date.now. */
   now?: () => number;
+  /**
+   * Source address of the UDP probes (default: the kernel picks). The server mode probes its
+   * peers from its own unicast address, the one their allow lists hold.
+   */
+  sourceAddress?: string;
 }
 
 /**
@@ -224,6 +229,9 @@ export class HealthChecker {
       s = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
       s.on('message', (msg, rinfo) => this.onReply(msg, rinfo));
       s.on('error', (err) => this.opts.logger.error({ err }, 'health probe socket error'));
+      const from = this.opts.sourceAddress;
+      // node:dgram queues sends made while the bind runs.
+      if (from !== undefined && from.includes(':') === (family === 6)) s.bind({ port: 0, address: from });
       s.unref();
       this.sockets[family] = s;
     }

@@ -8,6 +8,9 @@ export {
   type HealthType,
   type LogLevel,
   type ReturnMode,
+  type AnycastSpec,
+  type AnnounceSpec,
+  anycastOf,
   DEFAULTS,
   KNOWN_FIELDS,
   HEALTH_TYPES,
@@ -38,6 +41,9 @@ export {
   SEND_ERROR_NAMES,
   MAX_HMAC_KEYS,
   isForwarded,
+  AnycastPath,
+  ANYCAST_PATH_NAMES,
+  ANYCAST_PATH_COUNT,
 } from './reasons.js';
 export { Counters, BackendStats, type CounterSnapshot } from './counters.js';
 export { SipHash24 } from './siphash.js';
@@ -59,6 +65,6 @@ export {
   fallbackSlot,
 } from './router.js';
 export { HealthChecker, nextState, type BackendHealth, type ProbeResult, type ProbeStreaks } from './health.js';
-export { Forwarder, type PreparedConfig, sendableDestination } from './forwarder.js';
+export { Forwarder, type PreparedConfig, type LocalDelivery, sendableDestination } from './forwarder.js';
 export { LoadBalancer, startLoadBalancer, type LoadBalancerOptions, type ReloadResult } from './load-balancer.js';
 export { createLogger } from './logger.js';

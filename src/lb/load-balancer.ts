@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type http from 'node:http';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { ClusterPlane } from './cluster.js';
 import { configFromSpec } from '../cid/index.js';
 import { type LbConfig, configSources, loadConfigFile, restartOnlyChanges } from './config.js';
@@ -15,6 +16,7 @@ import type { ParsedEndpoint } from '../wire/index.js';
 import { createLogger } from './logger.js';
 import { type ControlStats, createMetrics, startHttp } from './metrics.js';
 import { type DataPlane, LocalPlane } from './plane.js';
+import type { Forwarder, LocalDelivery } from './forwarder.js';
 import type { BackendState } from './router.js';
 
 /** Options of `startLoadBalancer`. */
@@ -31,6 +33,18 @@ export interface LoadBalancerOptions {
   cluster?: boolean;
   /** Debounce of the file watch, ms (default 200). */
   watchDebounceMs?: number;
+  /**
+   * Server mode (src/anycast): this process is backend `local.name`; the VIP datagrams decided
+   * for it go to `local.deliver` (forwarder.ts `LocalDelivery`). Single process only (not with
+   * `cluster`).
+   */
+  local?: LocalDelivery;
+  /** Source address of the upstream sockets and UDP health probes (server mode: its own unicast address). */
+  sourceAddress?: string;
+  /** Decides `/healthz` instead of the LB's own rule (server mode: the announcement). */
+  healthy?: () => { ok: boolean; why: string };
+  /** Adds metrics to the registry `/metrics` serves (called once, at start). */
+  registerMetrics?: (registry: Registry) => void;
 }
 
 /** Result of a reload attempt. */
@@ -96,14 +110,17 @@ export class LoadBalancer {
     const health = new HealthChecker({
       logger,
       onChange: (view) => holder.lb?.plane.setHealth(view),
+      sourceAddress: opts.sourceAddress,
     });
     health.configure(config);
     try {
       const workers = config.workers === 0 ? availableParallelism() : config.workers;
+      if (opts.local && opts.cluster) throw new Error('server mode (local) runs in one process: not with cluster');
+      const server = opts.local ? { local: opts.local, upstreamSource: opts.sourceAddress } : undefined;
       plane =
         opts.cluster && workers > 1
           ? await ClusterPlane.start(config, health.view(), workers, logger)
-          : await LocalPlane.start(config, health.view(), logger);
+          : await LocalPlane.start(config, health.view(), logger, server);
       const lb = new LoadBalancer(config, logger, health, plane, opts);
       holder.lb = lb;
       // A health change between configure() and now is pushed once more.
@@ -125,7 +142,9 @@ export class LoadBalancer {
       backendNames: () => this.config.backends.map((b) => b.name),
       workerPackets: () => this.plane.workerPackets(),
       quicLbConfigs: () => this.quicLbInfo,
+      serverMode: this.opts.local !== undefined,
     });
+    this.opts.registerMetrics?.(registry);
     this.metricsText = async () => {
       await refresh();
       return registry.metrics();
@@ -225,8 +244,12 @@ export class LoadBalancer {
     }, this.opts.watchDebounceMs ?? 200);
   }
 
-  /** `/healthz`: fails while draining, with no forwarding process, or with no healthy backend. */
+  /**
+   * `/healthz`: the `healthy` option's answer when given; else fails while draining, with no
+   * forwarding process, or with no healthy backend.
+   */
   healthy(): { ok: boolean; why: string } {
+    if (this.opts.healthy) return this.opts.healthy();
     if (this.control.draining) return { ok: false, why: 'draining' };
     if (this.plane.running() === 0) return { ok: false, why: 'no forwarding process' };
     const up = [...this.health.view().values()].filter((s) => s === 'up').length;
@@ -341,6 +364,11 @@ export class LoadBalancer {
   /** Bound addresses: VIPs, return port, metrics/health endpoint. */
   addresses(): { vips: ParsedEndpoint[]; returnPort: ParsedEndpoint | undefined; metrics: ParsedEndpoint | undefined } {
     return { vips: this.plane.vipAddresses(), returnPort: this.plane.returnAddress(), metrics: this.httpAddress };
+  }
+
+  /** The forwarder when it runs in this process (not with cluster workers): the server mode's VIP sender. */
+  localForwarder(): Forwarder | undefined {
+    return this.plane instanceof LocalPlane ? this.plane.forwarder : undefined;
   }
 
   /** Current health view (backend name -> state). */

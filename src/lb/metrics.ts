@@ -8,7 +8,14 @@ import type { BackendHealth } from './health.js';
 import type { ParsedEndpoint } from '../wire/index.js';
 import { BACKEND_STATES } from './router.js';
 import { CONFIG_ROTATION_CODEPOINTS, MAX_CONFIG_ID, UNROUTABLE_CONFIG_ID } from '../cid/index.js';
-import { CID_RESULT_COUNT, CID_RESULT_NAMES, REASON_NAMES, RETURN_REJECT_NAMES, SEND_ERROR_NAMES } from './reasons.js';
+import {
+  ANYCAST_PATH_NAMES,
+  CID_RESULT_COUNT,
+  CID_RESULT_NAMES,
+  REASON_NAMES,
+  RETURN_REJECT_NAMES,
+  SEND_ERROR_NAMES,
+} from './reasons.js';
 
 /** Control-plane state the primary (or single process) keeps. */
 export interface ControlStats {
@@ -37,6 +44,8 @@ export interface MetricsSource {
   workerPackets(): Map<string, number>;
   /** The QUIC-LB configs of the running config (codepoint and algorithm). */
   quicLbConfigs(): readonly { configId: number; algorithm: string }[];
+  /** Server mode (src/anycast): also export quic_lb_anycast_datagrams_total. */
+  serverMode?: boolean;
 }
 
 const PREFIX = 'quic_lb_';
@@ -239,6 +248,16 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
     [],
     (c) => c.inc(source.control().workerRestarts),
   );
+
+  if (source.serverMode)
+    counter(
+      'anycast_datagrams_total',
+      'Server mode: VIP datagrams by where they went: local (this server, no network hop), peer (encapsulated to the server its CID or Maglev slot names), dropped',
+      ['path'],
+      (c) => {
+        if (snap) ANYCAST_PATH_NAMES.forEach((path, i) => c.inc({ path }, snap!.anycast?.[i] ?? 0));
+      },
+    );
 
   return {
     registry,

@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import type { LbConfig } from './config.js';
 import { type CounterSnapshot, Counters } from './counters.js';
-import { Forwarder } from './forwarder.js';
+import { Forwarder, type LocalDelivery } from './forwarder.js';
 import type { ParsedEndpoint } from '../wire/index.js';
 import type { HealthView } from './router.js';
 
@@ -36,9 +36,21 @@ export class LocalPlane implements DataPlane {
     private readonly localCounters: Counters,
   ) {}
 
-  static async start(config: LbConfig, health: HealthView, logger: Logger): Promise<LocalPlane> {
+  static async start(
+    config: LbConfig,
+    health: HealthView,
+    logger: Logger,
+    server?: { local: LocalDelivery; upstreamSource?: string },
+  ): Promise<LocalPlane> {
     const counters = new Counters();
-    const forwarder = await Forwarder.start({ config, counters, logger, health });
+    const forwarder = await Forwarder.start({
+      config,
+      counters,
+      logger,
+      health,
+      local: server?.local,
+      upstreamSource: server?.upstreamSource,
+    });
     return new LocalPlane(forwarder, counters);
   }
 

@@ -119,3 +119,13 @@ export const SEND_ERROR_NAMES: readonly string[] = Object.freeze([
 
 /** Most return-path HMAC keys accepted at once (`returnPath.hmacKeys`): each one tried costs an HMAC. */
 export const MAX_HMAC_KEYS = 4;
+
+/**
+ * Where the server mode's co-located forwarder sent a VIP datagram
+ * (`quic_lb_anycast_datagrams_total{path}`): `local` = handed to this server's QUIC stack without a
+ * network hop, `peer` = encapsulated to the server its CID or Maglev slot names, `dropped` = neither
+ * (no server for it, a full send queue, a local handler that threw).
+ */
+export const AnycastPath = { LOCAL: 0, PEER: 1, DROPPED: 2 } as const;
+export const ANYCAST_PATH_NAMES = ['local', 'peer', 'dropped'] as const;
+export const ANYCAST_PATH_COUNT = ANYCAST_PATH_NAMES.length;

@@ -9,6 +9,7 @@ import {
   CONFIG_ERROR_CODES,
   ConfigError,
   DEFAULTS,
+  anycastOf,
   KNOWN_FIELDS,
   keyFileModeWarning,
   keyFileWarning,
@@ -372,6 +373,51 @@ const cases: { desc: string; doc: unknown; code: string; field: string }[] = [
     code: 'ERR_CONFIG_ENUM',
     field: '/log/level',
   },
+  {
+    desc: 'anycast resume level above its limit',
+    doc: mutate((d) => (d.anycast = { announce: { maxCpu: 1, resumeCpu: 1.5 } })),
+    code: 'ERR_CONFIG_VALUE',
+    field: '/anycast/announce/resumeCpu',
+  },
+  {
+    desc: 'anycast resumeConnections above maxConnections',
+    doc: mutate((d) => (d.anycast = { announce: { maxConnections: 10, resumeConnections: 11 } })),
+    code: 'ERR_CONFIG_VALUE',
+    field: '/anycast/announce/resumeConnections',
+  },
+  {
+    desc: 'anycast without returnPath.mode direct',
+    doc: mutate((d) => {
+      d.returnPath = { mode: 'via-lb', listen: '127.0.1.1:20005' };
+      d.anycast = {};
+    }),
+    code: 'ERR_CONFIG_VALUE',
+    field: '/returnPath/mode',
+  },
+  {
+    desc: 'anycast.forward not a boolean',
+    doc: mutate((d) => (d.anycast = { forward: 'yes' })),
+    code: 'ERR_CONFIG_TYPE',
+    field: '/anycast/forward',
+  },
+  {
+    desc: 'anycast.announce field typo',
+    doc: mutate((d) => (d.anycast = { announce: { maxConnection: 5 } })),
+    code: 'ERR_CONFIG_UNKNOWN_FIELD',
+    field: '/anycast/announce/maxConnection',
+  },
+  {
+    desc: 'anycast.announce.withdrawAfter 0',
+    doc: mutate((d) => (d.anycast = { announce: { withdrawAfter: 0 } })),
+    code: 'ERR_CONFIG_RANGE',
+    field: '/anycast/announce/withdrawAfter',
+  },
+  {
+    desc: 'anycast.announce.maxCpu negative',
+    doc: mutate((d) => (d.anycast = { announce: { maxCpu: -1 } })),
+    code: 'ERR_CONFIG_RANGE',
+    field: '/anycast/announce/maxCpu',
+  },
 ];
 
 describe('validateConfig', () => {
@@ -409,6 +455,46 @@ describe('validateConfig', () => {
     expect(c.backends[0].health.downGraceMs).toBe(DEFAULTS.downGraceMs);
     const table = QUIC_LB_SPECS.map((q, i) => (i === 1 ? { ...q, cipher: 'table' } : q));
     expect(validateConfig(configDoc({ quicLb: table })).quicLb[1].cipher).toBe('table');
+  });
+
+  it('anycast: absent, null and partial sections resolve to the documented defaults', () => {
+    expect(validateConfig(configDoc()).anycast).toBeUndefined();
+    expect(anycastOf(validateConfig(configDoc()))).toEqual(anycastOf(validateConfig(configDoc({ anycast: null }))));
+    const off = validateConfig(configDoc({ anycast: {} })).anycast;
+    expect(off).toEqual({
+      forward: true,
+      announce: {
+        intervalMs: 1000,
+        withdrawAfter: 2,
+        announceAfter: 3,
+        maxConnections: 0,
+        resumeConnections: 0,
+        maxEventLoopDelayMs: 0,
+        resumeEventLoopDelayMs: 0,
+        maxCpu: 0,
+        resumeCpu: 0,
+      },
+    });
+    const c = parseConfig(
+      [
+        'listen: ["127.0.1.1:20001"]',
+        'backends: [{ name: a, address: "127.0.1.10:20010" }]',
+        'fallback: { key: "000102030405060708090a0b0c0d0e0f" }',
+        'returnPath: { mode: direct }',
+        'anycast:',
+        '  forward: false',
+        '  announce: { maxConnections: 99, resumeConnections: ~, maxEventLoopDelayMs: 50, maxCpu: 0.9, resumeCpu: 0.5 }',
+      ].join('\n'),
+    ).anycast;
+    expect(c?.forward).toBe(false);
+    expect(c?.announce).toMatchObject({
+      maxConnections: 99,
+      resumeConnections: 79, // floor(0.8 * 99)
+      maxEventLoopDelayMs: 50,
+      resumeEventLoopDelayMs: 25,
+      maxCpu: 0.9,
+      resumeCpu: 0.5,
+    });
   });
 
   it('resolves key files relative to the config file and accepts IPv6', () => {
@@ -652,6 +738,8 @@ describe('schema/config.schema.json', () => {
     expect(props(p.metrics)).toEqual([...KNOWN_FIELDS.metrics].sort());
     expect(props(p.socket)).toEqual([...KNOWN_FIELDS.socket].sort());
     expect(props(p.log)).toEqual([...KNOWN_FIELDS.log].sort());
+    expect(props(p.anycast)).toEqual([...KNOWN_FIELDS.anycast].sort());
+    expect(props(p.anycast.properties.announce)).toEqual([...KNOWN_FIELDS.announce].sort());
   });
   it('docs/config.md documents every field and every error code', () => {
     const doc = readFileSync(path.join(repoRoot, 'docs', 'config.md'), 'utf8');
