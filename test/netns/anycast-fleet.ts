@@ -432,35 +432,35 @@ export async function clientBurst(
   return Promise.all(runs);
 }
 
-/**
- * The server the router's ECMP route sends the client's flow `sport` -> VIP:VIP_PORT to right now
- * (`ip route get` with the L4 fields, as the multipath hash policy 1 sees them): that server's
- * unicast address, or '' when there is no route.
- */
-export async function ecmpChoice(af: AnycastFleet, sport: number): Promise<string> {
-  const { fleet } = af;
-  const r = await fleet.exec(fleet.router, [
-    'ip',
-    'route',
-    'get',
-    fleet.vip,
-    'from',
-    fleet.client.address as string,
-    'iif',
-    fleet.client.routerIfname,
-    'ipproto',
-    'udp',
-    'sport',
-    String(sport),
-    'dport',
-    String(VIP_PORT),
-  ]);
-  return /via (\S+)/.exec(r.stdout)?.[1] ?? '';
-}
-
 /** The owning server of each run (by its SCID in the event logs), undefined when no server accepted it. */
 export function ownerOf(runs: readonly ClientRun[], accepted: Map<string, Accepted>): (Accepted | undefined)[] {
   return runs.map((r) => (r.scid === undefined ? undefined : accepted.get(r.scid)));
+}
+
+/**
+ * The servers the router's ECMP route sends the client's flows `sport` -> VIP:VIP_PORT to right
+ * now (`ip route get` with the L4 fields, as the multipath hash policy 1 sees them; one `ip -batch`
+ * for all ports): each a server's unicast address, or '' (no route, or no port).
+ */
+export async function ecmpChoices(af: AnycastFleet, ports: readonly (number | undefined)[]): Promise<string[]> {
+  const { fleet } = af;
+  const known = ports.filter((p): p is number => p !== undefined);
+  if (known.length === 0) return ports.map(() => '');
+  const batch = path.join(af.dir, `route-get-${randomBytes(4).toString('hex')}`);
+  const line = (p: number): string =>
+    `route get ${fleet.vip} from ${fleet.client.address} iif ${fleet.client.routerIfname} ipproto udp sport ${p} dport ${VIP_PORT}`;
+  writeFileSync(batch, `${known.map(line).join('\n')}\n`);
+  const r = await fleet.exec(fleet.router, ['ip', '-batch', batch]);
+  rmSync(batch, { force: true });
+  // one answer line per command, in order ("<vip> from … via <next hop> dev …"); a failed one has none
+  const answers = r.stdout.split('\n').filter((l) => l.startsWith(fleet.vip));
+  const byPort = new Map(known.map((p, i) => [p, /via (\S+)/.exec(answers[i] ?? '')?.[1] ?? '']));
+  return ports.map((p) => (p === undefined ? '' : (byPort.get(p) ?? '')));
+}
+
+/** {@link ecmpChoices} for one flow. */
+export async function ecmpChoice(af: AnycastFleet, sport: number): Promise<string> {
+  return (await ecmpChoices(af, [sport]))[0];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -510,9 +510,13 @@ poll();`;
 /**
  * Records every change of the router's next hops for the VIP (`ip monitor route`, timestamped on
  * arrival here; the route itself is re-read on each event). Values are the sorted next-hop
- * addresses joined by ','; '' = no route.
+ * addresses joined by ','; '' = no route. `onChange` runs after each change is recorded (before
+ * the next one is looked at); `settled()` resolves when every change seen so far was handled.
  */
-export function watchRoute(af: AnycastFleet): { transitions: Transition[]; stop: () => void } {
+export function watchRoute(
+  af: AnycastFleet,
+  onChange?: (hops: string) => Promise<void>,
+): { transitions: Transition[]; stop: () => void; settled: () => Promise<void> } {
   const child = af.fleet.spawn(af.fleet.router, ['ip', 'monitor', 'route']);
   const transitions: Transition[] = [];
   let last: string | undefined;
@@ -523,6 +527,7 @@ export function watchRoute(af: AnycastFleet): { transitions: Transition[]; stop:
       if (hops !== last) {
         last = hops;
         transitions.push({ at, value: hops });
+        await onChange?.(hops).catch(() => {});
       }
     });
   };
@@ -531,7 +536,7 @@ export function watchRoute(af: AnycastFleet): { transitions: Transition[]; stop:
     if (d.includes(af.fleet.vip)) check(Date.now());
   });
   check(Date.now());
-  return { transitions, stop: () => child.kill('SIGTERM') };
+  return { transitions, stop: () => child.kill('SIGTERM'), settled: () => chain };
 }
 
 // ---------------------------------------------------------------------------------------------
