@@ -54,11 +54,6 @@ export interface AnycastFleetOptions {
   start?: number[];
   /** Extra arguments of `quic-lb demo backend` per server name (`s1`…), at setup. */
   extra?: Record<string, string[]>;
-  /**
-   * Replaces the server command (the whole argv) and the config text: for stand-ins
-   * while developing the suite (e.g. a plain demo backend on the VIP), never in the committed tests.
-   */
-  override?: { config: (fleet: Fleet) => string; argv: (ns: Ns, configFile: string, eventLog: string) => string[] };
 }
 
 /**
@@ -138,8 +133,7 @@ export async function startAnycastFleet(options: AnycastFleetOptions = {}): Prom
     const hex = (): string => randomBytes(16).toString('hex');
     writeFileSync(
       configFile,
-      options.override?.config(fleet) ??
-        anycastConfig(fleet, { quicLb: hex(), fallback: hex(), hmac: hex() }, options.anycast ?? {}),
+      anycastConfig(fleet, { quicLb: hex(), fallback: hex(), hmac: hex() }, options.anycast ?? {}),
     );
     const router = await startBird(fleet, fleet.router, routerBirdConfig(fleet));
     for (const s of fleet.servers) {
@@ -162,7 +156,7 @@ export async function startAnycastFleet(options: AnycastFleetOptions = {}): Prom
       router,
       procs,
       async startServer(ns, extra = []) {
-        const p = await startServerProcess(fleet, dir, configFile, ns, extra, options.override?.argv);
+        const p = await startServerProcess(fleet, dir, configFile, ns, extra);
         procs.set(p.name, p);
         return p;
       },
@@ -183,28 +177,25 @@ async function startServerProcess(
   configFile: string,
   ns: Ns,
   extra: string[],
-  override?: (ns: Ns, configFile: string, eventLog: string) => string[],
 ): Promise<ServerProc> {
   const name = serverName(ns);
   const eventLog = path.join(dir, `${name}-${Date.now()}.jsonl`);
-  const argv = override
-    ? [...override(ns, configFile, eventLog), ...extra]
-    : [
-        process.execPath,
-        CLI,
-        'demo',
-        'backend',
-        '--config',
-        configFile,
-        '--name',
-        name,
-        '--anycast',
-        '--metrics',
-        METRICS,
-        '--event-log',
-        eventLog,
-        ...extra,
-      ];
+  const argv = [
+    process.execPath,
+    CLI,
+    'demo',
+    'backend',
+    '--config',
+    configFile,
+    '--name',
+    name,
+    '--anycast',
+    '--metrics',
+    METRICS,
+    '--event-log',
+    eventLog,
+    ...extra,
+  ];
   const child = fleet.spawn(ns, argv, { cwd: REPO });
   let out = '';
   child.stdout?.setEncoding('utf8');
