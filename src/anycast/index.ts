@@ -6,8 +6,17 @@ export { registerAnycastMetrics, type AnycastMetricsSource } from './metrics.js'
 export {
   Announcer,
   WITHDRAW_REASONS,
+  REASON_PRIORITY,
+  LOAD_SIGNALS,
+  initialAnnounceState,
+  nextAnnounceState,
+  drainAnnounceState,
+  restartStreaks,
   type WithdrawReason,
+  type LoadSignal,
   type AnnounceState,
   type AnnounceThresholds,
+  type AnnouncerOptions,
   type LoadSample,
-} from './basic-announcer.js';
+} from './announce.js';
+export { LoadSampler, type LoadReading, type LoadSamplerOptions } from './load-sampler.js';

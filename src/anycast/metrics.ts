@@ -2,7 +2,7 @@
 // already exports every quic_lb_* metric of `quic-lb serve` and quic_lb_anycast_datagrams_total).
 // Read at scrape time; labels are the closed list of withdraw reasons.
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { WITHDRAW_REASONS, type AnnounceState, type LoadSample, type WithdrawReason } from './basic-announcer.js';
+import { WITHDRAW_REASONS, type AnnounceState, type LoadSample, type WithdrawReason } from './announce.js';
 
 export interface AnycastMetricsSource {
   state(): AnnounceState;

@@ -24,7 +24,7 @@ import {
   startLoadBalancer,
 } from '../lb/index.js';
 import type { ParsedEndpoint } from '../wire/index.js';
-import { Announcer, type AnnounceState } from './basic-announcer.js';
+import { Announcer, type AnnounceState, initialAnnounceState } from './announce.js';
 import { AnycastError } from './errors.js';
 import { registerAnycastMetrics } from './metrics.js';
 
@@ -49,7 +49,7 @@ export interface AnycastServerOptions {
 }
 
 /** What `/healthz` says: 200 `ok` while announced, 503 naming the reason otherwise. */
-export function healthzOf(state: AnnounceState): { ok: boolean; why: string } {
+export function healthzOf(state: Pick<AnnounceState, 'announced' | 'reason'>): { ok: boolean; why: string } {
   return state.announced ? { ok: true, why: 'ok' } : { ok: false, why: `withdrawn: ${state.reason ?? 'unknown'}` };
 }
 
@@ -109,10 +109,10 @@ export class AnycastServer {
         logger,
         local: { name: opts.name, deliver: (msg, rinfo, vip) => socket.receiveFromVip(msg, rinfo, vip) },
         sourceAddress: self.address.address,
-        healthy: () => healthzOf(announcer?.state ?? { announced: false, reason: 'starting' }),
+        healthy: () => healthzOf(announcer?.state ?? initialAnnounceState()),
         registerMetrics: (registry: Registry) =>
           registerAnycastMetrics(registry, {
-            state: () => announcer?.state ?? { announced: false, reason: 'starting' },
+            state: () => announcer?.state ?? initialAnnounceState(),
             withdrawals: () => announcer?.withdrawals,
             lastSample: () => announcer?.lastSample,
             activeConnections: () => server?.activeConnections() ?? 0,
@@ -123,10 +123,13 @@ export class AnycastServer {
       announcer = new Announcer({
         thresholds: anycastOf(effective).announce,
         activeConnections: () => server?.activeConnections() ?? 0,
-        // Self-check: this server's own probe, through its own socket, answered (up or draining).
+        // Self-check: this server's latest probe of itself (from and to its own address, the
+        // path its peers' probes take) was answered, "up" or "draining"; no probe yet = not ok.
+        // A server whose health type is none is not probed: always ok.
         selfCheck: () => {
-          const s = lb.healthView().get(opts.name);
-          return s === 'up' || s === 'draining';
+          const h = lb.healthStates().get(opts.name);
+          if (h?.lastProbe !== undefined) return h.lastProbe !== 'failed';
+          return lb.currentConfig().backends.find((b) => b.name === opts.name)?.health.type === 'none';
         },
       });
       server = new AnycastServer(opts.name, effective, opts, socket, lb, announcer);

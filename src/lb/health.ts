@@ -19,6 +19,8 @@ export interface BackendHealth {
   checksOk: number;
   checksFailed: number;
   transitions: number;
+  /** The outcome of the latest probe (undefined before the first, and for type 'none'). */
+  lastProbe?: ProbeResult;
 }
 
 /** The outcome of one probe: the backend answered "up", answered "draining", or did not answer (in time). */
@@ -199,6 +201,7 @@ export class HealthChecker {
   private record(name: string, c: Check, result: ProbeResult): void {
     if (result === 'failed') c.state.checksFailed++;
     else c.state.checksOk++;
+    c.state.lastProbe = result;
     const to = nextState(c.state.state, c.state.since, c.streaks, c.spec, result, this.now());
     if (to === c.state.state) return;
     const from = c.state.state;

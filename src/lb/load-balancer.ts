@@ -11,7 +11,7 @@ import { ClusterPlane } from './cluster.js';
 import { configFromSpec } from '../cid/index.js';
 import { type LbConfig, configSources, loadConfigFile, restartOnlyChanges } from './config.js';
 import type { ConfigError } from './errors.js';
-import { HealthChecker } from './health.js';
+import { type BackendHealth, HealthChecker } from './health.js';
 import type { ParsedEndpoint } from '../wire/index.js';
 import { createLogger } from './logger.js';
 import { type ControlStats, createMetrics, startHttp } from './metrics.js';
@@ -369,6 +369,11 @@ export class LoadBalancer {
   /** The forwarder when it runs in this process (not with cluster workers): the server mode's VIP sender. */
   localForwarder(): Forwarder | undefined {
     return this.plane instanceof LocalPlane ? this.plane.forwarder : undefined;
+  }
+
+  /** Health bookkeeping per backend (state, probe counts, the latest probe's outcome). */
+  healthStates(): Map<string, BackendHealth> {
+    return this.health.states();
   }
 
   /** Current health view (backend name -> state). */

@@ -30,7 +30,7 @@ function doc(overrides: Record<string, unknown> = {}): Record<string, unknown> {
     fallback: { key: '000102030405060708090a0b0c0d0e0f', tableSize: 251 },
     health: { type: 'udp', intervalMs: 50, timeoutMs: 100, rise: 1, fall: 2 },
     returnPath: { mode: 'direct' },
-    anycast: { forward: true },
+    anycast: { forward: true, announce: { intervalMs: 50 } },
     log: { level: 'silent' },
     ...overrides,
   };
@@ -70,11 +70,11 @@ beforeAll(async () => {
   client = dgram.createSocket('udp4');
   client.on('message', (msg, from) => replies.push({ msg, from }));
   await new Promise<void>((r) => client.bind(0, '127.0.12.100', () => r()));
-  // Both servers see both up (their probes answered) and announce.
+  // Both announce (first sample with an answered self-probe), then see each other up.
+  await waitFor('both announced', () => a.announcement.announced && b.announcement.announced);
   await waitFor('both servers up in both views', () =>
     [a, b].every((s) => s.lb.healthView().get('s1') === 'up' && s.lb.healthView().get('s2') === 'up'),
   );
-  await waitFor('both announced', () => a.announcement.announced && b.announcement.announced);
 });
 
 afterAll(async () => {
@@ -233,5 +233,39 @@ describe('anycast server mode: withdrawal', () => {
     b.drain(false);
     await waitFor('s2 up again in both views', () => [a, b].every((s) => s.lb.healthView().get('s2') === 'up'));
     expect(await healthz(b)).toEqual({ status: 200, body: 'ok\n' });
+  });
+});
+
+describe('anycast server mode: load-aware announcement', () => {
+  it('over maxConnections (set by a reload) withdraws for connections, and re-announces once calm', async () => {
+    const r = await b.reload(
+      validateConfig(
+        doc({ anycast: { announce: { intervalMs: 50, maxConnections: 2, withdrawAfter: 2, announceAfter: 2 } } }),
+      ),
+    );
+    expect(r.ok).toBe(true);
+    let active = 5;
+    b.setActiveConnections(() => active);
+    await waitFor('withdrawn for connections', () => b.announcement.reason === 'connections');
+    expect(b.announcement.announced).toBe(false);
+    expect(await healthz(b)).toEqual({ status: 503, body: 'withdrawn: connections\n' });
+    await waitFor('s1 sees s2 draining', () => a.lb.healthView().get('s2') === 'draining');
+    const m = await metricsOf(b);
+    expect(m.get('quic_lb_anycast_withdrawn{reason="connections"}')).toBe(1);
+    expect(m.get('quic_lb_anycast_withdrawals_total{reason="connections"}')).toBe(1);
+    expect(m.get('quic_lb_anycast_active_connections')).toBe(5);
+    active = 1; // at or under resumeConnections = floor(0.8 * 2) = 1
+    await waitFor('announced again', () => b.announcement.announced);
+    await waitFor('s1 sees s2 up', () => a.lb.healthView().get('s2') === 'up');
+    expect(await healthz(b)).toEqual({ status: 200, body: 'ok\n' });
+  });
+
+  it('a reload that drops this server from the config is refused and changes nothing', async () => {
+    const without = validateConfig(
+      doc({ backends: [{ name: 's1', address: '127.0.12.11:24434', serverIds: { 0: SIDS.s1 } }] }),
+    );
+    const r = await b.reload(without);
+    expect(r.ok).toBe(false);
+    expect(b.currentConfig().backends.map((x) => x.name)).toEqual(['s1', 's2']);
   });
 });
