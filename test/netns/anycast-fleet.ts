@@ -14,7 +14,17 @@
 // Figures the tests measure go to `.tmp/anycast-results.json` (recordFigure) for the closing note.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
@@ -333,6 +343,8 @@ export interface ClientOptions {
   migrating: boolean;
   /** `--delay-stream`: the request leaves this long after the handshake (default 300 ms). */
   delayMs?: number;
+  /** `--timeout`: the client's idle timeout (default 5 s; must exceed `delayMs`, the server sends nothing meanwhile). */
+  idleS?: number;
 }
 
 /** A client started by {@link startClient}. */
@@ -344,7 +356,7 @@ export interface StartedClient {
 
 /**
  * Starts one gtlsclient in the client namespace, to the VIP, downloading `/bytes/<size>`. Bounded:
- * 5 s idle and handshake timeouts, killed after 20 s. gtlsclient's exit code says nothing (0 after
+ * idle (default 5 s) and handshake (5 s) timeouts, killed after 20 s. gtlsclient's exit code says nothing (0 after
  * a failed handshake too): success = status 200 and the exact demo body.
  */
 export function startClient(af: AnycastFleet, o: ClientOptions): StartedClient {
@@ -358,7 +370,7 @@ export function startClient(af: AnycastFleet, o: ClientOptions): StartedClient {
     '--exit-on-all-streams-close',
     '--no-quic-dump',
     '--no-http-dump',
-    '--timeout=5s',
+    `--timeout=${o.idleS ?? 5}s`,
     '--handshake-timeout=5s',
     `--delay-stream=${o.delayMs ?? 300}ms`,
     `--download=${dl}`,
@@ -537,18 +549,43 @@ export function watchRoute(
 export const RESULTS_FILE = path.join(REPO, '.tmp', 'anycast-results.json');
 
 /**
- * Records one figure under `key` in RESULTS_FILE (read-modify-write: every anycast test file adds
- * its own keys) and prints one summary line for it.
+ * Records one figure under `key` in RESULTS_FILE and prints one summary line for it. Test files
+ * run in parallel workers and each adds its own keys, so the read-modify-write happens under a
+ * lock file (created exclusively; one left by a crashed worker is taken over after 5 s).
  */
 export function recordFigure(key: string, value: number | string, unit: string, note = ''): void {
   mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
-  let all: Record<string, unknown> = {};
-  try {
-    all = JSON.parse(readFileSync(RESULTS_FILE, 'utf8')) as Record<string, unknown>;
-  } catch {
-    /* first figure of the run */
-  }
-  all[key] = { value, unit, note, at: new Date().toISOString() };
-  writeFileSync(RESULTS_FILE, `${JSON.stringify(all, null, 2)}\n`);
+  withLock(`${RESULTS_FILE}.lock`, () => {
+    let all: Record<string, unknown> = {};
+    try {
+      all = JSON.parse(readFileSync(RESULTS_FILE, 'utf8')) as Record<string, unknown>;
+    } catch {
+      /* first figure of the run */
+    }
+    all[key] = { value, unit, note, at: new Date().toISOString() };
+    writeFileSync(RESULTS_FILE, `${JSON.stringify(all, null, 2)}\n`);
+  });
   process.stdout.write(`anycast figure: ${key} = ${value} ${unit}${note ? ` (${note})` : ''}\n`);
+}
+
+function withLock(lock: string, fn: () => void): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      closeSync(openSync(lock, 'wx'));
+      break;
+    } catch {
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > 5000) rmSync(lock, { force: true });
+      } catch {
+        /* released meanwhile */
+      }
+      Atomics.wait(pause, 0, 0, 10);
+    }
+  }
+  try {
+    fn();
+  } finally {
+    rmSync(lock, { force: true });
+  }
 }
