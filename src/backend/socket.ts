@@ -193,6 +193,8 @@ export interface BackendSocketStats {
   trackedPathsEvicted: number;
   /** 'error' events of the sockets (also re-emitted as 'error' when someone listens). */
   socketErrors: number;
+  /** 'message' listeners that threw (the error is dropped: nothing leaves a socket handler). */
+  listenerErrors: number;
 }
 
 /** Paths through LBs kept, one per (VIP, LB socket); the oldest is dropped beyond it. */
@@ -307,6 +309,7 @@ export class BackendSocket extends EventEmitter {
     sendErrors: { bad_port: 0, bad_address: 0, socket: 0 },
     trackedPathsEvicted: 0,
     socketErrors: 0,
+    listenerErrors: 0,
   };
   private readonly listenSocket: dgram.Socket;
   private readonly listenFamily: 4 | 6;
@@ -508,7 +511,7 @@ export class BackendSocket extends EventEmitter {
     const path = this.lbPathFor(h, rinfo);
     const client = formatProxyAddress(h, 'src');
     if (this.opts.trackPaths) this.track(`${client}|${h.srcPort}`, path);
-    this.emit('message', msg.subarray(hl), { address: client, port: h.srcPort }, path);
+    this.deliver(msg.subarray(hl), { address: client, port: h.srcPort }, path);
   }
 
   /** Parses the PROXY header of `msg` into `this.header`, trying every inbound key (signForward). */
@@ -556,7 +559,7 @@ export class BackendSocket extends EventEmitter {
     }
     this.stats.vipDatagrams++;
     if (this.opts.trackPaths) this.track(`${rinfo.address}|${rinfo.port}`, path);
-    this.emit('message', msg, { address: rinfo.address, port: rinfo.port }, path);
+    this.deliver(msg, { address: rinfo.address, port: rinfo.port }, path);
   }
 
   private makeVipPath(vipIndex: number): LbPath | undefined {
@@ -585,7 +588,19 @@ export class BackendSocket extends EventEmitter {
   private deliverDirect(msg: Buffer, rinfo: dgram.RemoteInfo, path: DirectPath): void {
     this.stats.directDatagrams++;
     if (this.opts.trackPaths) this.track(`${rinfo.address}|${rinfo.port}`, path);
-    this.emit('message', msg, { address: rinfo.address, port: rinfo.port }, path);
+    this.deliver(msg, { address: rinfo.address, port: rinfo.port }, path);
+  }
+
+  /**
+   * Emits 'message'. A listener that throws is counted (`stats.listenerErrors`) and its error
+   * dropped: nothing leaves a socket handler (an exception there would end the process).
+   */
+  private deliver(msg: Buffer, rinfo: { address: string; port: number }, path: BackendPath): void {
+    try {
+      this.emit('message', msg, rinfo, path);
+    } catch {
+      this.stats.listenerErrors++;
+    }
   }
 
   /** Remembers `key`'s path; at `maxTrackedPaths` the oldest entry (first inserted) goes. */

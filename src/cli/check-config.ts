@@ -34,7 +34,8 @@ export const checkConfigCommand: CommandModule<object, CheckArgs> = {
           `  QUIC-LB configs: ${algos.join(', ') || 'none (every packet uses the fallback)'}\n` +
           `  backends: ${c.backends.map((b) => `${b.name}=${formatEndpoint(b.address)} w${b.weight} ${b.health.type}`).join(', ')}\n` +
           `  return path: ${c.returnPath.mode}${c.returnPath.listen ? ` on ${formatEndpoint(c.returnPath.listen)}` : ''}${c.returnPath.hmacKeys.length > 0 ? ` (HMAC, ${c.returnPath.hmacKeys.length} key(s))` : ''}\n` +
-          `  workers: ${c.workers}, metrics: ${c.metrics.listen ? formatEndpoint(c.metrics.listen) : 'off'}\n`,
+          `  workers: ${c.workers}, metrics: ${c.metrics.listen ? formatEndpoint(c.metrics.listen) : 'off'}\n` +
+          (c.anycast ? `  anycast: ${anycastLine(c.anycast)}\n` : ''),
       );
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
@@ -58,4 +59,18 @@ function redact(c: ReturnType<typeof loadConfigFile>): unknown {
     fallback: { ...c.fallback, key: '(set)' },
     returnPath: { ...c.returnPath, hmacKeys: c.returnPath.hmacKeys.map(() => '(set)') },
   };
+}
+
+/** The server-mode section in one line: forwarding, sample period and hysteresis, each limit on. */
+function anycastLine(a: NonNullable<ReturnType<typeof loadConfigFile>['anycast']>): string {
+  const n = a.announce;
+  const limits = [
+    n.maxConnections > 0 ? `connections ${n.maxConnections}/${n.resumeConnections}` : '',
+    n.maxEventLoopDelayMs > 0 ? `event-loop delay ${n.maxEventLoopDelayMs}/${n.resumeEventLoopDelayMs} ms` : '',
+    n.maxCpu > 0 ? `cpu ${n.maxCpu}/${n.resumeCpu}` : '',
+  ].filter((x) => x !== '');
+  return (
+    `forward ${a.forward ? 'on' : 'off'}, sample every ${n.intervalMs} ms, withdraw after ${n.withdrawAfter}, announce after ${n.announceAfter}, ` +
+    `limits (max/resume): ${limits.join(', ') || 'none'}`
+  );
 }

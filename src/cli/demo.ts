@@ -349,15 +349,25 @@ async function anycastBackend(
     let next: ReturnType<typeof loadConfigFile>;
     try {
       next = loadConfigFile(argv.config);
-      // Refuses (before anything changes) a config whose QUIC-LB entries do not fit this server.
-      running.applyConfig(next, argv['config-id']);
     } catch (err) {
       say(`reload failed, keeping the running config and keys: ${errorLine(cliErrorOf(err))}`);
       return;
     }
+    // The forwarder first (it checks the file fits the server mode, and every server must route a
+    // QUIC-LB config before anyone mints CIDs under it), then the QUIC stack's configs.
     void anycast.reload(next).then((r) => {
-      if (r.ok) say(`config reloaded (${next.backends.length} servers)`);
-      else say(`reload failed, keeping the running forwarder config: ${errorLine(r.error)}`);
+      if (!r.ok) {
+        say(`reload failed, keeping the running config and keys: ${errorLine(cliErrorOf(r.error))}`);
+        return;
+      }
+      try {
+        const q = running.applyConfig(next, argv['config-id']);
+        say(
+          `config reloaded (${next.backends.length} servers), active QUIC-LB config ${q.activeConfigId}, ${q.reissued} connections got new CIDs`,
+        );
+      } catch (err) {
+        say(`reload of the QUIC-LB configs failed, keeping them (forwarder reloaded): ${errorLine(cliErrorOf(err))}`);
+      }
       warnKeyFiles();
     });
   });

@@ -685,7 +685,8 @@ function limitPair(
   const limit = integer
     ? int(a[maxName], `${at}/${maxName}`, 0, 1e9, 0)
     : num(a[maxName], `${at}/${maxName}`, 0, max, 0);
-  const dflt = integer ? Math.floor(fraction * limit) : fraction * limit;
+  // Rounded to 1e-9 so 0.8 * 0.9 reads 0.72, not 0.7200000000000001.
+  const dflt = integer ? Math.floor(fraction * limit) : Math.round(fraction * limit * 1e9) / 1e9;
   const resume =
     a[resumeName] === null
       ? dflt

@@ -101,6 +101,9 @@ describe('quic-lb demo backend --anycast, one server, real client', () => {
     const local = m.get('quic_lb_anycast_datagrams_total{path="local"}')!;
     expect(local).toBeGreaterThanOrEqual(toVip);
     expect(local).toBeLessThan(toUnicast);
+    console.log(
+      `[anycast] migrating client, ${size} octets: ${toVip} datagrams sent to the VIP (${local} delivered locally, 0 forwarded), ${toUnicast} to the server's own address`,
+    );
     expect(m.get('quic_lb_anycast_datagrams_total{path="peer"}')).toBe(0);
     expect(m.get('quic_lb_anycast_announced')).toBe(1);
   });

@@ -24,6 +24,7 @@ import {
   QuicWireError,
 } from '../../src/wire/index.js';
 import { createConfig, decodeServerId, QuicLbEncoder, statelessResetToken } from '../../src/cid/index.js';
+import { waitFor } from '../helpers/wait.js';
 
 const toClose: Array<{ close(): unknown }> = [];
 afterEach(async () => {
@@ -329,5 +330,105 @@ describe('createBackendCids and buildPreferredAddress', () => {
     );
     expect(() => buildPreferredAddress({ ipv4: { address: '::1', port: 1 }, cids })).toThrow(BackendError);
     expect(() => buildPreferredAddress({ ipv4: { address: '127.0.0.2', port: 70000 }, cids })).toThrow(QuicWireError);
+  });
+});
+
+describe('server mode: returnPath vip and receiveFromVip', () => {
+  /** A VipSender that records what it is asked to send (the co-located forwarder's part). */
+  function recordingSender(vips: { address: string; port: number }[]) {
+    const sent: { msg: Buffer; address: string; port: number; index: number }[] = [];
+    return {
+      sent,
+      sender: {
+        vipAddresses: () => vips,
+        vipIndexOf: (v: { address: string; port: number }) =>
+          vips.findIndex((x) => x.address === v.address && x.port === v.port),
+        sendFromVip: (msg: Uint8Array, address: string, port: number, index: number) => {
+          sent.push({ msg: Buffer.from(msg), address, port, index });
+          return true;
+        },
+      },
+    };
+  }
+
+  it('a VIP datagram handed over arrives on that VIP path; replies on it and on peer paths go through the sender', async () => {
+    const vips = [
+      { address: '192.0.2.10', port: 443 },
+      { address: '192.0.2.11', port: 443 },
+    ];
+    const { sent, sender } = recordingSender(vips);
+    const b = await backend({
+      listen: { address: '127.0.2.38', port: 0 },
+      returnPath: { mode: 'vip', sender },
+      allowLbAddresses: ['127.0.2.39'],
+    });
+    const got: { msg: Buffer; rinfo: { address: string; port: number }; path: BackendPath }[] = [];
+    b.on('message', (msg: Buffer, rinfo: { address: string; port: number }, path: BackendPath) =>
+      got.push({ msg, rinfo, path }),
+    );
+    const d = randomBytes(30);
+    b.receiveFromVip(d, { address: '198.51.100.1', port: 5000 }, 1);
+    b.receiveFromVip(d, { address: '198.51.100.2', port: 5001 }, 1);
+    expect(got).toHaveLength(2);
+    expect(got[0].msg.equals(d)).toBe(true);
+    expect(got[0].path).toMatchObject({ kind: 'lb', name: 'vip:192.0.2.11:443', local: vips[1] });
+    expect(got[1].path).toBe(got[0].path); // one path object per VIP
+    b.send(Buffer.from('r1'), '198.51.100.1', 5000, got[0].path);
+    // A peer-forwarded datagram whose header names VIP 0: its reply leaves from VIP 0.
+    const peer = await udp('127.0.2.39');
+    const pkt = Buffer.concat([
+      encodeProxyHeader({ srcAddr: '198.51.100.3', srcPort: 6000, dstAddr: '192.0.2.10', dstPort: 443 }),
+      Buffer.from([0x41, 1, 2, 3]),
+    ]);
+    peer.send(pkt, b.addresses()[0].port, '127.0.2.38');
+    await waitFor('the peer-forwarded datagram', () => got.length === 3);
+    expect(got[2].path).toMatchObject({ kind: 'lb', local: vips[0] });
+    b.send(Buffer.from('r2'), '198.51.100.3', 6000, got[2].path);
+    expect(sent.map((s) => [s.msg.toString(), s.address, s.port, s.index])).toEqual([
+      ['r1', '198.51.100.1', 5000, 1],
+      ['r2', '198.51.100.3', 6000, 0],
+    ]);
+    expect(b.stats).toMatchObject({ vipDatagrams: 2, lbDatagrams: 1, sentVip: 2, sentViaLb: 0 });
+  });
+
+  it('without mode vip a handed-over datagram is dropped and counted; mode vip needs a sender', async () => {
+    const b = await backend({ listen: { address: '127.0.2.38', port: 0 }, allowLbAddresses: ['127.0.2.39'] });
+    let n = 0;
+    b.on('message', () => n++);
+    b.receiveFromVip(Buffer.alloc(10), { address: '198.51.100.1', port: 5000 }, 0);
+    expect(n).toBe(0);
+    expect(b.stats.dropped.header).toBe(1);
+    expect(
+      () =>
+        new BackendSocket({
+          listen: { address: '127.0.2.38', port: 0 },
+          returnPath: { mode: 'vip' } as never,
+          allowLbAddresses: ['127.0.2.39'],
+        }),
+    ).toThrow(expect.objectContaining({ code: 'ERR_BACKEND_RETURN_MODE' }));
+  });
+
+  it('setAllowedLbAddresses swaps the allow list; a bad or empty list keeps the running one', async () => {
+    const b = await backend({ listen: { address: '127.0.2.38', port: 0 }, allowLbAddresses: ['127.0.2.39'] });
+    expect(() => b.setAllowedLbAddresses(['not-an-ip'])).toThrow(
+      expect.objectContaining({ code: 'ERR_BACKEND_ADDRESS' }),
+    );
+    expect(() => b.setAllowedLbAddresses([])).toThrow(
+      expect.objectContaining({ code: 'ERR_BACKEND_LB_UNAUTHENTICATED' }),
+    );
+    const probe = encodeHealthProbe(HealthProbeKind.REQUEST, Buffer.alloc(8, 1));
+    const port = b.addresses()[0].port;
+    const old = await udp('127.0.2.39');
+    const fresh = await udp('127.0.2.37');
+    // Still the old list: .39 answered, .37 dropped.
+    old.send(probe, port, '127.0.2.38');
+    expect(parseHealthProbe((await next(old)).msg)).toBe(HealthProbeKind.UP);
+    b.setAllowedLbAddresses(['127.0.2.37']);
+    fresh.send(probe, port, '127.0.2.38');
+    expect(parseHealthProbe((await next(fresh)).msg)).toBe(HealthProbeKind.UP);
+    const dropped = b.stats.dropped.source;
+    old.send(probe, port, '127.0.2.38');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(b.stats.dropped.source).toBe(dropped + 1);
   });
 });

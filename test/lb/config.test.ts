@@ -758,6 +758,19 @@ describe('quic-lb check-config', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('ok:');
     expect(r.stdout).toContain('1:encrypted(sid 8, nonce 8)');
+    expect(r.stdout).not.toContain('anycast');
+  });
+  it('accepts and summarises the anycast section', () => {
+    const file = path.join(dir, 'anycast.yaml');
+    writeFileSync(
+      file,
+      stringify(configDoc({ anycast: { forward: false, announce: { maxConnections: 100, maxCpu: 0.9 } } })),
+    );
+    const r = runCli(['check-config', file]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain(
+      '  anycast: forward off, sample every 1000 ms, withdraw after 2, announce after 3, limits (max/resume): connections 100/80, cpu 0.9/0.72\n',
+    );
   });
   it('exit 1 with code, field and reason for an invalid file', () => {
     const file = path.join(dir, 'bad.yaml');
