@@ -27,7 +27,7 @@ export function readTemplate(name: string): string {
   return readFileSync(path.join(BIRD_DIR, name), 'utf8');
 }
 
-/** The LB-side config for `lb` in `fleet`. */
+/** The announcing side's config for `lb` in `fleet`: an LB, or an anycast server (issue 12), which announces the VIP the same way. */
 export function lbBirdConfig(fleet: Fleet, lb: Ns): string {
   return renderTemplate(readTemplate('lb.conf.template'), {
     ROUTER_ID: lb.address as string,
@@ -39,13 +39,16 @@ export function lbBirdConfig(fleet: Fleet, lb: Ns): string {
   });
 }
 
-/** The router-side config with one BGP session per LB. */
+/**
+ * The router-side config with one BGP session per VIP holder (the LBs, or the anycast servers),
+ * each protocol named after its namespace's role and index (`lb1`, `srv2`).
+ */
 export function routerBirdConfig(fleet: Fleet): string {
   const peer = readTemplate('router-peer.conf.template');
-  const peers = fleet.lbs
+  const peers = fleet.vipHolders
     .map((lb) =>
       renderTemplate(peer, {
-        NAME: `lb${lb.index}`,
+        NAME: lb.name.slice(fleet.id.length + 1),
         LOCAL_ADDR: lb.gateway as string,
         PEER_ADDR: lb.address as string,
         PEER_AS: LB_AS,
@@ -53,7 +56,7 @@ export function routerBirdConfig(fleet: Fleet): string {
     )
     .join('\n');
   return renderTemplate(readTemplate('router.conf.template'), {
-    ROUTER_ID: fleet.lbs[0].gateway as string,
+    ROUTER_ID: fleet.vipHolders[0].gateway as string,
     LOCAL_AS: ROUTER_AS,
     VIP: fleet.vip,
     PEERS: peers,

@@ -4,12 +4,17 @@
 //            router (ECMP to the VIP) ─┤                    ├── (via router) backends be1..beN
 //                                      └── lb2 (VIP on lo) ─┘
 //
+// or, for the anycast topology without an LB tier (issue 12: `lbCount: 0, backendCount: 0,
+// serverCount: N`), servers srv1..srvN that each hold the VIP on lo and their own unicast address.
+//
 // Every namespace hangs off the router on its own veth /24 link (router .1, host .2), all in
 // the benchmark range 198.18.0.0/15 (RFC 2544), which never leaves these namespaces:
-//   client 198.18.1.2, lbK 198.18.(10+K).2, beK 198.18.(20+K).2, VIP 198.19.0.1 (on each LB's lo).
+//   client 198.18.1.2, lbK 198.18.(10+K).2, beK 198.18.(20+K).2, srvK 198.18.(30+K).2,
+//   VIP 198.19.0.1 (on the lo of each LB and each server).
 // The router forwards, has rp_filter off and fib_multipath_hash_policy=1 (L4 hash: without it
 // every flow from one client address takes the same path), and (routing 'static') a multipath
-// route to the VIP over all LBs. With routing 'none' the VIP route is left to BGP (bird.ts).
+// route to the VIP over all VIP holders (the LBs, or the servers when there are no LBs). With
+// routing 'none' the VIP route is left to BGP (bird.ts).
 //
 // Names are unique per run (`<prefix><pid>-<counter+random>-<role>`), every process started through
 // `spawn`/`exec` is tracked, and `teardown()` kills them and deletes every namespace. It also runs
@@ -24,14 +29,14 @@ export const DEFAULT_PREFIX = 'qlbt';
 /** The anycast VIP inside the namespaces (198.18.0.0/15 benchmark range). */
 export const DEFAULT_VIP = '198.19.0.1';
 
-export type NsRole = 'client' | 'router' | 'lb' | 'backend';
+export type NsRole = 'client' | 'router' | 'lb' | 'backend' | 'server';
 
 /** One namespace of the topology. */
 export interface Ns {
   /** Namespace name (`ip netns exec <name>`). */
   readonly name: string;
   readonly role: NsRole;
-  /** 1-based index for lb/backend, 0 otherwise. */
+  /** 1-based index for lb/backend/server, 0 otherwise. */
   readonly index: number;
   /** This namespace's address on its link to the router (router: undefined). */
   readonly address: string | undefined;
@@ -47,8 +52,10 @@ export interface FleetOptions {
   prefix?: string;
   lbCount?: number;
   backendCount?: number;
+  /** Anycast servers (VIP on lo + own unicast address, issue 12); default 0. */
+  serverCount?: number;
   vip?: string;
-  /** 'static' (default): the router gets a multipath route to the VIP; 'none': leave it to BGP. */
+  /** 'static' (default): the router gets a multipath route to the VIP holders; 'none': leave it to BGP. */
   routing?: 'static' | 'none';
 }
 
@@ -160,6 +167,15 @@ export function cleanupStaleNamespaces(prefix = DEFAULT_PREFIX): string[] {
   return removed;
 }
 
+/** The role part of a namespace name (`…-be2`, `…-srv1`). */
+const SHORT_ROLE: Record<NsRole, string> = {
+  client: 'client',
+  router: 'router',
+  lb: 'lb',
+  backend: 'be',
+  server: 'srv',
+};
+
 let fleetCounter = 0;
 const liveFleets = new Set<Fleet>();
 let exitHooksInstalled = false;
@@ -212,6 +228,10 @@ export class Fleet {
   readonly router: Ns;
   readonly lbs: readonly Ns[];
   readonly backends: readonly Ns[];
+  /** Anycast servers (issue 12): the VIP on lo and their own unicast address, no LB in front. */
+  readonly servers: readonly Ns[];
+  /** The namespaces with the VIP on lo: the LBs, then the servers. */
+  readonly vipHolders: readonly Ns[];
   /** Every namespace, router first. */
   readonly all: readonly Ns[];
   private readonly children = new Set<ChildProcess>();
@@ -220,11 +240,11 @@ export class Fleet {
   private tornDown = false;
 
   /** @internal use createFleet */
-  constructor(id: string, vip: string, lbCount: number, backendCount: number) {
+  constructor(id: string, vip: string, lbCount: number, backendCount: number, serverCount = 0) {
     this.id = id;
     this.vip = vip;
     const mk = (role: NsRole, index: number, subnet: number | undefined, rif: string): Ns => ({
-      name: `${id}-${role === 'backend' ? 'be' : role}${index > 0 ? index : ''}`,
+      name: `${id}-${SHORT_ROLE[role]}${index > 0 ? index : ''}`,
       role,
       index,
       address: subnet === undefined ? undefined : `198.18.${subnet}.2`,
@@ -236,7 +256,9 @@ export class Fleet {
     this.client = mk('client', 0, 1, 'r-client');
     this.lbs = Array.from({ length: lbCount }, (_, i) => mk('lb', i + 1, 11 + i, `r-lb${i + 1}`));
     this.backends = Array.from({ length: backendCount }, (_, i) => mk('backend', i + 1, 21 + i, `r-be${i + 1}`));
-    this.all = [this.router, this.client, ...this.lbs, ...this.backends];
+    this.servers = Array.from({ length: serverCount }, (_, i) => mk('server', i + 1, 31 + i, `r-srv${i + 1}`));
+    this.vipHolders = [...this.lbs, ...this.servers];
+    this.all = [this.router, this.client, ...this.lbs, ...this.backends, ...this.servers];
   }
 
   /** Namespaces of this fleet that currently exist. */
@@ -299,8 +321,12 @@ export class Fleet {
     }
   }
 
-  /** Replaces the router's route to the VIP with a multipath route over `lbs` (one LB = unicast). */
+  /** Replaces the router's route to the VIP with a multipath route over `lbs` (any VIP holders; one = unicast, none = no route). */
   async setVipNexthops(lbs: readonly Ns[]): Promise<void> {
+    if (lbs.length === 0) {
+      await run('ip', ['-n', this.router.name, 'route', 'del', `${this.vip}/32`]); // none left (absent: fine)
+      return;
+    }
     const args = ['route', 'replace', `${this.vip}/32`];
     if (lbs.length === 1) args.push('via', lbs[0].address as string, 'dev', lbs[0].routerIfname);
     else for (const lb of lbs) args.push('nexthop', 'via', lb.address as string, 'dev', lb.routerIfname, 'weight', '1');
@@ -368,13 +394,21 @@ export async function createFleet(options: FleetOptions = {}): Promise<Fleet> {
   if (!/^[a-z][a-z0-9]{0,11}$/.test(prefix)) throw new FleetError(`bad prefix ${prefix}`);
   const lbCount = options.lbCount ?? 2;
   const backendCount = options.backendCount ?? 3;
-  if (lbCount < 1 || lbCount > 8 || backendCount < 0 || backendCount > 8)
-    throw new FleetError('lbCount 1..8, backendCount 0..8');
+  const serverCount = options.serverCount ?? 0;
+  if (lbCount < 0 || lbCount > 8 || backendCount < 0 || backendCount > 8 || serverCount < 0 || serverCount > 8)
+    throw new FleetError('lbCount 0..8, backendCount 0..8, serverCount 0..8');
+  if (lbCount + serverCount === 0) throw new FleetError('nothing holds the VIP: lbCount or serverCount must be > 0');
   cleanupStaleNamespaces(prefix);
   installExitHooks();
   // pid + counter + random: unique even when a test runner reloads this module in one process
   const tag = `${(fleetCounter++).toString(36)}${randomBytes(2).toString('hex')}`;
-  const fleet = new Fleet(`${prefix}${process.pid}-${tag}`, options.vip ?? DEFAULT_VIP, lbCount, backendCount);
+  const fleet = new Fleet(
+    `${prefix}${process.pid}-${tag}`,
+    options.vip ?? DEFAULT_VIP,
+    lbCount,
+    backendCount,
+    serverCount,
+  );
   liveFleets.add(fleet);
   try {
     const r = fleet.router.name;
@@ -414,9 +448,10 @@ export async function createFleet(options: FleetOptions = {}): Promise<Fleet> {
       await must('ip', ['-n', ns.name, 'addr', 'add', `${ns.address}/24`, 'dev', ns.ifname]);
       await must('ip', ['-n', ns.name, 'link', 'set', ns.ifname, 'up']);
       await must('ip', ['-n', ns.name, 'route', 'add', 'default', 'via', ns.gateway as string]);
-      if (ns.role === 'lb') await must('ip', ['-n', ns.name, 'addr', 'add', `${fleet.vip}/32`, 'dev', 'lo']);
+      if (fleet.vipHolders.includes(ns))
+        await must('ip', ['-n', ns.name, 'addr', 'add', `${fleet.vip}/32`, 'dev', 'lo']);
     }
-    if ((options.routing ?? 'static') === 'static') await fleet.setVipNexthops(fleet.lbs);
+    if ((options.routing ?? 'static') === 'static') await fleet.setVipNexthops(fleet.vipHolders);
     return fleet;
   } catch (e) {
     await fleet.teardown(0);
