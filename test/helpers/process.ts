@@ -32,8 +32,8 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** The first complete line of `out` that is a JSON object with `ready: true`. */
-function readyLine(out: string): Record<string, unknown> | undefined {
+/** The first complete line of `out` that is a JSON object with `ready: true` (the ready protocol above). */
+export function readyLine(out: string): Record<string, unknown> | undefined {
   const lines = out.split('\n');
   lines.pop(); // not yet complete
   for (const line of lines) {

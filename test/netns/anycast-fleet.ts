@@ -30,7 +30,7 @@ import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { BIRD_DIR, lbBirdConfig, routerBirdConfig, startBird, type BirdInstance } from './bird.js';
 import { canUseNetns, commandExists, createFleet, type Fleet, type Ns } from './netns.js';
-import { CLI, isDemoBody, REPO, VIP_PORT } from './quic-fleet.js';
+import { CLI, isDemoBody, outputOf, REPO, startReady, VIP_PORT } from './quic-fleet.js';
 import { parseMetrics } from '../helpers/metrics.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -191,8 +191,6 @@ async function startServerProcess(
   const name = serverName(ns);
   const eventLog = path.join(dir, `${name}-${Date.now()}.jsonl`);
   const argv = [
-    process.execPath,
-    CLI,
     'demo',
     'backend',
     '--config',
@@ -206,22 +204,9 @@ async function startServerProcess(
     eventLog,
     ...extra,
   ];
-  const child = fleet.spawn(ns, argv, { cwd: REPO });
-  let out = '';
-  child.stdout?.setEncoding('utf8');
-  child.stderr?.setEncoding('utf8');
-  child.stdout?.on('data', (d: string) => (out += d));
-  child.stderr?.on('data', (d: string) => (out += d));
-  await waitFor(
-    `${name} ready in ${ns.name}`,
-    () => {
-      if (child.exitCode !== null || child.signalCode !== null)
-        throw new Error(`${name} exited (${child.exitCode ?? child.signalCode}): ${out}`);
-      return out.includes('"ready":true');
-    },
-    20_000,
-  );
-  return { ns, name, child, eventLog, output: () => out };
+  const child = await startReady(fleet, ns, argv);
+  const out = outputOf.get(child) as () => string;
+  return { ns, name, child, eventLog, output: out };
 }
 
 /** Waits until the router's route to the VIP has exactly the unicast addresses of `servers` as next hops. */

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { canUseNetns, commandExists, createFleet, type Fleet, type Ns } from './netns.js';
 import { parseMetrics } from '../helpers/metrics.js';
 import { waitFor } from '../helpers/wait.js';
+import { readyLine } from '../helpers/process.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** The CLI under test (QUIC_LB_CLI overrides, e.g. to try another build). */
@@ -71,6 +72,10 @@ export const total = (m: Record<string, number>): number => Object.values(m).red
 /** Output (stdout + stderr) captured so far for processes started by {@link startReady}. */
 export const outputOf = new WeakMap<ChildProcess, () => string>();
 
+/**
+ * Starts `node dist/cli.js ...argv` in namespace `ns` (tracked by the fleet, stopped by PID at
+ * teardown) and resolves once it prints its ready line (test/helpers/process.ts `readyLine`).
+ */
 export async function startReady(fleet: Fleet, ns: Ns, argv: string[]): Promise<ChildProcess> {
   const c = fleet.spawn(ns, [process.execPath, CLI, ...argv], { cwd: REPO });
   let out = '';
@@ -82,8 +87,9 @@ export async function startReady(fleet: Fleet, ns: Ns, argv: string[]): Promise<
   await waitFor(
     `${argv.slice(0, 2).join(' ')} in ${ns.name}: ${out}`,
     async () => {
-      if (c.exitCode !== null) throw new Error(`${ns.name}: exited ${c.exitCode}: ${out}`);
-      return out.includes('"ready":true');
+      if (c.exitCode !== null || c.signalCode !== null)
+        throw new Error(`${ns.name}: exited (${c.exitCode ?? c.signalCode}): ${out}`);
+      return readyLine(out) !== undefined;
     },
     20_000,
   );
