@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { configFromSpec, decodeServerId } from '../../src/cid/index.js';
-import { certificatesPem, generateSelfSigned, privateKeyPem, spkiPin } from '../../src/demo/index.js';
+import { certificateHash, certificatesPem, generateSelfSigned, privateKeyPem, spkiPin } from '../../src/demo/index.js';
 import { startCli, stop, type Proc } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
 import { parseNetLog, startChromium, type NetLog, type RunningChromium } from './chromium.js';
@@ -80,7 +80,10 @@ describe('Chromium through the stateless edge', () => {
     stack = await startStack(spec, () => ['--cert', cert, '--key', key]);
     const pin = spkiPin(identity);
     // Each backend announces the pin of the identity it serves (src/cli/demo.ts ready line).
-    for (const p of stack.backends.values()) expect(p.ready.spki).toBe(pin);
+    for (const p of stack.backends.values()) {
+      expect(p.ready.spki).toBe(pin);
+      expect(p.ready.certSha256).toBe(certificateHash(identity));
+    }
 
     browser = await startChromium({ quicOrigin: origin, spkiPin: pin });
     const res = await browser.page.goto(`https://${origin}/`, { timeout: 20_000 });
