@@ -135,6 +135,13 @@ describe('Chromium through the stateless edge', () => {
     expect(log.named('QUIC_SESSION_CERTIFICATE_VERIFIED').length).toBeGreaterThanOrEqual(1);
     // One QUIC session (no new one after the LB restart), which took the preferred address.
     expect(quicStory(log)).toEqual({ sessions: 1, available: 1, validating: 1, migrated: 1 });
+    // Chromium moved onto the CID the owner gave with its preferred_address, which carries its server ID.
+    const movedOn = String(
+      log.named('QUIC_SUCCESSFULLY_MIGRATED_TO_SERVER_PREFERRED_ADDRESS')[0].params?.connection_id,
+    );
+    expect(ownerOf(movedOn)).toBe(owner);
+    const issued = events.find((e) => e.event === 'cid-issued' && e.purpose === 'preferred_address');
+    expect([issued?.backend, issued?.cid]).toEqual([owner, movedOn]);
   });
 });
 
