@@ -14,6 +14,7 @@ export default defineConfig({
       'test/cid/**/*.test.ts',
       'test/backend/**/*.test.ts',
       'test/demo/protocol.test.ts',
+      'test/demo/cert.test.ts',
       'test/anycast/{announce,load-sampler,server,view}.test.ts',
       'test/lb/{fuzz,maglev,router,rotation}.test.ts',
       'test/bench/{generator,packets,profiles,procstat,report,sinks,trial-record}.test.ts',

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and benchmarks drive for real (a third-party QUIC
-# client, Redis, nginx's UDP proxy, BIRD, iproute2, a C compiler for the raw-socket tools of
-# test/hostile and bench/native), when they are missing.
+# Installs the Debian packages the tests and benchmarks drive for real (third-party QUIC
+# clients: ngtcp2's gtlsclient and Chromium for test/e2e/chromium.test.ts, Redis, nginx's UDP
+# proxy, BIRD, iproute2, a C compiler for the raw-socket tools of test/hostile and
+# bench/native), when they are missing.
 # As root it installs them with apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 
 # binary -> Debian package
 declare -A need=(
   [gtlsclient]=ngtcp2-client
+  [chromium]=chromium
   [redis-server]=redis-server
   [nginx]=nginx
   [bird]=bird2

@@ -6,16 +6,23 @@ import type { CommandModule } from 'yargs';
 import { AnycastError, type AnycastServer, startAnycastServer } from '../anycast/index.js';
 import { BackendError, type Endpoint } from '../backend/index.js';
 import {
+  certificateHash,
+  chromiumCommand,
   clientCommand,
   DemoBackendError,
   describeEvent,
+  generateSelfSigned,
+  loadIdentity,
+  persistentIdentity,
   quickStartConfig,
   REPLY_TO,
   sourceAddressToward,
+  spkiPin,
   startDemoBackend,
   type DemoBackendOption,
   type ReplyTo,
   type RunningBackend,
+  type ServerIdentity,
 } from '../demo/index.js';
 import { configSources, keyFileWarning, loadConfigFile, parseConfig, startLoadBalancer } from '../lb/index.js';
 import { parseEndpoint } from '../wire/index.js';
@@ -115,6 +122,36 @@ interface DemoArgs {
   metrics: string;
   'event-log'?: string;
   quiet: boolean;
+  cert?: string;
+  key?: string;
+  'state-dir'?: string;
+}
+
+/** --cert and --key come together (a certificate without its key cannot sign, and vice versa). */
+function checkCertKey(cert: string | undefined, key: string | undefined): void {
+  if ((cert === undefined) !== (key === undefined)) throw new CliError('--cert and --key go together: give both');
+}
+
+/**
+ * The quick start's one TLS identity, shared by every backend so one pin opens them all:
+ * --cert/--key, else the one kept in --state-dir (made there on the first run), else a fresh one.
+ */
+function quickStartIdentity(argv: DemoArgs): ServerIdentity {
+  checkCertKey(argv.cert, argv.key);
+  if (argv['state-dir'] !== undefined && argv.cert !== undefined)
+    throw new CliError('--state-dir and --cert/--key: give one or the other');
+  try {
+    if (argv.cert !== undefined && argv.key !== undefined) return loadIdentity(argv.cert, argv.key);
+    if (argv['state-dir'] !== undefined) return persistentIdentity(argv['state-dir']);
+  } catch (err) {
+    throw new CliError(`${argv.cert !== undefined ? '--cert/--key' : '--state-dir'}: ${(err as Error).message}`);
+  }
+  return generateSelfSigned();
+}
+
+/** The ready-line fields that let a browser pin a backend's identity (docs/clients.md). */
+function pinFields(identity: ServerIdentity): { spki: string; certSha256: string } {
+  return { spki: spkiPin(identity), certSha256: certificateHash(identity) };
 }
 
 interface BackendArgs {
@@ -241,6 +278,7 @@ const backendCommand: CommandModule<object, BackendArgs> = {
       ) as never,
   handler: async (argv) => {
     if (argv['reset-key'] !== undefined) throw new CliError(RESET_KEY_REMOVED);
+    checkCertKey(argv.cert, argv.key);
     const say = (line: string): boolean => process.stderr.write(`quic-lb demo backend: ${line}\n`);
     const warnKeyFiles = (): void => {
       for (const w of keyFileWarnings(argv.config, argv['reset-key-file'])) say(`warning: ${w}`);
@@ -292,7 +330,7 @@ const backendCommand: CommandModule<object, BackendArgs> = {
         ? 'vip'
         : 'lb';
     process.stdout.write(
-      `${JSON.stringify({ ready: true, pid: process.pid, name: argv.name, addresses: running.addresses, configId: running.encoder.activeConfig?.configId, replyTo })}\n`,
+      `${JSON.stringify({ ready: true, pid: process.pid, name: argv.name, addresses: running.addresses, configId: running.encoder.activeConfig?.configId, replyTo, ...pinFields(running.server.identity) })}\n`,
     );
     waitForSignal(() => running.close());
   },
@@ -377,7 +415,7 @@ async function anycastBackend(
   });
   const a = anycast.addresses();
   process.stdout.write(
-    `${JSON.stringify({ ready: true, pid: process.pid, name: argv.name, anycast: true, addresses: a.unicast, vips: a.vips, metrics: a.metrics, configId: running.encoder.activeConfig?.configId })}\n`,
+    `${JSON.stringify({ ready: true, pid: process.pid, name: argv.name, anycast: true, addresses: a.unicast, vips: a.vips, metrics: a.metrics, configId: running.encoder.activeConfig?.configId, ...pinFields(running.server.identity) })}\n`,
   );
   waitForSignal(async () => {
     await running.close();
@@ -416,7 +454,20 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
         describe: "append the backends' JSON-lines events to this file",
       })
       .option('quiet', { global: false, type: 'boolean', default: false, describe: 'do not print backend events' })
-      .example('$0 demo', 'LB on 127.0.0.1:4433, backends on 127.0.0.2:4434 and 127.0.0.3:4434') as never,
+      .option('cert', {
+        global: false,
+        type: 'string',
+        describe: 'PEM certificate chain of every backend (with --key; default: a fresh self-signed ECDSA P-256 one)',
+      })
+      .option('key', { global: false, type: 'string', describe: 'PEM private key (ECDSA P-256) of --cert' })
+      .option('state-dir', {
+        global: false,
+        type: 'string',
+        describe:
+          "keep the backends' key here (key.pem, cert.pem; made on the first run, the certificate renewed before it expires), so a browser's SPKI pin survives restarts",
+      })
+      .example('$0 demo', 'LB on 127.0.0.1:4433, backends on 127.0.0.2:4434 and 127.0.0.3:4434')
+      .example('$0 demo --state-dir ~/.quic-lb-demo', 'the same, with one key across restarts') as never,
   handler: async (argv) => {
     const vip = endpointArg(argv.vip, '--vip');
     const backendAddrs = argv.backends.split(',').map((b) => endpointArg(b.trim(), '--backends'));
@@ -428,6 +479,7 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
         argv.metrics,
       ),
     );
+    const identity = quickStartIdentity(argv);
     const lb = await startLoadBalancer(config);
     const backends: RunningBackend[] = [];
     try {
@@ -437,6 +489,7 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
             name: b.name,
             // The LB forwards and probes from unbound sockets: the backend sees the source the kernel picks.
             allowLb: [await sourceAddressToward(b.address)],
+            identity,
             eventLog: argv['event-log'],
             onEvent: argv.quiet
               ? undefined
@@ -453,6 +506,7 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       throw err;
     }
     const a = lb.addresses();
+    const pin = pinFields(identity);
     const out = [
       'quic-lb demo is running:',
       `  load balancer  VIP ${vip.address}:${vip.port} (QUIC-LB config 0, 4-pass AES, 2-octet server IDs)`,
@@ -461,9 +515,13 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
           `  ${b.name}      ${b.address.address}:${b.address.port}  server ID ${b.serverIds[0]?.serverId}  preferred_address ${backends[i].addresses[0].address}:${backends[i].addresses[0].port}`,
       ),
       `  metrics        http://${a.metrics?.address}:${a.metrics?.port}/metrics`,
+      `  certificate    SPKI pin ${pin.spki}  SHA-256 ${pin.certSha256} (every backend)`,
       '',
       'Try it (Debian/Ubuntu: apt-get install ngtcp2-client):',
       `  ${clientCommand(vip)}`,
+      '',
+      'Or with Chromium (apt-get install chromium; docs/clients.md):',
+      `  ${chromiumCommand(vip, pin.spki)}`,
       '',
       "The handshake goes through the VIP; the client then moves to the backend's own address and the",
       'LB sees no more of the connection. Ctrl-C stops everything.',

@@ -7,7 +7,7 @@ import dgram from 'node:dgram';
 import { isIP, isIPv6 } from 'node:net';
 import { BackendSocket, createBackendCids, type Endpoint } from '../backend/index.js';
 import { configFromSpec, QuicLbEncoder, type CipherName, type EncoderConfigEntry } from '../cid/index.js';
-import { loadIdentity } from './cert.js';
+import { loadIdentity, type ServerIdentity } from './cert.js';
 import { DemoBackendError } from './errors.js';
 import { DemoServer } from './server.js';
 
@@ -69,8 +69,11 @@ export interface DemoBackendOptions {
   insecureAnyLb?: boolean;
   /** Warnings (insecureAnyLb at bind). */
   onWarning?: (message: string) => void;
+  /** PEM certificate chain and ECDSA P-256 key files (both, or neither). */
   certFile?: string;
   keyFile?: string;
+  /** The TLS identity (wins over certFile/keyFile); default: those files, else a fresh self-signed one. */
+  identity?: ServerIdentity;
   onEvent?: (e: Record<string, unknown>) => void;
   /**
    * A bound socket to run on instead of making one (server mode: the anycast server's
@@ -207,7 +210,7 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
         : undefined,
     issueNewConnectionIds: cids.allowsAdditionalCids,
     disableActiveMigration: !cids.allowsAdditionalCids,
-    identity: opts.certFile && opts.keyFile ? loadIdentity(opts.certFile, opts.keyFile) : undefined,
+    identity: opts.identity ?? (opts.certFile && opts.keyFile ? loadIdentity(opts.certFile, opts.keyFile) : undefined),
     eventLog: opts.eventLog,
     staticDir: opts.staticDir,
   });

@@ -1,7 +1,19 @@
 // A self-signed X.509 v3 certificate (ECDSA P-256, SHA-256) built with a small DER encoder,
-// so the demo server runs without openssl. RFC 5280 §4.1 structure, X.690 DER rules.
-import { createPrivateKey, generateKeyPairSync, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+// so the demo server runs without openssl. RFC 5280 §4.1 structure, X.690 DER rules. Also the
+// two hashes a browser pins it by, PEM files and a state dir that keeps one key across restarts
+// (docs/clients.md).
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign,
+  X509Certificate,
+  type KeyObject,
+} from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 
 function derLength(n: number): Buffer {
   if (n < 0x80) return Buffer.of(n);
@@ -52,18 +64,26 @@ export interface ServerIdentity {
 }
 
 /**
- * Generates an ECDSA P-256 key and a self-signed certificate for `commonName`, valid from one
- * hour ago for `days` days, with subjectAltName dNSName=commonName and the given IP addresses.
+ * Longest validity (notAfter - notBefore) WebTransport's `serverCertificateHashes` accepts
+ * (W3C WebTransport §4.4 "verify a certificate hash": at most 2 weeks), and the default of
+ * {@link generateSelfSigned}.
+ */
+export const MAX_PINNED_VALIDITY_DAYS = 14;
+
+/**
+ * Generates a self-signed certificate for `commonName`, valid from one hour ago for `days` days
+ * in all (notAfter - notBefore = `days`), with subjectAltName dNSName=commonName and the given
+ * IPv4 addresses, for `privateKey` (an ECDSA P-256 key; default: a fresh one).
  */
 export function generateSelfSigned(
   commonName = 'localhost',
   ipAddresses: string[] = ['127.0.0.1'],
-  days = 30,
+  days = MAX_PINNED_VALIDITY_DAYS,
+  privateKey: KeyObject = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
 ): ServerIdentity {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const spki = publicKey.export({ format: 'der', type: 'spki' });
+  const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
   const name = seq(set(seq(oid(OID_COMMON_NAME), tlv(0x0c, Buffer.from(commonName, 'utf8')))));
-  const now = Date.now();
+  const notBefore = Date.now() - 3600_000;
   const altNames = [tlv(0x82, Buffer.from(commonName, 'ascii'))];
   for (const ip of ipAddresses) altNames.push(tlv(0x87, Buffer.from(ip.split('.').map(Number))));
   const extensions = tlv(0xa3, seq(seq(oid(OID_SUBJECT_ALT_NAME), tlv(0x04, seq(...altNames)))));
@@ -75,7 +95,7 @@ export function generateSelfSigned(
     positiveInteger(serial),
     sigAlg,
     name,
-    seq(utcTime(new Date(now - 3600_000)), utcTime(new Date(now + days * 86400_000))),
+    seq(utcTime(new Date(notBefore)), utcTime(new Date(notBefore + days * 86400_000))),
     name,
     spki,
     extensions,
@@ -92,4 +112,83 @@ export function loadIdentity(certPath: string, keyPath: string): ServerIdentity 
   const certificates = blocks.map((b) => new X509Certificate(b).raw);
   const privateKey = createPrivateKey(readFileSync(keyPath));
   return { certificates, privateKey };
+}
+
+/**
+ * The SPKI pin of an identity: base64 of the SHA-256 of the leaf certificate's DER
+ * SubjectPublicKeyInfo (RFC 7469 §2.4), what Chromium's `--ignore-certificate-errors-spki-list`
+ * takes. It depends on the key only, so it survives a new certificate for the same key.
+ */
+export function spkiPin(identity: ServerIdentity): string {
+  return spkiPinOfKey(new X509Certificate(identity.certificates[0]).publicKey);
+}
+
+/** {@link spkiPin} of a public key, or of a private key's public half. */
+function spkiPinOfKey(key: KeyObject): string {
+  const publicKey = key.type === 'private' ? createPublicKey(key) : key;
+  return createHash('sha256')
+    .update(publicKey.export({ format: 'der', type: 'spki' }))
+    .digest('base64');
+}
+
+/**
+ * The certificate hash of an identity: SHA-256 of the leaf certificate's DER, hex, what
+ * WebTransport's `serverCertificateHashes` takes (`{ algorithm: 'sha-256', value }`). It changes
+ * with every certificate.
+ */
+export function certificateHash(identity: ServerIdentity): string {
+  return createHash('sha256').update(identity.certificates[0]).digest('hex');
+}
+
+/** The certificate chain as PEM (RFC 7468 §5). */
+export function certificatesPem(identity: ServerIdentity): string {
+  return identity.certificates
+    .map((der) => {
+      const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
+      return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----\n`;
+    })
+    .join('');
+}
+
+/** The private key as PKCS #8 PEM. */
+export function privateKeyPem(identity: ServerIdentity): string {
+  return identity.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+}
+
+/** The files of a state dir ({@link persistentIdentity}). */
+export function stateDirFiles(dir: string): { cert: string; key: string } {
+  return { cert: path.join(dir, 'cert.pem'), key: path.join(dir, 'key.pem') };
+}
+
+/** True when the leaf certificate is not valid for at least `marginMs` more. */
+function expiresWithin(identity: ServerIdentity, marginMs: number, now: number): boolean {
+  return Date.parse(new X509Certificate(identity.certificates[0]).validTo) - now < marginMs;
+}
+
+/**
+ * The identity kept in `dir` (key.pem, cert.pem), so a browser's pins survive restarts: the key
+ * is made once (mode 0600) and kept; the certificate is made for it when missing or when it
+ * expires within a day (it is valid for at most {@link MAX_PINNED_VALIDITY_DAYS}), so the SPKI
+ * pin stays the same and only the certificate hash changes. Throws on unreadable files or a key
+ * that is not ECDSA P-256.
+ */
+export function persistentIdentity(dir: string, now = Date.now()): ServerIdentity {
+  const files = stateDirFiles(dir);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  let privateKey: KeyObject;
+  if (existsSync(files.key)) {
+    privateKey = createPrivateKey(readFileSync(files.key));
+    if (privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+      throw new Error(`${files.key}: expected an ECDSA P-256 private key`);
+  } else {
+    privateKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    writeFileSync(files.key, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+  }
+  if (existsSync(files.cert)) {
+    const kept = loadIdentity(files.cert, files.key);
+    if (spkiPin(kept) === spkiPinOfKey(privateKey) && !expiresWithin(kept, 86400_000, now)) return kept;
+  }
+  const fresh = generateSelfSigned('localhost', ['127.0.0.1'], MAX_PINNED_VALIDITY_DAYS, privateKey);
+  writeFileSync(files.cert, certificatesPem(fresh));
+  return fresh;
 }

@@ -7,7 +7,18 @@ export {
   type DemoSocket,
   type RemoteInfo,
 } from './server.js';
-export { generateSelfSigned, loadIdentity, type ServerIdentity } from './cert.js';
+export {
+  certificateHash,
+  certificatesPem,
+  generateSelfSigned,
+  loadIdentity,
+  MAX_PINNED_VALIDITY_DAYS,
+  persistentIdentity,
+  privateKeyPem,
+  spkiPin,
+  stateDirFiles,
+  type ServerIdentity,
+} from './cert.js';
 export { generateBody, MAX_GENERATED_BODY } from './h3.js';
 export type { PathVia, NetPath } from './paths.js';
 export {
@@ -25,4 +36,4 @@ export {
   type DemoBackendErrorCode,
   type DemoBackendOption,
 } from './errors.js';
-export { clientCommand, describeEvent, quickStartConfig } from './quick-start.js';
+export { chromiumCommand, clientCommand, describeEvent, quickStartConfig } from './quick-start.js';

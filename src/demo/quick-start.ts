@@ -1,4 +1,4 @@
-// The quick start (`quic-lb demo`): its LB config, the client command it suggests and the
+// The quick start (`quic-lb demo`): its LB config, the client commands it suggests and the
 // one-line story of each backend event it prints (README "quick start", docs/backend.md).
 import { randomBytes } from 'node:crypto';
 import type { Endpoint } from '../backend/index.js';
@@ -37,6 +37,29 @@ export function quickStartConfig(vip: string, backends: string[], metrics: strin
 /** The gtlsclient command line the quick start prints to fetch `path` through `vip`. */
 export function clientCommand(vip: Endpoint, path = '/bytes/200000'): string {
   return `gtlsclient --exit-on-all-streams-close --no-quic-dump --no-http-dump --delay-stream=300ms ${vip.address} ${vip.port} https://${vip.address}:${vip.port}${path}`;
+}
+
+/** `host:port` of an endpoint as a URL authority (IPv6 in brackets, RFC 3986 §3.2.2). */
+function authority(e: Endpoint): string {
+  return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+}
+
+/**
+ * The Chromium command line that fetches `path` through `vip` over HTTP/3 and prints the page
+ * (docs/clients.md): QUIC forced on for the VIP's origin (no Alt-Svc discovery over TCP, which
+ * the demo does not serve), the certificate accepted by its SPKI pin (`spkiPin`;
+ * `--ignore-certificate-errors` does not apply to QUIC), a throwaway profile. Without
+ * `--headless --dump-dom` it opens a window instead.
+ */
+export function chromiumCommand(vip: Endpoint, pin: string, path = '/'): string {
+  const origin = authority(vip);
+  return [
+    'chromium --headless --no-sandbox --enable-quic',
+    `--origin-to-force-quic-on=${origin}`,
+    `--ignore-certificate-errors-spki-list=${pin}`,
+    '--user-data-dir="$(mktemp -d)"',
+    `--dump-dom https://${origin}${path}`,
+  ].join(' ');
 }
 
 /** A line telling a demo server event (DemoServer 'event' record), or undefined for events the quick start does not print. */

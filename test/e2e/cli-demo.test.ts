@@ -44,6 +44,11 @@ describe('quic-lb demo backend: errors', () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('--config-id');
   });
+  it('--cert without --key', () => {
+    const r = runCli(['demo', 'backend', '--config', file, '--name', 'a', '--cert', path.join(dir, 'cert.pem')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe('quic-lb: --cert and --key go together: give both\n');
+  });
   it('an invalid config file reports the LB config error code and field', () => {
     const bad = path.join(dir, 'bad.yaml');
     writeFileSync(bad, 'listen: []\n');

@@ -2,13 +2,22 @@
 // The quick start's fixed addresses (127.0.0.1:4433 ...) are moved to 127.0.2.60-62 / 256xx here
 // so the test never collides with a developer's running `npm start`.
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadIdentity, spkiPin, stateDirFiles } from '../../src/demo/index.js';
+import { runCli } from '../helpers/cli.js';
 import { startCli, stop, type Proc } from '../helpers/process.js';
 import { sleep } from '../helpers/wait.js';
 
 let demo: Proc | undefined;
+let pinned: Proc | undefined;
+const tmp = mkdtempSync(path.join(tmpdir(), 'quic-lb-quickstart-'));
 afterAll(async () => {
   await stop(demo);
+  await stop(pinned);
+  rmSync(tmp, { recursive: true, force: true });
 });
 
 /** `quic-lb demo ...args`, ready once it printed its banner (the quick start prints no JSON ready line). */
@@ -17,10 +26,12 @@ async function startQuickStart(args: string[]): Promise<{ proc: Proc; text: stri
   return { proc, text: proc.output() };
 }
 
-function runPrinted(command: string): Promise<string> {
-  const [bin, ...args] = command.trim().split(/\s+/);
+/** Runs `command` as printed: split on blanks, or with `shell` through bash (the Chromium command's `$(mktemp -d)`). */
+function runPrinted(command: string, shell = false): Promise<string> {
+  const [bin, ...args] = shell ? ['bash', '-c', `exec ${command.trim()}`] : command.trim().split(/\s+/);
   return new Promise((resolve) => {
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // mktemp -d of the printed Chromium command makes its profile under this test's temp dir.
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString('latin1')));
     child.stderr.on('data', (b: Buffer) => (out += b.toString('latin1')));
@@ -65,5 +76,46 @@ describe('quic-lb demo (npm start)', () => {
     );
     expect(received).toBeGreaterThanOrEqual(2);
     expect(received).toBeLessThanOrEqual(8);
+  });
+});
+
+describe('quic-lb demo --state-dir: a pin that survives restarts', () => {
+  const args = [
+    '--vip',
+    '127.0.5.20:25720',
+    '--backends',
+    '127.0.5.21:25721,127.0.5.22:25721',
+    '--metrics',
+    '127.0.5.20:25722',
+    '--quiet',
+  ];
+  const pinOf = (text: string): string | undefined => /SPKI pin (\S+)/.exec(text)?.[1];
+
+  it("prints the kept key's SPKI pin on every start, and a Chromium command that works as printed", async () => {
+    const state = path.join(tmp, 'state');
+    const first = await startQuickStart([...args, '--state-dir', state]);
+    pinned = first.proc;
+    const files = stateDirFiles(state);
+    const pin = spkiPin(loadIdentity(files.cert, files.key));
+    expect(pinOf(first.text)).toBe(pin);
+    await stop(pinned);
+
+    const second = await startQuickStart([...args, '--state-dir', state]);
+    pinned = second.proc;
+    expect(pinOf(second.text)).toBe(pin);
+    const command = second.text.split('\n').find((l) => l.trim().startsWith('chromium '));
+    expect(command).toContain(`--ignore-certificate-errors-spki-list=${pin}`);
+    expect(command).toContain('--origin-to-force-quic-on=127.0.5.20:25720');
+    const page = await runPrinted(command as string, true);
+    expect(page).toMatch(/quic-lb demo backend backend-[12] server ID 000[12]/);
+  });
+
+  it('refuses --cert without --key, and --state-dir with --cert', () => {
+    const alone = runCli(['demo', ...args, '--cert', 'x.pem']);
+    expect(alone.status).toBe(2);
+    expect(alone.stderr).toContain('--cert and --key go together');
+    const both = runCli(['demo', ...args, '--cert', 'x.pem', '--key', 'y.pem', '--state-dir', tmp]);
+    expect(both.status).toBe(2);
+    expect(both.stderr).toContain('--state-dir and --cert/--key');
   });
 });
