@@ -37,6 +37,7 @@
 //
 // Every streak counts consecutive samples and restarts at 0 on a sample that breaks it, and on
 // a reload (restartStreaks): new thresholds are judged on samples taken under them only.
+import type { AnnounceSpec } from '../lb/index.js';
 import { EventEmitter } from 'node:events';
 import { LoadSampler } from './load-sampler.js';
 
@@ -59,21 +60,11 @@ export const LOAD_SIGNALS = ['connections', 'event-loop-delay', 'cpu'] as const;
 export type LoadSignal = (typeof LOAD_SIGNALS)[number];
 
 /**
- * The `anycast.announce` section of the config, with defaults resolved by the config loader.
- * A max of 0 switches its signal off (its resume level is then ignored). `withdrawAfter` and
- * `announceAfter` below 1 act as 1.
+ * The `anycast.announce` section of the config (src/lb `AnnounceSpec`), with defaults resolved
+ * by the config loader. A max of 0 switches its signal off (its resume level is then ignored).
+ * `withdrawAfter` and `announceAfter` below 1 act as 1.
  */
-export interface AnnounceThresholds {
-  intervalMs: number;
-  withdrawAfter: number;
-  announceAfter: number;
-  maxConnections: number;
-  resumeConnections: number;
-  maxEventLoopDelayMs: number;
-  resumeEventLoopDelayMs: number;
-  maxCpu: number;
-  resumeCpu: number;
-}
+export type AnnounceThresholds = AnnounceSpec;
 
 /** One sample: the load signals of the last period and the self-check's latest result. */
 export interface LoadSample {

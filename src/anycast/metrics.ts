@@ -1,7 +1,8 @@
 // The server mode's own metrics, added to the registry of its forwarder's /metrics (which
 // already exports every quic_lb_* metric of `quic-lb serve` and quic_lb_anycast_datagrams_total).
 // Read at scrape time; labels are the closed list of withdraw reasons.
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { scrapeTimeMetrics } from '../lb/index.js';
 import { WITHDRAW_REASONS, type AnnounceState, type LoadSample, type WithdrawReason } from './announce.js';
 
 export interface AnycastMetricsSource {
@@ -15,25 +16,7 @@ export interface AnycastMetricsSource {
 
 /** Registers quic_lb_anycast_* (announcement, load) on `registry`. */
 export function registerAnycastMetrics(registry: Registry, source: AnycastMetricsSource): void {
-  const options = <M extends { reset(): void }>(
-    name: string,
-    help: string,
-    labelNames: string[],
-    fill: (m: M) => void,
-  ) => ({
-    name: `quic_lb_anycast_${name}`,
-    help,
-    labelNames,
-    registers: [] as Registry[],
-    collect(this: M): void {
-      this.reset();
-      fill(this);
-    },
-  });
-  const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge) => void): void =>
-    registry.registerMetric(new Gauge(options(name, help, labelNames, fill)));
-  const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter) => void): void =>
-    registry.registerMetric(new Counter(options(name, help, labelNames, fill)));
+  const { counter, gauge } = scrapeTimeMetrics(registry, 'quic_lb_anycast_');
   gauge('announced', '1 while this server announces the VIP (accepts new connections)', [], (g) =>
     g.set(source.state().announced ? 1 : 0),
   );

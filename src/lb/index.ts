@@ -68,3 +68,4 @@ export { HealthChecker, nextState, type BackendHealth, type ProbeResult, type Pr
 export { Forwarder, type PreparedConfig, type LocalDelivery, sendableDestination } from './forwarder.js';
 export { LoadBalancer, startLoadBalancer, type LoadBalancerOptions, type ReloadResult } from './load-balancer.js';
 export { createLogger } from './logger.js';
+export { scrapeTimeMetrics, type ScrapeTimeMetric } from './metrics.js';

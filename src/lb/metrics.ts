@@ -50,19 +50,25 @@ export interface MetricsSource {
 
 const PREFIX = 'quic_lb_';
 
-/** Builds the registry. Call `registry.metrics()` after awaiting `refresh()`. */
-export function createMetrics(source: MetricsSource): { registry: Registry; refresh: () => Promise<void> } {
-  const registry = new Registry();
-  let snap: CounterSnapshot | undefined;
+/** Registers a metric `prefix + name` whose value `fill` sets at scrape time. */
+export type ScrapeTimeMetric<M> = (name: string, help: string, labelNames: string[], fill: (m: M) => void) => void;
 
-  // Every metric is recomputed in collect() from `snap` and the sources: nothing is bumped here.
+/**
+ * Metrics read at scrape time on `registry`: each is reset and refilled by its `fill` in
+ * prom-client's collect(), so nothing on the packet path touches prom-client (docs/design.md §4).
+ * Used by the LB and by the server mode (src/anycast).
+ */
+export function scrapeTimeMetrics(
+  registry: Registry,
+  prefix: string,
+): { counter: ScrapeTimeMetric<Counter>; gauge: ScrapeTimeMetric<Gauge> } {
   const options = <M extends { reset(): void }>(
     name: string,
     help: string,
     labelNames: string[],
     fill: (m: M) => void,
   ) => ({
-    name: PREFIX + name,
+    name: prefix + name,
     help,
     labelNames,
     registers: [] as Registry[],
@@ -71,10 +77,20 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
       fill(this);
     },
   });
-  const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter) => void): void =>
-    registry.registerMetric(new Counter(options(name, help, labelNames, fill)));
-  const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge) => void): void =>
-    registry.registerMetric(new Gauge(options(name, help, labelNames, fill)));
+  return {
+    counter: (name, help, labelNames, fill) =>
+      registry.registerMetric(new Counter(options(name, help, labelNames, fill))),
+    gauge: (name, help, labelNames, fill) => registry.registerMetric(new Gauge(options(name, help, labelNames, fill))),
+  };
+}
+
+/** Builds the registry. Call `registry.metrics()` after awaiting `refresh()`. */
+export function createMetrics(source: MetricsSource): { registry: Registry; refresh: () => Promise<void> } {
+  const registry = new Registry();
+  let snap: CounterSnapshot | undefined;
+
+  // Every metric is recomputed in collect() from `snap` and the sources: nothing is bumped here.
+  const { counter, gauge } = scrapeTimeMetrics(registry, PREFIX);
 
   counter(
     'received_packets_total',
