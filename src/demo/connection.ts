@@ -51,6 +51,11 @@ export interface ConnectionHost {
   onEstablished(conn: Connection): void;
   /** An HTTP/3 request stream finished arriving; answer with conn.sendStream(). */
   onRequestStream(conn: Connection, streamId: number, data: Buffer): void;
+  /** See StreamOwner.claimStream / onStreamData (streams.ts): WebTransport streams. */
+  claimStream?(conn: Connection, streamId: number, data: Buffer): boolean;
+  onStreamData?(conn: Connection, streamId: number, data: Buffer, fin: boolean): void;
+  /** A QUIC DATAGRAM frame's payload (RFC 9221). */
+  onQuicDatagram?(conn: Connection, data: Buffer): void;
 }
 
 export interface ConnectionOptions {
@@ -105,6 +110,8 @@ export class Connection {
     this.streams = new Streams({
       queueControl: (frame) => this.sender.queueControl(frame),
       onRequest: (id, data) => host.onRequestStream(this, id, data),
+      claimStream: (id, data) => host.claimStream?.(this, id, data) ?? false,
+      onStreamData: (id, data, fin) => host.onStreamData?.(this, id, data, fin),
       onResponse: (event, s) => {
         const p = this.paths.current;
         this.event(event, { stream: s.id, bytes: s.data.length, path: `${p.address}:${p.port}`, via: p.via.name });
@@ -225,6 +232,7 @@ export class Connection {
       },
       onCrypto: (level, offset, data) => this.onCrypto(level, offset, data),
       onStopSending: (id) => this.streams.onStopSending(id),
+      onResetStream: (id) => this.streams.onReset(id),
       onMaxData: (max) => this.streams.onMaxData(max),
       onMaxStreamData: (id, max) => this.streams.onMaxStreamData(id, max),
       onNewConnectionId: (seq, rpt, cid, token) => this.cids.onPeerNewCid(seq, rpt, cid, token),
@@ -244,6 +252,7 @@ export class Connection {
         // The host may have closed the connection too (a malformed HTTP/3 request).
         return this.state !== 'closing';
       },
+      onDatagram: (data) => this.host.onQuicDatagram?.(this, data),
     };
   }
 

@@ -23,6 +23,8 @@ import { Connection, type ConnectionHost } from './connection.js';
 import type { NetPath, PathVia } from './paths.js';
 import { Level } from './spaces.js';
 import { generateSelfSigned, type ServerIdentity } from './cert.js';
+import { certificateSha256, WebTransportHost } from './webtransport-host.js';
+import { voicePage } from './voice-page.js';
 import {
   CONTROL_STREAM_PREFIX,
   encodeResponse,
@@ -122,11 +124,14 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
   private resetWindowStart = 0;
   private resetsInWindow = 0;
   private readonly clock: () => number;
+  /** WebTransport sessions (the voice demo): webtransport-host.ts. */
+  readonly webTransport: WebTransportHost;
 
   constructor(private readonly opts: DemoServerOptions) {
     super();
     this.identity = opts.identity ?? generateSelfSigned();
     this.clock = opts.now ?? (() => performance.now());
+    this.webTransport = new WebTransportHost(this);
     opts.socket.on('message', (msg, rinfo, via) => this.onDatagram(msg, rinfo, via));
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();
@@ -365,6 +370,19 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     for (const [k, c] of this.byCid) if (c === conn) this.byCid.delete(k);
     this.connections.delete(conn);
     this.stats.connectionsActive = this.connections.size;
+    this.webTransport.onConnectionGone(conn);
+  }
+
+  claimStream(conn: Connection, streamId: number, data: Buffer): boolean {
+    return this.webTransport.claimStream(conn, streamId, data);
+  }
+
+  onStreamData(conn: Connection, streamId: number, data: Buffer, fin: boolean): void {
+    this.webTransport.onStreamData(conn, streamId, data, fin);
+  }
+
+  onQuicDatagram(conn: Connection, data: Buffer): void {
+    this.webTransport.onQuicDatagram(conn, data);
   }
 
   event(name: string, fields: Record<string, unknown>): void {
@@ -405,6 +423,14 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
   }
 
   private async respond(reqPath: string): Promise<H3Response> {
+    if (reqPath === '/voice') {
+      const hash = certificateSha256(this.identity.certificates[0]).toString('hex');
+      return {
+        status: 200,
+        body: Buffer.from(voicePage(hash)),
+        headers: [['content-type', 'text/html; charset=utf-8']],
+      };
+    }
     const m = /^\/bytes\/(\d+)$/.exec(reqPath);
     if (m) {
       const n = Number(m[1]);
@@ -453,6 +479,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
 
   private tick(): void {
     for (const conn of this.connections) conn.onTimer();
+    this.webTransport.tick();
   }
 
   /** Stops the timer and closes every connection (CONNECTION_CLOSE to the established ones). */

@@ -2,7 +2,7 @@
 // control stream) with the client's flow-control credit, client streams reassembled up to the
 // credit the server advertises, and request delivery to the host.
 import { F, frameWithVarint, STREAM_BITS, TransportError } from './frames.js';
-import { RangeSet, Reassembler, vlen, type Writer } from './buffers.js';
+import { RangeSet, Reassembler, vlen, Writer } from './buffers.js';
 import type { SentFrame } from './spaces.js';
 
 /** Connection-level credit for the client's data, topped up when half is used. */
@@ -47,6 +47,15 @@ export interface StreamOwner {
   queueControl(frame: Buffer): void;
   /** A request stream (client bidirectional) arrived whole; called once per stream. */
   onRequest(id: number, data: Buffer): void;
+  /**
+   * Data arrived on a client bidirectional stream that has not finished (`data`: everything so
+   * far). True when the host takes the stream over (a WebTransport CONNECT or stream): from then
+   * on the stream's data goes to `onStreamData` as it arrives, and its credit is raised as it is
+   * read (RFC 9000 §4.2). Optional: without it every request is delivered whole.
+   */
+  claimStream?(id: number, data: Buffer): boolean;
+  /** New in-order data (possibly empty with `fin`) on a claimed stream. */
+  onStreamData?(id: number, data: Buffer, fin: boolean): void;
   /** The FIN of a response went out (`stream-sent`) or every octet of it is acknowledged (`stream-served`). */
   onResponse(event: 'stream-sent' | 'stream-served', s: SendStream): void;
 }
@@ -62,6 +71,8 @@ export class Streams {
   private readonly recv = new Map<number, Reassembler>();
   private readonly recvRequestData = new Map<number, Buffer[]>();
   private readonly requestsDelivered = new Set<number>();
+  /** Claimed streams (see StreamOwner.claimStream) and the credit advertised for each. */
+  private readonly claimed = new Map<number, number>();
   /** Receive-side flow control: octets the client sent (highest offsets), credit given. */
   private recvData = 0;
   private recvMaxData = RECV_WINDOW;
@@ -95,6 +106,14 @@ export class Streams {
     s.finSent = true;
   }
 
+  /** RESET_STREAM (RFC 9000 §19.4): a claimed stream ends there (its host sees an empty FIN); others are ignored. */
+  onReset(id: number): void {
+    if (!this.claimed.has(id)) return;
+    this.claimed.delete(id);
+    this.requestsDelivered.add(id);
+    this.owner.onStreamData?.(id, Buffer.alloc(0), true);
+  }
+
   /** MAX_DATA (RFC 9000 §19.9). */
   onMaxData(max: number): void {
     this.peerMaxData = Math.max(this.peerMaxData, max);
@@ -124,7 +143,8 @@ export class Streams {
     const before = r.highest;
     const got = r.push(off, data, fin);
     this.recvData += Math.max(0, r.highest - before);
-    if (got === undefined || r.highest > INITIAL_MAX_STREAM_DATA || this.recvData > this.recvMaxData) {
+    const streamCredit = this.claimed.get(id) ?? INITIAL_MAX_STREAM_DATA;
+    if (got === undefined || r.highest > streamCredit || this.recvData > this.recvMaxData) {
       return { code: TransportError.FLOW_CONTROL_ERROR, reason: 'stream data beyond the advertised limit' };
     }
     // Keep credit ahead of the client (RFC 9000 §4.2): more data and more request streams.
@@ -138,6 +158,10 @@ export class Streams {
     }
     if (isUni(id)) return undefined; // client unidirectional streams (control, QPACK): read and drop
     if (this.requestsDelivered.has(id)) return undefined; // a retransmitted copy of a request already answered
+    if (this.claimed.has(id)) {
+      this.onClaimedData(id, r, got);
+      return undefined;
+    }
     const parts = this.recvRequestData.get(id) ?? [];
     if (got.length > 0) parts.push(got);
     this.recvRequestData.set(id, parts);
@@ -146,8 +170,29 @@ export class Streams {
       this.requestsDelivered.add(id);
       this.recvRequestData.delete(id);
       this.owner.onRequest(id, Buffer.concat(parts));
+    } else if (got.length > 0 && this.owner.claimStream?.(id, Buffer.concat(parts))) {
+      this.recvRequestData.delete(id);
+      this.claimed.set(id, INITIAL_MAX_STREAM_DATA);
     }
     return undefined;
+  }
+
+  /** In-order data of a claimed stream goes to the host; its credit stays a window ahead of what was read. */
+  private onClaimedData(id: number, r: Reassembler, got: Buffer): void {
+    if (got.length > 0 || r.finished) this.owner.onStreamData?.(id, got, r.finished);
+    if (r.finished) {
+      this.claimed.delete(id);
+      this.requestsDelivered.add(id);
+      return;
+    }
+    const credit = this.claimed.get(id) ?? INITIAL_MAX_STREAM_DATA;
+    if (r.offset > credit - INITIAL_MAX_STREAM_DATA / 2) {
+      const next = r.offset + INITIAL_MAX_STREAM_DATA;
+      this.claimed.set(id, next);
+      const w = new Writer(24);
+      w.u8(F.MAX_STREAM_DATA).varint(id).varint(next); // RFC 9000 §19.10
+      this.owner.queueControl(Buffer.from(w.view()));
+    }
   }
 
   /** Writes STREAM frames of every stream with something to send into `w`; true if it wrote any. */

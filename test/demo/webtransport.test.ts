@@ -1,0 +1,193 @@
+// WebTransport framing (draft-ietf-webtrans-http3-02, RFC 9220, RFC 9297) and the per-connection
+// session table of the demo server; the voice records and their receive-side counters.
+import { describe, expect, it } from 'vitest';
+import {
+  encodeDatagram,
+  encodeSettings,
+  encodeStreamSignal,
+  MAX_SESSIONS_PER_CONNECTION,
+  MAX_STREAMS_PER_SESSION,
+  parseDatagram,
+  parseStreamSignal,
+  WT_SETTINGS,
+  WtSessions,
+} from '../../src/demo/webtransport.js';
+import { CONTROL_STREAM_PREFIX, encodeResponseHeaders, parseRequest } from '../../src/demo/h3.js';
+import { decodeFieldSection } from '../../src/demo/qpack.js';
+import { decodeRecord, encodeRecord, FrameStats, RECORD_SIZE, RecordKind } from '../../src/demo/voice.js';
+import { voicePage } from '../../src/demo/voice-page.js';
+import { certificateSha256 } from '../../src/demo/webtransport-host.js';
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+describe('SETTINGS and the CONNECT exchange', () => {
+  it('the control stream advertises extended CONNECT, H3 datagrams and WebTransport draft-02, in that order', () => {
+    // type 0x00, SETTINGS (0x04) length 9: 0x08=1 (RFC 9220), 0x33=1 (RFC 9297), 0x2b603742=1 (draft-02).
+    expect(hex(CONTROL_STREAM_PREFIX)).toBe('00' + '04' + '09' + '0801' + '3301' + 'ab603742' + '01');
+    expect(encodeSettings(WT_SETTINGS).length).toBe(11);
+  });
+
+  it('reads an extended CONNECT (RFC 9220 §3) with :protocol as a literal field', () => {
+    // Field section: RIC 0, base 0; :method CONNECT (static 15); :scheme https (23);
+    // :authority (0) literal value; :path (1) literal value; ":protocol" literal name + value.
+    const lit = (s: string): number[] => [s.length, ...Buffer.from(s)];
+    const fields = Buffer.from([
+      0,
+      0,
+      0xc0 | 15,
+      0xc0 | 23,
+      0x50,
+      ...lit('127.0.0.1:4433'),
+      0x51,
+      ...lit('/voice-wt'),
+      0x27,
+      9 - 7,
+      ...Buffer.from(':protocol'),
+      ...lit('webtransport'),
+    ]);
+    const frame = Buffer.concat([Buffer.of(0x01, fields.length), fields]);
+    expect(parseRequest(frame)).toEqual({
+      method: 'CONNECT',
+      path: '/voice-wt',
+      authority: '127.0.0.1:4433',
+      protocol: 'webtransport',
+    });
+    // Every prefix of it is incomplete, never a misread.
+    for (let n = 0; n < frame.length; n++) expect(parseRequest(frame.subarray(0, n))).toBe('incomplete');
+  });
+
+  it('answers 200 with sec-webtransport-http3-draft: draft02 (draft-02 §3.3), decodable by QPACK', () => {
+    const h = encodeResponseHeaders({
+      status: 200,
+      body: Buffer.alloc(0),
+      headers: [['sec-webtransport-http3-draft', 'draft02']],
+    });
+    expect(h[0]).toBe(0x01); // HEADERS
+    expect(decodeFieldSection(h.subarray(2, 2 + h[1]))).toEqual([
+      [':status', '200'],
+      ['sec-webtransport-http3-draft', 'draft02'],
+    ]);
+    // A status outside the static table (429) goes out as a literal with a name reference.
+    const r = encodeResponseHeaders({ status: 429, body: Buffer.alloc(0) });
+    expect(decodeFieldSection(r.subarray(2, 2 + r[1]))).toEqual([[':status', '429']]);
+  });
+});
+
+describe('stream signal and datagrams', () => {
+  it('0x41 + session ID round-trips; a request frame is not a WebTransport stream; prefixes are incomplete', () => {
+    for (const id of [0, 4, 64, 16384, 2 ** 30]) {
+      const sig = encodeStreamSignal(id);
+      expect(parseStreamSignal(Buffer.concat([sig, Buffer.from('abc')]))).toEqual({
+        sessionId: id,
+        length: sig.length,
+      });
+      for (let n = 0; n < sig.length; n++) expect(parseStreamSignal(sig.subarray(0, n))).toBe('incomplete');
+    }
+    expect(hex(encodeStreamSignal(0))).toBe('404100'); // varint 0x41 takes two octets
+    expect(parseStreamSignal(Buffer.of(0x01, 0x03, 0, 0, 0xd1))).toBeUndefined(); // HEADERS
+  });
+
+  it('HTTP datagrams carry the quarter stream ID (RFC 9297 §2.1)', () => {
+    const d = encodeDatagram(8, Buffer.from('hi'));
+    expect(hex(d)).toBe('02' + hex(Buffer.from('hi')));
+    expect(parseDatagram(d)).toEqual({ sessionId: 8, payload: Buffer.from('hi') });
+    expect(parseDatagram(Buffer.alloc(0))).toBeUndefined();
+  });
+});
+
+/** A session table over a fake connection that records what is written. */
+function table(): { t: WtSessions; writes: Array<[number, string, boolean]> } {
+  const writes: Array<[number, string, boolean]> = [];
+  const t = new WtSessions({ sendStream: (id, data, fin) => writes.push([id, hex(data), fin]) });
+  return { t, writes };
+}
+
+describe('session state machine (WtSessions)', () => {
+  it('open -> streams attach -> data routed -> CONNECT FIN closes once', () => {
+    const { t, writes } = table();
+    const s = t.open(0, '/voice-wt')!;
+    const got: Array<[number, string, boolean]> = [];
+    const closes: string[] = [];
+    s.handler = { onStreamData: (id, d, fin) => got.push([id, d.toString(), fin]), onClose: (r) => closes.push(r) };
+    expect(t.attach(4, 0)).toBe(s);
+    t.onStreamData(4, Buffer.from('frame'), false);
+    s.send(4, Buffer.from('back'));
+    t.onStreamData(0, Buffer.alloc(0), true); // the client finished the CONNECT stream
+    t.onStreamData(4, Buffer.from('after'), false); // ignored: the session is gone
+    t.onStreamData(0, Buffer.alloc(0), true); // a second FIN closes nothing
+    expect(got).toEqual([[4, 'frame', false]]);
+    expect(closes).toEqual(['connect-stream-finished']);
+    expect(writes).toEqual([
+      [4, hex(Buffer.from('back')), false],
+      [0, '', true], // the server's FIN on the CONNECT stream (draft-02 §4.4)
+    ]);
+    expect(t.openCount).toBe(0);
+    s.send(4, Buffer.from('late')); // a closed session sends nothing
+    expect(writes).toHaveLength(2);
+  });
+
+  it('bounds sessions per connection and streams per session; refusals are counted', () => {
+    const { t } = table();
+    for (let i = 0; i < MAX_SESSIONS_PER_CONNECTION; i++) expect(t.open(i * 4, '/voice-wt')).toBeDefined();
+    expect(t.open(400, '/voice-wt')).toBeUndefined();
+    expect(t.drops['session-limit']).toBe(1);
+    for (let i = 0; i < MAX_STREAMS_PER_SESSION; i++) expect(t.attach(1000 + i * 4, 0)).toBeDefined();
+    expect(t.attach(2000, 0)).toBeUndefined();
+    expect(t.attach(2004, 96)).toBeUndefined();
+    expect(t.drops).toEqual({ 'session-limit': 1, 'stream-limit': 1, 'unknown-session': 1 });
+  });
+
+  it('the connection going away closes every session without writing to it', () => {
+    const { t, writes } = table();
+    const s = t.open(0, '/voice-wt')!;
+    const closes: string[] = [];
+    s.handler = { onStreamData: () => undefined, onClose: (r) => closes.push(r) };
+    t.closeAll('connection-closed');
+    expect(closes).toEqual(['connection-closed']);
+    expect(writes).toEqual([]);
+    expect(t.open(8, '/voice-wt')).toBeDefined(); // the slot is free again
+  });
+
+  it('datagrams reach their session; unknown sessions are counted', () => {
+    const { t } = table();
+    const s = t.open(4, '/voice-wt')!;
+    const got: string[] = [];
+    s.handler = { onStreamData: () => undefined, onDatagram: (p) => got.push(p.toString()), onClose: () => undefined };
+    t.onDatagram(encodeDatagram(4, Buffer.from('x')));
+    t.onDatagram(encodeDatagram(8, Buffer.from('y')));
+    expect(got).toEqual(['x']);
+    expect(t.drops['unknown-session']).toBe(1);
+  });
+});
+
+describe('voice records', () => {
+  it('round-trip audio and path records at 160 octets', () => {
+    const a = { kind: RecordKind.AUDIO, seq: 70000, sentAt: 1.7e12 + 0.25, echoSentAt: 1.7e12 - 3, echoHeldMs: 4.5 };
+    const b = encodeRecord(a);
+    expect(b.length).toBe(RECORD_SIZE);
+    expect(decodeRecord(b)).toEqual(a);
+    const p = { ...a, kind: RecordKind.PATH, path: { via: 'direct:127.0.0.2:4434', client: '127.0.0.1:5000' } };
+    expect(decodeRecord(encodeRecord(p))).toEqual(p);
+    expect(decodeRecord(b.subarray(0, RECORD_SIZE - 1))).toBeUndefined();
+    const bad = Buffer.from(b);
+    bad[0] = 9;
+    expect(decodeRecord(bad)).toBeUndefined();
+  });
+
+  it('counts gaps as lost and frames beyond 60 ms of the best transit as late', () => {
+    const s = new FrameStats();
+    s.onFrame(0, 1000, 5010); // transit 4010 (clock offset 4000 + 10 ms)
+    s.onFrame(1, 1020, 5030);
+    s.onFrame(4, 1080, 5160); // 2 and 3 missing; transit 4080: 70 ms beyond the best -> late
+    s.onFrame(5, 1100, 5165); // 55 ms beyond: on time
+    expect({ received: s.received, lost: s.lost, late: s.late }).toEqual({ received: 4, lost: 2, late: 1 });
+  });
+
+  it('the page pins the certificate hash it is given and uses no external resource', () => {
+    const hash = certificateSha256(Buffer.from('not a real certificate')).toString('hex');
+    const html = voicePage(hash);
+    expect(html).toContain(`const CERT_HASH = '${hash}'`);
+    expect(html).toContain("serverCertificateHashes: [{ algorithm: 'sha-256'");
+    expect(html).not.toMatch(/(src|href)=["']?https?:/);
+  });
+});
