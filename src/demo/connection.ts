@@ -114,7 +114,7 @@ export class Connection {
       onStreamData: (id, data, fin) => host.onStreamData?.(this, id, data, fin),
       onResponse: (event, s) => {
         const p = this.paths.current;
-        this.event(event, { stream: s.id, bytes: s.data.length, path: `${p.address}:${p.port}`, via: p.via.name });
+        this.event(event, { stream: s.id, bytes: s.end, path: `${p.address}:${p.port}`, via: p.via.name });
       },
     });
     this.recovery = new LossRecovery(this.spaces, {
@@ -402,6 +402,11 @@ export class Connection {
     this.streams.write(id, data, fin);
     if (fin && !isUni(id)) this.bytesServed += data.length; // responses
     this.flush();
+  }
+
+  /** Octets queued on server stream `id` and not yet sent. */
+  unsent(id: number): number {
+    return this.streams.unsent(id);
   }
 
   /** Sends everything that is ready, as long as congestion window and path limits allow. */

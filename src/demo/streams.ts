@@ -22,9 +22,18 @@ export const MIN_STREAM_FRAME_ROOM = 24;
 /** RFC 9000 §2.1: a unidirectional stream (the HTTP/3 control and QPACK streams; requests are bidirectional). */
 export const isUni = (id: number): boolean => (id & UNI) !== 0;
 
-/** Data the server sends on one stream. */
+/** Acknowledged octets at the head of a send buffer are dropped once there are this many. */
+export const TRIM_ACKED_OCTETS = 64 * 1024;
+
+/**
+ * Data the server sends on one stream. `data` holds stream offsets [base, end): the
+ * acknowledged head is trimmed (TRIM_ACKED_OCTETS) so a long-lived stream (a voice session)
+ * keeps only what may still be sent or resent.
+ */
 export class SendStream {
   data: Buffer = Buffer.alloc(0);
+  /** Stream offset of data[0]. */
+  base = 0;
   fin = false;
   sent = 0;
   finSent = false;
@@ -36,8 +45,31 @@ export class SendStream {
     readonly id: number,
     public maxData: number,
   ) {}
+  /** Stream offset just past the last octet written. */
+  get end(): number {
+    return this.base + this.data.length;
+  }
+  /** Octets written but never sent (waiting for credit or room). */
+  get unsent(): number {
+    return this.end - this.sent;
+  }
   get pending(): boolean {
-    return this.retransmit.length > 0 || this.sent < this.data.length || (this.fin && !this.finSent);
+    return this.retransmit.length > 0 || this.sent < this.end || (this.fin && !this.finSent);
+  }
+  /** Drops the acknowledged head once it is large; lost ranges below it are acknowledged already. */
+  trimAcked(): void {
+    const first = this.acked.ranges[0];
+    if (!first || first[0] > this.base || first[1] - this.base < TRIM_ACKED_OCTETS) return;
+    const cut = Math.min(first[1], this.sent);
+    this.data = this.data.subarray(cut - this.base);
+    this.base = cut;
+    this.retransmit = this.retransmit.filter((r) => r[0] + r[1] > cut || (r[2] && r[1] === 0));
+    for (const r of this.retransmit) {
+      if (r[0] < cut) {
+        r[1] -= cut - r[0];
+        r[0] = cut;
+      }
+    }
   }
 }
 
@@ -102,7 +134,7 @@ export class Streams {
     if (!s) return;
     s.done = true;
     s.retransmit.length = 0;
-    s.sent = s.data.length;
+    s.sent = s.end;
     s.finSent = true;
   }
 
@@ -112,6 +144,11 @@ export class Streams {
     this.claimed.delete(id);
     this.requestsDelivered.add(id);
     this.owner.onStreamData?.(id, Buffer.alloc(0), true);
+  }
+
+  /** Octets written on server stream `id` and not yet sent (0 for an unknown stream). */
+  unsent(id: number): number {
+    return this.send.get(id)?.unsent ?? 0;
   }
 
   /** MAX_DATA (RFC 9000 §19.9). */
@@ -229,9 +266,9 @@ export class Streams {
       off = s.sent;
       const streamCredit = s.maxData - off;
       const connCredit = this.peerMaxData - this.dataSent;
-      len = Math.min(s.data.length - off, w.room - fixed, streamCredit, connCredit);
+      len = Math.min(s.end - off, w.room - fixed, streamCredit, connCredit);
       if (len < 0) len = 0;
-      fin = s.fin && off + len === s.data.length;
+      fin = s.fin && off + len === s.end;
       if (len === 0 && !fin) return false;
       s.sent += len;
       this.dataSent += len;
@@ -245,14 +282,19 @@ export class Streams {
       .varint(s.id)
       .varint(off)
       .varint(len)
-      .bytes(s.data.subarray(off, off + len));
+      .bytes(s.data.subarray(off - s.base, off - s.base + len));
     frames.push({ k: 'stream', s, offset: off, len, fin });
     return true;
   }
 
   /** A STREAM frame was lost: its range goes out again unless the stream is done. */
   onLost(f: Extract<SentFrame, { k: 'stream' }>): void {
-    if (!f.s.done) f.s.retransmit.push([f.offset, f.len, f.fin]);
+    const s = f.s;
+    if (s.done) return;
+    // A range already acknowledged through a retransmission and trimmed is not resent.
+    const start = Math.max(f.offset, s.base);
+    const len = f.offset + f.len - start;
+    if (len > 0 || f.fin) s.retransmit.push([start, Math.max(0, len), f.fin]);
   }
 
   /** A STREAM frame was acknowledged: a response whose every octet and FIN are acknowledged is served. */
@@ -260,7 +302,8 @@ export class Streams {
     const s = f.s;
     s.acked.add(f.offset, f.offset + f.len);
     if (f.fin) s.finAcked = true;
-    if (!s.done && s.fin && s.finAcked && s.acked.covers(0, s.data.length)) {
+    s.trimAcked();
+    if (!s.done && s.fin && s.finAcked && s.acked.covers(0, s.end)) {
       s.done = true;
       if (!isUni(s.id)) this.owner.onResponse('stream-served', s);
     }

@@ -22,6 +22,12 @@ const OFF_ECHO = RECORD_OFFSETS.echoSentAt;
 const OFF_HELD = RECORD_OFFSETS.echoHeldMs;
 const PATH_OFFSET = RECORD_OFFSETS.path;
 const MAX_PATH_JSON = RECORD_SIZE - PATH_OFFSET - 2;
+/**
+ * A frame is dropped (the page counts it lost) rather than queued when this many octets wait
+ * unsent on the stream (2 s of frames): the per-session send buffer stays bounded when the
+ * client stops reading or the path stalls.
+ */
+export const MAX_BACKLOG_OCTETS = 100 * RECORD_SIZE;
 /** Frames between two `voice-frames` progress events (5 s). */
 const PROGRESS_EVERY = 250;
 
@@ -111,6 +117,9 @@ export interface VoiceHost {
 export class VoiceSession implements WtHandler {
   readonly stats = new FrameStats();
   sent = 0;
+  /** Frames not queued because the backlog was full (the page sees them as lost). */
+  dropped = 0;
+  private seq = 0;
   rttMs = NaN;
   private stream = -1;
   private partial: Buffer = Buffer.alloc(0);
@@ -168,10 +177,15 @@ export class VoiceSession implements WtHandler {
     }
     const now = this.host.now();
     const due = Math.floor((now - this.startedAt) / FRAME_INTERVAL_MS) + 1;
-    while (this.sent < due) {
+    while (this.seq < due) {
+      const seq = this.seq++;
+      if (this.session.backlog(this.stream) > MAX_BACKLOG_OCTETS) {
+        this.dropped++;
+        continue;
+      }
       const rec = encodeRecord({
         kind: RecordKind.AUDIO,
-        seq: this.sent,
+        seq,
         sentAt: now,
         echoSentAt: this.echo.sentAt,
         echoHeldMs: this.echo.at > 0 ? now - this.echo.at : 0,
@@ -201,6 +215,7 @@ export class VoiceSession implements WtHandler {
       session: this.session.id,
       framesIn: s.received,
       framesOut: this.sent,
+      dropped: this.dropped,
       lost: s.lost,
       late: s.late,
       bad: s.bad,

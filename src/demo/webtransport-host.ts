@@ -42,7 +42,10 @@ export class WebTransportHost {
   private state(conn: Connection): PerConnection {
     let s = this.conns.get(conn);
     if (!s) {
-      const table = new WtSessions({ sendStream: (id, data, fin) => conn.sendStream(id, data, fin) });
+      const table = new WtSessions({
+        sendStream: (id, data, fin) => conn.sendStream(id, data, fin),
+        unsent: (id) => conn.unsent(id),
+      });
       s = { table, voices: new Map() };
       this.conns.set(conn, s);
     }

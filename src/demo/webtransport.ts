@@ -97,6 +97,8 @@ export interface WtHandler {
 /** What the session table needs from its connection. */
 export interface WtTransport {
   sendStream(streamId: number, data: Buffer, fin: boolean): void;
+  /** Octets written on `streamId` and not yet sent (flow control or congestion holds them). */
+  unsent?(streamId: number): number;
   sendDatagram?(data: Buffer): void;
 }
 
@@ -115,6 +117,11 @@ export class WtSession {
 
   send(streamId: number, data: Buffer): void {
     if (this.state === 'open') this.transport.sendStream(streamId, data, false);
+  }
+
+  /** Octets queued on `streamId` that have not gone out yet. */
+  backlog(streamId: number): number {
+    return this.transport.unsent?.(streamId) ?? 0;
   }
 
   sendDatagram(payload: Uint8Array): void {

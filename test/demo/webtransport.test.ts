@@ -1,5 +1,6 @@
 // WebTransport framing (draft-ietf-webtrans-http3-02, RFC 9220, RFC 9297) and the per-connection
-// session table of the demo server; the voice records and their receive-side counters.
+// session table of the demo server; the stream behaviour a session needs; the voice records,
+// their receive-side counters and the server's voice session.
 import { describe, expect, it } from 'vitest';
 import {
   encodeDatagram,
@@ -14,7 +15,18 @@ import {
 } from '../../src/demo/webtransport.js';
 import { CONTROL_STREAM_PREFIX, encodeResponseHeaders, parseRequest } from '../../src/demo/h3.js';
 import { decodeFieldSection } from '../../src/demo/qpack.js';
-import { decodeRecord, encodeRecord, FrameStats, RECORD_SIZE, RecordKind } from '../../src/demo/voice.js';
+import {
+  decodeRecord,
+  encodeRecord,
+  FrameStats,
+  MAX_BACKLOG_OCTETS,
+  RECORD_SIZE,
+  RecordKind,
+  VoiceSession,
+} from '../../src/demo/voice.js';
+import { INITIAL_MAX_STREAM_DATA, Streams, TRIM_ACKED_OCTETS } from '../../src/demo/streams.js';
+import { Writer } from '../../src/demo/buffers.js';
+import type { SentFrame } from '../../src/demo/spaces.js';
 import { voicePage } from '../../src/demo/voice-page.js';
 import { certificateSha256 } from '../../src/demo/webtransport-host.js';
 
@@ -189,5 +201,141 @@ describe('voice records', () => {
     expect(html).toContain(`const CERT_HASH = '${hash}'`);
     expect(html).toContain("serverCertificateHashes: [{ algorithm: 'sha-256'");
     expect(html).not.toMatch(/(src|href)=["']?https?:/);
+  });
+});
+
+describe('streams a WebTransport session needs (Streams)', () => {
+  function streams(claim: (id: number, d: Buffer) => boolean) {
+    const control: string[] = [];
+    const data: Array<[number, number, boolean]> = [];
+    const st = new Streams({
+      queueControl: (f) => control.push(hex(f)),
+      onRequest: () => undefined,
+      onResponse: () => undefined,
+      claimStream: claim,
+      onStreamData: (id, d, fin) => data.push([id, d.length, fin]),
+    });
+    return { st, control, data };
+  }
+
+  it('a claimed stream gets its data as it arrives and credit a window ahead; RESET_STREAM ends it', () => {
+    const { st, control, data } = streams((_id, d) => d[0] === 0x40);
+    expect(st.onStream(0, 0, encodeStreamSignal(0), false)).toBeUndefined();
+    let off = 3;
+    const chunk = Buffer.alloc(1000);
+    for (let i = 0; i < 200; i++, off += chunk.length) expect(st.onStream(0, off, chunk, false)).toBeUndefined();
+    expect(data).toHaveLength(200); // 200 KB on one stream: far beyond the initial 64 KB credit
+    const maxStreamData = control.filter((c) => c.startsWith('11'));
+    expect(maxStreamData.length).toBeGreaterThanOrEqual(5);
+    // Data beyond the credit given is a flow-control error (RFC 9000 §4.5).
+    expect(st.onStream(0, off + INITIAL_MAX_STREAM_DATA * 4, chunk, false)?.code).toBe(0x03);
+    st.onReset(0);
+    expect(data[data.length - 1]).toEqual([0, 0, true]);
+  });
+
+  it('an unclaimed stream is still delivered whole at its FIN', () => {
+    const requests: number[] = [];
+    const st = new Streams({
+      queueControl: () => undefined,
+      onRequest: (_id, d) => requests.push(d.length),
+      onResponse: () => undefined,
+      claimStream: () => false,
+    });
+    st.onStream(4, 0, Buffer.alloc(10), false);
+    st.onStream(4, 10, Buffer.alloc(5), true);
+    expect(requests).toEqual([15]);
+  });
+
+  it('a long-lived send stream keeps only what is unacknowledged (TRIM_ACKED_OCTETS)', () => {
+    const { st } = streams(() => false);
+    st.peerMaxData = 1 << 30;
+    st.peerStreamCredit = { bidi: 1 << 30, uni: 1 << 30 };
+    const total = 300 * 1024;
+    const body = Buffer.from(Array.from({ length: total }, (_, i) => i % 251));
+    const sent: Buffer[] = [];
+    for (let written = 0; written < total; written += 16 * 1024) {
+      st.write(0, body.subarray(written, written + 16 * 1024), false);
+      for (;;) {
+        const w = new Writer(1200);
+        const frames: SentFrame[] = [];
+        if (!st.writeFrames(w, frames)) break;
+        for (const f of frames) if (f.k === 'stream') st.onAcked(f);
+        sent.push(Buffer.from(w.view()));
+      }
+    }
+    expect(st.unsent(0)).toBe(0);
+    // The buffer was trimmed: its base moved and it holds less than the trim threshold.
+    const probe: SentFrame[] = [];
+    st.write(0, Buffer.from('x'), true);
+    st.writeFrames(new Writer(1200), probe);
+    const s = (probe[0] as Extract<SentFrame, { k: 'stream' }>).s;
+    expect(s.base).toBeGreaterThan(total - 2 * TRIM_ACKED_OCTETS);
+    expect(s.data.length).toBeLessThan(TRIM_ACKED_OCTETS + 16 * 1024 + 2);
+    expect((probe[0] as Extract<SentFrame, { k: 'stream' }>).offset).toBe(total);
+  });
+});
+
+describe('VoiceSession', () => {
+  function voice(backlog = 0) {
+    const sent: Buffer[] = [];
+    const events: Array<[string, Record<string, unknown>]> = [];
+    let now = 1000;
+    let via = 'lb:127.0.0.1:4433';
+    const t = new WtSessions({ sendStream: (_id, d) => sent.push(d), unsent: () => backlog });
+    const session = t.open(0, '/voice-wt')!;
+    const v = new VoiceSession(session, {
+      now: () => now,
+      path: () => ({ client: '127.0.0.1:5000', via }),
+      event: (name, fields) => events.push([name, fields]),
+    });
+    session.handler = v;
+    t.attach(4, 0);
+    return {
+      v,
+      t,
+      sent,
+      events,
+      advance: (ms: number) => (now += ms),
+      move: (to: string) => (via = to),
+      frame: (seq: number, sentAt: number) =>
+        encodeRecord({ kind: RecordKind.AUDIO, seq, sentAt, echoSentAt: 0, echoHeldMs: 0 }),
+    };
+  }
+
+  it('reports the path first, sends one frame per 20 ms, reports a path change, counts and closes once', () => {
+    const x = voice();
+    x.t.onStreamData(4, x.frame(0, 999), false);
+    x.advance(100);
+    x.v.tick(); // frames 0..5 due at 0, 20, ..., 100 ms
+    x.move('direct:127.0.0.2:4434');
+    x.v.tick();
+    const records = x.sent.map((b) => decodeRecord(b)!);
+    expect(records.map((r) => r.kind)).toEqual([2, 1, 1, 1, 1, 1, 1, 2]);
+    expect(records[0].path).toEqual({ via: 'lb:127.0.0.1:4433', client: '127.0.0.1:5000' });
+    expect(records[7].path).toEqual({ via: 'direct:127.0.0.2:4434', client: '127.0.0.1:5000' });
+    expect(records.filter((r) => r.kind === 1).map((r) => r.seq)).toEqual([0, 1, 2, 3, 4, 5]);
+    // Split records are reassembled; a gap counts as lost.
+    const f2 = x.frame(2, 1040);
+    x.t.onStreamData(4, f2.subarray(0, 50), false);
+    x.t.onStreamData(4, f2.subarray(50), false);
+    x.t.onStreamData(0, Buffer.alloc(0), true);
+    x.t.onStreamData(0, Buffer.alloc(0), true);
+    expect(x.events.map(([n]) => n)).toEqual(['voice-session-open', 'voice-path', 'voice-session-close']);
+    expect(x.events[2][1]).toMatchObject({
+      framesIn: 2,
+      framesOut: 6,
+      lost: 1,
+      dropped: 0,
+      reason: 'connect-stream-finished',
+    });
+  });
+
+  it('drops frames instead of queueing them past MAX_BACKLOG_OCTETS', () => {
+    const x = voice(MAX_BACKLOG_OCTETS + 1);
+    x.t.onStreamData(4, x.frame(0, 999), false);
+    x.advance(1000);
+    x.v.tick();
+    expect(x.sent).toHaveLength(1); // the path report only
+    expect(x.v.dropped).toBe(51);
   });
 });
