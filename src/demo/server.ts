@@ -4,8 +4,6 @@
 // the injected generator (a QUIC-LB encoder), so any LB holding the config can route it.
 import { EventEmitter } from 'node:events';
 import { appendFileSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
-import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
   type Endpoint,
@@ -23,18 +21,9 @@ import { Connection, type ConnectionHost } from './connection.js';
 import type { NetPath, PathVia } from './paths.js';
 import { Level } from './spaces.js';
 import { generateSelfSigned, type ServerIdentity } from './cert.js';
-import { certificateSha256, WebTransportHost } from './webtransport-host.js';
-import { voicePage } from './voice-page.js';
-import {
-  CONTROL_STREAM_PREFIX,
-  encodeResponse,
-  generateBody,
-  H3_MESSAGE_ERROR,
-  H3_NO_ERROR,
-  MAX_GENERATED_BODY,
-  parseRequest,
-  type H3Response,
-} from './h3.js';
+import { WebTransportHost } from './webtransport-host.js';
+import { respond } from './responses.js';
+import { CONTROL_STREAM_PREFIX, encodeResponse, H3_MESSAGE_ERROR, H3_NO_ERROR, parseRequest } from './h3.js';
 
 /** RFC 9000 §10.3: a stateless reset is at least 21 octets and shorter than what triggered it. */
 const MIN_STATELESS_RESET = 21;
@@ -415,48 +404,11 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
       return;
     }
     this.event('request', { conn: conn.number, stream: streamId, method: req.method, path: req.path });
-    void this.respond(req.path).then((res) => {
+    void respond(req.path, { ...this.opts, certificate: this.identity.certificates[0] }).then((res) => {
       if (conn.closed) return;
       this.stats.bytesServed += res.body.length;
       conn.sendStream(streamId, encodeResponse(res), true);
     });
-  }
-
-  private async respond(reqPath: string): Promise<H3Response> {
-    if (reqPath === '/voice') {
-      const hash = certificateSha256(this.identity.certificates[0]).toString('hex');
-      return {
-        status: 200,
-        body: Buffer.from(voicePage(hash)),
-        headers: [['content-type', 'text/html; charset=utf-8']],
-      };
-    }
-    const m = /^\/bytes\/(\d+)$/.exec(reqPath);
-    if (m) {
-      const n = Number(m[1]);
-      return n <= MAX_GENERATED_BODY
-        ? { status: 200, body: generateBody(n) }
-        : { status: 400, body: Buffer.from('too large\n') };
-    }
-    if (this.opts.staticDir) {
-      const root = path.resolve(this.opts.staticDir);
-      const rel = decodeURIComponent(reqPath.split('?')[0]);
-      const file = path.resolve(root, `.${rel.endsWith('/') ? `${rel}index.html` : rel}`);
-      if (file.startsWith(root + path.sep)) {
-        try {
-          if ((await stat(file)).isFile()) return { status: 200, body: await readFile(file) };
-        } catch {
-          // fall through to 404
-        }
-      }
-      return { status: 404, body: Buffer.from('not found\n') };
-    }
-    if (reqPath === '/')
-      return {
-        status: 200,
-        body: Buffer.from(`quic-lb demo backend ${this.opts.name ?? ''} server ID ${this.opts.serverId ?? '?'}\n`),
-      };
-    return { status: 404, body: Buffer.from('not found\n') };
   }
 
   // ---------------------------------------------------------------- control
