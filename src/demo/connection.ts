@@ -23,6 +23,7 @@ import { Level, Space, type SentFrame } from './spaces.js';
 import { isUni, Streams } from './streams.js';
 import { ServerHandshake, serverTransportParameters, type PreferredAddressOption } from './handshake.js';
 import type { ServerIdentity } from './cert.js';
+import { maxDatagramFrameSize } from './webtransport.js';
 
 /** RFC 9000 §17.2, §17.3.1: reserved bits of the unprotected first octet (long / short header). */
 const LONG_RESERVED_BITS = 0x0c;
@@ -88,6 +89,8 @@ export class Connection {
   private accepted = false;
   readonly createdAt: number;
   bytesServed = 0;
+  /** RFC 9221 §3: the client's max_datagram_frame_size (0: DATAGRAM frames must not be sent). */
+  private peerMaxDatagramFrameSize = 0;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -275,6 +278,7 @@ export class Connection {
       uni: peer.initialMaxStreamDataUni ?? 0,
     };
     if (peer.maxAckDelay !== undefined) this.recovery.maxAckDelay = peer.maxAckDelay;
+    this.peerMaxDatagramFrameSize = maxDatagramFrameSize(peer);
     if (peer.activeConnectionIdLimit !== undefined) this.cids.peerLimit = peer.activeConnectionIdLimit;
     const pa = this.opts.preferredAddress;
     let preferred: { address: PreferredAddressOption; cid: IssuedCid } | undefined;
@@ -402,6 +406,19 @@ export class Connection {
     this.streams.write(id, data, fin);
     if (fin && !isUni(id)) this.bytesServed += data.length; // responses
     this.flush();
+  }
+
+  /**
+   * Sends `payload` in a DATAGRAM frame (RFC 9221 §4) once, unreliably. False (nothing sent) when
+   * the client did not advertise max_datagram_frame_size (§3) or the frame would exceed it.
+   */
+  sendDatagramFrame(payload: Buffer): boolean {
+    const w = new Writer(payload.length + 16);
+    w.u8(F.DATAGRAM_LEN).varint(payload.length).bytes(payload);
+    if (this.state !== 'established' || w.pos > this.peerMaxDatagramFrameSize) return false;
+    this.sender.queueDatagram(Buffer.from(w.view()));
+    this.flush();
+    return true;
   }
 
   /** Octets queued on server stream `id` and not yet sent. */

@@ -9,7 +9,7 @@ import { FRAME_INTERVAL_MS, LATE_MS, RECORD_OFFSETS, RECORD_SIZE, RecordKind } f
 import { VOICE_WT_PATH } from './webtransport-host.js';
 
 const SCRIPT = `
-const stats = (window.voice = { state: 'connecting', path: null, paths: [], sent: 0, received: 0, late: 0, lost: 0, bad: 0, rttMs: null, error: null });
+const stats = (window.voice = { state: 'connecting', path: null, paths: [], sent: 0, received: 0, late: 0, lost: 0, bad: 0, rttMs: null, error: null, datagramsSent: 0, datagramsEchoed: 0, datagramRttMs: null });
 const hex = (h) => Uint8Array.from(h.match(/../g), (x) => parseInt(x, 16));
 const clock = () => performance.timeOrigin + performance.now();
 let stopped = false;
@@ -26,7 +26,8 @@ function show() {
   const rows = [['state', stats.state], ['path', stats.path ? stats.path.via + ' (client ' + stats.path.client + ')' : '-'],
     ['paths seen', stats.paths.join(' -> ')], ['frames sent', stats.sent], ['frames received', stats.received],
     ['late (> ' + LATE + ' ms)', stats.late], ['lost', stats.lost], ['RTT ms', stats.rttMs === null ? '-' : stats.rttMs.toFixed(1)],
-    ['error', stats.error || '']];
+    ['datagrams sent / echoed', stats.datagramsSent + ' / ' + stats.datagramsEchoed],
+    ['datagram RTT ms', stats.datagramRttMs === null ? '-' : stats.datagramRttMs.toFixed(1)], ['error', stats.error || '']];
   document.getElementById('t').innerHTML = rows.map(([k, v]) => '<tr><th>' + k + '</th><td>' + String(v).replace(/</g, '&lt;') + '</td></tr>').join('');
 }
 function onRecord(b, echo, rx) {
@@ -61,6 +62,7 @@ async function run() {
   await transport.ready;
   stats.state = 'open';
   transport.closed.then(() => { stats.state = 'closed'; }, (e) => { stats.state = 'failed'; stats.error = String(e); });
+  datagrams(transport);
   const stream = await transport.createBidirectionalStream();
   writer = stream.writable.getWriter();
   const echo = { sentAt: 0, at: 0 };
@@ -94,6 +96,28 @@ async function run() {
     for (; joined.length - off >= RECORD; off += RECORD) onRecord(joined.subarray(off, off + RECORD), echo, rx);
     buf = joined.slice(off);
   }
+}
+// Unreliable datagrams beside the stream: one every 100 ms (sequence number, send time), echoed by the server.
+function datagrams(t) {
+  const w = t.datagrams.writable.getWriter();
+  const timer = setInterval(() => {
+    if (stopped) return clearInterval(timer);
+    const b = new Uint8Array(12);
+    const v = new DataView(b.buffer);
+    v.setUint32(0, stats.datagramsSent++);
+    v.setFloat64(4, clock());
+    w.write(b).catch(() => {});
+  }, 100);
+  (async () => {
+    const r = t.datagrams.readable.getReader();
+    for (;;) {
+      const { value, done } = await r.read();
+      if (done) return;
+      if (value.length !== 12) continue;
+      stats.datagramsEchoed++;
+      stats.datagramRttMs = clock() - new DataView(value.buffer, value.byteOffset, 12).getFloat64(4);
+    }
+  })().catch(() => {});
 }
 document.getElementById('tone').onclick = () => {
   // A 440 Hz tone, audible while frames arrive (gated by each received frame).

@@ -28,6 +28,8 @@ const MAX_PATH_JSON = RECORD_SIZE - PATH_OFFSET - 2;
  * client stops reading or the path stalls.
  */
 export const MAX_BACKLOG_OCTETS = 100 * RECORD_SIZE;
+/** Datagrams (RFC 9297) the session echoes, at most this long. */
+export const MAX_ECHO_DATAGRAM = RECORD_SIZE;
 /** Frames between two `voice-frames` progress events (5 s). */
 const PROGRESS_EVERY = 250;
 
@@ -120,6 +122,9 @@ export class VoiceSession implements WtHandler {
   /** Frames not queued because the backlog was full (the page sees them as lost). */
   dropped = 0;
   private seq = 0;
+  /** HTTP datagrams received, and echoed back unchanged (the page measures their round trip). */
+  datagramsIn = 0;
+  datagramsOut = 0;
   rttMs = NaN;
   private stream = -1;
   private partial: Buffer = Buffer.alloc(0);
@@ -151,6 +156,14 @@ export class VoiceSession implements WtHandler {
     }
     this.partial = Buffer.from(buf);
     if (fin) this.stream = -2; // the page stopped sending; the session ends with its CONNECT stream
+  }
+
+  /** A datagram of the session: echoed once, unreliably, if it is no longer than a record. */
+  onDatagram(payload: Buffer): void {
+    this.datagramsIn++;
+    if (this.closed || payload.length > MAX_ECHO_DATAGRAM) return;
+    this.session.sendDatagram(payload);
+    this.datagramsOut++;
   }
 
   private onRecord(b: Buffer): void {
@@ -216,6 +229,8 @@ export class VoiceSession implements WtHandler {
       framesIn: s.received,
       framesOut: this.sent,
       dropped: this.dropped,
+      datagramsIn: this.datagramsIn,
+      datagramsOut: this.datagramsOut,
       lost: s.lost,
       late: s.late,
       bad: s.bad,

@@ -45,6 +45,7 @@ export class WebTransportHost {
       const table = new WtSessions({
         sendStream: (id, data, fin) => conn.sendStream(id, data, fin),
         unsent: (id) => conn.unsent(id),
+        sendDatagram: (d) => conn.sendDatagramFrame(d),
       });
       s = { table, voices: new Map() };
       this.conns.set(conn, s);
@@ -96,6 +97,7 @@ export class WebTransportHost {
     });
     session.handler = {
       onStreamData: (s, d, fin) => voice.onStreamData(s, d, fin),
+      onDatagram: (d) => voice.onDatagram(d),
       onClose: (reason) => {
         st.voices.delete(id);
         voice.onClose(reason);

@@ -12,7 +12,7 @@
 //   ID (draft-02 §4.2); datagrams are HTTP Datagrams (RFC 9297 §2.1: quarter stream ID, payload)
 //   in QUIC DATAGRAM frames (RFC 9221).
 // - The session ends when its CONNECT stream ends (draft-02 §4.4) or the connection closes.
-import { readVarint, varintSizeAt, writeVarint } from '../wire/index.js';
+import { readVarint, varintSizeAt, writeVarint, type TransportParameters } from '../wire/index.js';
 
 /** RFC 9114 §7.2.4: the SETTINGS frame type. */
 const FRAME_SETTINGS = 0x04;
@@ -32,6 +32,14 @@ export const DRAFT_VALUE = 'draft02';
 /** Per-connection bounds (every structure a client can grow is bounded). */
 export const MAX_SESSIONS_PER_CONNECTION = 1;
 export const MAX_STREAMS_PER_SESSION = 4;
+
+/** The peer's max_datagram_frame_size (RFC 9221 §3) from its transport parameters; 0 when absent or malformed. */
+export function maxDatagramFrameSize(tp: TransportParameters): number {
+  const p = tp.unknown?.find((u) => u.id === TP_MAX_DATAGRAM_FRAME_SIZE);
+  if (!p) return 0;
+  const v = readVarint(p.value, 0);
+  return v > 0 && varintSizeAt(p.value, 0) === p.value.length ? v : 0;
+}
 
 /** A SETTINGS frame (RFC 9114 §7.2.4) carrying `settings` in order. */
 export function encodeSettings(settings: ReadonlyArray<readonly [number, number]>): Buffer {

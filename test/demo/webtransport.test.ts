@@ -7,6 +7,7 @@ import {
   encodeSettings,
   encodeStreamSignal,
   MAX_SESSIONS_PER_CONNECTION,
+  maxDatagramFrameSize,
   MAX_STREAMS_PER_SESSION,
   parseDatagram,
   parseStreamSignal,
@@ -27,6 +28,7 @@ import {
 import { INITIAL_MAX_STREAM_DATA, Streams, TRIM_ACKED_OCTETS } from '../../src/demo/streams.js';
 import { Writer } from '../../src/demo/buffers.js';
 import type { SentFrame } from '../../src/demo/spaces.js';
+import type { TransportParameters } from '../../src/wire/index.js';
 import { voicePage } from '../../src/demo/voice-page.js';
 import { certificateSha256 } from '../../src/demo/webtransport-host.js';
 
@@ -86,6 +88,14 @@ describe('SETTINGS and the CONNECT exchange', () => {
 });
 
 describe('stream signal and datagrams', () => {
+  it('reads the peer max_datagram_frame_size (RFC 9221 §3); absent or malformed is 0', () => {
+    const tp = (value: number[]): TransportParameters => ({ unknown: [{ id: 0x20, value: Uint8Array.from(value) }] });
+    expect(maxDatagramFrameSize(tp([0x44, 0xb0]))).toBe(1200);
+    expect(maxDatagramFrameSize({})).toBe(0);
+    expect(maxDatagramFrameSize(tp([0x44]))).toBe(0);
+    expect(maxDatagramFrameSize(tp([0x01, 0x02]))).toBe(0);
+  });
+
   it('0x41 + session ID round-trips; a request frame is not a WebTransport stream; prefixes are incomplete', () => {
     for (const id of [0, 4, 64, 16384, 2 ** 30]) {
       const sig = encodeStreamSignal(id);
@@ -281,7 +291,12 @@ describe('VoiceSession', () => {
     const events: Array<[string, Record<string, unknown>]> = [];
     let now = 1000;
     let via = 'lb:127.0.0.1:4433';
-    const t = new WtSessions({ sendStream: (_id, d) => sent.push(d), unsent: () => backlog });
+    const datagrams: string[] = [];
+    const t = new WtSessions({
+      sendStream: (_id, d) => sent.push(d),
+      unsent: () => backlog,
+      sendDatagram: (d) => datagrams.push(hex(d)),
+    });
     const session = t.open(0, '/voice-wt')!;
     const v = new VoiceSession(session, {
       now: () => now,
@@ -294,6 +309,7 @@ describe('VoiceSession', () => {
       v,
       t,
       sent,
+      datagrams,
       events,
       advance: (ms: number) => (now += ms),
       move: (to: string) => (via = to),
@@ -328,6 +344,14 @@ describe('VoiceSession', () => {
       dropped: 0,
       reason: 'connect-stream-finished',
     });
+  });
+
+  it('echoes datagrams of up to one record on the session (quarter stream ID 0), counts the rest', () => {
+    const x = voice();
+    x.t.onDatagram(encodeDatagram(0, Buffer.from('ping')));
+    x.t.onDatagram(encodeDatagram(0, Buffer.alloc(RECORD_SIZE + 1)));
+    expect(x.datagrams).toEqual(['00' + hex(Buffer.from('ping'))]);
+    expect([x.v.datagramsIn, x.v.datagramsOut]).toEqual([2, 1]);
   });
 
   it('drops frames instead of queueing them past MAX_BACKLOG_OCTETS', () => {

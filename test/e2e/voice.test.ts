@@ -40,6 +40,8 @@ interface VoiceStats {
   bad: number;
   rttMs: number | null;
   error: string | null;
+  datagramsSent: number;
+  datagramsEchoed: number;
 }
 
 const pem = (label: string, der: Buffer): string =>
@@ -150,6 +152,14 @@ describe('voice session from Chromium through the stateless edge', () => {
     expect(end.lost).toBe(0);
     expect(end.bad).toBe(0);
     expect(end.rttMs).toBeGreaterThan(0);
+    // Datagrams (RFC 9297 over RFC 9221) beside the stream: 10/s, echoed by the server (unreliable:
+    // on loopback nearly all come back).
+    expect(end.datagramsSent).toBeGreaterThanOrEqual((SESSION_MS / 100) * 0.9);
+    expect(end.datagramsEchoed).toBeGreaterThanOrEqual(end.datagramsSent * 0.9);
+    // What the page displays is what it counts.
+    const shown = await page.textContent('#t');
+    expect(shown).toContain('frames received');
+    expect(shown).toMatch(/lost\s*0/);
     // The server's path report: the VIP, through the LB (the next test says why it stays there).
     expect(end.paths).toEqual([`lb:${VIP.address}:${VIP.port}`]);
 
@@ -166,6 +176,7 @@ describe('voice session from Chromium through the stateless edge', () => {
     expect(close.bad).toBe(0);
     expect(close.framesIn as number).toBeGreaterThanOrEqual(end.sent);
     expect(close.framesOut as number).toBeGreaterThanOrEqual(end.received);
+    expect(close.datagramsIn as number).toBeGreaterThanOrEqual(end.datagramsEchoed);
     expect(serving.events.filter((e) => e.event === 'voice-frames').length).toBeGreaterThanOrEqual(5);
   }, 90_000);
 
