@@ -23,6 +23,7 @@ import { Level, Space, type SentFrame } from './spaces.js';
 import { isUni, Streams } from './streams.js';
 import { ServerHandshake, serverTransportParameters, type PreferredAddressOption } from './handshake.js';
 import type { ServerIdentity } from './cert.js';
+import { maxDatagramFrameSize } from './webtransport.js';
 
 /** RFC 9000 §17.2, §17.3.1: reserved bits of the unprotected first octet (long / short header). */
 const LONG_RESERVED_BITS = 0x0c;
@@ -51,6 +52,11 @@ export interface ConnectionHost {
   onEstablished(conn: Connection): void;
   /** An HTTP/3 request stream finished arriving; answer with conn.sendStream(). */
   onRequestStream(conn: Connection, streamId: number, data: Buffer): void;
+  /** See StreamOwner.claimStream / onStreamData (streams.ts): WebTransport streams. */
+  claimStream?(conn: Connection, streamId: number, data: Buffer): boolean;
+  onStreamData?(conn: Connection, streamId: number, data: Buffer, fin: boolean): void;
+  /** A QUIC DATAGRAM frame's payload (RFC 9221). */
+  onQuicDatagram?(conn: Connection, data: Buffer): void;
 }
 
 export interface ConnectionOptions {
@@ -83,6 +89,8 @@ export class Connection {
   private accepted = false;
   readonly createdAt: number;
   bytesServed = 0;
+  /** RFC 9221 §3: the client's max_datagram_frame_size (0: DATAGRAM frames must not be sent). */
+  private peerMaxDatagramFrameSize = 0;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -105,9 +113,11 @@ export class Connection {
     this.streams = new Streams({
       queueControl: (frame) => this.sender.queueControl(frame),
       onRequest: (id, data) => host.onRequestStream(this, id, data),
+      claimStream: (id, data) => host.claimStream?.(this, id, data) ?? false,
+      onStreamData: (id, data, fin) => host.onStreamData?.(this, id, data, fin),
       onResponse: (event, s) => {
         const p = this.paths.current;
-        this.event(event, { stream: s.id, bytes: s.data.length, path: `${p.address}:${p.port}`, via: p.via.name });
+        this.event(event, { stream: s.id, bytes: s.end, path: `${p.address}:${p.port}`, via: p.via.name });
       },
     });
     this.recovery = new LossRecovery(this.spaces, {
@@ -225,6 +235,7 @@ export class Connection {
       },
       onCrypto: (level, offset, data) => this.onCrypto(level, offset, data),
       onStopSending: (id) => this.streams.onStopSending(id),
+      onResetStream: (id) => this.streams.onReset(id),
       onMaxData: (max) => this.streams.onMaxData(max),
       onMaxStreamData: (id, max) => this.streams.onMaxStreamData(id, max),
       onNewConnectionId: (seq, rpt, cid, token) => this.cids.onPeerNewCid(seq, rpt, cid, token),
@@ -244,6 +255,7 @@ export class Connection {
         // The host may have closed the connection too (a malformed HTTP/3 request).
         return this.state !== 'closing';
       },
+      onDatagram: (data) => this.host.onQuicDatagram?.(this, data),
     };
   }
 
@@ -266,6 +278,7 @@ export class Connection {
       uni: peer.initialMaxStreamDataUni ?? 0,
     };
     if (peer.maxAckDelay !== undefined) this.recovery.maxAckDelay = peer.maxAckDelay;
+    this.peerMaxDatagramFrameSize = maxDatagramFrameSize(peer);
     if (peer.activeConnectionIdLimit !== undefined) this.cids.peerLimit = peer.activeConnectionIdLimit;
     const pa = this.opts.preferredAddress;
     let preferred: { address: PreferredAddressOption; cid: IssuedCid } | undefined;
@@ -393,6 +406,24 @@ export class Connection {
     this.streams.write(id, data, fin);
     if (fin && !isUni(id)) this.bytesServed += data.length; // responses
     this.flush();
+  }
+
+  /**
+   * Sends `payload` in a DATAGRAM frame (RFC 9221 §4) once, unreliably. False (nothing sent) when
+   * the client did not advertise max_datagram_frame_size (§3) or the frame would exceed it.
+   */
+  sendDatagramFrame(payload: Buffer): boolean {
+    const w = new Writer(payload.length + 16);
+    w.u8(F.DATAGRAM_LEN).varint(payload.length).bytes(payload);
+    if (this.state !== 'established' || w.pos > this.peerMaxDatagramFrameSize) return false;
+    this.sender.queueDatagram(Buffer.from(w.view()));
+    this.flush();
+    return true;
+  }
+
+  /** Octets queued on server stream `id` and not yet sent. */
+  unsent(id: number): number {
+    return this.streams.unsent(id);
   }
 
   /** Sends everything that is ready, as long as congestion window and path limits allow. */

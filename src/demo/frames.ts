@@ -28,6 +28,9 @@ export const F = {
   CONNECTION_CLOSE: 0x1c,
   CONNECTION_CLOSE_APP: 0x1d,
   HANDSHAKE_DONE: 0x1e,
+  /** RFC 9221 §4 (the server advertises max_datagram_frame_size for WebTransport). */
+  DATAGRAM: 0x30,
+  DATAGRAM_LEN: 0x31,
 } as const;
 
 /** STREAM frame type bits (RFC 9000 §19.8): types 0x08..0x0f are STREAM | OFF | LEN | FIN. */

@@ -1,7 +1,13 @@
 // The server side of the TLS handshake inside QUIC (RFC 9001 §4): handshake messages out of
 // the CRYPTO streams, fed to the TLS 1.3 state machine (tls.ts), the keys it yields installed
 // in the packet-number spaces, and the transport parameters exchanged (RFC 9000 §7.4).
-import { decodeTransportParameters, encodeTransportParameters, type TransportParameters } from '../wire/index.js';
+import {
+  decodeTransportParameters,
+  encodeTransportParameters,
+  varintLength,
+  writeVarint,
+  type TransportParameters,
+} from '../wire/index.js';
 import { MAX_ISSUED_CIDS, type IssuedCid } from './cids.js';
 import { PacketKeys } from './crypto.js';
 import { cryptoError, TransportError } from './frames.js';
@@ -10,11 +16,18 @@ import { MAX_DATAGRAM_SIZE } from './paths.js';
 import { Level, type Space } from './spaces.js';
 import { INITIAL_MAX_STREAM_DATA, INITIAL_MAX_STREAMS_UNI, RECV_WINDOW, STREAMS_WINDOW } from './streams.js';
 import { splitHandshakeMessages, TlsAlert, TlsServerHandshake, type ClientHelloInfo } from './tls.js';
+import { MAX_DATAGRAM_FRAME_SIZE, TP_MAX_DATAGRAM_FRAME_SIZE } from './webtransport.js';
 
 /** The server's own addresses for preferred_address (RFC 9000 §9.6), one per family. */
 export interface PreferredAddressOption {
   ipv4?: { address: string; port: number };
   ipv6?: { address: string; port: number };
+}
+
+function varintBytes(v: number): Buffer {
+  const b = Buffer.alloc(varintLength(v));
+  writeVarint(b, 0, v);
+  return b;
 }
 
 /**
@@ -42,6 +55,8 @@ export function serverTransportParameters(o: {
     initialMaxStreamsUni: INITIAL_MAX_STREAMS_UNI,
     activeConnectionIdLimit: MAX_ISSUED_CIDS,
     disableActiveMigration: o.disableActiveMigration || undefined,
+    // RFC 9221 §3: DATAGRAM frames accepted (RFC 9297 §2.1.1 requires it with SETTINGS_H3_DATAGRAM).
+    unknown: [{ id: TP_MAX_DATAGRAM_FRAME_SIZE, value: varintBytes(MAX_DATAGRAM_FRAME_SIZE) }],
   };
   const p = o.preferred;
   if (p)

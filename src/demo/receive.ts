@@ -20,6 +20,8 @@ export interface FrameTarget {
   /** CRYPTO data; false when the connection is closing (stop reading the packet). */
   onCrypto(level: Level, offset: number, data: Buffer): boolean;
   onStopSending(id: number): void;
+  /** RESET_STREAM (RFC 9000 §19.4): the client abandoned its side of stream `id`. */
+  onResetStream(id: number): void;
   onMaxData(max: number): void;
   onMaxStreamData(id: number, max: number): void;
   onNewConnectionId(seq: number, retirePriorTo: number, cid: Buffer, token: Buffer): void;
@@ -29,6 +31,8 @@ export interface FrameTarget {
   onConnectionClose(code: number, reason: string, app: boolean): void;
   /** STREAM data; false when the connection is closing (stop reading the packet). */
   onStream(id: number, offset: number, data: Buffer, fin: boolean): boolean;
+  /** DATAGRAM payload (RFC 9221 §4). */
+  onDatagram(data: Buffer): void;
 }
 
 /** Facts about a packet's frames the connection needs after reading them. */
@@ -109,10 +113,11 @@ const ack: FrameHandler = (t, r, type, level) => {
   return Next.CONTINUE;
 };
 
-const resetStream: FrameHandler = (_t, r) => {
-  r.varint(); // stream id, error code, final size: the server sends nothing back
+const resetStream: FrameHandler = (t, r) => {
+  const id = r.varint();
+  r.varint(); // error code, final size: the server sends nothing back
   r.varint();
-  r.varint();
+  t.onResetStream(id);
   return Next.CONTINUE;
 };
 
@@ -195,6 +200,13 @@ const stream: FrameHandler = (t, r, type) => {
   return t.onStream(id, off, data, (type & STREAM_BITS.FIN) !== 0) ? Next.CONTINUE : Next.DROP;
 };
 
+/** DATAGRAM 0x30 / 0x31 (RFC 9221 §4): 0x31 carries a length, 0x30 runs to the end of the packet. */
+const datagram: FrameHandler = (t, r, type) => {
+  const len = type === F.DATAGRAM_LEN ? r.varint() : r.remaining;
+  t.onDatagram(r.bytes(len));
+  return Next.CONTINUE;
+};
+
 /** The handler of each frame type the server knows (RFC 9000 §19, table 3). */
 const HANDLERS: Array<FrameHandler | undefined> = [];
 HANDLERS[F.PADDING] = ignore;
@@ -221,6 +233,8 @@ HANDLERS[F.PATH_RESPONSE] = pathResponse;
 HANDLERS[F.CONNECTION_CLOSE] = connectionClose;
 HANDLERS[F.CONNECTION_CLOSE_APP] = connectionClose;
 HANDLERS[F.HANDSHAKE_DONE] = serverOnly;
+HANDLERS[F.DATAGRAM] = datagram;
+HANDLERS[F.DATAGRAM_LEN] = datagram;
 
 const isAckEliciting = (type: number): boolean =>
   type !== F.PADDING &&

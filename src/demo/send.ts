@@ -28,6 +28,8 @@ const MIN_PAYLOAD = 4;
 const MIN_FRAMES_ROOM = 12;
 /** Writes per flush at most (each is one datagram). */
 const MAX_DATAGRAMS_PER_FLUSH = 256;
+/** DATAGRAM frames (RFC 9221) queued at most; an application sending faster than the path loses the oldest. */
+export const MAX_QUEUED_DATAGRAMS = 16;
 
 interface BuiltPacket {
   level: Level;
@@ -60,6 +62,19 @@ export class Sender {
 
   queueControl(frame: Buffer): void {
     this.pendingControl.push(frame);
+  }
+
+  /** DATAGRAM frames waiting for a packet (RFC 9221), at most MAX_QUEUED_DATAGRAMS: the oldest is dropped. */
+  private readonly pendingDatagrams: Buffer[] = [];
+  datagramsDropped = 0;
+
+  /** Queues a DATAGRAM frame (type, length, payload); it is sent once and never retransmitted (RFC 9221 §5.2). */
+  queueDatagram(frame: Buffer): void {
+    if (this.pendingDatagrams.length >= MAX_QUEUED_DATAGRAMS) {
+      this.pendingDatagrams.shift();
+      this.datagramsDropped++;
+    }
+    this.pendingDatagrams.push(frame);
   }
 
   /** Sends everything that is ready on the current path, as long as the window and the path's budget allow. */
@@ -207,6 +222,10 @@ export class Sender {
       const b = this.pendingControl.shift()!;
       w.bytes(b);
       frames.push({ k: 'control', bytes: b });
+      wrote = true;
+    }
+    while (this.pendingDatagrams.length > 0 && w.room > this.pendingDatagrams[0].length) {
+      w.bytes(this.pendingDatagrams.shift()!); // no SentFrame: a lost DATAGRAM is not resent
       wrote = true;
     }
     if (this.streams.writeFrames(w, frames)) wrote = true;

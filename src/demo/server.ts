@@ -4,8 +4,6 @@
 // the injected generator (a QUIC-LB encoder), so any LB holding the config can route it.
 import { EventEmitter } from 'node:events';
 import { appendFileSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
-import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
   type Endpoint,
@@ -23,16 +21,9 @@ import { Connection, type ConnectionHost } from './connection.js';
 import type { NetPath, PathVia } from './paths.js';
 import { Level } from './spaces.js';
 import { generateSelfSigned, type ServerIdentity } from './cert.js';
-import {
-  CONTROL_STREAM_PREFIX,
-  encodeResponse,
-  generateBody,
-  H3_MESSAGE_ERROR,
-  H3_NO_ERROR,
-  MAX_GENERATED_BODY,
-  parseRequest,
-  type H3Response,
-} from './h3.js';
+import { WebTransportHost } from './webtransport-host.js';
+import { respond } from './responses.js';
+import { CONTROL_STREAM_PREFIX, encodeResponse, H3_MESSAGE_ERROR, H3_NO_ERROR, parseRequest } from './h3.js';
 
 /** RFC 9000 §10.3: a stateless reset is at least 21 octets and shorter than what triggered it. */
 const MIN_STATELESS_RESET = 21;
@@ -122,11 +113,14 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
   private resetWindowStart = 0;
   private resetsInWindow = 0;
   private readonly clock: () => number;
+  /** WebTransport sessions (the voice demo): webtransport-host.ts. */
+  readonly webTransport: WebTransportHost;
 
   constructor(private readonly opts: DemoServerOptions) {
     super();
     this.identity = opts.identity ?? generateSelfSigned();
     this.clock = opts.now ?? (() => performance.now());
+    this.webTransport = new WebTransportHost(this);
     opts.socket.on('message', (msg, rinfo, via) => this.onDatagram(msg, rinfo, via));
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();
@@ -365,6 +359,19 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     for (const [k, c] of this.byCid) if (c === conn) this.byCid.delete(k);
     this.connections.delete(conn);
     this.stats.connectionsActive = this.connections.size;
+    this.webTransport.onConnectionGone(conn);
+  }
+
+  claimStream(conn: Connection, streamId: number, data: Buffer): boolean {
+    return this.webTransport.claimStream(conn, streamId, data);
+  }
+
+  onStreamData(conn: Connection, streamId: number, data: Buffer, fin: boolean): void {
+    this.webTransport.onStreamData(conn, streamId, data, fin);
+  }
+
+  onQuicDatagram(conn: Connection, data: Buffer): void {
+    this.webTransport.onQuicDatagram(conn, data);
   }
 
   event(name: string, fields: Record<string, unknown>): void {
@@ -397,40 +404,11 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
       return;
     }
     this.event('request', { conn: conn.number, stream: streamId, method: req.method, path: req.path });
-    void this.respond(req.path).then((res) => {
+    void respond(req.path, { ...this.opts, certificate: this.identity.certificates[0] }).then((res) => {
       if (conn.closed) return;
       this.stats.bytesServed += res.body.length;
       conn.sendStream(streamId, encodeResponse(res), true);
     });
-  }
-
-  private async respond(reqPath: string): Promise<H3Response> {
-    const m = /^\/bytes\/(\d+)$/.exec(reqPath);
-    if (m) {
-      const n = Number(m[1]);
-      return n <= MAX_GENERATED_BODY
-        ? { status: 200, body: generateBody(n) }
-        : { status: 400, body: Buffer.from('too large\n') };
-    }
-    if (this.opts.staticDir) {
-      const root = path.resolve(this.opts.staticDir);
-      const rel = decodeURIComponent(reqPath.split('?')[0]);
-      const file = path.resolve(root, `.${rel.endsWith('/') ? `${rel}index.html` : rel}`);
-      if (file.startsWith(root + path.sep)) {
-        try {
-          if ((await stat(file)).isFile()) return { status: 200, body: await readFile(file) };
-        } catch {
-          // fall through to 404
-        }
-      }
-      return { status: 404, body: Buffer.from('not found\n') };
-    }
-    if (reqPath === '/')
-      return {
-        status: 200,
-        body: Buffer.from(`quic-lb demo backend ${this.opts.name ?? ''} server ID ${this.opts.serverId ?? '?'}\n`),
-      };
-    return { status: 404, body: Buffer.from('not found\n') };
   }
 
   // ---------------------------------------------------------------- control
@@ -453,6 +431,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
 
   private tick(): void {
     for (const conn of this.connections) conn.onTimer();
+    this.webTransport.tick();
   }
 
   /** Stops the timer and closes every connection (CONNECTION_CLOSE to the established ones). */

@@ -129,7 +129,7 @@ describe('HTTP/3 framing', () => {
   it('parses a request stream and encodes a 200 response with QPACK :status 200 (index 25)', () => {
     const fields = Buffer.concat([h('0000 d1 51 0c'), Buffer.from('/bytes/12345')]);
     const stream = Buffer.concat([Buffer.of(0x01, fields.length), fields]);
-    expect(parseRequest(stream)).toEqual({ method: 'GET', path: '/bytes/12345', authority: '' });
+    expect(parseRequest(stream)).toEqual({ method: 'GET', path: '/bytes/12345', authority: '', protocol: '' });
     expect(parseRequest(stream.subarray(0, 5))).toBe('incomplete');
     const res = encodeResponse({ status: 200, body: Buffer.from('abc') });
     expect(res.toString('hex')).toBe('01030000d9' + '0003' + '616263');
