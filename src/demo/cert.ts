@@ -137,7 +137,12 @@ function spkiPinOfKey(key: KeyObject): string {
  * with every certificate.
  */
 export function certificateHash(identity: ServerIdentity): string {
-  return createHash('sha256').update(identity.certificates[0]).digest('hex');
+  return certificateSha256(identity.certificates[0]);
+}
+
+/** Hex SHA-256 of one DER certificate: what `serverCertificateHashes` pins (W3C WebTransport §4.3). */
+export function certificateSha256(der: Uint8Array): string {
+  return createHash('sha256').update(der).digest('hex');
 }
 
 /** The certificate chain as PEM (RFC 7468 §5). */

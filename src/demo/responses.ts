@@ -4,7 +4,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { generateBody, MAX_GENERATED_BODY, type H3Response } from './h3.js';
 import { voicePage } from './voice-page.js';
-import { certificateSha256 } from './webtransport-host.js';
+import { certificateSha256 } from './cert.js';
 
 export interface ResponseOptions {
   /** Directory served for paths other than /bytes/N and /voice. */
@@ -20,7 +20,7 @@ export async function respond(reqPath: string, o: ResponseOptions): Promise<H3Re
   if (reqPath === '/voice') {
     return {
       status: 200,
-      body: Buffer.from(voicePage(certificateSha256(o.certificate).toString('hex'))),
+      body: Buffer.from(voicePage(certificateSha256(o.certificate))),
       headers: [['content-type', 'text/html; charset=utf-8']],
     };
   }

@@ -1,7 +1,6 @@
 // The demo server's WebTransport endpoint: per connection, the session table (webtransport.ts)
 // fed by the streams the connection hands over, and the voice application on `/voice-wt`.
 // Everything here runs inside socket handlers: nothing throws, every refusal is counted.
-import { createHash } from 'node:crypto';
 import type { Connection } from './connection.js';
 import { encodeResponse, encodeResponseHeaders, parseRequest } from './h3.js';
 import { VoiceSession } from './voice.js';
@@ -16,11 +15,6 @@ export interface WebTransportStats {
   sessionsRefused: number;
   streamsRefused: number;
   datagramsReceived: number;
-}
-
-/** SHA-256 of a DER certificate: what `serverCertificateHashes` pins (W3C WebTransport §4.3). */
-export function certificateSha256(der: Uint8Array): Buffer {
-  return createHash('sha256').update(der).digest();
 }
 
 interface PerConnection {

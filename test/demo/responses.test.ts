@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { respond } from '../../src/demo/responses.js';
-import { certificateSha256 } from '../../src/demo/webtransport-host.js';
+import { certificateSha256 } from '../../src/demo/cert.js';
 
 const certificate = Buffer.from('a DER certificate stands here');
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-responses-'));
@@ -17,7 +17,7 @@ describe('respond()', () => {
     const r = await respond('/voice', { certificate, staticDir: dir });
     expect(r.status).toBe(200);
     expect(r.headers).toEqual([['content-type', 'text/html; charset=utf-8']]);
-    expect(r.body.toString()).toContain(certificateSha256(certificate).toString('hex'));
+    expect(r.body.toString()).toContain(certificateSha256(certificate));
   });
 
   it('/bytes/N and the banner', async () => {

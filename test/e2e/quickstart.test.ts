@@ -76,6 +76,12 @@ describe('quic-lb demo (npm start)', () => {
     );
     expect(received).toBeGreaterThanOrEqual(2);
     expect(received).toBeLessThanOrEqual(8);
+    // The voice page's URL, on the same VIP: the backend serves the page there.
+    const voiceUrl = /https:\/\/\S+\/voice\b/.exec(started.text)?.[0];
+    expect(voiceUrl).toBe('https://127.0.2.60:25600/voice');
+    const voice = await runPrinted((command as string).replace(/https:\/\/\S*$/, voiceUrl as string));
+    expect(voice).toContain('http: stream 0x0 [:status: 200]');
+    expect(voice).toContain('[content-type: text/html; charset=utf-8]');
   });
 });
 
