@@ -85,8 +85,17 @@ export interface LbConfig {
   returnPath: { mode: ReturnMode; listen?: ParsedEndpoint; hmacKeys: string[]; signForward: boolean; allow: string[] };
   metrics: { listen?: ParsedEndpoint };
   workers: number;
-  /** Buffer sizes, and the bound of each upstream (backend) socket's send queue (docs/lb.md). */
-  socket: { recvBufferSize: number; sendBufferSize: number; maxQueuedDatagrams: number; maxQueuedOctets: number };
+  /**
+   * Buffer sizes, the bound of each upstream (backend) socket's send queue (docs/lb.md), and
+   * `reusePort`: VIP and return sockets bound with SO_REUSEPORT (docs/lb.md "Restart with no gap").
+   */
+  socket: {
+    recvBufferSize: number;
+    sendBufferSize: number;
+    maxQueuedDatagrams: number;
+    maxQueuedOctets: number;
+    reusePort: boolean;
+  };
   drainMs: number;
   log: { level: LogLevel };
   /**
@@ -187,7 +196,7 @@ export const KNOWN_FIELDS = Object.freeze({
   fallback: ['key', 'keyFile', 'tableSize'],
   returnPath: ['mode', 'listen', 'hmacKey', 'hmacKeyFile', 'hmacKeys', 'hmacKeyFiles', 'signForward', 'allow'],
   metrics: ['listen'],
-  socket: ['recvBufferSize', 'sendBufferSize', 'maxQueuedDatagrams', 'maxQueuedOctets'],
+  socket: ['recvBufferSize', 'sendBufferSize', 'maxQueuedDatagrams', 'maxQueuedOctets', 'reusePort'],
   log: ['level'],
   anycast: ['forward', 'announce'],
   announce: [
@@ -637,6 +646,7 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
       DEFAULTS.maxQueuedDatagrams,
     ),
     maxQueuedOctets: int(so.maxQueuedOctets, '/socket/maxQueuedOctets', 65_536, 1 << 30, DEFAULTS.maxQueuedOctets),
+    reusePort: reusePortOption(so.reusePort, listen, returnPath.listen, workers),
   };
   const drainMs = int(root.drainMs, '/drainMs', 0, 3_600_000, DEFAULTS.drainMs);
   const lg = optObj(root.log, '/log', KNOWN_FIELDS.log);
@@ -657,6 +667,57 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
     log,
     ...(anycast ? { anycast } : {}),
   };
+}
+
+/**
+ * Whether node:dgram of Node `version` (`process.versions.node`) has `reusePort` (SO_REUSEPORT):
+ * added in 23.1.0 and back-ported to 22.12.0. An older node:dgram ignores the option silently.
+ */
+export function dgramHasReusePort(version: string): boolean {
+  const [major, minor] = version.split('.').map(Number);
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+}
+
+/**
+ * `socket.reusePort` (default false). True needs a Node whose node:dgram has the option, fixed
+ * ports (a second LB joins the group by binding the same address and port) and `workers: 1`
+ * (cluster workers are one LB's processes; more processes on the VIP are more `quic-lb serve`).
+ */
+function reusePortOption(
+  v: unknown,
+  listen: readonly ParsedEndpoint[],
+  returnListen: ParsedEndpoint | undefined,
+  workers: number,
+): boolean {
+  const at = '/socket/reusePort';
+  if (v === undefined || v === false) return false;
+  if (v !== true) fail('ERR_CONFIG_TYPE', at, `expected a boolean, got ${typeName(v)}`);
+  if (!dgramHasReusePort(process.versions.node))
+    fail(
+      'ERR_CONFIG_VALUE',
+      at,
+      `node:dgram of Node ${process.versions.node} has no reusePort (SO_REUSEPORT needs Node >= 22.12 or >= 23.1)`,
+    );
+  const i = listen.findIndex((e) => e.port === 0);
+  if (i >= 0)
+    fail(
+      'ERR_CONFIG_VALUE',
+      `/listen/${i}`,
+      'port 0 with socket.reusePort: another LB cannot join a kernel-chosen port',
+    );
+  if (returnListen?.port === 0)
+    fail(
+      'ERR_CONFIG_VALUE',
+      '/returnPath/listen',
+      'port 0 with socket.reusePort: another LB cannot join a kernel-chosen port',
+    );
+  if (workers !== 1)
+    fail(
+      'ERR_CONFIG_VALUE',
+      '/workers',
+      `must be 1 with socket.reusePort, got ${workers}: for more cores, run more quic-lb serve processes on the VIP`,
+    );
+  return true;
 }
 
 /** A number (not necessarily an integer) in min..max, or `dflt` when absent. */
@@ -882,6 +943,7 @@ export function restartOnlyChanges(a: LbConfig, b: LbConfig): string[] {
     changed.push('/returnPath/listen');
   if (!same(a.metrics, b.metrics)) changed.push('/metrics/listen');
   if (a.workers !== b.workers) changed.push('/workers');
+  // Buffer sizes, queue bounds and reusePort: socket options set when the sockets are made.
   if (!same(a.socket, b.socket)) changed.push('/socket');
   return changed;
 }

@@ -242,17 +242,18 @@ export class Forwarder {
       opts.upstreamSource,
     );
     const sizes = { recv: opts.config.socket.recvBufferSize, send: opts.config.socket.sendBufferSize };
+    const reusePort = opts.config.socket.reusePort;
     try {
       f.commit(await f.prepare(opts.config));
       for (const ep of opts.config.listen) {
-        const socket = dgram.createSocket({ type: ep.family === 4 ? 'udp4' : 'udp6', ipv6Only: ep.family === 6 });
+        const socket = listenSocket(ep.family, reusePort);
         socket.on('error', (err) => f.onSocketError(err));
         const tuple = new FourTuple();
         tuple.family = ep.family;
         if (ep.family === 4) parseIPv4Into(ep.address, tuple.vip, 0);
         else parseIPv6Into(ep.address, tuple.vip, 0);
         const vip: Vip = { endpoint: ep, socket, tuple, port: ep.port };
-        await bind(socket, ep.port, ep.address, () => {
+        await bind(socket, ep.port, ep.address, reusePort, () => {
           // Runs in the 'listening' event, before any 'message' can be emitted.
           vip.port = socket.address().port;
           tuple.vipPort = vip.port;
@@ -265,14 +266,11 @@ export class Forwarder {
       }
       const rp = opts.config.returnPath;
       if (rp.mode === 'via-lb' && rp.listen) {
-        const s = dgram.createSocket({
-          type: rp.listen.family === 4 ? 'udp4' : 'udp6',
-          ipv6Only: rp.listen.family === 6,
-        });
+        const s = listenSocket(rp.listen.family, reusePort);
         s.on('message', (msg, rinfo) => f.onReturn(msg, rinfo, undefined));
         s.on('error', (err) => f.onSocketError(err));
         f.returnSocket = s;
-        await bind(s, rp.listen.port, rp.listen.address);
+        await bind(s, rp.listen.port, rp.listen.address, reusePort);
         f.returnPort = s.address().port;
         setBufferSizes(s, sizes);
       }
@@ -703,9 +701,38 @@ export function sendableDestination(addr: Uint8Array, family: 4 | 6): boolean {
   return !(addr[10] === 0xff && addr[11] === 0xff && isZero(addr, 0, 10));
 }
 
-function bind(socket: dgram.Socket, port: number, address: string, onListening?: () => void): Promise<void> {
+/**
+ * A VIP or return socket. With `reusePort` (`socket.reusePort`) it is bound with SO_REUSEPORT:
+ * every socket of the same user bound to the same address and port joins one group and the
+ * kernel spreads datagrams over the group by a hash of the 4-tuple (Linux socket(7)); as each LB
+ * decides alone (draft-21 §3), any member forwards any datagram to the same backend.
+ */
+function listenSocket(family: 4 | 6, reusePort: boolean): dgram.Socket {
+  return dgram.createSocket({ type: family === 4 ? 'udp4' : 'udp6', ipv6Only: family === 6, reusePort });
+}
+
+/**
+ * Binds `socket`; rejects with the bind error. EADDRINUSE gets a message that says what to do
+ * (its `code` is kept: the CLI prints it and exits 2).
+ */
+function bind(
+  socket: dgram.Socket,
+  port: number,
+  address: string,
+  reusePort: boolean,
+  onListening?: () => void,
+): Promise<void> {
   return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
+    const onError = (err: NodeJS.ErrnoException): void => {
+      if (err.code !== 'EADDRINUSE') return reject(err);
+      const where = formatEndpoint({ address, port });
+      const hint = reusePort
+        ? 'the socket holding it was bound without SO_REUSEPORT or by another user'
+        : 'another process holds it; for a restart with no gap give every LB on it socket.reusePort: true';
+      reject(
+        Object.assign(new Error(`cannot bind ${where}: address in use (${hint})`, { cause: err }), { code: err.code }),
+      );
+    };
     socket.once('error', onError);
     socket.bind({ port, address }, () => {
       socket.off('error', onError);

@@ -445,6 +445,7 @@ describe('validateConfig', () => {
       sendBufferSize: 8388608,
       maxQueuedDatagrams: 1024,
       maxQueuedOctets: 2 * 1024 * 1024,
+      reusePort: false,
     });
     expect(c.returnPath.hmacKeys).toEqual([]);
     expect(c.returnPath.mode).toBe('via-lb');
