@@ -31,6 +31,8 @@ export interface StackSpec {
   metricsPort: number;
   quicLb: QuicLbSpec[];
   backends: BackendDef[];
+  /** `socket.reusePort: true`: another LB can bind the VIP beside this one (needs Node >= 22.12). */
+  reusePort?: boolean;
 }
 
 export function configYaml(spec: StackSpec, fallbackKey: string): string {
@@ -60,6 +62,7 @@ export function configYaml(spec: StackSpec, fallbackKey: string): string {
     `  listen: '${spec.vip.address}:${spec.metricsPort}'`,
     'drainMs: 0',
     'log: { level: warn }',
+    ...(spec.reusePort ? ['socket: { reusePort: true }'] : []),
   ];
   return `${lines.join('\n')}\n`;
 }

@@ -3,8 +3,10 @@
 // over HTTP/3 through the VIP and opens WebTransport (draft-02) to the same origin, pinning the
 // certificate with serverCertificateHashes; 160-octet frames flow both ways every 20 ms for 30 s.
 // Asserts the page's own counters (window.voice), the serving backend's events and Chromium's
-// net-log: where the page's connection and the WebTransport connection went, and what killing
-// the only LB does to a WebTransport session on the VIP path.
+// net-log: where the page's connection and the WebTransport connection went, that an LB replaced
+// mid-session with no gap (socket.reusePort: the new one binds the VIP before the old one stops)
+// leaves the session untouched, and what killing the only LB does to a WebTransport session on
+// the VIP path.
 // Addresses 127.0.5.10-19, ports 26500-26599.
 import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,7 +17,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { generateSelfSigned } from '../../src/demo/index.js';
 import { startCli, stop, type Proc } from '../helpers/process.js';
 import { sleep, waitFor } from '../helpers/wait.js';
-import { readEvents, startStack, type Event, type Stack, type StackSpec } from './stack.js';
+import { readEvents, scrape, startStack, total, type Event, type Stack, type StackSpec } from './stack.js';
 
 const VIP = { address: '127.0.5.10', port: 26500 };
 const spec: StackSpec = {
@@ -26,8 +28,13 @@ const spec: StackSpec = {
     { name: 'v1', address: '127.0.5.11', port: 26510, serverIds: { 0: '0b01' } },
     { name: 'v2', address: '127.0.5.12', port: 26510, serverIds: { 0: '0b02' } },
   ],
+  reusePort: true,
 };
 const SESSION_MS = 30_000;
+/** When, into the session, the second LB starts and the first one is stopped. */
+const RESTART_AT_MS = 10_000;
+/** The replacement LB's metrics port (the first one's is still bound when it starts). */
+const METRICS_2 = 26598;
 
 interface VoiceStats {
   state: string;
@@ -130,10 +137,23 @@ function netLogEvents(file: string): Array<{ name: string; source: string; param
 }
 
 describe('voice session from Chromium through the stateless edge', () => {
-  it('30 s over WebTransport through the VIP: 50 frames/s both ways, none lost, one session on the server', async () => {
+  it('30 s over WebTransport through the VIP, the LB replaced with no gap mid-session: none lost, one session', async () => {
     await page.goto(`https://${VIP.address}:${VIP.port}/voice`);
     await waitFor('session open, frames back', async () => (await voice()).received > 5, 15_000);
-    await sleep(SESSION_MS);
+    const started = Date.now();
+    await sleep(RESTART_AT_MS);
+    // The restart with no gap (docs/lb.md "Restart with no gap"): a second LB with the same config
+    // (but its own metrics port) binds the VIP and the return port beside the first (SO_REUSEPORT),
+    // then the first is SIGTERMed. The VIP port never answers ICMP port unreachable.
+    const before = await voice();
+    const config2 = path.join(dir, 'lb2.yaml');
+    writeFileSync(config2, readFileSync(stack!.configFile, 'utf8').replace(`:${spec.metricsPort}'`, `:${METRICS_2}'`));
+    const lb2 = await startCli(['serve', '--config', config2, '--no-watch']);
+    const first = lb!;
+    lb = lb2;
+    expect(await stop(first, 'SIGTERM')).toBe(0);
+    const afterStop = await voice();
+    await sleep(Math.max(0, SESSION_MS - (Date.now() - started)));
     const end = await voice();
     await page.evaluate(() => (globalThis as unknown as { voiceStop(): Promise<void> }).voiceStop());
     await waitFor(
@@ -162,6 +182,17 @@ describe('voice session from Chromium through the stateless edge', () => {
     expect(shown).toMatch(/lost\s*0/);
     // The server's path report: the VIP, through the LB (the next test says why it stays there).
     expect(end.paths).toEqual([`lb:${VIP.address}:${VIP.port}`]);
+    // Across the restart: the same session kept its state and its frames kept coming both ways.
+    expect([before.state, afterStop.state, end.state]).toEqual(['open', 'open', 'open']);
+    expect(afterStop.received).toBeGreaterThan(before.received);
+    expect(end.received - afterStop.received).toBeGreaterThanOrEqual(((SESSION_MS - RESTART_AT_MS) / 20) * 0.8);
+    // ... carried by the second LB after the first one left: both directions of the serving backend.
+    const m2 = await scrape({ ...spec, metricsPort: METRICS_2 });
+    const serving1 = servingEvents().name;
+    const via2 = (direction: string): number =>
+      total(m2, 'quic_lb_backend_packets_total', `backend="${serving1}",direction="${direction}"`);
+    expect(via2('to_backend')).toBeGreaterThanOrEqual((SESSION_MS - RESTART_AT_MS) / 20);
+    expect(via2('to_client')).toBeGreaterThanOrEqual((SESSION_MS - RESTART_AT_MS) / 20);
 
     // The server's events: one session, closed by the page (FIN on the CONNECT stream) with nothing lost.
     const opens = spec.backends
@@ -172,6 +203,12 @@ describe('voice session from Chromium through the stateless edge', () => {
     const close = serving.events.find((e) => e.event === 'voice-session-close')!;
     expect([close.conn, close.session]).toEqual([opens[0].conn, opens[0].session]);
     expect(close.reason).toBe('connect-stream-finished');
+    // The server saw the LB change as one new path with the same client address and the same
+    // VIP (datagrams now come from the second LB's upstream socket): it validated it and moved
+    // the connection there (RFC 9000 §9.3); the client's 4-tuple never changed.
+    const lbPath = `lb:${VIP.address}:${VIP.port}`;
+    const moved = serving.events.filter((e) => e.event === 'migrated' && e.conn === opens[0].conn);
+    expect(moved.map((e) => [e.fromVia, e.via, e.from === e.to])).toEqual([[lbPath, lbPath, true]]);
     expect(close.lost).toBe(0);
     expect(close.bad).toBe(0);
     expect(close.framesIn as number).toBeGreaterThanOrEqual(end.sent);
@@ -198,7 +235,9 @@ describe('voice session from Chromium through the stateless edge', () => {
       .flatMap((b) => readEvents(stack!.eventLog(b.name)))
       .filter((e) => e.event === 'migrated');
     expect(migrated.some((e) => String(e.via).startsWith('direct:'))).toBe(true);
-    expect(serving.events.filter((e) => e.event === 'migrated' && e.conn === voiceConn)).toHaveLength(0);
+    // (Its one 'migrated' event is the LB replacement of the first test: from the VIP to the VIP.)
+    const voiceMoves = serving.events.filter((e) => e.event === 'migrated' && e.conn === voiceConn);
+    expect(voiceMoves.filter((e) => !String(e.via).startsWith('lb:'))).toHaveLength(0);
   });
   it('the only LB killed mid-session: the refused VIP ends the WebTransport session; a new one works at once after the restart', async () => {
     await page.goto(`https://${VIP.address}:${VIP.port}/voice`);
