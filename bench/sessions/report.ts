@@ -158,8 +158,9 @@ export function sessionCharts(res: SessionResults): Record<string, string> {
       title: 'Forwarding tier CPU per 1000 sessions (% of one core)',
       xLabel: 'concurrent sessions',
       yLabel: '% core / 1000 sessions',
+      // Design ids, not labels: the legend column is narrow.
       series: ds.map((d) => ({
-        name: d.label,
+        name: d.id,
         points: res.rows
           .filter((r) => r.design === d.id && r.tier_cpu_pct_per_1000 !== null)
           .map((r): [number, number] => [r.sessions, r.tier_cpu_pct_per_1000!]),
@@ -171,15 +172,27 @@ export function sessionCharts(res: SessionResults): Record<string, string> {
       groups: [
         {
           label: 'broken at the NAT rebinding',
-          bars: atLargest.map((r) => ({ label: r.label, value: r.tally.broken.rebind })),
+          bars: atLargest.map((r) => ({
+            label: r.label,
+            value: r.tally.broken.rebind,
+            text: String(r.tally.broken.rebind),
+          })),
         },
         {
           label: 'broken at the tier restart',
-          bars: atLargest.map((r) => ({ label: r.label, value: r.tally.broken.restart })),
+          bars: atLargest.map((r) => ({
+            label: r.label,
+            value: r.tally.broken.restart,
+            text: String(r.tally.broken.restart),
+          })),
         },
         {
-          label: 'lost frames at the tier restart',
-          bars: atLargest.map((r) => ({ label: r.label, value: r.tally.lostSessions.restart })),
+          label: 'sessions with lost frames at the tier restart',
+          bars: atLargest.map((r) => ({
+            label: r.label,
+            value: r.tally.lostSessions.restart,
+            text: String(r.tally.lostSessions.restart),
+          })),
         },
       ],
       colorByBar: true,
