@@ -356,12 +356,13 @@ export class Engine {
   /**
    * Per-frame bitmaps of `rowBytes` octets per connection, shared with the workers: `up` (frame
    * reached its owner; set by the sinks), `down` (its echo came back; set by the generator).
+   * Latency histograms take only frames numbered below `latencyFrames`.
    */
-  async sessionMode(rowBytes: number): Promise<{ up: Uint8Array; down: Uint8Array }> {
+  async sessionMode(rowBytes: number, latencyFrames: number): Promise<{ up: Uint8Array; down: Uint8Array }> {
     const up = new SharedArrayBuffer(this.opts.conns * rowBytes);
     const down = new SharedArrayBuffer(this.opts.conns * rowBytes);
-    await this.sinks.call('sessionMode', { up, rowBytes, clientHosts: SOURCE_ADDRESSES });
-    await this.gen.call('sessionMode', { down, rowBytes, sinkHosts: SINK_ADDRESSES });
+    await this.sinks.call('sessionMode', { up, rowBytes, clientHosts: SOURCE_ADDRESSES, latencyFrames });
+    await this.gen.call('sessionMode', { down, rowBytes, sinkHosts: SINK_ADDRESSES, latencyFrames });
     return { up: new Uint8Array(up), down: new Uint8Array(down) };
   }
 

@@ -79,6 +79,8 @@ export interface SessionBits {
   down: SharedArrayBuffer;
   rowBytes: number;
   sinkHosts: string[];
+  /** Only echoes of frames numbered below this go into the round-trip histogram. */
+  latencyFrames: number;
 }
 
 /** What the generator knows of each session after a session-mode run. */
@@ -137,7 +139,7 @@ export class Generator {
   private readonly rttHist = new Uint32Array(HISTOGRAM_BUCKETS);
   private readonly echoTrailer: Trailer = { trial: 0, conn: 0, seq: 0, kind: 0, length: 0, sendTimeUs: 0 };
 
-  private session: { down: Uint8Array; rowBytes: number; sinkHosts: Set<string> } | undefined;
+  private session: { down: Uint8Array; rowBytes: number; sinkHosts: Set<string>; latencyFrames: number } | undefined;
   private echoesViaTier = 0;
   private rebindSeq = new Int32Array(0);
   private markSeq = new Int32Array(0);
@@ -146,8 +148,8 @@ export class Generator {
     const t = this.echoTrailer;
     if (!readTrailer(msg, t) || t.trial !== this.echoTrial) return;
     this.echoes++;
-    this.rttHist[bucketOf(nowUs() - t.sendTimeUs)]++;
     const s = this.session;
+    if (!s || t.seq < s.latencyFrames) this.rttHist[bucketOf(nowUs() - t.sendTimeUs)]++;
     if (s && t.kind === KIND_SHORT && t.seq < s.rowBytes * 8 && t.conn < this.conns.length) {
       s.down[t.conn * s.rowBytes + (t.seq >>> 3)] |= 1 << (t.seq & 7);
       if (!s.sinkHosts.has(from)) this.echoesViaTier++;
@@ -156,7 +158,12 @@ export class Generator {
 
   /** Turns session mode on (see {@link SessionBits}); the caller clears the bitmap between runs. */
   sessionMode(bits: SessionBits): void {
-    this.session = { down: new Uint8Array(bits.down), rowBytes: bits.rowBytes, sinkHosts: new Set(bits.sinkHosts) };
+    this.session = {
+      down: new Uint8Array(bits.down),
+      rowBytes: bits.rowBytes,
+      sinkHosts: new Set(bits.sinkHosts),
+      latencyFrames: bits.latencyFrames,
+    };
   }
 
   sessionReport(): SessionGenReport {

@@ -29,7 +29,14 @@ import {
   type SessionResults,
   type SessionRow,
 } from './report.js';
-import { bitmapRowBytes, FRAME_SIZE, HANDSHAKE_TAIL, planSessions, type SessionPlan } from './workload.js';
+import {
+  bitmapRowBytes,
+  FRAME_SIZE,
+  HANDSHAKE_TAIL,
+  latencyFrames,
+  planSessions,
+  type SessionPlan,
+} from './workload.js';
 
 const args = parseArgs(process.argv.slice(2));
 const quick = args.has('quick');
@@ -74,7 +81,7 @@ async function measure(engine: Engine, design: Design, index: number, plan: Sess
     const handshakeCpuUs = handle ? sumCpu(tierPids()) - hsCpu0 : null;
     if (design.preferredAddress) await engine.connectOwners();
     // Fresh bitmaps after the handshake, so its datagrams are not counted as frames.
-    const bits = await engine.sessionMode(rowBytes);
+    const bits = await engine.sessionMode(rowBytes, latencyFrames(plan));
 
     // Frames. The tier's CPU is summed across its restart: what the killed process used up to
     // the kill, then what the new one used from when it was ready (its start-up left out).

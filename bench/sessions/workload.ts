@@ -66,6 +66,15 @@ export function planSessions(o: WorkloadOptions): SessionPlan {
   };
 }
 
+/**
+ * Frames whose latency is measured: those numbered below this, sent until 5 % of the run before
+ * the tier restart (a margin for a generator running late), so the percentiles describe the path
+ * and not the backlog of a restart. A rebinding adds no delay: its frames arrive or not.
+ */
+export function latencyFrames(plan: SessionPlan): number {
+  return Math.floor(((plan.restartAtMs - plan.durationMs / 20) / 1000) * FRAME_RATE);
+}
+
 /** Octets per session row of the per-frame bitmaps (room for a generator that runs slightly ahead). */
 export function bitmapRowBytes(plan: SessionPlan): number {
   return Math.ceil((plan.framesPerSession + FRAME_RATE) / 8);

@@ -40,12 +40,14 @@ export interface SinkStats {
  * Session mode (bench/sessions): a sink sets bit `seq` of connection `conn`'s row in `up` for
  * every short-header frame that reaches the connection's owner, reflects only those (a backend
  * that does not hold the connection would not answer it), and counts frames whose sender is not
- * one of `clientHosts` (they came through the forwarding tier).
+ * one of `clientHosts` (they came through the forwarding tier). Latency: frames below `latencyFrames` only.
  */
 export interface SinkSessionBits {
   up: SharedArrayBuffer;
   rowBytes: number;
   clientHosts: string[];
+  /** Only frames numbered below this go into the latency histogram (those before the scenario's events). */
+  latencyFrames: number;
 }
 
 export class SinkSet {
@@ -64,12 +66,17 @@ export class SinkSet {
   private readonly hist = new Uint32Array(HISTOGRAM_BUCKETS);
   private readonly proxy = new ProxyHeader();
   private readonly t: Trailer = { trial: 0, conn: 0, seq: 0, kind: 0, length: 0, sendTimeUs: 0 };
-  private session: { up: Uint8Array; rowBytes: number; clientHosts: Set<string> } | undefined;
+  private session: { up: Uint8Array; rowBytes: number; clientHosts: Set<string>; latencyFrames: number } | undefined;
   private viaTier = 0;
 
   /** Turns session mode on (see {@link SinkSessionBits}); the caller clears the bitmap between runs. */
   sessionMode(bits: SinkSessionBits): void {
-    this.session = { up: new Uint8Array(bits.up), rowBytes: bits.rowBytes, clientHosts: new Set(bits.clientHosts) };
+    this.session = {
+      up: new Uint8Array(bits.up),
+      rowBytes: bits.rowBytes,
+      clientHosts: new Set(bits.clientHosts),
+      latencyFrames: bits.latencyFrames,
+    };
   }
 
   constructor(
@@ -133,8 +140,8 @@ export class SinkSet {
       if (this.retired[o] === 1) this.orphaned++;
       else this.wrong++;
     }
-    this.hist[bucketOf(nowUs() - t.sendTimeUs)]++;
     const s = this.session;
+    if (!s || t.seq < s.latencyFrames) this.hist[bucketOf(nowUs() - t.sendTimeUs)]++;
     if (s && t.kind === KIND_SHORT) {
       if (!s.clientHosts.has(rinfo.address)) this.viaTier++;
       if (!owned) return;

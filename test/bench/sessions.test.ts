@@ -13,7 +13,14 @@ import {
   type SessionMeasurement,
   type SessionResults,
 } from '../../bench/sessions/report.js';
-import { bitmapRowBytes, FRAME_RATE, planSessions, REBIND_WINDOW, RESTART_AT } from '../../bench/sessions/workload.js';
+import {
+  bitmapRowBytes,
+  FRAME_RATE,
+  latencyFrames,
+  planSessions,
+  REBIND_WINDOW,
+  RESTART_AT,
+} from '../../bench/sessions/workload.js';
 
 describe('planSessions', () => {
   const plan = planSessions({ seed: 13, sessions: 1000, durationMs: 20_000, rebindShare: 0.1 });
@@ -225,5 +232,15 @@ describe('session report rows', () => {
     expect(readme).toContain('npm run bench:sessions');
     expect(readme).toContain('**Quick profile.**');
     expect(readme).toContain('bench/results/sessions-quick.md');
+  });
+});
+
+describe('latencyFrames', () => {
+  it('measures latency on the frames sent before the tier restart only', () => {
+    const plan = planSessions({ seed: 1, sessions: 10, durationMs: 20_000, rebindShare: 0.1 });
+    const n = latencyFrames(plan);
+    // 55 % of 20 s at 50 frames/s; the restart comes at frame 600.
+    expect(n).toBe(550);
+    expect(n).toBeLessThan((plan.restartAtMs / 1000) * FRAME_RATE);
   });
 });
