@@ -118,12 +118,12 @@ const pct = (a: number, b: number): string => (b > 0 ? `${((a / b) * 100).toFixe
 /** Cost table: CPU, frames through the tier, latency, memory. */
 export function costTable(rows: SessionRow[]): string {
   const out = [
-    '| design | sessions | frames/s each | tier CPU, % core per 1000 sessions | Redis CPU, % per 1000 | handshake CPU µs/session | frames via tier | share via tier | one-way p50 µs | p99 µs | RTT p50 µs | RTT p99 µs | tier RSS MB | Redis MB |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| design | sessions | frames/s each | tier CPU, % core per 1000 sessions | Redis CPU, % per 1000 | handshake CPU µs/session | handshake datagrams via tier | frames via tier | share via tier | one-way p50 µs | p99 µs | RTT p50 µs | RTT p99 µs | tier RSS MB | Redis MB |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of rows)
     out.push(
-      `| ${r.label} | ${r.established}/${r.sessions} | ${r.frame_rate} | ${dash(r.tier_cpu_pct_per_1000)} | ${dash(r.redis_cpu_pct_per_1000)} | ${dash(r.handshake_cpu_us_per_session)} | ${r.frames_via_tier.toLocaleString('en-US')} | ${pct(r.frames_via_tier, r.frames_carried)} | ${dash(r.p50_us)} | ${dash(r.p99_us)} | ${dash(r.rtt_p50_us)} | ${dash(r.rtt_p99_us)} | ${dash(r.rss_mb)} | ${dash(r.redis_mem_mb)} |`,
+      `| ${r.label} | ${r.established}/${r.sessions} | ${r.frame_rate} | ${dash(r.tier_cpu_pct_per_1000)} | ${dash(r.redis_cpu_pct_per_1000)} | ${dash(r.handshake_cpu_us_per_session)} | ${r.handshake_datagrams.toLocaleString('en-US')} | ${r.frames_via_tier.toLocaleString('en-US')} | ${pct(r.frames_via_tier, r.frames_carried)} | ${dash(r.p50_us)} | ${dash(r.p99_us)} | ${dash(r.rtt_p50_us)} | ${dash(r.rtt_p99_us)} | ${dash(r.rss_mb)} | ${dash(r.redis_mem_mb)} |`,
     );
   return out.join('\n');
 }

@@ -218,7 +218,7 @@ describe('session report rows', () => {
     const cost = costTable(rows);
     expect(cost.split('\n')).toHaveLength(4);
     expect(cost).toContain('| nginx | 500/500 | 10 | 20 |');
-    expect(cost).toContain('| 85,000 | 85.0 % |');
+    expect(cost).toContain('| 100 | 1,500 | 85,000 | 85.0 % |');
     expect(sessionTable(rows)).toContain('| direct | 500/500 | 0 | 0 / 0 / 0 |');
     const charts = sessionCharts(res);
     expect(Object.keys(charts)).toEqual(['cpu', 'sessions', 'latency']);
