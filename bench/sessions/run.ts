@@ -40,7 +40,7 @@ import {
 
 const args = parseArgs(process.argv.slice(2));
 const quick = args.has('quick');
-const sizes = (args.get('sizes') ?? (quick ? '50,100' : '250,500,1000,2000')).split(',').map(Number);
+const sizes = (args.get('sizes') ?? (quick ? '50,100,200' : '250,500,1000,2000')).split(',').map(Number);
 const durationMs = Number(args.get('seconds') ?? (quick ? 6 : 20)) * 1000;
 const rebindShare = Number(args.get('rebind-share') ?? 0.1);
 const seed = Number(args.get('seed') ?? 13);
