@@ -1,5 +1,5 @@
 // `npm run bench:sessions [-- --quick] [--sizes 250,500] [--seconds T] [--rebind-share 0.1] [--seed N]`
-//   [--designs id,id] [--out DIR] [--no-readme] [--note TEXT]
+//   [--designs id,id] [--out DIR] [--no-readme] [--note TEXT] [--report-only]
 // The session benchmark (issue 13 §3): the same seeded voice workload through each design, one
 // session count at a time, the designs in turn. Per design and count: start the tier, handshake
 // every session through it, then frames each way (the sinks echo) with the seeded NAT rebindings
@@ -153,6 +153,38 @@ async function measure(engine: Engine, design: Design, index: number, plan: Sess
   }
 }
 
+/** Writes `<base>.json`, `<base>.md`, `<base>-*.svg` into `outDir` and, unless told not to, the README section. */
+function writeResults(res: SessionResults): void {
+  mkdirSync(outDir, { recursive: true });
+  const svgs = sessionCharts(res);
+  const links: Record<string, string> = {};
+  for (const [name, text] of Object.entries(svgs)) {
+    links[name] = `${base}-${name}.svg`;
+    writeFileSync(path.join(outDir, links[name]), text);
+  }
+  writeFileSync(path.join(outDir, `${base}.json`), `${JSON.stringify(res, null, 2)}\n`);
+  writeFileSync(path.join(outDir, `${base}.md`), renderSessionsMarkdown(res, links));
+  log(`wrote ${path.relative(repoRoot, outDir)}/${base}.{json,md} and ${Object.values(links).join(', ')}`);
+  if (!args.has('no-readme') && !args.has('out')) {
+    const readme = path.join(repoRoot, 'README.md');
+    const text = readFileSync(readme, 'utf8');
+    const open = '<!-- section:sessions -->';
+    const close = '<!-- /section:sessions -->';
+    const a = text.indexOf(open);
+    const b = text.indexOf(close);
+    if (a >= 0 && b > a) {
+      writeFileSync(readme, `${text.slice(0, a + open.length)}\n${sessionsReadmeSection(res, base)}\n${text.slice(b)}`);
+      log('updated the README sessions section');
+    }
+  }
+}
+
+if (args.has('report-only')) {
+  // Re-render the report, charts and README section from the JSON file already in `outDir`.
+  writeResults(JSON.parse(readFileSync(path.join(outDir, `${base}.json`), 'utf8')) as SessionResults);
+  process.exit(0);
+}
+
 const busy = await busyCores();
 const note = [quick ? 'Quick profile: small session counts, short runs.' : '', args.get('note') ?? '', busyNote(busy)]
   .filter(Boolean)
@@ -204,26 +236,5 @@ for (const n of sizes) {
 }
 res.duration_s = Math.round((Date.now() - started) / 1000);
 
-mkdirSync(outDir, { recursive: true });
-const svgs = sessionCharts(res);
-const links: Record<string, string> = {};
-for (const [name, text] of Object.entries(svgs)) {
-  links[name] = `${base}-${name}.svg`;
-  writeFileSync(path.join(outDir, links[name]), text);
-}
-writeFileSync(path.join(outDir, `${base}.json`), `${JSON.stringify(res, null, 2)}\n`);
-writeFileSync(path.join(outDir, `${base}.md`), renderSessionsMarkdown(res, links));
-log(`wrote ${path.relative(repoRoot, outDir)}/${base}.{json,md} and ${Object.values(links).join(', ')}`);
-if (!args.has('no-readme') && !args.has('out')) {
-  const readme = path.join(repoRoot, 'README.md');
-  const text = readFileSync(readme, 'utf8');
-  const open = '<!-- section:sessions -->';
-  const close = '<!-- /section:sessions -->';
-  const a = text.indexOf(open);
-  const b = text.indexOf(close);
-  if (a >= 0 && b > a) {
-    writeFileSync(readme, `${text.slice(0, a + open.length)}\n${sessionsReadmeSection(res, base)}\n${text.slice(b)}`);
-    log('updated the README sessions section');
-  }
-}
+writeResults(res);
 log(`done in ${res.duration_s} s`);

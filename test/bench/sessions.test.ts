@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { phaseOf, tallySessions, type SessionRun } from '../../bench/sessions/accounting.js';
 import {
   costTable,
+  heldSize,
   pctPer1000,
   renderSessionsMarkdown,
   sessionCharts,
@@ -232,6 +233,31 @@ describe('session report rows', () => {
     expect(readme).toContain('npm run bench:sessions');
     expect(readme).toContain('**Quick profile.**');
     expect(readme).toContain('bench/results/sessions-quick.md');
+  });
+
+  it('summarises the largest session count every design carried without overload', () => {
+    const at = (n: number, frameRate: number, steadyLoss = 0): ReturnType<typeof sessionRow> => {
+      const r = sessionRow(measurement('nginx'));
+      return {
+        ...r,
+        sessions: n,
+        frame_rate: frameRate,
+        tally: { ...r.tally, lostFrames: { ...r.tally.lostFrames, steady: steadyLoss } },
+      };
+    };
+    const res = {
+      sizes: [250, 500, 1000],
+      rows: [at(250, 50), at(500, 50, 12), at(1000, 40)],
+      profile: 'default',
+      duration_ms: 20_000,
+      date: 'd',
+      note: '',
+    } as SessionResults;
+    expect(heldSize(res)).toBe(250);
+    const text = sessionsReadmeSection(res, 'sessions');
+    expect(text).toContain('250 sessions, 20 s');
+    expect(text).toContain('at 500, 1000 sessions the machine was saturated');
+    expect(heldSize({ ...res, rows: [at(250, 30), at(500, 30), at(1000, 30)] })).toBe(1000);
   });
 });
 
