@@ -17,7 +17,7 @@ export default defineConfig({
       'test/demo/cert.test.ts',
       'test/anycast/{announce,load-sampler,server,view}.test.ts',
       'test/lb/{fuzz,maglev,router,rotation}.test.ts',
-      'test/bench/{generator,packets,profiles,procstat,report,sinks,trial-record}.test.ts',
+      'test/bench/{generator,packets,profiles,procstat,report,sessions,sinks,trial-record}.test.ts',
     ],
     // Both run the built CLI (dist/) as a child process.
     exclude: ['test/cid/cli.test.ts', 'test/cid/package.test.ts'],

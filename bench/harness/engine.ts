@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import type { CidScheme, RunEvent, RunResult, Target } from '../load/generator.js';
+import type { CidScheme, RunEvent, RunResult, SessionGenReport, Target } from '../load/generator.js';
 import { percentile } from '../lib/histogram.js';
 import { sleep } from '../lib/proc.js';
 import { RedisServer } from '../lib/redis-server.js';
@@ -49,6 +49,8 @@ export interface EngineOptions {
   /** Flows the memory curve will create (sizes nginx and the Redis router's cache). */
   maxFlows: number;
   needRedis: boolean;
+  /** Share of connections with a spare socket for rebinding (default 0.5; the session benchmark takes 1). */
+  spareShare?: number;
 }
 
 export interface TrialOptions {
@@ -198,7 +200,7 @@ export class Engine {
         packetSize: this.opts.packetSize,
         seed: this.opts.seed,
         schemes,
-        spareShare: 0.5,
+        spareShare: this.opts.spareShare ?? 0.5,
       },
     });
     await this.gen.call('init');
@@ -347,6 +349,97 @@ export class Engine {
    */
   async retireSink(sink: number): Promise<void> {
     await this.sinks.call('retire', { sink });
+  }
+
+  // --- Session benchmark (bench/sessions) ---
+
+  /**
+   * Per-frame bitmaps of `rowBytes` octets per connection, shared with the workers: `up` (frame
+   * reached its owner; set by the sinks), `down` (its echo came back; set by the generator).
+   * Latency histograms take only frames numbered below `latencyFrames`.
+   */
+  async sessionMode(rowBytes: number, latencyFrames: number): Promise<{ up: Uint8Array; down: Uint8Array }> {
+    const up = new SharedArrayBuffer(this.opts.conns * rowBytes);
+    const down = new SharedArrayBuffer(this.opts.conns * rowBytes);
+    await this.sinks.call('sessionMode', { up, rowBytes, clientHosts: SOURCE_ADDRESSES, latencyFrames });
+    await this.gen.call('sessionMode', { down, rowBytes, sinkHosts: SINK_ADDRESSES, latencyFrames });
+    return { up: new Uint8Array(up), down: new Uint8Array(down) };
+  }
+
+  /**
+   * A session's handshake datagrams through `target`: one Initial per connection (client-chosen
+   * DCID; the sink that receives it owns the connection), then `tail` datagrams per connection
+   * with the CIDs the owner issued (scheme `scheme`). `owners` given: no tier, the owners are set
+   * (the direct path). Returns the connections with an owner and the datagrams sent.
+   */
+  async sessionHandshake(
+    target: Target,
+    scheme: Algorithm,
+    tail: number,
+    owners?: (conn: number) => number,
+  ): Promise<{ connections: number; datagrams: number }> {
+    const trial = this.nextTrial();
+    await this.sinks.call('reset', { trial });
+    await this.gen.call('connect', { target });
+    let datagrams = 0;
+    if (owners) for (let i = 0; i < this.owner.length; i++) this.owner[i] = owners(i);
+    else {
+      this.owner.fill(-1);
+      datagrams += (await this.gen.call<RunResult>('handshake', { trial, rate: 5_000 })).sent;
+      await sleep(100);
+    }
+    const connections = await this.gen.call<number>('mint', { scheme });
+    if (tail > 0 && connections > 0 && !owners) {
+      const rate = Math.min(10_000, connections * 20);
+      const r = await this.gen.call<RunResult>('run', {
+        trial,
+        rate,
+        durationMs: ((tail * connections) / rate) * 1000,
+        targets: [target],
+      });
+      datagrams += r.sent;
+    }
+    return { connections, datagrams };
+  }
+
+  /** Points every owned connection straight at its owner (the client took preferred_address). */
+  async connectOwners(): Promise<void> {
+    await this.gen.call('connectOwners', { sinks: this.env.sinks.map((_, i) => this.sinkTarget(i)) });
+  }
+
+  /** One timed session run (frames at `rate` round robin, sinks echo): what the workers counted. */
+  async sessionRun(o: {
+    rate: number;
+    durationMs: number;
+    target: Target;
+    events: RunEvent[];
+    actions: { atMs: number; run: () => Promise<void> }[];
+    settleMs: number;
+  }): Promise<{ run: RunResult; sinks: SinkStats; gen: SessionGenReport; rttHist: number[] }> {
+    const trial = this.nextTrial();
+    await this.sinks.call('reset', { trial, echo: true });
+    const timers = o.actions.map((a) => {
+      let done: Promise<void> = Promise.resolve();
+      const t = setTimeout(() => {
+        done = a.run();
+      }, a.atMs);
+      return { t, done: () => done };
+    });
+    const run = await this.gen.call<RunResult>('run', {
+      trial,
+      rate: o.rate,
+      durationMs: o.durationMs,
+      targets: [o.target],
+      events: o.events,
+      resetSeq: true,
+    });
+    for (const t of timers) clearTimeout(t.t);
+    await Promise.all(timers.map((t) => t.done()));
+    await sleep(o.settleMs);
+    const sinks = await this.sinks.call<SinkStats>('stats');
+    const gen = await this.gen.call<SessionGenReport>('sessionReport');
+    const { rttHist } = await this.gen.call<{ rttHist: number[] }>('echoStats');
+    return { run, sinks, gen, rttHist };
   }
 
   /** Creates `count` new flows (fresh 4-tuples, one Initial each) through `target`. */

@@ -8,7 +8,15 @@ import { createConfig, encodeConnectionId, type QuicLbConfig } from '../../src/c
 import { Prng } from '../lib/prng.js';
 import { buildInitial, buildShort } from '../lib/packets.js';
 import { HISTOGRAM_BUCKETS, bucketOf } from '../lib/histogram.js';
-import { KIND_CHURN, nowUs, readTrailer, stampTrailer, TRAILER_LENGTH, type Trailer } from '../lib/trailer.js';
+import {
+  KIND_CHURN,
+  KIND_SHORT,
+  nowUs,
+  readTrailer,
+  stampTrailer,
+  TRAILER_LENGTH,
+  type Trailer,
+} from '../lib/trailer.js';
 
 export interface Target {
   host: string;
@@ -45,7 +53,11 @@ export type RunEvent =
   /** Path change (ECMP): the same 4-tuple now reaches router instance `instance`. */
   | { atMs: number; type: 'switch'; share: number; instance: number }
   /** The backend `sink` left the pool: its connections die (their clients stop sending). */
-  | { atMs: number; type: 'retire-owner'; sink: number };
+  | { atMs: number; type: 'retire-owner'; sink: number }
+  /** NAT rebinding of one connection (session benchmark): new source port, same CID; its frame number is recorded. */
+  | { atMs: number; type: 'rebind-conn'; conn: number }
+  /** Records every connection's next frame number (session benchmark: where the tier restart fell). */
+  | { atMs: number; type: 'mark' };
 
 export interface RunOptions {
   trial: number;
@@ -54,6 +66,34 @@ export interface RunOptions {
   durationMs: number;
   targets: Target[];
   events?: RunEvent[];
+  /** Number this run's frames from 0 in every connection (the session benchmark's per-frame bitmaps). */
+  resetSeq?: boolean;
+}
+
+/**
+ * Session mode (bench/sessions): the generator sets bit `seq` of connection `conn`'s row in `down`
+ * for every echo it receives (row length `rowBytes`), and counts echoes that did not come
+ * straight from a backend (`sinkHosts`): those crossed the forwarding tier.
+ */
+export interface SessionBits {
+  down: SharedArrayBuffer;
+  rowBytes: number;
+  sinkHosts: string[];
+  /** Only echoes of frames numbered below this go into the round-trip histogram. */
+  latencyFrames: number;
+}
+
+/** What the generator knows of each session after a session-mode run. */
+export interface SessionGenReport {
+  /** Frames each connection sent (its next frame number). */
+  sent: number[];
+  /** Frame number at which each connection rebound its NAT (-1: it did not). */
+  rebindSeq: number[];
+  /** Each connection's next frame number at the `mark` event (-1: no mark). */
+  markSeq: number[];
+  /** Echoes received in this run, and those of them that came through the tier. */
+  echoes: number;
+  echoesViaTier: number;
 }
 
 export interface RunResult {
@@ -99,11 +139,59 @@ export class Generator {
   private readonly rttHist = new Uint32Array(HISTOGRAM_BUCKETS);
   private readonly echoTrailer: Trailer = { trial: 0, conn: 0, seq: 0, kind: 0, length: 0, sendTimeUs: 0 };
 
-  private onEcho(msg: Buffer): void {
+  private session: { down: Uint8Array; rowBytes: number; sinkHosts: Set<string>; latencyFrames: number } | undefined;
+  private echoesViaTier = 0;
+  private rebindSeq = new Int32Array(0);
+  private markSeq = new Int32Array(0);
+
+  private onEcho(msg: Buffer, from: string): void {
     const t = this.echoTrailer;
     if (!readTrailer(msg, t) || t.trial !== this.echoTrial) return;
     this.echoes++;
-    this.rttHist[bucketOf(nowUs() - t.sendTimeUs)]++;
+    const s = this.session;
+    if (!s || t.seq < s.latencyFrames) this.rttHist[bucketOf(nowUs() - t.sendTimeUs)]++;
+    if (s && t.kind === KIND_SHORT && t.seq < s.rowBytes * 8 && t.conn < this.conns.length) {
+      s.down[t.conn * s.rowBytes + (t.seq >>> 3)] |= 1 << (t.seq & 7);
+      if (!s.sinkHosts.has(from)) this.echoesViaTier++;
+    }
+  }
+
+  /** Turns session mode on (see {@link SessionBits}); the caller clears the bitmap between runs. */
+  sessionMode(bits: SessionBits): void {
+    this.session = {
+      down: new Uint8Array(bits.down),
+      rowBytes: bits.rowBytes,
+      sinkHosts: new Set(bits.sinkHosts),
+      latencyFrames: bits.latencyFrames,
+    };
+  }
+
+  sessionReport(): SessionGenReport {
+    return {
+      sent: this.conns.map((c) => c.seq),
+      rebindSeq: Array.from(this.rebindSeq),
+      markSeq: Array.from(this.markSeq),
+      echoes: this.echoes,
+      echoesViaTier: this.echoesViaTier,
+    };
+  }
+
+  /**
+   * Connects each owned connection's sockets straight to its owner's address (`sinks[owner]`):
+   * the client that took the server's preferred_address (RFC 9000 §9.6) after the handshake.
+   */
+  async connectOwners(sinks: Target[]): Promise<void> {
+    for (let i = 0; i < this.conns.length; i++) {
+      const o = this.owner[i];
+      if (o < 0) continue;
+      const c = this.conns[i];
+      c.unconnectedTo = -1;
+      for (const s of c.spare ? [c.socket, c.spare] : [c.socket])
+        await new Promise<void>((resolve) => {
+          disconnect(s);
+          s.connect(sinks[o].port, sinks[o].host, () => resolve());
+        });
+    }
   }
 
   constructor(
@@ -147,7 +235,7 @@ export class Generator {
       });
       if (!err) {
         s.on('error', () => this.sendErrors++);
-        if (!port0) s.on('message', (m) => this.onEcho(m));
+        if (!port0) s.on('message', (m, r) => this.onEcho(m, r.address));
         return s;
       }
       s.close();
@@ -233,7 +321,11 @@ export class Generator {
     const useMigrated = new Uint8Array(this.conns.length);
     this.echoTrial = o.trial & 0xffff;
     this.echoes = 0;
+    this.echoesViaTier = 0;
     this.rttHist.fill(0);
+    this.rebindSeq = new Int32Array(this.conns.length).fill(-1);
+    this.markSeq = new Int32Array(this.conns.length).fill(-1);
+    if (o.resetSeq) for (const c of this.conns) c.seq = 0;
     return this.pace(
       Int32Array.from(list),
       o.rate,
@@ -303,6 +395,18 @@ export class Generator {
   }
 
   private apply(e: RunEvent, alive: Uint8Array, useMigrated?: Uint8Array): void {
+    if (e.type === 'rebind-conn') {
+      const c = this.conns[e.conn];
+      if (c?.spare) {
+        [c.socket, c.spare] = [c.spare, c.socket];
+        this.rebindSeq[e.conn] = c.seq;
+      }
+      return;
+    }
+    if (e.type === 'mark') {
+      for (let i = 0; i < this.conns.length; i++) this.markSeq[i] = this.conns[i].seq;
+      return;
+    }
     for (let i = 0; i < this.conns.length; i++) {
       const c = this.conns[i];
       switch (e.type) {

@@ -1,7 +1,7 @@
 // Worker-thread host for the load generator.
 import { workerData } from 'node:worker_threads';
 import { serveRpc } from '../lib/rpc.js';
-import { Generator, type GeneratorOptions, type RunOptions, type Target } from './generator.js';
+import { Generator, type GeneratorOptions, type RunOptions, type SessionBits, type Target } from './generator.js';
 
 const { options, ownerBuffer } = workerData as { options: GeneratorOptions; ownerBuffer: SharedArrayBuffer };
 const gen = new Generator(options, new Int8Array(ownerBuffer));
@@ -15,5 +15,8 @@ serveRpc({
   churn: (a: { trial: number; target: Target; count: number; batch: number; rate: number }) =>
     gen.churn(a.trial, a.target, a.count, a.batch, a.rate),
   echoStats: () => gen.echoStats(),
+  sessionMode: (a: SessionBits) => gen.sessionMode(a),
+  sessionReport: () => gen.sessionReport(),
+  connectOwners: (a: { sinks: Target[] }) => gen.connectOwners(a.sinks),
   close: () => gen.close(),
 });

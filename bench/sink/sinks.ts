@@ -8,7 +8,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { HISTOGRAM_BUCKETS, bucketOf } from '../lib/histogram.js';
 import { ProxyHeader, encodeProxyHeader, formatProxyAddress, parseProxyHeader } from '../../src/wire/index.js';
-import { KIND_CHURN, nowUs, readTrailer, type Trailer } from '../lib/trailer.js';
+import { KIND_CHURN, KIND_SHORT, nowUs, readTrailer, type Trailer } from '../lib/trailer.js';
 
 export const NO_OWNER = -1;
 
@@ -32,6 +32,22 @@ export interface SinkStats {
   echoed: number;
   /** One-way latency histogram (µs) over all sinks. */
   hist: number[];
+  /** Session mode: packets that did not come straight from a client (`clientHosts`): they crossed the tier. */
+  viaTier: number;
+}
+
+/**
+ * Session mode (bench/sessions): a sink sets bit `seq` of connection `conn`'s row in `up` for
+ * every short-header frame that reaches the connection's owner, reflects only those (a backend
+ * that does not hold the connection would not answer it), and counts frames whose sender is not
+ * one of `clientHosts` (they came through the forwarding tier). Latency: frames below `latencyFrames` only.
+ */
+export interface SinkSessionBits {
+  up: SharedArrayBuffer;
+  rowBytes: number;
+  clientHosts: string[];
+  /** Only frames numbered below this go into the latency histogram (those before the scenario's events). */
+  latencyFrames: number;
 }
 
 export class SinkSet {
@@ -50,6 +66,18 @@ export class SinkSet {
   private readonly hist = new Uint32Array(HISTOGRAM_BUCKETS);
   private readonly proxy = new ProxyHeader();
   private readonly t: Trailer = { trial: 0, conn: 0, seq: 0, kind: 0, length: 0, sendTimeUs: 0 };
+  private session: { up: Uint8Array; rowBytes: number; clientHosts: Set<string>; latencyFrames: number } | undefined;
+  private viaTier = 0;
+
+  /** Turns session mode on (see {@link SinkSessionBits}); the caller clears the bitmap between runs. */
+  sessionMode(bits: SinkSessionBits): void {
+    this.session = {
+      up: new Uint8Array(bits.up),
+      rowBytes: bits.rowBytes,
+      clientHosts: new Set(bits.clientHosts),
+      latencyFrames: bits.latencyFrames,
+    };
+  }
 
   constructor(
     readonly addresses: string[],
@@ -105,12 +133,20 @@ export class SinkSet {
     this.received[sink]++;
     if (t.kind === KIND_CHURN) return;
     const o = this.owner[t.conn];
+    let owned = true;
     if (o === NO_OWNER) this.owner[t.conn] = sink;
     else if (o !== sink) {
+      owned = false;
       if (this.retired[o] === 1) this.orphaned++;
       else this.wrong++;
     }
-    this.hist[bucketOf(nowUs() - t.sendTimeUs)]++;
+    const s = this.session;
+    if (!s || t.seq < s.latencyFrames) this.hist[bucketOf(nowUs() - t.sendTimeUs)]++;
+    if (s && t.kind === KIND_SHORT) {
+      if (!s.clientHosts.has(rinfo.address)) this.viaTier++;
+      if (!owned) return;
+      if (t.seq < s.rowBytes * 8) s.up[t.conn * s.rowBytes + (t.seq >>> 3)] |= 1 << (t.seq & 7);
+    }
     if (this.echo) this.reflect(sink, msg, hdr, rinfo);
   }
 
@@ -142,7 +178,15 @@ export class SinkSet {
     this.echo = echo;
     this.received.fill(0);
     this.retired.fill(0);
-    this.wrong = this.orphaned = this.stale = this.foreign = this.corrupt = this.proxied = this.echoed = 0;
+    this.wrong =
+      this.orphaned =
+      this.stale =
+      this.foreign =
+      this.corrupt =
+      this.proxied =
+      this.echoed =
+      this.viaTier =
+        0;
     this.hist.fill(0);
   }
 
@@ -158,6 +202,7 @@ export class SinkSet {
       proxied: this.proxied,
       echoed: this.echoed,
       hist: Array.from(this.hist),
+      viaTier: this.viaTier,
     };
   }
 

@@ -118,3 +118,103 @@ describe('Generator', () => {
     expect(rebound.size).toBeLessThan(5);
   });
 });
+
+// Session mode (bench/sessions): clients that took preferred_address send to their owner's own
+// address; per-connection NAT rebinding and the restart mark record frame numbers; echoes set
+// the per-frame bitmap, and those not sent by a backend address count as having crossed the tier.
+describe('Generator session mode', () => {
+  const owner = Int8Array.of(0, 1, 0, 1);
+  const gen = new Generator(
+    {
+      conns: 4,
+      sourceAddresses: ['127.0.3.54', '127.0.3.55'],
+      packetSize: 160,
+      seed: 4,
+      schemes: { plaintext: scheme },
+      spareShare: 1,
+    },
+    owner,
+  );
+  const rowBytes = 8;
+  const down = new SharedArrayBuffer(4 * rowBytes);
+  const bits = new Uint8Array(down);
+  /** conn -> "host:port" of every frame it sent, in order, and where it arrived. */
+  const from = new Map<number, string[]>();
+  const at = new Map<number, Set<string>>();
+  let a: Socket; // backend 0, on a backend address
+  let t: Socket; // "backend 1" reached through a tier address: what answers is not a backend address
+
+  const backend = async (host: string, name: string): Promise<Socket> => {
+    const s = createSocket('udp4');
+    s.on('message', (m: Buffer, r: RemoteInfo) => {
+      const t: Trailer = { trial: 0, conn: 0, seq: 0, kind: 0, length: 0, sendTimeUs: 0 };
+      if (!readTrailer(m, t) || t.kind !== KIND_SHORT) return;
+      from.set(t.conn, [...(from.get(t.conn) ?? []), `${r.address}:${r.port}`]);
+      at.set(t.conn, (at.get(t.conn) ?? new Set()).add(name));
+      s.send(m, r.port, r.address);
+    });
+    await new Promise<void>((r) => s.bind(0, host, () => r()));
+    return s;
+  };
+
+  beforeAll(async () => {
+    a = await backend('127.0.3.56', 'A');
+    t = await backend('127.0.3.58', 'T');
+    await gen.init();
+    gen.sessionMode({ down, rowBytes, sinkHosts: ['127.0.3.56', '127.0.3.57'], latencyFrames: 1000 });
+  });
+  afterAll(async () => {
+    await gen.close();
+    for (const s of [a, t]) await new Promise<void>((r) => s.close(() => r()));
+  });
+
+  it('sends each session to its owner, rebinds one, marks all, and fills the echo bitmap', async () => {
+    await gen.connect({ host: '127.0.3.56', port: a.address().port });
+    expect(gen.mint('plaintext')).toBe(4);
+    await gen.connectOwners([
+      { host: '127.0.3.56', port: a.address().port },
+      { host: '127.0.3.58', port: t.address().port },
+    ]);
+    const run = await gen.run({
+      trial: 7,
+      rate: 400, // 100 frames/s per session
+      durationMs: 300,
+      targets: [{ host: '127.0.3.56', port: a.address().port }],
+      events: [
+        { atMs: 100, type: 'rebind-conn', conn: 2 },
+        { atMs: 200, type: 'mark' },
+      ],
+      resetSeq: true,
+    });
+    await sleep(100);
+    const r = gen.sessionReport();
+    expect(r.sent.reduce((x, y) => x + y, 0)).toBe(run.sent);
+    // Owners 0, 1, 0, 1: straight to their owner's address, never elsewhere.
+    expect([0, 1, 2, 3].map((c) => [...(at.get(c) ?? [])])).toEqual([['A'], ['T'], ['A'], ['T']]);
+    // Only conn 2 rebound, at the frame number recorded; its source port changed there.
+    expect([0, 1, 3].map((c) => r.rebindSeq[c])).toEqual([-1, -1, -1]);
+    const seq2 = r.rebindSeq[2];
+    expect(seq2).toBeGreaterThan(0);
+    expect(seq2).toBeLessThan(r.sent[2]);
+    const ports2 = from.get(2)!;
+    expect(new Set(ports2.slice(0, seq2)).size).toBe(1);
+    expect(new Set(ports2.slice(seq2)).size).toBe(1);
+    expect(ports2[seq2]).not.toBe(ports2[0]);
+    for (const c of [0, 1, 3]) expect(new Set(from.get(c)).size).toBe(1);
+    // The mark fell between the rebinding and the end, for every session.
+    for (let c = 0; c < 4; c++) {
+      expect(r.markSeq[c]).toBeGreaterThan(0);
+      expect(r.markSeq[c]).toBeLessThanOrEqual(r.sent[c]);
+    }
+    expect(r.markSeq[2]).toBeGreaterThanOrEqual(seq2);
+    // Every frame was echoed: bits 0..sent-1 of each row, nothing beyond.
+    for (let c = 0; c < 4; c++) {
+      let set = 0;
+      for (let f = 0; f < rowBytes * 8; f++) if (bits[c * rowBytes + (f >> 3)] & (1 << (f & 7))) set++;
+      expect(set).toBe(r.sent[c]);
+    }
+    // Echoes from 127.0.3.58 (not a backend address), and only those, crossed the tier.
+    expect(r.echoes).toBe(run.sent);
+    expect(r.echoesViaTier).toBe(r.sent[1] + r.sent[3]);
+  });
+});

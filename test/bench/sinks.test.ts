@@ -139,3 +139,62 @@ describe('SinkSet', () => {
     expect(s.wrong).toBe(0);
   });
 });
+
+// Session mode (bench/sessions): a frame's bit is set only at its owner, only owned frames are
+// echoed, and frames that did not come from a client address count as having crossed the tier.
+describe('SinkSet session mode', () => {
+  const owner = Int8Array.of(0, 1, NO_OWNER);
+  const sinks = new SinkSet(['127.0.3.26', '127.0.3.27'], owner);
+  const rowBytes = 2;
+  const up = new SharedArrayBuffer(owner.length * rowBytes);
+  const bits = new Uint8Array(up);
+  let ports: number[] = [];
+  let client: Socket; // a client address
+  let tier: Socket; // anything else: the forwarding tier
+  const echoes: number[] = [];
+  const rng = new Prng(2);
+  const cid = Uint8Array.of(9, 8, 7, 6, 5, 4, 3, 2, 1);
+
+  beforeAll(async () => {
+    ports = await sinks.start();
+    client = createSocket('udp4');
+    tier = createSocket('udp4');
+    await new Promise<void>((r) => client.bind(0, '127.0.3.28', () => r()));
+    await new Promise<void>((r) => tier.bind(0, '127.0.3.29', () => r()));
+    client.on('message', (m) => echoes.push(m.readUInt32BE(m.length - 16)));
+    sinks.sessionMode({ up, rowBytes, clientHosts: ['127.0.3.28'], latencyFrames: 3 });
+  });
+  afterAll(async () => {
+    await sinks.close();
+    await new Promise<void>((r) => client.close(() => r()));
+    await new Promise<void>((r) => tier.close(() => r()));
+  });
+
+  it('records frames at their owner only, echoes those, and counts what came through the tier', async () => {
+    sinks.reset(9, true);
+    // [from, conn, seq, sink]: conn 0 is owned by sink 0, conn 1 by sink 1.
+    const sends: [Socket, number, number, number][] = [
+      [client, 0, 0, 0],
+      [client, 0, 1, 1], // at the wrong backend: not delivered, not echoed
+      [tier, 0, 4, 0],
+      [tier, 1, 9, 1],
+      [client, 0, 99, 0], // beyond the row: counted, no bit
+    ];
+    for (const [i, [from, conn, seq, sink]] of sends.entries()) {
+      const b = buildShort(rng, 160, 9, conn, cid);
+      stampTrailer(b, seq, nowUs());
+      await new Promise<void>((r) => from.send(b, ports[sink], `127.0.3.${26 + sink}`, () => r()));
+      for (let k = 0; k < 100 && sinks.stats().received.reduce((a, c) => a + c, 0) < i + 1; k++) await sleep(10);
+    }
+    await sleep(50);
+    const s = sinks.stats();
+    expect(Array.from(bits)).toEqual([0b10001, 0, 0, 0b10, 0, 0]);
+    expect(s.wrong).toBe(1);
+    expect(s.viaTier).toBe(2);
+    // Owned: frames 0, 4, 99 of conn 0 and 9 of conn 1; those from the tier went back to the tier socket.
+    expect(s.echoed).toBe(4);
+    expect(echoes.sort((a, b) => a - b)).toEqual([0, 99]);
+    // Latency only for frames numbered below 3: frame 0 of conn 0 and frame 1 at the wrong sink.
+    expect(s.hist.reduce((a, c) => a + c, 0)).toBe(2);
+  });
+});
