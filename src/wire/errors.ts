@@ -4,7 +4,7 @@
  * Two error channels, never mixed (docs/design.md §3):
  * - API misuse and malformed *structures a caller asked us to decode* (transport parameters,
  *   preferred_address) throw {@link QuicWireError} with a stable `code` and the `field` it names;
- * - per-packet parsers (`parseHeader`, `readVarint`, `parseProxyHeader`) never throw: they return
+ * - per-packet parsers (`parseHeader`, `readVarint`, `parseProxyHeader`, `parseRetry`) never throw: they return
  *   `false` or a negative sentinel.
  */
 
@@ -38,6 +38,11 @@ export const QUIC_WIRE_ERROR_CODES = [
   'ERR_PROXY_PAYLOAD', // an HMAC key was given without the payload it must cover
   // address sets (AddressSet)
   'ERR_ADDRESS_LITERAL', // a member is not an IPv4 or IPv6 literal
+  // Retry packets (encode side; parseRetry returns negative codes)
+  'ERR_RETRY_VERSION', // not QUIC v1 or v2: no Retry integrity key (RFC 9001 §5.8, RFC 9369 §3.3.3)
+  'ERR_RETRY_CID_LENGTH', // dcid, scid or odcid longer than 20 octets
+  'ERR_RETRY_TOKEN_EMPTY', // zero-length token (RFC 9000 §17.2.5.2: the client discards it)
+  'ERR_RETRY_UNUSED', // unused bits not an integer 0..15
 ] as const;
 
 export type QuicWireErrorCode = (typeof QUIC_WIRE_ERROR_CODES)[number];

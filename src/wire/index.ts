@@ -11,3 +11,4 @@ export * from './preferred-address.js';
 export * from './transport-parameters.js';
 export * from './proxy-v2.js';
 export * from './health-probe.js';
+export * from './retry.js';
