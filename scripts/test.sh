@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `npm test`: system packages (installed when missing, as root), build, types, lint, then vitest.
-# Ends with a plain "N passed, N failed, N skipped" line taken from vitest's JSON report.
+# Ends with "N passed, N failed, N skipped" and a line per failed test (scripts/test-summary.js).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/system-deps.sh
@@ -31,17 +31,5 @@ else
     echo "test:hostile not run: it needs root (network namespaces, raw sockets); CI runs it" >&2
   fi
 fi
-node -e '
-  const fs = require("node:fs");
-  let passed = 0, failed = 0, skipped = 0, files = 0;
-  for (const f of process.argv.slice(1)) {
-    if (!fs.existsSync(f)) continue;
-    const r = JSON.parse(fs.readFileSync(f, "utf8"));
-    files++;
-    passed += r.numPassedTests;
-    failed += r.numFailedTests;
-    skipped += r.numPendingTests + r.numTodoTests;
-  }
-  if (files) console.log(`${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
-' .tmp/vitest-report.json .tmp/vitest-fleet.json .tmp/vitest-hostile.json
+node scripts/test-summary.js .tmp/vitest-report.json .tmp/vitest-fleet.json .tmp/vitest-hostile.json
 exit "$status"
