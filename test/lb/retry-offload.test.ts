@@ -12,7 +12,18 @@ import {
   decide,
   validateConfig,
 } from '../../src/lb/index.js';
-import { QUIC_V1, RETRY_OK, RetryPacket, generateRetryTokenKey, parseRetry } from '../../src/wire/index.js';
+import {
+  OpenedRetryToken,
+  QUIC_V1,
+  RETRY_OK,
+  RETRY_TOKEN_ERR_INVALID,
+  RETRY_TOKEN_OK,
+  RetryPacket,
+  RetryTokenKeys,
+  generateRetryTokenKey,
+  openRetryToken,
+  parseRetry,
+} from '../../src/wire/index.js';
 import { FALLBACK_KEY, KEY } from './fixtures.js';
 import { syntheticInitial } from './retry-initial.js';
 
@@ -33,7 +44,7 @@ function config(retry: Record<string, unknown>): ReturnType<typeof validateConfi
 }
 
 /** An offload on one VIP with a fake clock; `send(initial)` runs decide() then intercept(). */
-function harness(cfg: ReturnType<typeof validateConfig>) {
+function harness(cfg: ReturnType<typeof validateConfig>, family: 4 | 6 = 4) {
   const clock = { now: 1_000_000 };
   const sent: Uint8Array[] = [];
   const counters = new Counters();
@@ -47,10 +58,10 @@ function harness(cfg: ReturnType<typeof validateConfig>) {
     () => clock.now,
   );
   const t = new FourTuple();
-  t.family = 4;
-  t.client.set([127, 0, 6, 80]);
+  t.family = family;
+  t.client.set(family === 4 ? CLIENT4 : CLIENT6);
   t.clientPort = 5000;
-  t.vip.set([127, 0, 6, 3]);
+  t.vip.set(family === 4 ? [127, 0, 6, 3] : Buffer.from('fd00000000000000000000000000006b', 'hex'));
   t.vipPort = 4433;
   let on = offload.configure(cfg);
   offload.addVip(t);
@@ -74,6 +85,10 @@ function harness(cfg: ReturnType<typeof validateConfig>) {
     },
   };
 }
+
+const CLIENT4 = [127, 0, 6, 80];
+/** fd00::6:80 */
+const CLIENT6 = Buffer.from('fd000000000000000000000000060080', 'hex');
 
 const tokenless = (): Buffer => syntheticInitial(QUIC_V1, randomBytes(8), randomBytes(8));
 
@@ -165,5 +180,28 @@ describe('RetryOffload, load-triggered', () => {
     expect(h.offload.isActive(0)).toBe(false);
     expect(h.counters.retry.modeChanges).toBe(2);
     expect(h.sent.length).toBe(1);
+  });
+});
+
+describe('RetryOffload, IPv6 client', () => {
+  it('seals the token for the 16-octet address and port; it opens only for that address', () => {
+    const h = harness(config({ mode: 'always' }), 6);
+    const dcid = randomBytes(8);
+    expect(h.send(syntheticInitial(QUIC_V1, dcid, randomBytes(8)))).toBe(true);
+    const retry = Buffer.from(h.sent[0]);
+    const r = new RetryPacket();
+    expect(parseRetry(retry, dcid, r)).toBe(RETRY_OK);
+    const scid = retry.subarray(r.scidOffset, r.scidOffset + r.scidLength);
+    const token = retry.subarray(r.tokenOffset, r.tokenOffset + r.tokenLength);
+    const ring = new RetryTokenKeys([key]);
+    const out = new OpenedRetryToken();
+    const open = (ip: Uint8Array): number =>
+      openRetryToken(ring, token, 0, token.length, ip, 5000, scid, Math.floor(h.clock.now / 1000), out);
+    expect(open(CLIENT6)).toBe(RETRY_TOKEN_OK);
+    expect(out.odcid()).toEqual(dcid);
+    const other = Buffer.from(CLIENT6);
+    other[15] ^= 1;
+    expect(open(other)).toBe(RETRY_TOKEN_ERR_INVALID);
+    expect(open(Buffer.from(CLIENT4))).toBe(RETRY_TOKEN_ERR_INVALID);
   });
 });
