@@ -10,6 +10,7 @@ import type { Registry } from 'prom-client';
 import { ClusterPlane } from './cluster.js';
 import { configFromSpec } from '../cid/index.js';
 import { type LbConfig, configSources, loadConfigFile, restartOnlyChanges, retryOf } from './config.js';
+import type { RetrySnapshot } from './counters.js';
 import type { ConfigError } from './errors.js';
 import { type BackendHealth, HealthChecker } from './health.js';
 import { type ParsedEndpoint, formatEndpoint } from '../wire/index.js';
@@ -18,6 +19,9 @@ import { type ControlStats, createMetrics, startHttp } from './metrics.js';
 import { type DataPlane, LocalPlane } from './plane.js';
 import type { Forwarder, LocalDelivery } from './forwarder.js';
 import type { BackendState } from './router.js';
+
+/** How long /healthz waits for the forwarding processes' Retry offload state. */
+const HEALTHZ_COUNTERS_WAIT_MS = 250;
 
 /** Options of `startLoadBalancer`. */
 export interface LoadBalancerOptions {
@@ -87,6 +91,8 @@ export class LoadBalancer {
   /** Tail of the queue of config applications: one at a time, in call order. */
   private applyTail: Promise<unknown> = Promise.resolve();
   private readonly signalHandlers: [string, () => void][] = [];
+  /** The Retry offload state of the last counters read for /healthz. */
+  private lastRetry: RetrySnapshot | undefined;
   private closed = false;
 
   private constructor(
@@ -261,13 +267,24 @@ export class LoadBalancer {
   /**
    * What GET /healthz answers: `healthy()`, and while the Retry offload is configured its state
    * appended as `; retry: {"mode":…,"active":…,"since":…}` (active: on for some VIP in some
-   * process; since: ISO time of the latest change, null before any).
+   * process; since: ISO time of the latest change, null before any). The state comes from the
+   * forwarding processes; one that does not answer within HEALTHZ_COUNTERS_WAIT_MS leaves the last
+   * state known (a health check must not wait for the IPC timeout).
    */
   async healthz(): Promise<{ ok: boolean; why: string }> {
     const h = this.healthy();
     const mode = retryOf(this.config).mode;
     if (mode === 'off') return h;
-    const r = (await this.plane.counters()).retry;
+    const fresh = this.plane.counters().then(
+      (snap) => {
+        this.lastRetry = snap.retry;
+      },
+      () => undefined,
+    );
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([fresh, new Promise<void>((r) => (timer = setTimeout(r, HEALTHZ_COUNTERS_WAIT_MS)))]);
+    clearTimeout(timer);
+    const r = this.lastRetry;
     const active = (r?.active ?? []).some((n) => n > 0);
     const latest = Math.max(0, ...(r?.since ?? []));
     const since = latest > 0 ? new Date(latest).toISOString() : null;
