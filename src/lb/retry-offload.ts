@@ -271,7 +271,7 @@ export class RetryOffload {
   /**
    * Sends the Retry for a token-less Initial (RFC 9000 §17.2.5; draft §4): version of the Initial,
    * DCID = its SCID, SCID = the Retry SCID of the backend `decide()` chose, ODCID = its DCID,
-   * token sealed for the client's address and port. ~130 octets for an Initial of >= 1200: the
+   * token sealed for the client's address and port. At most 123 octets for an Initial of >= 1200: the
    * offload never amplifies. Never throws (a throw is counted `error`).
    */
   private answer(

@@ -171,6 +171,8 @@ describe('Retry offload, mode always', () => {
     expect(out.expiresAt).toBeGreaterThanOrEqual(now() + 9);
     expect(out.expiresAt).toBeLessThanOrEqual(now() + 10);
     expect(sinkTotal(f)).toBe(0);
+    // Header, both CIDs, token (type/sequence, UTN, timestamp, ODCIL, ODCID, port, ICV), tag.
+    expect(retry.length).toBe(7 + clientScid.length + scid.length + (1 + 12 + 8 + 1 + dcid.length + 2 + 16) + 16);
 
     // The client's next Initial: DCID = Retry SCID, token from the Retry, re-sealed under the new DCID.
     const second = initialWithToken(captured, scid, token);
