@@ -197,7 +197,7 @@ export class RetryTokenKeys {
 
 /** What {@link sealRetryToken} puts in a token. */
 export interface RetryTokenFields {
-  /** The client's IP address (4 or 16 octets), as the Initial's source. */
+  /** The client's IP address (4 or 16 octets; ::ffff:a.b.c.d counts as a.b.c.d), as the Initial's source. */
   clientIp: Uint8Array;
   /** The client's UDP source port, 0..65535. */
   clientPort: number;
@@ -217,14 +217,24 @@ function nonceOf(iv: Uint8Array, token: Uint8Array, numberOffset: number): Buffe
   return n;
 }
 
+/** True for an IPv4-mapped IPv6 address ::ffff:a.b.c.d (RFC 4291 §2.5.5.2). */
+function isV4Mapped(ip: Uint8Array): boolean {
+  if (ip.length !== IP_LENGTH || ip[10] !== 0xff || ip[11] !== 0xff) return false;
+  for (let i = 0; i < 10; i++) if (ip[i] !== 0) return false;
+  return true;
+}
+
 /**
  * The associated data (§4.1 pseudoheader) of a type-0 token whose first 13 octets (type/sequence
- * and unique token number) are `head`. `ip` is 4 or 16 octets (else false: not a client address).
+ * and unique token number) are `head`. `ip` is 4 or 16 octets (else undefined: not a client
+ * address); an IPv4-mapped IPv6 address is taken as its IPv4 address, so an LB or backend on a
+ * dual-stack socket (which reports ::ffff:a.b.c.d) and one on an IPv4 socket agree.
  */
 function pseudoheader(ip: Uint8Array, head: Uint8Array, headOffset: number, rscid: Uint8Array): Buffer | undefined {
   if (ip.length !== 4 && ip.length !== IP_LENGTH) return undefined;
   const ad = Buffer.alloc(IP_LENGTH + 1 + RETRY_TOKEN_NUMBER_LENGTH + 1 + rscid.length);
-  ad.set(ip, 0);
+  if (isV4Mapped(ip)) ad.set(ip.subarray(12), 0);
+  else ad.set(ip, 0);
   ad.set(head.subarray(headOffset, headOffset + 1 + RETRY_TOKEN_NUMBER_LENGTH), IP_LENGTH);
   ad[IP_LENGTH + 1 + RETRY_TOKEN_NUMBER_LENGTH] = rscid.length;
   ad.set(rscid, IP_LENGTH + 2 + RETRY_TOKEN_NUMBER_LENGTH);

@@ -140,6 +140,16 @@ describe('sealRetryToken: the layout of the draft text (§4, §4.1)', () => {
     }
   });
 
+  it('an IPv4-mapped IPv6 client address is the same client as its IPv4 address (dual-stack sockets)', () => {
+    const mapped = hex('00000000000000000000ffff7f000001');
+    const token = sealRetryToken(ring, fields({ clientIp: mapped }));
+    expect(open(ring, token, ipv4)[0]).toBe(RETRY_TOKEN_OK);
+    expect(open(ring, sealRetryToken(ring, fields()), mapped)[0]).toBe(RETRY_TOKEN_OK);
+    // Only the exact ::ffff:0:0/96 prefix maps.
+    const notMapped = hex('00000000000000000001ffff7f000001');
+    expect(open(ring, token, notMapped)[0]).toBe(RETRY_TOKEN_ERR_INVALID);
+  });
+
   it('refuses fields it cannot encode', () => {
     expect(codeOf(() => sealRetryToken(ring, fields({ clientIp: Buffer.alloc(5) })))).toBe('ERR_RETRY_TOKEN_FIELD');
     expect(codeOf(() => sealRetryToken(ring, fields({ clientPort: 65536 })))).toBe('ERR_RETRY_TOKEN_FIELD');
