@@ -5,7 +5,13 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIP, isIPv6 } from 'node:net';
-import { BackendSocket, createBackendCids, type Endpoint } from '../backend/index.js';
+import {
+  BackendSocket,
+  createBackendCids,
+  loadRetryTokenKeys,
+  RetryTokenValidator,
+  type Endpoint,
+} from '../backend/index.js';
 import { configFromSpec, QuicLbEncoder, type CipherName, type EncoderConfigEntry } from '../cid/index.js';
 import { loadIdentity, type ServerIdentity } from './cert.js';
 import { DemoBackendError } from './errors.js';
@@ -76,6 +82,12 @@ export interface DemoBackendOptions {
   identity?: ServerIdentity;
   onEvent?: (e: Record<string, unknown>) => void;
   /**
+   * Retry token key files shared with the LBs doing Retry offload (`retry.keyFiles` of their
+   * config; one key line each, any order: every key opens). New connections whose Initial
+   * carries an LB token are created only if it opens (docs/backend.md "Retry offload").
+   */
+  retryKeyFiles?: readonly string[];
+  /**
    * A bound socket to run on instead of making one (server mode: the anycast server's
    * BackendSocket, whose first address is the server's own `address`). Its return path, keys
    * and allow list are its owner's: `listen`, `replyTo`, `allowLb`, `insecureAnyLb` are not
@@ -91,6 +103,14 @@ export interface RunningBackend {
   addresses: Endpoint[];
   /** Where LB-path replies go: the return port, or undefined = back to the forwarding LB (or from the VIP in direct mode). */
   replyTo: Endpoint | undefined;
+  /** Opens the LBs' Retry tokens (with `retryKeyFiles`); its `stats` count tokens by result. */
+  retryTokens: RetryTokenValidator | undefined;
+  /**
+   * Re-reads `retryKeyFiles` and swaps the key ring (SIGHUP: the files' contents rotate). Throws
+   * BackendError ERR_BACKEND_RETRY_KEY and keeps the running keys when one does not load.
+   * Returns the number of keys now held (0 without `retryKeyFiles`).
+   */
+  reloadRetryKeys(): number;
   /** Health probes answer "draining" from now on (the LB stops picking this backend for new connections); existing connections go on. */
   drain(): void;
   /**
@@ -173,6 +193,8 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
       );
   }
   const keys = returnKeysOf(config);
+  const retryKeyFiles = opts.retryKeyFiles ?? [];
+  const retryTokens = retryKeyFiles.length > 0 ? RetryTokenValidator.fromFiles(retryKeyFiles) : undefined;
   const socket = given ?? ownSocket();
   function ownSocket(): BackendSocket {
     return new BackendSocket({
@@ -213,6 +235,7 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
     identity: opts.identity ?? (opts.certFile && opts.keyFile ? loadIdentity(opts.certFile, opts.keyFile) : undefined),
     eventLog: opts.eventLog,
     staticDir: opts.staticDir,
+    retryTokens,
   });
   if (opts.onEvent) server.on('event', opts.onEvent);
   server.event('backend-started', {
@@ -220,6 +243,7 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
     preferred: preferred && cids.allowsAdditionalCids ? `${preferred.address}:${preferred.port}` : null,
     configId: activeId,
     cidLength: cids.length,
+    retryKeyFiles: retryKeyFiles.length,
     replyTo: replyTo ? `${replyTo.address}:${replyTo.port}` : rp.mode === 'direct' ? 'vip' : 'lb',
   });
   let draining = false;
@@ -229,6 +253,12 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
     encoder,
     addresses: socket.addresses(),
     replyTo,
+    retryTokens,
+    reloadRetryKeys() {
+      if (!retryTokens) return 0;
+      retryTokens.setKeys(loadRetryTokenKeys(retryKeyFiles));
+      return retryKeyFiles.length;
+    },
     drain() {
       if (draining) return;
       draining = true;
