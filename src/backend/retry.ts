@@ -107,6 +107,7 @@ export class RetryTokenValidator {
   /** Scratch for the client address: 4 octets (IPv4, and IPv4-mapped IPv6) or 16. */
   private readonly ip4 = new Uint8Array(4);
   private readonly ip6 = new Uint8Array(16);
+  private mapped = false;
   private readonly tokenAt = { tokenOffset: 0, tokenLength: 0 };
 
   constructor(opts: RetryTokenValidatorOptions) {
@@ -134,8 +135,9 @@ export class RetryTokenValidator {
   /**
    * Opens the token at `datagram[tokenOffset, +tokenLength)` (from `initialTokenOf`) of an Initial
    * whose DCID is `dcid`, from the client at `clientAddress`:`clientPort` as this backend sees it
-   * (behind an LB: the PROXY v2 source; in server mode: the datagram's source). IPv4-mapped IPv6
-   * addresses count as IPv4 (draft §4.1 puts IPv4 in the first 4 octets). Counts the result.
+   * (behind an LB: the PROXY v2 source; in server mode: the datagram's source). An IPv4-mapped
+   * IPv6 address counts as IPv4 (draft §4.1 puts IPv4 in the first 4 octets), and as the mapped
+   * 16 octets if that fails (an LB on a dual-stack socket). Counts the result once.
    * Never throws; a type-1 (NEW_TOKEN) token is refused with RETRY_TOKEN_ERR_NEW_TOKEN: it is
    * the server's own, to check with its own NEW_TOKEN scheme.
    */
@@ -148,20 +150,12 @@ export class RetryTokenValidator {
     dcid: Uint8Array,
   ): RetryTokenValidation {
     const ip = this.addressOctets(clientAddress);
-    const code =
-      ip === undefined
-        ? RETRY_TOKEN_ERR_INVALID // an address the token cannot be bound to never matches
-        : openRetryToken(
-            this.keyRing,
-            datagram,
-            tokenOffset,
-            tokenLength,
-            ip,
-            clientPort,
-            dcid,
-            this.clock(),
-            this.opened,
-          );
+    // An address the token cannot be bound to never matches.
+    let code =
+      ip === undefined ? RETRY_TOKEN_ERR_INVALID : this.open(datagram, tokenOffset, tokenLength, ip, clientPort, dcid);
+    // An IPv4 client on a dual-stack socket: the LB may have bound the token to the 16-octet form.
+    if (code === RETRY_TOKEN_ERR_INVALID && ip === this.ip4 && this.mapped)
+      code = this.open(datagram, tokenOffset, tokenLength, this.ip6, clientPort, dcid);
     const reason = (code === RETRY_TOKEN_OK ? 'valid' : RETRY_TOKEN_ERROR_NAMES[-code]) as RetryTokenResult;
     this.stats[reason]++;
     if (code !== RETRY_TOKEN_OK) return { ok: false, code, reason };
@@ -181,10 +175,25 @@ export class RetryTokenValidator {
     return this.validate(datagram, at.tokenOffset, at.tokenLength, clientAddress, clientPort, dcid);
   }
 
+  private open(
+    datagram: Uint8Array,
+    tokenOffset: number,
+    tokenLength: number,
+    ip: Uint8Array,
+    clientPort: number,
+    dcid: Uint8Array,
+  ): number {
+    const now = this.clock();
+    return openRetryToken(this.keyRing, datagram, tokenOffset, tokenLength, ip, clientPort, dcid, now, this.opened);
+  }
+
+  /** The client address as token octets (ip4 or ip6 scratch; `mapped` when ip6 holds ::ffff:a.b.c.d), undefined for a non-literal. */
   private addressOctets(address: string): Uint8Array | undefined {
+    this.mapped = false;
     if (parseIPv4Into(address, this.ip4, 0)) return this.ip4;
     if (!parseIPv6Into(address, this.ip6, 0)) return undefined;
     if (isV4Mapped(this.ip6)) {
+      this.mapped = true;
       this.ip4.set(this.ip6.subarray(12));
       return this.ip4;
     }

@@ -136,9 +136,13 @@ describe('RetryTokenValidator', () => {
     expect(v.stats.valid).toBe(3);
   });
 
-  it('an IPv4 client seen as IPv4-mapped IPv6 (a dual-stack socket) matches the IPv4 token', () => {
+  it('an IPv4 client seen as IPv4-mapped IPv6 (a dual-stack socket) matches the IPv4 token and the mapped one', () => {
     const v = validatorOf(ring1);
     expect(check(v, sealed(ring1), `::ffff:${CLIENT.address}`).ok).toBe(true);
+    // ... and the token of an LB that saw the client as ::ffff:a.b.c.d (a dual-stack socket) too.
+    const mapped = Buffer.concat([Buffer.from('00000000000000000000ffff', 'hex'), CLIENT.ip]);
+    expect(check(v, sealed(ring1, { ip: mapped }), `::ffff:${CLIENT.address}`).ok).toBe(true);
+    expect(check(v, sealed(ring1, { ip: mapped }), `::ffff:192.0.2.9`).ok).toBe(false);
     const ip6 = Buffer.from('20010db8000000000000000000000007', 'hex');
     expect(check(v, sealed(ring1, { ip: ip6 }), '2001:db8::7').ok).toBe(true);
   });
