@@ -64,7 +64,7 @@ export class InitialAdmission {
         // After a Retry the DCID is the Retry's SCID, which may be shorter than 8 (§7.2 binds
         // only the first Initial); an empty one could not tell connections apart.
         if (h.dcidLength === 0) return SKIP;
-        return { initialDcid: v.rscid, originalDcid: v.odcid, retrySourceCid: v.rscid };
+        return { initialDcid: v.rscid, originalDcid: v.odcid, retrySourceCid: v.rscid, retryKeySequence: v.sequence };
       }
       if (!isNewTokenToken(v)) {
         this.refuse(v.reason, path);

@@ -35,6 +35,8 @@ export interface HandshakeCids {
   originalDcid: Buffer;
   /** retry_source_connection_id: the Retry's SCID (= initialDcid) after an LB Retry, else absent. */
   retrySourceCid?: Buffer;
+  /** The key sequence that opened the LB's token (logs: which key of a rotation is in use). */
+  retryKeySequence?: number;
 }
 
 function varintBytes(v: number): Buffer {

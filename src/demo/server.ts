@@ -301,6 +301,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
       via: path.via.name,
       odcid: conn.handshakeCids.originalDcid.toString('hex'),
       rscid: conn.handshakeCids.retrySourceCid?.toString('hex') ?? null,
+      retryKeySequence: conn.handshakeCids.retryKeySequence ?? null,
       scid: conn.sourceCid.toString('hex'),
     });
     this.event('cid-issued', { conn: conn.number, seq: 0, cid: conn.sourceCid.toString('hex'), purpose: 'handshake' });

@@ -150,7 +150,11 @@ describe('demo server: LB Retry tokens on new connections', () => {
 
     const accepted = running.events.filter((e) => e.event === 'connection-accepted');
     expect(accepted).toHaveLength(1);
-    expect([accepted[0].odcid, accepted[0].rscid]).toEqual([hex(f.odcid), hex(f.rscid)]);
+    expect([accepted[0].odcid, accepted[0].rscid, accepted[0].retryKeySequence]).toEqual([
+      hex(f.odcid),
+      hex(f.rscid),
+      3,
+    ]);
     expect(running.validator.stats.valid).toBe(1);
     expect(running.server.stats.retryTokensRefused).toBe(0);
   });
