@@ -190,16 +190,6 @@ interface BackendArgs {
   vip?: string[];
 }
 
-/** SIGHUP: re-reads the --retry-key-file files (their contents rotate); a file that does not load keeps the running keys. */
-function reloadRetryKeys(running: RunningBackend, say: (line: string) => boolean): void {
-  if (!running.retryTokens) return;
-  try {
-    say(`Retry token keys reloaded (${running.reloadRetryKeys()} files)`);
-  } catch (err) {
-    say(`Retry token key reload failed, keeping the running keys: ${errorLine(cliErrorOf(err))}`);
-  }
-}
-
 function waitForSignal(cleanup: () => Promise<void>): void {
   let stopping = false;
   const stop = (): void => {
@@ -249,7 +239,7 @@ const backendCommand: CommandModule<object, BackendArgs> = {
         type: 'string',
         array: true,
         describe:
-          "a Retry token key file shared with the LBs' Retry offload (retry.keyFiles of their config; repeat for each key during a rotation): new connections whose Initial carries an LB token are accepted only if it opens (docs/backend.md)",
+          "a Retry token key file shared with the LBs' Retry offload (repeat for each key during a rotation; default: retry.keyFiles of the config): new connections whose Initial carries an LB token are accepted only if it opens; re-read on SIGHUP (docs/backend.md)",
       })
       .option('reply-to', {
         type: 'string',
@@ -336,17 +326,16 @@ const backendCommand: CommandModule<object, BackendArgs> = {
       keyFile: argv.key,
       retryKeyFiles: argv['retry-key-file'],
     });
-    // SIGHUP: the QUIC-LB configs and the return-path HMAC keys, all or nothing; then the Retry token keys.
+    // SIGHUP: the QUIC-LB configs, the return-path HMAC keys and the Retry token keys, all or nothing.
     process.on('SIGHUP', () => {
       try {
         const r = running.applyConfig(loadConfigFile(argv.config), argv['config-id']);
         say(
-          `config reloaded, active QUIC-LB config ${r.activeConfigId}, ${r.reissued} connections got new CIDs, ${r.hmacKeys} return-path keys`,
+          `config reloaded, active QUIC-LB config ${r.activeConfigId}, ${r.reissued} connections got new CIDs, ${r.hmacKeys} return-path keys, ${r.retryKeys} Retry token keys`,
         );
       } catch (err) {
         say(`reload failed, keeping the running config and keys: ${errorLine(cliErrorOf(err))}`);
       }
-      reloadRetryKeys(running, say);
       warnKeyFiles();
     });
     process.on('SIGUSR2', () => {
@@ -433,12 +422,11 @@ async function anycastBackend(
       try {
         const q = running.applyConfig(next, argv['config-id']);
         say(
-          `config reloaded (${next.backends.length} servers), active QUIC-LB config ${q.activeConfigId}, ${q.reissued} connections got new CIDs`,
+          `config reloaded (${next.backends.length} servers), active QUIC-LB config ${q.activeConfigId}, ${q.reissued} connections got new CIDs, ${q.retryKeys} Retry token keys`,
         );
       } catch (err) {
         say(`reload of the QUIC-LB configs failed, keeping them (forwarder reloaded): ${errorLine(cliErrorOf(err))}`);
       }
-      reloadRetryKeys(running, say);
       warnKeyFiles();
     });
   });

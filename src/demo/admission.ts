@@ -37,7 +37,7 @@ export class InitialAdmission {
   constructor(
     private readonly host: AdmissionHost,
     /** Opens the LB's Retry tokens; without it tokens are ignored (no LB Retry in front). */
-    private readonly validator?: RetryTokenValidator,
+    public validator?: RetryTokenValidator,
   ) {}
 
   /**

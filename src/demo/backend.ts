@@ -12,6 +12,7 @@ import {
   RetryTokenValidator,
   type Endpoint,
 } from '../backend/index.js';
+import type { RetryTokenKeys } from '../wire/index.js';
 import { configFromSpec, QuicLbEncoder, type CipherName, type EncoderConfigEntry } from '../cid/index.js';
 import { loadIdentity, type ServerIdentity } from './cert.js';
 import { DemoBackendError } from './errors.js';
@@ -43,6 +44,8 @@ export interface DemoBackendConfig {
     hmacKeys: readonly string[];
     signForward: boolean;
   };
+  /** The LBs' Retry offload (docs/retry.md), when the file has a `retry` section: its token key files. */
+  readonly retry?: { readonly keyFiles: readonly string[] };
 }
 
 export const REPLY_TO = ['auto', 'return-port', 'lb'] as const;
@@ -82,9 +85,10 @@ export interface DemoBackendOptions {
   identity?: ServerIdentity;
   onEvent?: (e: Record<string, unknown>) => void;
   /**
-   * Retry token key files shared with the LBs doing Retry offload (`retry.keyFiles` of their
-   * config; one key line each, any order: every key opens). New connections whose Initial
-   * carries an LB token are created only if it opens (docs/backend.md "Retry offload").
+   * Retry token key files shared with the LBs doing Retry offload (one key line each, any order:
+   * every key opens); default: the config's `retry.keyFiles`. New connections whose Initial
+   * carries an LB token are created only if it opens (docs/backend.md "Retry offload"). Re-read
+   * by `applyConfig`.
    */
   retryKeyFiles?: readonly string[];
   /**
@@ -103,25 +107,20 @@ export interface RunningBackend {
   addresses: Endpoint[];
   /** Where LB-path replies go: the return port, or undefined = back to the forwarding LB (or from the VIP in direct mode). */
   replyTo: Endpoint | undefined;
-  /** Opens the LBs' Retry tokens (with `retryKeyFiles`); its `stats` count tokens by result. */
-  retryTokens: RetryTokenValidator | undefined;
-  /**
-   * Re-reads `retryKeyFiles` and swaps the key ring (SIGHUP: the files' contents rotate). Throws
-   * BackendError ERR_BACKEND_RETRY_KEY and keeps the running keys when one does not load.
-   * Returns the number of keys now held (0 without `retryKeyFiles`).
-   */
-  reloadRetryKeys(): number;
+  /** Opens the LBs' Retry tokens (when there are key files); its `stats` count tokens by result. */
+  readonly retryTokens: RetryTokenValidator | undefined;
   /** Health probes answer "draining" from now on (the LB stops picking this backend for new connections); existing connections go on. */
   drain(): void;
   /**
-   * Applies a new LB config: swaps in its return-path HMAC keys (when it has any), adds its QUIC-LB
-   * configs and, if the active one changed, re-issues CIDs. Throws (DemoBackendError,
-   * BackendError) before changing anything when the config does not fit this backend.
+   * Applies a new LB config: swaps in its return-path HMAC keys (when it has any) and its Retry
+   * token keys (re-reading `retryKeyFiles`, else its `retry.keyFiles`; none: tokens ignored from
+   * now on), adds its QUIC-LB configs and, if the active one changed, re-issues CIDs. Throws
+   * (DemoBackendError, BackendError) before changing anything when the config does not fit.
    */
   applyConfig(
     config: DemoBackendConfig,
     configId?: number,
-  ): { activeConfigId: number | undefined; reissued: number; hmacKeys: number };
+  ): { activeConfigId: number | undefined; reissued: number; hmacKeys: number; retryKeys: number };
   close(): Promise<void>;
 }
 
@@ -193,8 +192,12 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
       );
   }
   const keys = returnKeysOf(config);
-  const retryKeyFiles = opts.retryKeyFiles ?? [];
-  const retryTokens = retryKeyFiles.length > 0 ? RetryTokenValidator.fromFiles(retryKeyFiles) : undefined;
+  const retryKeysOf = (c: DemoBackendConfig): RetryTokenKeys | undefined => {
+    const files = opts.retryKeyFiles ?? c.retry?.keyFiles ?? [];
+    return files.length > 0 ? loadRetryTokenKeys(files) : undefined;
+  };
+  const retryKeys = retryKeysOf(config);
+  let retryTokens = retryKeys && new RetryTokenValidator({ keys: retryKeys });
   const socket = given ?? ownSocket();
   function ownSocket(): BackendSocket {
     return new BackendSocket({
@@ -243,7 +246,7 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
     preferred: preferred && cids.allowsAdditionalCids ? `${preferred.address}:${preferred.port}` : null,
     configId: activeId,
     cidLength: cids.length,
-    retryKeyFiles: retryKeyFiles.length,
+    retryKeys: retryKeys?.keys.length ?? 0,
     replyTo: replyTo ? `${replyTo.address}:${replyTo.port}` : rp.mode === 'direct' ? 'vip' : 'lb',
   });
   let draining = false;
@@ -253,11 +256,8 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
     encoder,
     addresses: socket.addresses(),
     replyTo,
-    retryTokens,
-    reloadRetryKeys() {
-      if (!retryTokens) return 0;
-      retryTokens.setKeys(loadRetryTokenKeys(retryKeyFiles));
-      return retryKeyFiles.length;
+    get retryTokens() {
+      return retryTokens;
     },
     drain() {
       if (draining) return;
@@ -267,10 +267,13 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
     },
     applyConfig(next: DemoBackendConfig, configId?: number) {
       const fresh = encoderEntries(next, opts.name);
+      const nextRetryKeys = retryKeysOf(next);
       // Keys first: setKeys validates before it swaps, so a failure leaves everything as it was.
       const nextKeys = returnKeysOf(next);
       if (nextKeys.length > 0 && !given) socket.setKeys(nextKeys);
       const hmacKeys = nextKeys.length;
+      retryTokens = swapRetryKeys(server, retryTokens, nextRetryKeys);
+      const keys = { hmacKeys, retryKeys: nextRetryKeys?.keys.length ?? 0 };
       const activeBefore = encoder.activeConfig?.configId;
       let activeRedefined = false;
       for (const e of fresh) {
@@ -288,17 +291,32 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
         signatures.set(id, signature);
       }
       const want = configId ?? fresh[fresh.length - 1]?.config.configId;
-      if (want === undefined) return { activeConfigId: encoder.activeConfig?.configId, reissued: 0, hmacKeys };
+      if (want === undefined) return { activeConfigId: encoder.activeConfig?.configId, reissued: 0, ...keys };
       if (encoder.activeConfig?.configId !== want) encoder.setActiveConfig(want);
-      if (want === activeBefore && !activeRedefined) return { activeConfigId: want, reissued: 0, hmacKeys };
+      if (want === activeBefore && !activeRedefined) return { activeConfigId: want, reissued: 0, ...keys };
       const reissued = server.reissueConnectionIds(`config ${want}`);
-      return { activeConfigId: want, reissued, hmacKeys };
+      return { activeConfigId: want, reissued, ...keys };
     },
     async close() {
       server.close();
       if (!given) await socket.close();
     },
   };
+}
+
+/** The validator after a reload: the running one with `keys` swapped in (its counters go on), a new one, or none (no key files: tokens ignored). */
+function swapRetryKeys(
+  server: DemoServer,
+  running: RetryTokenValidator | undefined,
+  keys: RetryTokenKeys | undefined,
+): RetryTokenValidator | undefined {
+  if (keys && running) {
+    running.setKeys(keys);
+    return running;
+  }
+  const next = keys && new RetryTokenValidator({ keys });
+  server.setRetryTokens(next);
+  return next;
 }
 
 const isUnspecified = (address: string): boolean => address === '0.0.0.0' || /^[0:]+$/.test(address);

@@ -145,6 +145,11 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     return this.clock();
   }
 
+  /** Swaps the Retry token validator (undefined: tokens are ignored, as without an LB doing Retry offload). */
+  setRetryTokens(validator: RetryTokenValidator | undefined): void {
+    this.admission.validator = validator;
+  }
+
   /** Live connections. */
   get connectionCount(): number {
     return this.connections.size;

@@ -3,17 +3,30 @@
 // opens a connection whose handshake CIDs come from the token; forged, expired and misdirected
 // tokens draw nothing and are counted; gtlsclient itself completes a download through a Retry
 // (a one-client relay sends it) and accepts the server's original_destination_connection_id and
-// retry_source_connection_id (RFC 9000 §7.3: it aborts on a mismatch).
+// retry_source_connection_id (RFC 9000 §7.3: it aborts on a mismatch); startDemoBackend takes
+// the keys from the config's retry.keyFiles or retryKeyFiles and swaps them on applyConfig.
 // Addresses 127.0.7.1-9, ports 27100-27199 (no other test uses them).
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BackendSocket, createBackendCids, RetryTokenValidator } from '../../src/backend/index.js';
 import { createConfig, QuicLbEncoder } from '../../src/cid/index.js';
-import { DemoServer } from '../../src/demo/index.js';
+import {
+  DemoServer,
+  quickStartConfig,
+  startDemoBackend,
+  type DemoBackendConfig,
+  type RunningBackend,
+} from '../../src/demo/index.js';
+import { parseConfig } from '../../src/lb/index.js';
+
 import { initialKeys } from '../../src/demo/crypto.js';
 import { openPacket } from '../../src/demo/packet.js';
 import {
+  formatRetryTokenKey,
   generateRetryTokenKey,
   readVarint,
   RetryTokenKeys,
@@ -263,5 +276,68 @@ describe('demo server: LB Retry tokens on new connections', () => {
     const accepted = running.events.filter((e) => e.event === 'connection-accepted');
     expect(accepted.map((e) => [e.odcid, e.rscid, e.client])).toEqual([[odcid, rscid, '127.0.7.4:27104']]);
     expect(running.validator.stats.valid).toBe(1);
+  });
+});
+
+describe('startDemoBackend: Retry token keys from the config or --retry-key-file, reloaded by applyConfig', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-demo-retry-'));
+  let backend: RunningBackend | undefined;
+  afterEach(async () => {
+    await backend?.close();
+    backend = undefined;
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const keyFile = (name: string, sequence: number): string => {
+    const f = path.join(dir, name);
+    writeFileSync(f, formatRetryTokenKey(generateRetryTokenKey(sequence)), { mode: 0o600 });
+    return f;
+  };
+  // One backend (backend-1) on 127.0.7.5:27105; no LB in front (insecureAnyLb).
+  const base = parseConfig(quickStartConfig('127.0.7.6:27106', ['127.0.7.5:27105'], '127.0.7.6:27107'));
+  const withRetry = (keyFiles: string[] | undefined): DemoBackendConfig =>
+    keyFiles ? { ...base, retry: { keyFiles } } : { ...base, retry: undefined };
+  const sequences = (b: RunningBackend): number[] =>
+    [...Array(128).keys()].filter((q) => b.retryTokens?.keys.has(q) ?? false);
+
+  it('takes retry.keyFiles of the config, swaps them on applyConfig, and stops validating without them', async () => {
+    const k1 = keyFile('k1.key', 1);
+    const k2 = keyFile('k2.key', 2);
+    backend = await startDemoBackend(withRetry([k1]), { name: 'backend-1', insecureAnyLb: true });
+    const validator = backend.retryTokens;
+    expect(sequences(backend)).toEqual([1]);
+    expect(backend.applyConfig(withRetry([k2, k1])).retryKeys).toBe(2);
+    expect(backend.retryTokens).toBe(validator); // same counters, new keys
+    expect(sequences(backend)).toEqual([1, 2]);
+    // A key file that does not load: refused, the running keys stay.
+    const missing = path.join(dir, 'missing.key');
+    expect(() => backend!.applyConfig(withRetry([missing]))).toThrow(
+      expect.objectContaining({ code: 'ERR_BACKEND_RETRY_KEY', field: 'retryKeyFiles[0]' }),
+    );
+    expect(sequences(backend)).toEqual([1, 2]);
+    // No retry section any more: tokens are ignored, so a forged one opens a connection again.
+    expect(backend.applyConfig(withRetry(undefined)).retryKeys).toBe(0);
+    expect(backend.retryTokens).toBeUndefined();
+    const c = await clientSocket();
+    const forged = randomBytes(60);
+    forged[0] = 0x01; // type 0, sequence 1
+    c.sock.send(initialWithToken(captured, forged, randomBytes(8)), 27105, '127.0.7.5');
+    await waitFor('a connection', () => backend!.server.stats.connectionsAccepted === 1, 5000);
+    expect(backend.server.stats.retryTokensRefused).toBe(0);
+  });
+
+  it('retryKeyFiles (--retry-key-file) win over the config and are re-read on applyConfig (contents rotated)', async () => {
+    const current = keyFile('current.key', 4);
+    const previous = keyFile('previous.key', 3);
+    const other = keyFile('other.key', 9);
+    backend = await startDemoBackend(withRetry([other]), {
+      name: 'backend-1',
+      insecureAnyLb: true,
+      retryKeyFiles: [current, previous],
+    });
+    expect(sequences(backend)).toEqual([3, 4]);
+    writeFileSync(previous, readFileSync(current));
+    writeFileSync(current, formatRetryTokenKey(generateRetryTokenKey(5)));
+    expect(backend.applyConfig(withRetry([other])).retryKeys).toBe(2);
+    expect(sequences(backend)).toEqual([4, 5]);
   });
 });
