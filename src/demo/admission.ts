@@ -38,6 +38,8 @@ export class InitialAdmission {
     private readonly host: AdmissionHost,
     /** Opens the LB's Retry tokens; without it tokens are ignored (no LB Retry in front). */
     public validator?: RetryTokenValidator,
+    /** Whether a CID decodes to this server (DemoServerOptions.ownsCid). */
+    private readonly ownsCid?: (cid: Uint8Array) => boolean,
   ) {}
 
   /**
@@ -45,8 +47,9 @@ export class InitialAdmission {
    * handshake CIDs of the connection it opens, SKIP when it cannot open one (not an Initial, a
    * datagram under 1200 octets (RFC 9000 §14.1), a DCID under 8 octets without a Retry token
    * (§7.2)), REFUSED when it carries a Retry token (type 0) that does not open: invalid, expired,
-   * another client address or port, an unknown key sequence. No token or a NEW_TOKEN one (type
-   * 1): a connection as without an LB. Never throws.
+   * another client address or port, an unknown key sequence; or, with a validator, when it has no
+   * Retry token but a DCID of this server's own. Otherwise (no token, a NEW_TOKEN one (type 1)):
+   * a connection as without an LB. Never throws.
    */
   admit(
     buf: Buffer,
@@ -70,6 +73,14 @@ export class InitialAdmission {
         this.refuse(v.reason, path);
         return REFUSED;
       }
+    }
+    // A client's first DCID is random (RFC 9000 §7.2): one that names this server is a CID it
+    // (or an LB's Retry for it) handed out, which the LB forwards without opening a token (its
+    // docs/retry.md "Routed DCIDs"). Without a valid token such an Initial is a replay of a
+    // learnt CID (spoofed sources flooding one backend), or chance (about 2^-(8 x server ID length)).
+    if (this.validator && this.ownsCid?.(dcid)) {
+      this.refuse('missing', path);
+      return REFUSED;
     }
     if (h.dcidLength < MIN_CLIENT_INITIAL_DCID_LENGTH) return SKIP;
     const initialDcid = Buffer.from(dcid);

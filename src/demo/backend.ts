@@ -13,7 +13,13 @@ import {
   type Endpoint,
 } from '../backend/index.js';
 import type { RetryTokenKeys } from '../wire/index.js';
-import { configFromSpec, QuicLbEncoder, type CipherName, type EncoderConfigEntry } from '../cid/index.js';
+import {
+  configFromSpec,
+  decodeServerId,
+  QuicLbEncoder,
+  type CipherName,
+  type EncoderConfigEntry,
+} from '../cid/index.js';
 import { loadIdentity, type ServerIdentity } from './cert.js';
 import { DemoBackendError } from './errors.js';
 import { DemoServer } from './server.js';
@@ -177,6 +183,13 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
   }
   const encoder = new QuicLbEncoder({ configs: entries, activeConfigId: activeId });
   const signatures = new Map(entries.map((e) => [e.config.configId, entrySignature(e)]));
+  // Every config this backend has minted under (configs that left the file stay: their CIDs live on).
+  const owned = new Map(entries.map((e) => [e.config.configId, e]));
+  const ownsCid = (cid: Uint8Array): boolean =>
+    [...owned.values()].some((e) => {
+      const sid = decodeServerId(e.config, cid);
+      return sid !== undefined && Buffer.from(sid).equals(e.serverId);
+    });
   const cids = createBackendCids(encoder, opts.resetKey ?? randomBytes(32));
   const given = opts.socket;
   const listen = given?.addresses()[0] ?? opts.listen ?? { address: spec.address.address, port: spec.address.port };
@@ -239,6 +252,7 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
     eventLog: opts.eventLog,
     staticDir: opts.staticDir,
     retryTokens,
+    ownsCid,
   });
   if (opts.onEvent) server.on('event', opts.onEvent);
   server.event('backend-started', {
@@ -289,6 +303,7 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
         }
         encoder.addConfig(e);
         signatures.set(id, signature);
+        owned.set(id, e);
       }
       const want = configId ?? fresh[fresh.length - 1]?.config.configId;
       if (want === undefined) return { activeConfigId: encoder.activeConfig?.configId, reissued: 0, ...keys };

@@ -72,6 +72,12 @@ export interface DemoServerOptions {
    * retry_source_connection_id from it, one with a bad one is dropped. The demo never sends a Retry.
    */
   retryTokens?: RetryTokenValidator;
+  /**
+   * True when `cid` decodes to this server's own server ID (a CID only this server, or an LB's
+   * Retry minted for it, hands out): with `retryTokens`, a new connection's Initial with such a
+   * DCID and no valid Retry token is dropped (admission.ts).
+   */
+  ownsCid?: (cid: Uint8Array) => boolean;
   now?: () => number;
 }
 
@@ -135,7 +141,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
       event: (name, fields) => this.event(name, fields),
       stats: this.stats,
     });
-    this.admission = new InitialAdmission(this, opts.retryTokens);
+    this.admission = new InitialAdmission(this, opts.retryTokens, opts.ownsCid);
     opts.socket.on('message', (msg, rinfo, via) => this.onDatagram(msg, rinfo, via));
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();

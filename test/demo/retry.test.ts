@@ -13,7 +13,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BackendSocket, createBackendCids, RetryTokenValidator } from '../../src/backend/index.js';
-import { createConfig, QuicLbEncoder } from '../../src/cid/index.js';
+import {
+  createConfig,
+  decodeServerId,
+  encodeConnectionId,
+  QuicLbEncoder,
+  type QuicLbConfig,
+} from '../../src/cid/index.js';
 import {
   DemoServer,
   quickStartConfig,
@@ -51,6 +57,7 @@ beforeAll(async () => {
 
 interface Running {
   server: DemoServer;
+  config: QuicLbConfig;
   validator: RetryTokenValidator;
   events: Array<Record<string, unknown>>;
   close(): Promise<void>;
@@ -75,11 +82,13 @@ async function startServer(keys: RetryTokenKeys): Promise<Running> {
   const socket = new BackendSocket({ listen: SERVER, insecureAnyLb: true });
   await socket.bind();
   const validator = new RetryTokenValidator({ keys });
-  const server = new DemoServer({ socket, cids, retryTokens: validator, name: 'retry' });
+  const ownsCid = (cid: Uint8Array): boolean => hex(decodeServerId(config, cid) ?? new Uint8Array()) === '0701';
+  const server = new DemoServer({ socket, cids, retryTokens: validator, ownsCid, name: 'retry' });
   const events: Array<Record<string, unknown>> = [];
   server.on('event', (e: Record<string, unknown>) => events.push(e));
   return {
     server,
+    config,
     validator,
     events,
     async close() {
@@ -240,6 +249,26 @@ describe('demo server: LB Retry tokens on new connections', () => {
     ]);
     expect(running.validator.stats.new_token).toBe(1);
     expect(running.server.stats.retryTokensRefused).toBe(0);
+  });
+
+  it('no Retry token on a DCID of its own (a learnt Retry SCID or CID replayed): dropped as `missing`', async () => {
+    const keys = new RetryTokenKeys([generateRetryTokenKey(3)]);
+    running = await startServer(keys);
+    const c = await clientSocket();
+    const own = (): Uint8Array => encodeConnectionId(running!.config, Uint8Array.of(7, 1), randomBytes(6));
+    const newToken = randomBytes(40);
+    newToken[0] |= 0x80;
+    send(c.sock, initialWithToken(captured, Buffer.alloc(0), own()));
+    send(c.sock, initialWithToken(captured, newToken, own()));
+    // Another server's CID under the same config is just a DCID: accepted.
+    const foreign = encodeConnectionId(running.config, Uint8Array.of(7, 2), randomBytes(6));
+    send(c.sock, initialWithToken(captured, Buffer.alloc(0), foreign));
+    await waitFor('three datagrams processed', () => running!.server.stats.datagramsReceived === 3, 5000);
+    await waitFor('one connection', () => running!.server.stats.connectionsAccepted === 1, 5000);
+    expect(running.server.stats.retryTokensRefused).toBe(2);
+    const errors = running.events.filter((e) => e.event === 'error' && e.code === 'retry-token');
+    expect(errors.map((e) => e.reason)).toEqual(['missing', 'missing']);
+    expect(running.events.find((e) => e.event === 'connection-accepted')?.odcid).toBe(hex(foreign));
   });
 
   it('refusal events are capped at 10 a second; every refusal is counted', async () => {
