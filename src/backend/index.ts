@@ -16,6 +16,7 @@ export {
   isNewTokenToken,
   loadRetryTokenKeys,
   MAX_RETRY_KEY_FILES,
+  RETRY_TOKEN_RESULTS,
   RetryTokenValidator,
   type RefusedRetryToken,
   type RetryTokenResult,

@@ -13,7 +13,6 @@ import {
   parseRetryTokenKey,
   RETRY_TOKEN_ERR_INVALID,
   RETRY_TOKEN_ERR_NEW_TOKEN,
-  RETRY_TOKEN_ERROR_NAMES,
   RETRY_TOKEN_OK,
   RetryTokenKeys,
   type RetryTokenKey,
@@ -23,8 +22,21 @@ import { BackendError } from './errors.js';
 /** Key files a backend (or LB) holds at once: the sealing key plus up to three being rotated in or out. */
 export const MAX_RETRY_KEY_FILES = 4;
 
-/** Result names counted by {@link RetryTokenValidator.stats}: `valid` and the codec's error names. */
-export type RetryTokenResult = 'valid' | (typeof RETRY_TOKEN_ERROR_NAMES)[number];
+/**
+ * Result names counted by {@link RetryTokenValidator.stats}: `valid`, then the names of the codec's
+ * RETRY_TOKEN_ERR_* codes (RETRY_TOKEN_ERROR_NAMES, `ok` excepted), the LB's metric labels too.
+ */
+export const RETRY_TOKEN_RESULTS = [
+  'valid',
+  'new_token',
+  'truncated',
+  'key_sequence',
+  'invalid',
+  'odcid',
+  'expired',
+  'port',
+] as const;
+export type RetryTokenResult = (typeof RETRY_TOKEN_RESULTS)[number];
 
 /** What a valid type-0 token says about the connection it opens (RFC 9000 §7.3). */
 export interface ValidRetryToken {
@@ -113,9 +125,7 @@ export class RetryTokenValidator {
   constructor(opts: RetryTokenValidatorOptions) {
     this.keyRing = opts.keys;
     this.clock = opts.now ?? (() => Math.floor(Date.now() / 1000));
-    this.stats = Object.fromEntries(
-      RETRY_TOKEN_ERROR_NAMES.map((n, i) => [i === -RETRY_TOKEN_OK ? 'valid' : n, 0]),
-    ) as Record<RetryTokenResult, number>;
+    this.stats = Object.fromEntries(RETRY_TOKEN_RESULTS.map((r) => [r, 0])) as Record<RetryTokenResult, number>;
   }
 
   /** A validator over the keys of `files` (loadRetryTokenKeys: throws ERR_BACKEND_RETRY_KEY). */
@@ -156,7 +166,8 @@ export class RetryTokenValidator {
     // An IPv4 client on a dual-stack socket: the LB may have bound the token to the 16-octet form.
     if (code === RETRY_TOKEN_ERR_INVALID && ip === this.ip4 && this.mapped)
       code = this.open(datagram, tokenOffset, tokenLength, this.ip6, clientPort, dcid);
-    const reason = (code === RETRY_TOKEN_OK ? 'valid' : RETRY_TOKEN_ERROR_NAMES[-code]) as RetryTokenResult;
+    // RETRY_TOKEN_RESULTS[i] names code -i (0 = RETRY_TOKEN_OK = valid); a code the codec adds later counts as invalid.
+    const reason = RETRY_TOKEN_RESULTS[-code] ?? 'invalid';
     this.stats[reason]++;
     if (code !== RETRY_TOKEN_OK) return { ok: false, code, reason };
     const o = this.opened;
@@ -207,5 +218,5 @@ function isV4Mapped(a: Uint8Array): boolean {
   return a[10] === 0xff && a[11] === 0xff;
 }
 
-/** Whether `code` (from validate) means "no Retry token": a NEW_TOKEN token, handled like no token at all. */
+/** Whether `v` (from validate) is a NEW_TOKEN token (first bit 1): not the LB's, handled like no token at all. */
 export const isNewTokenToken = (v: RetryTokenValidation): boolean => !v.ok && v.code === RETRY_TOKEN_ERR_NEW_TOKEN;

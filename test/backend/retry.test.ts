@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   BackendError,
   loadRetryTokenKeys,
+  RETRY_TOKEN_RESULTS,
   RetryTokenValidator,
   type RetryTokenValidation,
 } from '../../src/backend/index.js';
@@ -22,6 +23,7 @@ import {
   RETRY_TOKEN_ERR_NEW_TOKEN,
   RETRY_TOKEN_ERR_PORT,
   RETRY_TOKEN_ERR_TRUNCATED,
+  RETRY_TOKEN_ERROR_NAMES,
   RetryTokenKeys,
   sealRetryToken,
   type RetryTokenKey,
@@ -172,6 +174,13 @@ describe('RetryTokenValidator', () => {
     expect(v.validateInitial(initial(t.rscid, new Uint8Array(0)), CLIENT.address, CLIENT.port)).toBeUndefined();
     expect(v.validateInitial(Buffer.from('4000', 'hex'), CLIENT.address, CLIENT.port)).toBeUndefined();
     expect([v.stats.valid, v.stats.invalid]).toEqual([1, 1]);
+  });
+});
+
+describe('RETRY_TOKEN_RESULTS', () => {
+  it('names the codec codes in its order (valid for RETRY_TOKEN_OK)', () => {
+    expect(RETRY_TOKEN_RESULTS.slice(1)).toEqual(RETRY_TOKEN_ERROR_NAMES.slice(1));
+    expect(RETRY_TOKEN_RESULTS[-RETRY_TOKEN_ERR_PORT]).toBe('port');
   });
 });
 
