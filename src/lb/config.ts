@@ -363,18 +363,25 @@ export function keyFileWarning(file: string): string | undefined {
 /** Where the loader reports what is legal but unsafe (key file modes); see `loadConfigFile`. */
 type Warnings = string[] | undefined;
 
-/** Reads a hex key file (relative to `baseDir`); its mode warning goes to `warnings`. */
-function keyFile(v: unknown, at: string, octets: Octets, baseDir: string, warnings: Warnings): string {
+/**
+ * The path (resolved against `baseDir`) and text of the key file named at `at`; its mode warning
+ * goes to `warnings`. ERR_CONFIG_READ when it cannot be read.
+ */
+function readKeyFile(v: unknown, at: string, baseDir: string, warnings: Warnings): [string, string] {
   const p = path.resolve(baseDir, str(v, at));
-  let text: string;
   try {
-    text = readFileSync(p, 'utf8');
+    const text = readFileSync(p, 'utf8');
     const w = keyFileModeWarning(p, statSync(p).mode);
     if (w !== undefined) warnings?.push(w);
+    return [p, text];
   } catch (err) {
     fail('ERR_CONFIG_READ', at, `cannot read key file ${p}: ${(err as Error).message}`, err);
   }
-  return hex(text, at, octets);
+}
+
+/** Reads a hex key file (relative to `baseDir`); its mode warning goes to `warnings`. */
+function keyFile(v: unknown, at: string, octets: Octets, baseDir: string, warnings: Warnings): string {
+  return hex(readKeyFile(v, at, baseDir, warnings)[1], at, octets);
 }
 
 /** A key given inline (`<name>`) or in a file (`<name>File`, hex text, relative to the config file). */
@@ -905,15 +912,7 @@ function retryVersions(v: unknown): number[] {
  * when its content is not one key line (the reason quotes the parser's).
  */
 function retryKeyFile(v: unknown, at: string, baseDir: string, warnings: Warnings): [string, RetryKeySpec] {
-  const p = path.resolve(baseDir, str(v, at));
-  let text: string;
-  try {
-    text = readFileSync(p, 'utf8');
-    const w = keyFileModeWarning(p, statSync(p).mode);
-    if (w !== undefined) warnings?.push(w);
-  } catch (err) {
-    fail('ERR_CONFIG_READ', at, `cannot read key file ${p}: ${(err as Error).message}`, err);
-  }
+  const [p, text] = readKeyFile(v, at, baseDir, warnings);
   try {
     const k = parseRetryTokenKey(text);
     return [

@@ -170,7 +170,7 @@ export class RetryOffload {
     for (let v = 0; v < this.vips.length; v++) {
       const s = this.vips[v];
       if (!s.active) continue;
-      if (s.rate(now) >= offPerSecond && offPerSecond > 0) s.lastBusy = now;
+      if (busy(s.rate(now), offPerSecond)) s.lastBusy = now;
       else if (now - s.lastBusy >= offAfterMs) this.setActive(v, false, now, 'quiet');
     }
   }
@@ -261,7 +261,7 @@ export class RetryOffload {
     const r = s.rate(now);
     s.current++;
     const rate = r + 1;
-    if (rate >= p.spec.load.offPerSecond && p.spec.load.offPerSecond > 0) s.lastBusy = now;
+    if (busy(rate, p.spec.load.offPerSecond)) s.lastBusy = now;
     if (!s.active && rate > p.spec.load.onPerSecond) {
       s.lastBusy = now;
       this.setActive(vipIndex, true, now, 'load');
@@ -336,6 +336,11 @@ export class RetryOffload {
     c.since[v] = now;
     this.logger.info({ vip: v, active: on, why }, on ? 'retry offload on' : 'retry offload off');
   }
+}
+
+/** Whether `rate` keeps an active VIP on: at or above `offPerSecond`, or any Initial at all when it is 0. */
+function busy(rate: number, offPerSecond: number): boolean {
+  return offPerSecond > 0 ? rate >= offPerSecond : rate > 0;
 }
 
 /** The packet path's view of a config's `retry` section (mode not off: keys present). */

@@ -3,7 +3,7 @@
 // Retry refused when replayed from another address or port or used after its expiry. Also mode
 // off, and two workers (the metrics add up). `quic-lb serve` on 127.0.6.x, UDP sinks as backends.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -171,5 +171,34 @@ describe('Retry offload: mode off, and two workers', () => {
     expect(m.get('quic_lb_retry_mode_changes_total')).toBe(2);
     expect(f.sinks[0].count).toBe(0);
     expect(JSON.parse(/retry: (\{.*\})/.exec(await f.healthz())![1])).toMatchObject({ mode: 'always', active: true });
+  });
+});
+
+describe('Retry key files are watched', () => {
+  it('replacing a key file (rename) reloads the ring: new Retries carry the new sequence', async () => {
+    const file = path.join(dir, 'watched.key');
+    const write = (sequence: number): void => {
+      writeFileSync(`${file}.tmp`, formatRetryTokenKey(generateRetryTokenKey(sequence)), { mode: 0o600 });
+      renameSync(`${file}.tmp`, file);
+    };
+    write(10);
+    const f = await serve('watched', ['127.0.6.44'], { retry: { mode: 'always', keyFiles: [file] } });
+    const c = await newClient('127.0.6.53');
+    /** The key sequence of the token of a fresh Retry (its first octet, after the DCID and SCID). */
+    const sequence = async (): Promise<number> => {
+      const n = c.received.length;
+      c.send(syntheticInitial(QUIC_V1, randomBytes(8), randomBytes(8)), f.lb.vip);
+      await waitFor('a Retry', () => c.received.length === n + 1, 5000);
+      const retry = c.received[n].payload;
+      return retry[7 + retry[5] + retry[6 + retry[5]]];
+    };
+    expect(await sequence()).toBe(10);
+    write(11);
+    await waitFor(
+      'the reload',
+      async () => (await f.metrics()).get('quic_lb_config_reloads_total{outcome="success"}') === 1,
+      10_000,
+    );
+    expect(await sequence()).toBe(11);
   });
 });
