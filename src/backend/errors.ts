@@ -6,6 +6,7 @@ export const BACKEND_ERROR_CODES = [
   'ERR_BACKEND_HMAC_KEY',
   'ERR_BACKEND_LB_UNAUTHENTICATED',
   'ERR_BACKEND_RANGE',
+  'ERR_BACKEND_RETRY_KEY',
 ] as const;
 export type BackendErrorCode = (typeof BACKEND_ERROR_CODES)[number];
 

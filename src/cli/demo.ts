@@ -51,7 +51,8 @@ const OPTION_FLAGS: Record<DemoBackendOption, string> = {
 
 /**
  * `err` as the CLI reports it: a DemoBackendError becomes `--flag[ value]: reason`, the
- * unauthenticated-LB refusal becomes LB_AUTH_HINT; anything else is returned as is.
+ * unauthenticated-LB refusal becomes LB_AUTH_HINT, a Retry key file that does not load
+ * `--retry-key-file: FILE: reason`; anything else is returned as is.
  */
 function cliErrorOf(err: unknown): unknown {
   if (err instanceof DemoBackendError) {
@@ -59,6 +60,8 @@ function cliErrorOf(err: unknown): unknown {
     return new CliError(`${OPTION_FLAGS[err.option]}${err.value === undefined ? '' : ` ${err.value}`}: ${err.message}`);
   }
   if (err instanceof BackendError && err.code === 'ERR_BACKEND_LB_UNAUTHENTICATED') return new CliError(LB_AUTH_HINT);
+  if (err instanceof BackendError && err.code === 'ERR_BACKEND_RETRY_KEY')
+    return new CliError(`--retry-key-file: ${err.message.slice(err.field.length + 2)}`);
   if (err instanceof AnycastError) return new CliError(`--anycast: ${err.code} at ${err.field}: ${err.reason}`);
   return err;
 }
@@ -95,9 +98,17 @@ export function resetKeyFromFile(file: string | undefined): Uint8Array | undefin
 export const RESET_KEY_REMOVED =
   '--reset-key: removed (a key on the command line is visible to every local user); write it to a file readable only by this user and pass --reset-key-file FILE';
 
-/** Mode warnings (keyFileWarning) for every key file the backend reads: the config's `*File` keys and the reset key file. */
-export function keyFileWarnings(configFile: string, resetKeyFile: string | undefined): string[] {
-  const files = [...configSources(configFile).keyFiles, ...(resetKeyFile === undefined ? [] : [resetKeyFile])];
+/** Mode warnings (keyFileWarning) for every key file the backend reads: the config's `*File` keys, the reset and Retry token key files. */
+export function keyFileWarnings(
+  configFile: string,
+  resetKeyFile: string | undefined,
+  retryKeyFiles: readonly string[] = [],
+): string[] {
+  const files = [
+    ...configSources(configFile).keyFiles,
+    ...(resetKeyFile === undefined ? [] : [resetKeyFile]),
+    ...retryKeyFiles,
+  ];
   return [...new Set(files)].map(keyFileWarning).filter((w): w is string => w !== undefined);
 }
 
@@ -165,6 +176,7 @@ interface BackendArgs {
   static?: string;
   'reset-key'?: string;
   'reset-key-file'?: string;
+  'retry-key-file'?: string[];
   'reply-to'?: string;
   'allow-lb'?: string[];
   'insecure-any-lb'?: boolean;
@@ -222,6 +234,12 @@ const backendCommand: CommandModule<object, BackendArgs> = {
         type: 'string',
         describe:
           'read the stateless reset static key (hex, >= 16 octets) from this file, e.g. a mounted Secret (default: random per process)',
+      })
+      .option('retry-key-file', {
+        type: 'string',
+        array: true,
+        describe:
+          "a Retry token key file shared with the LBs' Retry offload (repeat for each key during a rotation; default: retry.keyFiles of the config): new connections whose Initial carries an LB token are accepted only if it opens; re-read on SIGHUP (docs/backend.md)",
       })
       .option('reply-to', {
         type: 'string',
@@ -281,7 +299,8 @@ const backendCommand: CommandModule<object, BackendArgs> = {
     checkCertKey(argv.cert, argv.key);
     const say = (line: string): boolean => process.stderr.write(`quic-lb demo backend: ${line}\n`);
     const warnKeyFiles = (): void => {
-      for (const w of keyFileWarnings(argv.config, argv['reset-key-file'])) say(`warning: ${w}`);
+      for (const w of keyFileWarnings(argv.config, argv['reset-key-file'], argv['retry-key-file']))
+        say(`warning: ${w}`);
     };
     const config = loadConfigFile(argv.config);
     const resetKey = resetKeyFromFile(argv['reset-key-file']);
@@ -305,13 +324,14 @@ const backendCommand: CommandModule<object, BackendArgs> = {
       onWarning: (w) => say(`warning: ${w}`),
       certFile: argv.cert,
       keyFile: argv.key,
+      retryKeyFiles: argv['retry-key-file'],
     });
-    // SIGHUP: the QUIC-LB configs and the return-path HMAC keys, all or nothing.
+    // SIGHUP: the QUIC-LB configs, the return-path HMAC keys and the Retry token keys, all or nothing.
     process.on('SIGHUP', () => {
       try {
         const r = running.applyConfig(loadConfigFile(argv.config), argv['config-id']);
         say(
-          `config reloaded, active QUIC-LB config ${r.activeConfigId}, ${r.reissued} connections got new CIDs, ${r.hmacKeys} return-path keys`,
+          `config reloaded, active QUIC-LB config ${r.activeConfigId}, ${r.reissued} connections got new CIDs, ${r.hmacKeys} return-path keys, ${r.retryKeys} Retry token keys`,
         );
       } catch (err) {
         say(`reload failed, keeping the running config and keys: ${errorLine(cliErrorOf(err))}`);
@@ -377,6 +397,7 @@ async function anycastBackend(
       resetKey,
       certFile: argv.cert,
       keyFile: argv.key,
+      retryKeyFiles: argv['retry-key-file'],
     });
   } catch (err) {
     await anycast.close();
@@ -401,7 +422,7 @@ async function anycastBackend(
       try {
         const q = running.applyConfig(next, argv['config-id']);
         say(
-          `config reloaded (${next.backends.length} servers), active QUIC-LB config ${q.activeConfigId}, ${q.reissued} connections got new CIDs`,
+          `config reloaded (${next.backends.length} servers), active QUIC-LB config ${q.activeConfigId}, ${q.reissued} connections got new CIDs, ${q.retryKeys} Retry token keys`,
         );
       } catch (err) {
         say(`reload of the QUIC-LB configs failed, keeping them (forwarder reloaded): ${errorLine(cliErrorOf(err))}`);

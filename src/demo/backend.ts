@@ -5,8 +5,21 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIP, isIPv6 } from 'node:net';
-import { BackendSocket, createBackendCids, type Endpoint } from '../backend/index.js';
-import { configFromSpec, QuicLbEncoder, type CipherName, type EncoderConfigEntry } from '../cid/index.js';
+import {
+  BackendSocket,
+  createBackendCids,
+  loadRetryTokenKeys,
+  RetryTokenValidator,
+  type Endpoint,
+} from '../backend/index.js';
+import type { RetryTokenKeys } from '../wire/index.js';
+import {
+  configFromSpec,
+  decodeServerId,
+  QuicLbEncoder,
+  type CipherName,
+  type EncoderConfigEntry,
+} from '../cid/index.js';
 import { loadIdentity, type ServerIdentity } from './cert.js';
 import { DemoBackendError } from './errors.js';
 import { DemoServer } from './server.js';
@@ -37,6 +50,8 @@ export interface DemoBackendConfig {
     hmacKeys: readonly string[];
     signForward: boolean;
   };
+  /** The LBs' Retry offload (docs/retry.md), when the file has a `retry` section: its token key files. */
+  readonly retry?: { readonly keyFiles: readonly string[] };
 }
 
 export const REPLY_TO = ['auto', 'return-port', 'lb'] as const;
@@ -76,6 +91,13 @@ export interface DemoBackendOptions {
   identity?: ServerIdentity;
   onEvent?: (e: Record<string, unknown>) => void;
   /**
+   * Retry token key files shared with the LBs doing Retry offload (one key line each, any order:
+   * every key opens); default: the config's `retry.keyFiles`. New connections whose Initial
+   * carries an LB token are created only if it opens (docs/backend.md "Retry offload"). Re-read
+   * by `applyConfig`.
+   */
+  retryKeyFiles?: readonly string[];
+  /**
    * A bound socket to run on instead of making one (server mode: the anycast server's
    * BackendSocket, whose first address is the server's own `address`). Its return path, keys
    * and allow list are its owner's: `listen`, `replyTo`, `allowLb`, `insecureAnyLb` are not
@@ -91,17 +113,20 @@ export interface RunningBackend {
   addresses: Endpoint[];
   /** Where LB-path replies go: the return port, or undefined = back to the forwarding LB (or from the VIP in direct mode). */
   replyTo: Endpoint | undefined;
+  /** Opens the LBs' Retry tokens (when there are key files); its `stats` count tokens by result. */
+  readonly retryTokens: RetryTokenValidator | undefined;
   /** Health probes answer "draining" from now on (the LB stops picking this backend for new connections); existing connections go on. */
   drain(): void;
   /**
-   * Applies a new LB config: swaps in its return-path HMAC keys (when it has any), adds its QUIC-LB
-   * configs and, if the active one changed, re-issues CIDs. Throws (DemoBackendError,
-   * BackendError) before changing anything when the config does not fit this backend.
+   * Applies a new LB config: swaps in its return-path HMAC keys (when it has any) and its Retry
+   * token keys (re-reading `retryKeyFiles`, else its `retry.keyFiles`; none: tokens ignored from
+   * now on), adds its QUIC-LB configs and, if the active one changed, re-issues CIDs. Throws
+   * (DemoBackendError, BackendError) before changing anything when the config does not fit.
    */
   applyConfig(
     config: DemoBackendConfig,
     configId?: number,
-  ): { activeConfigId: number | undefined; reissued: number; hmacKeys: number };
+  ): { activeConfigId: number | undefined; reissued: number; hmacKeys: number; retryKeys: number };
   close(): Promise<void>;
 }
 
@@ -158,6 +183,13 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
   }
   const encoder = new QuicLbEncoder({ configs: entries, activeConfigId: activeId });
   const signatures = new Map(entries.map((e) => [e.config.configId, entrySignature(e)]));
+  // Every config this backend has minted under (configs that left the file stay: their CIDs live on).
+  const owned = new Map(entries.map((e) => [e.config.configId, e]));
+  const ownsCid = (cid: Uint8Array): boolean =>
+    [...owned.values()].some((e) => {
+      const sid = decodeServerId(e.config, cid);
+      return sid !== undefined && Buffer.from(sid).equals(e.serverId);
+    });
   const cids = createBackendCids(encoder, opts.resetKey ?? randomBytes(32));
   const given = opts.socket;
   const listen = given?.addresses()[0] ?? opts.listen ?? { address: spec.address.address, port: spec.address.port };
@@ -173,6 +205,12 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
       );
   }
   const keys = returnKeysOf(config);
+  const retryKeysOf = (c: DemoBackendConfig): RetryTokenKeys | undefined => {
+    const files = opts.retryKeyFiles ?? c.retry?.keyFiles ?? [];
+    return files.length > 0 ? loadRetryTokenKeys(files) : undefined;
+  };
+  const retryKeys = retryKeysOf(config);
+  let retryTokens = retryKeys && new RetryTokenValidator({ keys: retryKeys });
   const socket = given ?? ownSocket();
   function ownSocket(): BackendSocket {
     return new BackendSocket({
@@ -213,6 +251,8 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
     identity: opts.identity ?? (opts.certFile && opts.keyFile ? loadIdentity(opts.certFile, opts.keyFile) : undefined),
     eventLog: opts.eventLog,
     staticDir: opts.staticDir,
+    retryTokens,
+    ownsCid,
   });
   if (opts.onEvent) server.on('event', opts.onEvent);
   server.event('backend-started', {
@@ -220,6 +260,7 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
     preferred: preferred && cids.allowsAdditionalCids ? `${preferred.address}:${preferred.port}` : null,
     configId: activeId,
     cidLength: cids.length,
+    retryKeys: retryKeys?.keys.length ?? 0,
     replyTo: replyTo ? `${replyTo.address}:${replyTo.port}` : rp.mode === 'direct' ? 'vip' : 'lb',
   });
   let draining = false;
@@ -229,6 +270,9 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
     encoder,
     addresses: socket.addresses(),
     replyTo,
+    get retryTokens() {
+      return retryTokens;
+    },
     drain() {
       if (draining) return;
       draining = true;
@@ -237,10 +281,13 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
     },
     applyConfig(next: DemoBackendConfig, configId?: number) {
       const fresh = encoderEntries(next, opts.name);
+      const nextRetryKeys = retryKeysOf(next);
       // Keys first: setKeys validates before it swaps, so a failure leaves everything as it was.
       const nextKeys = returnKeysOf(next);
       if (nextKeys.length > 0 && !given) socket.setKeys(nextKeys);
       const hmacKeys = nextKeys.length;
+      retryTokens = swapRetryKeys(server, retryTokens, nextRetryKeys);
+      const keys = { hmacKeys, retryKeys: nextRetryKeys?.keys.length ?? 0 };
       const activeBefore = encoder.activeConfig?.configId;
       let activeRedefined = false;
       for (const e of fresh) {
@@ -256,19 +303,35 @@ export async function startDemoBackend(config: DemoBackendConfig, opts: DemoBack
         }
         encoder.addConfig(e);
         signatures.set(id, signature);
+        owned.set(id, e);
       }
       const want = configId ?? fresh[fresh.length - 1]?.config.configId;
-      if (want === undefined) return { activeConfigId: encoder.activeConfig?.configId, reissued: 0, hmacKeys };
+      if (want === undefined) return { activeConfigId: encoder.activeConfig?.configId, reissued: 0, ...keys };
       if (encoder.activeConfig?.configId !== want) encoder.setActiveConfig(want);
-      if (want === activeBefore && !activeRedefined) return { activeConfigId: want, reissued: 0, hmacKeys };
+      if (want === activeBefore && !activeRedefined) return { activeConfigId: want, reissued: 0, ...keys };
       const reissued = server.reissueConnectionIds(`config ${want}`);
-      return { activeConfigId: want, reissued, hmacKeys };
+      return { activeConfigId: want, reissued, ...keys };
     },
     async close() {
       server.close();
       if (!given) await socket.close();
     },
   };
+}
+
+/** The validator after a reload: the running one with `keys` swapped in (its counters go on), a new one, or none (no key files: tokens ignored). */
+function swapRetryKeys(
+  server: DemoServer,
+  running: RetryTokenValidator | undefined,
+  keys: RetryTokenKeys | undefined,
+): RetryTokenValidator | undefined {
+  if (keys && running) {
+    running.setKeys(keys);
+    return running;
+  }
+  const next = keys && new RetryTokenValidator({ keys });
+  server.setRetryTokens(next);
+  return next;
 }
 
 const isUnspecified = (address: string): boolean => address === '0.0.0.0' || /^[0:]+$/.test(address);

@@ -1,6 +1,5 @@
-// One server-side QUIC v1 connection (RFC 9000, RFC 9001, RFC 9002 reduced to what a demo
-// needs): the connection's state machine, packet decryption and the wiring of one object per
-// concern, each in its own file:
+// One server-side QUIC v1 connection (RFC 9000, 9001, 9002 reduced to what a demo needs): the
+// state machine, packet decryption and the wiring of one object per concern, one file each:
 // - `handshake.ts` TLS messages from CRYPTO data, keys, transport parameters (`ServerHandshake`);
 // - `spaces.ts`   the three packet-number spaces (keys, packets sent and received, CRYPTO data);
 // - `receive.ts`  the frames of a packet: a dispatch over one handler per frame type, calling
@@ -22,6 +21,7 @@ import { Sender } from './send.js';
 import { Level, Space, type SentFrame } from './spaces.js';
 import { isUni, Streams } from './streams.js';
 import { ServerHandshake, serverTransportParameters, type PreferredAddressOption } from './handshake.js';
+import type { HandshakeCids } from './handshake.js';
 import type { ServerIdentity } from './cert.js';
 import { maxDatagramFrameSize } from './webtransport.js';
 
@@ -95,8 +95,8 @@ export class Connection {
   constructor(
     private readonly host: ConnectionHost,
     private readonly opts: ConnectionOptions,
-    /** The client's first Destination Connection ID (Initial keys, original_destination_connection_id). */
-    readonly originalDcid: Buffer,
+    /** Initial keys and lookup DCID, original_destination_connection_id, retry_source_connection_id (admission.ts). */
+    readonly handshakeCids: HandshakeCids,
     clientScid: Buffer,
     path: NetPath,
   ) {
@@ -109,7 +109,7 @@ export class Connection {
       },
       clientScid,
     );
-    this.paths = new Paths(path);
+    this.paths = new Paths(path, handshakeCids.retrySourceCid !== undefined);
     this.streams = new Streams({
       queueControl: (frame) => this.sender.queueControl(frame),
       onRequest: (id, data) => host.onRequestStream(this, id, data),
@@ -136,7 +136,7 @@ export class Connection {
     );
     this.frameTarget = this.receiveHandlers();
     this.createdAt = this.lastActivity = host.now();
-    const init = initialKeys(originalDcid);
+    const init = initialKeys(handshakeCids.initialDcid);
     this.spaces[Level.INITIAL].rx = init.rx;
     this.spaces[Level.INITIAL].tx = init.tx;
     this.handshake = new ServerHandshake(host.identity, opts.alpn, this.spaces, {
@@ -289,7 +289,7 @@ export class Connection {
     }
     const { idleTimeoutMs, disableActiveMigration } = this.opts;
     return serverTransportParameters({
-      originalDcid: this.originalDcid,
+      handshakeCids: this.handshakeCids,
       handshakeCid: this.cids.issued[0],
       idleTimeoutMs,
       disableActiveMigration,

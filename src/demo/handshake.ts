@@ -24,6 +24,21 @@ export interface PreferredAddressOption {
   ipv6?: { address: string; port: number };
 }
 
+/** The CIDs of a connection's handshake (RFC 9000 §7.3). */
+export interface HandshakeCids {
+  /**
+   * The DCID of the client's Initial: the Initial keys derive from it (RFC 9001 §5.2) and it
+   * finds the connection until the client switches to the server's CID.
+   */
+  initialDcid: Buffer;
+  /** original_destination_connection_id: = initialDcid, or the token's ODCID after an LB Retry. */
+  originalDcid: Buffer;
+  /** retry_source_connection_id: the Retry's SCID (= initialDcid) after an LB Retry, else absent. */
+  retrySourceCid?: Buffer;
+  /** The key sequence that opened the LB's token (logs: which key of a rotation is in use). */
+  retryKeySequence?: number;
+}
+
 function varintBytes(v: number): Buffer {
   const b = Buffer.alloc(varintLength(v));
   writeVarint(b, 0, v);
@@ -35,14 +50,15 @@ function varintBytes(v: number): Buffer {
  * and paths.ts, the CIDs of the handshake (§7.3) and, when given, preferred_address with its CID.
  */
 export function serverTransportParameters(o: {
-  originalDcid: Buffer;
+  handshakeCids: HandshakeCids;
   handshakeCid: IssuedCid;
   idleTimeoutMs: number;
   disableActiveMigration: boolean;
   preferred?: { address: PreferredAddressOption; cid: IssuedCid };
 }): TransportParameters {
   const params: TransportParameters = {
-    originalDestinationConnectionId: o.originalDcid,
+    originalDestinationConnectionId: o.handshakeCids.originalDcid,
+    retrySourceConnectionId: o.handshakeCids.retrySourceCid,
     initialSourceConnectionId: o.handshakeCid.cid,
     statelessResetToken: o.handshakeCid.token,
     maxIdleTimeout: o.idleTimeoutMs,

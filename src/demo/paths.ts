@@ -61,8 +61,10 @@ export class Paths {
   private readonly list: PathState[] = [];
   current: PathState;
 
-  constructor(first: NetPath) {
+  /** `validated`: the client's address is already proven (RFC 9000 §8.1.2: it came back with a valid Retry token). */
+  constructor(first: NetPath, validated = false) {
     this.current = this.add(first);
+    if (validated) this.validateCurrent();
   }
 
   /** The state of path `p`, created (and the oldest unused path forgotten) if new. */

@@ -4,10 +4,8 @@
 // the injected generator (a QUIC-LB encoder), so any LB holding the config can route it.
 import { EventEmitter } from 'node:events';
 import { appendFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import {
   type Endpoint,
-  MIN_CLIENT_INITIAL_DCID_LENGTH,
   MIN_INITIAL_DATAGRAM_SIZE,
   parseHeader,
   PacketHeader,
@@ -16,7 +14,10 @@ import {
   readVarint,
   varintSizeAt,
 } from '../wire/index.js';
-import type { BackendCids } from '../backend/index.js';
+import type { BackendCids, RetryTokenValidator } from '../backend/index.js';
+import { InitialAdmission, REFUSED, SKIP } from './admission.js';
+import type { HandshakeCids } from './handshake.js';
+import { StatelessReplies } from './stateless.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import type { NetPath, PathVia } from './paths.js';
 import { Level } from './spaces.js';
@@ -25,10 +26,6 @@ import { WebTransportHost } from './webtransport-host.js';
 import { respond } from './responses.js';
 import { CONTROL_STREAM_PREFIX, encodeResponse, H3_MESSAGE_ERROR, H3_NO_ERROR, parseRequest } from './h3.js';
 
-/** RFC 9000 §10.3: a stateless reset is at least 21 octets and shorter than what triggered it. */
-const MIN_STATELESS_RESET = 21;
-const STATELESS_RESET_SIZE = 42;
-const RESETS_PER_SECOND = 100;
 const TICK_MS = 5;
 
 /** Remote address info of a received datagram. */
@@ -69,6 +66,18 @@ export interface DemoServerOptions {
   /** Issue NEW_CONNECTION_ID CIDs (default true; false for plaintext QUIC-LB configs). */
   issueNewConnectionIds?: boolean;
   disableActiveMigration?: boolean;
+  /**
+   * Opens the Retry tokens of an LB doing Retry offload (admission.ts): a new connection's
+   * Initial with a valid one gets original_destination_connection_id and
+   * retry_source_connection_id from it, one with a bad one is dropped. The demo never sends a Retry.
+   */
+  retryTokens?: RetryTokenValidator;
+  /**
+   * True when `cid` decodes to this server's own server ID (a CID only this server, or an LB's
+   * Retry minted for it, hands out): with `retryTokens`, a new connection's Initial with such a
+   * DCID and no valid Retry token is dropped (admission.ts).
+   */
+  ownsCid?: (cid: Uint8Array) => boolean;
   now?: () => number;
 }
 
@@ -83,6 +92,8 @@ export interface DemoServerStats {
   bytesServed: number;
   /** Exceptions caught around packet processing (a bug, not a bad packet). */
   internalErrors: number;
+  /** New-connection Initials dropped for a Retry token that did not open (by result: `retryTokens.stats`). */
+  retryTokensRefused: number;
 }
 
 /**
@@ -102,6 +113,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     versionNegotiations: 0,
     bytesServed: 0,
     internalErrors: 0,
+    retryTokensRefused: 0,
   };
   private readonly byCid = new Map<string, Connection>();
   private readonly issuedLengths = new Set<number>();
@@ -110,8 +122,8 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
   private readonly connections = new Set<Connection>();
   private readonly header = new PacketHeader();
   private readonly timer: NodeJS.Timeout;
-  private resetWindowStart = 0;
-  private resetsInWindow = 0;
+  private readonly stateless: StatelessReplies;
+  private readonly admission: InitialAdmission;
   private readonly clock: () => number;
   /** WebTransport sessions (the voice demo): webtransport-host.ts. */
   readonly webTransport: WebTransportHost;
@@ -121,6 +133,15 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     this.identity = opts.identity ?? generateSelfSigned();
     this.clock = opts.now ?? (() => performance.now());
     this.webTransport = new WebTransportHost(this);
+    this.stateless = new StatelessReplies({
+      now: () => this.now(),
+      send: (d, p) => opts.socket.send(d, p.address, p.port, p.via),
+      cidLength: (o) => this.cidLength(o),
+      resetToken: (cid) => opts.cids.resetToken(cid),
+      event: (name, fields) => this.event(name, fields),
+      stats: this.stats,
+    });
+    this.admission = new InitialAdmission(this, opts.retryTokens, opts.ownsCid);
     opts.socket.on('message', (msg, rinfo, via) => this.onDatagram(msg, rinfo, via));
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();
@@ -128,6 +149,11 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
 
   now(): number {
     return this.clock();
+  }
+
+  /** Swaps the Retry token validator (undefined: tokens are ignored, as without an LB doing Retry offload). */
+  setRetryTokens(validator: RetryTokenValidator | undefined): void {
+    this.admission.validator = validator;
   }
 
   /** Live connections. */
@@ -174,7 +200,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     if (h.form === 0) {
       const conn = this.lookupShort(buf);
       if (!conn) {
-        this.maybeStatelessReset(buf, path);
+        this.stateless.maybeStatelessReset(buf, path);
         return 0;
       }
       const dcidLength = this.lastLookupLength;
@@ -184,15 +210,18 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     }
     if (h.version !== QUIC_V1) {
       if (h.packetType !== PacketType.VERSION_NEGOTIATION && datagramSize >= MIN_INITIAL_DATAGRAM_SIZE)
-        this.sendVersionNegotiation(buf, h, path);
+        this.stateless.sendVersionNegotiation(buf, h, path);
       return 0;
     }
     // Long header: token (Initial only), Length, then the protected packet number.
     let o = h.payloadOffset;
+    let tokenOffset = 0;
+    let tokenLen = 0;
     if (h.packetType === PacketType.INITIAL) {
-      const tokenLen = readVarint(buf, o);
+      tokenLen = readVarint(buf, o);
       if (tokenLen < 0) return 0;
-      o += varintSizeAt(buf, o) + tokenLen;
+      tokenOffset = o + varintSizeAt(buf, o);
+      o = tokenOffset + tokenLen;
     } else if (h.packetType !== PacketType.HANDSHAKE && h.packetType !== PacketType.ZERO_RTT) {
       return 0;
     }
@@ -205,17 +234,13 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     let conn = this.byCid.get(dcid.toString('hex'));
     let fresh = false;
     if (!conn) {
-      if (
-        h.packetType !== PacketType.INITIAL ||
-        datagramSize < MIN_INITIAL_DATAGRAM_SIZE ||
-        h.dcidLength < MIN_CLIENT_INITIAL_DCID_LENGTH
-      )
-        return end;
-      conn = this.newConnection(
-        Buffer.from(dcid),
-        Buffer.from(buf.subarray(h.scidOffset, h.scidOffset + h.scidLength)),
-        path,
-      );
+      const cids = this.admission.admit(buf, h, tokenOffset, tokenLen, datagramSize, path);
+      if (cids === SKIP) return end;
+      if (cids === REFUSED) {
+        this.stats.retryTokensRefused++;
+        return 0;
+      }
+      conn = this.newConnection(cids, Buffer.from(buf.subarray(h.scidOffset, h.scidOffset + h.scidLength)), path);
       fresh = true;
     }
     if (h.packetType === PacketType.ZERO_RTT) return end; // no 0-RTT: dropped, the client resends in 1-RTT
@@ -257,7 +282,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
     return this.opts.cids.cidLength(firstOctet);
   }
 
-  private newConnection(originalDcid: Buffer, clientScid: Buffer, path: NetPath): Connection {
+  private newConnection(cids: HandshakeCids, clientScid: Buffer, path: NetPath): Connection {
     return new Connection(
       this,
       {
@@ -267,7 +292,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
         disableActiveMigration: this.opts.disableActiveMigration ?? false,
         alpn: ['h3'],
       },
-      originalDcid,
+      cids,
       clientScid,
       path,
     );
@@ -277,7 +302,7 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
   accepted(conn: Connection): void {
     const path = conn.currentPath;
     // Until the client switches to the server's CID it keeps using its own first DCID.
-    this.byCid.set(conn.originalDcid.toString('hex'), conn);
+    this.byCid.set(conn.handshakeCids.initialDcid.toString('hex'), conn);
     this.connections.add(conn);
     this.stats.connectionsAccepted++;
     this.stats.connectionsActive = this.connections.size;
@@ -285,51 +310,12 @@ export class DemoServer extends EventEmitter implements ConnectionHost {
       conn: conn.number,
       client: `${path.address}:${path.port}`,
       via: path.via.name,
-      odcid: conn.originalDcid.toString('hex'),
+      odcid: conn.handshakeCids.originalDcid.toString('hex'),
+      rscid: conn.handshakeCids.retrySourceCid?.toString('hex') ?? null,
+      retryKeySequence: conn.handshakeCids.retryKeySequence ?? null,
       scid: conn.sourceCid.toString('hex'),
     });
     this.event('cid-issued', { conn: conn.number, seq: 0, cid: conn.sourceCid.toString('hex'), purpose: 'handshake' });
-  }
-
-  /** RFC 9000 §10.3: reply to a packet for an unknown CID so the client stops quickly. */
-  private maybeStatelessReset(buf: Buffer, path: NetPath): void {
-    const len = this.cidLength(buf[1]);
-    if (len <= 0 || buf.length < 1 + len) return;
-    const size = Math.min(buf.length - 1, STATELESS_RESET_SIZE);
-    if (size < MIN_STATELESS_RESET) return; // never loop with another endpoint's reset
-    const now = this.now();
-    if (now - this.resetWindowStart > 1000) {
-      this.resetWindowStart = now;
-      this.resetsInWindow = 0;
-    }
-    if (++this.resetsInWindow > RESETS_PER_SECOND) return;
-    const out = randomBytes(size);
-    out[0] = 0x40 | (out[0] & 0x3f); // looks like a short header: 0b01xxxxxx
-    out.set(this.opts.cids.resetToken(buf.subarray(1, 1 + len)), size - 16);
-    this.stats.statelessResets++;
-    this.opts.socket.send(out, path.address, path.port, path.via);
-    this.event('stateless-reset', {
-      cid: buf.toString('hex', 1, 1 + len),
-      client: `${path.address}:${path.port}`,
-      via: path.via.name,
-    });
-  }
-
-  /** RFC 9000 §17.2.1: Version Negotiation listing QUIC v1. */
-  private sendVersionNegotiation(buf: Buffer, h: PacketHeader, path: NetPath): void {
-    const dcid = buf.subarray(h.scidOffset, h.scidOffset + h.scidLength);
-    const scid = buf.subarray(h.dcidOffset, h.dcidOffset + h.dcidLength);
-    const out = Buffer.concat([
-      Buffer.of(0x80 | 0x40),
-      Buffer.alloc(4),
-      Buffer.of(dcid.length),
-      dcid,
-      Buffer.of(scid.length),
-      scid,
-      Buffer.of(0, 0, 0, 1),
-    ]);
-    this.stats.versionNegotiations++;
-    this.opts.socket.send(out, path.address, path.port, path.via);
   }
 
   // ---------------------------------------------------------------- ConnectionHost

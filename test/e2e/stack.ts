@@ -33,6 +33,8 @@ export interface StackSpec {
   backends: BackendDef[];
   /** `socket.reusePort: true`: another LB can bind the VIP beside this one (needs Node >= 22.12). */
   reusePort?: boolean;
+  /** More top-level YAML lines appended to the config (e.g. a `retry` section). */
+  extraYaml?: string[];
 }
 
 export function configYaml(spec: StackSpec, fallbackKey: string): string {
@@ -63,6 +65,7 @@ export function configYaml(spec: StackSpec, fallbackKey: string): string {
     'drainMs: 0',
     'log: { level: warn }',
     ...(spec.reusePort ? ['socket: { reusePort: true }'] : []),
+    ...(spec.extraYaml ?? []),
   ];
   return `${lines.join('\n')}\n`;
 }
