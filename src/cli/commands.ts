@@ -4,6 +4,7 @@ import { checkConfigCommand } from './check-config.js';
 import { cidCommand } from './cid.js';
 import { demoCommand } from './demo.js';
 import { keygenCommand } from './keygen.js';
+import { retryKeyCommand } from './retry-key.js';
 import { routeCommand } from './route.js';
 import { serveCommand } from './serve.js';
 
@@ -14,5 +15,6 @@ export const commands: CommandModule<any, any>[] = [
   routeCommand,
   cidCommand,
   keygenCommand,
+  retryKeyCommand,
   demoCommand,
 ];

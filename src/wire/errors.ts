@@ -43,6 +43,10 @@ export const QUIC_WIRE_ERROR_CODES = [
   'ERR_RETRY_CID_LENGTH', // dcid, scid or odcid longer than 20 octets
   'ERR_RETRY_TOKEN_EMPTY', // zero-length token (RFC 9000 §17.2.5.2: the client discards it)
   'ERR_RETRY_UNUSED', // unused bits not an integer 0..15
+  // shared-state Retry tokens (draft-ietf-quic-retry-offload-00 §4; opening returns negative codes)
+  'ERR_RETRY_KEY_FILE', // a key file or key that is not `<sequence> <16-octet key hex> <12-octet iv hex>`; an empty ring
+  'ERR_RETRY_KEY_SEQUENCE', // a key sequence outside 0..127, or twice in one ring
+  'ERR_RETRY_TOKEN_FIELD', // sealing: client IP not 4/16 octets, port, ODCID not 8..20, RSCID > 20, bad expiry
 ] as const;
 
 export type QuicWireErrorCode = (typeof QUIC_WIRE_ERROR_CODES)[number];

@@ -12,3 +12,4 @@ export * from './transport-parameters.js';
 export * from './proxy-v2.js';
 export * from './health-probe.js';
 export * from './retry.js';
+export * from './retry-token.js';

@@ -1,9 +1,10 @@
-// `quic-lb cid encode|decode` and `quic-lb keygen` through the built CLI (dist/cli.js; npm test builds first).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// `quic-lb cid encode|decode`, `quic-lb keygen` and `quic-lb retry-key` through the built CLI (dist/cli.js; npm test builds first).
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
+import { parseRetryTokenKey } from '../../src/wire/index.js';
 
 const KEY = '8f95f09245765f80256934e50c66207f';
 const flags = (id: number, s: number, n: number, key?: string): string[] => [
@@ -205,5 +206,25 @@ describe('quic-lb keygen', () => {
   it('rejects bad lengths with exit code 2', () => {
     bad(['keygen', '--octets', '8'], /--octets: must be an integer 16\.\.64/);
     bad(['keygen', '--count', '0'], /--count: must be an integer 1\.\.100/);
+  });
+});
+
+describe('quic-lb retry-key', () => {
+  it('prints a key line the token codec reads; --out writes it 0600 and never overwrites', () => {
+    const text = ok(['retry-key', '--sequence', '3']);
+    const k = parseRetryTokenKey(text);
+    expect(k.sequence).toBe(3);
+    expect(text).toMatch(/^3 [0-9a-f]{32} [0-9a-f]{24}$/m);
+    expect(parseRetryTokenKey(ok(['retry-key', '--sequence', '3'])).key).not.toEqual(k.key);
+    const file = path.join(dir, 'retry-3.key');
+    expect(ok(['retry-key', '--sequence', '3', '--out', file])).toBe('');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(parseRetryTokenKey(readFileSync(file, 'utf8')).sequence).toBe(3);
+    bad(['retry-key', '--sequence', '3', '--out', file], /exists \(a key file is never overwritten\)/);
+  });
+
+  it('rejects a sequence outside 0..127 with exit code 2', () => {
+    bad(['retry-key', '--sequence', '128'], /--sequence: must be an integer 0\.\.127/);
+    bad(['retry-key', '--sequence', '-1'], /--sequence: must be an integer 0\.\.127/);
   });
 });
