@@ -25,6 +25,8 @@ export interface StepMeasurement {
   /** Kernel receive-buffer drops in the LB's and the backends' namespaces (UDP RcvbufErrors). */
   lbDrops: number;
   backendDrops: number;
+  /** Time the fresh LB and backends took to be ready (both backends up at the LB). */
+  startMs: number;
   /** Busy cores of the whole machine during the step (/proc/stat), this bench's own processes included. */
   busyCores: number;
   /** LB metrics that changed during the step (quic_lb_retry_* and the like). */

@@ -21,6 +21,7 @@ import { createFleet, namespacePids, pidAlive, type Fleet, type Ns } from '../..
 import { OctetCounter, buildRawUdp } from '../../test/hostile/native.js';
 import { parseMetrics } from '../../test/helpers/metrics.js';
 import { readyLine } from '../../test/helpers/process.js';
+import { formatRetryTokenKey, generateRetryTokenKey } from '../../src/wire/retry-token.js';
 import { repoRoot } from '../harness/build.js';
 import { sleep } from '../lib/proc.js';
 
@@ -42,11 +43,6 @@ export interface LoadThresholds {
   offPerSecond: number;
   offAfterMs: number;
   transitionMs: number;
-}
-
-/** One key line of the contract's key file: `<sequence> <key: 32 hex> <iv: 24 hex>`. */
-export function retryKeyLine(sequence: number): string {
-  return `${sequence} ${randomBytes(16).toString('hex')} ${randomBytes(12).toString('hex')}\n`;
 }
 
 /** The LB config: one VIP, both backends, via-lb return path, and the `retry` section unless mode off. */
@@ -121,7 +117,7 @@ export class FloodTopology {
     this.dir = mkdtempSync(path.join(tmpdir(), `${fleet.id}-`));
     fleet.onTeardown(() => rmSync(this.dir, { recursive: true, force: true }));
     this.keyFile = path.join(this.dir, 'retry.key');
-    writeFileSync(this.keyFile, retryKeyLine(0), { mode: 0o600 });
+    writeFileSync(this.keyFile, formatRetryTokenKey(generateRetryTokenKey(0)), { mode: 0o600 });
     writeFileSync(path.join(this.dir, 'reset.hex'), `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
   }
 
@@ -249,7 +245,7 @@ export class FloodTopology {
     return (this.output.get(c)?.() ?? '').trim().split('\n').slice(-n).join(' | ');
   }
 
-  /** Stops the step's processes by PID (SIGTERM, SIGKILL after 2 s) and anything else left in the LB and backend namespaces. */
+  /** Stops the step's processes by PID (SIGTERM, SIGKILL after 0.5 s) and anything else left in the LB and backend namespaces. */
   async stopStack(stack: Stack): Promise<void> {
     await this.stopAll([stack.lb, ...stack.backends]);
   }
@@ -257,7 +253,7 @@ export class FloodTopology {
   private async stopAll(children: ChildProcess[]): Promise<void> {
     const pids = children.map((c) => c.pid).filter((p): p is number => p !== undefined);
     for (const pid of pids) signal(pid, 'SIGTERM');
-    const deadline = Date.now() + 2000;
+    const deadline = Date.now() + 500; // a benchmark's processes need no graceful drain
     while (Date.now() < deadline && pids.some(pidAlive)) await sleep(25);
     for (const pid of pids) if (pidAlive(pid)) signal(pid, 'SIGKILL');
     // LB cluster workers or anything else still inside the step's namespaces (this run's own, by PID)
