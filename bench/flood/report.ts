@@ -74,6 +74,8 @@ export interface FloodVerdict {
   target_met: Partial<Record<Mode, boolean | null>>;
   /** Per offload mode: lowest rate where the LB's kernel dropped > 1 % of the flood; null: none tested. */
   lb_ceiling: Partial<Record<Mode, number | null>>;
+  /** Per offload mode: the highest flood rate the attacker achieved (its own limit shows here). */
+  max_achieved: Partial<Record<Mode, number | null>>;
 }
 
 export interface FloodResults {
@@ -87,6 +89,8 @@ export interface FloodResults {
   machine: { cpu_model: string; cores: number; kernel: string; loadavg_start: number[] };
   params: {
     rates: number[];
+    /** Extra rates run with the offload always on only, to find the LB's own ceiling. */
+    ceiling_rates: number[];
     modes: Mode[];
     rounds: number;
     flood_ms: number;
@@ -194,6 +198,7 @@ export function floodVerdict(rows: readonly FloodRow[]): FloodVerdict {
     held_rate: {},
     target_met: {},
     lb_ceiling: {},
+    max_achieved: {},
   };
   for (const mode of ['load', 'always'] as const) {
     const mine = of(mode).filter((r) => r.rate > 0);
@@ -214,6 +219,7 @@ export function floodVerdict(rows: readonly FloodRow[]): FloodVerdict {
             ? false
             : null;
     v.lb_ceiling[mode] = mine.find((r) => r.lb_drop_pct !== null && r.lb_drop_pct > LB_DROP_PCT)?.rate ?? null;
+    v.max_achieved[mode] = Math.max(...mine.map((r) => r.achieved_rate ?? 0));
   }
   return v;
 }
@@ -273,6 +279,20 @@ export function textTable(rows: readonly FloodRow[]): string {
   return all.map((r) => r.map((c, i) => c.padStart(widths[i])).join('  ')).join('\n');
 }
 
+function targetWords(met: boolean | null | undefined, saturation: number | null): string {
+  if (met === null || met === undefined) return ' (10x the saturation rate not decidable from the rates run)';
+  return met
+    ? ` — target met (>= 10x ${saturation}/s)`
+    : ` — target NOT met (10x ${saturation}/s = ${10 * (saturation as number)}/s)`;
+}
+
+function ceilingWords(v: FloodVerdict, mode: Mode): string {
+  const c = v.lb_ceiling[mode];
+  return c === null || c === undefined
+    ? `the LB's kernel dropped <= ${LB_DROP_PCT} % of the flood at every rate, up to ${dash(v.max_achieved[mode])}/s sent (the LB's ceiling is above)`
+    : `LB ceiling: its kernel drops > ${LB_DROP_PCT} % of the flood from **${c}/s**`;
+}
+
 /** The verdict in sentences (report and stdout). */
 export function verdictLines(res: FloodResults): string[] {
   const v = res.verdict;
@@ -287,15 +307,9 @@ export function verdictLines(res: FloodResults): string[] {
       if (res.skipped[mode]) lines.push(`- Offload \`${mode}\`: not run (${res.skipped[mode]}).`);
       continue;
     }
-    const target = v.target_met[mode];
     lines.push(
       `- Offload \`${mode}\`: >= ${HELD_SUCCESS_PCT} % legitimate success up to **${dash(v.held_rate[mode])}/s**` +
-        (target === null || target === undefined
-          ? ' (10x the saturation rate not decidable from the rates run)'
-          : target
-            ? ` — target met (>= 10x ${v.saturation_rate}/s)`
-            : ` — target NOT met (10x ${v.saturation_rate}/s = ${10 * (v.saturation_rate as number)}/s)`) +
-        `; LB ceiling (its kernel drops > ${LB_DROP_PCT} % of the flood): ${v.lb_ceiling[mode] === null ? `above ${Math.max(...res.params.rates)}/s` : `${v.lb_ceiling[mode]}/s`}.`,
+        `${targetWords(v.target_met[mode], v.saturation_rate)}; ${ceilingWords(v, mode)}.`,
     );
   }
   return lines;

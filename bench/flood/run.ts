@@ -1,4 +1,5 @@
 // `npm run bench:flood [-- --quick] [--rates 250,500,...] [--modes off,load,always] [--rounds N]`
+//   [--ceiling-rates 20000,40000] (mode always only, past the rates: where the LB itself drops)
 //   [--legit-rate 10] [--window-ms 3000] [--deadline-ms 2500] [--warmup-ms 1000] [--sources 30000]
 //   [--load-on 200] [--load-off 100] [--out DIR] [--note TEXT]
 // The Initial flood benchmark (issue 14, "Proof"): real client Initials re-sealed under fresh
@@ -43,11 +44,16 @@ const args = parseArgs(process.argv.slice(2));
 const quick = args.has('quick');
 const num = (name: string, dflt: number): number => Number(args.get(name) ?? dflt);
 const rates = (args.get('rates') ?? (quick ? '0,1000,5000' : '0,250,500,1000,2500,5000,10000')).split(',').map(Number);
+const ceilingRates = (args.get('ceiling-rates') ?? (quick ? '' : '20000,40000'))
+  .split(',')
+  .filter(Boolean)
+  .map(Number)
+  .filter((r) => r > Math.max(...rates));
 const modes = (args.get('modes') ?? MODES.join(',')).split(',') as Mode[];
 const rounds = num('rounds', quick ? 1 : 2);
 const legitRate = num('legit-rate', 10);
-const windowMs = num('window-ms', quick ? 1500 : 3000);
-const deadlineMs = num('deadline-ms', quick ? 1500 : 2500);
+const windowMs = num('window-ms', quick ? 1500 : 2500);
+const deadlineMs = num('deadline-ms', quick ? 1500 : 2000);
 const warmupMs = num('warmup-ms', quick ? 500 : 1000);
 const sources = num('sources', 30_000);
 const load: LoadThresholds = {
@@ -205,19 +211,24 @@ const skipped: Record<string, string> = {};
 // Without a flood, load mode is mode off; the quick profile also leaves out the Retry's cost on an
 // unloaded handshake (mode always at rate 0).
 const atRateZero = (m: Mode): boolean => m === 'off' || (m === 'always' && !quick);
-const plan = rates.flatMap((rate) => modes.filter((m) => rate > 0 || atRateZero(m)).map((mode) => ({ rate, mode })));
+const plan = [
+  ...rates.flatMap((rate) => modes.filter((m) => rate > 0 || atRateZero(m)).map((mode) => ({ rate, mode }))),
+  ...(modes.includes('always') ? ceilingRates.map((rate) => ({ rate, mode: 'always' as const })) : []),
+];
 log(
-  `flood benchmark: rates ${rates.join(', ')}/s, modes ${modes.join(', ')}, ${rounds} round(s) of ${plan.length} steps, ` +
+  `flood benchmark: rates ${rates.join(', ')}/s${ceilingRates.length ? ` (always also ${ceilingRates.join(', ')}/s)` : ''}, modes ${modes.join(', ')}, ${rounds} round(s) of ${plan.length} steps, ` +
     `${floodMs / 1000} s of flood each, ${legitRate} legitimate handshakes/s`,
 );
 const topo = await FloodTopology.create();
 try {
   const most = Math.max(...rates);
   const file = path.join(topo.dir, 'initials.bin');
-  if (most > 0) {
-    // every datagram of a step gets its own DCID (a repeated one would only be a duplicate at a backend)
+  if (most > 0 || ceilingRates.length > 0) {
+    // Every datagram of a step up to the highest of `rates` gets its own DCID (a repeated one would
+    // only be a duplicate at a backend). The ceiling steps cycle through the same ones: with the
+    // offload always on, the LB keeps no state per DCID and no backend sees them.
     const initial = await captureInitial();
-    writePayloads(file, resealInitial(initial, Math.round((most * floodMs) / 1000)));
+    writePayloads(file, resealInitial(initial, Math.max(1000, Math.round((most * floodMs) / 1000))));
   }
   log(
     `topology and ${most > 0 ? Math.round((most * floodMs) / 1000) : 0} Initials ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
@@ -249,7 +260,7 @@ try {
   await topo.teardown();
 }
 
-const rows = floodRows(steps, modes, rates);
+const rows = floodRows(steps, modes, [...rates, ...ceilingRates]);
 const res: FloodResults = {
   date: new Date().toISOString(),
   commit: commitId(),
@@ -261,6 +272,7 @@ const res: FloodResults = {
   machine: { ...machineInfo(), loadavg_start: loadavgStart },
   params: {
     rates,
+    ceiling_rates: ceilingRates,
     modes,
     rounds,
     flood_ms: floodMs,

@@ -182,6 +182,7 @@ describe('floodVerdict', () => {
       held_rate: { load: 5000, always: 10000 },
       target_met: { load: true, always: true },
       lb_ceiling: { load: null, always: 5000 },
+      max_achieved: { load: 10000, always: 10000 },
     });
   });
 
@@ -246,6 +247,7 @@ describe('the report', () => {
     machine: { cpu_model: 'Xeon', cores: 2, kernel: '6.1', loadavg_start: [1, 1, 1] },
     params: {
       rates: [0, 1000],
+      ceiling_rates: [],
       modes: ['off', 'load', 'always'],
       rounds: 1,
       flood_ms: 4500,
@@ -269,6 +271,9 @@ describe('the report', () => {
     expect(md).toContain('saturate at **1000/s**');
     expect(md).toContain('Offload `load`: not run (the LB build has no offload)');
     expect(md).toContain('Offload `always`: >= 99 % legitimate success up to **1000/s**');
+    expect(md).toContain("up to 1000/s sent (the LB's ceiling is above)");
+    const dropping = floodVerdict([rows[0], rows[1], { ...rows[2], lb_drop_pct: 5 }]);
+    expect(renderFloodMarkdown({ ...res, verdict: dropping })).toContain('drops > 1 % of the flood from **1000/s**');
     expect(md).toContain('| 1000 | always | 1000 | 100/100 (100 %) | 70 | 140 | 100 % |');
     expect(markdownTable(rows).split('\n')).toHaveLength(2 + rows.length);
   });
