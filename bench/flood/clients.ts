@@ -1,7 +1,8 @@
 // The legitimate clients of the flood benchmark: Debian's ngtcp2 client (gtlsclient), one run per
 // handshake at a fixed rate from the client namespace's own address, each fetching /bytes/N. Its
 // exit code says nothing (0 even on a handshake timeout), so a run is judged by what it printed:
-// "QUIC handshake has completed" and the downloaded body. The handshake time is ngtcp2's own clock:
+// "QUIC handshake has completed" (a success, when within the deadline) and the downloaded body
+// (recorded beside it: under a flood the response may take longer than the handshake). The handshake time is ngtcp2's own clock:
 // its log lines start `I<ms since the connection began>`, and the last one before the completion
 // line is when the handshake completed (a Retry round trip included), without process start-up.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -41,7 +42,7 @@ export function isDemoBody(b: Buffer | undefined, n: number): boolean {
   return true;
 }
 
-/** Judges one run: a success is a completed handshake within `deadlineMs` and the right body. */
+/** Judges one run: a success is a completed handshake within `deadlineMs`; the body is judged too. */
 export function judge(out: string, body: Buffer | undefined, deadlineMs: number): ClientOutcome {
   const p = parseClientOutput(out);
   const handshake = p.handshakeMs !== null && p.handshakeMs <= deadlineMs;
@@ -53,11 +54,11 @@ export function judge(out: string, body: Buffer | undefined, deadlineMs: number)
   };
 }
 
-/** One gtlsclient run in the client namespace, killed at the deadline (+1 s for the request). */
+/** One gtlsclient run in the client namespace, killed 2 s after the deadline (time for the request). */
 export async function legitClient(fleet: Fleet, dir: string, port: number, deadlineMs: number): Promise<ClientOutcome> {
   const dl = mkdtempSync(path.join(dir, 'dl-'));
   try {
-    const hardMs = deadlineMs + 1000;
+    const hardMs = deadlineMs + 2000;
     const r = await fleet.exec(
       fleet.client,
       [

@@ -89,7 +89,7 @@ describe('rows', () => {
     const a = stepOf({
       mode: 'off',
       rate: 1000,
-      clients: [okClient(80), okClient(120), failed],
+      clients: [okClient(80), okClient(120), failed, { ...okClient(110), body: false }],
       backOctets: 1000 * 5 * 1228 * 3,
       backendCpuUs: 4_000_000,
       lbDrops: 50,
@@ -103,11 +103,12 @@ describe('rows', () => {
       rate: 1000,
       rounds: 3,
       achieved_rate: 1000,
-      attempts: 5,
-      succeeded: 4,
-      success_pct: 80,
-      handshake_p50_ms: 90,
+      attempts: 6,
+      succeeded: 5,
+      success_pct: 83.3,
+      handshake_p50_ms: 100,
       handshake_p99_ms: 120,
+      body_pct: 80,
       backend_cpu_pct: 20, // rounds: 80 %, 20 %, 20 % of one core
       lb_cpu_pct: 10,
       amplification: 2,
@@ -152,6 +153,7 @@ function row(mode: Mode, rate: number, success: number, p50: number, lbDrop = 0)
     success_pct: success,
     handshake_p50_ms: p50,
     handshake_p99_ms: p50 * 2,
+    body_pct: 100,
     retried_pct: mode === 'off' ? 0 : 100,
     backend_cpu_pct: 10,
     lb_cpu_pct: 10,
@@ -170,12 +172,12 @@ describe('floodVerdict', () => {
   it('finds the saturation rate, the rate the offload holds, the 10x target and the LB ceiling', () => {
     const rows = [
       row('off', 0, 100, 40),
-      ...rates.map((r) => row('off', r, r >= 1000 ? 70 : 100, r === 500 ? 90 : 45)),
+      ...rates.map((r) => row('off', r, r >= 1000 ? 70 : 100, r === 500 ? 141 : 45)),
       ...rates.map((r) => row('always', r, 100, 60, r >= 5000 ? 3 : 0)),
       ...rates.map((r) => row('load', r, r === 10000 ? 97 : 100, 60)),
     ];
     const v = floodVerdict(rows);
-    // 500/s: success held but the p50 (90 ms) is more than twice the unloaded 40 ms
+    // 500/s: success held but the p50 (141 ms) is more than 100 ms over the unloaded 40 ms
     expect(v).toEqual({
       baseline_p50_ms: 40,
       saturation_rate: 500,
@@ -274,7 +276,7 @@ describe('the report', () => {
     expect(md).toContain("up to 1000/s sent (the LB's ceiling is above)");
     const dropping = floodVerdict([rows[0], rows[1], { ...rows[2], lb_drop_pct: 5 }]);
     expect(renderFloodMarkdown({ ...res, verdict: dropping })).toContain('drops > 1 % of the flood from **1000/s**');
-    expect(md).toContain('| 1000 | always | 1000 | 100/100 (100 %) | 70 | 140 | 100 % |');
+    expect(md).toContain('| 1000 | always | 1000 | 100/100 (100 %) | 70 | 140 | 100 % | 100 % |');
     expect(markdownTable(rows).split('\n')).toHaveLength(2 + rows.length);
   });
 });
