@@ -14,7 +14,7 @@ import {
   MIN_SERVER_ID_LENGTH,
   QuicLbError,
 } from '../cid/index.js';
-import { parseIPv4Into, parseIPv6Into } from '../wire/index.js';
+import { QUIC_V1, QUIC_V2, QuicWireError, parseIPv4Into, parseIPv6Into, parseRetryTokenKey } from '../wire/index.js';
 import { ConfigError, type ConfigErrorCode } from './errors.js';
 import { type ParsedEndpoint, normaliseIp, parseEndpoint } from '../wire/index.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, isPrime } from './maglev.js';
@@ -103,6 +103,41 @@ export interface LbConfig {
    * `anycast` section; `anycastOf()` gives the defaults otherwise. `quic-lb serve` ignores it.
    */
   anycast?: AnycastSpec;
+  /**
+   * Retry offload (docs/retry.md): present only when the file has a `retry` section; absent =
+   * mode off. `retryOf()` gives the defaults otherwise.
+   */
+  retry?: RetrySpec;
+}
+
+/** Retry offload modes (docs/retry.md "Modes"). */
+export const RETRY_MODES = ['off', 'always', 'load'] as const;
+export type RetryMode = (typeof RETRY_MODES)[number];
+/** Most key files in `retry.keyFiles`: each key is one sequence the LB opens tokens with. */
+export const MAX_RETRY_KEY_FILES = 4;
+
+/** One Retry token key as a key file holds it (src/wire/retry-token.ts), hex for IPC. */
+export interface RetryKeySpec {
+  sequence: number;
+  /** 16 octets, hex. */
+  key: string;
+  /** 12 octets, hex. */
+  iv: string;
+}
+
+/**
+ * The `retry` section, defaults resolved and key files read (draft-ietf-quic-retry-offload-00 §4).
+ * `keys[0]` seals; every key opens. Thresholds are per forwarding process (docs/retry.md).
+ */
+export interface RetrySpec {
+  mode: RetryMode;
+  /** Absolute paths of `keyFiles`, in order (what the reload watch follows). */
+  keyFiles: string[];
+  keys: RetryKeySpec[];
+  tokenLifetimeSeconds: number;
+  /** QUIC versions offloaded (QUIC_V1, QUIC_V2); others are forwarded untouched. */
+  versions: number[];
+  load: { onPerSecond: number; offPerSecond: number; offAfterMs: number; transitionMs: number };
 }
 
 /**
@@ -161,6 +196,11 @@ export const DEFAULTS = Object.freeze({
   resumeConnectionsFraction: 0.8,
   resumeEventLoopDelayFraction: 0.5,
   resumeCpuFraction: 0.8,
+  retryMode: 'off' as RetryMode,
+  retryTokenLifetimeSeconds: 10,
+  retryOnPerSecond: 1000,
+  retryOffAfterMs: 10_000,
+  retryTransitionMs: 10_000,
 });
 
 /**
@@ -188,6 +228,7 @@ export const KNOWN_FIELDS = Object.freeze({
     'drainMs',
     'log',
     'anycast',
+    'retry',
   ],
   quicLb: ['configId', 'serverIdLength', 'nonceLength', 'key', 'keyFile', 'cipher'],
   backend: ['name', 'address', 'serverIds', 'weight', 'health'],
@@ -199,6 +240,8 @@ export const KNOWN_FIELDS = Object.freeze({
   socket: ['recvBufferSize', 'sendBufferSize', 'maxQueuedDatagrams', 'maxQueuedOctets', 'reusePort'],
   log: ['level'],
   anycast: ['forward', 'announce'],
+  retry: ['mode', 'keyFiles', 'tokenLifetimeSeconds', 'versions', 'load'],
+  retryLoad: ['onPerSecond', 'offPerSecond', 'offAfterMs', 'transitionMs'],
   announce: [
     'intervalMs',
     'withdrawAfter',
@@ -652,6 +695,7 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
   const lg = optObj(root.log, '/log', KNOWN_FIELDS.log);
   const log = { level: oneOf(lg.level, '/log/level', LOG_LEVELS, DEFAULTS.logLevel) };
   const anycast = root.anycast === undefined ? undefined : anycastSpec(root.anycast, returnPath.mode);
+  const retry = root.retry === undefined ? undefined : retrySpec(root.retry, baseDir, warnings);
 
   return {
     listen,
@@ -666,6 +710,7 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
     drainMs,
     log,
     ...(anycast ? { anycast } : {}),
+    ...(retry ? { retry } : {}),
   };
 }
 
@@ -835,6 +880,127 @@ export function anycastOf(config: LbConfig): AnycastSpec {
   };
 }
 
+/** `retry.versions` entries: the version number, or its name. */
+const RETRY_VERSION_NAMES: Readonly<Record<string, number>> = { v1: QUIC_V1, v2: QUIC_V2 };
+
+function retryVersions(v: unknown): number[] {
+  const at = '/retry/versions';
+  if (v === undefined) return [QUIC_V1, QUIC_V2];
+  const items = arr(v, at);
+  if (items.length === 0) fail('ERR_CONFIG_REQUIRED', at, 'at least one version (mode off turns the offload off)');
+  const out: number[] = [];
+  items.forEach((x, i) => {
+    const n = typeof x === 'string' ? RETRY_VERSION_NAMES[x] : x;
+    if (n !== QUIC_V1 && n !== QUIC_V2)
+      fail('ERR_CONFIG_ENUM', `${at}/${i}`, `expected 1 or 0x6b3343cf (or 'v1', 'v2'), got ${JSON.stringify(x)}`);
+    if (out.includes(n)) fail('ERR_CONFIG_DUPLICATE', `${at}/${i}`, 'version given twice');
+    out.push(n);
+  });
+  return out;
+}
+
+/**
+ * One Retry token key file (relative to `baseDir`): one `<sequence> <key hex> <iv hex>` line,
+ * parsed by src/wire's `parseRetryTokenKey`. ERR_CONFIG_READ when unreadable, ERR_CONFIG_VALUE
+ * when its content is not one key line (the reason quotes the parser's).
+ */
+function retryKeyFile(v: unknown, at: string, baseDir: string, warnings: Warnings): [string, RetryKeySpec] {
+  const p = path.resolve(baseDir, str(v, at));
+  let text: string;
+  try {
+    text = readFileSync(p, 'utf8');
+    const w = keyFileModeWarning(p, statSync(p).mode);
+    if (w !== undefined) warnings?.push(w);
+  } catch (err) {
+    fail('ERR_CONFIG_READ', at, `cannot read key file ${p}: ${(err as Error).message}`, err);
+  }
+  try {
+    const k = parseRetryTokenKey(text);
+    return [
+      p,
+      { sequence: k.sequence, key: Buffer.from(k.key).toString('hex'), iv: Buffer.from(k.iv).toString('hex') },
+    ];
+  } catch (err) {
+    if (!(err instanceof QuicWireError)) throw err;
+    fail('ERR_CONFIG_VALUE', at, `${p} is not a Retry key file: ${err.message}`, err);
+  }
+}
+
+/** `retry.keyFiles`: 1..MAX_RETRY_KEY_FILES files of distinct sequences, the first seals. */
+function retryKeys(v: unknown, required: boolean, baseDir: string, warnings: Warnings): [string[], RetryKeySpec[]] {
+  const at = '/retry/keyFiles';
+  if (v === undefined) {
+    if (required) fail('ERR_CONFIG_REQUIRED', at, 'required unless mode is off: the keys that seal and open tokens');
+    return [[], []];
+  }
+  const items = arr(v, at);
+  if (items.length === 0 && required) fail('ERR_CONFIG_REQUIRED', at, 'at least one key file unless mode is off');
+  if (items.length > MAX_RETRY_KEY_FILES)
+    fail('ERR_CONFIG_RANGE', at, `at most ${MAX_RETRY_KEY_FILES} key files, got ${items.length}`);
+  const files: string[] = [];
+  const keys: RetryKeySpec[] = [];
+  items.forEach((x, i) => {
+    const [file, key] = retryKeyFile(x, `${at}/${i}`, baseDir, warnings);
+    const same = keys.findIndex((k) => k.sequence === key.sequence);
+    if (same >= 0)
+      fail('ERR_CONFIG_DUPLICATE', `${at}/${i}`, `key sequence ${key.sequence} is also the one of ${at}/${same}`);
+    files.push(file);
+    keys.push(key);
+  });
+  return [files, keys];
+}
+
+/** The `retry` section (docs/retry.md, docs/config.md "retry"). */
+function retrySpec(v: unknown, baseDir: string, warnings: Warnings): RetrySpec {
+  const o = v === null ? {} : obj(v, '/retry', KNOWN_FIELDS.retry);
+  const mode = oneOf(o.mode, '/retry/mode', RETRY_MODES, DEFAULTS.retryMode);
+  const [keyFiles, keys] = retryKeys(o.keyFiles, mode !== 'off', baseDir, warnings);
+  const l = o.load === null ? {} : optObj(o.load, '/retry/load', KNOWN_FIELDS.retryLoad);
+  const at = '/retry/load';
+  const onPerSecond = int(l.onPerSecond, `${at}/onPerSecond`, 1, 1e9, DEFAULTS.retryOnPerSecond);
+  const offPerSecond = int(l.offPerSecond, `${at}/offPerSecond`, 0, 1e9, Math.floor(onPerSecond / 2));
+  if (offPerSecond >= onPerSecond)
+    fail('ERR_CONFIG_VALUE', `${at}/offPerSecond`, `must be < onPerSecond (${onPerSecond}), got ${offPerSecond}`);
+  return {
+    mode,
+    keyFiles,
+    keys,
+    tokenLifetimeSeconds: int(
+      o.tokenLifetimeSeconds,
+      '/retry/tokenLifetimeSeconds',
+      1,
+      300,
+      DEFAULTS.retryTokenLifetimeSeconds,
+    ),
+    versions: retryVersions(o.versions),
+    load: {
+      onPerSecond,
+      offPerSecond,
+      offAfterMs: int(l.offAfterMs, `${at}/offAfterMs`, 0, 3_600_000, DEFAULTS.retryOffAfterMs),
+      transitionMs: int(l.transitionMs, `${at}/transitionMs`, 0, 3_600_000, DEFAULTS.retryTransitionMs),
+    },
+  };
+}
+
+/** The Retry offload settings of a config: its `retry` section, or mode off. */
+export function retryOf(config: LbConfig): RetrySpec {
+  return (
+    config.retry ?? {
+      mode: 'off',
+      keyFiles: [],
+      keys: [],
+      tokenLifetimeSeconds: DEFAULTS.retryTokenLifetimeSeconds,
+      versions: [QUIC_V1, QUIC_V2],
+      load: {
+        onPerSecond: DEFAULTS.retryOnPerSecond,
+        offPerSecond: Math.floor(DEFAULTS.retryOnPerSecond / 2),
+        offAfterMs: DEFAULTS.retryOffAfterMs,
+        transitionMs: DEFAULTS.retryTransitionMs,
+      },
+    }
+  );
+}
+
 /** The document of YAML text. Throws ConfigError ERR_CONFIG_SYNTAX. */
 function parseYamlText(text: string): unknown {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
@@ -900,7 +1066,7 @@ export interface ConfigSources {
 
 /**
  * Reads `file` and lists the key files it references (`quicLb[].keyFile`, `fallback.keyFile`,
- * `returnPath.hmacKeyFile`, `returnPath.hmacKeyFiles[]`, resolved like `loadConfigFile` does). Never throws: an unreadable
+ * `returnPath.hmacKeyFile`, `returnPath.hmacKeyFiles[]`, `retry.keyFiles[]`, resolved like `loadConfigFile` does). Never throws: an unreadable
  * file gives `text: undefined`, invalid YAML gives no key files (the reload reports the error).
  */
 export function configSources(file: string): ConfigSources {
@@ -930,6 +1096,9 @@ export function configSources(file: string): ConfigSources {
     const files =
       d.returnPath !== null && typeof d.returnPath === 'object' ? (d.returnPath as Obj).hmacKeyFiles : undefined;
     if (Array.isArray(files)) for (const f of files) if (typeof f === 'string') keyFiles.push(path.resolve(baseDir, f));
+    const retryFiles = d.retry !== null && typeof d.retry === 'object' ? (d.retry as Obj).keyFiles : undefined;
+    if (Array.isArray(retryFiles))
+      for (const f of retryFiles) if (typeof f === 'string') keyFiles.push(path.resolve(baseDir, f));
   }
   return { text, keyFiles };
 }

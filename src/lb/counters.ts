@@ -6,6 +6,8 @@ import {
   CODEPOINT_COUNT,
   MAX_HMAC_KEYS,
   REASON_COUNT,
+  RETRY_DROP_COUNT,
+  RETRY_TOKEN_RESULT_COUNT,
   RETURN_REJECT_COUNT,
   SEND_ERROR_COUNT,
 } from './reasons.js';
@@ -36,7 +38,64 @@ export interface CounterSnapshot {
   sendErrors: number[];
   returnAuth: number[];
   anycast: number[];
+  /** Retry offload (docs/retry.md); absent in snapshots of older workers. */
+  retry?: RetrySnapshot;
   backends: Record<string, [number, number, number, number, number, number]>;
+}
+
+/** The Retry offload's counters in a snapshot (see `RetryCounters`). */
+export interface RetrySnapshot {
+  sent: number;
+  sentBytes: number;
+  answeredBytes: number;
+  tokens: number[];
+  dropped: number[];
+  modeChanges: number;
+  active: number[];
+  since: number[];
+}
+
+/**
+ * The Retry offload's counters (src/lb/retry-offload.ts). `active[v]` is 1 while the offload is
+ * active on VIP index `v` in this process (summed over workers: the processes where it is);
+ * `since[v]` when it last turned on or off there (ms since the epoch; the latest over workers).
+ */
+export class RetryCounters {
+  /** Retry packets handed to the kernel, their octets, and the octets of the Initials they answered. */
+  sent = 0;
+  sentBytes = 0;
+  answeredBytes = 0;
+  /** Tokens seen on Initials, by RETRY_TOKEN_RESULT_NAMES. */
+  readonly tokens = new Float64Array(RETRY_TOKEN_RESULT_COUNT);
+  /** Initials dropped by the offload, by `RetryDrop`. */
+  readonly dropped = new Float64Array(RETRY_DROP_COUNT);
+  modeChanges = 0;
+  readonly active: number[] = [];
+  readonly since: number[] = [];
+
+  snapshot(): RetrySnapshot {
+    return {
+      sent: this.sent,
+      sentBytes: this.sentBytes,
+      answeredBytes: this.answeredBytes,
+      tokens: Array.from(this.tokens),
+      dropped: Array.from(this.dropped),
+      modeChanges: this.modeChanges,
+      active: [...this.active],
+      since: [...this.since],
+    };
+  }
+}
+
+function addRetry(a: RetrySnapshot, b: RetrySnapshot): void {
+  a.sent += b.sent;
+  a.sentBytes += b.sentBytes;
+  a.answeredBytes += b.answeredBytes;
+  for (let i = 0; i < a.tokens.length && i < b.tokens.length; i++) a.tokens[i] += b.tokens[i];
+  for (let i = 0; i < a.dropped.length && i < b.dropped.length; i++) a.dropped[i] += b.dropped[i];
+  a.modeChanges += b.modeChanges;
+  b.active.forEach((v, i) => (a.active[i] = (a.active[i] ?? 0) + v));
+  b.since.forEach((v, i) => (a.since[i] = Math.max(a.since[i] ?? 0, v)));
 }
 
 /** Every counter of one forwarding process. */
@@ -57,6 +116,8 @@ export class Counters {
   readonly returnAuth = new Float64Array(MAX_HMAC_KEYS);
   /** Server mode only: VIP datagrams by `AnycastPath` (local, peer, dropped). */
   readonly anycast = new Float64Array(ANYCAST_PATH_COUNT);
+  /** Retry offload (docs/retry.md). */
+  readonly retry = new RetryCounters();
   private readonly backendStats = new Map<string, BackendStats>();
 
   /** The stats object of backend `name` (created on first use; stable across reloads). */
@@ -90,6 +151,7 @@ export class Counters {
       sendErrors: Array.from(this.sendErrors),
       returnAuth: Array.from(this.returnAuth),
       anycast: Array.from(this.anycast),
+      retry: this.retry.snapshot(),
       backends,
     };
   }
@@ -114,6 +176,10 @@ export function addSnapshot(a: CounterSnapshot, b: CounterSnapshot): CounterSnap
   addArr(a.sendErrors, b.sendErrors);
   addArr(a.returnAuth, b.returnAuth);
   addArr(a.anycast ?? [], b.anycast ?? []);
+  if (b.retry) {
+    if (a.retry) addRetry(a.retry, b.retry);
+    else a.retry = structuredClone(b.retry);
+  }
   for (const [name, v] of Object.entries(b.backends)) {
     const cur = a.backends[name];
     if (cur) for (let i = 0; i < cur.length; i++) cur[i] += v[i];

@@ -18,7 +18,7 @@ export const CONFIG_ERROR_CODES = [
   'ERR_CONFIG_QUIC_LB', // the QUIC-LB library rejected a config (its code is in the message and `cause`)
   'ERR_CONFIG_PRIME', // fallback.tableSize is not a prime in range
   'ERR_CONFIG_WILDCARD', // a VIP on an unspecified address (0.0.0.0, ::): replies must leave from the exact VIP
-  'ERR_CONFIG_VALUE', // a value that contradicts another field (a resume level above its limit, anycast without returnPath.mode direct)
+  'ERR_CONFIG_VALUE', // a value that contradicts another field (a resume level above its limit, anycast without returnPath.mode direct), or a Retry key file that holds no valid key line
 ] as const;
 
 export type ConfigErrorCode = (typeof CONFIG_ERROR_CODES)[number];

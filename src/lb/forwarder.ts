@@ -24,6 +24,7 @@ import { type LbConfig, isUnspecifiedAddress } from './config.js';
 import type { Counters } from './counters.js';
 import { type ParsedEndpoint, formatEndpoint } from '../wire/index.js';
 import { AnycastPath, ReturnReject, SendError } from './reasons.js';
+import { RETRY_TICK_MS, RetryOffload } from './retry-offload.js';
 import {
   FourTuple,
   type HealthView,
@@ -216,6 +217,10 @@ export class Forwarder {
   private localIndex = -1;
   /** Destination octets checked by `sendFromVip`. */
   private readonly sendScratch = new Uint8Array(16);
+  /** The Retry offload (docs/retry.md); `retry` is it while `retry.mode` is not off, else undefined. */
+  private readonly offload: RetryOffload;
+  private retry: RetryOffload | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly counters: Counters,
@@ -229,6 +234,7 @@ export class Forwarder {
     this.health = health;
     this.maxQueued = config.socket.maxQueuedDatagrams;
     this.maxQueuedOctets = config.socket.maxQueuedOctets;
+    this.offload = new RetryOffload(counters.retry, logger, (m, a, p, v) => this.sendToClient(m, a, p, v));
   }
 
   /** Binds the VIP sockets (and the return port) and compiles the first plan. */
@@ -259,6 +265,7 @@ export class Forwarder {
           tuple.vipPort = vip.port;
           const index = f.vips.length;
           f.vips.push(vip);
+          f.offload.addVip(tuple);
           for (const up of f.upstreamByAddress.values()) up.templates.push(f.template(vip));
           socket.on('message', (msg, rinfo) => f.onPacket(msg, rinfo, index));
         });
@@ -390,11 +397,35 @@ export class Forwarder {
       this.config = config;
       // The swap: one assignment, between two datagrams.
       this.plan = { state: buildRouterState(config, this.health, this.counters), upstreams };
+      this.configureRetry(config);
       for (const [key, up] of this.upstreamByAddress) if (!wanted.has(key)) up.close();
       this.upstreamByAddress.clear();
       for (const [k, u] of wanted) this.upstreamByAddress.set(k, u);
     } finally {
       p.release();
+    }
+  }
+
+  /**
+   * Installs the `retry` section of a committed config: the packet path consults the offload
+   * only while its mode is not off, and the load-triggered mode gets its quiet check every
+   * RETRY_TICK_MS. Never throws (a config validateConfig accepted always builds).
+   */
+  private configureRetry(config: LbConfig): void {
+    let on = false;
+    try {
+      on = this.offload.configure(config);
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'retry offload not configured; running without it');
+    }
+    this.retry = on ? this.offload : undefined;
+    const wantTick = on && config.retry?.mode === 'load';
+    if (wantTick && this.retryTimer === undefined) {
+      this.retryTimer = setInterval(() => this.offload.tick(), RETRY_TICK_MS);
+      this.retryTimer.unref();
+    } else if (!wantTick && this.retryTimer !== undefined) {
+      clearInterval(this.retryTimer);
+      this.retryTimer = undefined;
     }
   }
 
@@ -452,7 +483,11 @@ export class Forwarder {
     const plan = this.plan;
     const d = decide(msg, t, plan.state);
     const b = d.backend;
-    if (b >= 0) {
+    const r = this.retry;
+    if (r !== undefined && b >= 0 && r.intercept(msg, plan.state.header, d, t, rinfo.address, vipIndex)) {
+      // Answered with a Retry or dropped by the offload (its own counters say which): not forwarded.
+      d.backend = -1;
+    } else if (b >= 0) {
       const up = plan.upstreams[b];
       if (up === undefined) {
         // Server mode, decided for this process (only the local backend has no upstream).
@@ -494,6 +529,24 @@ export class Forwarder {
    * local backend otherwise. Never throws, never allocates.
    */
   sendFromVip(msg: Uint8Array, address: string, port: number, vipIndex: number): boolean {
+    if (!this.sendToClient(msg, address, port, vipIndex)) return false;
+    const c = this.counters;
+    c.returnPackets++;
+    c.returnBytes += msg.length;
+    const s = this.localIndex >= 0 ? this.plan.state.backends[this.localIndex]?.stats : undefined;
+    if (s) {
+      s.packetsOut++;
+      s.bytesOut += msg.length;
+    }
+    return true;
+  }
+
+  /**
+   * Sends `msg` from VIP socket `vipIndex` to a client after the return path's destination checks
+   * (port 1..65535, `sendableDestination`); a refusal or a throw is counted in
+   * `send_errors_total` and gives false. Counts nothing else. Never throws, never allocates.
+   */
+  private sendToClient(msg: Uint8Array, address: string, port: number, vipIndex: number): boolean {
     const c = this.counters;
     const vip = this.vips[vipIndex];
     if (vip === undefined || this.closed) {
@@ -517,13 +570,6 @@ export class Forwarder {
     } catch {
       c.sendErrors[SendError.THROWN]++;
       return false;
-    }
-    c.returnPackets++;
-    c.returnBytes += msg.length;
-    const s = this.localIndex >= 0 ? this.plan.state.backends[this.localIndex]?.stats : undefined;
-    if (s) {
-      s.packetsOut++;
-      s.bytesOut += msg.length;
     }
     return true;
   }
@@ -671,6 +717,7 @@ export class Forwarder {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.retryTimer !== undefined) clearInterval(this.retryTimer);
     for (const v of this.vips) {
       try {
         v.socket.close();

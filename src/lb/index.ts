@@ -11,6 +11,12 @@ export {
   type AnycastSpec,
   type AnnounceSpec,
   anycastOf,
+  type RetrySpec,
+  type RetryKeySpec,
+  type RetryMode,
+  RETRY_MODES,
+  MAX_RETRY_KEY_FILES,
+  retryOf,
   DEFAULTS,
   KNOWN_FIELDS,
   HEALTH_TYPES,
@@ -44,8 +50,14 @@ export {
   AnycastPath,
   ANYCAST_PATH_NAMES,
   ANYCAST_PATH_COUNT,
+  RetryDrop,
+  RETRY_DROP_NAMES,
+  RETRY_DROP_COUNT,
+  RETRY_TOKEN_RESULT_NAMES,
+  RETRY_TOKEN_RESULT_COUNT,
 } from './reasons.js';
-export { Counters, BackendStats, type CounterSnapshot } from './counters.js';
+export { RetryOffload, RETRY_TICK_MS, type VipSender } from './retry-offload.js';
+export { Counters, BackendStats, RetryCounters, type CounterSnapshot, type RetrySnapshot } from './counters.js';
 export { SipHash24 } from './siphash.js';
 export { buildMaglevTable, isPrime, DEFAULT_MAGLEV_TABLE_SIZE, type MaglevEntry } from './maglev.js';
 export {

@@ -9,10 +9,10 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ClusterPlane } from './cluster.js';
 import { configFromSpec } from '../cid/index.js';
-import { type LbConfig, configSources, loadConfigFile, restartOnlyChanges } from './config.js';
+import { type LbConfig, configSources, loadConfigFile, restartOnlyChanges, retryOf } from './config.js';
 import type { ConfigError } from './errors.js';
 import { type BackendHealth, HealthChecker } from './health.js';
-import type { ParsedEndpoint } from '../wire/index.js';
+import { type ParsedEndpoint, formatEndpoint } from '../wire/index.js';
 import { createLogger } from './logger.js';
 import { type ControlStats, createMetrics, startHttp } from './metrics.js';
 import { type DataPlane, LocalPlane } from './plane.js';
@@ -143,6 +143,7 @@ export class LoadBalancer {
       workerPackets: () => this.plane.workerPackets(),
       quicLbConfigs: () => this.quicLbInfo,
       serverMode: this.opts.local !== undefined,
+      vips: () => this.plane.vipAddresses().map((v) => formatEndpoint(v)),
     });
     this.opts.registerMetrics?.(registry);
     this.metricsText = async () => {
@@ -153,7 +154,7 @@ export class LoadBalancer {
       const { server, address } = await startHttp(this.config.metrics.listen, {
         contentType: registry.contentType,
         metrics: this.metricsText,
-        healthy: () => this.healthy(),
+        healthy: () => this.healthz(),
       });
       this.httpServer = server;
       this.httpAddress = address;
@@ -255,6 +256,22 @@ export class LoadBalancer {
     const up = [...this.health.view().values()].filter((s) => s === 'up').length;
     if (up === 0) return { ok: false, why: 'no backend up for new flows' };
     return { ok: true, why: `ok: ${up}/${this.config.backends.length} backends up` };
+  }
+
+  /**
+   * What GET /healthz answers: `healthy()`, and while the Retry offload is configured its state
+   * appended as `; retry: {"mode":…,"active":…,"since":…}` (active: on for some VIP in some
+   * process; since: ISO time of the latest change, null before any).
+   */
+  async healthz(): Promise<{ ok: boolean; why: string }> {
+    const h = this.healthy();
+    const mode = retryOf(this.config).mode;
+    if (mode === 'off') return h;
+    const r = (await this.plane.counters()).retry;
+    const active = (r?.active ?? []).some((n) => n > 0);
+    const latest = Math.max(0, ...(r?.since ?? []));
+    const since = latest > 0 ? new Date(latest).toISOString() : null;
+    return { ok: h.ok, why: `${h.why}; retry: ${JSON.stringify({ mode, active, since })}` };
   }
 
   /**

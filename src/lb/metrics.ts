@@ -13,6 +13,8 @@ import {
   CID_RESULT_COUNT,
   CID_RESULT_NAMES,
   REASON_NAMES,
+  RETRY_DROP_NAMES,
+  RETRY_TOKEN_RESULT_NAMES,
   RETURN_REJECT_NAMES,
   SEND_ERROR_NAMES,
 } from './reasons.js';
@@ -46,6 +48,8 @@ export interface MetricsSource {
   quicLbConfigs(): readonly { configId: number; algorithm: string }[];
   /** Server mode (src/anycast): also export quic_lb_anycast_datagrams_total. */
   serverMode?: boolean;
+  /** The VIPs (`address:port`), by index: the `vip` label of quic_lb_retry_active. */
+  vips?(): string[];
 }
 
 const PREFIX = 'quic_lb_';
@@ -265,6 +269,8 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
     (c) => c.inc(source.control().workerRestarts),
   );
 
+  retryMetrics(counter, gauge, () => snap, source.vips ?? (() => []));
+
   if (source.serverMode)
     counter(
       'anycast_datagrams_total',
@@ -283,10 +289,72 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
   };
 }
 
+/**
+ * The Retry offload's metrics (docs/retry.md "Metrics"), summed over the forwarding processes.
+ * Every series shows from the start, at 0, whatever the mode.
+ */
+function retryMetrics(
+  counter: ScrapeTimeMetric<Counter>,
+  gauge: ScrapeTimeMetric<Gauge>,
+  snap: () => CounterSnapshot | undefined,
+  vips: () => string[],
+): void {
+  const retry = (): NonNullable<CounterSnapshot['retry']> | undefined => snap()?.retry;
+  counter('retry_sent_total', 'Retry packets the LB sent in answer to token-less client Initials', [], (c) =>
+    c.inc(retry()?.sent ?? 0),
+  );
+  counter(
+    'retry_sent_bytes_total',
+    'Octets of those Retry packets (direction sent) and of the Initials they answered (direction received): sent/received is the offload amplification, under 1',
+    ['direction'],
+    (c) => {
+      c.inc({ direction: 'sent' }, retry()?.sentBytes ?? 0);
+      c.inc({ direction: 'received' }, retry()?.answeredBytes ?? 0);
+    },
+  );
+  counter(
+    'retry_tokens_total',
+    'Tokens on client Initials: valid (a Retry token that opened: forwarded), new_token (a backend NEW_TOKEN token: forwarded untouched), unverified (forwarded unopened: offload off and past the transition, or a failed ICV on a routed DCID), else why a Retry token was refused (dropped): truncated, key_sequence, invalid, odcid, expired, port',
+    ['result'],
+    (c) => {
+      const r = retry();
+      RETRY_TOKEN_RESULT_NAMES.forEach((result, i) => c.inc({ result }, r?.tokens[i] ?? 0));
+    },
+  );
+  counter(
+    'retry_initials_dropped_total',
+    'Client Initials the Retry offload dropped without an answer: small_datagram (< 1200 octets), malformed, short_dcid (< 8 octets), invalid_token, error',
+    ['reason'],
+    (c) => {
+      const r = retry();
+      RETRY_DROP_NAMES.forEach((reason, i) => c.inc({ reason }, r?.dropped[i] ?? 0));
+    },
+  );
+  counter(
+    'retry_mode_changes_total',
+    'Times the Retry offload turned on or off on a VIP (per process, summed)',
+    [],
+    (c) => c.inc(retry()?.modeChanges ?? 0),
+  );
+  gauge(
+    'retry_active',
+    'Forwarding processes in which the Retry offload is active on this VIP (0 = off everywhere; with workers: 1 it is 0 or 1)',
+    ['vip'],
+    (g) => {
+      const active = retry()?.active ?? [];
+      vips().forEach((vip, i) => g.set({ vip }, active[i] ?? 0));
+    },
+  );
+}
+
 /** The operations HTTP endpoint: GET /metrics (Prometheus text), GET /healthz (200 ok / 503). */
 export async function startHttp(
   listen: ParsedEndpoint,
-  handlers: { metrics: () => Promise<string>; contentType: string; healthy: () => { ok: boolean; why: string } },
+  handlers: {
+    metrics: () => Promise<string>;
+    contentType: string;
+    healthy: () => { ok: boolean; why: string } | Promise<{ ok: boolean; why: string }>;
+  },
 ): Promise<{ server: http.Server; address: ParsedEndpoint }> {
   const server = http.createServer((req, res) => {
     const url = req.url ?? '/';
@@ -304,9 +372,18 @@ export async function startHttp(
       return;
     }
     if (req.method === 'GET' && (url === '/healthz' || url === '/readyz')) {
-      const h = handlers.healthy();
-      res.writeHead(h.ok ? 200 : 503, { 'content-type': 'text/plain' });
-      res.end(`${h.why}\n`);
+      Promise.resolve()
+        .then(handlers.healthy)
+        .then(
+          (h) => {
+            res.writeHead(h.ok ? 200 : 503, { 'content-type': 'text/plain' });
+            res.end(`${h.why}\n`);
+          },
+          (err: unknown) => {
+            res.writeHead(500, { 'content-type': 'text/plain' });
+            res.end(`health error: ${(err as Error).message}\n`);
+          },
+        );
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' });

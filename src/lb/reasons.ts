@@ -2,6 +2,7 @@
 // named for metrics, logs and `quic-lb route`. The order is part of no wire format; add new
 // reasons at the end.
 import { CONFIG_ROTATION_CODEPOINTS } from '../cid/index.js';
+import { RETRY_TOKEN_ERROR_NAMES } from '../wire/index.js';
 
 /** Why `decide()` chose what it chose. */
 export const Reason = {
@@ -129,3 +130,28 @@ export const MAX_HMAC_KEYS = 4;
 export const AnycastPath = { LOCAL: 0, PEER: 1, DROPPED: 2 } as const;
 export const ANYCAST_PATH_NAMES = ['local', 'peer', 'dropped'] as const;
 export const ANYCAST_PATH_COUNT = ANYCAST_PATH_NAMES.length;
+
+/**
+ * Why the Retry offload dropped a client Initial (`quic_lb_retry_initials_dropped_total{reason}`),
+ * never answering it (docs/retry.md): `small_datagram` = under 1200 octets (RFC 9000 §14.1),
+ * `malformed` = its token length runs past the datagram, `short_dcid` = a DCID under 8 octets
+ * (RFC 9000 §7.2: no Retry can carry it as ODCID), `invalid_token` = a Retry token that does not
+ * open (its result is in `quic_lb_retry_tokens_total`), `error` = building the Retry threw.
+ */
+export const RetryDrop = { SMALL_DATAGRAM: 0, MALFORMED: 1, SHORT_DCID: 2, INVALID_TOKEN: 3, ERROR: 4 } as const;
+export const RETRY_DROP_NAMES = ['small_datagram', 'malformed', 'short_dcid', 'invalid_token', 'error'] as const;
+export const RETRY_DROP_COUNT = RETRY_DROP_NAMES.length;
+
+/**
+ * Retry token results (`quic_lb_retry_tokens_total{result}`): index `-code` of src/wire's
+ * `openRetryToken` results (RETRY_TOKEN_ERROR_NAMES, with `ok` named `valid`), then
+ * `unverified`: a Retry token forwarded unopened (offload inactive past the transition) or whose
+ * ICV fails on a routed DCID (a later Initial of a handshake the backend already answered).
+ */
+export const RETRY_TOKEN_RESULT_NAMES: readonly string[] = Object.freeze([
+  'valid',
+  ...RETRY_TOKEN_ERROR_NAMES.slice(1),
+  'unverified',
+]);
+export const RETRY_TOKEN_UNVERIFIED = RETRY_TOKEN_RESULT_NAMES.length - 1;
+export const RETRY_TOKEN_RESULT_COUNT = RETRY_TOKEN_RESULT_NAMES.length;

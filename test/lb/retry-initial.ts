@@ -1,0 +1,84 @@
+// Test helper of the Retry offload tests: a real client Initial (captured from gtlsclient,
+// test/hostile/payloads.ts) re-sealed under the Initial keys of a new DCID (RFC 9001 §5.2) with a
+// token inserted (RFC 9000 §17.2.2), as a client answering a Retry sends it (RFC 9000 §8.1.2); and
+// synthetic Initials (v2, short datagrams) for what the LB reads without decrypting.
+import { initialKeys } from '../../src/demo/crypto.js';
+import { PN_LEN, openPacket, sealPacket } from '../../src/demo/packet.js';
+import { QUIC_V1, QUIC_V2, readVarint, varintLength, varintSizeAt, writeVarint } from '../../src/wire/index.js';
+
+function varint(v: number, length?: 1 | 2 | 4 | 8): Buffer {
+  const b = Buffer.alloc(length ?? varintLength(v));
+  writeVarint(b, 0, v, length);
+  return b;
+}
+
+/** The fields of the v1 Initial at the start of `d` (RFC 9000 §17.2.2). */
+export function initialFields(d: Buffer): { dcid: Buffer; scid: Buffer; token: Buffer; pnOffset: number; end: number } {
+  if ((d[0] & 0xf0) !== 0xc0 || d.readUInt32BE(1) !== QUIC_V1) throw new Error('not a v1 Initial');
+  let o = 5;
+  const dcid = d.subarray(o + 1, o + 1 + d[o]);
+  o += 1 + d[o];
+  const scid = d.subarray(o + 1, o + 1 + d[o]);
+  o += 1 + d[o];
+  const tokenLength = readVarint(d, o);
+  o += varintSizeAt(d, o);
+  const token = d.subarray(o, o + tokenLength);
+  o += tokenLength;
+  const length = readVarint(d, o);
+  const pnOffset = o + varintSizeAt(d, o);
+  if (tokenLength < 0 || length < 0 || pnOffset + length > d.length) throw new Error('truncated Initial');
+  return { dcid, scid, token, pnOffset, end: pnOffset + length };
+}
+
+/**
+ * `captured` (a real v1 client Initial) re-sealed under `dcid` with `token` in its token field:
+ * the CRYPTO payload (the ClientHello) and packet number unchanged, the datagram zero-padded to at
+ * least `minSize` octets. Throws when `captured` does not open under its own DCID.
+ */
+export function initialWithToken(captured: Buffer, dcid: Uint8Array, token: Uint8Array, minSize = 1200): Buffer {
+  const f = initialFields(captured);
+  const opened = openPacket(initialKeys(f.dcid).rx, captured.subarray(0, f.end), f.pnOffset, -1);
+  if (opened === undefined) throw new Error('captured Initial does not open');
+  const length = PN_LEN + opened.payload.length + 16; // packet number + payload + AEAD tag
+  const header = Buffer.concat([
+    Buffer.of((opened.first & 0xfc) | (PN_LEN - 1)),
+    captured.subarray(1, 5),
+    Buffer.of(dcid.length),
+    dcid,
+    Buffer.of(f.scid.length),
+    f.scid,
+    varint(token.length),
+    token,
+    varint(length, 2),
+    Buffer.alloc(PN_LEN),
+  ]);
+  const pkt = sealPacket(initialKeys(dcid).rx, header, header.length - PN_LEN, opened.pn, opened.payload);
+  return pkt.length >= minSize ? pkt : Buffer.concat([pkt, Buffer.alloc(minSize - pkt.length)]);
+}
+
+/**
+ * A synthetic long-header Initial of `version` (v1 type bits 00, v2 01: RFC 9369 §3.2) with a
+ * token and random protected-looking content, `size` octets: for what the LB reads without
+ * decrypting (version, CIDs, token, datagram size).
+ */
+export function syntheticInitial(
+  version: number,
+  dcid: Uint8Array,
+  scid: Uint8Array,
+  token: Uint8Array = Buffer.alloc(0),
+  size = 1200,
+): Buffer {
+  const typeBits = version === QUIC_V2 ? 1 : 0;
+  const head = Buffer.concat([
+    Buffer.of(0xc0 | (typeBits << 4) | 0x03),
+    Buffer.from([version >>> 24, (version >>> 16) & 0xff, (version >>> 8) & 0xff, version & 0xff]),
+    Buffer.of(dcid.length),
+    dcid,
+    Buffer.of(scid.length),
+    scid,
+    varint(token.length),
+    token,
+  ]);
+  const rest = Math.max(24, size - head.length - 2);
+  return Buffer.concat([head, varint(rest, 2), Buffer.alloc(rest, 0x5c)]);
+}
