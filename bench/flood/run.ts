@@ -68,7 +68,17 @@ const base = quick ? 'flood-quick' : 'flood';
 const outDir = path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results'));
 const log = (s: string): void => void process.stdout.write(`${s}\n`);
 
+const USAGE = `npm run bench:flood [-- --quick] [--rates 0,250,500,1000,2500,5000,10000] [--modes off,load,always]
+  [--rounds 2] [--ceiling-rates 20000,40000] [--legit-rate 10] [--window-ms 2500] [--deadline-ms 2000]
+  [--warmup-ms 1000] [--sources 30000] [--load-on 200] [--load-off 100] [--load-off-after-ms 2000]
+  [--load-transition-ms 1000] [--out DIR] [--note TEXT]
+Root only. Writes bench/results/flood.{json,md} (--quick: flood-quick.*).`;
+
 function preflight(): void {
+  if (args.has('help')) {
+    log(USAGE);
+    process.exit(0);
+  }
   const missing = [
     canUseNetns() ? '' : 'root (network namespaces and raw sockets: run it as root, e.g. `sudo npm run bench:flood`)',
     commandExists('gtlsclient') ? '' : 'gtlsclient (Debian package ngtcp2-client; scripts/system-deps.sh installs it)',
