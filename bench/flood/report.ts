@@ -78,6 +78,8 @@ export interface FloodVerdict {
   lb_ceiling: Partial<Record<Mode, number | null>>;
   /** Per offload mode: the highest flood rate the attacker achieved (its own limit shows here). */
   max_achieved: Partial<Record<Mode, number | null>>;
+  /** Per offload mode: every core of the machine was busy at the ceiling (then it is the machine's, not only the LB's). */
+  ceiling_machine_busy: Partial<Record<Mode, boolean>>;
 }
 
 export interface FloodResults {
@@ -100,6 +102,8 @@ export interface FloodResults {
     client_window_ms: number;
     deadline_ms: number;
     sources: number;
+    /** LB worker processes (`workers`); the load thresholds are per worker. */
+    workers: number;
     load: { onPerSecond: number; offPerSecond: number; offAfterMs: number; transitionMs: number };
     backend_retry_key: boolean;
   };
@@ -179,6 +183,8 @@ export function floodRows(
 
 /** Legitimate success at least this share (%) counts as held (the issue's target). */
 export const HELD_SUCCESS_PCT = 99;
+/** A machine counts as fully busy within this many cores of all of them. */
+export const MACHINE_BUSY_SLACK = 0.1;
 /** Backends count as saturated when the p50 handshake is this much slower than unloaded (ms). */
 export const SLOWER_MS = 100;
 /** The LB "drops" above this share (%) of the flood lost in its receive buffer. */
@@ -187,7 +193,7 @@ export const LB_DROP_PCT = 1;
 const held = (r: FloodRow): boolean => r.success_pct !== null && r.success_pct >= HELD_SUCCESS_PCT;
 
 /** The verdicts of the issue's target, from the rows (see FloodVerdict for each definition). */
-export function floodVerdict(rows: readonly FloodRow[]): FloodVerdict {
+export function floodVerdict(rows: readonly FloodRow[], cores: number): FloodVerdict {
   const of = (mode: Mode): FloodRow[] => rows.filter((r) => r.mode === mode).sort((a, b) => a.rate - b.rate);
   const off = of('off');
   const baseline = off.find((r) => r.rate === 0)?.handshake_p50_ms ?? null;
@@ -201,6 +207,7 @@ export function floodVerdict(rows: readonly FloodRow[]): FloodVerdict {
     target_met: {},
     lb_ceiling: {},
     max_achieved: {},
+    ceiling_machine_busy: {},
   };
   for (const mode of ['load', 'always'] as const) {
     const mine = of(mode).filter((r) => r.rate > 0);
@@ -220,7 +227,9 @@ export function floodVerdict(rows: readonly FloodRow[]): FloodVerdict {
           : mine.some((r) => r.rate >= 10 * sat)
             ? false
             : null;
-    v.lb_ceiling[mode] = mine.find((r) => r.lb_drop_pct !== null && r.lb_drop_pct > LB_DROP_PCT)?.rate ?? null;
+    const ceiling = mine.find((r) => r.lb_drop_pct !== null && r.lb_drop_pct > LB_DROP_PCT);
+    v.lb_ceiling[mode] = ceiling?.rate ?? null;
+    if (ceiling) v.ceiling_machine_busy[mode] = (ceiling.busy_cores ?? 0) >= cores - MACHINE_BUSY_SLACK;
     v.max_achieved[mode] = Math.max(...mine.map((r) => r.achieved_rate ?? 0));
   }
   return v;
@@ -294,7 +303,10 @@ function ceilingWords(v: FloodVerdict, mode: Mode): string {
   const c = v.lb_ceiling[mode];
   return c === null || c === undefined
     ? `the LB's kernel dropped <= ${LB_DROP_PCT} % of the flood at every rate, up to ${dash(v.max_achieved[mode])}/s sent (the LB's ceiling is above)`
-    : `LB ceiling: its kernel drops > ${LB_DROP_PCT} % of the flood from **${c}/s**`;
+    : `LB ceiling: its kernel drops > ${LB_DROP_PCT} % of the flood from **${c}/s**` +
+        (v.ceiling_machine_busy[mode]
+          ? ' (every core of the machine was busy there, the attacker and the clients included: a ceiling of this machine, the LB alone may go further)'
+          : '');
 }
 
 /** The verdict in sentences (report and stdout). */
@@ -330,7 +342,7 @@ export function renderFloodMarkdown(res: FloodResults): string {
     `- Date: ${res.date} · commit \`${res.commit}\` · Node ${res.node} · ${res.duration_s} s`,
     `- Machine: ${m.cpu_model}, ${m.cores} cores, Linux ${m.kernel}, load average at start ${m.loadavg_start.join(' / ')}`,
     `- Command: \`${res.command}\``,
-    `- Workload: per step a fresh LB (one worker, \`retry.mode\` as the row says) and two demo backends in network namespaces${p.backend_retry_key ? " (with the LB's retry key file)" : ''}; ` +
+    `- Workload: per step a fresh LB (${p.workers} worker${p.workers === 1 ? '' : 's'}, \`retry.mode\` as the row says) and two demo backends in network namespaces${p.backend_retry_key ? " (with the LB's retry key file)" : ''}; ` +
       `real gtlsclient Initials re-sealed under fresh DCIDs from ${p.sources} spoofed random sources (raw sockets) at the row's rate for ${p.flood_ms / 1000} s; ` +
       `meanwhile ${p.legit_rate} legitimate gtlsclient handshakes/s for ${p.client_window_ms / 1000} s, a success when the handshake completes within ${p.deadline_ms} ms (body ok: then /bytes/1000 arrived whole within 2 s more). ` +
       `${p.rounds} round(s), modes interleaved at each rate; client outcomes pooled over rounds, CPU, octet ratio and drops are medians of rounds. ` +

@@ -1,6 +1,6 @@
 // `npm run bench:flood [-- --quick] [--rates 250,500,...] [--modes off,load,always] [--rounds N]`
 //   [--ceiling-rates 20000,40000] (mode always only, past the rates: where the LB itself drops)
-//   [--legit-rate 10] [--window-ms 3000] [--deadline-ms 2500] [--warmup-ms 1000] [--sources 30000]
+//   [--legit-rate 10] [--window-ms 2500] [--deadline-ms 2000] [--warmup-ms 1000] [--sources 30000] [--workers 1]
 //   [--load-on 200] [--load-off 100] [--out DIR] [--note TEXT]
 // The Initial flood benchmark (issue 14, "Proof"): real client Initials re-sealed under fresh
 // DCIDs from spoofed random sources at rising rates against the LB, with the Retry offload off,
@@ -56,6 +56,7 @@ const windowMs = num('window-ms', quick ? 1500 : 2500);
 const deadlineMs = num('deadline-ms', quick ? 1500 : 2000);
 const warmupMs = num('warmup-ms', quick ? 500 : 1000);
 const sources = num('sources', 30_000);
+const workers = num('workers', 1);
 const load: LoadThresholds = {
   onPerSecond: num('load-on', 200),
   offPerSecond: num('load-off', 100),
@@ -70,7 +71,7 @@ const log = (s: string): void => void process.stdout.write(`${s}\n`);
 
 const USAGE = `npm run bench:flood [-- --quick] [--rates 0,250,500,1000,2500,5000,10000] [--modes off,load,always]
   [--rounds 2] [--ceiling-rates 20000,40000] [--legit-rate 10] [--window-ms 2500] [--deadline-ms 2000]
-  [--warmup-ms 1000] [--sources 30000] [--load-on 200] [--load-off 100] [--load-off-after-ms 2000]
+  [--warmup-ms 1000] [--sources 30000] [--workers 1] [--load-on 200] [--load-off 100] [--load-off-after-ms 2000]
   [--load-transition-ms 1000] [--out DIR] [--note TEXT]
 Root only. Writes bench/results/flood.{json,md} (--quick: flood-quick.*).`;
 
@@ -139,7 +140,7 @@ async function step(
   rate: number,
 ): Promise<StepMeasurement> {
   const t0 = Date.now();
-  const stack: Stack = await topo.startStack(mode, load);
+  const stack: Stack = await topo.startStack(mode, load, workers);
   const startMs = Date.now() - t0;
   try {
     const { fleet } = topo;
@@ -290,12 +291,13 @@ const res: FloodResults = {
     client_window_ms: windowMs,
     deadline_ms: deadlineMs,
     sources,
+    workers,
     load,
     backend_retry_key: topo.backendKey,
   },
   skipped,
   rows,
-  verdict: floodVerdict(rows),
+  verdict: floodVerdict(rows, machineInfo().cores),
 };
 log('');
 log(textTable(rows));

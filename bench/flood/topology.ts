@@ -5,7 +5,7 @@
 //   client ns: the attacker (raw-udp send, spoofed sources in ATTACKER_PREFIX), the legitimate
 //              gtlsclient runs (its own address), the octet counter (raw-udp count: every packet
 //              toward ATTACKER_PREFIX, which the router sends here and a blackhole route drops)
-//   lb ns:     `quic-lb serve`, one worker, the VIP
+//   lb ns:     `quic-lb serve` (one worker unless told), the VIP
 //   be1, be2:  `quic-lb demo backend`, with the same retry key file as the LB when they take one
 //
 // The LB and the backends are restarted for every step (a fresh process per mode and rate): a
@@ -37,7 +37,7 @@ const METRICS = 'http://127.0.0.1:9433/metrics';
 export type Mode = 'off' | 'load' | 'always';
 export const MODES: readonly Mode[] = ['off', 'load', 'always'];
 
-/** Load-triggered thresholds (`retry.load`), per LB worker (the bench runs one). */
+/** Load-triggered thresholds (`retry.load`), per LB worker process. */
 export interface LoadThresholds {
   onPerSecond: number;
   offPerSecond: number;
@@ -48,7 +48,7 @@ export interface LoadThresholds {
 /** The LB config: one VIP, both backends, via-lb return path, and the `retry` section unless mode off. */
 export function floodConfig(
   fleet: Fleet,
-  o: { mode: Mode; keyFile: string; quicLbKey: string; fallbackKey: string; load: LoadThresholds },
+  o: { mode: Mode; keyFile: string; quicLbKey: string; fallbackKey: string; load: LoadThresholds; workers: number },
 ): string {
   const retry =
     o.mode === 'off'
@@ -77,7 +77,7 @@ export function floodConfig(
     `returnPath: { mode: via-lb, listen: '${fleet.vip}:${RETURN_PORT}' }`,
     "metrics: { listen: '127.0.0.1:9433' }",
     'log: { level: warn }',
-    'workers: 1',
+    `workers: ${o.workers}`,
     ...retry,
     '',
   ].join('\n');
@@ -143,12 +143,19 @@ export class FloodTopology {
   }
 
   /** Starts the LB in `mode` and both backends, and waits until the LB sees both up. */
-  async startStack(mode: Mode, load: LoadThresholds): Promise<Stack> {
+  async startStack(mode: Mode, load: LoadThresholds, workers: number): Promise<Stack> {
     // The backends read the same file minus the `retry` section (they take the key by
     // --retry-key-file, and a build without the offload refuses the section).
     const write = (m: Mode): string => {
       const file = path.join(this.dir, `lb-${m}.yaml`);
-      const o = { mode: m, keyFile: this.keyFile, quicLbKey: this.quicLbKey, fallbackKey: this.fallbackKey, load };
+      const o = {
+        mode: m,
+        keyFile: this.keyFile,
+        quicLbKey: this.quicLbKey,
+        fallbackKey: this.fallbackKey,
+        load,
+        workers,
+      };
       writeFileSync(file, floodConfig(this.fleet, o));
       return file;
     };

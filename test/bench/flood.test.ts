@@ -176,7 +176,7 @@ describe('floodVerdict', () => {
       ...rates.map((r) => row('always', r, 100, 60, r >= 5000 ? 3 : 0)),
       ...rates.map((r) => row('load', r, r === 10000 ? 97 : 100, 60)),
     ];
-    const v = floodVerdict(rows);
+    const v = floodVerdict(rows, 2);
     // 500/s: success held but the p50 (141 ms) is more than 100 ms over the unloaded 40 ms
     expect(v).toEqual({
       baseline_p50_ms: 40,
@@ -185,7 +185,9 @@ describe('floodVerdict', () => {
       target_met: { load: true, always: true },
       lb_ceiling: { load: null, always: 5000 },
       max_achieved: { load: 10000, always: 10000 },
+      ceiling_machine_busy: { always: false },
     });
+    expect(floodVerdict(rows, 1).ceiling_machine_busy).toEqual({ always: true });
   });
 
   it('says not met when a rate >= 10x saturation fails, and undecidable when none was run', () => {
@@ -193,11 +195,11 @@ describe('floodVerdict', () => {
       ...rates.map((r) => row('off', r, r >= 1000 ? 50 : 100, 50)),
       ...rates.map((r) => row('always', r, r >= 2500 ? 98 : 100, 60)),
     ];
-    expect(floodVerdict(rows)).toMatchObject({ saturation_rate: 1000, held_rate: { always: 1000 } });
-    expect(floodVerdict(rows).target_met.always).toBe(false);
+    expect(floodVerdict(rows, 2)).toMatchObject({ saturation_rate: 1000, held_rate: { always: 1000 } });
+    expect(floodVerdict(rows, 2).target_met.always).toBe(false);
     const short = [row('off', 500, 50, 50), row('always', 500, 100, 50), row('always', 2500, 100, 50)];
-    expect(floodVerdict(short).target_met.always).toBeNull();
-    expect(floodVerdict([row('off', 500, 100, 50), row('always', 500, 100, 50)])).toMatchObject({
+    expect(floodVerdict(short, 2).target_met.always).toBeNull();
+    expect(floodVerdict([row('off', 500, 100, 50), row('always', 500, 100, 50)], 2)).toMatchObject({
       saturation_rate: null,
       target_met: { always: null },
     });
@@ -221,6 +223,7 @@ describe('the LB config', () => {
         quicLbKey: '00'.repeat(16),
         fallbackKey: '11'.repeat(16),
         load,
+        workers: 2,
       }),
     ) as Record<string, unknown>;
 
@@ -233,6 +236,7 @@ describe('the LB config', () => {
       { name: 'be2', address: '198.18.22.2:4434', weight: 1, serverIds: { '0': '0002' } },
     ]);
     expect(cfg('load').listen).toEqual(['198.19.0.1:4433']);
+    expect(cfg('off').workers).toBe(2);
   });
 });
 
@@ -257,25 +261,31 @@ describe('the report', () => {
       client_window_ms: 2000,
       deadline_ms: 2000,
       sources: 30000,
+      workers: 1,
       load: { onPerSecond: 200, offPerSecond: 100, offAfterMs: 2000, transitionMs: 1000 },
       backend_retry_key: true,
     },
     skipped: { load: 'the LB build has no offload' },
     rows,
-    verdict: floodVerdict(rows),
+    verdict: floodVerdict(rows, 2),
   };
 
   it('states the command, the machine, the note, the verdict and one line per row', () => {
     const md = renderFloodMarkdown(res);
     expect(md).toContain('`npm run bench:flood -- --quick`');
     expect(md).toContain('Xeon, 2 cores');
+    expect(md).toContain('a fresh LB (1 worker, `retry.mode`');
     expect(md).toContain('> Other work kept 1.20 cores busy');
     expect(md).toContain('saturate at **1000/s**');
     expect(md).toContain('Offload `load`: not run (the LB build has no offload)');
     expect(md).toContain('Offload `always`: >= 99 % legitimate success up to **1000/s**');
     expect(md).toContain("up to 1000/s sent (the LB's ceiling is above)");
-    const dropping = floodVerdict([rows[0], rows[1], { ...rows[2], lb_drop_pct: 5 }]);
-    expect(renderFloodMarkdown({ ...res, verdict: dropping })).toContain('drops > 1 % of the flood from **1000/s**');
+    const dropping = floodVerdict([rows[0], rows[1], { ...rows[2], lb_drop_pct: 5 }], 2);
+    expect(renderFloodMarkdown({ ...res, verdict: dropping })).toContain('drops > 1 % of the flood from **1000/s**.');
+    const busy = floodVerdict([rows[0], rows[1], { ...rows[2], lb_drop_pct: 5, busy_cores: 1.95 }], 2);
+    expect(renderFloodMarkdown({ ...res, verdict: busy })).toContain(
+      'from **1000/s** (every core of the machine was busy',
+    );
     expect(md).toContain('| 1000 | always | 1000 | 100/100 (100 %) | 70 | 140 | 100 % | 100 % |');
     expect(markdownTable(rows).split('\n')).toHaveLength(2 + rows.length);
   });
