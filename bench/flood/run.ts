@@ -1,7 +1,7 @@
 // `npm run bench:flood [-- --quick] [--rates 250,500,...] [--modes off,load,always] [--rounds N]`
 //   [--ceiling-rates 20000,40000] (mode always only, past the rates: where the LB itself drops)
 //   [--legit-rate 10] [--window-ms 2500] [--deadline-ms 2000] [--warmup-ms 1000] [--sources 30000] [--workers 1]
-//   [--load-on 200] [--load-off 100] [--out DIR] [--note TEXT]
+//   [--load-on 200] [--load-off 100] [--out DIR] [--note TEXT] [--report-only]
 // The Initial flood benchmark (issue 14, "Proof"): real client Initials re-sealed under fresh
 // DCIDs from spoofed random sources at rising rates against the LB, with the Retry offload off,
 // load-triggered and always on, while legitimate gtlsclient handshakes run at a fixed rate. Per
@@ -72,8 +72,8 @@ const log = (s: string): void => void process.stdout.write(`${s}\n`);
 const USAGE = `npm run bench:flood [-- --quick] [--rates 0,250,500,1000,2500,5000,10000] [--modes off,load,always]
   [--rounds 2] [--ceiling-rates 20000,40000] [--legit-rate 10] [--window-ms 2500] [--deadline-ms 2000]
   [--warmup-ms 1000] [--sources 30000] [--workers 1] [--load-on 200] [--load-off 100] [--load-off-after-ms 2000]
-  [--load-transition-ms 1000] [--out DIR] [--note TEXT]
-Root only. Writes bench/results/flood.{json,md} (--quick: flood-quick.*).`;
+  [--load-transition-ms 1000] [--out DIR] [--note TEXT] [--report-only]
+Root only (--report-only: re-render the report from the JSON in --out). Writes bench/results/flood.{json,md} (--quick: flood-quick.*).`;
 
 function preflight(): void {
   if (args.has('help')) {
@@ -198,6 +198,9 @@ async function step(
   }
 }
 
+/** An argument as a shell would need it typed (quoted when it holds spaces or quotes). */
+const shellWord = (a: string): string => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+
 function writeResults(res: FloodResults): void {
   mkdirSync(outDir, { recursive: true });
   writeFileSync(path.join(outDir, `${base}.json`), `${JSON.stringify(res, null, 2)}\n`);
@@ -205,6 +208,15 @@ function writeResults(res: FloodResults): void {
   log(`wrote ${path.relative(repoRoot, outDir) || '.'}/${base}.{json,md}`);
 }
 
+if (args.has('report-only')) {
+  // Re-derive the verdict and re-render the report from the JSON already in `outDir` (rows as measured).
+  const res = JSON.parse(readFileSync(path.join(outDir, `${base}.json`), 'utf8')) as FloodResults;
+  res.params.workers ??= 1;
+  res.params.ceiling_rates ??= [];
+  res.verdict = floodVerdict(res.rows, res.machine.cores);
+  writeResults(res);
+  process.exit(0);
+}
 preflight();
 const loadavgStart = loadavg().map((l) => Math.round(l * 100) / 100);
 const busy = await busyCores();
@@ -277,7 +289,7 @@ const res: FloodResults = {
   commit: commitId(),
   node: process.version,
   profile: quick ? 'quick' : 'default',
-  command: `npm run bench:flood${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+  command: `npm run bench:flood${process.argv.length > 2 ? ` -- ${process.argv.slice(2).map(shellWord).join(' ')}` : ''}`,
   note,
   duration_s: Math.round((Date.now() - started) / 1000),
   machine: { ...machineInfo(), loadavg_start: loadavgStart },
