@@ -318,6 +318,10 @@ export function verdictLines(res: FloodResults): string[] {
       ? `- Without the offload the backends held every rate tested (up to ${Math.max(...res.params.rates)}/s): no saturation rate.`
       : `- Without the offload the backends saturate at **${v.saturation_rate}/s** (first rate with legitimate success < ${HELD_SUCCESS_PCT} % or a p50 more than ${SLOWER_MS} ms over unloaded).`,
   ];
+  if (!res.params.backend_retry_key)
+    lines.push(
+      "- **This build's demo backend took no `--retry-key-file`**: it cannot open the LB's tokens, so a client that got a Retry aborts (RFC 9000 §7.3: retry_source_connection_id missing). The offload rows measure the LB, not legitimate success.",
+    );
   for (const mode of ['load', 'always'] as const) {
     if (!(mode in v.held_rate)) {
       if (res.skipped[mode]) lines.push(`- Offload \`${mode}\`: not run (${res.skipped[mode]}).`);

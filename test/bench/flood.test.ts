@@ -288,5 +288,8 @@ describe('the report', () => {
     );
     expect(md).toContain('| 1000 | always | 1000 | 100/100 (100 %) | 70 | 140 | 100 % | 100 % |');
     expect(markdownTable(rows).split('\n')).toHaveLength(2 + rows.length);
+    expect(md).not.toContain('took no `--retry-key-file`');
+    const keyless = { ...res, params: { ...res.params, backend_retry_key: false } };
+    expect(renderFloodMarkdown(keyless)).toContain("This build's demo backend took no `--retry-key-file`");
   });
 });
