@@ -53,6 +53,8 @@ export interface FloodRow {
   /** CPU in % of one core, medians of rounds: both backends together, and the LB. */
   backend_cpu_pct: number | null;
   lb_cpu_pct: number | null;
+  /** LB CPU per spoofed Initial it read (sent minus its kernel's drops), µs (median of rounds; the legitimate traffic's share included). */
+  lb_us_per_initial: number | null;
   /** Octets sent toward the spoofed sources per octet received from them (median of rounds). */
   amplification: number | null;
   /** Spoofed datagrams the LB's kernel dropped (its receive buffer full), % of those sent (median). */
@@ -155,6 +157,9 @@ export function floodRow(steps: readonly StepMeasurement[]): FloodRow {
     retried_pct: pct(clients.filter((c) => c.retried).length, clients.length),
     backend_cpu_pct: cpu((s) => s.backendCpuUs),
     lb_cpu_pct: cpu((s) => s.lbCpuUs),
+    lb_us_per_initial: flood
+      ? median(steps.map((s) => (s.sent > s.lbDrops ? Math.round(s.lbCpuUs / (s.sent - s.lbDrops)) : null)))
+      : null,
     amplification: flood
       ? median(steps.map((s) => (s.sentOctets > 0 ? round2(s.backOctets / s.sentOctets) : null)))
       : null,
@@ -249,6 +254,7 @@ const COLUMNS = [
   'retried',
   'backends CPU %',
   'LB CPU %',
+  'LB µs/Initial',
   'octets out/in',
   'LB drops %',
   'backend drops %',
@@ -268,6 +274,7 @@ function cells(r: FloodRow): string[] {
     r.retried_pct === null ? '–' : `${r.retried_pct} %`,
     dash(r.backend_cpu_pct),
     dash(r.lb_cpu_pct),
+    dash(r.lb_us_per_initial),
     dash(r.amplification),
     dash(r.lb_drop_pct),
     dash(r.backend_drop_pct),
@@ -351,7 +358,7 @@ export function renderFloodMarkdown(res: FloodResults): string {
       `meanwhile ${p.legit_rate} legitimate gtlsclient handshakes/s for ${p.client_window_ms / 1000} s, a success when the handshake completes within ${p.deadline_ms} ms (body ok: then /bytes/1000 arrived whole within 2 s more). ` +
       `${p.rounds} round(s), modes interleaved at each rate; client outcomes pooled over rounds, CPU, octet ratio and drops are medians of rounds. ` +
       `Load mode: on above ${p.load.onPerSecond} token-less Initials/s, off below ${p.load.offPerSecond}/s after ${p.load.offAfterMs} ms.`,
-    '- Columns: CPU in % of one core over the flood (backends: both together); octets out/in = IP octets sent toward the spoofed sources per IP octet received from them; LB drops / backend drops = datagrams their kernels dropped (receive buffer full), % of the spoofed ones sent; no backend = datagrams the LB dropped because its health probes saw no backend up, % of those sent; busy cores = the whole machine during the step (this bench included: compare with other runs only as ratios).',
+    '- Columns: CPU in % of one core over the flood (backends: both together); LB µs/Initial = its CPU time per spoofed Initial it read; octets out/in = IP octets sent toward the spoofed sources per IP octet received from them; LB drops / backend drops = datagrams their kernels dropped (receive buffer full), % of the spoofed ones sent; no backend = datagrams the LB dropped because its health probes saw no backend up, % of those sent; busy cores = the whole machine during the step (this bench included: compare with other runs only as ratios).',
     ...Object.entries(res.skipped).map(([k, why]) => `- Skipped ${k}: ${why}`),
     '',
     '## Verdict',

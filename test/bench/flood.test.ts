@@ -111,11 +111,13 @@ describe('rows', () => {
       body_pct: 80,
       backend_cpu_pct: 20, // rounds: 80 %, 20 %, 20 % of one core
       lb_cpu_pct: 10,
+      lb_us_per_initial: 100, // 500 ms of CPU for 5000 Initials
       amplification: 2,
       lb_drop_pct: 0,
       no_backend_pct: 0,
     });
     expect(floodRow([a]).lb_drop_pct).toBe(1);
+    expect(floodRow([a]).lb_us_per_initial).toBe(Math.round(500_000 / (5000 - 50)));
     expect(floodRow([a]).no_backend_pct).toBe(10);
   });
 
@@ -157,6 +159,7 @@ function row(mode: Mode, rate: number, success: number, p50: number, lbDrop = 0)
     retried_pct: mode === 'off' ? 0 : 100,
     backend_cpu_pct: 10,
     lb_cpu_pct: 10,
+    lb_us_per_initial: 20,
     amplification: 0.1,
     lb_drop_pct: rate === 0 ? null : lbDrop,
     backend_drop_pct: 0,
@@ -286,7 +289,7 @@ describe('the report', () => {
     expect(renderFloodMarkdown({ ...res, verdict: busy })).toContain(
       'from **1000/s** (every core of the machine was busy',
     );
-    expect(md).toContain('| 1000 | always | 1000 | 100/100 (100 %) | 70 | 140 | 100 % | 100 % |');
+    expect(md).toContain('| 1000 | always | 1000 | 100/100 (100 %) | 70 | 140 | 100 % | 100 % | 10 | 10 | 20 | 0.1 |');
     expect(markdownTable(rows).split('\n')).toHaveLength(2 + rows.length);
     expect(md).not.toContain('took no `--retry-key-file`');
     const keyless = { ...res, params: { ...res.params, backend_retry_key: false } };
