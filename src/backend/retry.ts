@@ -116,10 +116,9 @@ export class RetryTokenValidator {
   private keyRing: RetryTokenKeys;
   private readonly clock: () => number;
   private readonly opened = new OpenedRetryToken();
-  /** Scratch for the client address: 4 octets (IPv4, and IPv4-mapped IPv6) or 16. */
+  /** Scratch for the client address: 4 octets (IPv4) or 16 (IPv6; the codec binds ::ffff:a.b.c.d as IPv4). */
   private readonly ip4 = new Uint8Array(4);
   private readonly ip6 = new Uint8Array(16);
-  private mapped = false;
   private readonly tokenAt = { tokenOffset: 0, tokenLength: 0 };
 
   constructor(opts: RetryTokenValidatorOptions) {
@@ -146,8 +145,8 @@ export class RetryTokenValidator {
    * Opens the token at `datagram[tokenOffset, +tokenLength)` (from `initialTokenOf`) of an Initial
    * whose DCID is `dcid`, from the client at `clientAddress`:`clientPort` as this backend sees it
    * (behind an LB: the PROXY v2 source; in server mode: the datagram's source). An IPv4-mapped
-   * IPv6 address counts as IPv4 (draft §4.1 puts IPv4 in the first 4 octets), and as the mapped
-   * 16 octets if that fails (an LB on a dual-stack socket). Counts the result once.
+   * IPv6 address is the same client as its IPv4 address (src/wire/retry-token.ts binds it so).
+   * Counts the result once.
    * Never throws; a type-1 (NEW_TOKEN) token is refused with RETRY_TOKEN_ERR_NEW_TOKEN: it is
    * the server's own, to check with its own NEW_TOKEN scheme.
    */
@@ -161,11 +160,20 @@ export class RetryTokenValidator {
   ): RetryTokenValidation {
     const ip = this.addressOctets(clientAddress);
     // An address the token cannot be bound to never matches.
-    let code =
-      ip === undefined ? RETRY_TOKEN_ERR_INVALID : this.open(datagram, tokenOffset, tokenLength, ip, clientPort, dcid);
-    // An IPv4 client on a dual-stack socket: the LB may have bound the token to the 16-octet form.
-    if (code === RETRY_TOKEN_ERR_INVALID && ip === this.ip4 && this.mapped)
-      code = this.open(datagram, tokenOffset, tokenLength, this.ip6, clientPort, dcid);
+    const code =
+      ip === undefined
+        ? RETRY_TOKEN_ERR_INVALID
+        : openRetryToken(
+            this.keyRing,
+            datagram,
+            tokenOffset,
+            tokenLength,
+            ip,
+            clientPort,
+            dcid,
+            this.clock(),
+            this.opened,
+          );
     // RETRY_TOKEN_RESULTS[i] names code -i (0 = RETRY_TOKEN_OK = valid); a code the codec adds later counts as invalid.
     const reason = RETRY_TOKEN_RESULTS[-code] ?? 'invalid';
     this.stats[reason]++;
@@ -186,36 +194,11 @@ export class RetryTokenValidator {
     return this.validate(datagram, at.tokenOffset, at.tokenLength, clientAddress, clientPort, dcid);
   }
 
-  private open(
-    datagram: Uint8Array,
-    tokenOffset: number,
-    tokenLength: number,
-    ip: Uint8Array,
-    clientPort: number,
-    dcid: Uint8Array,
-  ): number {
-    const now = this.clock();
-    return openRetryToken(this.keyRing, datagram, tokenOffset, tokenLength, ip, clientPort, dcid, now, this.opened);
-  }
-
-  /** The client address as token octets (ip4 or ip6 scratch; `mapped` when ip6 holds ::ffff:a.b.c.d), undefined for a non-literal. */
+  /** The client address as token octets (the ip4 or ip6 scratch), undefined for a non-literal. */
   private addressOctets(address: string): Uint8Array | undefined {
-    this.mapped = false;
     if (parseIPv4Into(address, this.ip4, 0)) return this.ip4;
-    if (!parseIPv6Into(address, this.ip6, 0)) return undefined;
-    if (isV4Mapped(this.ip6)) {
-      this.mapped = true;
-      this.ip4.set(this.ip6.subarray(12));
-      return this.ip4;
-    }
-    return this.ip6;
+    return parseIPv6Into(address, this.ip6, 0) ? this.ip6 : undefined;
   }
-}
-
-/** ::ffff:a.b.c.d (RFC 4291 §2.5.5.2). */
-function isV4Mapped(a: Uint8Array): boolean {
-  for (let i = 0; i < 10; i++) if (a[i] !== 0) return false;
-  return a[10] === 0xff && a[11] === 0xff;
 }
 
 /** Whether `v` (from validate) is a NEW_TOKEN token (first bit 1): not the LB's, handled like no token at all. */

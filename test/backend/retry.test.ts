@@ -145,6 +145,7 @@ describe('RetryTokenValidator', () => {
     const mapped = Buffer.concat([Buffer.from('00000000000000000000ffff', 'hex'), CLIENT.ip]);
     expect(check(v, sealed(ring1, { ip: mapped }), `::ffff:${CLIENT.address}`).ok).toBe(true);
     expect(check(v, sealed(ring1, { ip: mapped }), `::ffff:192.0.2.9`).ok).toBe(false);
+    expect(check(v, sealed(ring1, { ip: mapped }), CLIENT.address).ok).toBe(true);
     const ip6 = Buffer.from('20010db8000000000000000000000007', 'hex');
     expect(check(v, sealed(ring1, { ip: ip6 }), '2001:db8::7').ok).toBe(true);
   });

@@ -1,75 +1,9 @@
-// Test helpers for Retry offload at the demo server: a real client Initial (captured from
-// gtlsclient) carrying a chosen token under a chosen DCID, re-sealed under that DCID's Initial keys
-// (RFC 9001 §5.2: after a Retry the client derives them from the Retry's SCID), and a one-client
-// "Retry LB" relay that answers a token-less Initial with a Retry the way the LB does.
+// A one-client "Retry LB" relay for the demo server's Retry tests: it answers a token-less
+// Initial with a Retry the way the LB does and relays everything else.
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { initialKeys } from '../../src/demo/crypto.js';
-import { openPacket, PN_LEN, sealPacket } from '../../src/demo/packet.js';
-import {
-  encodeRetry,
-  initialTokenOf,
-  QUIC_V1,
-  readVarint,
-  sealRetryToken,
-  varintLength,
-  varintSizeAt,
-  writeVarint,
-  type RetryTokenKeys,
-} from '../../src/wire/index.js';
-
-const MIN_INITIAL_DATAGRAM = 1200;
-const AEAD_TAG = 16;
-
-function varint(v: number, length?: 1 | 2 | 4 | 8): Buffer {
-  const b = Buffer.alloc(length ?? varintLength(v));
-  writeVarint(b, 0, v, length);
-  return b;
-}
-
-/** DCID, SCID and the packet bounds of the v1 Initial at the start of `d` (RFC 9000 §17.2.2). */
-export function initialFields(d: Buffer): { dcid: Buffer; scid: Buffer; pnOffset: number; end: number } {
-  let o = 5;
-  const dcid = d.subarray(o + 1, o + 1 + d[o]);
-  o += 1 + d[o];
-  const scid = d.subarray(o + 1, o + 1 + d[o]);
-  o += 1 + d[o];
-  o += varintSizeAt(d, o) + readVarint(d, o);
-  const length = readVarint(d, o);
-  const pnOffset = o + varintSizeAt(d, o);
-  return { dcid, scid, pnOffset, end: pnOffset + length };
-}
-
-/**
- * The captured client Initial with `token` in its Token field and `dcid` as its DCID, sealed
- * under `dcid`'s client Initial keys; PADDING frames keep the datagram at 1200 octets or more.
- */
-export function initialWithToken(captured: Buffer, token: Uint8Array, dcid: Uint8Array): Buffer {
-  const l = initialFields(captured);
-  const opened = openPacket(initialKeys(l.dcid).rx, captured.subarray(0, l.end), l.pnOffset, -1);
-  if (!opened) throw new Error('captured Initial does not open');
-  let content = opened.payload.length;
-  while (content > 0 && opened.payload[content - 1] === 0) content--; // trailing PADDING
-  const prefix = (length: number): Buffer =>
-    Buffer.concat([
-      Buffer.of((opened.first & 0xfc) | (PN_LEN - 1)),
-      captured.subarray(1, 5),
-      Buffer.of(dcid.length),
-      dcid,
-      Buffer.of(l.scid.length),
-      l.scid,
-      varint(token.length),
-      token,
-      varint(length, 2),
-      Buffer.alloc(PN_LEN),
-    ]);
-  const headerLength = prefix(0).length;
-  const padded = Math.max(content, MIN_INITIAL_DATAGRAM - headerLength - AEAD_TAG);
-  const payload = Buffer.alloc(padded);
-  opened.payload.copy(payload, 0, 0, content);
-  const header = prefix(PN_LEN + padded + AEAD_TAG);
-  return sealPacket(initialKeys(dcid).rx, header, header.length - PN_LEN, opened.pn, payload);
-}
+import { encodeRetry, initialTokenOf, QUIC_V1, sealRetryToken, type RetryTokenKeys } from '../../src/wire/index.js';
+import { initialFields } from '../helpers/retry-initial.js';
 
 /** The octets of a dotted-quad IPv4 literal. */
 export const ipv4 = (a: string): Uint8Array => Uint8Array.from(a.split('.').map(Number));

@@ -43,7 +43,8 @@ import {
 import { captureInitial } from '../hostile/payloads.js';
 import { downloadedSha256, expectedSha256, explainDownload, has, runClient } from '../e2e/gtlsclient.js';
 import { sleep, waitFor } from '../helpers/wait.js';
-import { initialFields, initialWithToken, ipv4, startRetryRelay, type RetryRelay } from './retry-initial.js';
+import { initialFields, initialWithToken } from '../helpers/retry-initial.js';
+import { ipv4, startRetryRelay, type RetryRelay } from './retry-initial.js';
 
 const SERVER = { address: '127.0.7.1', port: 27100 };
 const CLIENT = '127.0.7.2';
@@ -158,7 +159,7 @@ describe('demo server: LB Retry tokens on new connections', () => {
     running = await startServer(keys);
     const c = await clientSocket();
     const f = fields(c.port);
-    send(c.sock, initialWithToken(captured, sealRetryToken(keys, f), f.rscid));
+    send(c.sock, initialWithToken(captured, f.rscid, sealRetryToken(keys, f)));
     await waitFor('the server answers', () => c.got.length > 0, 5000);
 
     // Its Initial goes to the client's SCID, protected with the server Initial keys of the Retry SCID.
@@ -191,25 +192,25 @@ describe('demo server: LB Retry tokens on new connections', () => {
       const f = fields(c.port);
       const t = sealRetryToken(keys, f);
       t[t.length - 20] ^= 0x01; // a bit of the encrypted body
-      cases.push(['invalid', initialWithToken(captured, t, f.rscid)]);
+      cases.push(['invalid', initialWithToken(captured, f.rscid, t)]);
     }
     {
       const f = fields(c.port, { expiresAt: nowSeconds() - 60 });
-      cases.push(['expired', initialWithToken(captured, sealRetryToken(keys, f), f.rscid)]);
+      cases.push(['expired', initialWithToken(captured, f.rscid, sealRetryToken(keys, f))]);
     }
     {
       const f = fields(other.port); // sealed for another port of the same address
-      cases.push(['port', initialWithToken(captured, sealRetryToken(keys, f), f.rscid)]);
+      cases.push(['port', initialWithToken(captured, f.rscid, sealRetryToken(keys, f))]);
     }
     {
       const f = fields(c.port);
       const foreign = new RetryTokenKeys([generateRetryTokenKey(9)]);
-      cases.push(['key_sequence', initialWithToken(captured, sealRetryToken(foreign, f), f.rscid)]);
+      cases.push(['key_sequence', initialWithToken(captured, f.rscid, sealRetryToken(foreign, f))]);
     }
     {
       const f = fields(c.port);
       // A valid token under another DCID than the Retry SCID it was sealed for.
-      cases.push(['invalid', initialWithToken(captured, sealRetryToken(keys, f), randomBytes(10))]);
+      cases.push(['invalid', initialWithToken(captured, randomBytes(10), sealRetryToken(keys, f))]);
     }
     for (const [, d] of cases) send(c.sock, d);
     await waitFor('every datagram processed', () => running!.server.stats.datagramsReceived === cases.length, 5000);
@@ -239,8 +240,8 @@ describe('demo server: LB Retry tokens on new connections', () => {
     const dcid2 = randomBytes(8);
     const newToken = randomBytes(40);
     newToken[0] |= 0x80;
-    send(c.sock, initialWithToken(captured, Buffer.alloc(0), dcid1));
-    send(c.sock, initialWithToken(captured, newToken, dcid2));
+    send(c.sock, initialWithToken(captured, dcid1, Buffer.alloc(0)));
+    send(c.sock, initialWithToken(captured, dcid2, newToken));
     await waitFor('two connections', () => running!.server.stats.connectionsAccepted === 2, 5000);
     const accepted = running.events.filter((e) => e.event === 'connection-accepted');
     expect(accepted.map((e) => [e.odcid, e.rscid])).toEqual([
@@ -258,11 +259,11 @@ describe('demo server: LB Retry tokens on new connections', () => {
     const own = (): Uint8Array => encodeConnectionId(running!.config, Uint8Array.of(7, 1), randomBytes(6));
     const newToken = randomBytes(40);
     newToken[0] |= 0x80;
-    send(c.sock, initialWithToken(captured, Buffer.alloc(0), own()));
-    send(c.sock, initialWithToken(captured, newToken, own()));
+    send(c.sock, initialWithToken(captured, own(), Buffer.alloc(0)));
+    send(c.sock, initialWithToken(captured, own(), newToken));
     // Another server's CID under the same config is just a DCID: accepted.
     const foreign = encodeConnectionId(running.config, Uint8Array.of(7, 2), randomBytes(6));
-    send(c.sock, initialWithToken(captured, Buffer.alloc(0), foreign));
+    send(c.sock, initialWithToken(captured, foreign, Buffer.alloc(0)));
     await waitFor('three datagrams processed', () => running!.server.stats.datagramsReceived === 3, 5000);
     await waitFor('one connection', () => running!.server.stats.connectionsAccepted === 1, 5000);
     expect(running.server.stats.retryTokensRefused).toBe(2);
@@ -276,7 +277,7 @@ describe('demo server: LB Retry tokens on new connections', () => {
     running = await startServer(keys);
     const c = await clientSocket();
     const f = fields(c.port, { expiresAt: nowSeconds() - 60 });
-    const d = initialWithToken(captured, sealRetryToken(keys, f), f.rscid);
+    const d = initialWithToken(captured, f.rscid, sealRetryToken(keys, f));
     for (let i = 0; i < 50; i++) send(c.sock, d);
     await waitFor('50 datagrams processed', () => running!.server.stats.datagramsReceived === 50, 5000);
     expect(running.server.stats.retryTokensRefused).toBe(50);
@@ -349,7 +350,7 @@ describe('startDemoBackend: Retry token keys from the config or --retry-key-file
     const c = await clientSocket();
     const forged = randomBytes(60);
     forged[0] = 0x01; // type 0, sequence 1
-    c.sock.send(initialWithToken(captured, forged, randomBytes(8)), 27105, '127.0.7.5');
+    c.sock.send(initialWithToken(captured, randomBytes(8), forged), 27105, '127.0.7.5');
     await waitFor('a connection', () => backend!.server.stats.connectionsAccepted === 1, 5000);
     expect(backend.server.stats.retryTokensRefused).toBe(0);
   });

@@ -19,7 +19,7 @@ import { configFromSpec, decodeServerId } from '../../src/cid/index.js';
 import { certificatesPem, generateSelfSigned, privateKeyPem, spkiPin } from '../../src/demo/index.js';
 import { formatRetryTokenKey, generateRetryTokenKey, parseRetry, RETRY_OK, RetryPacket } from '../../src/wire/index.js';
 import { captureInitial } from '../hostile/payloads.js';
-import { initialWithToken } from '../demo/retry-initial.js';
+import { initialWithToken } from '../helpers/retry-initial.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { startChromium } from './chromium.js';
 import { downloadedSha256, expectedSha256, explainDownload, runClient, type ClientRun } from './gtlsclient.js';
@@ -204,7 +204,7 @@ describe('Retry offload, mode always', () => {
     try {
       // A real Retry from the LB to socket a.
       const odcid = randomBytes(8);
-      a.sock.send(initialWithToken(captured, Buffer.alloc(0), odcid), s.spec.vip.port, s.spec.vip.address);
+      a.sock.send(initialWithToken(captured, odcid, Buffer.alloc(0)), s.spec.vip.port, s.spec.vip.address);
       await waitFor('the Retry', () => a.got.length > 0, 5000);
       const r = new RetryPacket();
       expect(parseRetry(a.got[0], odcid, r)).toBe(RETRY_OK);
@@ -220,13 +220,13 @@ describe('Retry offload, mode always', () => {
       const vip = (sock: dgram.Socket, d: Buffer): void => sock.send(d, s.spec.vip.port, s.spec.vip.address);
       const tampered = Buffer.from(token);
       tampered[20] ^= 0x40;
-      vip(a.sock, initialWithToken(captured, tampered, rscid)); // ICV fails: the backend refuses it
-      vip(b.sock, initialWithToken(captured, token, rscid)); // another address: ICV fails (IP in the AD)
+      vip(a.sock, initialWithToken(captured, rscid, tampered)); // ICV fails: the backend refuses it
+      vip(b.sock, initialWithToken(captured, rscid, token)); // another address: ICV fails (IP in the AD)
       const c = await udp('127.0.7.40'); // the same address, another port: the LB refuses it
-      vip(c.sock, initialWithToken(captured, token, rscid));
+      vip(c.sock, initialWithToken(captured, rscid, token));
       // The learnt Retry SCID without a token (a spoofed flood aimed at one backend): the LB
       // forwards a routed DCID, the backend drops an Initial for its own CID without a token.
-      vip(b.sock, initialWithToken(captured, Buffer.alloc(0), rscid));
+      vip(b.sock, initialWithToken(captured, rscid, Buffer.alloc(0)));
       const owner = ownerOf(s, rscid.toString('hex'))!;
       const refusedAtBackend = (): Event[] =>
         readEvents(s.eventLog(owner)).filter((e) => e.event === 'error' && e.code === 'retry-token');
@@ -241,7 +241,7 @@ describe('Retry offload, mode always', () => {
       await waitFor('the LB refused the other port', async () => (await tokens(s, 'port')) - before.port === 1, 5000);
       // The genuine token, once expired (lifetime 1 s + the 2 s allowance), from the right address and port.
       await sleep(4200);
-      vip(a.sock, initialWithToken(captured, token, rscid));
+      vip(a.sock, initialWithToken(captured, rscid, token));
       await waitFor('expired', async () => (await tokens(s, 'expired')) - before.expired === 1, 5000);
       await sleep(300);
       expect([a.got.length, b.got.length, c.got.length]).toEqual([0, 0, 0]);
@@ -273,7 +273,7 @@ describe('Retry offload, mode load', () => {
     try {
       for (let i = 0; i < 8; i++)
         burst.sock.send(
-          initialWithToken(captured, Buffer.alloc(0), randomBytes(8)),
+          initialWithToken(captured, randomBytes(8), Buffer.alloc(0)),
           s.spec.vip.port,
           s.spec.vip.address,
         );

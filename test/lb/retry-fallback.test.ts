@@ -19,7 +19,7 @@ import { captureInitial } from '../hostile/payloads.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, KEY } from './fixtures.js';
 import { Client, ServeProcess, Sink, scrape, writeYaml } from './net.js';
-import { initialWithToken, syntheticInitial } from './retry-initial.js';
+import { initialWithToken, syntheticInitial } from '../helpers/retry-initial.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-retry-fb-'));
 const cleanup: (() => unknown)[] = [];
@@ -94,6 +94,8 @@ describe('Retry offload with an unroutable Retry SCID', () => {
     const dcid = randomBytes(8);
     c.send(initialWithToken(captured, dcid, Buffer.alloc(0)), f.lb.vip);
     await waitFor('the Retry', () => c.received.length === 1, 5000);
+    // The LB sealed the token at or before this second: its expiry is at most this + 1 (lifetime).
+    const sealedBy = Math.floor(Date.now() / 1000);
     const retry = c.received[0].payload;
     const r = new RetryPacket();
     expect(parseRetry(retry, dcid, r)).toBe(RETRY_OK);
@@ -128,8 +130,9 @@ describe('Retry offload with an unroutable Retry SCID', () => {
     m = await f.metrics();
     expect(m.get('quic_lb_retry_tokens_total{result="valid"}')).toBe(1);
 
-    // The lifetime is 1 s, plus the 2 s skew allowance: after that, expired.
-    await sleep(3200);
+    // The lifetime is 1 s, plus the 2 s skew allowance, in whole seconds: expired once the LB's
+    // clock reads more than expiry + 2, that is from second sealedBy + 4 on.
+    await waitFor('the token to expire', () => Math.floor(Date.now() / 1000) >= sealedBy + 4, 6000);
     c.send(answer, f.lb.vip);
     await waitFor('expired', async () => (await f.metrics()).get('quic_lb_retry_tokens_total{result="expired"}') === 1);
     await sleep(100);

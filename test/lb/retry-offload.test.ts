@@ -25,7 +25,7 @@ import {
   parseRetry,
 } from '../../src/wire/index.js';
 import { FALLBACK_KEY, KEY } from './fixtures.js';
-import { syntheticInitial } from './retry-initial.js';
+import { syntheticInitial } from '../helpers/retry-initial.js';
 
 const key = generateRetryTokenKey(7);
 const keyHex = { sequence: 7, key: Buffer.from(key.key).toString('hex'), iv: Buffer.from(key.iv).toString('hex') };

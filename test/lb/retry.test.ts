@@ -27,7 +27,7 @@ import { runCli } from '../helpers/cli.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, KEY } from './fixtures.js';
 import { Client, ServeProcess, Sink, scrape, writeYaml } from './net.js';
-import { initialFields, initialWithToken, syntheticInitial } from './retry-initial.js';
+import { initialFields, initialWithToken, syntheticInitial } from '../helpers/retry-initial.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-retry-'));
 const cleanup: (() => unknown)[] = [];
