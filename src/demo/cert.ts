@@ -41,8 +41,16 @@ function oid(dotted: string): Buffer {
   return tlv(0x06, Buffer.from(out));
 }
 
-function positiveInteger(bytes: Uint8Array): Buffer {
-  const b = Buffer.from(bytes);
+/**
+ * The DER INTEGER of the unsigned big-endian `bytes`: minimal, as X.690 §8.3.2 requires (no
+ * leading zero octet unless the next one has its high bit set, which would make it negative).
+ * OpenSSL refuses a certificate with a non-minimal serial number.
+ */
+export function derPositiveInteger(bytes: Uint8Array): Buffer {
+  let start = 0;
+  while (start < bytes.length - 1 && bytes[start] === 0) start++;
+  const b = Buffer.from(bytes.subarray(start));
+  if (b.length === 0) return tlv(0x02, Buffer.of(0));
   return tlv(0x02, b[0] & 0x80 ? Buffer.concat([Buffer.of(0), b]) : b);
 }
 
@@ -88,11 +96,12 @@ export function generateSelfSigned(
   for (const ip of ipAddresses) altNames.push(tlv(0x87, Buffer.from(ip.split('.').map(Number))));
   const extensions = tlv(0xa3, seq(seq(oid(OID_SUBJECT_ALT_NAME), tlv(0x04, seq(...altNames)))));
   const sigAlg = seq(oid(OID_ECDSA_SHA256));
+  // RFC 5280 §4.1.2.2: a positive serial number, never zero (62 random bits).
   const serial = randomBytes(8);
-  serial[0] &= 0x7f;
+  serial[0] = (serial[0] & 0x7f) | 0x01;
   const tbs = seq(
-    tlv(0xa0, positiveInteger(Buffer.of(2))), // version v3
-    positiveInteger(serial),
+    tlv(0xa0, derPositiveInteger(Buffer.of(2))), // version v3
+    derPositiveInteger(serial),
     sigAlg,
     name,
     seq(utcTime(new Date(notBefore)), utcTime(new Date(notBefore + days * 86400_000))),
