@@ -5,7 +5,9 @@
 // - two servers, each on its own VIP literal of the same `listen` (one host: test/anycast/server.test.ts
 //   says why): a datagram whose CID names s2, sent to s1's VIP, reaches s2 (its stateless reset
 //   comes back from a VIP); SIGUSR2 withdraws (/healthz 503 naming the reason, s1 sees s2
-//   draining); SIGHUP reloads; --no-forward keeps everything local.
+//   draining); SIGHUP reloads; --no-forward keeps everything local;
+// - one server with `retry.mode: always` (docs/retry.md): the server mode's embedded forwarder
+//   answers the client's first Initial with a Retry, and the local stack opens the token.
 // Addresses 127.0.12.50-79, ports 24633-24699.
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
@@ -14,7 +16,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createConfig, encodeConnectionId } from '../../src/cid/index.js';
-import { runClient, downloadedSha256, expectedSha256, explainDownload, has } from '../e2e/gtlsclient.js';
+import { formatRetryTokenKey, generateRetryTokenKey } from '../../src/wire/index.js';
+import { runClient, downloadedSha256, expectedSha256, explainDownload, has, retryStory } from '../e2e/gtlsclient.js';
 import { readEvents } from '../e2e/stack.js';
 import { runCli } from '../helpers/cli.js';
 import { parseMetrics } from '../helpers/metrics.js';
@@ -123,6 +126,51 @@ describe('quic-lb demo backend --anycast, one server, real client', () => {
     const after = (await metrics(24690, '127.0.12.51')).get('quic_lb_return_packets_total')!;
     expect(after - before).toBeGreaterThan(size / 1500);
     await stop(s1);
+  });
+});
+
+describe('quic-lb demo backend --anycast with the Retry offload, real client', () => {
+  it('the first Initial gets a Retry from the VIP; the local stack opens the token; the download completes', async () => {
+    const keyFile = path.join(dir, 'retry-3.key');
+    writeFileSync(keyFile, formatRetryTokenKey(generateRetryTokenKey(3)), { mode: 0o600 });
+    const file = path.join(dir, 'retry.yaml');
+    writeFileSync(
+      file,
+      yaml(
+        ['127.0.12.55:24640'],
+        [['s1', '127.0.12.65:24641', '0001']],
+        `anycast: { announce: { intervalMs: 100 } }\nretry: { mode: always, keyFiles: ["${keyFile}"] }`,
+      ),
+    );
+    const eventLog = path.join(dir, 'retry.jsonl');
+    // The server takes the config's retry.keyFiles for its own token checks (no --retry-key-file).
+    const s = await server([
+      '--config',
+      file,
+      '--name',
+      's1',
+      '--metrics',
+      '127.0.12.55:24692',
+      '--event-log',
+      eventLog,
+    ]);
+    await waitFor('announced', async () => (await healthz(24692, '127.0.12.55')).status === 200);
+    const size = 100_000;
+    const run = await runClient({ host: '127.0.12.55', port: 24640, paths: [`/bytes/${size}`] });
+    expect(downloadedSha256(run, String(size)), explainDownload(run, String(size), size)).toBe(expectedSha256(size));
+    const story = retryStory(run.output);
+    expect(story.retries, run.output.slice(0, 3000)).toHaveLength(1);
+    // ngtcp2 aborts unless both transport parameters match (RFC 9000 §7.3); they did.
+    expect([story.odcid, story.rscid]).toEqual([story.firstDcid, story.retries[0]]);
+    const accepted = readEvents(eventLog).filter((e) => e.event === 'connection-accepted');
+    expect(accepted.map((e) => [e.odcid, e.rscid, e.retryKeySequence])).toEqual([
+      [story.firstDcid, story.retries[0], 3],
+    ]);
+    const m = await metrics(24692, '127.0.12.55');
+    expect(m.get('quic_lb_retry_sent_total')).toBe(1);
+    expect(m.get('quic_lb_retry_tokens_total{result="valid"}')).toBe(1);
+    expect(m.get('quic_lb_anycast_datagrams_total{path="peer"}')).toBe(0);
+    await stop(s);
   });
 });
 

@@ -113,3 +113,15 @@ export function serverCidsSeen(output: string): { scid?: string; preferred?: str
 }
 
 export const has = (output: string, line: string): boolean => output.includes(line);
+
+/** What gtlsclient logged of a Retry (ngtcp2: `pkt rx ... scid=0x… type=Retry`) and of the server's handshake CIDs. */
+export function retryStory(out: string): { retries: string[]; firstDcid?: string; odcid?: string; rscid?: string } {
+  return {
+    retries: [...out.matchAll(/pkt rx pkn=\d+ dcid=0x[0-9a-f]* scid=0x([0-9a-f]+) version=0x0+1 type=Retry/g)].map(
+      (m) => m[1],
+    ),
+    firstDcid: /pkt tx pkn=\d+ dcid=0x([0-9a-f]+) scid=0x[0-9a-f]+ version=0x0+1 type=Initial/.exec(out)?.[1],
+    odcid: /transport_parameters original_destination_connection_id=0x([0-9a-f]+)/.exec(out)?.[1],
+    rscid: /transport_parameters retry_source_connection_id=0x([0-9a-f]+)/.exec(out)?.[1],
+  };
+}

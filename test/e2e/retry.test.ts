@@ -22,7 +22,14 @@ import { captureInitial } from '../hostile/payloads.js';
 import { initialWithToken } from '../helpers/retry-initial.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { startChromium } from './chromium.js';
-import { downloadedSha256, expectedSha256, explainDownload, runClient, type ClientRun } from './gtlsclient.js';
+import {
+  downloadedSha256,
+  expectedSha256,
+  explainDownload,
+  retryStory,
+  runClient,
+  type ClientRun,
+} from './gtlsclient.js';
 import { readEvents, scrape, startStack, total, type Event, type Stack, type StackSpec } from './stack.js';
 
 const KEY = '3b1f8e0c6a2d4f5e7a9b0c1d2e3f4a5b';
@@ -99,18 +106,6 @@ async function download(s: Stack, size = 100_000): Promise<ClientRun> {
   const run = await runClient({ host: s.spec.vip.address, port: s.spec.vip.port, paths: [`/bytes/${size}`] });
   expect(downloadedSha256(run, String(size)), explainDownload(run, String(size), size)).toBe(expectedSha256(size));
   return run;
-}
-
-/** What gtlsclient logged of a Retry (ngtcp2: `pkt rx ... scid=0x… type=Retry`) and of the server's handshake CIDs. */
-function retryStory(out: string): { retries: string[]; firstDcid?: string; odcid?: string; rscid?: string } {
-  return {
-    retries: [...out.matchAll(/pkt rx pkn=\d+ dcid=0x[0-9a-f]* scid=0x([0-9a-f]+) version=0x0+1 type=Retry/g)].map(
-      (m) => m[1],
-    ),
-    firstDcid: /pkt tx pkn=\d+ dcid=0x([0-9a-f]+) scid=0x[0-9a-f]+ version=0x0+1 type=Initial/.exec(out)?.[1],
-    odcid: /transport_parameters original_destination_connection_id=0x([0-9a-f]+)/.exec(out)?.[1],
-    rscid: /transport_parameters retry_source_connection_id=0x([0-9a-f]+)/.exec(out)?.[1],
-  };
 }
 
 const metric = async (s: Stack, name: string, filter = ''): Promise<number> =>
