@@ -1,7 +1,7 @@
 // `quic-lb check-config FILE`: validate a config with the same code `serve` uses.
 import type { CommandModule } from 'yargs';
 import { ConfigError, loadConfigFile } from '../lb/index.js';
-import { formatEndpoint } from '../wire/index.js';
+import { QUIC_V1, QUIC_V2, formatEndpoint } from '../wire/index.js';
 import { CliError } from './errors.js';
 
 interface CheckArgs {
@@ -35,7 +35,8 @@ export const checkConfigCommand: CommandModule<object, CheckArgs> = {
           `  backends: ${c.backends.map((b) => `${b.name}=${formatEndpoint(b.address)} w${b.weight} ${b.health.type}`).join(', ')}\n` +
           `  return path: ${c.returnPath.mode}${c.returnPath.listen ? ` on ${formatEndpoint(c.returnPath.listen)}` : ''}${c.returnPath.hmacKeys.length > 0 ? ` (HMAC, ${c.returnPath.hmacKeys.length} key(s))` : ''}\n` +
           `  workers: ${c.workers}, metrics: ${c.metrics.listen ? formatEndpoint(c.metrics.listen) : 'off'}\n` +
-          (c.anycast ? `  anycast: ${anycastLine(c.anycast)}\n` : ''),
+          (c.anycast ? `  anycast: ${anycastLine(c.anycast)}\n` : '') +
+          (c.retry ? `  retry: ${retryLine(c.retry)}\n` : ''),
       );
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
@@ -58,7 +59,22 @@ function redact(c: ReturnType<typeof loadConfigFile>): unknown {
     quicLb: c.quicLb.map((q) => ({ ...q, key: q.key ? '(set)' : undefined })),
     fallback: { ...c.fallback, key: '(set)' },
     returnPath: { ...c.returnPath, hmacKeys: c.returnPath.hmacKeys.map(() => '(set)') },
+    retry: c.retry && {
+      ...c.retry,
+      keys: c.retry.keys.map((k) => ({ sequence: k.sequence, key: '(set)', iv: '(set)' })),
+    },
   };
+}
+
+/** The Retry offload section in one line: mode, keys (the first seals), lifetime, versions, load thresholds. */
+function retryLine(r: NonNullable<ReturnType<typeof loadConfigFile>['retry']>): string {
+  const version = (v: number): string => (v === QUIC_V1 ? 'v1' : v === QUIC_V2 ? 'v2' : `0x${v.toString(16)}`);
+  const l = r.load;
+  return (
+    `${r.mode}, ${r.keys.length} key(s) (sequence ${r.keys[0]?.sequence ?? '-'} seals), token lifetime ` +
+    `${r.tokenLifetimeSeconds} s, versions ${r.versions.map(version).join(', ')}` +
+    (r.mode === 'load' ? `, on above ${l.onPerSecond}/s, off under ${l.offPerSecond}/s for ${l.offAfterMs} ms` : '')
+  );
 }
 
 /** The server-mode section in one line: forwarding, sample period and hysteresis, each limit on. */

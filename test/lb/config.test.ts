@@ -29,6 +29,7 @@ import {
   MIN_SERVER_ID_LENGTH,
 } from '../../src/cid/index.js';
 import { pino } from 'pino';
+import { formatRetryTokenKey, generateRetryTokenKey } from '../../src/wire/index.js';
 import { repoRoot, runCli } from '../helpers/cli.js';
 import { QUIC_LB_SPECS, configDoc } from './fixtures.js';
 
@@ -772,6 +773,25 @@ describe('quic-lb check-config', () => {
     expect(r.stdout).toContain(
       '  anycast: forward off, sample every 1000 ms, withdraw after 2, announce after 3, limits (max/resume): connections 100/80, cpu 0.9/0.72\n',
     );
+  });
+  it('summarises the retry section; --json never prints the Retry key or IV', () => {
+    const key = generateRetryTokenKey(4);
+    const keyFile = path.join(dir, 'retry-4.key');
+    writeFileSync(keyFile, formatRetryTokenKey(key), { mode: 0o600 });
+    const file = path.join(dir, 'retry.yaml');
+    writeFileSync(file, stringify(configDoc({ retry: { mode: 'load', keyFiles: [keyFile] } })));
+    const r = runCli(['check-config', file]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(
+      /^ {2}retry: load, 1 key\(s\) \(sequence 4 seals\), token lifetime \d+ s, versions v1, v2, on above \d+\/s, off under \d+\/s for \d+ ms$/m,
+    );
+    const j = runCli(['check-config', file, '--json']);
+    expect(j.status, j.stderr).toBe(0);
+    const keyHex = Buffer.from(key.key).toString('hex');
+    const ivHex = Buffer.from(key.iv).toString('hex');
+    expect(j.stdout).not.toContain(keyHex);
+    expect(j.stdout).not.toContain(ivHex);
+    expect(JSON.parse(j.stdout).config.retry.keys).toEqual([{ sequence: 4, key: '(set)', iv: '(set)' }]);
   });
   it('exit 1 with code, field and reason for an invalid file', () => {
     const file = path.join(dir, 'bad.yaml');
