@@ -129,7 +129,7 @@ describe('quic-lb demo backend: errors', () => {
       };
       expect(decodes(k0, 0, 2, '0001')).toBe(true);
       // Same file: nothing changes.
-      expect(running.applyConfig(one)).toEqual({ activeConfigId: 0, reissued: 0, hmacKeys: 0 });
+      expect(running.applyConfig(one)).toEqual({ activeConfigId: 0, reissued: 0, hmacKeys: 0, retryKeys: 0 });
       // Codepoint 0 redefined with a new key: replaced, CIDs follow the new key.
       const redefined = parseConfig(
         configYaml(

@@ -8,6 +8,7 @@
 // the offload turns on under a burst of token-less Initials; in mode `off` nothing changes; and a
 // key rotation across a SIGHUP of the LB and the backends (new key first, old second) keeps
 // downloads working before and after, the backends logging which key opened each token.
+// Chromium goes through the Retry in modes always and load and after the rotation.
 // Addresses 127.0.7.20-49, ports 27200-27299 (no other test uses them).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import dgram from 'node:dgram';
@@ -122,6 +123,58 @@ async function udp(address: string): Promise<{ sock: dgram.Socket; port: number;
   return { sock, port: sock.address().port, got };
 }
 
+/**
+ * Headless Chromium loads the page of stack `s` through the LB's Retry: its net-log shows the
+ * Retry (see below) and the server's transport parameters with an RSCID and the token's ODCID,
+ * which the backend that owns the RSCID accepted. Returns that backend's accepted event.
+ */
+async function chromiumThroughRetry(s: Stack): Promise<Event> {
+  const sentBefore = await metric(s, 'quic_lb_retry_sent_total');
+  const origin = `${s.spec.vip.address}:${s.spec.vip.port}`;
+  const browser = await startChromium({ quicOrigin: origin, spkiPin: spkiPin(identity) });
+  let log;
+  try {
+    const res = await browser.page.goto(`https://${origin}/`, { timeout: 20_000 });
+    expect(res?.status()).toBe(200);
+    expect((await browser.page.textContent('body')) ?? '').toMatch(/quic-lb demo backend (b[12])/);
+  } finally {
+    log = await browser.close();
+  }
+  const tp = log
+    .named('QUIC_SESSION_TRANSPORT_PARAMETERS_RECEIVED')
+    .map((e) => String(e.params?.quic_transport_parameters));
+  expect(tp).toHaveLength(1);
+  const rscid = / retry_source_connection_id ([0-9a-f]+)/.exec(tp[0])?.[1];
+  const odcid = / original_destination_connection_id ([0-9a-f]+)/.exec(tp[0])?.[1];
+  expect(rscid, tp[0]).toBeDefined();
+  expect(odcid).not.toBe(rscid);
+  // The backend accepted Chromium's connection under that RSCID, with the ODCID from the token.
+  const acc = accepted(s).filter((e) => e.rscid === rscid);
+  expect(acc.map((e) => [e.odcid, e.backend])).toEqual([[odcid, ownerOf(s, rscid!)]]);
+  // Chromium's first flight is one or two datagrams: a Retry for each, the first one followed.
+  expect((await metric(s, 'quic_lb_retry_sent_total')) - sentBefore).toBeGreaterThanOrEqual(1);
+  expect(log.named('QUIC_SESSION_CRYPTO_HANDSHAKE_COMPLETE').length).toBe(1);
+  // This Chromium names no Retry event: its first datagram from the VIP is the Retry, small
+  // (no 1200-octet padding like the server's Initials) and without a packet header logged for
+  // it (a Retry has no packet number); the next datagram's header is the server's Initial.
+  const types = log.eventTypes;
+  const seq = log.events.filter(
+    (e) =>
+      e.type === types.QUIC_SESSION_PACKET_RECEIVED ||
+      e.type === types.QUIC_SESSION_UNAUTHENTICATED_PACKET_HEADER_RECEIVED,
+  );
+  expect(seq[0].type).toBe(types.QUIC_SESSION_PACKET_RECEIVED);
+  expect(seq[0].params?.peer_address).toBe(origin);
+  expect(Number(seq[0].params?.size)).toBeLessThan(200);
+  expect(seq[1].type).toBe(types.QUIC_SESSION_PACKET_RECEIVED);
+  const firstHeader = seq.find((e) => e.type === types.QUIC_SESSION_UNAUTHENTICATED_PACKET_HEADER_RECEIVED);
+  expect([firstHeader?.params?.long_header_type, firstHeader?.params?.source_connection_id]).toEqual([
+    'INITIAL',
+    acc[0].scid,
+  ]);
+  return acc[0];
+}
+
 describe('Retry offload, mode always', () => {
   let s: Stack;
   beforeAll(async () => {
@@ -148,49 +201,7 @@ describe('Retry offload, mode always', () => {
   });
 
   it('Chromium loads the page through the Retry (net-log: the server RSCID, the backend event)', async () => {
-    const sentBefore = await metric(s, 'quic_lb_retry_sent_total');
-    const origin = `${s.spec.vip.address}:${s.spec.vip.port}`;
-    const browser = await startChromium({ quicOrigin: origin, spkiPin: spkiPin(identity) });
-    let log;
-    try {
-      const res = await browser.page.goto(`https://${origin}/`, { timeout: 20_000 });
-      expect(res?.status()).toBe(200);
-      expect((await browser.page.textContent('body')) ?? '').toMatch(/quic-lb demo backend (b[12])/);
-    } finally {
-      log = await browser.close();
-    }
-    const tp = log
-      .named('QUIC_SESSION_TRANSPORT_PARAMETERS_RECEIVED')
-      .map((e) => String(e.params?.quic_transport_parameters));
-    expect(tp).toHaveLength(1);
-    const rscid = / retry_source_connection_id ([0-9a-f]+)/.exec(tp[0])?.[1];
-    const odcid = / original_destination_connection_id ([0-9a-f]+)/.exec(tp[0])?.[1];
-    expect(rscid, tp[0]).toBeDefined();
-    expect(odcid).not.toBe(rscid);
-    // The backend accepted Chromium's connection under that RSCID, with the ODCID from the token.
-    const acc = accepted(s).filter((e) => e.rscid === rscid);
-    expect(acc.map((e) => [e.odcid, e.backend])).toEqual([[odcid, ownerOf(s, rscid!)]]);
-    // Chromium's first flight is one or two datagrams: a Retry for each, the first one followed.
-    expect((await metric(s, 'quic_lb_retry_sent_total')) - sentBefore).toBeGreaterThanOrEqual(1);
-    expect(log.named('QUIC_SESSION_CRYPTO_HANDSHAKE_COMPLETE').length).toBe(1);
-    // This Chromium names no Retry event: its first datagram from the VIP is the Retry, small
-    // (no 1200-octet padding like the server's Initials) and without a packet header logged for
-    // it (a Retry has no packet number); the next datagram's header is the server's Initial.
-    const types = log.eventTypes;
-    const seq = log.events.filter(
-      (e) =>
-        e.type === types.QUIC_SESSION_PACKET_RECEIVED ||
-        e.type === types.QUIC_SESSION_UNAUTHENTICATED_PACKET_HEADER_RECEIVED,
-    );
-    expect(seq[0].type).toBe(types.QUIC_SESSION_PACKET_RECEIVED);
-    expect(seq[0].params?.peer_address).toBe(origin);
-    expect(Number(seq[0].params?.size)).toBeLessThan(200);
-    expect(seq[1].type).toBe(types.QUIC_SESSION_PACKET_RECEIVED);
-    const firstHeader = seq.find((e) => e.type === types.QUIC_SESSION_UNAUTHENTICATED_PACKET_HEADER_RECEIVED);
-    expect([firstHeader?.params?.long_header_type, firstHeader?.params?.source_connection_id]).toEqual([
-      'INITIAL',
-      acc[0].scid,
-    ]);
+    await chromiumThroughRetry(s);
   });
 
   it('tampered, other-address, other-port, expired and missing tokens are refused (LB or backend), no answer', async () => {
@@ -250,7 +261,7 @@ describe('Retry offload, mode always', () => {
 });
 
 describe('Retry offload, mode load', () => {
-  it('forwards as usual until token-less Initials pass the threshold, then gtlsclient goes through a Retry', async () => {
+  it('forwards as usual until token-less Initials pass the threshold, then gtlsclient and Chromium go through a Retry', async () => {
     const k = retryKeyFile('load.key', 7);
     const s = await start(
       stackSpec(
@@ -286,6 +297,9 @@ describe('Retry offload, mode load', () => {
     expect(story.rscid).toBe(story.retries[0]);
     expect(accepted(s).some((e) => e.rscid === story.rscid && e.odcid === story.firstDcid)).toBe(true);
     expect((await metric(s, 'quic_lb_retry_sent_total')) - sentBefore).toBe(1);
+    // Chromium too, while the load-triggered offload is on.
+    expect(await metric(s, 'quic_lb_retry_active', vipLabel)).toBe(1);
+    await chromiumThroughRetry(s);
   });
 });
 
@@ -309,7 +323,7 @@ describe('Retry offload, mode off', () => {
 });
 
 describe('Retry token key rotation across SIGHUP', () => {
-  it('new key first, old second on the LB and the backends: downloads before and after, tokens of the new sequence', async () => {
+  it('new key first, old second on the LB and the backends: downloads before and after, gtlsclient and Chromium on the new sequence', async () => {
     const k1 = retryKeyFile('rot-1.key', 1);
     const k2 = retryKeyFile('rot-2.key', 2);
     const s = await start(stackSpec(3, `retry: { mode: always, keyFiles: ['${k1}'] }`));
@@ -337,6 +351,8 @@ describe('Retry token key rotation across SIGHUP', () => {
       [after.retries[0], 2],
     ]);
     expect(await metric(s, 'quic_lb_retry_sent_total')).toBe(2);
+    // Chromium after the rotation: its token is of the new sequence too.
+    expect((await chromiumThroughRetry(s)).retryKeySequence).toBe(2);
     expect(await tokens(s, 'key_sequence')).toBe(0);
   });
 });
