@@ -5,10 +5,10 @@
 // reason decide() gives (its fallback_/dropped_ prefix dropped) or encrypted_config.
 // Needs root (BPF_PROG_TEST_RUN), clang, cc and libbpf-dev: scripts/system-deps.sh. No skip.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   type BackendState,
   type Decision,
@@ -22,19 +22,29 @@ import {
 } from '../../src/lb/index.js';
 import { QUIC_V1, QUIC_V2, SIDS, cid, fuzzSeeds, longHeader, rng, shortHeader, testConfig } from '../lb/fixtures.js';
 import { ROUTER_ROWS } from '../lb/router-rows.js';
+import { parseIPv4Into, parseIPv6Into } from '../../src/wire/index.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const RANDOM_DATAGRAMS = 100_000;
-const VIP4 = '127.0.1.1';
-const VIP6 = '00000000000000000000000000000001'; // ::1
-const VIP_PORT = 20001;
 const CLIENT4 = [198, 51, 100, 7];
 const CLIENT6 = Buffer.from('20010db8000000000000000000000007', 'hex');
 
 /** Names the XDP program gives (xdp/quic_lb.h QLB_REASON_NAME_LIST) for what it leaves to Node. */
 const PASS_UP_ONLY = ['encrypted_config', 'not_vip', 'fragment', 'ip_options'];
 
-const config = testConfig();
+/** The fixture config with an IPv6 VIP beside the IPv4 one: the XDP maps and decide() both come from it. */
+const config = testConfig({ listen: ['127.0.1.1:20001', '[::1]:20001'] });
+/** VIP address octets per family, from the config's listen list. */
+const VIPS = new Map(
+  config.listen.map((e) => {
+    const octets = new Uint8Array(e.family === 4 ? 4 : 16);
+    const ok = e.family === 4 ? parseIPv4Into(e.address, octets, 0) : parseIPv6Into(e.address, octets, 0);
+    if (!ok) throw new Error(`bad VIP ${e.address}`);
+    return [e.family, { octets: Buffer.from(octets), port: e.port }] as const;
+  }),
+);
+const vipOf = (family: 4 | 6): { octets: Buffer; port: number } => VIPS.get(family) as { octets: Buffer; port: number };
+const VIP_PORT = vipOf(4).port;
 const names = config.backends.map((b) => b.name);
 const encrypted = new Set(config.quicLb.filter((s) => s.key !== undefined).map((s) => s.configId));
 
@@ -68,7 +78,7 @@ function frameOf(f: Frame, mutate?: (frame: Buffer) => void): Buffer {
     ip[8] = 64;
     ip[9] = 17;
     ip.set(CLIENT4, 12);
-    ip.set(VIP4.split('.').map(Number), 16);
+    vipOf(4).octets.copy(ip, 16);
   } else {
     eth.writeUInt16BE(0x86dd, 12);
     ip = Buffer.alloc(40);
@@ -77,7 +87,7 @@ function frameOf(f: Frame, mutate?: (frame: Buffer) => void): Buffer {
     ip[6] = 17;
     ip[7] = 64;
     CLIENT6.copy(ip, 8);
-    Buffer.from(VIP6, 'hex').copy(ip, 24);
+    vipOf(6).octets.copy(ip, 24);
   }
   const frame = Buffer.concat([eth, ip, udp, f.datagram]);
   mutate?.(frame);
@@ -89,11 +99,10 @@ function tupleOf(f: Frame): FourTuple {
   t.family = f.family;
   if (f.family === 4) {
     t.client.set(CLIENT4);
-    t.vip.set(VIP4.split('.').map(Number));
   } else {
     t.client.set(CLIENT6);
-    t.vip.set(Buffer.from(VIP6, 'hex'));
   }
+  t.vip.set(vipOf(f.family).octets);
   t.clientPort = f.clientPort;
   t.vipPort = f.vipPort;
   return t;
@@ -102,8 +111,7 @@ function tupleOf(f: Frame): FourTuple {
 // ---- the maps, from the config and health view --------------------------------------------
 
 function mapLines(cfg: LbConfig, health: ReadonlyMap<string, BackendState>): string[] {
-  const lines = [`vip 4 ${Buffer.from(VIP4.split('.').map(Number)).toString('hex')} ${VIP_PORT}`];
-  lines.push(`vip 6 ${VIP6} ${VIP_PORT}`);
+  const lines = cfg.listen.map((e) => `vip ${e.family} ${vipOf(e.family).octets.toString('hex')} ${e.port}`);
   for (const s of cfg.quicLb) {
     lines.push(`config ${s.configId} ${s.serverIdLength} ${s.nonceLength} ${s.key === undefined ? 0 : 1}`);
   }
@@ -136,6 +144,7 @@ interface XdpResult {
 
 /** Runs `lines` through one test-run process; returns one result per frame and the counters. */
 function runXdp(lines: string[]): { results: XdpResult[]; counters: Map<string, number> } {
+  setup();
   const input = join(dir, `input-${Math.random().toString(36).slice(2)}.txt`);
   writeFileSync(input, lines.join('\n') + '\n');
   const out = execFileSync(runner, [object, input], { maxBuffer: 1 << 28, encoding: 'utf8' });
@@ -173,8 +182,10 @@ function checkAgainst(d: Decision, x: XdpResult, what: string): void {
   }
 }
 
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'qlb-xdp-'));
+/** Builds the object and the runner once; throws, naming what is missing, without the toolchain
+ *  or root. Called by every test, so each one fails (never skips) on a machine without them. */
+function setup(): void {
+  if (runner) return;
   const missing: string[] = [];
   for (const bin of ['clang', 'cc']) {
     try {
@@ -183,20 +194,18 @@ beforeAll(() => {
       missing.push(bin);
     }
   }
-  try {
-    execFileSync('test', ['-e', '/usr/include/bpf/libbpf.h']);
-  } catch {
-    missing.push('libbpf-dev (/usr/include/bpf/libbpf.h)');
-  }
+  if (!existsSync('/usr/include/bpf/libbpf.h')) missing.push('libbpf-dev (/usr/include/bpf/libbpf.h)');
   if (missing.length > 0) throw new Error(`XDP toolchain missing: ${missing.join(', ')} (scripts/system-deps.sh)`);
   if (process.getuid?.() !== 0) throw new Error('BPF_PROG_TEST_RUN needs root (CI runs this test as root)');
+  dir = mkdtempSync(join(tmpdir(), 'qlb-xdp-'));
   execFileSync('bash', [join(ROOT, 'scripts/build-xdp.sh'), dir], { stdio: ['ignore', 'ignore', 'inherit'] });
   object = join(dir, 'quic_lb.bpf.o');
-  runner = join(dir, 'test-run');
-  execFileSync('cc', ['-O2', '-Wall', '-Werror', '-o', runner, join(ROOT, 'xdp/test-run.c'), '-lbpf'], {
+  const bin = join(dir, 'test-run');
+  execFileSync('cc', ['-O2', '-Wall', '-Werror', '-o', bin, join(ROOT, 'xdp/test-run.c'), '-lbpf'], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-}, 120_000);
+  runner = bin;
+}
 
 afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -207,7 +216,7 @@ function healthOf(down: readonly string[] = []): Map<string, BackendState> {
 }
 
 describe('XDP decision = decide(): the router fixture table', () => {
-  it('every row, IPv4 and IPv6', () => {
+  it('every row, IPv4 and IPv6', { timeout: 120_000 }, () => {
     const lines: string[] = [];
     const expected: { d: Decision; what: string }[] = [];
     let first = true;
@@ -320,7 +329,7 @@ describe('XDP passes up what it does not decide', () => {
       name: 'malformed',
     },
   ];
-  it('not a VIP, fragments, options, bad UDP lengths', () => {
+  it('not a VIP, fragments, options, bad UDP lengths', { timeout: 120_000 }, () => {
     const lines = [...mapLines(config, healthOf()), ...cases.map((c) => `frame ${c.frame.toString('hex')}`)];
     const { results } = runXdp(lines);
     expect(results.map((r) => r.name)).toEqual(cases.map((c) => c.name));
