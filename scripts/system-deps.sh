@@ -2,7 +2,7 @@
 # Installs the Debian packages the tests and benchmarks drive for real (third-party QUIC
 # clients: ngtcp2's gtlsclient and Chromium for test/e2e/chromium.test.ts, Redis, nginx's UDP
 # proxy, BIRD, iproute2, a C compiler for the raw-socket tools of test/hostile and
-# bench/native), when they are missing.
+# bench/native, clang/LLVM/libbpf/bpftool for the XDP program in xdp/), when they are missing.
 # As root it installs them with apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 
@@ -18,6 +18,9 @@ declare -A need=(
   [curl]=curl
   [systemd-analyze]=systemd
   [cc]=gcc
+  [clang]=clang
+  [llc]=llvm
+  [bpftool]=bpftool
 )
 missing=()
 for bin in "${!need[@]}"; do
@@ -27,6 +30,8 @@ done
 if command -v nginx >/dev/null 2>&1 && ! ls /usr/lib/nginx/modules/ngx_stream_module.so >/dev/null 2>&1; then
   missing+=(libnginx-mod-stream)
 fi
+# libbpf-dev has no binary: its headers build the XDP program and its test runner (-lbpf).
+[ -e /usr/include/bpf/libbpf.h ] || missing+=(libbpf-dev)
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi

@@ -1,0 +1,338 @@
+// The routing fixture table of decide(): one row per reason, with the backend each datagram must
+// get. Shared by test/lb/router.test.ts (decide() itself) and test/xdp/decide.test.ts (the XDP
+// program against decide()). Rows use tuple() of router.test.ts unless they name one.
+import { CidResult, type FourTuple, Reason } from '../../src/lb/index.js';
+import { QUIC_V1, QUIC_V2, SIDS, V1, V2, cid, longHeader, shortHeader } from './fixtures.js';
+
+const rand8 = Buffer.from('1122334455667788', 'hex'); // codepoint 0 with a too-short/unknown pattern
+export const ALL_UP = ['a', 'b', 'c', 'd'];
+
+export interface RouterRow {
+  desc: string;
+  datagram: Buffer;
+  tuple?: FourTuple;
+  down?: string[];
+  reason: number;
+  /** backend name, 'fallback' (computed by the reference), or null (dropped) */
+  backend: string | null | 'fallback';
+  codepoint?: number;
+  cidResult?: number;
+}
+
+export const ROUTER_ROWS: RouterRow[] = [
+  // Routed, per algorithm, per header form
+  {
+    desc: 'plaintext CID, short header',
+    datagram: shortHeader(cid(0, SIDS.a[0])),
+    reason: Reason.ROUTED,
+    backend: 'a',
+    codepoint: 0,
+    cidResult: CidResult.ROUTED,
+  },
+  {
+    desc: 'plaintext CID of b, short header',
+    datagram: shortHeader(cid(0, SIDS.b[0])),
+    reason: Reason.ROUTED,
+    backend: 'b',
+    codepoint: 0,
+    cidResult: CidResult.ROUTED,
+  },
+  {
+    desc: 'single-pass CID, short header',
+    datagram: shortHeader(cid(1, SIDS.b[1])),
+    reason: Reason.ROUTED,
+    backend: 'b',
+    codepoint: 1,
+    cidResult: CidResult.ROUTED,
+  },
+  {
+    desc: 'four-pass (3 passes) CID, short header',
+    datagram: shortHeader(cid(2, SIDS.a[2])),
+    reason: Reason.ROUTED,
+    backend: 'a',
+    codepoint: 2,
+    cidResult: CidResult.ROUTED,
+  },
+  {
+    desc: 'four-pass (4 passes, 10-octet SID) CID',
+    datagram: shortHeader(cid(3, SIDS.b[3])),
+    reason: Reason.ROUTED,
+    backend: 'b',
+    codepoint: 3,
+    cidResult: CidResult.ROUTED,
+  },
+  {
+    desc: 'four-pass 10-octet SID differing in the last octet',
+    datagram: shortHeader(cid(3, SIDS.a[3])),
+    reason: Reason.ROUTED,
+    backend: 'a',
+    codepoint: 3,
+    cidResult: CidResult.ROUTED,
+  },
+  {
+    desc: 'v1 Handshake with a routable DCID',
+    datagram: longHeader(QUIC_V1, V1.HANDSHAKE, cid(1, SIDS.a[1])),
+    reason: Reason.ROUTED,
+    backend: 'a',
+    codepoint: 1,
+    cidResult: CidResult.ROUTED,
+  },
+  {
+    desc: 'v2 Handshake with a routable DCID',
+    datagram: longHeader(QUIC_V2, V2.HANDSHAKE, cid(2, SIDS.c[2])),
+    reason: Reason.ROUTED,
+    backend: 'c',
+    codepoint: 2,
+    cidResult: CidResult.ROUTED,
+  },
+  {
+    desc: 'v1 Initial after Retry (server-chosen, routable DCID)',
+    datagram: longHeader(QUIC_V1, V1.INITIAL, cid(0, SIDS.d[0]), undefined, 1200),
+    reason: Reason.ROUTED,
+    backend: 'd',
+    codepoint: 0,
+    cidResult: CidResult.ROUTED,
+  },
+  {
+    desc: 'unknown version, routable DCID',
+    datagram: longHeader(0x1a2a3a4a, 0, cid(0, SIDS.b[0])),
+    reason: Reason.ROUTED,
+    backend: 'b',
+    codepoint: 0,
+    cidResult: CidResult.ROUTED,
+  },
+  {
+    desc: 'long DCID with extra octets after the CID is still routed',
+    datagram: longHeader(QUIC_V1, V1.HANDSHAKE, Buffer.concat([cid(0, SIDS.c[0]), Buffer.alloc(4, 9)])),
+    reason: Reason.ROUTED,
+    backend: 'c',
+    codepoint: 0,
+    cidResult: CidResult.ROUTED,
+  },
+  {
+    desc: 'coalesced datagram routes on the first packet',
+    datagram: Buffer.concat([
+      longHeader(QUIC_V1, V1.HANDSHAKE, cid(0, SIDS.a[0])),
+      longHeader(QUIC_V1, V1.HANDSHAKE, cid(0, SIDS.b[0])),
+    ]),
+    reason: Reason.ROUTED,
+    backend: 'a',
+    codepoint: 0,
+    cidResult: CidResult.ROUTED,
+  },
+  // Fallbacks
+  {
+    desc: 'client Initial v1 (random 8-octet DCID, codepoint 5: no config)',
+    datagram: longHeader(QUIC_V1, V1.INITIAL, Buffer.from('a1b2c3d4e5f60718', 'hex'), undefined, 1200),
+    reason: Reason.FALLBACK_INITIAL,
+    backend: 'fallback',
+    codepoint: 5,
+    cidResult: -1,
+  },
+  {
+    desc: 'client Initial v2 (random DCID, codepoint 0 too short)',
+    datagram: longHeader(QUIC_V2, V2.INITIAL, rand8, undefined, 1200),
+    reason: Reason.FALLBACK_INITIAL,
+    backend: 'fallback',
+    codepoint: 0,
+    cidResult: -1,
+  },
+  {
+    desc: 'client 0-RTT v1 (same client DCID)',
+    datagram: longHeader(QUIC_V1, V1.ZERO_RTT, Buffer.from('a1b2c3d4e5f60718', 'hex')),
+    reason: Reason.FALLBACK_INITIAL,
+    backend: 'fallback',
+    codepoint: 5,
+    cidResult: -1,
+  },
+  {
+    desc: 'v2 type bits 00 are Retry, not Initial: CID reason',
+    datagram: longHeader(QUIC_V2, V2.RETRY, Buffer.from('a1b2c3d4e5f60718', 'hex')),
+    reason: Reason.FALLBACK_UNKNOWN_CONFIG,
+    backend: 'fallback',
+    codepoint: 5,
+    cidResult: CidResult.UNKNOWN_CONFIG,
+  },
+  {
+    desc: '0b111 CID, short header',
+    datagram: shortHeader(Buffer.from('e7aabbccddeeff0011', 'hex')),
+    reason: Reason.FALLBACK_UNROUTABLE_0B111,
+    backend: 'fallback',
+    codepoint: 7,
+    cidResult: CidResult.UNKNOWN_CONFIG,
+  },
+  {
+    desc: '0b111 CID, v1 Handshake',
+    datagram: longHeader(QUIC_V1, V1.HANDSHAKE, Buffer.from('e7aabbccddeeff00', 'hex')),
+    reason: Reason.FALLBACK_UNROUTABLE_0B111,
+    backend: 'fallback',
+    codepoint: 7,
+    cidResult: CidResult.UNKNOWN_CONFIG,
+  },
+  {
+    desc: 'unknown config (codepoint 4), short header',
+    datagram: shortHeader(Buffer.from('8800010203040506', 'hex')),
+    reason: Reason.FALLBACK_UNKNOWN_CONFIG,
+    backend: 'fallback',
+    codepoint: 4,
+    cidResult: CidResult.UNKNOWN_CONFIG,
+  },
+  {
+    desc: 'unknown server ID (plaintext 0x0099)',
+    datagram: shortHeader(cid(0, '0099')),
+    reason: Reason.FALLBACK_UNKNOWN_SERVER_ID,
+    backend: 'fallback',
+    codepoint: 0,
+    cidResult: CidResult.UNKNOWN_SERVER_ID,
+  },
+  {
+    desc: 'unknown server ID (four-pass)',
+    datagram: shortHeader(cid(2, '123456')),
+    reason: Reason.FALLBACK_UNKNOWN_SERVER_ID,
+    backend: 'fallback',
+    codepoint: 2,
+    cidResult: CidResult.UNKNOWN_SERVER_ID,
+  },
+  {
+    desc: 'unknown 10-octet server ID sharing the first 6 octets',
+    datagram: shortHeader(cid(3, 'ed793a51d49b8f5fab67')),
+    reason: Reason.FALLBACK_UNKNOWN_SERVER_ID,
+    backend: 'fallback',
+    codepoint: 3,
+    cidResult: CidResult.UNKNOWN_SERVER_ID,
+  },
+  {
+    desc: 'too short: v1 Handshake DCIL 4 under config 0',
+    datagram: longHeader(QUIC_V1, V1.HANDSHAKE, Buffer.from('09000102', 'hex')),
+    reason: Reason.FALLBACK_TOO_SHORT,
+    backend: 'fallback',
+    codepoint: 0,
+    cidResult: CidResult.TOO_SHORT,
+  },
+  {
+    desc: 'too short: short header ends inside the CID',
+    datagram: Buffer.concat([Buffer.of(0x41), cid(0, SIDS.a[0]).subarray(0, 6)]),
+    reason: Reason.FALLBACK_TOO_SHORT,
+    backend: 'fallback',
+    codepoint: 0,
+    cidResult: CidResult.TOO_SHORT,
+  },
+  {
+    desc: 'too short: 1-octet short header (no CID octet)',
+    datagram: Buffer.of(0x40),
+    reason: Reason.FALLBACK_TOO_SHORT,
+    backend: 'fallback',
+    codepoint: -1,
+    cidResult: -1,
+  },
+  {
+    desc: 'too short: v1 Handshake with zero-length DCID',
+    datagram: longHeader(QUIC_V1, V1.HANDSHAKE, Buffer.alloc(0)),
+    reason: Reason.FALLBACK_TOO_SHORT,
+    backend: 'fallback',
+    codepoint: -1,
+    cidResult: -1,
+  },
+  {
+    desc: 'backend down: CID names c, c failing health',
+    datagram: shortHeader(cid(0, SIDS.c[0])),
+    down: ['c'],
+    reason: Reason.FALLBACK_BACKEND_DOWN,
+    backend: 'fallback',
+    codepoint: 0,
+    cidResult: CidResult.BACKEND_DOWN,
+  },
+  {
+    desc: "backend down beats Initial: v1 Initial with c's CID",
+    datagram: longHeader(QUIC_V1, V1.INITIAL, cid(0, SIDS.c[0]), undefined, 1200),
+    down: ['c'],
+    reason: Reason.FALLBACK_BACKEND_DOWN,
+    backend: 'fallback',
+    codepoint: 0,
+    cidResult: CidResult.BACKEND_DOWN,
+  },
+  {
+    desc: 'unknown version (reserved 0x1a2a3a4a), random DCID',
+    datagram: longHeader(0x1a2a3a4a, 0, Buffer.from('a1b2c3d4e5f60718', 'hex'), undefined, 1200),
+    reason: Reason.FALLBACK_UNKNOWN_VERSION,
+    backend: 'fallback',
+    codepoint: 5,
+    cidResult: CidResult.UNKNOWN_CONFIG,
+  },
+  {
+    desc: 'unknown version with a 255-octet DCID (invariants allow it)',
+    datagram: longHeader(0xff00001d, 0, Buffer.alloc(255, 0xab)),
+    reason: Reason.FALLBACK_UNKNOWN_VERSION,
+    backend: 'fallback',
+    codepoint: 5,
+    cidResult: CidResult.UNKNOWN_CONFIG,
+  },
+  {
+    desc: 'version 0 (Version Negotiation shape), random DCID',
+    datagram: longHeader(0, 0, Buffer.from('a1b2c3d4e5f60718', 'hex')),
+    reason: Reason.FALLBACK_VERSION_NEGOTIATION,
+    backend: 'fallback',
+    codepoint: 5,
+    cidResult: CidResult.UNKNOWN_CONFIG,
+  },
+  {
+    desc: 'fixed bit 0 is not filtered (short header 0x01)',
+    datagram: Buffer.concat([Buffer.of(0x01), cid(0, SIDS.a[0]), Buffer.alloc(20)]),
+    reason: Reason.ROUTED,
+    backend: 'a',
+    codepoint: 0,
+    cidResult: CidResult.ROUTED,
+  },
+  {
+    desc: 'garbage that looks like a short header falls back (DTLS-like 0x16fe..)',
+    datagram: Buffer.from('16fefd0000000000000000', 'hex'),
+    reason: Reason.FALLBACK_UNROUTABLE_0B111,
+    backend: 'fallback',
+    codepoint: 7,
+    cidResult: CidResult.UNKNOWN_CONFIG,
+  },
+  // Drops
+  { desc: 'empty datagram', datagram: Buffer.alloc(0), reason: Reason.DROPPED_MALFORMED, backend: null },
+  {
+    desc: 'long header cut before the DCID length',
+    datagram: Buffer.from('c000000001', 'hex'),
+    reason: Reason.DROPPED_MALFORMED,
+    backend: null,
+  },
+  {
+    desc: 'long header cut inside the DCID',
+    datagram: Buffer.from('c0000000010800010203', 'hex'),
+    reason: Reason.DROPPED_MALFORMED,
+    backend: null,
+  },
+  {
+    desc: 'garbage: long header whose SCID runs past the end',
+    datagram: Buffer.from('ff0000000101aaff0102', 'hex'),
+    reason: Reason.DROPPED_MALFORMED,
+    backend: null,
+  },
+  {
+    desc: 'v1 long header with DCIL 21 (> 20, invalid in v1)',
+    datagram: longHeader(QUIC_V1, V1.HANDSHAKE, Buffer.alloc(21, 1)),
+    reason: Reason.DROPPED_MALFORMED,
+    backend: null,
+  },
+  {
+    desc: 'no backend: everything down',
+    datagram: shortHeader(Buffer.from('e7aabbccddeeff0011', 'hex')),
+    down: ALL_UP,
+    reason: Reason.DROPPED_NO_BACKEND,
+    backend: null,
+    codepoint: 7,
+    cidResult: CidResult.UNKNOWN_CONFIG,
+  },
+  {
+    desc: 'no backend: routable CID of a dead backend, everything down',
+    datagram: shortHeader(cid(0, SIDS.a[0])),
+    down: ALL_UP,
+    reason: Reason.DROPPED_NO_BACKEND,
+    backend: null,
+    codepoint: 0,
+    cidResult: CidResult.BACKEND_DOWN,
+  },
+];

@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The routing decision of src/lb/router.ts decide() as an XDP program: first piece of issue 15.
+ *
+ * For IPv4/IPv6 UDP datagrams to a VIP it parses the RFC 8999 invariant header, decodes the DCID
+ * under a QUIC-LB plaintext config (draft-21 §5.2: the server ID follows the first octet) and looks
+ * the server ID up. It records the decision in the per-CPU map "last" and counts it by reason in
+ * "counters". Every datagram is XDP_PASS in this piece: routed ones will be encapsulated and
+ * XDP_TX'd by a later piece; everything else is a pass-up by design, so the Node forwarder on the
+ * same VIP decides it (fallback, Retry, encrypted configs, fragments, options...).
+ *
+ * Order of the checks = decide(): header -> DCID octets -> codepoint -> config -> length ->
+ * server ID -> backend state; then a long-header packet class (Initial/0-RTT, Version
+ * Negotiation, unknown version) names any non-routed reason but backend_down. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "quic_lb.h"
+
+#define QUIC_V1 0x00000001u
+#define QUIC_V2 0x6b3343cfu
+#define MAX_CID_LENGTH_V1 20  /* RFC 9000 §17.2, RFC 9369 */
+#define LONG_DCIL_OFFSET 5    /* RFC 8999 §5.1 */
+#define LONG_DCID_OFFSET 6
+#define SHORT_DCID_OFFSET 1   /* RFC 8999 §5.2 */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, QLB_MAX_VIPS);
+	__type(key, struct qlb_vip_key);
+	__type(value, __u8);
+} vips SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, QLB_CODEPOINTS);
+	__type(key, __u32);
+	__type(value, struct qlb_config);
+} configs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, QLB_MAX_SERVERS);
+	__type(key, struct qlb_server_key);
+	__type(value, struct qlb_server);
+} servers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct qlb_decision);
+} last SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, QLB_REASON_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Reads buf[off] into *v when it lies before both `end` (the packet) and `len` (the UDP payload). */
+static __always_inline int byte_at(const __u8 *buf, __u32 off, __u32 len, const void *end, __u8 *v)
+{
+	if (off >= len || off > 0xffff)
+		return 0;
+	if ((const void *)(buf + off + 1) > end)
+		return 0;
+	*v = buf[off];
+	return 1;
+}
+
+/* Long-header packet class that names a non-routed datagram (router.ts decide() step 4). */
+static __always_inline __u32 long_class(__u32 version, __u8 first, __u32 reason)
+{
+	__u8 bits = (first >> 4) & 3;
+
+	if (reason == QLB_BACKEND_DOWN)
+		return reason;
+	if (version == 0)
+		return QLB_VERSION_NEGOTIATION;
+	if (version == QUIC_V1)
+		return bits == 0 || bits == 1 ? QLB_INITIAL : reason;
+	if (version == QUIC_V2)
+		return bits == 1 || bits == 2 ? QLB_INITIAL : reason;
+	return QLB_UNKNOWN_VERSION;
+}
+
+/* Server ID of config `cp` at buf[off+1 ..) -> decision (draft-21 §5.2 plaintext). */
+static __always_inline __u32 lookup_server(const __u8 *buf, __u32 off, __u32 len, const void *end,
+					   __u32 cp, __u8 sid_len, __s32 *backend)
+{
+	struct qlb_server_key key = { .config_id = cp };
+	struct qlb_server *s;
+
+	for (__u32 i = 0; i < QLB_MAX_SERVER_ID; i++) {
+		if (i >= sid_len)
+			break;
+		if (!byte_at(buf, off + 1 + i, len, end, &key.server_id[i]))
+			return QLB_TOO_SHORT;
+	}
+	s = bpf_map_lookup_elem(&servers, &key);
+	if (!s)
+		return QLB_UNKNOWN_SERVER_ID;
+	if (!s->routable)
+		return QLB_BACKEND_DOWN;
+	*backend = s->backend;
+	return QLB_ROUTED;
+}
+
+/* decide() on the UDP payload buf[0..len): the QUIC part. */
+static __always_inline __u32 decide_quic(const __u8 *buf, __u32 len, const void *end, __s32 *backend)
+{
+	__u8 first, dcil = 0, scil, cid0;
+	__u32 version = 0, off, available, reason, cp;
+	struct qlb_config *cfg;
+	int is_long;
+
+	if (!byte_at(buf, 0, len, end, &first))
+		return QLB_MALFORMED;
+	is_long = first & 0x80;
+	if (is_long) {
+		__u8 v[4];
+
+		if (len < LONG_DCID_OFFSET || (const void *)(buf + LONG_DCID_OFFSET) > end)
+			return QLB_MALFORMED;
+		v[0] = buf[1], v[1] = buf[2], v[2] = buf[3], v[3] = buf[4];
+		version = (__u32)v[0] << 24 | (__u32)v[1] << 16 | (__u32)v[2] << 8 | v[3];
+		dcil = buf[LONG_DCIL_OFFSET];
+		if (!byte_at(buf, LONG_DCID_OFFSET + dcil, len, end, &scil))
+			return QLB_MALFORMED;
+		if (LONG_DCID_OFFSET + dcil + 1 + scil > len)
+			return QLB_MALFORMED;
+		if ((version == QUIC_V1 || version == QUIC_V2) &&
+		    (dcil > MAX_CID_LENGTH_V1 || scil > MAX_CID_LENGTH_V1))
+			return QLB_MALFORMED;
+		off = LONG_DCID_OFFSET;
+		available = dcil;
+	} else {
+		off = SHORT_DCID_OFFSET;
+		available = len - SHORT_DCID_OFFSET;
+	}
+	if (available == 0 || !byte_at(buf, off, len, end, &cid0)) {
+		reason = QLB_TOO_SHORT;
+		goto classify;
+	}
+	cp = cid0 >> 5;
+	if (cp == QLB_UNROUTABLE_CODEPOINT) {
+		reason = QLB_UNROUTABLE_0B111;
+		goto classify;
+	}
+	cfg = bpf_map_lookup_elem(&configs, &cp);
+	if (!cfg || !cfg->present) {
+		reason = QLB_UNKNOWN_CONFIG;
+		goto classify;
+	}
+	if (available < 1u + cfg->server_id_len + cfg->nonce_len) {
+		reason = QLB_TOO_SHORT;
+		goto classify;
+	}
+	/* A later piece decrypts single-pass and four-pass CIDs (draft-21 §5.4); the Node
+	 * forwarder does today. Not reclassified: the packet class of an encrypted CID is Node's. */
+	if (cfg->encrypted)
+		return QLB_ENCRYPTED_CONFIG;
+	reason = lookup_server(buf, off, len, end, cp, cfg->server_id_len, backend);
+	if (reason == QLB_ROUTED)
+		return reason;
+classify:
+	return is_long ? long_class(version, first, reason) : reason;
+}
+
+/* IP + UDP -> UDP payload, or a pass-up reason. Looks the destination up in "vips". */
+static __always_inline __u32 parse_ip_udp(void *data, void *end, const __u8 **payload, __u32 *len)
+{
+	struct ethhdr *eth = data;
+	struct qlb_vip_key vip = {};
+	struct udphdr *udp;
+	__u32 ip_payload;
+
+	if ((void *)(eth + 1) > end)
+		return QLB_NOT_VIP;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > end || ip->version != 4)
+			return QLB_NOT_VIP;
+		if (ip->protocol != IPPROTO_UDP)
+			return QLB_NOT_VIP;
+		if (ip->ihl != 5)
+			return QLB_IP_OPTIONS;
+		if (ip->frag_off & bpf_htons(0x3fff)) /* MF or a fragment offset */
+			return QLB_FRAGMENT;
+		__builtin_memcpy(vip.addr, &ip->daddr, 4);
+		vip.family = 4;
+		ip_payload = bpf_ntohs(ip->tot_len);
+		if (ip_payload < sizeof(*ip))
+			return QLB_MALFORMED;
+		ip_payload -= sizeof(*ip);
+		udp = (void *)(ip + 1);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > end || ip6->version != 6)
+			return QLB_NOT_VIP;
+		if (ip6->nexthdr == IPPROTO_FRAGMENT)
+			return QLB_FRAGMENT;
+		if (ip6->nexthdr == IPPROTO_HOPOPTS || ip6->nexthdr == IPPROTO_ROUTING ||
+		    ip6->nexthdr == IPPROTO_DSTOPTS)
+			return QLB_IP_OPTIONS;
+		if (ip6->nexthdr != IPPROTO_UDP)
+			return QLB_NOT_VIP;
+		__builtin_memcpy(vip.addr, &ip6->daddr, 16);
+		vip.family = 6;
+		ip_payload = bpf_ntohs(ip6->payload_len);
+		udp = (void *)(ip6 + 1);
+	} else {
+		return QLB_NOT_VIP;
+	}
+	if ((void *)(udp + 1) > end)
+		return QLB_NOT_VIP;
+	vip.port = udp->dest;
+	if (!bpf_map_lookup_elem(&vips, &vip))
+		return QLB_NOT_VIP;
+	*len = bpf_ntohs(udp->len);
+	if (*len < sizeof(*udp) || *len > ip_payload)
+		return QLB_MALFORMED;
+	*len -= sizeof(*udp);
+	*payload = (const __u8 *)(udp + 1);
+	if ((const void *)(*payload + *len) > end)
+		return QLB_MALFORMED;
+	return QLB_ROUTED; /* meaning: go on to the QUIC part */
+}
+
+SEC("xdp")
+int quic_lb(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct qlb_decision *d;
+	const __u8 *payload = 0;
+	__u32 len = 0, reason, zero = 0;
+	__s32 backend = -1;
+	__u64 *count;
+
+	reason = parse_ip_udp(data, end, &payload, &len);
+	if (reason == QLB_ROUTED)
+		reason = decide_quic(payload, len, end, &backend);
+	if (reason != QLB_ROUTED)
+		backend = -1;
+	d = bpf_map_lookup_elem(&last, &zero);
+	if (d) {
+		d->backend = backend;
+		d->reason = reason;
+	}
+	count = bpf_map_lookup_elem(&counters, &reason);
+	if (count)
+		*count += 1;
+	return XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

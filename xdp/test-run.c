@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Test runner of the XDP program (test/xdp/decide.test.ts builds it with cc ... -lbpf).
+ *
+ *   test-run OBJECT INPUT
+ *
+ * Loads OBJECT (.tmp/xdp/quic_lb.bpf.o) with libbpf, then reads INPUT line by line:
+ *   config CP SID_LEN NONCE_LEN ENCRYPTED   fills "configs"[CP]
+ *   server CP SID_HEX BACKEND ROUTABLE      fills "servers" (an existing entry is replaced)
+ *   vip 4|6 ADDR_HEX PORT                   fills "vips"
+ *   frame HEX                               runs the Ethernet frame through BPF_PROG_TEST_RUN and
+ *                                           prints "REASON_NAME BACKEND" (BACKEND -1 unless routed)
+ * and ends with one line "counters NAME=N ..." (the per-CPU counters summed). One process for
+ * every datagram; exits non-zero on the first error, saying why on stderr. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/types.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "quic_lb.h"
+
+#define MAX_LINE 8192
+#define MAX_FRAME 4096
+
+static const char *reason_names[QLB_REASON_COUNT] = { QLB_REASON_NAME_LIST };
+
+static int fail(const char *what, const char *detail)
+{
+	fprintf(stderr, "test-run: %s: %s\n", what, detail);
+	exit(1);
+}
+
+static size_t unhex(const char *hex, __u8 *out, size_t cap)
+{
+	size_t n = 0;
+
+	while (hex[0] && hex[0] != '\n' && hex[1]) {
+		unsigned v;
+
+		if (n == cap || sscanf(hex, "%2x", &v) != 1)
+			fail("bad hex", hex);
+		out[n++] = (__u8)v;
+		hex += 2;
+	}
+	return n;
+}
+
+static int map_fd(struct bpf_object *obj, const char *name)
+{
+	struct bpf_map *m = bpf_object__find_map_by_name(obj, name);
+
+	if (!m)
+		fail("no map", name);
+	return bpf_map__fd(m);
+}
+
+int main(int argc, char **argv)
+{
+	struct bpf_object *obj;
+	struct bpf_program *prog;
+	int ncpu, prog_fd, fd_vips, fd_configs, fd_servers, fd_last, fd_counters;
+	struct qlb_decision *decisions;
+	char *line = malloc(MAX_LINE);
+	static __u8 frame[MAX_FRAME];
+	FILE *in;
+	cpu_set_t cpus;
+
+	if (argc != 3)
+		fail("usage", "test-run OBJECT INPUT");
+	/* One CPU: each run's per-CPU "last" entry is then the one this CPU wrote. */
+	CPU_ZERO(&cpus);
+	CPU_SET(sched_getcpu(), &cpus);
+	sched_setaffinity(0, sizeof(cpus), &cpus);
+	obj = bpf_object__open_file(argv[1], NULL);
+	if (!obj)
+		fail("open", argv[1]);
+	if (bpf_object__load(obj))
+		fail("load (verifier log above)", argv[1]);
+	prog = bpf_object__find_program_by_name(obj, "quic_lb");
+	if (!prog)
+		fail("no program", "quic_lb");
+	prog_fd = bpf_program__fd(prog);
+	fd_vips = map_fd(obj, "vips");
+	fd_configs = map_fd(obj, "configs");
+	fd_servers = map_fd(obj, "servers");
+	fd_last = map_fd(obj, "last");
+	fd_counters = map_fd(obj, "counters");
+	ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		fail("cpus", "libbpf_num_possible_cpus");
+	decisions = calloc(ncpu, sizeof(*decisions));
+	in = fopen(argv[2], "r");
+	if (!in)
+		fail("open", argv[2]);
+	while (fgets(line, MAX_LINE, in)) {
+		char word[16], hex[64];
+		unsigned a, b, c, d;
+		__u32 zero = 0;
+
+		if (sscanf(line, "%15s", word) != 1)
+			continue;
+		if (!strcmp(word, "config")) {
+			struct qlb_config cfg = { .present = 1 };
+
+			if (sscanf(line, "config %u %u %u %u", &a, &b, &c, &d) != 4 || a >= QLB_CODEPOINTS)
+				fail("bad line", line);
+			cfg.server_id_len = b, cfg.nonce_len = c, cfg.encrypted = d;
+			if (bpf_map_update_elem(fd_configs, &a, &cfg, BPF_ANY))
+				fail("update configs", strerror(errno));
+		} else if (!strcmp(word, "server")) {
+			struct qlb_server_key key = {};
+			struct qlb_server s = {};
+
+			if (sscanf(line, "server %u %63s %u %u", &a, hex, &c, &d) != 4)
+				fail("bad line", line);
+			key.config_id = a;
+			unhex(hex, key.server_id, QLB_MAX_SERVER_ID);
+			s.backend = c, s.routable = d;
+			if (bpf_map_update_elem(fd_servers, &key, &s, BPF_ANY))
+				fail("update servers", strerror(errno));
+		} else if (!strcmp(word, "vip")) {
+			struct qlb_vip_key key = {};
+			__u8 one = 1;
+
+			if (sscanf(line, "vip %u %63s %u", &a, hex, &c) != 3)
+				fail("bad line", line);
+			key.family = a;
+			unhex(hex, key.addr, 16);
+			key.port = htons(c);
+			if (bpf_map_update_elem(fd_vips, &key, &one, BPF_ANY))
+				fail("update vips", strerror(errno));
+		} else if (!strcmp(word, "frame")) {
+			size_t n = unhex(line + 6, frame, sizeof(frame));
+			LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = n, .repeat = 1);
+			int found = -1;
+
+			for (int i = 0; i < ncpu; i++)
+				decisions[i] = (struct qlb_decision){ .backend = -2, .reason = 0xffffffff };
+			if (bpf_map_update_elem(fd_last, &zero, decisions, BPF_ANY))
+				fail("reset last", strerror(errno));
+			if (bpf_prog_test_run_opts(prog_fd, &opts))
+				fail("BPF_PROG_TEST_RUN", strerror(errno));
+			if (opts.retval != XDP_PASS)
+				fail("verdict", "not XDP_PASS");
+			if (bpf_map_lookup_elem(fd_last, &zero, decisions))
+				fail("read last", strerror(errno));
+			for (int i = 0; i < ncpu; i++)
+				if (decisions[i].reason != 0xffffffff) {
+					if (found >= 0)
+						fail("last", "two CPUs wrote a decision");
+					found = i;
+				}
+			if (found < 0 || decisions[found].reason >= QLB_REASON_COUNT)
+				fail("last", "no decision recorded");
+			printf("%s %d\n", reason_names[decisions[found].reason], decisions[found].backend);
+		} else {
+			fail("unknown line", line);
+		}
+	}
+	printf("counters");
+	for (__u32 r = 0; r < QLB_REASON_COUNT; r++) {
+		__u64 *v = calloc(ncpu, sizeof(__u64)), sum = 0;
+
+		if (bpf_map_lookup_elem(fd_counters, &r, v))
+			fail("read counters", strerror(errno));
+		for (int i = 0; i < ncpu; i++)
+			sum += v[i];
+		printf(" %s=%llu", reason_names[r], (unsigned long long)sum);
+		free(v);
+	}
+	printf("\n");
+	return 0;
+}
