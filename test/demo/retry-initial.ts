@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { encodeRetry, initialTokenOf, QUIC_V1, sealRetryToken, type RetryTokenKeys } from '../../src/wire/index.js';
-import { initialFields } from '../helpers/retry-initial.js';
+import { parseInitial } from '../hostile/payloads.js';
 
 /** The octets of a dotted-quad IPv4 literal. */
 export const ipv4 = (a: string): Uint8Array => Uint8Array.from(a.split('.').map(Number));
@@ -42,7 +42,7 @@ export async function startRetryRelay(o: {
   front.on('message', (m, r) => {
     client = r;
     if (initialTokenOf(m, at) && at.tokenLength === 0) {
-      const { dcid, scid } = initialFields(m);
+      const { dcid, scid } = parseInitial(m);
       const rscid = randomBytes(12);
       const token = sealRetryToken(o.keys, {
         clientIp: ipv4(o.upstream.address),

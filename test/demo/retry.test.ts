@@ -40,10 +40,10 @@ import {
   sealRetryToken,
   type RetryTokenFields,
 } from '../../src/wire/index.js';
-import { captureInitial } from '../hostile/payloads.js';
+import { captureInitial, parseInitial } from '../hostile/payloads.js';
 import { downloadedSha256, expectedSha256, explainDownload, has, runClient } from '../e2e/gtlsclient.js';
 import { sleep, waitFor } from '../helpers/wait.js';
-import { initialFields, initialWithToken } from '../helpers/retry-initial.js';
+import { initialWithToken } from '../helpers/retry-initial.js';
 import { ipv4, startRetryRelay, type RetryRelay } from './retry-initial.js';
 
 const SERVER = { address: '127.0.7.1', port: 27100 };
@@ -164,8 +164,8 @@ describe('demo server: LB Retry tokens on new connections', () => {
 
     // Its Initial goes to the client's SCID, protected with the server Initial keys of the Retry SCID.
     const reply = c.got[0];
-    const r = initialFields(reply);
-    expect(hex(r.dcid)).toBe(hex(initialFields(captured).scid));
+    const r = parseInitial(reply);
+    expect(hex(r.dcid)).toBe(hex(parseInitial(captured).scid));
     const opened = openPacket(initialKeys(f.rscid).tx, reply.subarray(0, r.end), r.pnOffset, -1);
     expect(opened).toBeDefined();
     // Its CRYPTO data starts with a ServerHello (TLS handshake type 2, RFC 8446 §4).

@@ -5,7 +5,8 @@
 // synthetic Initials (v2, short datagrams) for what the LB reads without decrypting.
 import { initialKeys } from '../../src/demo/crypto.js';
 import { PN_LEN, openPacket, sealPacket } from '../../src/demo/packet.js';
-import { QUIC_V1, QUIC_V2, readVarint, varintLength, varintSizeAt, writeVarint } from '../../src/wire/index.js';
+import { parseInitial } from '../hostile/payloads.js';
+import { QUIC_V2, varintLength, writeVarint } from '../../src/wire/index.js';
 
 const MIN_INITIAL_DATAGRAM = 1200;
 const AEAD_TAG = 16;
@@ -16,24 +17,6 @@ function varint(v: number, length?: 1 | 2 | 4 | 8): Buffer {
   return b;
 }
 
-/** The fields of the v1 Initial at the start of `d` (RFC 9000 §17.2.2). */
-export function initialFields(d: Buffer): { dcid: Buffer; scid: Buffer; token: Buffer; pnOffset: number; end: number } {
-  if ((d[0] & 0xf0) !== 0xc0 || d.readUInt32BE(1) !== QUIC_V1) throw new Error('not a v1 Initial');
-  let o = 5;
-  const dcid = d.subarray(o + 1, o + 1 + d[o]);
-  o += 1 + d[o];
-  const scid = d.subarray(o + 1, o + 1 + d[o]);
-  o += 1 + d[o];
-  const tokenLength = readVarint(d, o);
-  o += varintSizeAt(d, o);
-  const token = d.subarray(o, o + tokenLength);
-  o += tokenLength;
-  const length = readVarint(d, o);
-  const pnOffset = o + varintSizeAt(d, o);
-  if (tokenLength < 0 || length < 0 || pnOffset + length > d.length) throw new Error('truncated Initial');
-  return { dcid, scid, token, pnOffset, end: pnOffset + length };
-}
-
 /**
  * `captured` (a real v1 client Initial) with `dcid` as its DCID and `token` in its Token field,
  * sealed under `dcid`'s client Initial keys: the ClientHello and packet number unchanged, PADDING
@@ -41,7 +24,7 @@ export function initialFields(d: Buffer): { dcid: Buffer; scid: Buffer; token: B
  * its own DCID.
  */
 export function initialWithToken(captured: Buffer, dcid: Uint8Array, token: Uint8Array): Buffer {
-  const l = initialFields(captured);
+  const l = parseInitial(captured);
   const opened = openPacket(initialKeys(l.dcid).rx, captured.subarray(0, l.end), l.pnOffset, -1);
   if (!opened) throw new Error('captured Initial does not open');
   let content = opened.payload.length;

@@ -60,7 +60,7 @@ export function probeRequest(): Buffer {
 }
 
 /** Offsets of a v1 long-header Initial (RFC 9000 §17.2.2) at the start of `d`. */
-interface InitialLayout {
+export interface InitialLayout {
   dcid: Buffer;
   scid: Buffer;
   token: Buffer;
@@ -77,7 +77,8 @@ function varint(v: number, length?: 1 | 2 | 4 | 8): Buffer {
   return b;
 }
 
-function parseInitial(d: Buffer): InitialLayout {
+/** The fields of the v1 Initial at the start of `d` (RFC 9000 §17.2.2); throws when it is not one. */
+export function parseInitial(d: Buffer): InitialLayout {
   if ((d[0] & 0xf0) !== 0xc0 || d.readUInt32BE(1) !== QUIC_V1) throw new Error('not a v1 Initial');
   let o = 5;
   const dcid = d.subarray(o + 1, o + 1 + d[o]);

@@ -22,12 +22,12 @@ import {
   sealRetryToken,
   type RetryTokenKey,
 } from '../../src/wire/index.js';
-import { captureInitial } from '../hostile/payloads.js';
+import { captureInitial, parseInitial } from '../hostile/payloads.js';
 import { runCli } from '../helpers/cli.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, KEY } from './fixtures.js';
 import { Client, ServeProcess, Sink, scrape, writeYaml } from './net.js';
-import { initialFields, initialWithToken, syntheticInitial } from '../helpers/retry-initial.js';
+import { initialWithToken, syntheticInitial } from '../helpers/retry-initial.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-retry-'));
 const cleanup: (() => unknown)[] = [];
@@ -146,7 +146,7 @@ describe('Retry offload, mode always', () => {
   it('answers a token-less Initial with a Retry (tag, token, SCID); the Initial with its token reaches the SCID owner', async () => {
     const dcid = randomBytes(12);
     const initial = initialWithToken(captured, dcid, Buffer.alloc(0));
-    const clientScid = initialFields(initial).scid;
+    const clientScid = parseInitial(initial).scid;
     client.send(initial, f.lb.vip);
     const retry = await nextReply(client, 1);
     const r = new RetryPacket();
