@@ -2,7 +2,7 @@
 // answer health probes, `quic-lb serve` child processes, a /metrics scraper.
 import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import {
   ProxyDirection,
@@ -191,4 +191,54 @@ export function sum(m: Map<string, number>, name: string): number {
 
 export function writeYaml(file: string, doc: unknown): void {
   writeFileSync(file, stringify(doc));
+}
+
+/** Writes `doc` as YAML atomically (temp file + rename): a watching LB never reads half a file. */
+export function installYaml(file: string, doc: unknown): void {
+  writeYaml(`${file}.tmp`, doc);
+  renameSync(`${file}.tmp`, file);
+}
+
+/** A running `quic-lb serve` whose backends are UDP sinks. */
+export interface SinkFleet {
+  lb: ServeProcess;
+  sinks: Sink[];
+  /** The config file (rewrite it with {@link installYaml} to reload). */
+  file: string;
+  metrics(): Promise<Map<string, number>>;
+  /** The /healthz body. */
+  healthz(): Promise<string>;
+}
+
+/**
+ * Starts a sink on each of `sinkAddresses`, installs `doc(sinks)` as `file` and starts
+ * `quic-lb serve` on it. Every stop (sinks closed, the LB killed) is pushed onto `cleanup`, to
+ * be run in reverse order after the tests.
+ */
+export async function startSinkFleet(
+  file: string,
+  sinkAddresses: readonly string[],
+  doc: (sinks: Sink[]) => unknown,
+  cleanup: (() => unknown)[],
+): Promise<SinkFleet> {
+  const sinks = await Promise.all(sinkAddresses.map((a) => Sink.start(a)));
+  cleanup.push(() => sinks.forEach((s) => s.close()));
+  installYaml(file, doc(sinks));
+  const lb = await ServeProcess.start(file);
+  cleanup.push(() => lb.stop('SIGKILL'));
+  const m = lb.info.metrics!;
+  return {
+    lb,
+    sinks,
+    file,
+    metrics: () => lb.metrics(),
+    healthz: async () => (await fetch(`http://${m.address}:${m.port}/healthz`)).text(),
+  };
+}
+
+/** A UDP client bound to `address`; its close is pushed onto `cleanup`. */
+export async function startClient(address: string, cleanup: (() => unknown)[]): Promise<Client> {
+  const c = await Client.start(address);
+  cleanup.push(() => c.close());
+  return c;
 }

@@ -4,11 +4,11 @@
 // d added: backend c's index moves from 2 to 1 and d takes index 2). Every packet of a
 // connection owned by a backend present in both pools must reach that backend: none at a wrong
 // one (a worker using a new table with old upstreams would send c's packets to d), none lost.
-import { mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Client, ServeProcess, Sink, writeYaml } from './net.js';
+import { Client, ServeProcess, Sink, installYaml } from './net.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
 
@@ -34,7 +34,7 @@ describe('pool change under traffic, two workers', () => {
     });
     const file = path.join(dir, 'lb.yaml');
     const write = (pool: object[]): void => {
-      writeYaml(`${file}.tmp`, {
+      installYaml(file, {
         listen: ['127.0.1.80:0'],
         quicLb: [QUIC_LB_SPECS[2]],
         backends: pool,
@@ -45,7 +45,6 @@ describe('pool change under traffic, two workers', () => {
         drainMs: 0,
         log: { level: 'warn' },
       });
-      renameSync(`${file}.tmp`, file);
     };
     const P1 = [be('a', a), be('b', b), be('c', c)];
     const P2 = [be('a', a), be('c', c), be('d', d)];

@@ -5,11 +5,11 @@
 // reload fails, no worker switches (every datagram of B still reaches b, none c, from both
 // workers), the failure is logged and counted. With the limit back, the same reload succeeds.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Client, ServeProcess, Sink, writeYaml } from './net.js';
+import { Client, ServeProcess, Sink, installYaml } from './net.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { childPids } from '../helpers/process.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
@@ -49,7 +49,7 @@ describe('two-phase reload with two workers', () => {
     cleanup.push(() => [a, b, c].forEach((s) => s.close()));
     const file = path.join(dir, 'lb.yaml');
     const write = (bOwner: Sink): void => {
-      writeYaml(`${file}.tmp`, {
+      installYaml(file, {
         listen: ['127.0.9.6:0'],
         quicLb: QUIC_LB_SPECS.slice(0, 1),
         backends: [
@@ -68,7 +68,6 @@ describe('two-phase reload with two workers', () => {
         drainMs: 0,
         log: { level: 'info' },
       });
-      renameSync(`${file}.tmp`, file);
     };
     write(b);
     const lb = await ServeProcess.start(file);

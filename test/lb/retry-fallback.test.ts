@@ -18,7 +18,7 @@ import {
 import { captureInitial } from '../hostile/payloads.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, KEY } from './fixtures.js';
-import { Client, ServeProcess, Sink, scrape, writeYaml } from './net.js';
+import { startClient, startSinkFleet, type Client, type SinkFleet } from './net.js';
 import { initialWithToken, syntheticInitial } from '../helpers/retry-initial.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-retry-fb-'));
@@ -32,52 +32,32 @@ const keyFile = path.join(dir, 'retry-3.key');
 writeFileSync(keyFile, formatRetryTokenKey(generateRetryTokenKey(3)));
 chmodSync(keyFile, 0o600);
 
-async function serve(
-  name: string,
-  sinkAddresses: string[],
-  extra: Record<string, unknown>,
-): Promise<{
-  lb: ServeProcess;
-  sinks: Sink[];
-  metrics: () => Promise<Map<string, number>>;
-  healthz: () => Promise<string>;
-}> {
-  const sinks = await Promise.all(sinkAddresses.map((a) => Sink.start(a)));
-  cleanup.push(() => sinks.forEach((s) => s.close()));
-  const file = path.join(dir, `${name}.yaml`);
-  writeYaml(file, {
-    listen: ['127.0.6.2:0'],
-    // 1 + 1 + 4 = 6-octet CIDs: too short for a Retry SCID (RFC 9000 §7.2).
-    quicLb: [{ configId: 2, serverIdLength: 1, nonceLength: 4, key: KEY }],
-    backends: sinks.map((s, i) => ({
-      name: `s${i}`,
-      address: s.endpoint,
-      serverIds: { 2: `0${i + 1}` },
-      health: { type: 'none' },
-    })),
-    fallback: { key: FALLBACK_KEY },
-    returnPath: { mode: 'direct' },
-    metrics: { listen: '127.0.6.2:0' },
-    drainMs: 0,
-    log: { level: 'warn' },
-    ...extra,
-  });
-  const lb = await ServeProcess.start(file);
-  cleanup.push(() => lb.stop('SIGKILL'));
-  const m = lb.info.metrics!;
-  return {
-    lb,
-    sinks,
-    metrics: () => scrape(`http://${m.address}:${m.port}/metrics`),
-    healthz: async () => (await fetch(`http://${m.address}:${m.port}/healthz`)).text(),
-  };
+function serve(name: string, sinkAddresses: string[], extra: Record<string, unknown>): Promise<SinkFleet> {
+  return startSinkFleet(
+    path.join(dir, `${name}.yaml`),
+    sinkAddresses,
+    (sinks) => ({
+      listen: ['127.0.6.2:0'],
+      // 1 + 1 + 4 = 6-octet CIDs: too short for a Retry SCID (RFC 9000 §7.2).
+      quicLb: [{ configId: 2, serverIdLength: 1, nonceLength: 4, key: KEY }],
+      backends: sinks.map((s, i) => ({
+        name: `s${i}`,
+        address: s.endpoint,
+        serverIds: { 2: `0${i + 1}` },
+        health: { type: 'none' },
+      })),
+      fallback: { key: FALLBACK_KEY },
+      returnPath: { mode: 'direct' },
+      metrics: { listen: '127.0.6.2:0' },
+      drainMs: 0,
+      log: { level: 'warn' },
+      ...extra,
+    }),
+    cleanup,
+  );
 }
 
-async function newClient(address: string): Promise<Client> {
-  const c = await Client.start(address);
-  cleanup.push(() => c.close());
-  return c;
-}
+const newClient = (address: string): Promise<Client> => startClient(address, cleanup);
 
 let captured: Buffer;
 beforeAll(async () => {

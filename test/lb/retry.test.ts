@@ -2,7 +2,7 @@
 // as backends, real gtlsclient Initials re-sealed with tokens. Every test asserts the bytes the
 // client gets back (or that it gets nothing), what reaches a backend, and the counters.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,7 +26,7 @@ import { captureInitial, parseInitial } from '../hostile/payloads.js';
 import { runCli } from '../helpers/cli.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, KEY } from './fixtures.js';
-import { Client, ServeProcess, Sink, scrape, writeYaml } from './net.js';
+import { installYaml, startClient, startSinkFleet, writeYaml, type Client, type Sink, type SinkFleet } from './net.js';
 import { initialWithToken, syntheticInitial } from '../helpers/retry-initial.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'quic-lb-retry-'));
@@ -50,12 +50,6 @@ function keyFile(name: string, sequence: number): { file: string; key: RetryToke
   return { file, key };
 }
 
-/** Writes the config atomically (temp file + rename). */
-function install(file: string, doc: unknown): void {
-  writeYaml(`${file}.tmp`, doc);
-  renameSync(`${file}.tmp`, file);
-}
-
 function fleetDoc(sinks: Sink[], retry: Record<string, unknown>): Record<string, unknown> {
   return {
     listen: ['127.0.6.1:0'],
@@ -73,37 +67,13 @@ function fleetDoc(sinks: Sink[], retry: Record<string, unknown>): Record<string,
   };
 }
 
-/** A running fleet: LB, two sinks, and the metrics of the LB. */
-interface Fleet {
-  lb: ServeProcess;
-  sinks: Sink[];
-  file: string;
-  metrics(): Promise<Map<string, number>>;
-  healthz(): Promise<string>;
+type Fleet = SinkFleet;
+
+function startFleet(name: string, sinkAddresses: string[], retry: Record<string, unknown>): Promise<Fleet> {
+  return startSinkFleet(path.join(dir, `${name}.yaml`), sinkAddresses, (sinks) => fleetDoc(sinks, retry), cleanup);
 }
 
-async function startFleet(name: string, sinkAddresses: string[], retry: Record<string, unknown>): Promise<Fleet> {
-  const sinks = await Promise.all(sinkAddresses.map((a) => Sink.start(a)));
-  cleanup.push(() => sinks.forEach((s) => s.close()));
-  const file = path.join(dir, `${name}.yaml`);
-  install(file, fleetDoc(sinks, retry));
-  const lb = await ServeProcess.start(file);
-  cleanup.push(() => lb.stop('SIGKILL'));
-  const m = lb.info.metrics!;
-  return {
-    lb,
-    sinks,
-    file,
-    metrics: () => scrape(`http://${m.address}:${m.port}/metrics`),
-    healthz: async () => (await fetch(`http://${m.address}:${m.port}/healthz`)).text(),
-  };
-}
-
-async function newClient(address: string): Promise<Client> {
-  const c = await Client.start(address);
-  cleanup.push(() => c.close());
-  return c;
-}
+const newClient = (address: string): Promise<Client> => startClient(address, cleanup);
 
 /** Waits for the next datagram to `c` (the `n`th) and returns it. */
 async function nextReply(c: Client, n: number): Promise<Buffer> {
@@ -340,7 +310,7 @@ describe('Retry offload, mode always', () => {
     const reloads = async (): Promise<number> =>
       (await f.metrics()).get('quic_lb_config_reloads_total{outcome="success"}') ?? 0;
     const r0 = await reloads();
-    install(f.file, fleetDoc(f.sinks, { mode: 'always', keyFiles: [key2.file, key1.file] }));
+    installYaml(f.file, fleetDoc(f.sinks, { mode: 'always', keyFiles: [key2.file, key1.file] }));
     f.lb.proc.kill('SIGHUP');
     await waitFor('reload 1', async () => (await reloads()) >= r0 + 1, 5000);
     expect(await forwardedWith(key1.key)).toBe(true);
@@ -353,7 +323,7 @@ describe('Retry offload, mode always', () => {
     expect(retry[7 + retry[5] + retry[6 + retry[5]]]).toBe(2);
 
     const r1 = await reloads();
-    install(f.file, fleetDoc(f.sinks, { mode: 'always', keyFiles: [key2.file] }));
+    installYaml(f.file, fleetDoc(f.sinks, { mode: 'always', keyFiles: [key2.file] }));
     f.lb.proc.kill('SIGHUP');
     await waitFor('reload 2', async () => (await reloads()) >= r1 + 1, 5000);
     const before = (await f.metrics()).get('quic_lb_retry_tokens_total{result="key_sequence"}') ?? 0;
@@ -369,7 +339,7 @@ describe('Retry offload, mode always', () => {
     const bad = path.join(dir, 'bad.key');
     writeFileSync(bad, '2 00112233 445566\n');
     chmodSync(bad, 0o600);
-    install(f.file, fleetDoc(f.sinks, { mode: 'always', keyFiles: [bad] }));
+    installYaml(f.file, fleetDoc(f.sinks, { mode: 'always', keyFiles: [bad] }));
     f.lb.proc.kill('SIGHUP');
     await waitFor('the failed reload', async () => (await fails()) >= f0 + 1, 5000);
     expect(f.lb.stderr).toContain('/retry/keyFiles/0');

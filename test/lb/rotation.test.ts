@@ -5,14 +5,14 @@
 //   quic_lb_return_auth_total{key} shows which list position verified;
 // - 20 applyConfig() / Forwarder.apply() calls fired without awaiting, alternating two backend
 //   lists, while datagrams flow: no crash, the last call's config runs, traffic is delivered.
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type LoadBalancer, type LbConfig, startLoadBalancer, validateConfig } from '../../src/lb/index.js';
 import type { LocalPlane } from '../../src/lb/plane.js';
-import { Client, Sink } from './net.js';
+import { Client, Sink, installYaml } from './net.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { FALLBACK_KEY, QUIC_LB_SPECS, SIDS, cid, shortHeader } from './fixtures.js';
 import { parseMetrics } from '../helpers/metrics.js';
@@ -159,20 +159,16 @@ describe('overlapping config changes', () => {
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
     const file = path.join(dir, 'lb.yaml');
     const write = (second: Sink, name: string): void => {
-      writeFileSync(
-        `${file}.tmp`,
-        JSON.stringify({
-          listen: ['127.0.9.4:0'],
-          quicLb: QUIC_LB_SPECS.slice(0, 1),
-          backends: [
-            { name: 'a', address: a.endpoint, serverIds: { 0: SIDS.a[0] }, health: { type: 'none' } },
-            { name, address: second.endpoint, serverIds: { 0: SIDS.b[0] }, health: { type: 'none' } },
-          ],
-          fallback: { key: FALLBACK_KEY },
-          returnPath: { mode: 'direct' },
-        }),
-      );
-      renameSync(`${file}.tmp`, file);
+      installYaml(file, {
+        listen: ['127.0.9.4:0'],
+        quicLb: QUIC_LB_SPECS.slice(0, 1),
+        backends: [
+          { name: 'a', address: a.endpoint, serverIds: { 0: SIDS.a[0] }, health: { type: 'none' } },
+          { name, address: second.endpoint, serverIds: { 0: SIDS.b[0] }, health: { type: 'none' } },
+        ],
+        fallback: { key: FALLBACK_KEY },
+        returnPath: { mode: 'direct' },
+      });
     };
     write(b, 'b');
     const lb = await startLoadBalancer(file, { logger: silent, watch: false });
