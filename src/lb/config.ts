@@ -108,6 +108,32 @@ export interface LbConfig {
    * mode off. `retryOf()` gives the defaults otherwise.
    */
   retry?: RetrySpec;
+  /**
+   * The data path (docs/xdp.md): present only when the file has a `datapath` section;
+   * `datapathOf()` gives the defaults (node:dgram only) otherwise. A restart-only field.
+   */
+  datapath?: DatapathSpec;
+}
+
+/** Data paths: node:dgram alone, or the XDP program (xdp/) in front of it on one interface. */
+export const DATAPATH_MODES = ['node', 'xdp'] as const;
+export type DatapathMode = (typeof DATAPATH_MODES)[number];
+/** How the XDP program is attached: the driver's hook, the generic one, or native when it can. */
+export const XDP_ATTACH_MODES = ['auto', 'native', 'generic'] as const;
+export type XdpAttachMode = (typeof XDP_ATTACH_MODES)[number];
+/** When XDP cannot run: forward on node:dgram alone (saying why), or refuse to start. */
+export const XDP_UNAVAILABLE_ACTIONS = ['fallback', 'stop'] as const;
+export type XdpUnavailableAction = (typeof XDP_UNAVAILABLE_ACTIONS)[number];
+/** Linux interface names: at most IFNAMSIZ - 1 = 15 octets, no '/', no white space, not '.' or '..'. */
+const INTERFACE_NAME = /^(?!\.{1,2}$)[^/\s]{1,15}$/;
+
+/** The `datapath` section, defaults resolved. */
+export interface DatapathSpec {
+  mode: DatapathMode;
+  /** The interface the VIP traffic arrives on (required for `xdp`). */
+  interface?: string;
+  attach: XdpAttachMode;
+  unavailable: XdpUnavailableAction;
 }
 
 /** Retry offload modes (docs/retry.md "Modes"). */
@@ -229,6 +255,7 @@ export const KNOWN_FIELDS = Object.freeze({
     'log',
     'anycast',
     'retry',
+    'datapath',
   ],
   quicLb: ['configId', 'serverIdLength', 'nonceLength', 'key', 'keyFile', 'cipher'],
   backend: ['name', 'address', 'serverIds', 'weight', 'health'],
@@ -242,6 +269,7 @@ export const KNOWN_FIELDS = Object.freeze({
   anycast: ['forward', 'announce'],
   retry: ['mode', 'keyFiles', 'tokenLifetimeSeconds', 'versions', 'load'],
   retryLoad: ['onPerSecond', 'offPerSecond', 'offAfterMs', 'transitionMs'],
+  datapath: ['mode', 'interface', 'attach', 'unavailable'],
   announce: [
     'intervalMs',
     'withdrawAfter',
@@ -703,6 +731,7 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
   const log = { level: oneOf(lg.level, '/log/level', LOG_LEVELS, DEFAULTS.logLevel) };
   const anycast = root.anycast === undefined ? undefined : anycastSpec(root.anycast, returnPath.mode);
   const retry = root.retry === undefined ? undefined : retrySpec(root.retry, baseDir, warnings);
+  const datapath = root.datapath === undefined ? undefined : datapathSpec(root.datapath);
 
   return {
     listen,
@@ -718,7 +747,39 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
     log,
     ...(anycast ? { anycast } : {}),
     ...(retry ? { retry } : {}),
+    ...(datapath ? { datapath } : {}),
   };
+}
+
+function datapathSpec(v: unknown): DatapathSpec {
+  const o = v === null ? {} : obj(v, '/datapath', KNOWN_FIELDS.datapath);
+  const spec: DatapathSpec = {
+    mode: oneOf(o.mode, '/datapath/mode', DATAPATH_MODES, 'node'),
+    attach: oneOf(o.attach, '/datapath/attach', XDP_ATTACH_MODES, 'auto'),
+    unavailable: oneOf(o.unavailable, '/datapath/unavailable', XDP_UNAVAILABLE_ACTIONS, 'fallback'),
+  };
+  if (o.interface !== undefined) {
+    const name = str(o.interface, '/datapath/interface');
+    if (!INTERFACE_NAME.test(name))
+      fail(
+        'ERR_CONFIG_VALUE',
+        '/datapath/interface',
+        `'${name}' is not an interface name (1 to 15 octets, no '/' or space)`,
+      );
+    spec.interface = name;
+  } else if (spec.mode === 'xdp') {
+    fail(
+      'ERR_CONFIG_REQUIRED',
+      '/datapath/interface',
+      "required for mode 'xdp': the interface the VIP traffic arrives on",
+    );
+  }
+  return spec;
+}
+
+/** The `datapath` section of `config`, or its defaults when the file has none. */
+export function datapathOf(config: LbConfig): DatapathSpec {
+  return config.datapath ?? { mode: 'node', attach: 'auto', unavailable: 'fallback' };
 }
 
 /**
@@ -1113,5 +1174,7 @@ export function restartOnlyChanges(a: LbConfig, b: LbConfig): string[] {
   if (a.workers !== b.workers) changed.push('/workers');
   // Buffer sizes, queue bounds and reusePort: socket options set when the sockets are made.
   if (!same(a.socket, b.socket)) changed.push('/socket');
+  // The XDP agent is started (and the program attached) with the process.
+  if (!same(datapathOf(a), datapathOf(b))) changed.push('/datapath');
   return changed;
 }

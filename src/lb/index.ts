@@ -17,6 +17,7 @@ export {
   RETRY_MODES,
   MAX_RETRY_KEY_FILES,
   retryOf,
+  datapathOf,
   DEFAULTS,
   KNOWN_FIELDS,
   HEALTH_TYPES,

@@ -351,6 +351,9 @@ export class LoadBalancer {
       socket: this.config.socket,
       returnPath: { ...next.returnPath, mode: this.config.returnPath.mode, listen: this.config.returnPath.listen },
     };
+    // The data path is chosen at start (the XDP agent attaches then): the running one stays.
+    if (this.config.datapath) merged.datapath = this.config.datapath;
+    else delete merged.datapath;
     try {
       this.health.configure(merged);
       await this.plane.apply(merged, this.health.view());

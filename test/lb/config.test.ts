@@ -10,6 +10,7 @@ import {
   ConfigError,
   DEFAULTS,
   anycastOf,
+  datapathOf,
   KNOWN_FIELDS,
   keyFileModeWarning,
   keyFileWarning,
@@ -396,6 +397,42 @@ const cases: { desc: string; doc: unknown; code: string; field: string }[] = [
     field: '/returnPath/mode',
   },
   {
+    desc: 'datapath xdp without an interface',
+    doc: mutate((d) => (d.datapath = { mode: 'xdp' })),
+    code: 'ERR_CONFIG_REQUIRED',
+    field: '/datapath/interface',
+  },
+  {
+    desc: 'datapath interface name with a slash',
+    doc: mutate((d) => (d.datapath = { mode: 'xdp', interface: '../eth0' })),
+    code: 'ERR_CONFIG_VALUE',
+    field: '/datapath/interface',
+  },
+  {
+    desc: 'datapath interface name of 16 octets',
+    doc: mutate((d) => (d.datapath = { mode: 'xdp', interface: 'e'.repeat(16) })),
+    code: 'ERR_CONFIG_VALUE',
+    field: '/datapath/interface',
+  },
+  {
+    desc: 'datapath mode unknown',
+    doc: mutate((d) => (d.datapath = { mode: 'dpdk', interface: 'eth0' })),
+    code: 'ERR_CONFIG_ENUM',
+    field: '/datapath/mode',
+  },
+  {
+    desc: 'datapath attach unknown',
+    doc: mutate((d) => (d.datapath = { mode: 'xdp', interface: 'eth0', attach: 'offload' })),
+    code: 'ERR_CONFIG_ENUM',
+    field: '/datapath/attach',
+  },
+  {
+    desc: 'datapath field typo',
+    doc: mutate((d) => (d.datapath = { mode: 'xdp', iface: 'eth0' })),
+    code: 'ERR_CONFIG_UNKNOWN_FIELD',
+    field: '/datapath/iface',
+  },
+  {
     desc: 'anycast.forward not a boolean',
     doc: mutate((d) => (d.anycast = { forward: 'yes' })),
     code: 'ERR_CONFIG_TYPE',
@@ -457,6 +494,21 @@ describe('validateConfig', () => {
     expect(c.backends[0].health.downGraceMs).toBe(DEFAULTS.downGraceMs);
     const table = QUIC_LB_SPECS.map((q, i) => (i === 1 ? { ...q, cipher: 'table' } : q));
     expect(validateConfig(configDoc({ quicLb: table })).quicLb[1].cipher).toBe('table');
+  });
+
+  it('datapath: absent and null sections resolve to node; xdp keeps its interface', () => {
+    expect(validateConfig(configDoc()).datapath).toBeUndefined();
+    const node = { mode: 'node', attach: 'auto', unavailable: 'fallback' };
+    expect(datapathOf(validateConfig(configDoc()))).toEqual(node);
+    expect(datapathOf(validateConfig(configDoc({ datapath: null })))).toEqual(node);
+    expect(validateConfig(configDoc({ datapath: { mode: 'xdp', interface: 'eth0.10' } })).datapath).toEqual({
+      mode: 'xdp',
+      interface: 'eth0.10',
+      attach: 'auto',
+      unavailable: 'fallback',
+    });
+    const stop = { mode: 'xdp', interface: 'veth-lb', attach: 'generic', unavailable: 'stop' };
+    expect(validateConfig(configDoc({ datapath: stop })).datapath).toEqual(stop);
   });
 
   it('anycast: absent, null and partial sections resolve to the documented defaults', () => {
