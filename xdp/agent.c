@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-/* quic-lb-xdp: the user-space side of the XDP program, driven by `quic-lb serve` (src/lb/xdp/)
+/* quic-lb-xdp: the user-space side of the XDP program, driven by `quic-lb serve` (src/lb/xdp-*.ts)
  * and by the tests. It knows map names and sizes, never their layouts: the TypeScript control
- * plane encodes keys and values (src/lb/xdp/maps.ts, the one source of the bytes).
+ * plane encodes keys and values (src/lb/xdp-maps.ts, the one source of the bytes).
  *
  *   quic-lb-xdp OBJECT                          load only: BPF_PROG_TEST_RUN through `run`
  *   quic-lb-xdp OBJECT IFNAME auto|native|generic   load and attach to IFNAME
@@ -18,6 +18,8 @@
  *   delete MAP KEYHEX            -> ok | ok absent
  *   sum MAP                      -> sum V0 V1 ...        (per-CPU array of __u64: each index
  *                                                          summed over the CPUs)
+ *   reasons                      -> reasons NAME0 NAME1 ...  (the names of the decision reasons,
+ *                                                          indexes of map "counters": quic_lb.h)
  *   run FRAMEHEX                 -> run VERDICT REASON BACKEND [FRAMEHEX]   (load-only mode:
  *                                   one BPF_PROG_TEST_RUN; the decision from map "last"; the
  *                                   output frame unless the verdict is XDP_PASS)
@@ -203,6 +205,16 @@ static void cmd_delete(struct agent *a, char *rest)
 		printf("error delete %s: %s\n", bpf_map__name(m), strerror(errno));
 }
 
+static void cmd_reasons(void)
+{
+	static const char *names[QLB_REASON_COUNT] = { QLB_REASON_NAME_LIST };
+
+	printf("reasons");
+	for (int i = 0; i < QLB_REASON_COUNT; i++)
+		printf(" %s", names[i]);
+	printf("\n");
+}
+
 static void cmd_sum(struct agent *a, char *rest)
 {
 	size_t nl = 0;
@@ -358,8 +370,10 @@ int main(int argc, char **argv)
 			cmd_sum(&a, rest);
 		else if (wl == 3 && !strncmp(w, "run", 3))
 			cmd_run(&a, rest);
+		else if (wl == 7 && !strncmp(w, "reasons", 7) && !word(&rest, &wl))
+			cmd_reasons();
 		else
-			printf("error unknown command (update, fill, delete, sum, run)\n");
+			printf("error unknown command (update, fill, delete, sum, reasons, run)\n");
 		fflush(stdout);
 	}
 	return 0;

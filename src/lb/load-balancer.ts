@@ -9,16 +9,18 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ClusterPlane } from './cluster.js';
 import { configFromSpec } from '../cid/index.js';
-import { type LbConfig, configSources, loadConfigFile, restartOnlyChanges, retryOf } from './config.js';
+import { type LbConfig, configSources, datapathOf, loadConfigFile, restartOnlyChanges, retryOf } from './config.js';
 import type { RetrySnapshot } from './counters.js';
 import type { ConfigError } from './errors.js';
 import { type BackendHealth, HealthChecker } from './health.js';
 import { type ParsedEndpoint, formatEndpoint } from '../wire/index.js';
 import { createLogger } from './logger.js';
-import { type ControlStats, createMetrics, startHttp } from './metrics.js';
+import { type ControlStats, METRICS_PREFIX, createMetrics, startHttp } from './metrics.js';
 import { type DataPlane, LocalPlane } from './plane.js';
 import type { Forwarder, LocalDelivery } from './forwarder.js';
 import type { BackendState } from './router.js';
+import type { XdpArtifacts } from './xdp-availability.js';
+import { XdpPlane } from './xdp-plane.js';
 
 /** How long /healthz waits for the forwarding processes' Retry offload state. */
 const HEALTHZ_COUNTERS_WAIT_MS = 250;
@@ -49,6 +51,8 @@ export interface LoadBalancerOptions {
   healthy?: () => { ok: boolean; why: string };
   /** Adds metrics to the registry `/metrics` serves (called once, at start). */
   registerMetrics?: (registry: Registry) => void;
+  /** The XDP agent and object for `datapath: xdp` (default: dist/xdp of this package). */
+  xdpArtifacts?: XdpArtifacts;
 }
 
 /** Result of a reload attempt. */
@@ -127,6 +131,8 @@ export class LoadBalancer {
         opts.cluster && workers > 1
           ? await ClusterPlane.start(config, health.view(), workers, logger)
           : await LocalPlane.start(config, health.view(), logger, server);
+      if (datapathOf(config).mode === 'xdp')
+        plane = await XdpPlane.start(plane, config, health.view(), logger, opts.xdpArtifacts);
       const lb = new LoadBalancer(config, logger, health, plane, opts);
       holder.lb = lb;
       // A health change between configure() and now is pushed once more.
@@ -152,6 +158,7 @@ export class LoadBalancer {
       vips: () => this.plane.vipAddresses().map((v) => formatEndpoint(v)),
     });
     this.opts.registerMetrics?.(registry);
+    if (this.plane instanceof XdpPlane) this.plane.registerMetrics(registry, METRICS_PREFIX);
     this.metricsText = async () => {
       await refresh();
       return registry.metrics();
@@ -265,30 +272,36 @@ export class LoadBalancer {
   }
 
   /**
-   * What GET /healthz answers: `healthy()`, and while the Retry offload is configured its state
-   * appended as `; retry: {"mode":…,"active":…,"since":…}` (active: on for some VIP in some
+   * What GET /healthz answers: `healthy()`; with `datapath: xdp` the data path's state appended
+   * as `; xdp: {"state":…,"mode":…,"interface":…,"reason":…}` (src/lb/xdp-plane.ts XdpStatus);
+   * while the Retry offload is configured its state appended as
+   * `; retry: {"mode":…,"active":…,"since":…}` (active: on for some VIP in some
    * process; since: ISO time of the latest change, null before any). The state comes from the
    * forwarding processes; one that does not answer within HEALTHZ_COUNTERS_WAIT_MS leaves the last
    * state known (a health check must not wait for the IPC timeout).
    */
   async healthz(): Promise<{ ok: boolean; why: string }> {
     const h = this.healthy();
+    const details = [h.why];
+    if (this.plane instanceof XdpPlane) details.push(`xdp: ${JSON.stringify(this.plane.xdpStatus())}`);
     const mode = retryOf(this.config).mode;
-    if (mode === 'off') return h;
-    const fresh = this.plane.counters().then(
-      (snap) => {
-        this.lastRetry = snap.retry;
-      },
-      () => undefined,
-    );
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([fresh, new Promise<void>((r) => (timer = setTimeout(r, HEALTHZ_COUNTERS_WAIT_MS)))]);
-    clearTimeout(timer);
-    const r = this.lastRetry;
-    const active = (r?.active ?? []).some((n) => n > 0);
-    const latest = Math.max(0, ...(r?.since ?? []));
-    const since = latest > 0 ? new Date(latest).toISOString() : null;
-    return { ok: h.ok, why: `${h.why}; retry: ${JSON.stringify({ mode, active, since })}` };
+    if (mode !== 'off') {
+      const fresh = this.plane.counters().then(
+        (snap) => {
+          this.lastRetry = snap.retry;
+        },
+        () => undefined,
+      );
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([fresh, new Promise<void>((r) => (timer = setTimeout(r, HEALTHZ_COUNTERS_WAIT_MS)))]);
+      clearTimeout(timer);
+      const r = this.lastRetry;
+      const active = (r?.active ?? []).some((n) => n > 0);
+      const latest = Math.max(0, ...(r?.since ?? []));
+      const since = latest > 0 ? new Date(latest).toISOString() : null;
+      details.push(`retry: ${JSON.stringify({ mode, active, since })}`);
+    }
+    return { ok: h.ok, why: details.join('; ') };
   }
 
   /**

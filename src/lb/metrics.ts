@@ -52,7 +52,8 @@ export interface MetricsSource {
   vips?(): string[];
 }
 
-const PREFIX = 'quic_lb_';
+/** Prefix of every metric name. */
+export const METRICS_PREFIX = 'quic_lb_';
 
 /** Registers a metric `prefix + name` whose value `fill` sets at scrape time. */
 export type ScrapeTimeMetric<M> = (name: string, help: string, labelNames: string[], fill: (m: M) => void) => void;
@@ -94,7 +95,7 @@ export function createMetrics(source: MetricsSource): { registry: Registry; refr
   let snap: CounterSnapshot | undefined;
 
   // Every metric is recomputed in collect() from `snap` and the sources: nothing is bumped here.
-  const { counter, gauge } = scrapeTimeMetrics(registry, PREFIX);
+  const { counter, gauge } = scrapeTimeMetrics(registry, METRICS_PREFIX);
 
   counter(
     'received_packets_total',

@@ -4,7 +4,7 @@
 // the stack to the Node forwarder on the same VIP: the fast path fails open to the slow path.
 //
 // Protocol (xdp/agent.c): the first stdout line is `ready MODE IFINDEX`; then one reply line per
-// command line, in order. Keys and values are hex of the C layouts (src/lb/xdp/maps.ts).
+// command line, in order. Keys and values are hex of the C layouts (src/lb/xdp-maps.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 
 /** How the program is attached (xdp/agent.c): the driver's hook, the generic one, or native if it can. */
