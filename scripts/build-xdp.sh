@@ -35,6 +35,14 @@ out=$(cd "$out" && pwd)
 triplet=$(cc -print-multiarch 2>/dev/null || true)
 inc=()
 [ -n "$triplet" ] && [ -d "/usr/include/$triplet" ] && inc=(-I "/usr/include/$triplet")
-clang -O2 -g -target bpf -Wall -Werror "${inc[@]}" -c xdp/quic_lb.bpf.c -o "$out/quic_lb.bpf.o"
+# The Maglev map holds the largest table the config accepts: MAX_MAGLEV_TABLE_SIZE of
+# src/lb/maglev.ts (fallback.tableSize's limit) is its one source.
+maglev_max=$(sed -n 's/^export const MAX_MAGLEV_TABLE_SIZE = \([0-9][0-9]*\);.*/\1/p' src/lb/maglev.ts)
+if [ -z "$maglev_max" ]; then
+  echo "build:xdp: cannot read MAX_MAGLEV_TABLE_SIZE from src/lb/maglev.ts" >&2
+  exit 1
+fi
+clang -O2 -g -target bpf -Wall -Werror "${inc[@]}" -DQLB_MAX_MAGLEV_TABLE="$maglev_max" \
+  -c xdp/quic_lb.bpf.c -o "$out/quic_lb.bpf.o"
 cc -O2 -Wall -Werror -o "$out/quic-lb-xdp" xdp/agent.c -lbpf
 echo "build:xdp: $out/quic_lb.bpf.o $out/quic-lb-xdp"

@@ -3,10 +3,12 @@
  *
  * For IPv4/IPv6 UDP datagrams to a VIP it parses the RFC 8999 invariant header, decodes the DCID
  * under a QUIC-LB plaintext config (draft-21 §5.2: the server ID follows the first octet) and looks
- * the server ID up. It records the decision in the per-CPU map "last" and counts it by reason in
- * "counters". Every datagram is XDP_PASS in this piece: routed ones will be encapsulated and
- * XDP_TX'd by a later piece; everything else is a pass-up by design, so the Node forwarder on the
- * same VIP decides it (fallback, Retry, encrypted configs, fragments, options...).
+ * the server ID up; what decide() sends to its fallback gets its backend from SipHash-2-4 of the
+ * 4-tuple and the Maglev table (fallback.h). It records the decision in the per-CPU map "last" and
+ * counts it by reason in "counters". Every datagram is XDP_PASS in this piece: routed and
+ * fallback ones will be encapsulated and XDP_TX'd by a later piece; the rest is a pass-up by
+ * design, so the Node forwarder on the same VIP decides it (Retry, encrypted configs, fragments,
+ * options...).
  *
  * Order of the checks = decide(): header -> DCID octets -> codepoint -> config -> length ->
  * server ID -> backend state; then a long-header packet class (Initial/0-RTT, Version
@@ -63,6 +65,8 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
+
+#include "fallback.h"
 
 /* Reads buf[off] into *v when it lies before both `end` (the packet) and `len` (the UDP payload). */
 static __always_inline int byte_at(const __u8 *buf, __u32 off, __u32 len, const void *end, __u8 *v)
@@ -252,6 +256,8 @@ int quic_lb(struct xdp_md *ctx)
 		reason = decide_quic(payload, len, end, &backend);
 	if (reason != QLB_ROUTED)
 		backend = -1;
+	if (qlb_is_fallback(reason))
+		reason = qlb_fallback(data, end, reason, &backend);
 	d = bpf_map_lookup_elem(&last, &zero);
 	if (d) {
 		d->backend = backend;

@@ -11,11 +11,17 @@
 #define QLB_MAX_SERVER_ID 15
 #define QLB_MAX_VIPS 64
 #define QLB_MAX_SERVERS 65536
+/* QLB_MAX_MAGLEV_TABLE (max_entries of map "maglev") is not defined here: it is
+ * MAX_MAGLEV_TABLE_SIZE of src/lb/maglev.ts, the limit of the config's fallback.tableSize, and
+ * scripts/build-xdp.sh passes it (-D) from there, so the TS source stays its one source. User
+ * space reads it back as the map's max_entries. */
 
-/* Why the program decided what it decided. The names (QLB_REASON_NAMES) are those of
- * src/lb/reasons.ts without their fallback_/dropped_ prefix where a reason mirrors decide(); the
- * others are the packet shapes this program leaves to the Node forwarder. Everything but
- * QLB_ROUTED is a pass-up (XDP_PASS): the Node forwarder on the same VIP decides it. */
+/* Why the program decided what it decided. Values 0 .. QLB_NO_BACKEND are decide()'s reasons:
+ * same index and same name as src/lb/reasons.ts Reason / REASON_NAMES (test/xdp checks the
+ * names), so the control plane adds these counters to the Node ones index by index. A fallback
+ * reason (QLB_INITIAL .. QLB_VERSION_NEGOTIATION, see qlb_is_fallback()) carries the Maglev
+ * backend (xdp/fallback.h). The values after QLB_NO_BACKEND are the packet shapes this program
+ * leaves to the Node forwarder (always XDP_PASS). */
 enum qlb_reason {
 	QLB_ROUTED = 0,
 	QLB_INITIAL,             /* v1/v2 Initial or 0-RTT with an unroutable DCID (RFC 9000 §7.2) */
@@ -27,6 +33,7 @@ enum qlb_reason {
 	QLB_UNKNOWN_VERSION,     /* long header of another version, unroutable DCID (draft-21 §8) */
 	QLB_VERSION_NEGOTIATION, /* version 0 long header, unroutable DCID */
 	QLB_MALFORMED,           /* RFC 8999 header does not parse, or the UDP length is wrong */
+	QLB_NO_BACKEND,          /* fallback needed, but no `up` backend with a weight > 0 */
 	QLB_ENCRYPTED_CONFIG,    /* the codepoint's config encrypts its CIDs: not in this piece */
 	QLB_NOT_VIP,             /* not IPv4/IPv6 UDP to a VIP address and port */
 	QLB_FRAGMENT,            /* IPv4 fragment or IPv6 fragment header */
@@ -35,9 +42,10 @@ enum qlb_reason {
 };
 
 #define QLB_REASON_NAME_LIST                                                                       \
-	"routed", "initial", "unroutable_0b111", "unknown_config", "unknown_server_id", "too_short", \
-		"backend_down", "unknown_version", "version_negotiation", "malformed",               \
-		"encrypted_config", "not_vip", "fragment", "ip_options"
+	"routed", "fallback_initial", "fallback_unroutable_0b111", "fallback_unknown_config",      \
+		"fallback_unknown_server_id", "fallback_too_short", "fallback_backend_down",       \
+		"fallback_unknown_version", "fallback_version_negotiation", "dropped_malformed",   \
+		"dropped_no_backend", "encrypted_config", "not_vip", "fragment", "ip_options"
 
 /* Map "vips": key -> 1. family 4 uses addr[0..4), the rest zero; port in network order. */
 struct qlb_vip_key {
@@ -67,9 +75,18 @@ struct qlb_server {
 	__u8 pad[3];
 };
 
+/* Map "fallback": 1 entry, the draft-21 §4.3 baseline fallback of src/lb/router.ts. The Maglev
+ * table itself is map "maglev" (slot -> backend index, QLB_MAX_MAGLEV_TABLE entries). */
+struct qlb_fallback {
+	__u8 key[16];      /* SipHash-2-4 key: config fallback.key, its 16 octets in order */
+	__u32 table_size;  /* config fallback.tableSize (a prime); 0: not filled yet */
+	__u32 live;        /* 1 when "maglev"[0 .. table_size) holds a table; 0: no `up` backend
+			    * with a weight > 0 (decide()'s table is empty): dropped_no_backend */
+};
+
 /* Map "last": per-CPU, the decision of the last datagram this CPU saw (tests read it). */
 struct qlb_decision {
-	__s32 backend; /* -1 unless QLB_ROUTED */
+	__s32 backend; /* -1 unless QLB_ROUTED or a fallback reason */
 	__u32 reason;
 };
 

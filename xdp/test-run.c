@@ -7,6 +7,12 @@
  *   config CP SID_LEN NONCE_LEN ENCRYPTED   fills "configs"[CP]
  *   server CP SID_HEX BACKEND ROUTABLE      fills "servers" (an existing entry is replaced)
  *   vip 4|6 ADDR_HEX PORT                   fills "vips"
+ *   fallback KEY_HEX TABLE_SIZE             sets "fallback": SipHash key (16 octets), table size
+ *   maglev TABLE_HEX|-                      fills "maglev"[0 .. TABLE_SIZE) from TABLE_SIZE int32 in
+ *                                           host order (an Int32Array's bytes), or "-": empty table
+ *                                           (no backend to fall back to); sets "fallback" live
+ *   info                                    prints "info maglev_max=N reasons=NAME,..." (map
+ *                                           "maglev"'s max_entries, the reason names by value)
  *   frame HEX                               runs the Ethernet frame through BPF_PROG_TEST_RUN and
  *                                           prints "REASON_NAME BACKEND" (BACKEND -1 unless routed)
  * and ends with one line "counters NAME=N ..." (the per-CPU counters summed). One process for
@@ -23,7 +29,6 @@
 #include <bpf/libbpf.h>
 #include "quic_lb.h"
 
-#define MAX_LINE 8192
 #define MAX_FRAME 4096
 
 static const char *reason_names[QLB_REASON_COUNT] = { QLB_REASON_NAME_LIST };
@@ -34,16 +39,28 @@ static int fail(const char *what, const char *detail)
 	exit(1);
 }
 
+static int nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Hex up to the end of the word -> out (at most cap octets); fails on odd or bad digits. */
 static size_t unhex(const char *hex, __u8 *out, size_t cap)
 {
 	size_t n = 0;
 
-	while (hex[0] && hex[0] != '\n' && hex[1]) {
-		unsigned v;
+	while (hex[0] && hex[0] != '\n' && hex[0] != ' ') {
+		int hi = nibble(hex[0]), lo = nibble(hex[1]);
 
-		if (n == cap || sscanf(hex, "%2x", &v) != 1)
+		if (n == cap || hi < 0 || lo < 0)
 			fail("bad hex", hex);
-		out[n++] = (__u8)v;
+		out[n++] = (__u8)(hi << 4 | lo);
 		hex += 2;
 	}
 	return n;
@@ -58,13 +75,42 @@ static int map_fd(struct bpf_object *obj, const char *name)
 	return bpf_map__fd(m);
 }
 
+/* "maglev TABLE_HEX|-": the whole table in one batch update, then "fallback".live. */
+static void fill_maglev(struct bpf_object *obj, const char *hex)
+{
+	int fd = map_fd(obj, "maglev"), fd_fb = map_fd(obj, "fallback");
+	__u32 zero = 0, max = bpf_map__max_entries(bpf_object__find_map_by_name(obj, "maglev")), count;
+	struct qlb_fallback fb;
+	__s32 *table = calloc(max, sizeof(*table));
+	__u32 *keys = calloc(max, sizeof(*keys));
+	size_t n = 0;
+
+	if (bpf_map_lookup_elem(fd_fb, &zero, &fb) || fb.table_size == 0)
+		fail("maglev", "needs a fallback line first");
+	if (hex[0] != '-')
+		n = unhex(hex, (__u8 *)table, (size_t)max * sizeof(*table));
+	if (n != 0 && n != (size_t)fb.table_size * sizeof(*table))
+		fail("maglev", "table length is not fallback's TABLE_SIZE");
+	count = n / sizeof(*table);
+	for (__u32 i = 0; i < count; i++)
+		keys[i] = i;
+	if (count && bpf_map_update_batch(fd, keys, table, &count, NULL))
+		fail("update maglev", strerror(errno));
+	fb.live = n != 0;
+	if (bpf_map_update_elem(fd_fb, &zero, &fb, BPF_ANY))
+		fail("update fallback", strerror(errno));
+	free(table);
+	free(keys);
+}
+
 int main(int argc, char **argv)
 {
 	struct bpf_object *obj;
 	struct bpf_program *prog;
 	int ncpu, prog_fd, fd_vips, fd_configs, fd_servers, fd_last, fd_counters;
 	struct qlb_decision *decisions;
-	char *line = malloc(MAX_LINE);
+	char *line = NULL;
+	size_t cap = 0;
 	static __u8 frame[MAX_FRAME];
 	FILE *in;
 	cpu_set_t cpus;
@@ -96,7 +142,7 @@ int main(int argc, char **argv)
 	in = fopen(argv[2], "r");
 	if (!in)
 		fail("open", argv[2]);
-	while (fgets(line, MAX_LINE, in)) {
+	while (getline(&line, &cap, in) > 0) {
 		char word[16], hex[64];
 		unsigned a, b, c, d;
 		__u32 zero = 0;
@@ -133,6 +179,28 @@ int main(int argc, char **argv)
 			key.port = htons(c);
 			if (bpf_map_update_elem(fd_vips, &key, &one, BPF_ANY))
 				fail("update vips", strerror(errno));
+		} else if (!strcmp(word, "fallback")) {
+			struct qlb_fallback fb = {};
+
+			if (bpf_map_lookup_elem(map_fd(obj, "fallback"), &zero, &fb))
+				fail("read fallback", strerror(errno));
+			if (sscanf(line, "fallback %63s %u", hex, &a) != 2 || a == 0 ||
+			    unhex(hex, fb.key, sizeof(fb.key)) != sizeof(fb.key))
+				fail("bad line", line);
+			if (a != fb.table_size)
+				fb.live = 0; /* the table of another size is no table: a maglev line follows */
+			fb.table_size = a;
+			if (bpf_map_update_elem(map_fd(obj, "fallback"), &zero, &fb, BPF_ANY))
+				fail("update fallback", strerror(errno));
+		} else if (!strcmp(word, "maglev")) {
+			fill_maglev(obj, line + 7);
+		} else if (!strcmp(word, "info")) {
+			map_fd(obj, "maglev"); /* fails when there is no such map */
+			printf("info maglev_max=%u reasons=",
+			       bpf_map__max_entries(bpf_object__find_map_by_name(obj, "maglev")));
+			for (__u32 r = 0; r < QLB_REASON_COUNT; r++)
+				printf("%s%s", r ? "," : "", reason_names[r]);
+			printf("\n");
 		} else if (!strcmp(word, "frame")) {
 			size_t n = unhex(line + 6, frame, sizeof(frame));
 			LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = n, .repeat = 1);
@@ -161,6 +229,7 @@ int main(int argc, char **argv)
 			fail("unknown line", line);
 		}
 	}
+	free(line);
 	printf("counters");
 	for (__u32 r = 0; r < QLB_REASON_COUNT; r++) {
 		__u64 *v = calloc(ncpu, sizeof(__u64)), sum = 0;

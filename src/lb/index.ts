@@ -60,7 +60,13 @@ export {
 export { RetryOffload, RETRY_TICK_MS, type VipSender } from './retry-offload.js';
 export { Counters, BackendStats, RetryCounters, type CounterSnapshot, type RetrySnapshot } from './counters.js';
 export { SipHash24 } from './siphash.js';
-export { buildMaglevTable, isPrime, DEFAULT_MAGLEV_TABLE_SIZE, type MaglevEntry } from './maglev.js';
+export {
+  buildMaglevTable,
+  isPrime,
+  DEFAULT_MAGLEV_TABLE_SIZE,
+  MAX_MAGLEV_TABLE_SIZE,
+  type MaglevEntry,
+} from './maglev.js';
 export {
   FourTuple,
   Decision,

@@ -1,8 +1,9 @@
 // Differential test of the XDP fast path (xdp/quic_lb.bpf.c, issue 15): the same datagrams
 // through the BPF program (BPF_PROG_TEST_RUN, via xdp/test-run.c) and through decide() built
-// from the same config and health view. The XDP program must route exactly what decide()
-// CID-routes under a plaintext config, to the same backend, and pass everything else up with the
-// reason decide() gives (its fallback_/dropped_ prefix dropped) or encrypted_config.
+// from the same config and health view. The XDP program must give every datagram decide()'s
+// reason and backend: CID-routed under a plaintext config, the fallback (SipHash-2-4 of the
+// 4-tuple into the Maglev table, xdp/fallback.h) and the drops; encrypted configs pass up
+// (encrypted_config).
 // Needs root (BPF_PROG_TEST_RUN), clang, cc and libbpf-dev: scripts/system-deps.sh. No skip.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,11 +15,14 @@ import {
   type Decision,
   FourTuple,
   type LbConfig,
+  MAX_MAGLEV_TABLE_SIZE,
+  REASON_COUNT,
   REASON_NAMES,
   Reason,
   type RouterState,
   buildRouterState,
   decide,
+  fallbackSlot,
 } from '../../src/lb/index.js';
 import { QUIC_V1, QUIC_V2, SIDS, cid, fuzzSeeds, longHeader, rng, shortHeader, testConfig } from '../lb/fixtures.js';
 import { ROUTER_ROWS } from '../lb/router-rows.js';
@@ -29,11 +33,13 @@ const RANDOM_DATAGRAMS = 100_000;
 const CLIENT4 = [198, 51, 100, 7];
 const CLIENT6 = Buffer.from('20010db8000000000000000000000007', 'hex');
 
-/** Names the XDP program gives (xdp/quic_lb.h QLB_REASON_NAME_LIST) for what it leaves to Node. */
+/** Names the XDP program gives (xdp/quic_lb.h QLB_REASON_NAME_LIST) after decide()'s reasons:
+ *  what it leaves to Node. */
 const PASS_UP_ONLY = ['encrypted_config', 'not_vip', 'fragment', 'ip_options'];
 
+const LISTEN = ['127.0.1.1:20001', '[::1]:20001'];
 /** The fixture config with an IPv6 VIP beside the IPv4 one: the XDP maps and decide() both come from it. */
-const config = testConfig({ listen: ['127.0.1.1:20001', '[::1]:20001'] });
+const config = testConfig({ listen: LISTEN });
 /** VIP address octets per family, from the config's listen list. */
 const VIPS = new Map(
   config.listen.map((e) => {
@@ -48,15 +54,15 @@ const VIP_PORT = vipOf(4).port;
 const names = config.backends.map((b) => b.name);
 const encrypted = new Set(config.quicLb.filter((s) => s.key !== undefined).map((s) => s.configId));
 
-/** decide()'s reason as the XDP program names it. */
-function xdpName(reason: number): string {
-  return REASON_NAMES[reason].replace(/^(fallback|dropped)_/, '');
-}
+/** Backend name of an index, null for -1 (dropped or passed up). */
+const nameOf = (backend: number): string | null => (backend < 0 ? null : (names[backend] ?? `#${backend}`));
 
 // ---- frames -------------------------------------------------------------------------------
 
 interface Frame {
   family: 4 | 6;
+  /** Client address octets (4 or 16); default CLIENT4 / CLIENT6. */
+  client?: Uint8Array;
   clientPort: number;
   vipPort: number;
   datagram: Buffer;
@@ -77,7 +83,7 @@ function frameOf(f: Frame, mutate?: (frame: Buffer) => void): Buffer {
     ip.writeUInt16BE(20 + 8 + f.datagram.length, 2);
     ip[8] = 64;
     ip[9] = 17;
-    ip.set(CLIENT4, 12);
+    ip.set(f.client ?? CLIENT4, 12);
     vipOf(4).octets.copy(ip, 16);
   } else {
     eth.writeUInt16BE(0x86dd, 12);
@@ -86,7 +92,7 @@ function frameOf(f: Frame, mutate?: (frame: Buffer) => void): Buffer {
     ip.writeUInt16BE(8 + f.datagram.length, 4);
     ip[6] = 17;
     ip[7] = 64;
-    CLIENT6.copy(ip, 8);
+    ip.set(f.client ?? CLIENT6, 8);
     vipOf(6).octets.copy(ip, 24);
   }
   const frame = Buffer.concat([eth, ip, udp, f.datagram]);
@@ -97,11 +103,7 @@ function frameOf(f: Frame, mutate?: (frame: Buffer) => void): Buffer {
 function tupleOf(f: Frame): FourTuple {
   const t = new FourTuple();
   t.family = f.family;
-  if (f.family === 4) {
-    t.client.set(CLIENT4);
-  } else {
-    t.client.set(CLIENT6);
-  }
+  t.client.set(f.client ?? (f.family === 4 ? CLIENT4 : CLIENT6));
   t.vip.set(vipOf(f.family).octets);
   t.clientPort = f.clientPort;
   t.vipPort = f.vipPort;
@@ -110,25 +112,34 @@ function tupleOf(f: Frame): FourTuple {
 
 // ---- the maps, from the config and health view --------------------------------------------
 
-function mapLines(cfg: LbConfig, health: ReadonlyMap<string, BackendState>): string[] {
+/** Every map of the program from the router state decide() uses: VIPs, configs, then viewLines(). */
+function mapLines(state: RouterState): string[] {
+  const cfg = state.config;
   const lines = cfg.listen.map((e) => `vip ${e.family} ${vipOf(e.family).octets.toString('hex')} ${e.port}`);
   for (const s of cfg.quicLb) {
     lines.push(`config ${s.configId} ${s.serverIdLength} ${s.nonceLength} ${s.key === undefined ? 0 : 1}`);
   }
-  lines.push(...serverLines(cfg, health));
+  lines.push(...viewLines(state));
   return lines;
 }
 
-/** Server-ID entries of the plaintext configs; routable unless the backend is `down`. */
-function serverLines(cfg: LbConfig, health: ReadonlyMap<string, BackendState>): string[] {
+/** What a health view changes: server-ID entries of the plaintext configs (routable as in
+ *  state.routable) and the fallback key, size and Maglev table (state.table). */
+function viewLines(state: RouterState): string[] {
   const lines: string[] = [];
-  cfg.backends.forEach((b, index) => {
-    const routable = health.get(b.name) === 'down' ? 0 : 1;
+  state.config.backends.forEach((b, index) => {
     for (const { configId, serverId } of b.serverIds) {
-      if (!encrypted.has(configId)) lines.push(`server ${configId} ${serverId} ${index} ${routable}`);
+      if (!encrypted.has(configId)) lines.push(`server ${configId} ${serverId} ${index} ${state.routable[index]}`);
     }
   });
-  return lines;
+  return [...lines, ...fallbackLines(state.config, state.table)];
+}
+
+/** The "fallback" and "maglev" lines of xdp/test-run.c: the config's key and table size, and
+ *  `table` as its int32 octets in host order ("-": empty, no backend to fall back to). */
+function fallbackLines(cfg: LbConfig, table: Int32Array): string[] {
+  const hex = table.length === 0 ? '-' : Buffer.from(table.buffer, table.byteOffset, table.byteLength).toString('hex');
+  return [`fallback ${cfg.fallback.key} ${cfg.fallback.tableSize}`, `maglev ${hex}`];
 }
 
 // ---- the runner ----------------------------------------------------------------------------
@@ -144,11 +155,7 @@ interface XdpResult {
 
 /** Runs `lines` through one test-run process; returns one result per frame and the counters. */
 function runXdp(lines: string[]): { results: XdpResult[]; counters: Map<string, number> } {
-  setup();
-  const input = join(dir, `input-${Math.random().toString(36).slice(2)}.txt`);
-  writeFileSync(input, lines.join('\n') + '\n');
-  const out = execFileSync(runner, [object, input], { maxBuffer: 1 << 28, encoding: 'utf8' });
-  const outLines = out.trimEnd().split('\n');
+  const outLines = runRaw(lines);
   const last = outLines.pop() as string;
   expect(last.startsWith('counters ')).toBe(true);
   const counters = new Map(
@@ -167,18 +174,26 @@ function runXdp(lines: string[]): { results: XdpResult[]; counters: Map<string, 
   return { results, counters };
 }
 
-/** What the XDP program must say about a datagram decide() decided as `d`. */
+/** test-run's output lines for `lines` (one process). */
+function runRaw(lines: string[]): string[] {
+  setup();
+  const input = join(dir, `input-${Math.random().toString(36).slice(2)}.txt`);
+  writeFileSync(input, lines.join('\n') + '\n');
+  const out = execFileSync(runner, [object, input], { maxBuffer: 1 << 28, encoding: 'utf8' });
+  rmSync(input);
+  return out.trimEnd().split('\n');
+}
+
+/** What the XDP program must say about a datagram decide() decided as `d`: decide()'s reason
+ *  (same name, xdp/quic_lb.h) and backend, routed, fallback or dropped; encrypted configs pass up. */
 function checkAgainst(d: Decision, x: XdpResult, what: string): void {
   if (d.configId >= 0 && encrypted.has(d.configId)) {
     expect(x, what).toEqual({ name: 'encrypted_config', backend: -1 });
-  } else if (d.reason === Reason.DROPPED_NO_BACKEND) {
-    // decide() lost its CID reason to "no backend at all": any CID pass-up will do.
-    expect(['routed', 'malformed', ...PASS_UP_ONLY], what).not.toContain(x.name);
-    expect(x.backend, what).toBe(-1);
-  } else if (d.reason === Reason.ROUTED) {
-    expect({ name: x.name, backend: names[x.backend] }, what).toEqual({ name: 'routed', backend: names[d.backend] });
   } else {
-    expect(x, what).toEqual({ name: xdpName(d.reason), backend: -1 });
+    expect({ name: x.name, backend: nameOf(x.backend) }, what).toEqual({
+      name: REASON_NAMES[d.reason],
+      backend: nameOf(d.backend),
+    });
   }
 }
 
@@ -215,16 +230,56 @@ function healthOf(down: readonly string[] = []): Map<string, BackendState> {
   return new Map(names.map((n) => [n, down.includes(n) ? 'down' : 'up']));
 }
 
+describe('XDP reasons and limits are those of src/lb', () => {
+  it('reason names by value = REASON_NAMES, then the pass-ups; Maglev map = MAX_MAGLEV_TABLE_SIZE', () => {
+    const [info] = runRaw(['info']);
+    const m = /^info maglev_max=(\d+) reasons=(\S+)$/.exec(info) as RegExpExecArray;
+    expect(m, info).not.toBeNull();
+    expect(Number(m[1])).toBe(MAX_MAGLEV_TABLE_SIZE);
+    const reasons = m[2].split(',');
+    expect(reasons.slice(0, REASON_COUNT)).toEqual(REASON_NAMES);
+    expect(reasons.slice(REASON_COUNT)).toEqual(PASS_UP_ONLY);
+  });
+});
+
+describe('XDP fallback slot = fallbackSlot(): SipHash-2-4 of the 4-tuple', () => {
+  it('400 4-tuples, IPv4 and IPv6, another key, the largest table', { timeout: 120_000 }, () => {
+    // An identity Maglev table (slot i -> "backend" i) makes the program report its slot.
+    const r = rng(0x51f4a5);
+    const key = Buffer.from(Array.from({ length: 16 }, () => r() & 0xff)).toString('hex');
+    const cfg = testConfig({ listen: LISTEN, fallback: { key, tableSize: MAX_MAGLEV_TABLE_SIZE } });
+    const state = buildRouterState(cfg, healthOf(names)); // all down: decide()'s table is empty, cheap
+    const identity = Int32Array.from({ length: MAX_MAGLEV_TABLE_SIZE }, (_, i) => i);
+    const lines = [...mapLines(state), ...fallbackLines(cfg, identity)];
+    const datagram = shortHeader(Buffer.from('e0112233445566778899', 'hex')); // codepoint 0b111
+    const expected: number[] = [];
+    for (let i = 0; i < 400; i++) {
+      const family = i & 1 ? 6 : 4;
+      const client = Buffer.from(Array.from({ length: family === 4 ? 4 : 16 }, () => r() & 0xff));
+      const f: Frame = { family, client, clientPort: r() & 0xffff, vipPort: VIP_PORT, datagram };
+      lines.push(`frame ${frameOf(f).toString('hex')}`);
+      expected.push(fallbackSlot(tupleOf(f), state));
+    }
+    const { results } = runXdp(lines);
+    expect(results).toEqual(expected.map((slot) => ({ name: 'fallback_unroutable_0b111', backend: slot })));
+    // Not vacuous: the slots spread over the whole table.
+    expect(new Set(expected).size).toBeGreaterThan(390);
+    expect(Math.max(...expected)).toBeGreaterThan(MAX_MAGLEV_TABLE_SIZE * 0.9);
+  });
+});
+
 describe('XDP decision = decide(): the router fixture table', () => {
   it('every row, IPv4 and IPv6', { timeout: 120_000 }, () => {
     const lines: string[] = [];
     const expected: { d: Decision; what: string }[] = [];
-    let first = true;
+    let view = '';
     for (const row of ROUTER_ROWS) {
       const health = healthOf(row.down);
-      lines.push(...(first ? mapLines(config, health) : serverLines(config, health)));
-      first = false;
       const state = buildRouterState(config, health);
+      // The maps change only with the health view (a Maglev table is 0.5 MB of hex).
+      const key = JSON.stringify([...health]);
+      if (key !== view) lines.push(...(view === '' ? mapLines(state) : viewLines(state)));
+      view = key;
       for (const family of [4, 6] as const) {
         const f: Frame = { family, clientPort: 40000, vipPort: VIP_PORT, datagram: row.datagram };
         lines.push(`frame ${frameOf(f).toString('hex')}`);
@@ -239,6 +294,10 @@ describe('XDP decision = decide(): the router fixture table', () => {
     const plainRouted = expected.filter((e) => e.d.reason === Reason.ROUTED && !encrypted.has(e.d.configId)).length;
     expect(routed).toBe(plainRouted);
     expect(routed).toBeGreaterThanOrEqual(14); // 7 plaintext rows x 2 families
+    // Not vacuous: most rows take the fallback in BPF, to a backend; the all-down rows drop.
+    const fellBack = results.filter((r) => r.name.startsWith('fallback_') && r.backend >= 0).length;
+    expect(fellBack).toBeGreaterThanOrEqual(30);
+    expect(results.filter((r) => r.name === 'dropped_no_backend').length).toBeGreaterThanOrEqual(2);
   });
 });
 
@@ -316,21 +375,24 @@ describe('XDP passes up what it does not decide', () => {
       frame: frameOf({ family: 4, clientPort: 1, vipPort: VIP_PORT, datagram: dg }, (b) =>
         b.writeUInt16BE(9 + dg.length, 38),
       ),
-      name: 'malformed',
+      name: 'dropped_malformed',
     },
     {
       desc: 'UDP length under 8',
       frame: frameOf({ family: 6, clientPort: 1, vipPort: VIP_PORT, datagram: dg }, (b) => b.writeUInt16BE(7, 58)),
-      name: 'malformed',
+      name: 'dropped_malformed',
     },
     {
       desc: 'frame cut inside the datagram (IP and UDP lengths claim more)',
       frame: frameOf({ family: 4, clientPort: 1, vipPort: VIP_PORT, datagram: dg }).subarray(0, 14 + 20 + 8 + 4),
-      name: 'malformed',
+      name: 'dropped_malformed',
     },
   ];
   it('not a VIP, fragments, options, bad UDP lengths', { timeout: 120_000 }, () => {
-    const lines = [...mapLines(config, healthOf()), ...cases.map((c) => `frame ${c.frame.toString('hex')}`)];
+    const lines = [
+      ...mapLines(buildRouterState(config, healthOf())),
+      ...cases.map((c) => `frame ${c.frame.toString('hex')}`),
+    ];
     const { results } = runXdp(lines);
     expect(results.map((r) => r.name)).toEqual(cases.map((c) => c.name));
   });
@@ -417,9 +479,10 @@ describe('XDP decision = decide(): random and mutated datagrams', () => {
     const lines: string[] = [];
     const decisions: Decision[] = [];
     const tally = new Map<string, number>();
+    const fallbackBackends = [new Set<number>(), new Set<number>()];
     views.forEach((health, v) => {
-      lines.push(...(v === 0 ? mapLines(config, health) : serverLines(config, health)));
       const state: RouterState = buildRouterState(config, health);
+      lines.push(...(v === 0 ? mapLines(state) : viewLines(state)));
       for (let i = 0; i < RANDOM_DATAGRAMS / views.length; i++) {
         const f: Frame = {
           family: r() & 1 ? 6 : 4,
@@ -436,6 +499,7 @@ describe('XDP decision = decide(): random and mutated datagrams', () => {
     let mismatches = 0;
     results.forEach((x, i) => {
       tally.set(x.name, (tally.get(x.name) ?? 0) + 1);
+      if (x.name.startsWith('fallback_')) fallbackBackends[i < RANDOM_DATAGRAMS / 2 ? 0 : 1].add(x.backend);
       try {
         checkAgainst(decisions[i], x, `datagram ${i}`);
       } catch (e) {
@@ -445,12 +509,22 @@ describe('XDP decision = decide(): random and mutated datagrams', () => {
     expect(mismatches).toBe(0);
     // Not vacuous: a large share is routed in BPF, and the corpus reaches every QUIC reason.
     expect(tally.get('routed') ?? 0).toBeGreaterThan(RANDOM_DATAGRAMS / 4);
-    for (const name of ['initial', 'unroutable_0b111', 'unknown_config', 'unknown_server_id', 'too_short']) {
+    for (const name of REASON_NAMES.slice(Reason.FALLBACK_INITIAL, Reason.FALLBACK_BACKEND_DOWN)) {
       expect(tally.get(name) ?? 0, name).toBeGreaterThan(100);
     }
-    for (const name of ['backend_down', 'unknown_version', 'version_negotiation', 'malformed', 'encrypted_config']) {
+    for (const name of [
+      'fallback_backend_down',
+      'fallback_unknown_version',
+      'fallback_version_negotiation',
+      'dropped_malformed',
+      'encrypted_config',
+    ]) {
       expect(tally.get(name) ?? 0, name).toBeGreaterThan(10);
     }
+    // The fallback spreads over the Maglev table of each view: all four backends `up` in the
+    // first; only `a` is `up` in the second (b draining, c down, d unreachable take no new flows).
+    expect([...fallbackBackends[0]].map(nameOf).sort()).toEqual(['a', 'b', 'c', 'd']);
+    expect([...fallbackBackends[1]].map(nameOf)).toEqual(['a']);
     // The per-CPU counters agree with the decisions one by one.
     for (const [name, n] of counters) expect(n, name).toBe(tally.get(name) ?? 0);
     console.log(`xdp differential: ${JSON.stringify(Object.fromEntries(tally))}`);
