@@ -145,6 +145,25 @@ static void cmd_update(struct agent *a, char *rest)
 	free(val);
 }
 
+/* Array entries start .. start+count-1 = vals: one batch system call where the kernel has them
+ * (Linux >= 5.6), else one update per entry. 0, or -1 with errno set. */
+static int fill_array(int fd, __u32 start, __u32 count, const __u8 *vals, __u32 size)
+{
+	__u32 *keys = malloc((size_t)count * sizeof(*keys) + 1), n = count;
+	int err;
+
+	for (__u32 i = 0; i < count; i++)
+		keys[i] = start + i;
+	err = count ? bpf_map_update_batch(fd, keys, vals, &n, NULL) : 0;
+	if (err && (errno == EINVAL || errno == EOPNOTSUPP || errno == 524 /* ENOTSUPP, kernel-internal */)) {
+		err = 0;
+		for (__u32 i = 0; i < count && !err; i++)
+			err = bpf_map_update_elem(fd, &keys[i], vals + (size_t)i * size, BPF_ANY);
+	}
+	free(keys);
+	return err ? -1 : 0;
+}
+
 static void cmd_fill(struct agent *a, char *rest)
 {
 	size_t nl = 0, sl = 0, vl = 0;
@@ -169,16 +188,9 @@ static void cmd_fill(struct agent *a, char *rest)
 	vals = malloc((size_t)count * size + 1);
 	if (unhex(v, vl, vals, (size_t)count * size)) {
 		printf("error %s: values are not hex\n", bpf_map__name(m));
+	} else if (fill_array(bpf_map__fd(m), start, count, vals, size)) {
+		printf("error fill %s: %s\n", bpf_map__name(m), strerror(errno));
 	} else {
-		for (__u32 i = 0; i < count; i++) {
-			__u32 key = start + i;
-
-			if (bpf_map_update_elem(bpf_map__fd(m), &key, vals + (size_t)i * size, BPF_ANY)) {
-				printf("error fill %s at %u: %s\n", bpf_map__name(m), key, strerror(errno));
-				free(vals);
-				return;
-			}
-		}
 		printf("ok %u\n", count);
 	}
 	free(vals);
