@@ -23,6 +23,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "quic_lb.h"
+#include "cid_crypt.h"
 
 #define QUIC_V1 0x00000001u
 #define QUIC_V2 0x6b3343cfu
@@ -30,6 +31,8 @@
 #define LONG_DCIL_OFFSET 5    /* RFC 8999 §5.1 */
 #define LONG_DCID_OFFSET 6
 #define SHORT_DCID_OFFSET 1   /* RFC 8999 §5.2 */
+/* Largest offset byte_at() reads: the header and CID octets it serves lie within the first 300. */
+#define MAX_READ_OFFSET 0x3fff
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -71,8 +74,13 @@ struct {
 /* Reads buf[off] into *v when it lies before both `end` (the packet) and `len` (the UDP payload). */
 static __always_inline int byte_at(const __u8 *buf, __u32 off, __u32 len, const void *end, __u8 *v)
 {
-	if (off >= len || off > 0xffff)
+	if (off >= len || off > MAX_READ_OFFSET)
 		return 0;
+	/* The verifier trusts a packet bounds check only when the offset register is known small
+	 * (its max + the pointer's offset <= 0xffff); clang may add a copy of `off` it did not
+	 * check, so bound the register it uses. */
+	barrier_var(off);
+	off &= MAX_READ_OFFSET;
 	if ((const void *)(buf + off + 1) > end)
 		return 0;
 	*v = buf[off];
@@ -95,18 +103,81 @@ static __always_inline __u32 long_class(__u32 version, __u8 first, __u32 reason)
 	return QLB_UNKNOWN_VERSION;
 }
 
-/* Server ID of config `cp` at buf[off+1 ..) -> decision (draft-21 §5.2 plaintext). */
+/* Reads count (<= 16) octets at buf[at ..) into the big-endian words w[0..3], zero past count.
+ * 0 when the packet ends first. */
+static __always_inline int read_words(const __u8 *buf, __u32 at, __u32 count, __u32 len,
+				      const void *end, __u32 *w)
+{
+	__u32 w0 = 0, w1 = 0, w2 = 0, w3 = 0, x;
+	__u8 v;
+
+	for (__u32 i = 0; i < 16; i++) {
+		if (i >= count)
+			break;
+		if (!byte_at(buf, at + i, len, end, &v))
+			return 0;
+		x = (__u32)v << (24 - 8 * (i & 3));
+		if (i < 4)
+			w0 |= x;
+		else if (i < 8)
+			w1 |= x;
+		else if (i < 12)
+			w2 |= x;
+		else
+			w3 |= x;
+	}
+	w[0] = w0, w[1] = w1, w[2] = w2, w[3] = w3;
+	return 1;
+}
+
+/* Server ID of an encrypted CID at buf[off ..) into key->server_id (draft-21 §5.4.1 when server
+ * ID + nonce = 16 octets, else §5.4.2). 0 when the packet ends first. */
+static __always_inline int encrypted_server_id(const __u8 *buf, __u32 off, __u32 len,
+					       const void *end, const struct qlb_config *cfg,
+					       struct qlb_server_key *key)
+{
+	__u32 n = cfg->server_id_len + cfg->nonce_len, half = (n + 1) / 2;
+	struct qlb_aes_block l = {}, r = {};
+
+	if (n == 16) {
+		if (!read_words(buf, off + 1, 16, len, end, l.w))
+			return 0;
+		qlb_single_pass(cfg, &l);
+#pragma unroll
+		for (__u32 i = 0; i < QLB_MAX_SERVER_ID; i++)
+			if (i < cfg->server_id_len)
+				key->server_id[i] = qlb_octet(l.w[0], l.w[1], l.w[2], i);
+		return 1;
+	}
+	if (!read_words(buf, off + 1, half, len, end, l.w) ||
+	    !read_words(buf, off + 1 + n - half, half, len, end, r.w))
+		return 0;
+	qlb_four_pass(cfg, &l, &r);
+#pragma unroll
+	for (__u32 i = 0; i < QLB_MAX_SERVER_ID; i++)
+		if (i < cfg->server_id_len)
+			key->server_id[i] = qlb_four_pass_octet(cfg, &l, &r, i);
+	return 1;
+}
+
+/* Server ID of config `cp` at buf[off+1 ..) -> decision: in the clear (draft-21 §5.2) or
+ * decrypted (§5.4). */
 static __always_inline __u32 lookup_server(const __u8 *buf, __u32 off, __u32 len, const void *end,
-					   __u32 cp, __u8 sid_len, __s32 *backend)
+					   __u32 cp, const struct qlb_config *cfg, __s32 *backend)
 {
 	struct qlb_server_key key = { .config_id = cp };
 	struct qlb_server *s;
 
-	for (__u32 i = 0; i < QLB_MAX_SERVER_ID; i++) {
-		if (i >= sid_len)
-			break;
-		if (!byte_at(buf, off + 1 + i, len, end, &key.server_id[i]))
+	if (cfg->encrypted) {
+		if (!encrypted_server_id(buf, off, len, end, cfg, &key))
 			return QLB_TOO_SHORT;
+	} else {
+		for (__u32 i = 0; i < QLB_MAX_SERVER_ID; i++) {
+			if (i >= cfg->server_id_len)
+				break;
+			if (!byte_at(buf, off + 1 + i, len, end, &key.server_id[i]))
+				return QLB_TOO_SHORT;
+		}
 	}
 	s = bpf_map_lookup_elem(&servers, &key);
 	if (!s)
@@ -167,11 +238,7 @@ static __always_inline __u32 decide_quic(const __u8 *buf, __u32 len, const void 
 		reason = QLB_TOO_SHORT;
 		goto classify;
 	}
-	/* A later piece decrypts single-pass and four-pass CIDs (draft-21 §5.4); the Node
-	 * forwarder does today. Not reclassified: the packet class of an encrypted CID is Node's. */
-	if (cfg->encrypted)
-		return QLB_ENCRYPTED_CONFIG;
-	reason = lookup_server(buf, off, len, end, cp, cfg->server_id_len, backend);
+	reason = lookup_server(buf, off, len, end, cp, cfg, backend);
 	if (reason == QLB_ROUTED)
 		return reason;
 classify:

@@ -34,7 +34,6 @@ enum qlb_reason {
 	QLB_VERSION_NEGOTIATION, /* version 0 long header, unroutable DCID */
 	QLB_MALFORMED,           /* RFC 8999 header does not parse, or the UDP length is wrong */
 	QLB_NO_BACKEND,          /* fallback needed, but no `up` backend with a weight > 0 */
-	QLB_ENCRYPTED_CONFIG,    /* the codepoint's config encrypts its CIDs: not in this piece */
 	QLB_NOT_VIP,             /* not IPv4/IPv6 UDP to a VIP address and port */
 	QLB_FRAGMENT,            /* IPv4 fragment or IPv6 fragment header */
 	QLB_IP_OPTIONS,          /* IPv4 options or IPv6 extension headers */
@@ -45,7 +44,7 @@ enum qlb_reason {
 	"routed", "fallback_initial", "fallback_unroutable_0b111", "fallback_unknown_config",      \
 		"fallback_unknown_server_id", "fallback_too_short", "fallback_backend_down",       \
 		"fallback_unknown_version", "fallback_version_negotiation", "dropped_malformed",   \
-		"dropped_no_backend", "encrypted_config", "not_vip", "fragment", "ip_options"
+		"dropped_no_backend", "not_vip", "fragment", "ip_options"
 
 /* Map "vips": key -> 1. family 4 uses addr[0..4), the rest zero; port in network order. */
 struct qlb_vip_key {
@@ -55,12 +54,23 @@ struct qlb_vip_key {
 	__u8 pad;
 };
 
-/* Map "configs": array indexed by codepoint 0..7. */
+/* AES-128 (FIPS-197 §5): 10 rounds, 44 round-key words. */
+#define QLB_AES_ROUNDS 10
+#define QLB_AES_RK_WORDS 44
+
+/* Map "configs": array indexed by codepoint 0..7.
+ * ek, dk: AES-128 round keys of an encrypted config, the words src/cid/aes.ts returns
+ * (expandEncryptKey(key): FIPS-197 §5.2 KeyExpansion; expandDecryptKey(ek): the equivalent
+ * inverse cipher's schedule, §5.3.5), each word in host byte order, row-0 octet most significant:
+ * the bytes of those Int32Arrays as they are. ek serves four-pass (encryption only, draft-21
+ * §5.4.2), dk single-pass (§5.4.1). All zero for a plaintext config. */
 struct qlb_config {
 	__u8 present;
 	__u8 server_id_len;
 	__u8 nonce_len;
 	__u8 encrypted;
+	__u32 ek[QLB_AES_RK_WORDS];
+	__u32 dk[QLB_AES_RK_WORDS];
 };
 
 /* Map "servers": (codepoint, server ID zero-padded to 16) -> backend. */

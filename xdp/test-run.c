@@ -4,7 +4,11 @@
  *   test-run OBJECT INPUT
  *
  * Loads OBJECT (.tmp/xdp/quic_lb.bpf.o) with libbpf, then reads INPUT line by line:
- *   config CP SID_LEN NONCE_LEN ENCRYPTED   fills "configs"[CP]
+ *   config CP SID_LEN NONCE_LEN ENCRYPTED [EK DK]
+ *                                           fills "configs"[CP]; EK, DK: an encrypted config's
+ *                                           round keys, 44 words of 8 hex digits each (the values
+ *                                           of src/cid/aes.ts expandEncryptKey(key) and
+ *                                           expandDecryptKey(EK)), stored in host order (quic_lb.h)
  *   server CP SID_HEX BACKEND ROUTABLE      fills "servers" (an existing entry is replaced)
  *   vip 4|6 ADDR_HEX PORT                   fills "vips"
  *   fallback KEY_HEX TABLE_SIZE             sets "fallback": SipHash key (16 octets), table size
@@ -103,6 +107,22 @@ static void fill_maglev(struct bpf_object *obj, const char *hex)
 	free(keys);
 }
 
+/* Parses QLB_AES_RK_WORDS words of 8 hex digits; returns the rest of the text. */
+static const char *unwords(const char *hex, __u32 *out)
+{
+	while (*hex == ' ')
+		hex++;
+	for (int i = 0; i < QLB_AES_RK_WORDS; i++, hex += 8) {
+		char word[9] = {};
+
+		if (strspn(hex, "0123456789abcdefABCDEF") < 8)
+			fail("bad round-key hex", hex);
+		memcpy(word, hex, 8);
+		out[i] = (__u32)strtoul(word, NULL, 16);
+	}
+	return hex;
+}
+
 int main(int argc, char **argv)
 {
 	struct bpf_object *obj;
@@ -151,10 +171,14 @@ int main(int argc, char **argv)
 			continue;
 		if (!strcmp(word, "config")) {
 			struct qlb_config cfg = { .present = 1 };
+			int keys = 0;
 
-			if (sscanf(line, "config %u %u %u %u", &a, &b, &c, &d) != 4 || a >= QLB_CODEPOINTS)
+			if (sscanf(line, "config %u %u %u %u %n", &a, &b, &c, &d, &keys) != 4 ||
+			    a >= QLB_CODEPOINTS)
 				fail("bad line", line);
 			cfg.server_id_len = b, cfg.nonce_len = c, cfg.encrypted = d;
+			if (d)
+				unwords(unwords(line + keys, cfg.ek), cfg.dk);
 			if (bpf_map_update_elem(fd_configs, &a, &cfg, BPF_ANY))
 				fail("update configs", strerror(errno));
 		} else if (!strcmp(word, "server")) {

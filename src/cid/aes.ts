@@ -237,3 +237,14 @@ export function aesDecryptWords(dk: Int32Array, i0: number, i1: number, i2: numb
 export function sboxValue(x: number): number {
   return SBOX[x & BYTE_MASK];
 }
+
+/** Copies of the lookup tables, for code generators: scripts/xdp-aes-tables.ts writes them into
+ *  the XDP program (xdp/aes_tables.h), so the BPF AES and this one share one source. */
+export function aesTables(): { te: Int32Array[]; td: Int32Array[]; sbox: Uint8Array; invSbox: Uint8Array } {
+  return {
+    te: [TE0, TE1, TE2, TE3].map((t) => t.slice()),
+    td: [TD0, TD1, TD2, TD3].map((t) => t.slice()),
+    sbox: SBOX.slice(),
+    invSbox: INV_SBOX.slice(),
+  };
+}

@@ -1,12 +1,12 @@
 // Differential test of the XDP fast path (xdp/quic_lb.bpf.c, issue 15): the same datagrams
 // through the BPF program (BPF_PROG_TEST_RUN, via xdp/test-run.c) and through decide() built
 // from the same config and health view. The XDP program must give every datagram decide()'s
-// reason and backend: CID-routed under a plaintext config, the fallback (SipHash-2-4 of the
-// 4-tuple into the Maglev table, xdp/fallback.h) and the drops; encrypted configs pass up
-// (encrypted_config).
+// reason and backend: CID-routed under every config (plaintext, single-pass, four-pass: the BPF
+// AES of xdp/aes.h), the fallback (SipHash-2-4 of the 4-tuple into the Maglev table,
+// xdp/fallback.h) and the drops.
 // Needs root (BPF_PROG_TEST_RUN), clang, cc and libbpf-dev: scripts/system-deps.sh. No skip.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -27,6 +27,10 @@ import {
 import { QUIC_V1, QUIC_V2, SIDS, cid, fuzzSeeds, longHeader, rng, shortHeader, testConfig } from '../lb/fixtures.js';
 import { ROUTER_ROWS } from '../lb/router-rows.js';
 import { parseIPv4Into, parseIPv6Into } from '../../src/wire/index.js';
+import { configFromSpec, encodeConnectionId } from '../../src/cid/index.js';
+import { expandDecryptKey, expandEncryptKey } from '../../src/cid/aes.js';
+import { loadVectors } from '../cid/vectors.js';
+import { AES_TABLES_PATH, aesTablesHeader } from '../../scripts/xdp-aes-tables.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const RANDOM_DATAGRAMS = 100_000;
@@ -35,7 +39,7 @@ const CLIENT6 = Buffer.from('20010db8000000000000000000000007', 'hex');
 
 /** Names the XDP program gives (xdp/quic_lb.h QLB_REASON_NAME_LIST) after decide()'s reasons:
  *  what it leaves to Node. */
-const PASS_UP_ONLY = ['encrypted_config', 'not_vip', 'fragment', 'ip_options'];
+const PASS_UP_ONLY = ['not_vip', 'fragment', 'ip_options'];
 
 const LISTEN = ['127.0.1.1:20001', '[::1]:20001'];
 /** The fixture config with an IPv6 VIP beside the IPv4 one: the XDP maps and decide() both come from it. */
@@ -53,6 +57,12 @@ const vipOf = (family: 4 | 6): { octets: Buffer; port: number } => VIPS.get(fami
 const VIP_PORT = vipOf(4).port;
 const names = config.backends.map((b) => b.name);
 const encrypted = new Set(config.quicLb.filter((s) => s.key !== undefined).map((s) => s.configId));
+/** [config id, server ID hex] of every server ID of an encrypted config in the fixture. */
+const ENCRYPTED_SIDS = Object.values(SIDS).flatMap((sids) =>
+  Object.entries(sids)
+    .filter(([id]) => encrypted.has(Number(id)))
+    .map(([id, sid]) => [Number(id), sid] as const),
+);
 
 /** Backend name of an index, null for -1 (dropped or passed up). */
 const nameOf = (backend: number): string | null => (backend < 0 ? null : (names[backend] ?? `#${backend}`));
@@ -116,21 +126,32 @@ function tupleOf(f: Frame): FourTuple {
 function mapLines(state: RouterState): string[] {
   const cfg = state.config;
   const lines = cfg.listen.map((e) => `vip ${e.family} ${vipOf(e.family).octets.toString('hex')} ${e.port}`);
-  for (const s of cfg.quicLb) {
-    lines.push(`config ${s.configId} ${s.serverIdLength} ${s.nonceLength} ${s.key === undefined ? 0 : 1}`);
-  }
+  for (const s of cfg.quicLb) lines.push(configLine(s.configId, s.serverIdLength, s.nonceLength, s.key));
   lines.push(...viewLines(state));
   return lines;
 }
 
-/** What a health view changes: server-ID entries of the plaintext configs (routable as in
+/** 44 round-key words, 8 hex digits each (the word's value; test-run stores it in host order). */
+function wordsHex(words: Int32Array): string {
+  return Array.from(words, (w) => (w >>> 0).toString(16).padStart(8, '0')).join('');
+}
+
+/** test-run's `config` line; an encrypted config carries the library's round keys (src/cid/aes.ts):
+ *  the XDP program runs no key schedule, and the TS control plane will fill the map from these. */
+function configLine(id: number, sidLength: number, nonceLength: number, key?: string): string {
+  const head = `config ${id} ${sidLength} ${nonceLength}`;
+  if (key === undefined) return `${head} 0`;
+  const ek = expandEncryptKey(Buffer.from(key, 'hex'));
+  return `${head} 1 ${wordsHex(ek)} ${wordsHex(expandDecryptKey(ek))}`;
+}
+
+/** What a health view changes: server-ID entries of every config (routable as in
  *  state.routable) and the fallback key, size and Maglev table (state.table). */
 function viewLines(state: RouterState): string[] {
   const lines: string[] = [];
   state.config.backends.forEach((b, index) => {
-    for (const { configId, serverId } of b.serverIds) {
-      if (!encrypted.has(configId)) lines.push(`server ${configId} ${serverId} ${index} ${state.routable[index]}`);
-    }
+    for (const { configId, serverId } of b.serverIds)
+      lines.push(`server ${configId} ${serverId} ${index} ${state.routable[index]}`);
   });
   return [...lines, ...fallbackLines(state.config, state.table)];
 }
@@ -185,16 +206,12 @@ function runRaw(lines: string[]): string[] {
 }
 
 /** What the XDP program must say about a datagram decide() decided as `d`: decide()'s reason
- *  (same name, xdp/quic_lb.h) and backend, routed, fallback or dropped; encrypted configs pass up. */
+ *  (same name, xdp/quic_lb.h) and backend, routed, fallback or dropped, under every config. */
 function checkAgainst(d: Decision, x: XdpResult, what: string): void {
-  if (d.configId >= 0 && encrypted.has(d.configId)) {
-    expect(x, what).toEqual({ name: 'encrypted_config', backend: -1 });
-  } else {
-    expect({ name: x.name, backend: nameOf(x.backend) }, what).toEqual({
-      name: REASON_NAMES[d.reason],
-      backend: nameOf(d.backend),
-    });
-  }
+  expect({ name: x.name, backend: nameOf(x.backend) }, what).toEqual({
+    name: REASON_NAMES[d.reason],
+    backend: nameOf(d.backend),
+  });
 }
 
 /** Builds the object and the runner once; throws, naming what is missing, without the toolchain
@@ -289,11 +306,11 @@ describe('XDP decision = decide(): the router fixture table', () => {
     const { results } = runXdp(lines);
     expect(results.length).toBe(expected.length);
     expected.forEach((e, i) => checkAgainst(e.d, results[i], e.what));
-    // Rows routed under the plaintext config are routed by XDP too.
+    // Rows routed under every config are routed by XDP too, encrypted ones included.
     const routed = results.filter((r) => r.name === 'routed').length;
-    const plainRouted = expected.filter((e) => e.d.reason === Reason.ROUTED && !encrypted.has(e.d.configId)).length;
-    expect(routed).toBe(plainRouted);
-    expect(routed).toBeGreaterThanOrEqual(14); // 7 plaintext rows x 2 families
+    expect(routed).toBe(expected.filter((e) => e.d.reason === Reason.ROUTED).length);
+    const encryptedRouted = expected.filter((e, i) => encrypted.has(e.d.configId) && results[i].name === 'routed');
+    expect(encryptedRouted.length).toBeGreaterThanOrEqual(10); // 5 encrypted rows x 2 families
     // Not vacuous: most rows take the fallback in BPF, to a backend; the all-down rows drop.
     const fellBack = results.filter((r) => r.name.startsWith('fallback_') && r.backend >= 0).length;
     expect(fellBack).toBeGreaterThanOrEqual(30);
@@ -398,10 +415,102 @@ describe('XDP passes up what it does not decide', () => {
   });
 });
 
+// ---- the AES in BPF: known answers, the draft's vectors, every config shape ----------------
+
+/** A short-header frame to the IPv4 VIP carrying `dcid`. */
+function cidFrame(dcid: Uint8Array): string {
+  return `frame ${frameOf({ family: 4, clientPort: 4433, vipPort: VIP_PORT, datagram: shortHeader(dcid) }).toString('hex')}`;
+}
+
+const vipLines = (): string[] => mapLines(buildRouterState(config, healthOf())).filter((l) => l.startsWith('vip '));
+
+describe('XDP AES: known answers and the draft-21 vectors', () => {
+  it('xdp/aes_tables.h is what scripts/xdp-aes-tables.ts generates from src/cid/aes.ts', () => {
+    expect(readFileSync(AES_TABLES_PATH, 'utf8')).toBe(aesTablesHeader());
+  });
+
+  it('FIPS-197 C.1 through a single-pass CID: the decrypted block names the server', { timeout: 120_000 }, () => {
+    // Key 000102..0f, ciphertext 69c4e0d8...: plaintext 00112233445566778899aabbccddeeff
+    // (FIPS-197 Appendix C.1), read as server ID || nonce for two splits.
+    const key = '000102030405060708090a0b0c0d0e0f';
+    const ct = Buffer.from('69c4e0d86a7b0430d8cdb78070b4c55a', 'hex');
+    const lines = [
+      ...vipLines(),
+      configLine(1, 8, 8, key),
+      'server 1 0011223344556677 5 1',
+      cidFrame(Buffer.concat([Buffer.of(1 << 5), ct])),
+      configLine(2, 12, 4, key),
+      'server 2 00112233445566778899aabb 6 1',
+      cidFrame(Buffer.concat([Buffer.of(2 << 5), ct])),
+      cidFrame(Buffer.concat([Buffer.of(2 << 5), ct.map((b, i) => (i === 15 ? b ^ 1 : b))])), // one bit off
+    ];
+    expect(runXdp(lines).results).toEqual([
+      { name: 'routed', backend: 5 },
+      { name: 'routed', backend: 6 },
+      // No fallback table in these maps: an unknown server ID is dropped, as decide() drops
+      // what it would hash when no backend is up.
+      { name: 'dropped_no_backend', backend: -1 },
+    ]);
+  });
+
+  it('draft-21 Appendix B and §5.4.2.4 encrypted vectors route to their server ID', { timeout: 120_000 }, () => {
+    // test/vectors/draft-21.json, read-only. The draft-15..17 four-pass CIDs must not decode to
+    // their server ID under draft-21's algorithm (negative tests, as test/cid/vectors.test.ts).
+    const vectors = loadVectors('draft-21.json').filter(
+      (v) => v.algorithm !== 'plaintext' && v.self_consistent !== false && v.key !== null,
+    );
+    const lines = vipLines();
+    const want: XdpResult[] = [];
+    vectors.forEach((v, i) => {
+      lines.push(configLine(v.cr_bits, v.sid_len as number, v.nonce_len as number, v.key as string));
+      lines.push(`server ${v.cr_bits} ${v.server_id} ${i} 1`);
+      lines.push(cidFrame(Buffer.from(v.cid, 'hex')));
+      want.push(
+        v.algorithm === 'four_pass_legacy_d15_d17'
+          ? { name: 'dropped_no_backend', backend: -1 } // not its server ID; no fallback table here
+          : { name: 'routed', backend: i },
+      );
+    });
+    expect(vectors.filter((v) => v.algorithm === 'single_pass').length).toBeGreaterThanOrEqual(1);
+    expect(vectors.filter((v) => v.algorithm === 'four_pass').length).toBeGreaterThanOrEqual(4);
+    expect(runXdp(lines).results).toEqual(want);
+  });
+
+  it(
+    'every config shape (server ID 1..15 octets, nonce 4..19-sid): library-minted CIDs route',
+    { timeout: 120_000 },
+    () => {
+      // draft-21 §5.3 allows serverIdLength + nonceLength <= 19: 120 shapes, single-pass at 16,
+      // four-pass (three passes when the server ID is no longer than the nonce) elsewhere.
+      const r = rng(0x4e5);
+      const lines = vipLines();
+      const want: XdpResult[] = [];
+      let shape = 0;
+      for (let sidLength = 1; sidLength <= 15; sidLength++) {
+        for (let nonceLength = 4; sidLength + nonceLength <= 19; nonceLength++, shape++) {
+          const key = Buffer.from(Array.from({ length: 16 }, () => r() & 0xff)).toString('hex');
+          const configId = shape % 7;
+          const lib = configFromSpec({ configId, serverIdLength: sidLength, nonceLength, key });
+          lines.push(configLine(configId, sidLength, nonceLength, key));
+          for (let k = 0; k < 2; k++) {
+            const sid = Buffer.from(Array.from({ length: sidLength }, () => r() & 0xff));
+            const nonce = Buffer.from(Array.from({ length: nonceLength }, () => r() & 0xff));
+            lines.push(`server ${configId} ${sid.toString('hex')} ${shape} 1`);
+            lines.push(cidFrame(encodeConnectionId(lib, sid, nonce)));
+            want.push({ name: 'routed', backend: shape });
+          }
+        }
+      }
+      expect(shape).toBe(120);
+      expect(runXdp(lines).results).toEqual(want);
+    },
+  );
+});
+
 // ---- random and mutated datagrams ----------------------------------------------------------
 
-/** Seeded datagram generator: routable plaintext CIDs in every header shape, unknown server IDs,
- *  mutated fuzz seeds (every config, encrypted ones included) and random octets. */
+/** Seeded datagram generator: routable plaintext and encrypted CIDs (the library's encoder) in
+ *  every header shape, unknown server IDs, mutated CIDs and fuzz seeds, random octets. */
 function generator(seed: number): () => Buffer {
   const r = rng(seed);
   const seeds = fuzzSeeds();
@@ -443,8 +552,12 @@ function generator(seed: number): () => Buffer {
     }
     return out;
   };
+  const encryptedCid = (): Buffer => {
+    const [id, sid] = pick(ENCRYPTED_SIDS);
+    return cid(id, sid, r());
+  };
   return () => {
-    switch (r() % 8) {
+    switch (r() % 10) {
       case 0:
       case 1:
       case 2:
@@ -457,8 +570,15 @@ function generator(seed: number): () => Buffer {
         return mutate(pick(seeds));
       case 6:
         return header(bytes(r() % 21));
-      default:
+      case 7:
         return bytes(r() % 48);
+      case 8:
+        return header(encryptedCid());
+      default:
+        // An encrypted codepoint with random octets (a server ID nobody has), or a mutated CID.
+        return r() & 1
+          ? header(Buffer.concat([Buffer.of((pick([...encrypted]) << 5) | (r() & 0x1f)), bytes(19)]))
+          : mutate(header(encryptedCid()));
     }
   };
 }
@@ -480,6 +600,7 @@ describe('XDP decision = decide(): random and mutated datagrams', () => {
     const decisions: Decision[] = [];
     const tally = new Map<string, number>();
     const fallbackBackends = [new Set<number>(), new Set<number>()];
+    const routedBy = new Map<number, number>();
     views.forEach((health, v) => {
       const state: RouterState = buildRouterState(config, health);
       lines.push(...(v === 0 ? mapLines(state) : viewLines(state)));
@@ -500,6 +621,7 @@ describe('XDP decision = decide(): random and mutated datagrams', () => {
     results.forEach((x, i) => {
       tally.set(x.name, (tally.get(x.name) ?? 0) + 1);
       if (x.name.startsWith('fallback_')) fallbackBackends[i < RANDOM_DATAGRAMS / 2 ? 0 : 1].add(x.backend);
+      if (x.name === 'routed') routedBy.set(decisions[i].configId, (routedBy.get(decisions[i].configId) ?? 0) + 1);
       try {
         checkAgainst(decisions[i], x, `datagram ${i}`);
       } catch (e) {
@@ -517,7 +639,6 @@ describe('XDP decision = decide(): random and mutated datagrams', () => {
       'fallback_unknown_version',
       'fallback_version_negotiation',
       'dropped_malformed',
-      'encrypted_config',
     ]) {
       expect(tally.get(name) ?? 0, name).toBeGreaterThan(10);
     }
@@ -525,8 +646,12 @@ describe('XDP decision = decide(): random and mutated datagrams', () => {
     // first; only `a` is `up` in the second (b draining, c down, d unreachable take no new flows).
     expect([...fallbackBackends[0]].map(nameOf).sort()).toEqual(['a', 'b', 'c', 'd']);
     expect([...fallbackBackends[1]].map(nameOf)).toEqual(['a']);
+    // Every encrypted config routes thousands of CIDs through the BPF AES: a wrong table entry or
+    // round key scrambles a share of them, which then mismatch decide() above.
+    for (const id of encrypted) expect(routedBy.get(id) ?? 0, `routed under config ${id}`).toBeGreaterThan(1000);
     // The per-CPU counters agree with the decisions one by one.
     for (const [name, n] of counters) expect(n, name).toBe(tally.get(name) ?? 0);
     console.log(`xdp differential: ${JSON.stringify(Object.fromEntries(tally))}`);
+    console.log(`xdp routed by config: ${JSON.stringify(Object.fromEntries(routedBy))}`);
   }, 300_000);
 });
