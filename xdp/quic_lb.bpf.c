@@ -3,10 +3,11 @@
  *
  * For IPv4/IPv6 UDP datagrams to a VIP it parses the RFC 8999 invariant header, decodes the DCID
  * under a QUIC-LB plaintext config (draft-21 §5.2: the server ID follows the first octet) and looks
- * the server ID up. It records the decision in the per-CPU map "last" and counts it by reason in
- * "counters". Every datagram is XDP_PASS in this piece: routed ones will be encapsulated and
- * XDP_TX'd by a later piece; everything else is a pass-up by design, so the Node forwarder on the
- * same VIP decides it (fallback, Retry, encrypted configs, fragments, options...).
+ * the server ID up. A routed datagram is encapsulated and sent (xdp/encap.h qlb_forward: XDP_TX or
+ * XDP_REDIRECT) unless it cannot be (then it passes up, with its own reason). It records the
+ * decision and its outcome in the per-CPU map "last" and counts the outcome in "counters".
+ * Everything else is a pass-up by design, so the Node forwarder on the same VIP decides it
+ * (fallback, Retry, encrypted configs, fragments, options...).
  *
  * Order of the checks = decide(): header -> DCID octets -> codepoint -> config -> length ->
  * server ID -> backend state; then a long-header packet class (Initial/0-RTT, Version
@@ -63,6 +64,8 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
+
+#include "encap.h"
 
 /* Reads buf[off] into *v when it lies before both `end` (the packet) and `len` (the UDP payload). */
 static __always_inline int byte_at(const __u8 *buf, __u32 off, __u32 len, const void *end, __u8 *v)
@@ -241,10 +244,11 @@ int quic_lb(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	struct qlb_decision *d;
+	struct qlb_decision *d, dec;
 	const __u8 *payload = 0;
 	__u32 len = 0, reason, zero = 0;
 	__s32 backend = -1;
+	int verdict = XDP_PASS;
 	__u64 *count;
 
 	reason = parse_ip_udp(data, end, &payload, &len);
@@ -252,15 +256,16 @@ int quic_lb(struct xdp_md *ctx)
 		reason = decide_quic(payload, len, end, &backend);
 	if (reason != QLB_ROUTED)
 		backend = -1;
+	dec = (struct qlb_decision){ .backend = backend, .reason = reason, .outcome = reason };
+	if (reason == QLB_ROUTED)
+		verdict = qlb_forward(ctx, backend, &dec);
 	d = bpf_map_lookup_elem(&last, &zero);
-	if (d) {
-		d->backend = backend;
-		d->reason = reason;
-	}
-	count = bpf_map_lookup_elem(&counters, &reason);
+	if (d)
+		*d = dec;
+	count = bpf_map_lookup_elem(&counters, &dec.outcome);
 	if (count)
 		*count += 1;
-	return XDP_PASS;
+	return verdict;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

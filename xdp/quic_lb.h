@@ -11,11 +11,14 @@
 #define QLB_MAX_SERVER_ID 15
 #define QLB_MAX_VIPS 64
 #define QLB_MAX_SERVERS 65536
+#define QLB_MAX_BACKENDS 4096
 
 /* Why the program decided what it decided. The names (QLB_REASON_NAMES) are those of
  * src/lb/reasons.ts without their fallback_/dropped_ prefix where a reason mirrors decide(); the
- * others are the packet shapes this program leaves to the Node forwarder. Everything but
- * QLB_ROUTED is a pass-up (XDP_PASS): the Node forwarder on the same VIP decides it. */
+ * others are the packet shapes this program leaves to the Node forwarder, and why a routed datagram
+ * could not be sent from XDP (xdp/encap.h). Everything but QLB_ROUTED is a pass-up (XDP_PASS): the
+ * Node forwarder on the same VIP decides it (and sends it: the kernel then resolves neighbours,
+ * fragments, signs...). Counters (map "counters") count each datagram once, by its outcome. */
 enum qlb_reason {
 	QLB_ROUTED = 0,
 	QLB_INITIAL,             /* v1/v2 Initial or 0-RTT with an unroutable DCID (RFC 9000 §7.2) */
@@ -31,13 +34,25 @@ enum qlb_reason {
 	QLB_NOT_VIP,             /* not IPv4/IPv6 UDP to a VIP address and port */
 	QLB_FRAGMENT,            /* IPv4 fragment or IPv6 fragment header */
 	QLB_IP_OPTIONS,          /* IPv4 options or IPv6 extension headers */
+	/* Outcomes of a routed datagram that XDP does not send itself (xdp/encap.h) */
+	QLB_SIGN_FORWARD,        /* returnPath.signForward: the HMAC TLV is Node's */
+	QLB_NO_BACKEND_ADDRESS,  /* no "backends" entry for the backend index */
+	QLB_NO_SOURCE_ADDRESS,   /* no "sources" entry for the backend's family */
+	QLB_NO_UDP_CHECKSUM,     /* incoming UDP checksum 0 (or IPv6 0) and an IPv6 backend */
+	QLB_FIB_NO_ROUTE,        /* bpf_fib_lookup: blackhole, unreachable, prohibit, local... */
+	QLB_FIB_FORWARDING_OFF,  /* bpf_fib_lookup: forwarding disabled on the ingress interface */
+	QLB_FIB_NO_NEIGHBOUR,    /* bpf_fib_lookup: next hop not resolved yet */
+	QLB_TOO_BIG,             /* encapsulated datagram above the egress MTU (or 65535) */
+	QLB_NO_HEADROOM,         /* bpf_xdp_adjust_head/tail refused */
 	QLB_REASON_COUNT
 };
 
 #define QLB_REASON_NAME_LIST                                                                       \
 	"routed", "initial", "unroutable_0b111", "unknown_config", "unknown_server_id", "too_short", \
 		"backend_down", "unknown_version", "version_negotiation", "malformed",               \
-		"encrypted_config", "not_vip", "fragment", "ip_options"
+		"encrypted_config", "not_vip", "fragment", "ip_options", "sign_forward",              \
+		"no_backend_address", "no_source_address", "no_udp_checksum", "fib_no_route",         \
+		"fib_forwarding_off", "fib_no_neighbour", "too_big", "no_headroom"
 
 /* Map "vips": key -> 1. family 4 uses addr[0..4), the rest zero; port in network order. */
 struct qlb_vip_key {
@@ -69,8 +84,25 @@ struct qlb_server {
 
 /* Map "last": per-CPU, the decision of the last datagram this CPU saw (tests read it). */
 struct qlb_decision {
-	__s32 backend; /* -1 unless QLB_ROUTED */
-	__u32 reason;
+	__s32 backend;   /* -1 unless QLB_ROUTED */
+	__u32 reason;    /* the routing decision (decide()'s) */
+	__u32 outcome;   /* QLB_ROUTED: sent by XDP; else the pass-up reason (= reason unless routed) */
+	__u32 ifindex;   /* egress interface when sent (XDP_TX: the ingress one), else 0 */
 };
+
+/* Map "backends": array indexed by backend index (src/lb config order): the forwarding address.
+ * Map "sources": array, index 0 for IPv4 backends, 1 for IPv6 ones: the outer source address
+ * and port, the LB's own address toward the backends and the return port (returnPath.listen) so
+ * that backends accept it (--allow-lb / returnPath.allow) and reply where the Node side listens.
+ * family 0: no entry (pass-up). family 4 uses addr[0..4); port in network order. */
+struct qlb_endpoint {
+	__u8 addr[16];
+	__u16 port;
+	__u8 family;
+	__u8 pad;
+};
+
+/* Map "flags": array of one __u32. */
+#define QLB_FLAG_SIGN_FORWARD 1u /* returnPath.signForward: pass routed datagrams up */
 
 #endif
