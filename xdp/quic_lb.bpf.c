@@ -2,13 +2,13 @@
 /* The routing decision of src/lb/router.ts decide() as an XDP program: first piece of issue 15.
  *
  * For IPv4/IPv6 UDP datagrams to a VIP it parses the RFC 8999 invariant header, decodes the DCID
- * under a QUIC-LB plaintext config (draft-21 §5.2: the server ID follows the first octet) and looks
+ * under its QUIC-LB config (draft-21 §5.2 plaintext, §5.4 single-pass and four-pass: cid_crypt.h) and looks
  * the server ID up; what decide() sends to its fallback gets its backend from SipHash-2-4 of the
- * 4-tuple and the Maglev table (fallback.h). It records the decision in the per-CPU map "last" and
- * counts it by reason in "counters". Every datagram is XDP_PASS in this piece: routed and
- * fallback ones will be encapsulated and XDP_TX'd by a later piece; the rest is a pass-up by
- * design, so the Node forwarder on the same VIP decides it (Retry, encrypted configs, fragments,
- * options...).
+ * 4-tuple and the Maglev table (fallback.h). A datagram with a backend (routed or fallback) is
+ * encapsulated and sent (xdp/encap.h qlb_forward: XDP_TX or XDP_REDIRECT) unless it cannot be
+ * (then it passes up, with its own reason). It records the decision and its outcome in the
+ * per-CPU map "last" and counts the outcome in "counters". Everything else is a pass-up by
+ * design, so the Node forwarder on the same VIP decides it (Retry, fragments, options...).
  *
  * Order of the checks = decide(): header -> DCID octets -> codepoint -> config -> length ->
  * server ID -> backend state; then a long-header packet class (Initial/0-RTT, Version
@@ -70,6 +70,7 @@ struct {
 } counters SEC(".maps");
 
 #include "fallback.h"
+#include "encap.h"
 
 /* Reads buf[off] into *v when it lies before both `end` (the packet) and `len` (the UDP payload). */
 static __always_inline int byte_at(const __u8 *buf, __u32 off, __u32 len, const void *end, __u8 *v)
@@ -307,15 +308,25 @@ static __always_inline __u32 parse_ip_udp(void *data, void *end, const __u8 **pa
 	return QLB_ROUTED; /* meaning: go on to the QUIC part */
 }
 
+/* The LB's Retry offload (src/lb/retry-offload.ts) answers or checks client Initials whose DCID
+ * routes nowhere; while it is configured, Node sees every one of them. */
+static __always_inline int retry_offload(void)
+{
+	__u32 zero = 0, *f = bpf_map_lookup_elem(&flags, &zero);
+
+	return f && (*f & QLB_FLAG_RETRY);
+}
+
 SEC("xdp")
 int quic_lb(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	struct qlb_decision *d;
+	struct qlb_decision *d, dec;
 	const __u8 *payload = 0;
 	__u32 len = 0, reason, zero = 0;
 	__s32 backend = -1;
+	int verdict = XDP_PASS;
 	__u64 *count;
 
 	reason = parse_ip_udp(data, end, &payload, &len);
@@ -325,15 +336,18 @@ int quic_lb(struct xdp_md *ctx)
 		backend = -1;
 	if (qlb_is_fallback(reason))
 		reason = qlb_fallback(data, end, reason, &backend);
+	dec = (struct qlb_decision){ .backend = backend, .reason = reason, .outcome = reason };
+	if (reason == QLB_INITIAL && retry_offload())
+		dec.outcome = QLB_RETRY_OFFLOAD;
+	else if (backend >= 0)
+		verdict = qlb_forward(ctx, backend, &dec);
 	d = bpf_map_lookup_elem(&last, &zero);
-	if (d) {
-		d->backend = backend;
-		d->reason = reason;
-	}
-	count = bpf_map_lookup_elem(&counters, &reason);
+	if (d)
+		*d = dec;
+	count = bpf_map_lookup_elem(&counters, &dec.outcome);
 	if (count)
 		*count += 1;
-	return XDP_PASS;
+	return verdict;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

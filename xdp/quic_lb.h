@@ -11,6 +11,7 @@
 #define QLB_MAX_SERVER_ID 15
 #define QLB_MAX_VIPS 64
 #define QLB_MAX_SERVERS 65536
+#define QLB_MAX_BACKENDS 4096
 /* QLB_MAX_MAGLEV_TABLE (max_entries of map "maglev") is not defined here: it is
  * MAX_MAGLEV_TABLE_SIZE of src/lb/maglev.ts, the limit of the config's fallback.tableSize, and
  * scripts/build-xdp.sh passes it (-D) from there, so the TS source stays its one source. User
@@ -21,7 +22,10 @@
  * names), so the control plane adds these counters to the Node ones index by index. A fallback
  * reason (QLB_INITIAL .. QLB_VERSION_NEGOTIATION, see qlb_is_fallback()) carries the Maglev
  * backend (xdp/fallback.h). The values after QLB_NO_BACKEND are the packet shapes this program
- * leaves to the Node forwarder (always XDP_PASS). */
+ * leaves to the Node forwarder, then why a datagram with a backend could not be sent from XDP
+ * (xdp/encap.h): all XDP_PASS, so the Node forwarder on the same VIP decides and sends them (the
+ * kernel then resolves neighbours, fragments; Node signs). Map "counters" counts each datagram
+ * once, by its outcome. */
 enum qlb_reason {
 	QLB_ROUTED = 0,
 	QLB_INITIAL,             /* v1/v2 Initial or 0-RTT with an unroutable DCID (RFC 9000 §7.2) */
@@ -37,6 +41,17 @@ enum qlb_reason {
 	QLB_NOT_VIP,             /* not IPv4/IPv6 UDP to a VIP address and port */
 	QLB_FRAGMENT,            /* IPv4 fragment or IPv6 fragment header */
 	QLB_IP_OPTIONS,          /* IPv4 options or IPv6 extension headers */
+	/* Outcomes of a routed datagram that XDP does not send itself (xdp/encap.h) */
+	QLB_SIGN_FORWARD,        /* returnPath.signForward: the HMAC TLV is Node's */
+	QLB_NO_BACKEND_ADDRESS,  /* no "backends" entry for the backend index */
+	QLB_NO_SOURCE_ADDRESS,   /* no "sources" entry for the backend's family */
+	QLB_NO_UDP_CHECKSUM,     /* incoming UDP checksum 0 (or IPv6 0) and an IPv6 backend */
+	QLB_FIB_NO_ROUTE,        /* bpf_fib_lookup: blackhole, unreachable, prohibit, local... */
+	QLB_FIB_FORWARDING_OFF,  /* bpf_fib_lookup: forwarding disabled on the ingress interface */
+	QLB_FIB_NO_NEIGHBOUR,    /* bpf_fib_lookup: next hop not resolved yet */
+	QLB_TOO_BIG,             /* encapsulated datagram above the egress MTU (or 65535) */
+	QLB_NO_HEADROOM,         /* bpf_xdp_adjust_head/tail refused */
+	QLB_RETRY_OFFLOAD,       /* a client Initial while the LB's Retry offload is on: Node's */
 	QLB_REASON_COUNT
 };
 
@@ -44,7 +59,9 @@ enum qlb_reason {
 	"routed", "fallback_initial", "fallback_unroutable_0b111", "fallback_unknown_config",      \
 		"fallback_unknown_server_id", "fallback_too_short", "fallback_backend_down",       \
 		"fallback_unknown_version", "fallback_version_negotiation", "dropped_malformed",   \
-		"dropped_no_backend", "not_vip", "fragment", "ip_options"
+		"dropped_no_backend", "not_vip", "fragment", "ip_options", "sign_forward",         \
+		"no_backend_address", "no_source_address", "no_udp_checksum", "fib_no_route",      \
+		"fib_forwarding_off", "fib_no_neighbour", "too_big", "no_headroom", "retry_offload"
 
 /* Map "vips": key -> 1. family 4 uses addr[0..4), the rest zero; port in network order. */
 struct qlb_vip_key {
@@ -96,8 +113,27 @@ struct qlb_fallback {
 
 /* Map "last": per-CPU, the decision of the last datagram this CPU saw (tests read it). */
 struct qlb_decision {
-	__s32 backend; /* -1 unless QLB_ROUTED or a fallback reason */
-	__u32 reason;
+	__s32 backend;   /* -1 unless QLB_ROUTED or a fallback reason with a backend */
+	__u32 reason;    /* the routing decision (decide()'s) */
+	__u32 outcome;   /* = reason when sent by XDP (routed or fallback) or dropped; else the
+			  * pass-up reason */
+	__u32 ifindex;   /* egress interface when sent (XDP_TX: the ingress one), else 0 */
 };
+
+/* Map "backends": array indexed by backend index (src/lb config order): the forwarding address.
+ * Map "sources": array, index 0 for IPv4 backends, 1 for IPv6 ones: the outer source address
+ * and port, the LB's own address toward the backends and the return port (returnPath.listen) so
+ * that backends accept it (--allow-lb / returnPath.allow) and reply where the Node side listens.
+ * family 0: no entry (pass-up). family 4 uses addr[0..4); port in network order. */
+struct qlb_endpoint {
+	__u8 addr[16];
+	__u16 port;
+	__u8 family;
+	__u8 pad;
+};
+
+/* Map "flags": array of one __u32. */
+#define QLB_FLAG_SIGN_FORWARD 1u /* returnPath.signForward: pass routed datagrams up */
+#define QLB_FLAG_RETRY 2u        /* retry.mode is not off: pass client Initials up (docs/retry.md) */
 
 #endif

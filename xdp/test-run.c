@@ -17,13 +17,24 @@
  *                                           (no backend to fall back to); sets "fallback" live
  *   info                                    prints "info maglev_max=N reasons=NAME,..." (map
  *                                           "maglev"'s max_entries, the reason names by value)
+ *   backend INDEX 4|6 ADDR_HEX PORT         fills "backends"[INDEX] (family 0: clears it)
+ *   source 4|6 ADDR_HEX PORT                fills "sources" (the outer source of that family)
+ *   flags N                                 fills "flags"
+ *   ingress IFNAME|-                        the ingress interface of the next frames (default -:
+ *                                           the runner's loopback, what BPF_PROG_TEST_RUN picks)
  *   frame HEX                               runs the Ethernet frame through BPF_PROG_TEST_RUN and
- *                                           prints "REASON_NAME BACKEND" (BACKEND -1 unless routed)
+ *                                           prints "REASON BACKEND OUTCOME VERDICT EGRESS OUT":
+ *                                           the decision (BACKEND -1 unless routed), the outcome
+ *                                           (xdp/quic_lb.h), pass|tx|redirect|drop|aborted, the
+ *                                           egress interface name (- unless sent) and the output
+ *                                           frame in hex, or - for an XDP_PASS frame left as it was
  * and ends with one line "counters NAME=N ..." (the per-CPU counters summed). One process for
- * every datagram; exits non-zero on the first error, saying why on stderr. */
+ * every datagram; exits non-zero on the first error, saying why on stderr. The fib lookup of the
+ * program uses the runner's network namespace (run it with `ip netns exec`). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +45,10 @@
 #include "quic_lb.h"
 
 #define MAX_FRAME 4096
+#define HEADROOM 256 /* XDP_PACKET_HEADROOM: the most the program may grow a frame by */
 
 static const char *reason_names[QLB_REASON_COUNT] = { QLB_REASON_NAME_LIST };
+static const char *verdict_names[] = { "aborted", "drop", "pass", "tx", "redirect" };
 
 static int fail(const char *what, const char *detail)
 {
@@ -68,6 +81,13 @@ static size_t unhex(const char *hex, __u8 *out, size_t cap)
 		hex += 2;
 	}
 	return n;
+}
+
+static void printhex(const __u8 *b, __u32 n)
+{
+	for (__u32 i = 0; i < n; i++)
+		printf("%02x", b[i]);
+	printf("\n");
 }
 
 static int map_fd(struct bpf_object *obj, const char *name)
@@ -128,10 +148,12 @@ int main(int argc, char **argv)
 	struct bpf_object *obj;
 	struct bpf_program *prog;
 	int ncpu, prog_fd, fd_vips, fd_configs, fd_servers, fd_last, fd_counters;
+	int fd_backends, fd_sources, fd_flags;
 	struct qlb_decision *decisions;
 	char *line = NULL;
 	size_t cap = 0;
-	static __u8 frame[MAX_FRAME];
+	static __u8 frame[MAX_FRAME], out[MAX_FRAME + HEADROOM];
+	unsigned ingress = 0;
 	FILE *in;
 	cpu_set_t cpus;
 
@@ -155,6 +177,9 @@ int main(int argc, char **argv)
 	fd_servers = map_fd(obj, "servers");
 	fd_last = map_fd(obj, "last");
 	fd_counters = map_fd(obj, "counters");
+	fd_backends = map_fd(obj, "backends");
+	fd_sources = map_fd(obj, "sources");
+	fd_flags = map_fd(obj, "flags");
 	ncpu = libbpf_num_possible_cpus();
 	if (ncpu <= 0)
 		fail("cpus", "libbpf_num_possible_cpus");
@@ -225,19 +250,54 @@ int main(int argc, char **argv)
 			for (__u32 r = 0; r < QLB_REASON_COUNT; r++)
 				printf("%s%s", r ? "," : "", reason_names[r]);
 			printf("\n");
+		} else if (!strcmp(word, "backend") || !strcmp(word, "source")) {
+			struct qlb_endpoint e = {};
+			int backend = word[0] == 'b';
+			unsigned index = 0;
+
+			if (backend ? sscanf(line, "backend %u %u %63s %u", &index, &a, hex, &c) != 4
+				    : sscanf(line, "source %u %63s %u", &a, hex, &c) != 3)
+				fail("bad line", line);
+			e.family = a;
+			unhex(hex, e.addr, 16);
+			e.port = htons(c);
+			if (!backend)
+				index = a == 4 ? 0 : 1;
+			if (bpf_map_update_elem(backend ? fd_backends : fd_sources, &index, &e, BPF_ANY))
+				fail("update backends/sources", strerror(errno));
+		} else if (!strcmp(word, "flags")) {
+			if (sscanf(line, "flags %u", &a) != 1)
+				fail("bad line", line);
+			if (bpf_map_update_elem(fd_flags, &zero, &a, BPF_ANY))
+				fail("update flags", strerror(errno));
+		} else if (!strcmp(word, "ingress")) {
+			if (sscanf(line, "ingress %63s", hex) != 1)
+				fail("bad line", line);
+			ingress = strcmp(hex, "-") ? if_nametoindex(hex) : 0;
+			if (strcmp(hex, "-") && !ingress)
+				fail("no interface", hex);
 		} else if (!strcmp(word, "frame")) {
 			size_t n = unhex(line + 6, frame, sizeof(frame));
-			LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = n, .repeat = 1);
+			struct xdp_md ctx = { .data_end = n, .ingress_ifindex = ingress };
+			LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = n,
+				    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
+			char egress[IF_NAMESIZE] = "-";
 			int found = -1;
 
+			if (ingress) {
+				opts.ctx_in = &ctx;
+				opts.ctx_size_in = sizeof(ctx);
+			}
+
 			for (int i = 0; i < ncpu; i++)
-				decisions[i] = (struct qlb_decision){ .backend = -2, .reason = 0xffffffff };
+				decisions[i] = (struct qlb_decision){ .backend = -2, .reason = 0xffffffff,
+								      .outcome = 0xffffffff };
 			if (bpf_map_update_elem(fd_last, &zero, decisions, BPF_ANY))
 				fail("reset last", strerror(errno));
 			if (bpf_prog_test_run_opts(prog_fd, &opts))
 				fail("BPF_PROG_TEST_RUN", strerror(errno));
-			if (opts.retval != XDP_PASS)
-				fail("verdict", "not XDP_PASS");
+			if (opts.retval > XDP_REDIRECT)
+				fail("verdict", "unknown XDP action");
 			if (bpf_map_lookup_elem(fd_last, &zero, decisions))
 				fail("read last", strerror(errno));
 			for (int i = 0; i < ncpu; i++)
@@ -246,9 +306,18 @@ int main(int argc, char **argv)
 						fail("last", "two CPUs wrote a decision");
 					found = i;
 				}
-			if (found < 0 || decisions[found].reason >= QLB_REASON_COUNT)
+			if (found < 0 || decisions[found].reason >= QLB_REASON_COUNT ||
+			    decisions[found].outcome >= QLB_REASON_COUNT)
 				fail("last", "no decision recorded");
-			printf("%s %d\n", reason_names[decisions[found].reason], decisions[found].backend);
+			if (decisions[found].ifindex && !if_indextoname(decisions[found].ifindex, egress))
+				fail("egress", "if_indextoname");
+			printf("%s %d %s %s %s ", reason_names[decisions[found].reason],
+			       decisions[found].backend, reason_names[decisions[found].outcome],
+			       verdict_names[opts.retval], egress);
+			if (opts.retval == XDP_PASS && opts.data_size_out == n && !memcmp(out, frame, n))
+				printf("-\n");
+			else
+				printhex(out, opts.data_size_out);
 		} else {
 			fail("unknown line", line);
 		}
