@@ -18,11 +18,15 @@
  *   delete MAP KEYHEX            -> ok | ok absent
  *   sum MAP                      -> sum V0 V1 ...        (per-CPU array of __u64: each index
  *                                                          summed over the CPUs)
+ *   info MAP                     -> info KEY_SIZE VALUE_SIZE MAX_ENTRIES   (the map as loaded:
+ *                                   the control plane checks its layouts against it)
  *   reasons                      -> reasons NAME0 NAME1 ...  (the names of the decision reasons,
  *                                                          indexes of map "counters": quic_lb.h)
- *   run FRAMEHEX                 -> run VERDICT REASON BACKEND [FRAMEHEX]   (load-only mode:
- *                                   one BPF_PROG_TEST_RUN; the decision from map "last"; the
- *                                   output frame unless the verdict is XDP_PASS)
+ *   run FRAMEHEX [IFNAME]        -> run VERDICT REASON OUTCOME BACKEND EGRESS OUT   (load-only
+ *                                   mode: one BPF_PROG_TEST_RUN, with IFNAME as the ingress
+ *                                   interface (default: the namespace's loopback); the decision
+ *                                   from map "last" (quic_lb.h qlb_decision); OUT: the output
+ *                                   frame in hex, or - when it is the input frame unchanged)
  * A bad command gets `error WHY` and changes nothing; the agent goes on. EOF on stdin: exit 0. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -217,6 +221,18 @@ static void cmd_delete(struct agent *a, char *rest)
 		printf("error delete %s: %s\n", bpf_map__name(m), strerror(errno));
 }
 
+static void cmd_info(struct agent *a, char *rest)
+{
+	size_t nl = 0;
+	char *n = word(&rest, &nl);
+	struct bpf_map *m = n ? map_named(a, n, nl) : NULL;
+
+	if (!m || word(&rest, &nl))
+		printf("error usage: info MAP (an existing map)\n");
+	else
+		printf("info %u %u %u\n", bpf_map__key_size(m), bpf_map__value_size(m), bpf_map__max_entries(m));
+}
+
 static void cmd_reasons(void)
 {
 	static const char *names[QLB_REASON_COUNT] = { QLB_REASON_NAME_LIST };
@@ -261,18 +277,29 @@ static void cmd_run(struct agent *a, char *rest)
 	static __u8 in[MAX_FRAME], out[MAX_FRAME + 256];
 	struct bpf_map *last = bpf_object__find_map_by_name(a->obj, "last");
 	struct qlb_decision *d;
-	size_t fl = 0, nl = 0;
-	char *f = word(&rest, &fl);
+	size_t fl = 0, il = 0, nl = 0;
+	char *f = word(&rest, &fl), *i = word(&rest, &il), ifname[IF_NAMESIZE] = "";
+	struct xdp_md ctx = { .data_end = fl / 2 };
 	__u32 zero = 0;
 	int found = -1;
 
-	if (!a->test_mode || !last || !f || word(&rest, &nl) || fl / 2 > MAX_FRAME ||
+	if (!a->test_mode || !last || !f || word(&rest, &nl) || fl / 2 > MAX_FRAME || il >= IF_NAMESIZE ||
 	    unhex(f, fl, in, fl / 2)) {
-		printf("error usage: run FRAMEHEX (load-only mode, at most %d octets)\n", MAX_FRAME);
+		printf("error usage: run FRAMEHEX [IFNAME] (load-only mode, at most %d octets)\n", MAX_FRAME);
 		return;
 	}
 	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in, .data_size_in = fl / 2, .data_out = out,
 		    .data_size_out = sizeof(out), .repeat = 1);
+	if (i) {
+		memcpy(ifname, i, il);
+		ctx.ingress_ifindex = if_nametoindex(ifname);
+		if (!ctx.ingress_ifindex) {
+			printf("error run: no interface %s\n", ifname);
+			return;
+		}
+		opts.ctx_in = &ctx;
+		opts.ctx_size_in = sizeof(ctx);
+	}
 	d = calloc(a->ncpu, sizeof(*d));
 	for (int i = 0; i < a->ncpu; i++)
 		d[i] = (struct qlb_decision){ .backend = -2, .reason = 0xffffffff };
@@ -288,11 +315,16 @@ static void cmd_run(struct agent *a, char *rest)
 	if (found < 0)
 		printf("error run: %s\n", found == -1 ? "no decision recorded" : "two CPUs wrote a decision");
 	else {
-		printf("run %u %u %d", opts.retval, d[found].reason, d[found].backend);
-		if (opts.retval != XDP_PASS) {
-			printf(" ");
+		char egress[IF_NAMESIZE] = "-";
+
+		if (d[found].ifindex && !if_indextoname(d[found].ifindex, egress))
+			snprintf(egress, sizeof(egress), "#%u", d[found].ifindex);
+		printf("run %u %u %u %d %s ", opts.retval, d[found].reason, d[found].outcome, d[found].backend,
+		       egress);
+		if (opts.data_size_out == fl / 2 && !memcmp(out, in, fl / 2))
+			printf("-");
+		else
 			print_hex(out, opts.data_size_out);
-		}
 		printf("\n");
 	}
 	free(d);
@@ -382,10 +414,12 @@ int main(int argc, char **argv)
 			cmd_sum(&a, rest);
 		else if (wl == 3 && !strncmp(w, "run", 3))
 			cmd_run(&a, rest);
+		else if (wl == 4 && !strncmp(w, "info", 4))
+			cmd_info(&a, rest);
 		else if (wl == 7 && !strncmp(w, "reasons", 7) && !word(&rest, &wl))
 			cmd_reasons();
 		else
-			printf("error unknown command (update, fill, delete, sum, reasons, run)\n");
+			printf("error unknown command (update, fill, delete, sum, info, reasons, run)\n");
 		fflush(stdout);
 	}
 	return 0;

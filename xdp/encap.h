@@ -3,7 +3,7 @@
  *
  * What the Node forwarder sends (src/lb/forwarder.ts forward()), built in place:
  *
- *   Ethernet | outer IPv4/IPv6 (LB source -> backend) | UDP (return port -> backend port)
+ *   Ethernet | outer IPv4/IPv6 (LB -> backend) | UDP (Node upstream socket port -> backend port)
  *   | PROXY v2 header, PROXY/DGRAM, src = client, dst = VIP, no TLV (src/wire/proxy-v2.ts)
  *   | the QUIC datagram, untouched and unmoved
  *
@@ -38,21 +38,21 @@
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, QLB_MAX_BACKENDS);
+	__uint(max_entries, QLB_GENERATIONS * QLB_MAX_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct qlb_endpoint);
 } backends SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, QLB_GENERATIONS * QLB_MAX_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct qlb_endpoint);
 } sources SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, QLB_GENERATIONS);
 	__type(key, __u32);
 	__type(value, __u32);
 } flags SEC(".maps");
@@ -361,29 +361,32 @@ static __always_inline __u32 make_room(struct xdp_md *ctx, const struct qlb_inne
  * pass-up reason) and d->ifindex (egress when sent). Contract: on XDP_PASS the frame is as it came
  * (but for Ethernet padding cut when only the head could not grow). Called for every backend the
  * program decided: CID-routed and fallback. */
-static __always_inline int qlb_forward(struct xdp_md *ctx, __u32 backend, struct qlb_decision *d)
+static __always_inline int qlb_forward(struct xdp_md *ctx, __u32 backend, struct qlb_decision *d,
+				       __u32 gen)
 {
 	struct qlb_endpoint *be, *src;
 	struct qlb_inner in = {};
 	struct bpf_fib_lookup fib;
 	struct qlb_sum4 old4 = {};
 	struct qlb_sum6 old6 = {};
-	__u32 zero = 0, *f, ip_len, hdr_len, l3_len, reason, family_index;
+	__u32 *f, ip_len, hdr_len, l3_len, reason, index;
 	void *data, *end;
 	int ok;
 
 	d->outcome = QLB_NO_BACKEND_ADDRESS;
 	d->ifindex = 0;
-	f = bpf_map_lookup_elem(&flags, &zero);
+	f = bpf_map_lookup_elem(&flags, &gen);
 	if (f && (*f & QLB_FLAG_SIGN_FORWARD)) {
 		d->outcome = QLB_SIGN_FORWARD;
 		return XDP_PASS;
 	}
-	be = bpf_map_lookup_elem(&backends, &backend);
+	if (backend >= QLB_MAX_BACKENDS)
+		return XDP_PASS;
+	index = gen * QLB_MAX_BACKENDS + backend;
+	be = bpf_map_lookup_elem(&backends, &index);
 	if (!be || (be->family != 4 && be->family != 6))
 		return XDP_PASS;
-	family_index = be->family == 4 ? 0 : 1;
-	src = bpf_map_lookup_elem(&sources, &family_index);
+	src = bpf_map_lookup_elem(&sources, &index);
 	if (!src || src->family != be->family) {
 		d->outcome = QLB_NO_SOURCE_ADDRESS;
 		return XDP_PASS;

@@ -20,14 +20,14 @@
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, QLB_GENERATIONS);
 	__type(key, __u32);
 	__type(value, struct qlb_fallback);
 } fallback SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, QLB_MAX_MAGLEV_TABLE);
+	__uint(max_entries, QLB_GENERATIONS * QLB_MAX_MAGLEV_TABLE);
 	__type(key, __u32);
 	__type(value, __s32);
 } maglev SEC(".maps");
@@ -155,15 +155,16 @@ static __always_inline __u32 qlb_tuple_of(void *data, void *end, __u8 *buf)
  * *backend to the Maglev backend of its 4-tuple and returns the reason unchanged, or returns
  * QLB_NO_BACKEND with *backend = -1 when the table is empty (as decide() does), not filled, or
  * the 4-tuple cannot be read. */
-static __always_inline __u32 qlb_fallback(void *data, void *end, __u32 reason, __s32 *backend)
+static __always_inline __u32 qlb_fallback(void *data, void *end, __u32 reason, __s32 *backend,
+					  __u32 gen)
 {
 	__u8 buf[QLB_TUPLE_BUF] = {};
 	struct qlb_fallback *fb;
-	__u32 zero = 0, len, slot;
+	__u32 len, slot;
 	__s32 *b;
 
 	*backend = -1;
-	fb = bpf_map_lookup_elem(&fallback, &zero);
+	fb = bpf_map_lookup_elem(&fallback, &gen);
 	if (!fb || !fb->live || fb->table_size == 0)
 		return QLB_NO_BACKEND;
 	len = qlb_tuple_of(data, end, buf);
@@ -171,6 +172,9 @@ static __always_inline __u32 qlb_fallback(void *data, void *end, __u32 reason, _
 		return QLB_NO_BACKEND;
 	/* hashMod() of src/lb/siphash.ts: the 64-bit hash modulo the table size, exactly. */
 	slot = qlb_siphash24(buf, len, fb->key) % fb->table_size;
+	if (slot >= QLB_MAX_MAGLEV_TABLE)
+		return QLB_NO_BACKEND;
+	slot += gen * QLB_MAX_MAGLEV_TABLE;
 	b = bpf_map_lookup_elem(&maglev, &slot);
 	if (!b || *b < 0)
 		return QLB_NO_BACKEND;

@@ -35,22 +35,29 @@
 #define MAX_READ_OFFSET 0x3fff
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} active SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, QLB_MAX_VIPS);
+	__uint(max_entries, QLB_GENERATIONS * QLB_MAX_VIPS);
 	__type(key, struct qlb_vip_key);
 	__type(value, __u8);
 } vips SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, QLB_CODEPOINTS);
+	__uint(max_entries, QLB_GENERATIONS * QLB_CODEPOINTS);
 	__type(key, __u32);
 	__type(value, struct qlb_config);
 } configs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, QLB_MAX_SERVERS);
+	__uint(max_entries, QLB_GENERATIONS * QLB_MAX_SERVERS);
 	__type(key, struct qlb_server_key);
 	__type(value, struct qlb_server);
 } servers SEC(".maps");
@@ -164,9 +171,9 @@ static __always_inline int encrypted_server_id(const __u8 *buf, __u32 off, __u32
 /* Server ID of config `cp` at buf[off+1 ..) -> decision: in the clear (draft-21 §5.2) or
  * decrypted (§5.4). */
 static __always_inline __u32 lookup_server(const __u8 *buf, __u32 off, __u32 len, const void *end,
-					   __u32 cp, const struct qlb_config *cfg, __s32 *backend)
+					   __u32 slot, const struct qlb_config *cfg, __s32 *backend)
 {
-	struct qlb_server_key key = { .config_id = cp };
+	struct qlb_server_key key = { .slot = slot };
 	struct qlb_server *s;
 
 	if (cfg->encrypted) {
@@ -190,10 +197,11 @@ static __always_inline __u32 lookup_server(const __u8 *buf, __u32 off, __u32 len
 }
 
 /* decide() on the UDP payload buf[0..len): the QUIC part. */
-static __always_inline __u32 decide_quic(const __u8 *buf, __u32 len, const void *end, __s32 *backend)
+static __always_inline __u32 decide_quic(const __u8 *buf, __u32 len, const void *end, __s32 *backend,
+					 __u32 gen)
 {
 	__u8 first, dcil = 0, scil, cid0;
-	__u32 version = 0, off, available, reason, cp;
+	__u32 version = 0, off, available, reason, cp, slot;
 	struct qlb_config *cfg;
 	int is_long;
 
@@ -230,7 +238,8 @@ static __always_inline __u32 decide_quic(const __u8 *buf, __u32 len, const void 
 		reason = QLB_UNROUTABLE_0B111;
 		goto classify;
 	}
-	cfg = bpf_map_lookup_elem(&configs, &cp);
+	slot = gen * QLB_CODEPOINTS + cp;
+	cfg = bpf_map_lookup_elem(&configs, &slot);
 	if (!cfg || !cfg->present) {
 		reason = QLB_UNKNOWN_CONFIG;
 		goto classify;
@@ -239,7 +248,7 @@ static __always_inline __u32 decide_quic(const __u8 *buf, __u32 len, const void 
 		reason = QLB_TOO_SHORT;
 		goto classify;
 	}
-	reason = lookup_server(buf, off, len, end, cp, cfg, backend);
+	reason = lookup_server(buf, off, len, end, slot, cfg, backend);
 	if (reason == QLB_ROUTED)
 		return reason;
 classify:
@@ -247,10 +256,11 @@ classify:
 }
 
 /* IP + UDP -> UDP payload, or a pass-up reason. Looks the destination up in "vips". */
-static __always_inline __u32 parse_ip_udp(void *data, void *end, const __u8 **payload, __u32 *len)
+static __always_inline __u32 parse_ip_udp(void *data, void *end, const __u8 **payload, __u32 *len,
+					  __u32 gen)
 {
 	struct ethhdr *eth = data;
-	struct qlb_vip_key vip = {};
+	struct qlb_vip_key vip = { .gen = gen };
 	struct udphdr *udp;
 	__u32 ip_payload;
 
@@ -310,9 +320,9 @@ static __always_inline __u32 parse_ip_udp(void *data, void *end, const __u8 **pa
 
 /* The LB's Retry offload (src/lb/retry-offload.ts) answers or checks client Initials whose DCID
  * routes nowhere; while it is configured, Node sees every one of them. */
-static __always_inline int retry_offload(void)
+static __always_inline int retry_offload(__u32 gen)
 {
-	__u32 zero = 0, *f = bpf_map_lookup_elem(&flags, &zero);
+	__u32 *f = bpf_map_lookup_elem(&flags, &gen);
 
 	return f && (*f & QLB_FLAG_RETRY);
 }
@@ -324,23 +334,27 @@ int quic_lb(struct xdp_md *ctx)
 	void *end = (void *)(long)ctx->data_end;
 	struct qlb_decision *d, dec;
 	const __u8 *payload = 0;
-	__u32 len = 0, reason, zero = 0;
+	__u32 len = 0, reason, zero = 0, gen = 0, *g;
 	__s32 backend = -1;
 	int verdict = XDP_PASS;
 	__u64 *count;
 
-	reason = parse_ip_udp(data, end, &payload, &len);
+	/* The generation of every map this datagram reads, read once (quic_lb.h QLB_GENERATIONS). */
+	g = bpf_map_lookup_elem(&active, &zero);
+	if (g && *g < QLB_GENERATIONS)
+		gen = *g;
+	reason = parse_ip_udp(data, end, &payload, &len, gen);
 	if (reason == QLB_ROUTED)
-		reason = decide_quic(payload, len, end, &backend);
+		reason = decide_quic(payload, len, end, &backend, gen);
 	if (reason != QLB_ROUTED)
 		backend = -1;
 	if (qlb_is_fallback(reason))
-		reason = qlb_fallback(data, end, reason, &backend);
+		reason = qlb_fallback(data, end, reason, &backend, gen);
 	dec = (struct qlb_decision){ .backend = backend, .reason = reason, .outcome = reason };
-	if (reason == QLB_INITIAL && retry_offload())
+	if (reason == QLB_INITIAL && retry_offload(gen))
 		dec.outcome = QLB_RETRY_OFFLOAD;
 	else if (backend >= 0)
-		verdict = qlb_forward(ctx, backend, &dec);
+		verdict = qlb_forward(ctx, backend, &dec, gen);
 	d = bpf_map_lookup_elem(&last, &zero);
 	if (d)
 		*d = dec;

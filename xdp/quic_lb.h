@@ -63,19 +63,26 @@ enum qlb_reason {
 		"no_backend_address", "no_source_address", "no_udp_checksum", "fib_no_route",      \
 		"fib_forwarding_off", "fib_no_neighbour", "too_big", "no_headroom", "retry_offload"
 
+/* Generations (src/lb/xdp-maps.ts): every map that describes the config holds two, 0 and 1, side
+ * by side; map "active" (one __u32) names the one the program reads, read once per datagram.
+ * The control plane rewrites the inactive generation, then flips "active": a reload or a health
+ * change is atomic for every datagram. Arrays hold generation g at [g * size + i]; hash keys
+ * carry g. */
+#define QLB_GENERATIONS 2
+
 /* Map "vips": key -> 1. family 4 uses addr[0..4), the rest zero; port in network order. */
 struct qlb_vip_key {
 	__u8 addr[16];
 	__u16 port;
 	__u8 family;
-	__u8 pad;
+	__u8 gen;
 };
 
 /* AES-128 (FIPS-197 §5): 10 rounds, 44 round-key words. */
 #define QLB_AES_ROUNDS 10
 #define QLB_AES_RK_WORDS 44
 
-/* Map "configs": array indexed by codepoint 0..7.
+/* Map "configs": array indexed by gen * QLB_CODEPOINTS + codepoint 0..7.
  * ek, dk: AES-128 round keys of an encrypted config, the words src/cid/aes.ts returns
  * (expandEncryptKey(key): FIPS-197 §5.2 KeyExpansion; expandDecryptKey(ek): the equivalent
  * inverse cipher's schedule, §5.3.5), each word in host byte order, row-0 octet most significant:
@@ -90,9 +97,10 @@ struct qlb_config {
 	__u32 dk[QLB_AES_RK_WORDS];
 };
 
-/* Map "servers": (codepoint, server ID zero-padded to 16) -> backend. */
+/* Map "servers": (slot = gen * QLB_CODEPOINTS + codepoint, server ID zero-padded to 15) ->
+ * backend. */
 struct qlb_server_key {
-	__u8 config_id;
+	__u8 slot;
 	__u8 server_id[QLB_MAX_SERVER_ID];
 };
 
@@ -102,8 +110,9 @@ struct qlb_server {
 	__u8 pad[3];
 };
 
-/* Map "fallback": 1 entry, the draft-21 §4.3 baseline fallback of src/lb/router.ts. The Maglev
- * table itself is map "maglev" (slot -> backend index, QLB_MAX_MAGLEV_TABLE entries). */
+/* Map "fallback": 1 entry per generation, the draft-21 §4.3 baseline fallback of
+ * src/lb/router.ts. The Maglev table itself is map "maglev" (gen * QLB_MAX_MAGLEV_TABLE + slot ->
+ * backend index). */
 struct qlb_fallback {
 	__u8 key[16];      /* SipHash-2-4 key: config fallback.key, its 16 octets in order */
 	__u32 table_size;  /* config fallback.tableSize (a prime); 0: not filled yet */
@@ -120,10 +129,12 @@ struct qlb_decision {
 	__u32 ifindex;   /* egress interface when sent (XDP_TX: the ingress one), else 0 */
 };
 
-/* Map "backends": array indexed by backend index (src/lb config order): the forwarding address.
- * Map "sources": array, index 0 for IPv4 backends, 1 for IPv6 ones: the outer source address
- * and port, the LB's own address toward the backends and the return port (returnPath.listen) so
- * that backends accept it (--allow-lb / returnPath.allow) and reply where the Node side listens.
+/* Map "backends": array indexed by gen * QLB_MAX_BACKENDS + backend index (src/lb config
+ * order): the forwarding address.
+ * Map "sources": the same index: the outer source address and port, the local end of the Node
+ * forwarder's connected upstream socket to that backend (src/lb/forwarder.ts Upstream). The
+ * backend sees what it sees from the Node path (its --allow-lb list holds), and its replies
+ * reach that socket, which handles them as it handles replies to Node-forwarded datagrams.
  * family 0: no entry (pass-up). family 4 uses addr[0..4); port in network order. */
 struct qlb_endpoint {
 	__u8 addr[16];
@@ -132,7 +143,7 @@ struct qlb_endpoint {
 	__u8 pad;
 };
 
-/* Map "flags": array of one __u32. */
+/* Map "flags": array of one __u32 per generation. */
 #define QLB_FLAG_SIGN_FORWARD 1u /* returnPath.signForward: pass routed datagrams up */
 #define QLB_FLAG_RETRY 2u        /* retry.mode is not off: pass client Initials up (docs/retry.md) */
 

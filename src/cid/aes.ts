@@ -248,3 +248,14 @@ export function aesTables(): { te: Int32Array[]; td: Int32Array[]; sbox: Uint8Ar
     invSbox: INV_SBOX.slice(),
   };
 }
+
+/**
+ * The AES-128 round keys of `key` (16 octets): the KeyExpansion words (FIPS-197 §5.2) and those
+ * of the equivalent inverse cipher (§5.3.5), 44 each, row-0 octet most significant. What a
+ * table-based AES elsewhere needs (the XDP program's map, src/lb/xdp-maps.ts) so that it runs
+ * no key schedule of its own.
+ */
+export function aesRoundKeys(key: Uint8Array): { encrypt: Int32Array; decrypt: Int32Array } {
+  const encrypt = expandEncryptKey(key);
+  return { encrypt, decrypt: expandDecryptKey(encrypt) };
+}

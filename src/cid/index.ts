@@ -51,3 +51,4 @@ export { serverIdWithProcessIndex, type ProcessServerId } from './process-index.
 export { statelessResetToken, MIN_RESET_KEY_LENGTH } from './reset-token.js';
 export { RandomPool, type RandomSource } from './random.js';
 export { createBlockCipher, DEFAULT_CIPHER, type BlockCipher, type CipherName } from './cipher.js';
+export { aesRoundKeys } from './aes.js';

@@ -732,6 +732,12 @@ export function validateConfig(doc: unknown, baseDir = process.cwd(), warnings?:
   const anycast = root.anycast === undefined ? undefined : anycastSpec(root.anycast, returnPath.mode);
   const retry = root.retry === undefined ? undefined : retrySpec(root.retry, baseDir, warnings);
   const datapath = root.datapath === undefined ? undefined : datapathSpec(root.datapath);
+  if (datapath?.mode === 'xdp' && workers !== 1)
+    fail(
+      'ERR_CONFIG_VALUE',
+      '/workers',
+      'must be 1 with datapath.mode xdp: the XDP program runs on every core, node:dgram takes only what it passes up',
+    );
 
   return {
     listen,

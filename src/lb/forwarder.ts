@@ -313,6 +313,23 @@ export class Forwarder {
   }
 
   /**
+   * Per backend index of the running config: the local address and port of the connected socket
+   * to it (undefined when it has none: an unusable address, or the socket is closed). The XDP
+   * data path sends from there (src/lb/xdp-maps.ts), so the backend's replies reach that socket.
+   */
+  upstreamSources(): (ParsedEndpoint | undefined)[] {
+    return this.plan.upstreams.map((up) => {
+      if (!up) return undefined;
+      try {
+        const a = up.socket.address();
+        return { address: a.address, port: a.port, family: a.family === 'IPv6' ? 6 : 4 };
+      } catch {
+        return undefined;
+      }
+    });
+  }
+
+  /**
    * Installs a new validated config (hot reload) and, if given, the health view that goes with
    * it: both take effect in the one swap (the running plan is not rebuilt with a view meant for
    * the new backend list). VIP and return sockets are kept as they are. Calls are applied one

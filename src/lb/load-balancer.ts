@@ -131,7 +131,8 @@ export class LoadBalancer {
         opts.cluster && workers > 1
           ? await ClusterPlane.start(config, health.view(), workers, logger)
           : await LocalPlane.start(config, health.view(), logger, server);
-      if (datapathOf(config).mode === 'xdp')
+      // datapath xdp needs workers: 1 (config.ts): the kernel spreads the fast path over the cores.
+      if (datapathOf(config).mode === 'xdp' && plane instanceof LocalPlane)
         plane = await XdpPlane.start(plane, config, health.view(), logger, opts.xdpArtifacts);
       const lb = new LoadBalancer(config, logger, health, plane, opts);
       holder.lb = lb;

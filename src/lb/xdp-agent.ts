@@ -6,10 +6,7 @@
 // Protocol (xdp/agent.c): the first stdout line is `ready MODE IFINDEX`; then one reply line per
 // command line, in order. Keys and values are hex of the C layouts (src/lb/xdp-maps.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
-
-/** How the program is attached (xdp/agent.c): the driver's hook, the generic one, or native if it can. */
-export const XDP_ATTACH_MODES = ['auto', 'native', 'generic'] as const;
-export type XdpAttachMode = (typeof XDP_ATTACH_MODES)[number];
+import type { XdpAttachMode } from './config.js';
 
 /** Why the agent did not start, from its exit status (xdp/agent.c). */
 const EXIT_REASONS: Record<number, string> = {
@@ -31,6 +28,8 @@ export interface XdpAgentOptions {
   /** Interface to attach to; absent: load only (BPF_PROG_TEST_RUN through `run`, tests). */
   interface?: string;
   attach?: XdpAttachMode;
+  /** Command words the agent runs under, e.g. `['ip', 'netns', 'exec', NS]` (tests). */
+  prefix?: readonly string[];
 }
 
 /** An agent that failed to start: `reason` says why in words an operator can act on. */
@@ -68,7 +67,8 @@ export class XdpAgent {
   /** Starts the agent and waits for its ready line; rejects with an {@link XdpAgentError}. */
   static start(o: XdpAgentOptions): Promise<XdpAgent> {
     const args = o.interface === undefined ? [o.object] : [o.object, o.interface, o.attach ?? 'auto'];
-    const child = spawn(o.binary, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const [command, ...rest] = [...(o.prefix ?? []), o.binary, ...args];
+    const child = spawn(command, rest, { stdio: ['pipe', 'pipe', 'pipe'] });
     return new Promise((resolve, reject) => {
       let out = '';
       let err = '';

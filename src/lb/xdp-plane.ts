@@ -12,12 +12,12 @@ import type { Registry } from 'prom-client';
 import { type LbConfig, datapathOf } from './config.js';
 import type { CounterSnapshot } from './counters.js';
 import { scrapeTimeMetrics } from './metrics.js';
-import type { DataPlane } from './plane.js';
+import type { DataPlane, LocalPlane } from './plane.js';
 import type { HealthView } from './router.js';
 import type { ParsedEndpoint } from '../wire/index.js';
 import { XdpAgent, XdpAgentError } from './xdp-agent.js';
 import { type XdpArtifacts, defaultXdpArtifacts, xdpUnavailable } from './xdp-availability.js';
-import { type MapImage, activateCommand, encodeImage, staleCommands } from './xdp-maps.js';
+import { LAYOUT_QUERIES, type MapInputs, MapWriter, checkLayout, encodeImage } from './xdp-maps.js';
 
 /** `quic-lb serve` refuses to start: `datapath.unavailable: stop` and XDP cannot run. */
 export class XdpUnavailableError extends Error {
@@ -42,10 +42,7 @@ export const XDP_STATES: readonly XdpStatus['state'][] = ['attached', 'unavailab
 
 /** The Node plane with the XDP program in front of it. */
 export class XdpPlane implements DataPlane {
-  /** Generation whose maps the program reads (map "active"); the other one is written next. */
-  private active = 0;
-  /** What each generation's maps hold (to delete its stale hash entries before rewriting it). */
-  private readonly written: (MapImage | undefined)[] = [undefined, undefined];
+  private writer: MapWriter | undefined;
   /** Tail of the map writes: one at a time, in call order. */
   private writes: Promise<void> = Promise.resolve();
   private reasonNames: string[] = [];
@@ -53,7 +50,7 @@ export class XdpPlane implements DataPlane {
   private config: LbConfig;
 
   private constructor(
-    private readonly inner: DataPlane,
+    private readonly inner: LocalPlane,
     private agent: XdpAgent | undefined,
     private status: XdpStatus,
     config: LbConfig,
@@ -68,7 +65,7 @@ export class XdpPlane implements DataPlane {
    * XDP cannot run and `datapath.unavailable` is `stop`.
    */
   static async start(
-    inner: DataPlane,
+    inner: LocalPlane,
     config: LbConfig,
     health: HealthView,
     logger: Logger,
@@ -83,6 +80,10 @@ export class XdpPlane implements DataPlane {
       try {
         agent = await XdpAgent.start({ ...artifacts, interface: iface, attach: spec.attach });
         plane.agent = agent;
+        const a = agent;
+        plane.writer = new MapWriter((commands) => a.apply(commands));
+        const layout = checkLayout(await agent.request(LAYOUT_QUERIES));
+        if (layout) throw new Error(`${artifacts.object} does not match this version: ${layout}`);
         const [names] = await agent.apply(['reasons']);
         plane.reasonNames = names.split(' ').slice(1);
         await plane.write(config, health);
@@ -104,6 +105,11 @@ export class XdpPlane implements DataPlane {
     return plane;
   }
 
+  /** The VIPs as bound and the Node forwarder's upstream sockets (the outer sources). */
+  private inputs(): MapInputs {
+    return { vips: this.inner.vipAddresses(), sources: this.inner.forwarder.upstreamSources() };
+  }
+
   /** Detaches the program (the agent exits) and leaves node:dgram to carry everything. */
   private fail(reason: string): void {
     if (this.status.state !== 'attached') return;
@@ -118,22 +124,15 @@ export class XdpPlane implements DataPlane {
    * either). Rejects when the agent refuses a write; the active generation is then unchanged.
    */
   private write(config: LbConfig, health: HealthView): Promise<void> {
-    const run = this.writes.then(async () => {
-      const agent = this.agent;
-      if (!agent) return;
-      const next = 1 - this.active;
-      const image = encodeImage(config, health, next, this.inner.vipAddresses());
-      await agent.apply([...staleCommands(this.written[next]), ...image.commands]);
-      this.written[next] = image;
-      await agent.apply([activateCommand(next)]);
-      this.active = next;
-    });
+    const run = this.writes.then(() =>
+      this.agent?.running ? this.writer?.write(config, health, this.inputs()) : undefined,
+    );
     this.writes = run.catch(() => undefined);
     return run;
   }
 
   async apply(config: LbConfig, health: HealthView): Promise<void> {
-    encodeImage(config, health, 0, this.inner.vipAddresses()); // a config the maps cannot hold is refused before anything changes
+    encodeImage(config, health, 0, this.inputs()); // a config the maps cannot hold is refused before anything changes
     await this.inner.apply(config, health);
     this.config = config;
     await this.write(config, health).catch((err: Error) => this.fail(`map write: ${err.message}`));

@@ -427,6 +427,15 @@ const cases: { desc: string; doc: unknown; code: string; field: string }[] = [
     field: '/datapath/attach',
   },
   {
+    desc: 'datapath xdp with 2 workers',
+    doc: mutate((d) => {
+      d.datapath = { mode: 'xdp', interface: 'eth0' };
+      d.workers = 2;
+    }),
+    code: 'ERR_CONFIG_VALUE',
+    field: '/workers',
+  },
+  {
     desc: 'datapath field typo',
     doc: mutate((d) => (d.datapath = { mode: 'xdp', iface: 'eth0' })),
     code: 'ERR_CONFIG_UNKNOWN_FIELD',

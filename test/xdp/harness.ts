@@ -1,9 +1,10 @@
-// What the XDP tests share (test/xdp/*.test.ts): frames around datagrams, the maps from a config
-// and health view, the runner (xdp/test-run.c through BPF_PROG_TEST_RUN), the seeded datagram
-// generator and the comparison with decide(). Needs root, clang, cc and libbpf-dev
-// (scripts/system-deps.sh); `setup()` throws naming what is missing, so every test fails, never skips.
+// What the XDP tests share (test/xdp/*.test.ts): frames around datagrams, the runner (the agent
+// quic-lb serve runs, xdp/agent.c, in load-only mode: BPF_PROG_TEST_RUN), maps written by the code
+// quic-lb serve writes them with (src/lb/xdp-maps.ts MapWriter), the seeded datagram generator and
+// the comparison with decide(). Needs root, clang, cc and libbpf-dev (scripts/system-deps.sh);
+// `XdpRunner.start()` throws naming what is missing, so every test fails, never skips.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
@@ -11,12 +12,15 @@ import {
   type BackendState,
   type Decision,
   FourTuple,
+  type HealthView,
   type LbConfig,
   REASON_NAMES,
-  Reason,
 } from '../../src/lb/index.js';
+import { XdpAgent } from '../../src/lb/xdp-agent.js';
+import type { XdpArtifacts } from '../../src/lb/xdp-availability.js';
+import { type MapInputs, MapWriter } from '../../src/lb/xdp-maps.js';
 import { QUIC_V1, QUIC_V2, SIDS, cid, fuzzSeeds, longHeader, rng, shortHeader } from '../lb/fixtures.js';
-import { parseIPv4Into, parseIPv6Into } from '../../src/wire/index.js';
+import { type ParsedEndpoint, parseIPv4Into, parseIPv6Into } from '../../src/wire/index.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 export const CLIENT4 = [198, 51, 100, 7];
@@ -25,13 +29,9 @@ export const CLIENT6 = Buffer.from('20010db8000000000000000000000007', 'hex');
 export const CLIENT4_TEXT = '198.51.100.7';
 export const CLIENT6_TEXT = '2001:db8::7';
 
-/** Names the XDP program gives (xdp/quic_lb.h QLB_REASON_NAME_LIST) for what it leaves to Node. */
-export const PASS_UP_ONLY = ['encrypted_config', 'not_vip', 'fragment', 'ip_options'];
-
-/** decide()'s reason as the XDP program names it. */
-export function xdpName(reason: number): string {
-  return REASON_NAMES[reason].replace(/^(fallback|dropped)_/, '');
-}
+/** Names the XDP program gives (xdp/quic_lb.h QLB_REASON_NAME_LIST) after decide()'s reasons:
+ *  the packet shapes it leaves to Node. */
+export const PASS_UP_ONLY = ['not_vip', 'fragment', 'ip_options'];
 
 /** IP literal -> octets (4 or 16). */
 export function octetsOf(address: string, family: 4 | 6): Buffer {
@@ -80,6 +80,8 @@ export function udpChecksum(src: Buffer, dst: Buffer, udp: Buffer): number {
 
 export interface Frame {
   family: 4 | 6;
+  /** Client address octets (4 or 16); default CLIENT4 / CLIENT6. */
+  client?: Uint8Array;
   clientPort: number;
   vipPort: number;
   datagram: Buffer;
@@ -97,11 +99,13 @@ export interface XdpFixture {
   vipOf(family: 4 | 6): Vip;
   names: string[];
   encrypted: Set<number>;
+  /** [config id, server ID hex] of every server ID under an encrypted config. */
+  encryptedSids: (readonly [number, string])[];
   /** Ethernet + IPv4/IPv6 + UDP (valid checksum) around the datagram; `mutate` edits the frame (IP at 14). */
   frameOf(f: Frame, mutate?: (frame: Buffer) => void): Buffer;
   tupleOf(f: Frame): FourTuple;
-  mapLines(health: ReadonlyMap<string, BackendState>): string[];
-  serverLines(health: ReadonlyMap<string, BackendState>): string[];
+  /** The VIPs as the maps take them (the config's, fixed ports). */
+  vips: ParsedEndpoint[];
   healthOf(down?: readonly string[]): Map<string, BackendState>;
   /** Asserts what the XDP program must decide about a datagram decide() decided as `d`. */
   checkAgainst(d: Decision, x: XdpResult, what: string): void;
@@ -114,9 +118,12 @@ export function xdpFixture(config: LbConfig): XdpFixture {
   const vipOf = (family: 4 | 6): Vip => vips.get(family) as Vip;
   const names = config.backends.map((b) => b.name);
   const encrypted = new Set(config.quicLb.filter((s) => s.key !== undefined).map((s) => s.configId));
+  const encryptedSids = config.backends.flatMap((b) =>
+    b.serverIds.filter((s) => encrypted.has(s.configId)).map((s) => [s.configId, s.serverId] as const),
+  );
 
   const frameOf = (f: Frame, mutate?: (frame: Buffer) => void): Buffer => {
-    const client = f.family === 4 ? Buffer.from(CLIENT4) : CLIENT6;
+    const client = Buffer.from(f.client ?? (f.family === 4 ? CLIENT4 : CLIENT6));
     const vip = vipOf(f.family).octets;
     const udp = Buffer.alloc(8 + f.datagram.length);
     udp.writeUInt16BE(f.clientPort, 0);
@@ -153,114 +160,121 @@ export function xdpFixture(config: LbConfig): XdpFixture {
   const tupleOf = (f: Frame): FourTuple => {
     const t = new FourTuple();
     t.family = f.family;
-    t.client.set(f.family === 4 ? CLIENT4 : CLIENT6);
+    t.client.set(f.client ?? (f.family === 4 ? CLIENT4 : CLIENT6));
     t.vip.set(vipOf(f.family).octets);
     t.clientPort = f.clientPort;
     t.vipPort = f.vipPort;
     return t;
   };
 
-  /** Server-ID entries of the plaintext configs; routable unless the backend is `down`. */
-  const serverLines = (health: ReadonlyMap<string, BackendState>): string[] => {
-    const lines: string[] = [];
-    config.backends.forEach((b, index) => {
-      const routable = health.get(b.name) === 'down' ? 0 : 1;
-      for (const { configId, serverId } of b.serverIds) {
-        if (!encrypted.has(configId)) lines.push(`server ${configId} ${serverId} ${index} ${routable}`);
-      }
-    });
-    return lines;
-  };
-
-  const mapLines = (health: ReadonlyMap<string, BackendState>): string[] => {
-    const lines = config.listen.map((e) => `vip ${e.family} ${vipOf(e.family).octets.toString('hex')} ${e.port}`);
-    for (const s of config.quicLb) {
-      lines.push(`config ${s.configId} ${s.serverIdLength} ${s.nonceLength} ${s.key === undefined ? 0 : 1}`);
-    }
-    lines.push(...serverLines(health));
-    return lines;
-  };
-
   const healthOf = (down: readonly string[] = []): Map<string, BackendState> =>
     new Map(names.map((n) => [n, down.includes(n) ? 'down' : 'up']));
 
   const checkAgainst = (d: Decision, x: XdpResult, what: string): void => {
-    const decision = { name: x.name, backend: x.backend };
-    if (d.configId >= 0 && encrypted.has(d.configId)) {
-      expect(decision, what).toEqual({ name: 'encrypted_config', backend: -1 });
-    } else if (d.reason === Reason.DROPPED_NO_BACKEND) {
-      // decide() lost its CID reason to "no backend at all": any CID pass-up will do.
-      expect(['routed', 'malformed', ...PASS_UP_ONLY], what).not.toContain(x.name);
-      expect(x.backend, what).toBe(-1);
-    } else if (d.reason === Reason.ROUTED) {
-      expect({ name: x.name, backend: names[x.backend] }, what).toEqual({ name: 'routed', backend: names[d.backend] });
-    } else {
-      expect(decision, what).toEqual({ name: xdpName(d.reason), backend: -1 });
-    }
+    expect({ name: x.name, backend: nameOf(x.backend) }, what).toEqual({
+      name: REASON_NAMES[d.reason],
+      backend: nameOf(d.backend),
+    });
   };
+  const nameOf = (i: number): string | number => (i >= 0 ? names[i] : i);
 
-  return { config, vipOf, names, encrypted, frameOf, tupleOf, mapLines, serverLines, healthOf, checkAgainst };
+  return {
+    config,
+    vipOf,
+    names,
+    encrypted,
+    encryptedSids,
+    frameOf,
+    tupleOf,
+    vips: config.listen,
+    healthOf,
+    checkAgainst,
+  };
 }
 
 // ---- the runner ----------------------------------------------------------------------------
 
-let dir = '';
-let runner = '';
-let object = '';
+let built: XdpArtifacts | undefined;
+let buildDir = '';
 
-/** One frame's line of xdp/test-run.c. */
+/** One frame through the program. */
 export interface XdpResult {
-  /** The decision (decide()'s reason without prefix) and its backend index (-1 unless routed). */
+  /** The decision (decide()'s reason name, xdp/quic_lb.h) and its backend index (-1: none). */
   name: string;
   backend: number;
-  /** What happened: 'routed' when XDP sent it, else the pass-up reason. */
+  /** What happened: the decision when XDP sent it (or dropped it), else the pass-up reason. */
   outcome: string;
-  verdict: 'pass' | 'tx' | 'redirect' | 'drop' | 'aborted';
+  verdict: 'aborted' | 'drop' | 'pass' | 'tx' | 'redirect';
   /** Egress interface name when sent, else '-'. */
   egress: string;
-  /** The output frame, or undefined for an XDP_PASS frame left as it came. */
+  /** The output frame, or undefined when it is the input frame unchanged. */
   out: Buffer | undefined;
 }
 
-/** Runs `lines` through one test-run process (in network namespace `netns` when given); returns
- *  one result per frame and the counters. */
-export function runXdp(lines: string[], netns?: string): { results: XdpResult[]; counters: Map<string, number> } {
-  setup();
-  const input = join(dir, `input-${Math.random().toString(36).slice(2)}.txt`);
-  writeFileSync(input, lines.join('\n') + '\n');
-  const [cmd, args] =
-    netns === undefined ? [runner, [object, input]] : ['ip', ['netns', 'exec', netns, runner, object, input]];
-  const out = execFileSync(cmd, args, { maxBuffer: 1 << 30, encoding: 'utf8' });
-  const outLines = out.trimEnd().split('\n');
-  const last = outLines.pop() as string;
-  expect(last.startsWith('counters ')).toBe(true);
-  const counters = new Map(
-    last
-      .split(' ')
-      .slice(1)
-      .map((kv) => {
-        const [k, v] = kv.split('=');
-        return [k, Number(v)] as const;
-      }),
-  );
-  const results = outLines.map((l): XdpResult => {
-    const [name, backend, outcome, verdict, egress, hex] = l.split(' ');
-    return {
-      name,
-      backend: Number(backend),
-      outcome,
-      verdict: verdict as XdpResult['verdict'],
-      egress,
-      out: hex === '-' ? undefined : Buffer.from(hex, 'hex'),
-    };
-  });
-  return { results, counters };
+const VERDICTS: XdpResult['verdict'][] = ['aborted', 'drop', 'pass', 'tx', 'redirect'];
+
+/**
+ * The agent in load-only mode (in network namespace `netns` when given: the program's fib
+ * lookups use it), with the maps written by MapWriter as quic-lb serve writes them.
+ */
+export class XdpRunner {
+  private constructor(
+    readonly agent: XdpAgent,
+    private readonly writer: MapWriter,
+    readonly reasons: string[],
+  ) {}
+
+  static async start(netns?: string): Promise<XdpRunner> {
+    const artifacts = build();
+    const agent = await XdpAgent.start({
+      ...artifacts,
+      prefix: netns === undefined ? undefined : ['ip', 'netns', 'exec', netns],
+    });
+    runners.add(agent);
+    const [reasons] = await agent.apply(['reasons']);
+    return new XdpRunner(agent, new MapWriter((c) => agent.apply(c)), reasons.split(' ').slice(1));
+  }
+
+  /** Writes `config` under `health` as the next generation and activates it (xdp-maps.ts). */
+  async load(config: LbConfig, health: HealthView, inputs: Partial<MapInputs> = {}): Promise<void> {
+    await this.writer.write(config, health, { vips: inputs.vips ?? config.listen, sources: inputs.sources ?? [] });
+  }
+
+  /** Runs each frame through BPF_PROG_TEST_RUN (ingress interface `ingress`, default loopback). */
+  async run(frames: readonly Buffer[], ingress?: string): Promise<XdpResult[]> {
+    const tail = ingress === undefined ? '' : ` ${ingress}`;
+    const replies = await this.agent.apply(frames.map((f) => `run ${f.toString('hex')}${tail}`));
+    return replies.map((l): XdpResult => {
+      const [, verdict, reason, outcome, backend, egress, out] = l.split(' ');
+      return {
+        name: this.reasons[Number(reason)],
+        backend: Number(backend),
+        outcome: this.reasons[Number(outcome)],
+        verdict: VERDICTS[Number(verdict)],
+        egress,
+        out: out === '-' ? undefined : Buffer.from(out, 'hex'),
+      };
+    });
+  }
+
+  /** Map "counters" summed over the CPUs, by reason name. */
+  async counters(): Promise<Map<string, number>> {
+    const sums = await this.agent.sum('counters');
+    return new Map(this.reasons.map((r, i) => [r, Number(sums[i])]));
+  }
+
+  async close(): Promise<void> {
+    runners.delete(this.agent);
+    await this.agent.close();
+  }
 }
 
-/** Builds the object and the runner once; throws, naming what is missing, without the toolchain
- *  or root. Called by every test, so each one fails (never skips) on a machine without them. */
-export function setup(): void {
-  if (runner) return;
+const runners = new Set<XdpAgent>();
+
+/** Builds the object and the agent once; throws, naming what is missing, without the toolchain
+ *  or root. Called by every runner, so each test fails (never skips) on a machine without them. */
+function build(): XdpArtifacts {
+  if (built) return built;
   const missing: string[] = [];
   for (const bin of ['clang', 'cc', 'ip']) {
     try {
@@ -272,28 +286,26 @@ export function setup(): void {
   if (!existsSync('/usr/include/bpf/libbpf.h')) missing.push('libbpf-dev (/usr/include/bpf/libbpf.h)');
   if (missing.length > 0) throw new Error(`XDP toolchain missing: ${missing.join(', ')} (scripts/system-deps.sh)`);
   if (process.getuid?.() !== 0) throw new Error('BPF_PROG_TEST_RUN needs root (CI runs this test as root)');
-  dir = mkdtempSync(join(tmpdir(), 'qlb-xdp-'));
-  execFileSync('bash', [join(ROOT, 'scripts/build-xdp.sh'), dir], { stdio: ['ignore', 'ignore', 'inherit'] });
-  object = join(dir, 'quic_lb.bpf.o');
-  const bin = join(dir, 'test-run');
-  execFileSync('cc', ['-O2', '-Wall', '-Werror', '-o', bin, join(ROOT, 'xdp/test-run.c'), '-lbpf'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  runner = bin;
+  buildDir = mkdtempSync(join(tmpdir(), 'qlb-xdp-'));
+  execFileSync('bash', [join(ROOT, 'scripts/build-xdp.sh'), buildDir], { stdio: ['ignore', 'ignore', 'inherit'] });
+  built = { object: join(buildDir, 'quic_lb.bpf.o'), binary: join(buildDir, 'quic-lb-xdp') };
+  return built;
 }
 
-/** Removes the build directory (call from afterAll). */
-export function cleanup(): void {
-  if (dir) rmSync(dir, { recursive: true, force: true });
-  dir = '';
-  runner = '';
+/** Stops every runner still open and removes the build directory (call from afterAll). */
+export async function cleanup(): Promise<void> {
+  await Promise.all([...runners].map((a) => a.close()));
+  runners.clear();
+  if (buildDir) rmSync(buildDir, { recursive: true, force: true });
+  buildDir = '';
+  built = undefined;
 }
 
 // ---- random and mutated datagrams ----------------------------------------------------------
 
-/** Seeded datagram generator: routable plaintext CIDs in every header shape, unknown server IDs,
- *  mutated fuzz seeds (every config, encrypted ones included) and random octets. */
-export function generator(seed: number): () => Buffer {
+/** Seeded datagram generator: routable plaintext and encrypted CIDs (the library's encoder) in
+ *  every header shape, unknown server IDs, mutated CIDs and fuzz seeds, random octets. */
+export function generator(seed: number, fx: XdpFixture): () => Buffer {
   const r = rng(seed);
   const seeds = fuzzSeeds();
   const backendsOf0 = Object.values(SIDS).map((s) => s[0]);
@@ -334,8 +346,14 @@ export function generator(seed: number): () => Buffer {
     }
     return out;
   };
+  const encryptedSids = fx.encryptedSids;
+  const encrypted = [...fx.encrypted];
+  const encryptedCid = (): Buffer => {
+    const [id, sid] = pick(encryptedSids);
+    return cid(id, sid, r());
+  };
   return () => {
-    switch (r() % 8) {
+    switch (r() % 10) {
       case 0:
       case 1:
       case 2:
@@ -348,8 +366,15 @@ export function generator(seed: number): () => Buffer {
         return mutate(pick(seeds));
       case 6:
         return header(bytes(r() % 21));
-      default:
+      case 7:
         return bytes(r() % 48);
+      case 8:
+        return header(encryptedCid());
+      default:
+        // An encrypted codepoint with random octets (a server ID nobody has), or a mutated CID.
+        return r() & 1
+          ? header(Buffer.concat([Buffer.of((pick(encrypted) << 5) | (r() & 0x1f)), bytes(19)]))
+          : mutate(header(encryptedCid()));
     }
   };
 }
