@@ -171,7 +171,7 @@ export class XdpAgent {
    */
   async apply(commands: readonly string[]): Promise<string[]> {
     const replies = await this.request(commands);
-    const bad = replies.findIndex((r) => !r.startsWith('ok') && !r.startsWith('sum') && !r.startsWith('run'));
+    const bad = replies.findIndex((r) => r.startsWith('error'));
     if (bad >= 0) throw new Error(`XDP agent: ${replies[bad]} (command: ${commands[bad].slice(0, 80)})`);
     return replies;
   }
