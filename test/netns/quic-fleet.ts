@@ -127,7 +127,7 @@ export interface FleetQuicLbConfig {
 export function fleetConfig(
   fleet: Fleet,
   configs: FleetQuicLbConfig[],
-  opts: { drainMs?: number; weights?: Record<string, number>; omit?: string[] } = {},
+  opts: { drainMs?: number; weights?: Record<string, number>; omit?: string[]; xdp?: XdpAttach } = {},
 ): string {
   return [
     'listen:',
@@ -150,9 +150,17 @@ export function fleetConfig(
     "metrics: { listen: '127.0.0.1:9433' }",
     'log: { level: warn }',
     ...(opts.drainMs === undefined ? [] : [`drainMs: ${opts.drainMs}`]),
+    // The LBs' link to the router is `eth0` in every LB namespace; `stop`: a test must not pass
+    // on node:dgram alone when XDP did not attach.
+    ...(opts.xdp === undefined
+      ? []
+      : [`datapath: { mode: xdp, interface: ${fleet.lbs[0].ifname}, attach: ${opts.xdp}, unavailable: stop }`]),
     '',
   ].join('\n');
 }
+
+/** `datapath.attach` of an XDP fleet (docs/xdp.md). */
+export type XdpAttach = 'native' | 'generic';
 const FALLBACK_KEY = randomBytes(16).toString('hex');
 
 /** A test file's fleet: started once before its tests (90 s allowed), torn down after them, even on failure. */
@@ -177,7 +185,7 @@ export function useQuicFleet(options?: Parameters<typeof startQuicFleet>[0]): Qu
 }
 
 export async function startQuicFleet(
-  options: { routing?: 'static' | 'none'; drainMs?: number; configs?: FleetQuicLbConfig[] } = {},
+  options: { routing?: 'static' | 'none'; drainMs?: number; configs?: FleetQuicLbConfig[]; xdp?: XdpAttach } = {},
 ): Promise<QuicFleet> {
   if (!existsSync(CLI))
     throw new Error(`${CLI} missing: run \`npm run build\` first (npm test and npm run test:netns do)`);
@@ -187,7 +195,11 @@ export async function startQuicFleet(
     fleet.onTeardown(() => rmSync(dir, { recursive: true, force: true }));
     const config = path.join(dir, 'lb.yaml');
     const configs = options.configs ?? [{ configId: 0, key: randomBytes(16).toString('hex') }];
-    writeFileSync(config, fleetConfig(fleet, configs, { drainMs: options.drainMs }));
+    writeFileSync(config, fleetConfig(fleet, configs, { drainMs: options.drainMs, xdp: options.xdp }));
+    // The XDP program's next-hop lookup is a forwarding lookup from its interface (xdp/encap.h):
+    // the LB forwards, as a router does (docs/xdp.md "Requirements").
+    if (options.xdp !== undefined)
+      for (const lb of fleet.lbs) await fleet.execOk(lb, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
     const lbProcs = new Map<string, ChildProcess>();
     const backendProcs = new Map<string, ChildProcess>();
     const qf: QuicFleet = {
