@@ -36,7 +36,8 @@ export const checkConfigCommand: CommandModule<object, CheckArgs> = {
           `  return path: ${c.returnPath.mode}${c.returnPath.listen ? ` on ${formatEndpoint(c.returnPath.listen)}` : ''}${c.returnPath.hmacKeys.length > 0 ? ` (HMAC, ${c.returnPath.hmacKeys.length} key(s))` : ''}\n` +
           `  workers: ${c.workers}, metrics: ${c.metrics.listen ? formatEndpoint(c.metrics.listen) : 'off'}\n` +
           (c.anycast ? `  anycast: ${anycastLine(c.anycast)}\n` : '') +
-          (c.retry ? `  retry: ${retryLine(c.retry)}\n` : ''),
+          (c.retry ? `  retry: ${retryLine(c.retry)}\n` : '') +
+          (c.datapath ? `  datapath: ${datapathLine(c.datapath)}\n` : ''),
       );
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
@@ -64,6 +65,13 @@ function redact(c: ReturnType<typeof loadConfigFile>): unknown {
       keys: c.retry.keys.map((k) => ({ sequence: k.sequence, key: '(set)', iv: '(set)' })),
     },
   };
+}
+
+/** The data path in one line: node, or xdp on its interface with the attach mode and the fallback. */
+function datapathLine(d: NonNullable<ReturnType<typeof loadConfigFile>['datapath']>): string {
+  if (d.mode === 'node') return 'node (node:dgram)';
+  const unavailable = d.unavailable === 'stop' ? 'refuse to start' : 'node:dgram alone';
+  return `xdp on ${d.interface} (attach ${d.attach}; when unavailable: ${unavailable})`;
 }
 
 /** The Retry offload section in one line: mode, keys (the first seals), lifetime, versions, load thresholds. */

@@ -823,6 +823,15 @@ describe('quic-lb check-config', () => {
     expect(r.stdout).toContain('1:encrypted(sid 8, nonce 8)');
     expect(r.stdout).not.toContain('anycast');
   });
+  it('summarises the datapath section', () => {
+    const file = path.join(dir, 'datapath.yaml');
+    writeFileSync(file, stringify(configDoc({ datapath: { mode: 'xdp', interface: 'ens5', unavailable: 'stop' } })));
+    const r = runCli(['check-config', file]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('  datapath: xdp on ens5 (attach auto; when unavailable: refuse to start)\n');
+    writeFileSync(file, stringify(configDoc({ datapath: null })));
+    expect(runCli(['check-config', file]).stdout).toContain('  datapath: node (node:dgram)\n');
+  });
   it('accepts and summarises the anycast section', () => {
     const file = path.join(dir, 'anycast.yaml');
     writeFileSync(
