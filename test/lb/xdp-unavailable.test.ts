@@ -24,12 +24,12 @@ const NO_SUCH_INTERFACE = 'qlbnone0';
 
 function doc(sinks: { endpoint: string }[], datapath: Record<string, unknown>): Record<string, unknown> {
   return {
-    listen: ['127.0.7.1:0'],
+    listen: ['127.0.13.1:0'],
     quicLb: QUIC_LB_SPECS.slice(0, 1),
     backends: [{ name: 'a', address: sinks[0].endpoint, serverIds: { 0: SIDS.a[0] }, health: { type: 'none' } }],
     fallback: { key: FALLBACK_KEY },
     returnPath: { mode: 'direct' },
-    metrics: { listen: '127.0.7.1:0' },
+    metrics: { listen: '127.0.13.1:0' },
     log: { level: 'warn' },
     datapath,
   };
@@ -39,8 +39,8 @@ describe('datapath xdp, unavailable', () => {
   it('fallback: forwards on node:dgram, metrics and /healthz say unavailable and why; a reload keeps the data path', async () => {
     const file = path.join(dir, 'fallback.yaml');
     const xdp = { mode: 'xdp', interface: NO_SUCH_INTERFACE, attach: 'generic' };
-    const f = await startSinkFleet(file, ['127.0.7.10'], (sinks) => doc(sinks, xdp), cleanup);
-    const c = await startClient('127.0.7.20', cleanup);
+    const f = await startSinkFleet(file, ['127.0.13.10'], (sinks) => doc(sinks, xdp), cleanup);
+    const c = await startClient('127.0.13.20', cleanup);
     c.send(shortHeader(cid(0, SIDS.a[0])), f.lb.vip);
     await waitFor('the datagram at backend a', () => f.sinks[0].count === 1, 5000);
     let m = await f.metrics();
@@ -70,7 +70,7 @@ describe('datapath xdp, unavailable', () => {
     const file = path.join(dir, 'stop.yaml');
     installYaml(
       file,
-      doc([{ endpoint: '127.0.7.10:9' }], { mode: 'xdp', interface: NO_SUCH_INTERFACE, unavailable: 'stop' }),
+      doc([{ endpoint: '127.0.13.10:9' }], { mode: 'xdp', interface: NO_SUCH_INTERFACE, unavailable: 'stop' }),
     );
     const r = runCli(['serve', '--config', file]);
     expect(r.status).toBe(2);
