@@ -355,6 +355,8 @@ int quic_lb(struct xdp_md *ctx)
 		dec.outcome = QLB_RETRY_OFFLOAD;
 	else if (backend >= 0)
 		verdict = qlb_forward(ctx, backend, &dec, gen);
+	else if (reason == QLB_MALFORMED || reason == QLB_NO_BACKEND)
+		verdict = XDP_DROP; /* what decide() drops: node:dgram would drop it too */
 	d = bpf_map_lookup_elem(&last, &zero);
 	if (d)
 		*d = dec;
