@@ -9,7 +9,7 @@
 #define QUIC_LB_XDP_FALLBACK_H
 
 #ifndef QLB_MAX_MAGLEV_TABLE
-#error "QLB_MAX_MAGLEV_TABLE: build with scripts/build-xdp.sh (it reads src/lb/maglev.ts)"
+#error "QLB_MAX_MAGLEV_TABLE: build with xdp/build.sh (it reads src/lb/maglev.ts)"
 #endif
 
 /* Hash input of fallbackSlot(): client address (4|16) | client port (2, big-endian) | VIP

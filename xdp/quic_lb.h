@@ -14,7 +14,7 @@
 #define QLB_MAX_BACKENDS 4096
 /* QLB_MAX_MAGLEV_TABLE (max_entries of map "maglev") is not defined here: it is
  * MAX_MAGLEV_TABLE_SIZE of src/lb/maglev.ts, the limit of the config's fallback.tableSize, and
- * scripts/build-xdp.sh passes it (-D) from there, so the TS source stays its one source. User
+ * xdp/build.sh passes it (-D) from there, so the TS source stays its one source. User
  * space reads it back as the map's max_entries. */
 
 /* Why the program decided what it decided. Values 0 .. QLB_NO_BACKEND are decide()'s reasons:

@@ -287,7 +287,7 @@ function build(): XdpArtifacts {
   if (missing.length > 0) throw new Error(`XDP toolchain missing: ${missing.join(', ')} (scripts/system-deps.sh)`);
   if (process.getuid?.() !== 0) throw new Error('BPF_PROG_TEST_RUN needs root (CI runs this test as root)');
   buildDir = mkdtempSync(join(tmpdir(), 'qlb-xdp-'));
-  execFileSync('bash', [join(ROOT, 'scripts/build-xdp.sh'), buildDir], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('bash', [join(ROOT, 'xdp/build.sh'), buildDir], { stdio: ['ignore', 'ignore', 'inherit'] });
   built = { object: join(buildDir, 'quic_lb.bpf.o'), binary: join(buildDir, 'quic-lb-xdp') };
   return built;
 }

@@ -3,7 +3,7 @@
 # -> OUT_DIR/quic-lb-xdp, linked with libbpf). OUT_DIR = the argument, default .tmp/xdp. Nothing
 # built is committed.
 #
-#   scripts/build-xdp.sh [--optional] [OUT_DIR]
+#   xdp/build.sh [--optional] [OUT_DIR]
 #
 # Needs clang, cc and libbpf (scripts/system-deps.sh installs them as root). Without them it
 # names what is missing and exits 1, or, with --optional (what `npm run build` passes), says
