@@ -46,6 +46,7 @@ import {
   XdpRunner,
   cleanup,
   generator,
+  ipHeader,
   octetsOf,
   onesSum,
   pseudoHeader,
@@ -198,23 +199,7 @@ function checkSent(x: XdpResult, f: Frame, index: number, outcome: string, what:
   const udpAt = 14 + ipLen;
   // Ethernet: neighbour entry -> egress interface's address.
   const eth = Buffer.concat([mac(b.mac), mac(iface.mac), Buffer.from(b.family === 4 ? '0800' : '86dd', 'hex')]);
-  const ipHeader = Buffer.alloc(ipLen);
-  if (b.family === 4) {
-    ipHeader[0] = 0x45;
-    ipHeader.writeUInt16BE(20 + 8 + payload.length, 2);
-    ipHeader.writeUInt16BE(0x4000, 6); // DF, ID 0
-    ipHeader[8] = 64;
-    ipHeader[9] = 17;
-    src.copy(ipHeader, 12);
-    dst.copy(ipHeader, 16);
-  } else {
-    ipHeader[0] = 0x60;
-    ipHeader.writeUInt16BE(8 + payload.length, 4);
-    ipHeader[6] = 17;
-    ipHeader[7] = 64;
-    src.copy(ipHeader, 8);
-    dst.copy(ipHeader, 24);
-  }
+  const ip = ipHeader(src, dst, 8 + payload.length, true); // DF, ID 0
   const udp = Buffer.alloc(8);
   udp.writeUInt16BE(SOURCES[index].port, 0);
   udp.writeUInt16BE(b.port, 2);
@@ -223,7 +208,7 @@ function checkSent(x: XdpResult, f: Frame, index: number, outcome: string, what:
   const seen = Buffer.from(out);
   if (b.family === 4) seen.writeUInt16BE(0, 14 + 10);
   seen.writeUInt16BE(0, udpAt + 6);
-  const expected = Buffer.concat([eth, ipHeader, udp, payload]);
+  const expected = Buffer.concat([eth, ip, udp, payload]);
   if (!seen.equals(expected)) {
     let at = 0;
     while (at < seen.length && seen[at] === expected[at]) at++;

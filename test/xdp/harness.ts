@@ -70,6 +70,32 @@ export function pseudoHeader(src: Buffer, dst: Buffer, udpLength: number): Buffe
   return p;
 }
 
+/**
+ * An IPv4 (no options, IPv4 header checksum 0) or IPv6 header of a UDP datagram of `udpLength`
+ * octets from `src` to `dst` (4 or 16 octets), TTL / hop limit 64; `df`: IPv4 Don't Fragment.
+ */
+export function ipHeader(src: Buffer, dst: Buffer, udpLength: number, df = false): Buffer {
+  if (src.length === 4) {
+    const ip = Buffer.alloc(20);
+    ip[0] = 0x45;
+    ip.writeUInt16BE(20 + udpLength, 2);
+    if (df) ip.writeUInt16BE(0x4000, 6);
+    ip[8] = 64;
+    ip[9] = 17;
+    src.copy(ip, 12);
+    dst.copy(ip, 16);
+    return ip;
+  }
+  const ip = Buffer.alloc(40);
+  ip[0] = 0x60;
+  ip.writeUInt16BE(udpLength, 4);
+  ip[6] = 17;
+  ip[7] = 64;
+  src.copy(ip, 8);
+  dst.copy(ip, 24);
+  return ip;
+}
+
 /** The UDP checksum field for `udp` (its checksum field zero), 0 sent as 0xffff. */
 export function udpChecksum(src: Buffer, dst: Buffer, udp: Buffer): number {
   const c = ~onesSum(pseudoHeader(src, dst, udp.length), udp) & 0xffff;
@@ -132,26 +158,8 @@ export function xdpFixture(config: LbConfig): XdpFixture {
     f.datagram.copy(udp, 8);
     udp.writeUInt16BE(udpChecksum(client, vip, udp), 6);
     const eth = Buffer.alloc(14);
-    let ip: Buffer;
-    if (f.family === 4) {
-      eth.writeUInt16BE(0x0800, 12);
-      ip = Buffer.alloc(20);
-      ip[0] = 0x45;
-      ip.writeUInt16BE(20 + udp.length, 2);
-      ip[8] = 64;
-      ip[9] = 17;
-      client.copy(ip, 12);
-      vip.copy(ip, 16);
-    } else {
-      eth.writeUInt16BE(0x86dd, 12);
-      ip = Buffer.alloc(40);
-      ip[0] = 0x60;
-      ip.writeUInt16BE(udp.length, 4);
-      ip[6] = 17;
-      ip[7] = 64;
-      client.copy(ip, 8);
-      vip.copy(ip, 24);
-    }
+    eth.writeUInt16BE(f.family === 4 ? 0x0800 : 0x86dd, 12);
+    const ip = ipHeader(client, vip, udp.length);
     const frame = Buffer.concat([eth, ip, udp]);
     mutate?.(frame);
     return frame;
