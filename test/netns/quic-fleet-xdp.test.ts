@@ -46,84 +46,89 @@ async function healthzOf(fleet: Fleet, lb: Ns): Promise<string> {
   return r.stdout;
 }
 
-describe.runIf(RUN)('QUIC fleet with datapath xdp (generic attach): the kernel forwards (root)', () => {
-  const ctx = useQuicFleet({ xdp: 'generic' });
+describe.runIf(RUN).each(['generic', 'native'] as const)(
+  'QUIC fleet with datapath xdp (%s attach): the kernel forwards (root)',
+  (mode) => {
+    const ctx = useQuicFleet({ xdp: mode });
 
-  it('VIP-path downloads complete and the XDP program carried them; /healthz and metrics say attached', async () => {
-    const { fleet, dir } = ctx;
-    for (const lb of fleet.lbs) {
-      const m = await scrape(fleet, lb);
-      expect(m.get('quic_lb_xdp_state{state="attached",mode="generic",interface="eth0"}'), lb.name).toBe(1);
-      expect(await healthzOf(fleet, lb)).toContain('xdp: {"state":"attached","mode":"generic","interface":"eth0"}');
-    }
-    const before = await carried(fleet);
-    const size = 2_000_000;
-    const runs = await Promise.all(
-      Array.from({ length: 6 }, () => client(fleet, dir, `/bytes/${size}`, ['--no-preferred-addr'])),
-    );
-    for (const r of runs) {
+    it('VIP-path downloads complete and the XDP program carried them; /healthz and metrics say attached', async () => {
+      const { fleet, dir } = ctx;
+      for (const lb of fleet.lbs) {
+        const m = await scrape(fleet, lb);
+        expect(m.get(`quic_lb_xdp_state{state="attached",mode="${mode}",interface="eth0"}`), lb.name).toBe(1);
+        expect(await healthzOf(fleet, lb)).toContain(`xdp: {"state":"attached","mode":"${mode}","interface":"eth0"}`);
+      }
+      const before = await carried(fleet);
+      const size = 2_000_000;
+      const runs = await Promise.all(
+        Array.from({ length: 6 }, () => client(fleet, dir, `/bytes/${size}`, ['--no-preferred-addr'])),
+      );
+      for (const r of runs) {
+        expect(r.out).toContain('QUIC handshake has been confirmed');
+        expect(r.out).toContain('[:status: 200]');
+        expect(isDemoBody(r.file, size)).toBe(true);
+      }
+      const after = await carried(fleet);
+      const xdp = after.xdp - before.xdp;
+      const node = after.node - before.node;
+      // 6 x 2 MB of replies come back through the LBs' return path, but the client's datagrams
+      // (ACKs, requests, handshakes) all cross a VIP: several hundred each, all sent by XDP.
+      expect(xdp).toBeGreaterThan(600);
+      expect(node).toBeLessThan(xdp / 20); // node:dgram forwarded (almost) none of them
+      console.log(`xdp fleet (${mode}): XDP sent ${xdp} client datagrams, node:dgram forwarded ${node}`);
+    }, 180_000);
+
+    it('with preferred_address: the handshake crosses XDP, the client moves to its backend', async () => {
+      const { fleet, dir } = ctx;
+      const before = await carried(fleet);
+      const r = await client(fleet, dir, '/bytes/200000');
       expect(r.out).toContain('QUIC handshake has been confirmed');
-      expect(r.out).toContain('[:status: 200]');
-      expect(isDemoBody(r.file, size)).toBe(true);
-    }
-    const after = await carried(fleet);
-    const xdp = after.xdp - before.xdp;
-    const node = after.node - before.node;
-    // 6 x 2 MB of replies come back through the LBs' return path, but the client's datagrams
-    // (ACKs, requests, handshakes) all cross a VIP: several hundred each, all sent by XDP.
-    expect(xdp).toBeGreaterThan(600);
-    expect(node).toBeLessThan(xdp / 20); // node:dgram forwarded (almost) none of them
-    console.log(`xdp fleet: XDP sent ${xdp} client datagrams, node:dgram forwarded ${node}`);
-  }, 180_000);
+      expect(r.out).toMatch(/selected server preferred_address is \[[\d.]+\]:\d+/);
+      expect(r.out).toMatch(/Path validation against path \{local:\[[\d.]+\]:\d+, remote:\[[\d.]+\]:\d+\} succeeded/);
+      expect(isDemoBody(r.file, 200_000)).toBe(true);
+      const after = await carried(fleet);
+      expect(after.xdp - before.xdp).toBeGreaterThan(0); // the Initials and handshake went through XDP
+      expect(after.node - before.node).toBe(0);
+    }, 120_000);
 
-  it('with preferred_address: the handshake crosses XDP, the client moves to its backend', async () => {
-    const { fleet, dir } = ctx;
-    const before = await carried(fleet);
-    const r = await client(fleet, dir, '/bytes/200000');
-    expect(r.out).toContain('QUIC handshake has been confirmed');
-    expect(r.out).toMatch(/selected server preferred_address is \[[\d.]+\]:\d+/);
-    expect(r.out).toMatch(/Path validation against path \{local:\[[\d.]+\]:\d+, remote:\[[\d.]+\]:\d+\} succeeded/);
-    expect(isDemoBody(r.file, 200_000)).toBe(true);
-    const after = await carried(fleet);
-    expect(after.xdp - before.xdp).toBeGreaterThan(0); // the Initials and handshake went through XDP
-    expect(after.node - before.node).toBe(0);
-  }, 120_000);
-
-  it('a reload (backend weights) and an agent killed under traffic lose no download', async () => {
-    const { fleet, dir, qf } = ctx;
-    const size = 6_000_000;
-    const downloads = Promise.all(
-      Array.from({ length: 3 }, () => client(fleet, dir, `/bytes/${size}`, ['--no-preferred-addr'])),
-    );
-    await sleep(800);
-    // A new generation of every map while datagrams flow.
-    const text = fleetConfig(fleet, [{ configId: 0, key: readKey(qf.config) }], {
-      weights: { be1: 2 },
-      xdp: 'generic',
-    });
-    await reloadLbs(qf, text);
-    // The first LB's agent dies: its program is detached, node:dgram carries on.
-    const lb = fleet.lbs[0];
-    const lbPid = qf.lbProcs.get(lb.name)?.pid as number;
-    process.kill(agentPid(lbPid), 'SIGKILL');
-    await waitFor(
-      'the LB reports XDP failed',
-      async () => (await scrape(fleet, lb)).get('quic_lb_xdp_state{state="failed",mode="",interface="eth0"}') === 1,
-      10_000,
-    );
-    expect(await healthzOf(fleet, lb)).toMatch(/xdp: \{"state":"failed","interface":"eth0","reason":"XDP agent exited/);
-    for (const r of await downloads) {
-      expect(r.out).toContain('[:status: 200]');
-      expect(isDemoBody(r.file, size)).toBe(true);
-    }
-    // The LB keeps serving new connections on node:dgram alone.
-    const before = await carried(fleet);
-    const again = await client(fleet, dir, '/bytes/100000', ['--no-preferred-addr']);
-    expect(isDemoBody(again.file, 100_000)).toBe(true);
-    const after = await carried(fleet);
-    expect(after.node + after.xdp).toBeGreaterThan(before.node + before.xdp);
-  }, 180_000);
-});
+    it('a reload (backend weights) and an agent killed under traffic lose no download', async () => {
+      const { fleet, dir, qf } = ctx;
+      const size = 6_000_000;
+      const downloads = Promise.all(
+        Array.from({ length: 3 }, () => client(fleet, dir, `/bytes/${size}`, ['--no-preferred-addr'])),
+      );
+      await sleep(800);
+      // A new generation of every map while datagrams flow.
+      const text = fleetConfig(fleet, [{ configId: 0, key: readKey(qf.config) }], {
+        weights: { be1: 2 },
+        xdp: 'generic',
+      });
+      await reloadLbs(qf, text);
+      // The first LB's agent dies: its program is detached, node:dgram carries on.
+      const lb = fleet.lbs[0];
+      const lbPid = qf.lbProcs.get(lb.name)?.pid as number;
+      process.kill(agentPid(lbPid), 'SIGKILL');
+      await waitFor(
+        'the LB reports XDP failed',
+        async () => (await scrape(fleet, lb)).get('quic_lb_xdp_state{state="failed",mode="",interface="eth0"}') === 1,
+        10_000,
+      );
+      expect(await healthzOf(fleet, lb)).toMatch(
+        /xdp: \{"state":"failed","interface":"eth0","reason":"XDP agent exited/,
+      );
+      for (const r of await downloads) {
+        expect(r.out).toContain('[:status: 200]');
+        expect(isDemoBody(r.file, size)).toBe(true);
+      }
+      // The LB keeps serving new connections on node:dgram alone.
+      const before = await carried(fleet);
+      const again = await client(fleet, dir, '/bytes/100000', ['--no-preferred-addr']);
+      expect(isDemoBody(again.file, 100_000)).toBe(true);
+      const after = await carried(fleet);
+      expect(after.node + after.xdp).toBeGreaterThan(before.node + before.xdp);
+    }, 180_000);
+  },
+);
 
 /** The fleet's QUIC-LB key, read back from its config file (fleetConfig writes `key: '…'`). */
 function readKey(file: string): string {

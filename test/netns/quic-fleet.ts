@@ -161,6 +161,27 @@ export function fleetConfig(
 
 /** `datapath.attach` of an XDP fleet (docs/xdp.md). */
 export type XdpAttach = 'native' | 'generic';
+
+/**
+ * Attaches the XDP program (no maps filled: every frame passes) natively to the router side of
+ * `lb`'s link, by running the agent there until the fleet's teardown stops it.
+ */
+async function attachPeerXdp(fleet: Fleet, lb: Ns): Promise<void> {
+  const dist = path.join(REPO, 'dist', 'xdp');
+  const agent = fleet.spawn(fleet.router, [
+    path.join(dist, 'quic-lb-xdp'),
+    path.join(dist, 'quic_lb.bpf.o'),
+    lb.routerIfname,
+    'native',
+  ]);
+  let out = '';
+  agent.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  agent.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  await waitFor(`XDP on ${lb.routerIfname} in the router: ${out}`, () => {
+    if (agent.exitCode !== null) throw new Error(`agent exited: ${out}`);
+    return out.startsWith('ready native');
+  });
+}
 const FALLBACK_KEY = randomBytes(16).toString('hex');
 
 /** A test file's fleet: started once before its tests (90 s allowed), torn down after them, even on failure. */
@@ -200,6 +221,14 @@ export async function startQuicFleet(
     // the LB forwards, as a router does (docs/xdp.md "Requirements").
     if (options.xdp !== undefined)
       for (const lb of fleet.lbs) await fleet.execOk(lb, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+    // A frame a native XDP program sends out of a veth reaches the peer only if the peer runs in
+    // NAPI mode: an XDP program of its own (the kernel's veth rule; a NIC needs nothing). The
+    // agent, load-only maps and all, passes every frame there (no VIP in its maps).
+    if (options.xdp === 'native') for (const lb of fleet.lbs) await attachPeerXdp(fleet, lb);
+    // A veth hands a locally sent datagram on with its UDP checksum left to "hardware" (only the
+    // pseudo-header sum in the field), and a native XDP program sees exactly that: the client
+    // computes its checksums itself, as any sender behind a real link has.
+    if (options.xdp === 'native') await fleet.execOk(fleet.client, ['ethtool', '-K', fleet.client.ifname, 'tx', 'off']);
     const lbProcs = new Map<string, ChildProcess>();
     const backendProcs = new Map<string, ChildProcess>();
     const qf: QuicFleet = {
