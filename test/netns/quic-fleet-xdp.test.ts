@@ -1,7 +1,8 @@
 // `datapath: xdp` for real (issue 15): the QUIC fleet (two `quic-lb serve` behind the ECMP router,
 // three demo backends, Debian's gtlsclient) with the XDP program attached to each LB's link. The
 // downloads must complete, and the program (not node:dgram) must have carried their packets:
-// quic_lb_xdp_packets_total against quic_lb_received_packets_total. Then a reload and an agent
+// quic_lb_xdp_packets_total against quic_lb_received_packets_total; one connection whose packets
+// alternate between the LBs routes identically through both programs. Then a reload and an agent
 // killed under traffic lose nothing. Root only (CI); needs the build (npm run build makes
 // dist/xdp when clang and libbpf-dev are installed: scripts/system-deps.sh).
 import { execFileSync } from 'node:child_process';
@@ -88,6 +89,32 @@ describe.runIf(RUN).each(['generic', 'native'] as const)(
       expect(isDemoBody(r.file, 200_000)).toBe(true);
       const after = await carried(fleet);
       expect(after.xdp - before.xdp).toBeGreaterThan(0); // the Initials and handshake went through XDP
+      expect(after.node - before.node).toBe(0);
+    }, 120_000);
+
+    it('one connection alternating between the two LBs: both XDP programs route it to the same backend', async () => {
+      const { fleet, dir } = ctx;
+      const [lb1, lb2] = fleet.lbs;
+      const before = await carried(fleet);
+      const size = 8_000_000;
+      let flipping = true;
+      let flips = 0;
+      const flipper = (async () => {
+        while (flipping) {
+          await fleet.setVipNexthops([flips % 2 === 0 ? lb1 : lb2]);
+          flips++;
+          await sleep(150);
+        }
+      })();
+      const r = await client(fleet, dir, `/bytes/${size}`, ['--no-preferred-addr']);
+      flipping = false;
+      await flipper;
+      await fleet.setVipNexthops(fleet.lbs);
+      expect(r.out).toContain('[:status: 200]');
+      expect(isDemoBody(r.file, size)).toBe(true);
+      expect(flips).toBeGreaterThanOrEqual(4);
+      const after = await carried(fleet);
+      after.xdpBy.forEach((n, i) => expect(n - before.xdpBy[i], `XDP of ${fleet.lbs[i].name}`).toBeGreaterThan(0));
       expect(after.node - before.node).toBe(0);
     }, 120_000);
 
