@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests and benchmarks drive for real (third-party QUIC
 # clients: ngtcp2's gtlsclient and Chromium for test/e2e/chromium.test.ts, Redis, nginx's UDP
 # proxy, BIRD, iproute2, a C compiler for the raw-socket tools of test/hostile and
-# bench/native, clang and libbpf's headers for the XDP program in xdp/ and its test runner),
+# bench/native, clang and libbpf's headers for the XDP program in xdp/ and its test runner,
+# ethtool for bench:xdp),
 # when they are missing.
 # As root it installs them with apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
@@ -20,6 +21,8 @@ declare -A need=(
   [systemd-analyze]=systemd
   [cc]=gcc
   [clang]=clang
+  # bench:xdp turns the load namespace's checksum offload off (bench/xdp/topology.ts)
+  [ethtool]=ethtool
 )
 missing=()
 for bin in "${!need[@]}"; do
