@@ -100,8 +100,8 @@ const fmt = (v: number | null | undefined, digits = 2): string =>
 /** The results table: one row per router (medians of the rounds). */
 export function xdpTable(res: BenchResults, x: XdpExtra): string {
   const lines = [
-    '| router | datagrams/s held (median) | each round | CPU µs/datagram, whole path | over the no-LB path, same rate | router processes | udp-blast (+ softirq of its sends) | udp-sink | ksoftirqd | carried by XDP | XDP program, ns/run |',
-    '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| router | datagrams/s held (median) | each round | CPU µs/datagram, whole path | over the no-LB path, same rate | router processes | udp-blast (+ softirq of its sends) | udp-sink | ksoftirqd | carried by XDP | XDP program, ns/run | one-way latency p50 / p99, µs |',
+    '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of res.results.filter((row) => row.scenario === 'steady')) {
     const b = x.breakdown[r.router];
@@ -109,7 +109,7 @@ export function xdpTable(res: BenchResults, x: XdpExtra): string {
     const share = c && c.xdp + c.node > 0 ? `${fmt((100 * c.xdp) / (c.xdp + c.node), 1)} %` : '–';
     const rounds = (res.rounds?.[r.router] ?? []).map((k) => fmt(k.pps, 0)).join(', ');
     lines.push(
-      `| ${labelOf(res, r.router)} | ${fmt(r.pps, 0)} | ${rounds} | ${fmt(b?.total)} | ${r.router === DIRECT_ID ? '0' : fmt(x.lb_cpu_over_direct[r.router])} | ${fmt(b?.router)} | ${fmt(b?.blast)} | ${fmt(b?.sink)} | ${fmt(b?.softirqd)} | ${share} | ${fmt(x.program_ns[r.router], 0)} |`,
+      `| ${labelOf(res, r.router)} | ${fmt(r.pps, 0)} | ${rounds} | ${fmt(b?.total)} | ${r.router === DIRECT_ID ? '0' : fmt(x.lb_cpu_over_direct[r.router])} | ${fmt(b?.router)} | ${fmt(b?.blast)} | ${fmt(b?.sink)} | ${fmt(b?.softirqd)} | ${share} | ${fmt(x.program_ns[r.router], 0)} | ${fmt(r.p50_us, 0)} / ${fmt(r.p99_us, 0)} |`,
     );
   }
   return lines.join('\n');
@@ -137,6 +137,8 @@ export function renderXdpMarkdown(res: BenchResults, x: XdpExtra): string {
     '## Datagrams per second held at loss <= 0.1 %, and CPU per datagram',
     '',
     xdpTable(res, x),
+    '',
+    `Latency: one trial per router at ${fmt(Number(res.params.latency_pps ?? 0), 0)} datagrams/s after the searches, load to sink.`,
     '',
     '## Ratios',
     '',

@@ -1,4 +1,4 @@
-// `npm run bench:xdp [-- --rounds N] [--routers id,id] [--trial-ms MS] [--rate-start PPS] [--out DIR] [--note TEXT]`:
+// `npm run bench:xdp [-- --rounds N] [--routers id,id] [--trial-ms MS] [--rate-start PPS] [--out DIR] [--note TEXT] [--report-only]`:
 // the XDP data path (issue 15) beside `quic-lb serve` on node:dgram, nginx's UDP proxy and the
 // bare node:dgram relay, in one run, in network namespaces (bench/xdp/topology.ts): udp-blast
 // in a load namespace sends QUIC-LB-routable short-header datagrams (plaintext and four-pass
@@ -13,7 +13,8 @@
 // Root only; needs clang and libbpf-dev (npm run build makes dist/xdp), cc, nginx for its row.
 // Writes bench/results/xdp.{json,md}. Every process is stopped by PID and the namespaces deleted
 // on success, failure and Ctrl-C (test/netns/netns.ts).
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { BenchResults } from '../report/types.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { canUseNetns } from '../../test/netns/netns.js';
@@ -128,6 +129,15 @@ const LIMITS = (native: string): string[] => [
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  const out = path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results'));
+  if (args.has('report-only')) {
+    // Re-renders xdp.md from xdp.json (after a change of the report).
+    const { xdp, ...res } = JSON.parse(readFileSync(path.join(out, 'xdp.json'), 'utf8')) as BenchResults & {
+      xdp: XdpExtra;
+    };
+    writeFileSync(path.join(out, 'xdp.md'), renderXdpMarkdown(res, xdp));
+    return;
+  }
   if (!canUseNetns()) throw new Error('bench:xdp: needs root and `ip netns` (network namespaces)');
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
   const base = withOverrides(PROFILES.quick, args);
@@ -200,6 +210,7 @@ async function main(): Promise<void> {
       engine,
     });
     res.skipped.push(...skipped);
+    res.params.latency_pps = profile.latencyRate;
     res.params.load_tools =
       'native udp-blast (load namespace, one process, sendmmsg batches of 32, one socket per flow up to 1000) and udp-sink (sink namespace, recvmmsg)';
     for (const scheme of SCHEMES) {
@@ -235,7 +246,6 @@ async function main(): Promise<void> {
       lb_cpu_over_direct: Object.fromEntries(res.routers.map((r) => [r.id, cpuOverDirect(res.rate_search, r.id)])),
       limits: LIMITS(topo.nativeUnavailable),
     };
-    const out = path.resolve(args.get('out') ?? path.join(repoRoot, 'bench/results'));
     mkdirSync(out, { recursive: true });
     writeFileSync(path.join(out, 'xdp.json'), `${JSON.stringify({ ...res, xdp: x }, null, 2)}\n`);
     writeFileSync(path.join(out, 'xdp.md'), renderXdpMarkdown(res, x));

@@ -168,7 +168,8 @@ describe('bench:xdp figures', () => {
       rss_mb: 50,
       redis_mem_mb: null,
     });
-    res.results = [row('quic-lb-plaintext-xdp-native', 290_000), row('nginx', 185_000)];
+    res.results = [{ ...row('quic-lb-plaintext-xdp-native', 290_000), p50_us: 31, p99_us: 106 }, row('nginx', 185_000)];
+    res.params.latency_pps = 5000;
     res.rounds = {
       'quic-lb-plaintext-xdp-native': [
         { pps: 280_000, cpu_us_per_packet: 4 },
@@ -192,11 +193,12 @@ describe('bench:xdp figures', () => {
     };
     const md = renderXdpMarkdown(res, x);
     expect(md).toContain(
-      '| quic-lb serve (plaintext, XDP native) | 290,000 | 280,000, 290,000 | 4.41 | 2.39 | 0 | 3.59 | 0.83 | 0 | 99.9 % | 212 |',
+      '| quic-lb serve (plaintext, XDP native) | 290,000 | 280,000, 290,000 | 4.41 | 2.39 | 0 | 3.59 | 0.83 | 0 | 99.9 % | 212 | 31 / 106 |',
     );
-    expect(md).toContain('| nginx stream UDP proxy | 185,000 | 185,000 | – | 5.47 | – | – | – | – | – | – |');
+    expect(md).toContain('| nginx stream UDP proxy | 185,000 | 185,000 | – | 5.47 | – | – | – | – | – | – | – / – |');
     expect(md).toContain('| quic-lb-plaintext-xdp-native/nginx pps | 1.568 |');
     expect(md).toContain('- THE GENERATOR');
+    expect(md).toContain('one trial per router at 5,000 datagrams/s');
     expect(md).toContain('Topology: TOPOLOGY');
     expect(md).not.toContain('native attach not measured');
     expect(md).not.toMatch(/\n\n\n/);
