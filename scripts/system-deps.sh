@@ -3,7 +3,7 @@
 # clients: ngtcp2's gtlsclient and Chromium for test/e2e/chromium.test.ts, Redis, nginx's UDP
 # proxy, BIRD, iproute2, a C compiler for the raw-socket tools of test/hostile and
 # bench/native, clang and libbpf's headers for the XDP program in xdp/ and its agent, ethtool for
-# the native-XDP fleet test), when they are missing.
+# the native-XDP fleet test and bench:xdp), when they are missing.
 # As root it installs them with apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 

@@ -71,7 +71,7 @@ export const BASELINE_ROUTERS = (baseline: Build): RouterSpec[] => [
 ];
 
 /** What the forwarder run needs of an engine (the Node Engine and the NativeEngine both have it). */
-interface TrialEngine {
+export interface TrialEngine {
   setup(): Promise<void>;
   close(): Promise<void>;
   start(spec: RouterSpec, index: number): Promise<RouterHandle>;
@@ -114,8 +114,10 @@ export interface ForwarderBenchOptions {
   /** Rate searches per router (alternating, as every search is); the report takes medians. Default 1. */
   rounds?: number;
   budget?: BudgetPhase;
-  /** 'workers' (default): the issue 3 targets; 'ciphers': the ratios of CIPHER_ROUTERS; 'baseline': of BASELINE_ROUTERS. */
-  compare?: 'workers' | 'ciphers' | 'baseline';
+  /** 'workers' (default): the issue 3 targets; 'ciphers': the ratios of CIPHER_ROUTERS; 'baseline': of BASELINE_ROUTERS; 'none': no ratios (the caller computes its own, bench/xdp). */
+  compare?: 'workers' | 'ciphers' | 'baseline' | 'none';
+  /** The engine to run on (bench/xdp: a NativeEngine in network namespaces); default one from `native`. */
+  engine?: TrialEngine;
 }
 
 /**
@@ -188,9 +190,11 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
   };
   res.rounds = {};
   const tmp = mkdtempSync(path.join(tmpdir(), 'quic-lb-bench-native-'));
-  const engine: TrialEngine = o.native
-    ? new NativeEngine(o.native, { conns: p.conns, packetSize: p.packetSize, seed: p.seed, tmp })
-    : new Engine({ conns: p.conns, packetSize: p.packetSize, seed: p.seed, maxFlows: p.conns, needRedis: false });
+  const engine: TrialEngine = o.engine
+    ? o.engine
+    : o.native
+      ? new NativeEngine(o.native, { conns: p.conns, packetSize: p.packetSize, seed: p.seed, tmp })
+      : new Engine({ conns: p.conns, packetSize: p.packetSize, seed: p.seed, maxFlows: p.conns, needRedis: false });
   const running: { spec: RouterSpec; handle: RouterHandle }[] = [];
   /** Runs `n` rate searches over `set`, each round's result in `res.rounds` under router id + `suffix`; returns per key the best trial of the median round. */
   const searchRounds = async (
@@ -344,7 +348,9 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
     res.ratios[`${a}/${b} cpu_us_per_packet`] = x && y ? round(x / y, 3) : null;
     res.ratios[`${a}/${b} cpu_us_per_packet at the same rate`] = sameRateCpuRatio(res.rate_search, a, b);
   };
-  if (o.compare === 'baseline') {
+  if (o.compare === 'none') {
+    // the caller's ratios
+  } else if (o.compare === 'baseline') {
     for (const scheme of ['plaintext', 'four-pass']) {
       ratio(`quic-lb-${scheme}`, `quic-lb-${scheme}@baseline`);
       cpuRatio(`quic-lb-${scheme}`, `quic-lb-${scheme}@baseline`);

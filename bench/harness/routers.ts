@@ -26,6 +26,26 @@ export interface Env {
   tmp: string;
   /** Largest number of concurrent flows the run will create (sizes nginx). */
   maxFlows: number;
+  /** Routers in network namespaces (bench:xdp); without it they run here, on free loopback ports. */
+  netns?: RouterPlacement;
+}
+
+/** Where routers run when each has a network namespace of its own (bench/xdp). */
+export interface RouterPlacement {
+  /** The namespace of the router that listens on `host`. */
+  of(host: string): string;
+  /** The port every router listens on (each namespace is fresh: the port is free). */
+  port: number;
+}
+
+/** The address a router listens on: a fixed port in its own namespace, else a free loopback port. */
+async function listenTarget(env: Env, host: string): Promise<Target> {
+  return { host, port: env.netns ? env.netns.port : await freeUdpPort(host) };
+}
+
+/** `cmd args`, run in the namespace of the router on `host` when there is one (`ip netns exec` execs it: same PID). */
+export function placed(env: Env, host: string, cmd: string, args: string[]): [string, string[]] {
+  return env.netns ? ['ip', ['netns', 'exec', env.netns.of(host), cmd, ...args]] : [cmd, args];
 }
 
 export interface RouterHandle {
@@ -69,9 +89,18 @@ export function quicLbConfig(
   listen: Target,
   workers: number,
   cipher?: QuicLbCipher,
+  xdp?: XdpDatapath,
 ): object {
   const s = env.schemes[algorithm];
   return {
+    // The XDP program on the interface forwards what it decides; `stop`: a run never measures
+    // node:dgram under an XDP label. Metrics: the benchmark reads how much the program carried.
+    ...(xdp
+      ? {
+          datapath: { mode: 'xdp', interface: xdp.interface, attach: xdp.attach, unavailable: 'stop' },
+          metrics: { listen: `127.0.0.1:${XDP_METRICS_PORT}` },
+        }
+      : {}),
     listen: [`${listen.host}:${listen.port}`],
     quicLb: [
       {
@@ -134,30 +163,48 @@ export interface Build {
   name: string;
 }
 
+/** `datapath: xdp` of a benchmarked `quic-lb serve` (docs/config.md). */
+export interface XdpDatapath {
+  interface: string;
+  attach: 'native' | 'generic';
+}
+
+/** Where a `quic-lb serve` with XDP serves its metrics (in its own namespace, so one port for all). */
+export const XDP_METRICS_PORT = 9433;
+
 /**
  * `quic-lb serve` with the CID scheme `algorithm`. `cipher` sets the config's AES implementation
  * (`table` or `node`; default: the config's default) and becomes part of the id (`-aes-<cipher>`);
- * `build` runs another build's CLI (id suffix `@<name>`).
+ * `build` runs another build's CLI (id suffix `@<name>`); `xdp` attaches the XDP data path (id
+ * suffix `-xdp-<attach>`; one worker, as `datapath: xdp` requires).
  */
-export function quicLbRouter(algorithm: Algorithm, workers = 1, cipher?: QuicLbCipher, build?: Build): RouterSpec {
+export function quicLbRouter(
+  algorithm: Algorithm,
+  workers = 1,
+  cipher?: QuicLbCipher,
+  build?: Build,
+  xdp?: XdpDatapath,
+): RouterSpec {
   const cli = build?.cli ?? cliPath;
   return {
-    id: `quic-lb-${algorithm}${workers === 1 ? '' : `-w${workers}`}${cipher ? `-aes-${cipher}` : ''}${build ? `@${build.name}` : ''}`,
-    label: `quic-lb serve (${algorithm}${workers === 1 ? '' : `, ${workers} workers`}${cipher ? `, ${cipher} AES` : ''}${build ? `, ${build.name}` : ''})`,
+    id: `quic-lb-${algorithm}${workers === 1 ? '' : `-w${workers}`}${cipher ? `-aes-${cipher}` : ''}${build ? `@${build.name}` : ''}${xdp ? `-xdp-${xdp.attach}` : ''}`,
+    label: `quic-lb serve (${algorithm}${workers === 1 ? '' : `, ${workers} workers`}${cipher ? `, ${cipher} AES` : ''}${build ? `, ${build.name}` : ''}${xdp ? `, XDP ${xdp.attach}` : ''})`,
     family: 'quic-lb',
     scheme: algorithm,
     workers,
     async start(env, pool, host) {
-      const target = { host, port: await freeUdpPort(host) };
-      const file = path.join(env.tmp, `quic-lb-${algorithm}-w${workers}-${target.port}.yaml`);
+      const target = await listenTarget(env, host);
+      const file = path.join(env.tmp, `quic-lb-${algorithm}-w${workers}-${host}-${target.port}.yaml`);
       const write = (p: number[]): void =>
-        writeFileSync(file, JSON.stringify(quicLbConfig(env, algorithm, p, target, workers, cipher), null, 2));
+        writeFileSync(file, JSON.stringify(quicLbConfig(env, algorithm, p, target, workers, cipher, xdp), null, 2));
       write(pool);
       const launch = async (): Promise<Child> => {
         // `serve` prints one JSON line with "ready": true once every socket is bound (docs/lb.md).
-        const child = await spawnReady(process.execPath, [cli, 'serve', '--config', file, '--no-watch'], {
+        const [cmd, args] = placed(env, host, process.execPath, [cli, 'serve', '--config', file, '--no-watch']);
+        const child = await spawnReady(cmd, args, {
           ready: /"ready":\s*true/,
-          timeoutMs: 15000,
+          // Loading and attaching the XDP program (and the agent's self-tests) take longer.
+          timeoutMs: xdp ? 60000 : 15000,
         });
         await waitUdpBound(host, target.port, child);
         return child;
@@ -225,11 +272,10 @@ export function bareRelay(workers = 1): RouterSpec {
     scheme: 'plaintext',
     workers,
     async start(env, pool, host) {
-      const target = { host, port: await freeUdpPort(host) };
+      const target = await listenTarget(env, host);
       const launch = (): Promise<Child> =>
         spawnReady(
-          process.execPath,
-          [
+          ...placed(env, host, process.execPath, [
             routerJs('bare-relay'),
             '--listen',
             `${host}:${target.port}`,
@@ -237,7 +283,7 @@ export function bareRelay(workers = 1): RouterSpec {
             env.sinks[pool[0]],
             '--workers',
             String(workers),
-          ],
+          ]),
           { ready: /READY \d+/, timeoutMs: 20000, cwd: repoRoot },
         );
       // One backend by construction: a pool change does not apply.
@@ -254,11 +300,12 @@ export function nginxRouter(): RouterSpec {
     scheme: 'plaintext',
     workers: 1,
     async start(env, pool, host) {
-      const target = { host, port: await freeUdpPort(host) };
+      const target = await listenTarget(env, host);
       const n = await NginxProxy.start({
         listen: target,
         backends: pool.map((i) => env.sinks[i]),
         maxSessions: env.maxFlows + 4096,
+        ...(env.netns ? { netns: env.netns.of(host) } : {}),
       });
       return {
         target,

@@ -129,8 +129,11 @@ export function freeUdpPort(host = '127.0.0.1'): Promise<number> {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** True once some socket is bound to UDP `host:port` (IPv4), read from /proc/net/udp. */
-export function udpBound(host: string, port: number): boolean {
+/**
+ * True once some socket is bound to UDP `host:port` (IPv4), read from `table` (default
+ * /proc/net/udp: this process's network namespace; /proc/PID/net/udp: PID's).
+ */
+export function udpBound(host: string, port: number, table = '/proc/net/udp'): boolean {
   const ipHex = host
     .split('.')
     .map((o) => Number(o).toString(16).padStart(2, '0'))
@@ -140,16 +143,17 @@ export function udpBound(host: string, port: number): boolean {
   const want = `${ipHex}:${port.toString(16).padStart(4, '0').toUpperCase()}`;
   const wild = `00000000:${port.toString(16).padStart(4, '0').toUpperCase()}`;
   try {
-    const text = readFileSync('/proc/net/udp', 'utf8');
+    const text = readFileSync(table, 'utf8');
     return text.includes(` ${want} `) || text.includes(` ${wild} `);
   } catch {
     return false;
   }
 }
 
+/** Waits until `host:port` is bound in `child`'s network namespace (a router in a namespace of its own, too). */
 export async function waitUdpBound(host: string, port: number, child: Child, timeoutMs = 15000): Promise<void> {
   const end = Date.now() + timeoutMs;
-  while (!udpBound(host, port)) {
+  while (!udpBound(host, port, `/proc/${child.pid}/net/udp`)) {
     if (child.exited()) throw new Error(`process exited before binding ${host}:${port}:\n${child.output()}`);
     if (Date.now() > end) throw new Error(`nothing bound ${host}:${port} after ${timeoutMs} ms:\n${child.output()}`);
     await sleep(20);

@@ -53,6 +53,28 @@ export function treeCpuUs(pid: number): number {
   return sum;
 }
 
+/** PIDs of the kernel's ksoftirqd/N threads (softirq work deferred from interrupt exits and bh-enables). */
+export function softirqdPids(): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/comm`, 'utf8').startsWith('ksoftirqd/')) out.push(Number(d));
+    } catch {
+      // exited
+    }
+  }
+  return out;
+}
+
+let softirqd: number[] | undefined;
+
+/** CPU time (µs) the ksoftirqd threads have used so far (their PIDs found once). */
+export function softirqdCpuUs(): number {
+  softirqd ??= softirqdPids();
+  return softirqd.reduce((a, p) => a + cpuUs(p), 0);
+}
+
 /** VmRSS of one process in bytes, or 0 if it is gone. */
 export function rssBytes(pid: number): number {
   try {

@@ -12,7 +12,7 @@ import { createConfig, encodeConnectionId } from '../../src/cid/index.js';
 import type { CidScheme, Target } from '../load/generator.js';
 import { Prng } from '../lib/prng.js';
 import { spawnReady, type Child } from '../lib/proc.js';
-import { treeCpuUs, treeRssBytes } from '../lib/procstat.js';
+import { softirqdCpuUs, treeCpuUs, treeRssBytes } from '../lib/procstat.js';
 import type { RedisServer } from '../lib/redis-server.js';
 import { repoRoot } from '../harness/build.js';
 import {
@@ -24,7 +24,7 @@ import {
   type TrialOptions,
   type TrialResult,
 } from '../harness/engine.js';
-import type { Algorithm, Env, RouterHandle, RouterSpec } from '../harness/routers.js';
+import type { Algorithm, Env, RouterHandle, RouterPlacement, RouterSpec } from '../harness/routers.js';
 
 /** Length of the native trailer (bench/native/common.h): magic, trial, flow, seq, length, send time. */
 export const NATIVE_TRAILER_LENGTH = 24;
@@ -152,6 +152,8 @@ export interface BlastOptions {
   sockets: number;
   batch?: number;
   trial: number;
+  /** Network namespace to send from (`ip netns exec`); default this one. */
+  netns?: string;
 }
 
 export interface BlastResult {
@@ -182,8 +184,9 @@ export function runBlast(tools: NativeTools, o: BlastOptions): Promise<BlastResu
     '--trial',
     String(o.trial & 0xffff),
   ];
+  const [cmd, argv] = o.netns ? ['ip', ['netns', 'exec', o.netns, tools.blast, ...args]] : [tools.blast, args];
   return new Promise((resolve, reject) => {
-    execFile(tools.blast, args, { encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => {
+    execFile(cmd, argv, { encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`udp-blast failed: ${err.message} ${stderr}`));
       try {
         resolve(JSON.parse(stdout.trim().split('\n').pop()!) as BlastResult);
@@ -243,11 +246,14 @@ export class NativeSinks {
     addresses: string[],
     flows: number,
     extra: string[] = [],
+    netns?: string,
   ): Promise<NativeSinks> {
     let ports: number[] = [];
+    const args = ['--bind', addresses.map((a) => `${a}:0`).join(','), '--flows', String(flows), ...extra];
+    // `ip netns exec` execs the sink: the PID (and its CPU) is the sink's own.
     const child = await spawnReady(
-      tools.sink,
-      ['--bind', addresses.map((a) => `${a}:0`).join(','), '--flows', String(flows), ...extra],
+      netns ? 'ip' : tools.sink,
+      netns ? ['netns', 'exec', netns, tools.sink, ...args] : args,
       {
         ready: /READY ([\d,]+)/,
         timeoutMs: 5000,
@@ -307,6 +313,36 @@ export function flowOwners(conns: number, spec: RouterSpec | undefined): Uint8Ar
 /** Loopback addresses of the native sinks (the Node sinks use 127.0.3.10-14). */
 export const NATIVE_SINK_ADDRESSES = ['127.0.3.30', '127.0.3.31', '127.0.3.32', '127.0.3.33', '127.0.3.34'];
 
+/** Where the NativeEngine's pieces run when they are not all on loopback here (bench/xdp). */
+export interface NativeTopology {
+  /** Namespace of udp-blast and its source addresses (sockets bound to them in turn). */
+  loadNetns: string;
+  sources: string[];
+  /** Namespace of udp-sink and the address of each sink (backend index = position). */
+  sinkNetns: string;
+  sinkAddresses: string[];
+  /** Listen address of router `index` (its namespace: Env.netns). */
+  routerHost(index: number): string;
+}
+
+/**
+ * CPU a trial cost, µs, by whom: the router's process tree, udp-blast (user + system: without
+ * CONFIG_IRQ_TIME_ACCOUNTING the softirq work a send triggers, veth hops and XDP included, is
+ * charged to the sending task), udp-sink, and the ksoftirqd threads (softirq work deferred to them).
+ */
+export interface TrialCpu {
+  router: string;
+  rate: number;
+  received: number;
+  /** Datagrams delivered per second, and the trial's loss (1 - received / attempted). */
+  pps: number;
+  loss: number;
+  router_us: number;
+  blast_us: number;
+  sink_us: number;
+  softirqd_us: number;
+}
+
 /**
  * The forwarding benchmark's engine in native mode: same `trial` contract as the Node Engine
  * (so the rate search is shared), steady short-header traffic only (no handshake: each flow's
@@ -334,15 +370,31 @@ export class NativeEngine {
       hostBase?: number;
       /** Largest number of concurrent flows the routers will see (sizes nginx); default `conns`. */
       maxFlows?: number;
+      /** Load, sinks and routers in network namespaces (default: all on loopback here). */
+      topology?: NativeTopology;
+      /**
+       * What `cpu_us_per_packet` counts: `router` (default) the router's process tree; `path`
+       * everything the trial cost (TrialCpu: router, udp-blast, udp-sink, ksoftirqd), so that
+       * work done in softirq (XDP) is counted too.
+       */
+      cpu?: 'router' | 'path';
+      /** Router namespaces (Env.netns), with `topology`. */
+      netns?: RouterPlacement;
     },
   ) {}
 
+  /** Each trial's CPU by whom (every trial, in order). */
+  readonly trialCpu: TrialCpu[] = [];
+
   async setup(): Promise<void> {
-    this.sinks = await NativeSinks.start(this.tools, NATIVE_SINK_ADDRESSES, this.opts.conns);
+    const topo = this.opts.topology;
+    const addresses = topo?.sinkAddresses ?? NATIVE_SINK_ADDRESSES;
+    this.sinks = await NativeSinks.start(this.tools, addresses, this.opts.conns, [], topo?.sinkNetns);
     const schemes = structuredClone(SCHEMES);
     for (const s of Object.values(schemes)) s.serverIds = SERVER_IDS;
     this.env = {
-      sinks: NATIVE_SINK_ADDRESSES.map((a, i) => `${a}:${this.sinks.ports[i]}`),
+      ...(this.opts.netns ? { netns: this.opts.netns } : {}),
+      sinks: addresses.map((a, i) => `${a}:${this.sinks.ports[i]}`),
       serverIds: SERVER_IDS,
       schemes,
       tmp: this.opts.tmp,
@@ -352,7 +404,8 @@ export class NativeEngine {
   }
 
   start(spec: RouterSpec, index: number): Promise<RouterHandle> {
-    return spec.start(this.env, INITIAL_POOL, `127.0.3.${(this.opts.hostBase ?? 100) + index * 2}`);
+    const host = this.opts.topology?.routerHost(index) ?? `127.0.3.${(this.opts.hostBase ?? 100) + index * 2}`;
+    return spec.start(this.env, INITIAL_POOL, host);
   }
 
   sinkTarget(i: number): Target {
@@ -395,6 +448,7 @@ export class NativeEngine {
     const pids = handle ? handle.pids() : [];
     const cpu0 = pids.reduce((a, p) => a + treeCpuUs(p), 0);
     const sinkCpu0 = treeCpuUs(this.sinks.pid);
+    const softirqd0 = softirqdCpuUs();
     const redis = spec?.family === 'redis' ? this.opts.redis : undefined;
     const redisPid = redis?.pid ?? -1;
     const redisCpu0 = redis ? treeCpuUs(redisPid) : 0;
@@ -403,28 +457,43 @@ export class NativeEngine {
       dest: to,
       rate: o.rate,
       durationMs: o.durationMs,
-      src: SOURCE_ADDRESSES,
+      src: this.opts.topology?.sources ?? SOURCE_ADDRESSES,
       sockets: Math.min(this.opts.conns, 1000),
       batch: this.opts.batch,
       trial: this.trialId,
+      ...(this.opts.topology ? { netns: this.opts.topology.loadNetns } : {}),
     });
     await new Promise((r) => setTimeout(r, o.settleMs ?? 200));
     const cpu1 = pids.reduce((a, p) => a + treeCpuUs(p), 0);
     const redisCpu1 = redis && redis.pid === redisPid ? treeCpuUs(redisPid) : NaN;
     const st = await this.sinks.report();
     const received = st.received;
+    const sinkUs = treeCpuUs(this.sinks.pid) - sinkCpu0;
     if (received > 0)
       this.loadCpu.push({
         pps: (run.attempted / run.elapsed_ms) * 1000,
         blast: run.cpu_us / received,
-        sink: (treeCpuUs(this.sinks.pid) - sinkCpu0) / received,
+        sink: sinkUs / received,
       });
+    const cpu: TrialCpu = {
+      router: spec?.id ?? 'direct',
+      rate: o.rate,
+      received,
+      pps: Math.round((received / run.elapsed_ms) * 1000),
+      loss: run.attempted > 0 ? Math.max(0, 1 - received / run.attempted) : 0,
+      router_us: handle ? cpu1 - cpu0 : 0,
+      blast_us: run.cpu_us,
+      sink_us: sinkUs,
+      softirqd_us: softirqdCpuUs() - softirqd0,
+    };
+    this.trialCpu.push(cpu);
+    const path = cpu.router_us + cpu.blast_us + cpu.sink_us + cpu.softirqd_us;
     return trialRecord({
       load: { attempted: run.attempted, sendErrors: run.send_errors, elapsedMs: run.elapsed_ms },
       connections: this.opts.conns,
       // No pool changes in native mode: nothing orphaned.
       sinks: { received, wrong: st.wrong, orphaned: 0, corrupt: st.corrupt, p50Us: st.p50_us, p99Us: st.p99_us },
-      routerCpuUs: handle ? cpu1 - cpu0 : null,
+      routerCpuUs: this.opts.cpu === 'path' ? path : handle ? cpu1 - cpu0 : null,
       routerRssBytes: handle ? pids.reduce((a, p) => a + treeRssBytes(p), 0) : null,
       redisCpuUs: redis ? redisCpu1 - redisCpu0 : null,
       redisMemMb: null,

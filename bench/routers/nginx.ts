@@ -22,6 +22,8 @@ export interface NginxOptions {
   maxSessions?: number;
   /** Idle time after which a UDP session (and its upstream socket) is dropped. */
   sessionTimeout?: string;
+  /** Network namespace to run in (`ip netns exec`, which execs nginx: same PID); default this one. */
+  netns?: string;
 }
 
 export function nginxAvailable(): boolean {
@@ -70,9 +72,12 @@ export class NginxProxy {
   }
 
   private static async launch(dir: string, opts: NginxOptions): Promise<Child> {
-    const child = await spawnReady(NGINX_BIN, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'], {
-      timeoutMs: 10000,
-    });
+    const argv = [NGINX_BIN, '-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'];
+    const child = await spawnReady(
+      opts.netns ? 'ip' : NGINX_BIN,
+      opts.netns ? ['netns', 'exec', opts.netns, ...argv] : argv.slice(1),
+      { timeoutMs: 10000 },
+    );
     // nginx prints nothing on success: ready once the listening socket exists.
     await waitUdpBound(opts.listen.host, opts.listen.port, child);
     await sleep(30);
