@@ -65,6 +65,37 @@ describe('dist/cid and dist/wire have zero runtime dependencies', () => {
   });
 });
 
+describe('every subpath of the package resolves by its name', () => {
+  // One export each that the docs name; run in the repository so the package self-references.
+  const subpaths: Record<string, string> = {
+    'quic-lb-ts': 'QuicLbEncoder',
+    'quic-lb-ts/wire': 'parseProxyHeader',
+    'quic-lb-ts/lb': 'LoadBalancer',
+    'quic-lb-ts/backend': 'BackendSocket',
+    'quic-lb-ts/anycast': 'startAnycastServer',
+  };
+  it('package.json lists exactly these subpaths, and each import gives its function', () => {
+    const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { exports: object };
+    const listed = Object.keys(pkg.exports)
+      .filter((k) => k !== './package.json')
+      .map((k) => (k === '.' ? 'quic-lb-ts' : `quic-lb-ts/${k.slice(2)}`));
+    expect(listed.sort()).toEqual(Object.keys(subpaths).sort());
+    const code = Object.entries(subpaths)
+      .map(
+        ([spec, name]) =>
+          `console.log(${JSON.stringify(spec)}, typeof (await import(${JSON.stringify(spec)})).${name});`,
+      )
+      .join('\n');
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+      encoding: 'utf8',
+      cwd: repoRoot,
+      timeout: 30_000,
+    });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split('\n')).toEqual(Object.keys(subpaths).map((s) => `${s} function`));
+  });
+});
+
 describe('README library example', () => {
   it('runs against the built package and prints the documented output', () => {
     const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
