@@ -5,8 +5,8 @@
 // The Initial flood benchmark (issue 14, "Proof"): real client Initials re-sealed under fresh
 // DCIDs from spoofed random sources at rising rates against the LB, with the Retry offload off,
 // load-triggered and always on, while legitimate gtlsclient handshakes run at a fixed rate. Per
-// rate the modes run in turn (side by side, as PERF.md asks), each on a fresh LB and fresh
-// backends. Root only (network namespaces, raw sockets). Every process it starts is stopped by
+// rate the modes run in turn, side by side in one run (docs/bench.md, "Reading the numbers on
+// this machine"), each on a fresh LB and fresh backends. Root only (network namespaces, raw sockets). Every process it starts is stopped by
 // PID and the namespaces deleted, on success, failure and Ctrl-C (test/netns/netns.ts).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
