@@ -8,7 +8,16 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import type { Fleet, Ns } from './netns.js';
-import { RUN, client, fleetConfig, isDemoBody, reloadLbs, scrape, useQuicFleet } from './quic-fleet.js';
+import {
+  RUN,
+  client,
+  fleetConfig,
+  isDemoBody,
+  reloadLbs,
+  scrape,
+  useQuicFleet,
+  whileAlternatingLbs,
+} from './quic-fleet.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /** Sum of every series of `name` whose labels contain `label` (all of them when empty). */
@@ -94,22 +103,11 @@ describe.runIf(RUN).each(['generic', 'native'] as const)(
 
     it('one connection alternating between the two LBs: both XDP programs route it to the same backend', async () => {
       const { fleet, dir } = ctx;
-      const [lb1, lb2] = fleet.lbs;
       const before = await carried(fleet);
       const size = 8_000_000;
-      let flipping = true;
-      let flips = 0;
-      const flipper = (async () => {
-        while (flipping) {
-          await fleet.setVipNexthops([flips % 2 === 0 ? lb1 : lb2]);
-          flips++;
-          await sleep(150);
-        }
-      })();
-      const r = await client(fleet, dir, `/bytes/${size}`, ['--no-preferred-addr']);
-      flipping = false;
-      await flipper;
-      await fleet.setVipNexthops(fleet.lbs);
+      const { result: r, flips } = await whileAlternatingLbs(fleet, () =>
+        client(fleet, dir, `/bytes/${size}`, ['--no-preferred-addr']),
+      );
       expect(r.out).toContain('[:status: 200]');
       expect(isDemoBody(r.file, size)).toBe(true);
       expect(flips).toBeGreaterThanOrEqual(4);

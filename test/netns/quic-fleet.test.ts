@@ -9,6 +9,7 @@ import {
   received,
   useQuicFleet,
   total,
+  whileAlternatingLbs,
   type ClientResult,
 } from './quic-fleet.js';
 
@@ -57,19 +58,9 @@ describe.runIf(RUN)('QUIC fleet: two stateless LBs behind ECMP, three demo backe
     const b1 = await received(fleet, lb1);
     const b2 = await received(fleet, lb2);
     const size = 12_000_000;
-    let flipping = true;
-    let flips = 0;
-    const flipper = (async () => {
-      while (flipping) {
-        await fleet.setVipNexthops([flips % 2 === 0 ? lb1 : lb2]);
-        flips++;
-        await new Promise((r) => setTimeout(r, 150));
-      }
-    })();
-    const r = await client(fleet, dir, `/bytes/${size}`, ['--no-preferred-addr']);
-    flipping = false;
-    await flipper;
-    await fleet.setVipNexthops(fleet.lbs);
+    const { result: r, flips } = await whileAlternatingLbs(fleet, () =>
+      client(fleet, dir, `/bytes/${size}`, ['--no-preferred-addr']),
+    );
     expect(r.out).toContain('[:status: 200]');
     expect(isDemoBody(r.file, size)).toBe(true);
     expect(flips).toBeGreaterThanOrEqual(4);

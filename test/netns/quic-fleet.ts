@@ -52,6 +52,34 @@ export async function client(fleet: Fleet, dir: string, urlPath: string, extra: 
   return { out: r.stdout + r.stderr, file: existsSync(f) ? readFileSync(f) : undefined };
 }
 
+/**
+ * Runs `task` while the router's VIP route alternates between the fleet's first two LBs every
+ * `periodMs` (ECMP set changes as seen by one connection); restores every LB as next hop after.
+ * Returns the task's result and how many times the route was switched.
+ */
+export async function whileAlternatingLbs<T>(
+  fleet: Fleet,
+  task: () => Promise<T>,
+  periodMs = 150,
+): Promise<{ result: T; flips: number }> {
+  const [lb1, lb2] = fleet.lbs;
+  let flipping = true;
+  let flips = 0;
+  const flipper = (async () => {
+    while (flipping) {
+      await fleet.setVipNexthops([flips % 2 === 0 ? lb1 : lb2]);
+      flips++;
+      await new Promise((r) => setTimeout(r, periodMs));
+    }
+  })();
+  try {
+    return { result: await task(), flips };
+  } finally {
+    flipping = false;
+    await flipper;
+    await fleet.setVipNexthops(fleet.lbs);
+  }
+}
 /** The demo server's `/bytes/N` body: octet i = i mod 251. */
 export function isDemoBody(b: Buffer | undefined, n: number): boolean {
   if (b === undefined || b.length !== n) return false;
