@@ -28,6 +28,7 @@ import { bareRelay, quicLbRouter, type Build, type RouterHandle, type RouterSpec
 import { baseResults, rateSearch, searchCapped } from '../harness/suite.js';
 import { round } from '../harness/engine.js';
 import { parseArgs } from '../routers/args.js';
+import type { CipherName as QuicLbCipher } from '../../src/cid/index.js';
 import { updateReadmeFromResults, writeReport } from '../report/write.js';
 import type { BenchResults, RateStep, ResultRow, RoundResult } from '../report/types.js';
 import type { Target } from '../load/generator.js';
@@ -57,18 +58,26 @@ export const CIPHER_ROUTERS = (): RouterSpec[] => [
   quicLbRouter('four-pass', 1, 'node'),
 ];
 
+/** The AES both builds run in the baseline's four-pass rows (see BASELINE_ROUTERS). */
+const BASELINE_FOUR_PASS_CIPHER: QuicLbCipher = 'node';
+
 /**
  * `--baseline DIR`: this build against another checkout's build (DIR/dist/cli.js, e.g. a
  * `git worktree` of the commit before a change, built with `npm run build`), plaintext and
- * four-pass, one worker each, with the bare relay as yardstick.
+ * four-pass, one worker each, with the bare relay as yardstick. Four-pass names its AES
+ * (`node`, this build's default) on both sides: the default changed once (issue 10), and a
+ * comparison of two defaults would measure the cipher, not the change.
  */
 export const BASELINE_ROUTERS = (baseline: Build): RouterSpec[] => [
   bareRelay(),
   quicLbRouter('plaintext'),
   quicLbRouter('plaintext', 1, undefined, baseline),
-  quicLbRouter('four-pass'),
-  quicLbRouter('four-pass', 1, undefined, baseline),
+  quicLbRouter('four-pass', 1, BASELINE_FOUR_PASS_CIPHER),
+  quicLbRouter('four-pass', 1, BASELINE_FOUR_PASS_CIPHER, baseline),
 ];
+
+/** The ids of this build's routers in BASELINE_ROUTERS; each has a twin id + `@baseline`. */
+export const BASELINE_IDS = ['quic-lb-plaintext', `quic-lb-four-pass-aes-${BASELINE_FOUR_PASS_CIPHER}`];
 
 /** What the forwarder run needs of an engine (the Node Engine and the NativeEngine both have it). */
 export interface TrialEngine {
@@ -351,10 +360,10 @@ export async function runForwarderBench(o: ForwarderBenchOptions): Promise<Bench
   if (o.compare === 'none') {
     // the caller's ratios
   } else if (o.compare === 'baseline') {
-    for (const scheme of ['plaintext', 'four-pass']) {
-      ratio(`quic-lb-${scheme}`, `quic-lb-${scheme}@baseline`);
-      cpuRatio(`quic-lb-${scheme}`, `quic-lb-${scheme}@baseline`);
-      for (const id of [`quic-lb-${scheme}`, `quic-lb-${scheme}@baseline`]) ratio(id, 'bare-relay');
+    for (const id of BASELINE_IDS) {
+      ratio(id, `${id}@baseline`);
+      cpuRatio(id, `${id}@baseline`);
+      for (const r of [id, `${id}@baseline`]) ratio(r, 'bare-relay');
     }
   } else if (o.compare === 'ciphers') {
     for (const scheme of ['single-pass', 'four-pass']) {
