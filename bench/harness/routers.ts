@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { CidScheme, Target } from '../load/generator.js';
-import { freeUdpPort, killTree, spawnReady, waitUdpBound, type Child } from '../lib/proc.js';
+import { freeUdpPort, inNetns, killTree, spawnReady, waitUdpBound, type Child } from '../lib/proc.js';
 import { repoRoot, routerJs } from './build.js';
 import type { RedisServer } from '../lib/redis-server.js';
 import type { CipherName as QuicLbCipher } from '../../src/cid/index.js';
@@ -45,7 +45,7 @@ async function listenTarget(env: Env, host: string): Promise<Target> {
 
 /** `cmd args`, run in the namespace of the router on `host` when there is one (`ip netns exec` execs it: same PID). */
 export function placed(env: Env, host: string, cmd: string, args: string[]): [string, string[]] {
-  return env.netns ? ['ip', ['netns', 'exec', env.netns.of(host), cmd, ...args]] : [cmd, args];
+  return inNetns(env.netns?.of(host), cmd, args);
 }
 
 export interface RouterHandle {

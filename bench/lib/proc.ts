@@ -127,6 +127,14 @@ export function freeUdpPort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
+/**
+ * `cmd args` as run in network namespace `netns` (`ip netns exec`, which execs `cmd`: the PID and
+ * its CPU are the command's own), or unchanged without one.
+ */
+export function inNetns(netns: string | undefined, cmd: string, args: string[]): [string, string[]] {
+  return netns === undefined ? [cmd, args] : ['ip', ['netns', 'exec', netns, cmd, ...args]];
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { createConfig, encodeConnectionId } from '../../src/cid/index.js';
 import type { CidScheme, Target } from '../load/generator.js';
 import { Prng } from '../lib/prng.js';
-import { spawnReady, type Child } from '../lib/proc.js';
+import { inNetns, spawnReady, type Child } from '../lib/proc.js';
 import { softirqdCpuUs, treeCpuUs, treeRssBytes } from '../lib/procstat.js';
 import type { RedisServer } from '../lib/redis-server.js';
 import { repoRoot } from '../harness/build.js';
@@ -184,7 +184,7 @@ export function runBlast(tools: NativeTools, o: BlastOptions): Promise<BlastResu
     '--trial',
     String(o.trial & 0xffff),
   ];
-  const [cmd, argv] = o.netns ? ['ip', ['netns', 'exec', o.netns, tools.blast, ...args]] : [tools.blast, args];
+  const [cmd, argv] = inNetns(o.netns, tools.blast, args);
   return new Promise((resolve, reject) => {
     execFile(cmd, argv, { encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`udp-blast failed: ${err.message} ${stderr}`));
@@ -250,16 +250,11 @@ export class NativeSinks {
   ): Promise<NativeSinks> {
     let ports: number[] = [];
     const args = ['--bind', addresses.map((a) => `${a}:0`).join(','), '--flows', String(flows), ...extra];
-    // `ip netns exec` execs the sink: the PID (and its CPU) is the sink's own.
-    const child = await spawnReady(
-      netns ? 'ip' : tools.sink,
-      netns ? ['netns', 'exec', netns, tools.sink, ...args] : args,
-      {
-        ready: /READY ([\d,]+)/,
-        timeoutMs: 5000,
-        onReady: (m) => (ports = m[1].split(',').map(Number)),
-      },
-    );
+    const child = await spawnReady(...inNetns(netns, tools.sink, args), {
+      ready: /READY ([\d,]+)/,
+      timeoutMs: 5000,
+      onReady: (m) => (ports = m[1].split(',').map(Number)),
+    });
     return new NativeSinks(child, ports);
   }
 

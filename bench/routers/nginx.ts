@@ -3,7 +3,7 @@
 import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { killTree, spawnReady, sleep, waitUdpBound, type Child } from '../lib/proc.js';
+import { inNetns, killTree, spawnReady, sleep, waitUdpBound, type Child } from '../lib/proc.js';
 
 export const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
 export const NGINX_BIN = '/usr/sbin/nginx';
@@ -72,12 +72,8 @@ export class NginxProxy {
   }
 
   private static async launch(dir: string, opts: NginxOptions): Promise<Child> {
-    const argv = [NGINX_BIN, '-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'];
-    const child = await spawnReady(
-      opts.netns ? 'ip' : NGINX_BIN,
-      opts.netns ? ['netns', 'exec', opts.netns, ...argv] : argv.slice(1),
-      { timeoutMs: 10000 },
-    );
+    const args = ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'];
+    const child = await spawnReady(...inNetns(opts.netns, NGINX_BIN, args), { timeoutMs: 10000 });
     // nginx prints nothing on success: ready once the listening socket exists.
     await waitUdpBound(opts.listen.host, opts.listen.port, child);
     await sleep(30);
